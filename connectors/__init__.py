@@ -1,0 +1,1 @@
+"""Built-in connectors, registered through the same hooks as third-party plugins."""

@@ -1,0 +1,86 @@
+"""The ``outbox`` channel: records each message in the database instead of sending it.
+
+It is the integration channel for tests and benchmarks, and with ``address``
+and the ``simulate_*`` rates it stands in for a provider in ``carepath demo``.
+A repeated idempotency key returns the first message's id: never two rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, ClassVar, Literal, Sequence
+
+from pydantic import Field
+from sqlalchemy import insert, select
+
+from carepath.masking import mask_address
+from carepath.plugins.contracts import Channel, ConnectorConfig, Message, SendResult
+from carepath.plugins.hookspecs import hookimpl
+from carepath.store.schema import OutboxMessage
+
+
+class OutboxConfig(ConnectorConfig):
+    address: Literal["phone", "openid", "none"] = "none"
+    simulate_retryable_rate: float = Field(0.0, ge=0, le=1, description="share of sends failing transiently")
+    simulate_permanent_rate: float = Field(0.0, ge=0, le=1, description="share of sends refused for good")
+
+
+def _fraction(key: str, salt: str) -> float:
+    digest = hashlib.blake2b(f"{salt}|{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class OutboxChannel(Channel):
+    type_name: ClassVar[str] = "outbox"
+    Config = OutboxConfig
+
+    def __init__(self, name: str, config: OutboxConfig | None = None) -> None:
+        super().__init__(name, config)
+        self.address_kind = self.config.address  # type: ignore[misc]
+        self._engine: Any = None
+        self._tries: dict[str, int] = {}
+
+    def bind(self, engine: Any) -> None:
+        self._engine = engine
+
+    def _simulated_failure(self, message: Message) -> SendResult | None:
+        cfg: OutboxConfig = self.config  # type: ignore[assignment]
+        if cfg.simulate_permanent_rate and _fraction(message.idempotency_key, "perm") < cfg.simulate_permanent_rate:
+            return SendResult.permanent("simulated_refused", "provider refused the recipient (simulated)")
+        if cfg.simulate_retryable_rate:
+            tries = self._tries.get(message.idempotency_key, 0)
+            self._tries[message.idempotency_key] = tries + 1
+            if _fraction(f"{message.idempotency_key}#{tries}", "retry") < cfg.simulate_retryable_rate:
+                return SendResult.retryable("simulated_busy", "provider busy (simulated)")
+        return None
+
+    def send(self, message: Message) -> SendResult:
+        return self.send_batch([message])[0]
+
+    def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        if self._engine is None:
+            raise RuntimeError("outbox channel used before bind(engine)")
+        results: list[SendResult | None] = [self._simulated_failure(m) for m in messages]
+        todo = [m for m, r in zip(messages, results) if r is None]
+        ids: dict[str, int] = {}
+        if todo:
+            now = self._engine.clock.now()
+            keys = [m.idempotency_key for m in todo]
+            with self._engine.db.begin() as conn:
+                existing = dict(conn.execute(select(OutboxMessage.idempotency_key, OutboxMessage.id)
+                                             .where(OutboxMessage.idempotency_key.in_(keys))).all())
+                rows = [dict(idempotency_key=m.idempotency_key, channel=self.name, patient_id=m.patient_id,
+                             address_masked=mask_address(self.address_kind, m.address), title=m.title,
+                             body=m.body, created_at=now) for m in todo if m.idempotency_key not in existing]
+                if rows:
+                    conn.execute(insert(OutboxMessage), rows)
+                    existing = dict(conn.execute(select(OutboxMessage.idempotency_key, OutboxMessage.id)
+                                                 .where(OutboxMessage.idempotency_key.in_(keys))).all())
+                ids = existing
+        return [r if r is not None else SendResult.sent(f"outbox-{ids[m.idempotency_key]}")
+                for m, r in zip(messages, results)]
+
+
+@hookimpl
+def carepath_connectors():
+    return [OutboxChannel]

@@ -1,0 +1,3 @@
+"""carepath: patient journeys for hospitals, run as Prefect flows."""
+
+__version__ = "0.1.0"

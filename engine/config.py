@@ -1,0 +1,237 @@
+"""``carepath.toml``: the connector instances a hospital configures.
+
+The file is found at ``$CAREPATH_CONFIG``, else ``./carepath.toml``; without
+one, the default channels ``console`` and ``outbox`` are used. Each
+``[connectors.<name>]`` table declares one connector instance: ``type`` names a
+connector type registered by a plugin, every other key goes to that type's
+``Config`` model::
+
+    [connectors.wechat]
+    type = "wechat"
+    appid = "wx1234567890"
+    secret = {env = "WECHAT_SECRET"}     # secrets: always an environment reference
+
+A value ``{env = "NAME"}`` is replaced by the environment variable ``NAME``
+(any key may use it). Keys the model marks secret (``SecretStr``) must use it:
+a literal there is an error. Everything is checked at load time, and every
+problem is reported with its key path (``connectors.wechat.appid: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pydantic
+
+from carepath.plugins.contracts import Channel, Connector, ConnectorConfig, connector_kind, secret_fields
+from carepath.plugins.manager import PluginManager, get_plugin_manager
+
+CONFIG_ENV = "CAREPATH_CONFIG"
+DEFAULT_PATH = Path("carepath.toml")
+SECTIONS = ("connectors",)
+DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem, located by its key path (``connectors.wechat.secret``)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """``carepath.toml`` is not valid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[ConfigProblem], source: Path | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        where = str(source) if source else "configuration"
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{where}: {len(problems)} problem(s)\n{lines}")
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """One validated ``[connectors.<name>]`` table."""
+
+    name: str
+    type: str
+    kind: str  # channel | his | survey
+    cls: type[Connector]
+    config: ConnectorConfig
+
+    def build(self) -> Connector:
+        """A new connector instance."""
+        return self.cls(self.name, self.config)
+
+
+@dataclass(frozen=True)
+class CarepathConfig:
+    """The loaded configuration; ``path`` is ``None`` when no file exists (defaults apply)."""
+
+    path: Path | None = None
+    connectors: dict[str, ConnectorSpec] = field(default_factory=dict)
+
+    def of_kind(self, kind: str) -> dict[str, ConnectorSpec]:
+        """The connector specs of one kind (``channel``, ``his``, ``survey``) by name."""
+        return {n: s for n, s in self.connectors.items() if s.kind == kind}
+
+
+def config_path(path: str | Path | None = None) -> Path:
+    """The file to read: ``path``, else ``$CAREPATH_CONFIG``, else ``./carepath.toml``."""
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_PATH)
+
+
+def load_config(path: str | Path | None = None, manager: PluginManager | None = None) -> CarepathConfig:
+    """Read and validate ``carepath.toml``; raises :class:`ConfigError` listing every problem.
+
+    No file at ``$CAREPATH_CONFIG`` or ``./carepath.toml`` means the defaults
+    (``CarepathConfig(path=None)``); a ``path`` given here must exist.
+    """
+    file = config_path(path)
+    if not file.exists():
+        if path is not None:
+            raise ConfigError([ConfigProblem(str(file), "configuration file does not exist")])
+        return CarepathConfig()
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(file.name, f"not valid TOML: {exc}")], file) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(file.name, f"cannot read: {exc.strerror}")], file) from None
+    connectors, problems = _Validator(manager or get_plugin_manager(), os.environ).document(data)
+    if problems:
+        raise ConfigError(problems, file)
+    return CarepathConfig(path=file, connectors=connectors)
+
+
+class _Validator:
+    """Validates the parsed TOML document, collecting problems instead of stopping at the first."""
+
+    def __init__(self, manager: PluginManager, environ: Mapping[str, str]) -> None:
+        self.manager = manager
+        self.types = manager.connector_types()
+        self.environ = environ
+        self.problems: list[ConfigProblem] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(ConfigProblem(path, message))
+
+    def document(self, data: dict[str, Any]) -> tuple[dict[str, ConnectorSpec], list[ConfigProblem]]:
+        for key in data:
+            if key not in SECTIONS:
+                self.problem(key, f"unknown section (known: {', '.join(SECTIONS)})")
+        section = data.get("connectors", {})
+        if not isinstance(section, dict):
+            self.problem("connectors", "must be a table of [connectors.<name>] sections")
+            return {}, self.problems
+        specs = {}
+        for name, table in section.items():
+            spec = self.connector(name, table)
+            if spec is not None:
+                specs[name] = spec
+        return specs, self.problems
+
+    def connector(self, name: str, table: Any) -> ConnectorSpec | None:
+        base = f"connectors.{name}"
+        if not _NAME.match(name):
+            self.problem(base, "connector names use lower-case letters, digits, '-' and '_'")
+        if not isinstance(table, dict):
+            self.problem(base, "must be a table with at least `type = \"...\"`")
+            return None
+        type_name = table.get("type")
+        if not isinstance(type_name, str) or not type_name:
+            self.problem(f"{base}.type", "required: the connector type, e.g. type = \"console\"")
+            return None
+        cls = self.types.get(type_name)
+        if cls is None:
+            self.problem(f"{base}.type", self._unknown_type(type_name))
+            return None
+        options = self.options(base, cls, {k: v for k, v in table.items() if k != "type"})
+        if options is None:
+            return None
+        try:
+            config = cls.Config.model_validate(options)
+        except pydantic.ValidationError as exc:
+            for error in exc.errors():
+                self.problem(".".join([base, *map(str, error["loc"])]), self._message(error, cls))
+            return None
+        return ConnectorSpec(name=name, type=type_name, kind=connector_kind(cls), cls=cls, config=config)
+
+    def options(self, base: str, cls: type[Connector], raw: dict[str, Any]) -> dict[str, Any] | None:
+        """Resolve ``{env = "NAME"}`` references; refuse literal secrets."""
+        secrets = secret_fields(cls.Config)
+        resolved: dict[str, Any] = {}
+        ok = True
+        for key, value in raw.items():
+            path = f"{base}.{key}"
+            if _is_env_ref(value):
+                var = value["env"]
+                if not isinstance(var, str) or not var:
+                    self.problem(path, 'an environment reference is {env = "VARIABLE_NAME"}')
+                    ok = False
+                elif var not in self.environ:
+                    self.problem(path, f"environment variable {var} is not set")
+                    ok = False
+                else:
+                    resolved[key] = self.environ[var]
+            elif key in secrets:
+                self.problem(path, f"is a secret: reference an environment variable, "
+                                   f"{key} = {{env = \"{key.upper()}_VARIABLE\"}}, never a literal value")
+                ok = False
+            else:
+                resolved[key] = value
+        return resolved if ok else None
+
+    def _unknown_type(self, type_name: str) -> str:
+        known = ", ".join(sorted(self.types)) or "none"
+        message = f"unknown connector type {type_name!r} (known: {known})"
+        if self.manager.failures:
+            broken = ", ".join(f.name for f in self.manager.failures)
+            message += f"; plugins that failed to load: {broken} (see `carepath plugins list`)"
+        return message
+
+    @staticmethod
+    def _message(error: Any, cls: type[Connector]) -> str:
+        if error["type"] == "extra_forbidden":
+            known = ", ".join(["type", *cls.Config.model_fields])
+            return f"unknown key (known for {cls.type_name}: {known})"
+        if error["type"] == "missing":
+            return "required key missing"
+        return str(error["msg"])  # never the input: it may be a secret
+
+
+def _is_env_ref(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"env"}
+
+
+def build_connectors(config: CarepathConfig, kind: str | None = None) -> dict[str, Connector]:
+    """New instances of the configured connectors (of one ``kind`` when given), by name."""
+    specs = config.of_kind(kind) if kind else config.connectors
+    return {name: spec.build() for name, spec in specs.items()}
+
+
+def build_channels(config: CarepathConfig, manager: PluginManager | None = None) -> dict[str, Channel]:
+    """The channel instances by name; without a configuration file, ``console`` and ``outbox``."""
+    if config.path is None:
+        types = (manager or get_plugin_manager()).connector_types()
+        return {name: types[type_name](name) for name, type_name in DEFAULT_CHANNELS.items()}
+    return build_connectors(config, "channel")  # type: ignore[return-value]
+
+
+def configured_channel_names(config: CarepathConfig | None = None) -> set[str]:
+    """Names journeys may use in ``via=[...]`` (loads the configuration when not given)."""
+    config = config if config is not None else load_config()
+    return set(DEFAULT_CHANNELS) if config.path is None else set(config.of_kind("channel"))

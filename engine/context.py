@@ -1,0 +1,61 @@
+"""What conditions and templates see: ``patient``, ``event``, ``anchors``, ``journey``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from carepath.policy import zone
+
+
+@dataclass(frozen=True)
+class PatientView:
+    """The patient as expressions see it (``patient.age``, ``patient.has("E11")``)."""
+
+    id: int
+    name: str
+    sex: str | None
+    birth_date: date | None
+    conditions: tuple[str, ...]
+    tags: tuple[str, ...]
+    tz: str
+    language: str
+    today: date
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def age(self) -> int | None:
+        if self.birth_date is None:
+            return None
+        b, t = self.birth_date, self.today
+        return t.year - b.year - ((t.month, t.day) < (b.month, b.day))
+
+    @property
+    def surname(self) -> str:
+        return self.name[:1]
+
+    def has(self, code: str) -> bool:
+        """ICD-10 prefix match: ``has("E11")`` is true for E11.9."""
+        return any(c.startswith(code) for c in self.conditions)
+
+    def tagged(self, tag: str) -> bool:
+        return tag in self.tags
+
+
+def local_anchors(anchors: dict[str, datetime | None], tz_name: str) -> dict[str, datetime | None]:
+    tz = zone(tz_name)
+    return {k: (v.astimezone(tz) if v else None) for k, v in anchors.items()}
+
+
+def expression_context(patient: PatientView, *, event: dict[str, Any] | None = None,
+                       anchors: dict[str, datetime | None] | None = None, journey: str = "",
+                       now: datetime | None = None) -> dict[str, Any]:
+    """The variables conditions and templates are evaluated with; times are patient-local."""
+    return {
+        "patient": patient,
+        "event": event or {},
+        "anchors": local_anchors(anchors or {}, patient.tz),
+        "journey": journey,
+        "now": now.astimezone(zone(patient.tz)) if now else None,
+    }

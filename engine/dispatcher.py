@@ -1,0 +1,440 @@
+"""The dispatcher: claim due touchpoints in batches, re-check, render, send, record.
+
+Every state change is committed before the next side effect: a claim before
+rendering, a ``sending`` delivery row before the provider call, the result
+after it. A worker killed anywhere loses nothing: its lease expires, another
+worker reclaims the touchpoint and resends with the same idempotency key,
+which the channel passes to the provider's dedup field.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+
+from carepath.context import expression_context
+from carepath.expressions import evaluate, render
+from carepath.model import AfterStep, Category, Journey, Send, Step, Tag, Task
+from carepath.patients import PatientRecord, consent_state, load_patients
+from carepath.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
+from carepath.plugins.contracts import ErrorKind, Message, SendResult
+from carepath.policy import zone
+from carepath.scheduling import plan_single
+from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
+
+if TYPE_CHECKING:
+    from carepath.engine import Engine
+
+
+@dataclass
+class DispatchReport:
+    """Counts of what a dispatch run did, by outcome and by ``(step, channel)``."""
+
+    claimed: int = 0
+    outcomes: Counter = field(default_factory=Counter)  # sent, skipped, cancelled, deferred, retry, failed
+    by_step: Counter = field(default_factory=Counter)  # (journey, stage, step, channel|"-", outcome)
+
+    def add(self, tp: Any, outcome: str, channel: str | None = None) -> None:
+        self.outcomes[outcome] += 1
+        self.by_step[(tp.journey, tp.stage, tp.step, channel or "-", outcome)] += 1
+
+    def merge(self, other: "DispatchReport") -> "DispatchReport":
+        self.claimed += other.claimed
+        self.outcomes.update(other.outcomes)
+        self.by_step.update(other.by_step)
+        return self
+
+    @property
+    def sent(self) -> int:
+        return self.outcomes["sent"]
+
+
+@dataclass
+class _Outgoing:
+    """A touchpoint on its way through the channels of its ``via`` list."""
+
+    tp: Any
+    step: Step
+    title: str
+    body: str
+    template: str
+    channel_index: int
+    notes: list[str] = field(default_factory=list)
+    delivery_id: int | None = None
+    channel: str | None = None
+
+
+class Dispatcher:
+    def __init__(self, engine: "Engine", *, worker_id: str | None = None, lease: timedelta = timedelta(minutes=5),
+                 max_attempts: int = 5, backoff: timedelta = timedelta(minutes=1)) -> None:
+        self.engine = engine
+        self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:10]}"
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------------ claiming
+
+    def claim(self, *, limit: int, journey: str | None = None, stage: str | None = None,
+              ids: Sequence[int] | None = None) -> list[Any]:
+        """Lease up to ``limit`` due touchpoints (expired leases included) to this worker."""
+        now = self.engine.clock.now()
+        due = or_(and_(Touchpoint.status == "scheduled", Touchpoint.due_at <= now),
+                  and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now))
+        q = select(Touchpoint.id).where(due)
+        if journey:
+            q = q.where(Touchpoint.journey == journey)
+        if stage:
+            q = q.where(Touchpoint.stage == stage)
+        if ids is not None:
+            q = q.where(Touchpoint.id.in_(list(ids)))
+        q = q.order_by(Touchpoint.due_at).limit(limit)
+        with self.engine.db.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            claimed = list(conn.execute(q).scalars())
+            if not claimed:
+                return []
+            conn.execute(update(Touchpoint).where(Touchpoint.id.in_(claimed)).values(
+                status="claimed", lease_until=now + self.lease, claimed_by=self.worker_id, updated_at=now))
+            return list(conn.execute(select(Touchpoint.__table__).where(Touchpoint.id.in_(claimed))
+                                     .order_by(Touchpoint.due_at, Touchpoint.id)))
+
+    # ------------------------------------------------------------------- a batch
+
+    def run_batch(self, *, limit: int = 500, journey: str | None = None, stage: str | None = None,
+                  ids: Sequence[int] | None = None) -> DispatchReport:
+        report = DispatchReport()
+        tps = self.claim(limit=limit, journey=journey, stage=stage, ids=ids)
+        report.claimed = len(tps)
+        if not tps:
+            return report
+        eng = self.engine
+        now = eng.clock.now()
+        with eng.db.connect() as conn:
+            ctx = _BatchContext.load(conn, eng, tps, now)
+        finals: list[dict] = []  # touchpoint updates
+        tasks: list[dict] = []
+        outgoing: list[_Outgoing] = []
+        tag_changes: dict[int, tuple[set[str], set[str]]] = {}
+        for tp in tps:
+            decision = self._decide(tp, ctx, now, report)
+            if decision is None:
+                continue
+            kind, payload = decision
+            if kind == "final":
+                finals.append(payload)
+            elif kind == "send":
+                outgoing.append(payload)
+            elif kind == "task":
+                tasks.append(payload)
+                finals.append(self._final(tp, "sent", now, reason=None, channel="staff-task"))
+                report.add(tp, "sent", "staff-task")
+            elif kind == "tag":
+                add, remove = tag_changes.setdefault(tp.patient_id, (set(), set()))
+                add.update(payload.add)
+                remove.update(payload.remove)
+                finals.append(self._final(tp, "sent", now, reason=None, channel="tag"))
+                report.add(tp, "sent", "tag")
+        self._write(finals, tasks, tag_changes, ctx, now)
+        if outgoing:
+            self._send_rounds(outgoing, ctx, report)
+        return report
+
+    # --------------------------------------------------------------- decisions
+
+    def _decide(self, tp: Any, ctx: "_BatchContext", now: datetime, report: DispatchReport):
+        enrollment = ctx.enrollments.get(tp.enrollment_id)
+        patient = ctx.patients.get(tp.patient_id)
+        if enrollment is None or enrollment.status != "active" or patient is None or patient.deceased:
+            report.add(tp, "cancelled")
+            why = "patient deceased" if patient is not None and patient.deceased else "enrollment not active"
+            return "final", self._final(tp, "cancelled", now, reason=f"cancelled: {why}")
+        journey = self.engine.journey_version(tp.journey, enrollment.version)
+        try:
+            step = journey.step(tp.step) if journey else None
+        except KeyError:
+            step = None
+        if step is None:
+            report.add(tp, "skipped")
+            return "final", self._final(tp, "skipped", now, reason="skipped: step not in pinned journey version")
+        category = step.category
+        tz = zone(patient.view.tz)
+        policy = self.engine.policy
+        if not policy.allowed(now, category, tz):
+            report.add(tp, "deferred")
+            return "final", self._defer(tp, policy.next_allowed(now, category, tz), QUIET_HOURS, now)
+        event = ctx.events.get(tp.event_id) if tp.event_id else enrollment.context
+        expr = expression_context(patient.view, event=event or {},
+                                  anchors=anchor_values(enrollment.anchors or {}, enrollment.enrolled_at),
+                                  journey=journey.name, now=now)
+        check = evaluate(step.condition, expr)
+        if not check.value:
+            report.add(tp, "skipped")
+            why = f"skipped: condition error {check.error}" if check.error else "skipped: condition false"
+            return "final", self._final(tp, "skipped", now, reason=why)
+        if isinstance(step.trigger, AfterStep) and step.trigger.unless == "replied" and ctx.replied(tp, step):
+            report.add(tp, "skipped")
+            return "final", self._final(tp, "skipped", now, reason="skipped: patient replied")
+        action = step.action
+        if isinstance(action, Send):
+            if policy.counts_toward_cap(category):
+                day = now.astimezone(tz).date()
+                if ctx.sent_today[(tp.patient_id, day)] >= policy.daily_cap:
+                    report.add(tp, "deferred" if step.over_cap == "defer" else "skipped")
+                    if step.over_cap == "drop":
+                        return "final", self._final(tp, "skipped", now, reason=CAP_DROPPED)
+                    nxt = policy.next_allowed(policy.next_day_same_time(now, tz), category, tz)
+                    return "final", self._defer(tp, nxt, DAILY_CAP, now)
+                ctx.sent_today[(tp.patient_id, day)] += 1
+            template = journey.templates.get(action.template) or self.engine.templates.get(action.template)
+            if template is None:
+                report.add(tp, "failed")
+                return "final", self._final(tp, "failed", now, reason=f"failed: unknown template {action.template!r}")
+            try:
+                title, body = render(template.title, expr), render(template.body, expr)
+            except Exception as exc:  # template bugs are configuration errors: recorded, never raised
+                report.add(tp, "failed")
+                return "final", self._final(tp, "failed", now, reason=f"failed: template {template.name}: {exc}")
+            return "send", _Outgoing(tp, step, title, body, template.name, tp.channel_index)
+        if isinstance(action, Task):
+            return "task", dict(patient_id=tp.patient_id, enrollment_id=tp.enrollment_id, touchpoint_id=tp.id,
+                                kind=action.task, team=action.team, status="open", detail=action.detail,
+                                sla_due_at=now + action.sla, created_at=now)
+        if isinstance(action, Tag):
+            return "tag", action
+        return None  # pragma: no cover - the model admits no other action
+
+    def _final(self, tp: Any, status: str, now: datetime, *, reason: str | None, channel: str | None = None,
+               due: datetime | None = None, attempts: int | None = None, index: int | None = None) -> dict:
+        return dict(b_id=tp.id, b_status=status, b_reason=reason, b_now=now, b_channel=channel,
+                    b_sent=now if status == "sent" else None, b_due=due or tp.due_at,
+                    b_attempts=tp.attempts if attempts is None else attempts,
+                    b_index=tp.channel_index if index is None else index)
+
+    def _defer(self, tp: Any, when: datetime, reason: str, now: datetime) -> dict:
+        return self._final(tp, "scheduled", now, reason=reason, due=when)
+
+    # ----------------------------------------------------------------- writing
+
+    def _write(self, finals: list[dict], tasks: list[dict], tags: dict[int, tuple[set[str], set[str]]],
+               ctx: "_BatchContext", now: datetime) -> list[int]:
+        """Record decisions; only rows this worker still holds change (fencing)."""
+        if not (finals or tasks or tags):
+            return []
+        with self.engine.db.begin() as conn:
+            if finals:
+                conn.execute(update(Touchpoint).where(
+                    Touchpoint.id == bindparam("b_id"), Touchpoint.status == "claimed",
+                    Touchpoint.claimed_by == self.worker_id).values(
+                    status=bindparam("b_status"), reason=bindparam("b_reason"), updated_at=bindparam("b_now"),
+                    channel=bindparam("b_channel"), sent_at=bindparam("b_sent"), due_at=bindparam("b_due"),
+                    attempts=bindparam("b_attempts"), channel_index=bindparam("b_index"), lease_until=None),
+                    finals)
+            if tasks:
+                conn.execute(insert(StaffTask), tasks)
+            for pid, (add, remove) in tags.items():
+                current = set(conn.execute(select(Patient.tags).where(Patient.id == pid)).scalar() or [])
+                conn.execute(update(Patient).where(Patient.id == pid).values(
+                    tags=sorted((current | add) - remove), updated_at=now))
+            self._plan_followers(conn, [f for f in finals if f["b_status"] in ("sent", "failed")], ctx, now)
+        return [f["b_id"] for f in finals]
+
+    def _plan_followers(self, conn: Connection, done: list[dict], ctx: "_BatchContext", now: datetime) -> None:
+        """Plan ``after_step`` steps whose source step just reached its outcome."""
+        for row in done:
+            tp = ctx.by_id[row["b_id"]]
+            enrollment = ctx.enrollments[tp.enrollment_id]
+            journey = self.engine.journey_version(tp.journey, enrollment.version)
+            followers = [s for s in journey.steps if isinstance(s.trigger, AfterStep)
+                         and s.trigger.step == tp.step and s.trigger.outcome == row["b_status"]]
+            if not followers:
+                continue
+            planned = [Planned(step=s, occurrence=tp.occurrence, planned_at=now + s.trigger.delay,
+                               due_at=now + s.trigger.delay) for s in followers]
+            plan_single(conn, enrollment_id=tp.enrollment_id, patient_id=tp.patient_id,
+                        tz=ctx.patients[tp.patient_id].view.tz, journey=journey, planned=planned, now=now,
+                        policy=self.engine.policy)
+
+    # ----------------------------------------------------------------- sending
+
+    def _send_rounds(self, outgoing: list[_Outgoing], ctx: "_BatchContext", report: DispatchReport) -> None:
+        """Try channels in order; a permanent error or missing address falls to the next at once."""
+        pending = outgoing
+        while pending:
+            now = self.engine.clock.now()
+            ready, exhausted = self._pick_channels(pending, ctx)
+            finals = [self._give_up(o, now, report) for o in exhausted]
+            tasks = [self._fallback_task(o, now) for o in exhausted]
+            if ready:
+                self._record_attempts(ready, now)
+            self._write(finals, tasks, {}, ctx, now)
+            if not ready:
+                return
+            results = self._call_channels(ready, ctx)
+            now = self.engine.clock.now()
+            finals, tasks, pending = [], [], []
+            delivery_rows = []
+            for o, res in zip(ready, results):
+                delivery_rows.append(dict(b_id=o.delivery_id, b_status="sent" if res.ok else "failed",
+                                          b_pid=res.provider_id, b_kind=res.error_kind.value if res.error_kind else None,
+                                          b_code=res.error_code, b_error=res.error, b_cost=res.cost, b_now=now))
+                if res.ok:
+                    report.add(o.tp, "sent", o.channel)
+                    finals.append(self._final(o.tp, "sent", now, reason=("fallback: " + "; ".join(o.notes)) if o.notes else o.tp.reason,
+                                              channel=o.channel, attempts=o.tp.attempts + 1, index=o.channel_index))
+                elif res.error_kind is ErrorKind.PERMANENT:
+                    o.notes.append(f"{o.channel}: {res.error_code}")
+                    o.channel_index += 1
+                    pending.append(o)
+                else:
+                    attempts = o.tp.attempts + 1
+                    if attempts >= self.max_attempts:
+                        o.notes.append(f"{o.channel}: {res.error_code} after {attempts} attempts")
+                        finals.append(self._give_up(o, now, report))
+                        tasks.append(self._fallback_task(o, now))
+                    else:
+                        report.add(o.tp, "retry", o.channel)
+                        finals.append(self._final(o.tp, "scheduled", now, reason=f"retry: {o.channel} {res.error_code}",
+                                                  due=now + self._backoff(attempts), attempts=attempts,
+                                                  index=o.channel_index))
+            with self.engine.db.begin() as conn:
+                conn.execute(update(Delivery).where(Delivery.id == bindparam("b_id")).values(
+                    status=bindparam("b_status"), provider_id=bindparam("b_pid"), error_kind=bindparam("b_kind"),
+                    error_code=bindparam("b_code"), error=bindparam("b_error"), cost=bindparam("b_cost"),
+                    updated_at=bindparam("b_now")), delivery_rows)
+            self._write(finals, tasks, {}, ctx, now)
+
+    def _pick_channels(self, pending: Iterable[_Outgoing], ctx: "_BatchContext") -> tuple[list[_Outgoing], list[_Outgoing]]:
+        ready, exhausted = [], []
+        for o in pending:
+            via = o.step.action.via
+            while o.channel_index < len(via):
+                name = via[o.channel_index]
+                problem = ctx.channel_problem(self.engine, o.tp, o.step, name)
+                if problem is None:
+                    o.channel = name
+                    ready.append(o)
+                    break
+                o.notes.append(f"{name}: {problem}")
+                o.channel_index += 1
+            else:
+                exhausted.append(o)
+        return ready, exhausted
+
+    def _record_attempts(self, ready: list[_Outgoing], now: datetime) -> None:
+        rows = [dict(touchpoint_id=o.tp.id, attempt=o.tp.attempts + 1, channel=o.channel, status="sending",
+                     created_at=now, updated_at=now) for o in ready]
+        with self.engine.db.begin() as conn:
+            ids = conn.execute(insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True), rows).scalars()
+            for o, did in zip(ready, ids):
+                o.delivery_id = did
+
+    def _call_channels(self, ready: list[_Outgoing], ctx: "_BatchContext") -> list[SendResult]:
+        by_channel: dict[str, list[int]] = defaultdict(list)
+        for i, o in enumerate(ready):
+            by_channel[o.channel].append(i)
+        results: list[SendResult | None] = [None] * len(ready)
+        for name, idxs in by_channel.items():
+            channel = self.engine.channels[name]
+            messages = [Message(idempotency_key=f"{ready[i].tp.idempotency_key}:{name}", channel=name,
+                                patient_id=ready[i].tp.patient_id,
+                                address=ctx.patients[ready[i].tp.patient_id].addresses.get(channel.address_kind) or "",
+                                title=ready[i].title, body=ready[i].body, template=ready[i].template,
+                                category=ready[i].step.category.value) for i in idxs]
+            try:
+                out = channel.send_batch(messages)
+            except Exception as exc:  # a connector bug must not lose the batch: retry later
+                out = [SendResult.retryable("connector_error", f"{type(exc).__name__}: {exc}")] * len(messages)
+            for i, res in zip(idxs, out):
+                results[i] = res
+        return results  # type: ignore[return-value]
+
+    def _give_up(self, o: _Outgoing, now: datetime, report: DispatchReport) -> dict:
+        report.add(o.tp, "failed", o.channel)
+        reason = "failed: no channel delivered (" + "; ".join(o.notes) + ")" if o.notes else "failed: no channel"
+        return self._final(o.tp, "failed", now, reason=reason, index=o.channel_index)
+
+    def _fallback_task(self, o: _Outgoing, now: datetime) -> dict:
+        """The last resort: a staff member contacts the patient."""
+        return dict(patient_id=o.tp.patient_id, enrollment_id=o.tp.enrollment_id, touchpoint_id=o.tp.id,
+                    kind="contact_patient", team="nursing", status="open",
+                    detail=f"message '{o.template}' of step {o.tp.step} undelivered: " + "; ".join(o.notes),
+                    sla_due_at=now + timedelta(hours=24), created_at=now)
+
+    def _backoff(self, attempts: int) -> timedelta:
+        base = self.backoff * (2 ** (attempts - 1))
+        base = min(base, timedelta(hours=1))
+        return base * (0.8 + 0.4 * self._rng.random())
+
+
+class _BatchContext:
+    """Everything a batch needs, loaded with a handful of queries."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, Any] = {}
+        self.enrollments: dict[int, Any] = {}
+        self.patients: dict[int, PatientRecord] = {}
+        self.events: dict[int, dict] = {}
+        self.consents: dict[tuple[int, str, str], bool] = {}
+        self.sent_today: Counter = Counter()
+        self._conn_engine: Any = None
+
+    @classmethod
+    def load(cls, conn: Connection, eng: "Engine", tps: list[Any], now: datetime) -> "_BatchContext":
+        ctx = cls()
+        ctx._conn_engine = eng
+        ctx.by_id = {tp.id: tp for tp in tps}
+        enrollment_ids = list({tp.enrollment_id for tp in tps})
+        ctx.enrollments = {e.id: e for e in conn.execute(
+            select(Enrollment.__table__).where(Enrollment.id.in_(enrollment_ids)))}
+        pids = {tp.patient_id for tp in tps}
+        ctx.patients = load_patients(conn, eng.cipher, pids, now)
+        event_ids = [tp.event_id for tp in tps if tp.event_id]
+        if event_ids:
+            ctx.events = dict(conn.execute(select(Event.id, Event.payload).where(Event.id.in_(event_ids))).all())
+        ctx.consents = consent_state(conn, pids)
+        since = now - timedelta(days=2)
+        for pid, sent_at, category in conn.execute(select(Touchpoint.patient_id, Touchpoint.sent_at,
+                                                          Touchpoint.category).where(
+                Touchpoint.patient_id.in_(list(pids)), Touchpoint.sent_at >= since,
+                Touchpoint.status.in_(("sent", "delivered")), Touchpoint.category != Category.urgent.value)):
+            if pid in ctx.patients:
+                ctx.sent_today[(pid, sent_at.astimezone(zone(ctx.patients[pid].view.tz)).date())] += 1
+        return ctx
+
+    def consent(self, pid: int, purpose: str, channel: str) -> bool:
+        default = purpose != "marketing"  # care notices need no opt-in; marketing does
+        overall = self.consents.get((pid, purpose, "*"), default)
+        return self.consents.get((pid, purpose, channel), overall)
+
+    def channel_problem(self, eng: "Engine", tp: Any, step: Step, name: str) -> str | None:
+        channel = eng.channels.get(name)
+        if channel is None:
+            return "channel not configured"
+        purpose = "marketing" if step.category is Category.marketing else "clinical"
+        if not self.consent(tp.patient_id, purpose, name):
+            return f"no {purpose} consent"
+        if channel.address_kind != "none" and not self.patients[tp.patient_id].addresses.get(channel.address_kind):
+            return f"no {channel.address_kind}"
+        return None
+
+    def replied(self, tp: Any, step: Step) -> bool:
+        """Whether the patient replied after the source step of an ``unless: replied`` trigger was sent."""
+        eng = self._conn_engine
+        with eng.db.connect() as conn:
+            sent_at = conn.execute(select(Touchpoint.sent_at).where(
+                Touchpoint.enrollment_id == tp.enrollment_id, Touchpoint.step == step.trigger.step,
+                Touchpoint.occurrence == tp.occurrence)).scalar()
+            if sent_at is None:
+                return False
+            return conn.execute(select(Event.id).where(
+                Event.patient_id == tp.patient_id, Event.type == "message.replied",
+                Event.occurred_at >= sent_at).limit(1)).first() is not None

@@ -1,0 +1,106 @@
+"""The Python way to declare a journey; it builds the same model as the YAML files.
+
+    from carepath.dsl import journey, step, before, after, on, send, task
+
+    visit = journey(
+        "outpatient-visit",
+        enroll=enroll_on("appointment.booked"),
+        anchors={"appointment": anchor(set_by=["appointment.booked"], field="start")},
+        steps=[
+            step("reminder", "pre_visit", before("appointment", "1d", at="18:00"),
+                 send("visit_reminder", via=["wechat", "sms"]), category="transactional"),
+        ],
+    )
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Iterable
+
+from carepath.model import (
+    ENROLLED,
+    AfterStep,
+    AnchorOffset,
+    AnchorRule,
+    EnrollRule,
+    Every,
+    ExitRule,
+    Journey,
+    Missed,
+    OnEvent,
+    Send,
+    Step,
+    Tag,
+    Task,
+    Template,
+)
+
+Dur = str | timedelta
+
+
+def journey(name: str, *, enroll: EnrollRule, steps: Iterable[Step], title: str = "", exit: ExitRule | None = None,
+            anchors: dict[str, AnchorRule] | None = None, reentry: str = "after_exit", key: str | None = None,
+            templates: Iterable[Template] = (), description: str = "") -> Journey:
+    """Declare a journey."""
+    return Journey(name=name, title=title, description=description, enroll=enroll, exit=exit or ExitRule(),
+                   anchors=anchors or {}, reentry=reentry, key=key, steps=list(steps),
+                   templates={t.name: t for t in templates})
+
+
+def enroll_on(*events: str, when: str | None = None) -> EnrollRule:
+    """Enroll on any of ``events`` when the condition holds."""
+    return EnrollRule(events=list(events), condition=when)
+
+
+def exit_on(*events: str, when: str | None = None) -> ExitRule:
+    return ExitRule(events=list(events), condition=when)
+
+
+def anchor(set_by: Iterable[str], field: str | None = None, cancelled_by: Iterable[str] = ()) -> AnchorRule:
+    return AnchorRule(set_by=list(set_by), field=field, cancelled_by=list(cancelled_by))
+
+
+def step(id: str, stage: str, trigger: Any, action: Any, *, when: str | None = None, category: str = "clinical",
+         missed: str = "send", grace: Dur = "12h", over_cap: str = "defer", description: str | None = None) -> Step:
+    """One step: trigger + optional condition (``when``) + action."""
+    return Step(id=id, stage=stage, trigger=trigger, action=action, condition=when, category=category,
+                missed=Missed(policy=missed, grace=grace), over_cap=over_cap, description=description)
+
+
+def on(event: str, delay: Dur = "0s") -> OnEvent:
+    return OnEvent(event=event, delay=delay)
+
+
+def before(anchor: str, offset: Dur, *, at: str | None = None) -> AnchorOffset:
+    return AnchorOffset(kind="before", anchor=anchor, offset=offset, at=at)
+
+
+def after(anchor: str, offset: Dur = "0s", *, at: str | None = None) -> AnchorOffset:
+    return AnchorOffset(kind="after", anchor=anchor, offset=offset, at=at)
+
+
+def every(interval: Dur, *, anchor: str = ENROLLED, start: Dur = "0s", at: str | None = None,
+          count: int | None = None, until: Dur | None = None) -> Every:
+    return Every(interval=interval, anchor=anchor, start=start, at=at, count=count, until=until)
+
+
+def after_step(step: str, delay: Dur, *, outcome: str = "sent", unless: str | None = None) -> AfterStep:
+    """E.g. ``after_step("survey", "48h", unless="replied")``."""
+    return AfterStep(step=step, delay=delay, outcome=outcome, unless=unless)
+
+
+def send(template: str, via: Iterable[str]) -> Send:
+    return Send(template=template, via=list(via))
+
+
+def task(kind: str, *, team: str = "nursing", sla: Dur = "24h", detail: str | None = None) -> Task:
+    return Task(task=kind, team=team, sla=sla, detail=detail)
+
+
+def tag(*add: str, remove: Iterable[str] = ()) -> Tag:
+    return Tag(add=list(add), remove=list(remove))
+
+
+def template(name: str, body: str, title: str = "") -> Template:
+    return Template(name=name, body=body, title=title)

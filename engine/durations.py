@@ -1,0 +1,44 @@
+"""Durations as integrators write them: ``90m``, ``2h30m``, ``3d``, ``1w``, ISO 8601 or seconds."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)")
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: Any) -> Any:
+    """Turn ``"2h30m"`` into a timedelta; leave other forms to pydantic."""
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        sign = -1 if text.startswith("-") else 1
+        body = text.lstrip("+-")
+        if body and _PART.sub("", body) == "" and _PART.search(body):
+            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(body))
+            return timedelta(seconds=sign * seconds)
+        if body.isdigit():
+            return timedelta(seconds=sign * int(body))
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    """The compact form, used for hashing and export: ``1d2h``."""
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    out = []
+    for unit in ("d", "h", "m", "s"):
+        n, seconds = divmod(seconds, _UNITS[unit])
+        if n:
+            out.append(f"{n}{unit}")
+    return sign + "".join(out)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]

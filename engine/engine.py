@@ -1,0 +1,153 @@
+"""The engine facade: one object holding the database, clock, policy, journeys and channels."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Iterable, Mapping, Sequence
+
+from sqlalchemy import insert, select
+
+from carepath.clock import Clock, SystemClock
+from carepath.dispatcher import DispatchReport, Dispatcher
+from carepath.events import EventIn, PatientIn
+from carepath.ingest import IngestResult, Ingestor
+from carepath.model import Journey, Template
+from carepath.patients import upsert_patient, upsert_patients_bulk
+from carepath.planner import anchor_values
+from carepath.plugins.contracts import Channel
+from carepath.policy import Policy
+from carepath.scheduling import plan_new_enrollments
+from carepath.settings import Settings
+from carepath.store import load_cipher, open_database, upgrade
+from carepath.store.schema import Enrollment, JourneyVersion
+
+
+class Engine:
+    """Runs journeys against one database.
+
+    ``journeys`` defaults to those the installed plugins provide and
+    ``channels`` to the configured connector instances. The clock is injected
+    so tests and simulations can run months in seconds.
+    """
+
+    def __init__(self, database_url: str | None = None, *, journeys: Iterable[Journey] | None = None,
+                 channels: Mapping[str, Channel] | None = None, templates: Mapping[str, Template] | None = None,
+                 clock: Clock | None = None, policy: Policy | None = None, settings: Settings | None = None,
+                 migrate: bool = True, worker_id: str | None = None, max_attempts: int = 5,
+                 lease: timedelta = timedelta(minutes=5)) -> None:
+        self.settings = settings or Settings()
+        self.database_url = database_url or self.settings.resolved_database_url()
+        self.db = open_database(self.database_url)
+        if migrate:
+            upgrade(self.db)
+        self.cipher = load_cipher(self.settings.secret_key, self.settings.key_id, self.settings.key_file)
+        self.clock: Clock = clock or SystemClock()
+        self.policy = policy or Policy()
+        if journeys is None:
+            from carepath.registry import plugin_journeys
+
+            journeys = plugin_journeys().values()
+        self.journeys: dict[str, Journey] = {j.name: j for j in journeys}
+        if templates is None:
+            from carepath.registry import plugin_templates
+
+            templates = plugin_templates()
+        self.templates: dict[str, Template] = dict(templates)
+        if channels is None:
+            from carepath.config import build_channels, load_config
+            from carepath.plugins.manager import get_plugin_manager
+
+            channels = build_channels(load_config(), get_plugin_manager())
+        self.channels: dict[str, Channel] = dict(channels)
+        for channel in self.channels.values():
+            channel.bind(self)
+        self._versions: dict[tuple[str, str], Journey] = {(j.name, j.version): j for j in self.journeys.values()}
+        self._remembered: set[tuple[str, str]] = set()
+        self.ingestor = Ingestor(self)
+        self.dispatcher = Dispatcher(self, worker_id=worker_id, max_attempts=max_attempts, lease=lease)
+
+    # --------------------------------------------------------------- journeys
+
+    def journey_version(self, name: str, version: str) -> Journey | None:
+        """The journey an enrollment is pinned to (loaded from the database when not current)."""
+        key = (name, version)
+        if key not in self._versions:
+            with self.db.connect() as conn:
+                definition = conn.execute(select(JourneyVersion.definition).where(
+                    JourneyVersion.journey == name, JourneyVersion.version == version)).scalar()
+            if definition is None:
+                return None
+            self._versions[key] = Journey.model_validate(definition)
+        return self._versions[key]
+
+    def remember_version(self, conn, journey: Journey) -> None:
+        """Store a journey version the first time an enrollment pins it."""
+        key = (journey.name, journey.version)
+        if key in self._remembered:
+            return
+        exists = conn.execute(select(JourneyVersion.id).where(JourneyVersion.journey == journey.name,
+                                                              JourneyVersion.version == journey.version)).first()
+        if exists is None:
+            conn.execute(insert(JourneyVersion).values(journey=journey.name, version=journey.version,
+                                                       definition=journey.to_json(), created_at=self.clock.now()))
+        self._remembered.add(key)
+
+    # --------------------------------------------------------------- patients
+
+    def upsert_patient(self, record: PatientIn) -> int:
+        with self.db.begin() as conn:
+            return upsert_patient(conn, self.cipher, record, self.clock.now())
+
+    def upsert_patients(self, records: Sequence[PatientIn]) -> list[int]:
+        with self.db.begin() as conn:
+            return upsert_patients_bulk(conn, self.cipher, list(records), self.clock.now())
+
+    # ------------------------------------------------------------------ events
+
+    def ingest(self, event: EventIn, *, dispatch_urgent: bool = True) -> IngestResult:
+        """Store an event once and apply it; urgent ``on`` steps are dispatched inline."""
+        result = self.ingestor.ingest(event)
+        if dispatch_urgent and result.urgent_touchpoints:
+            self.dispatcher.run_batch(ids=result.urgent_touchpoints, limit=len(result.urgent_touchpoints))
+        return result
+
+    def enroll_many(self, journey_name: str, items: Sequence[tuple[int, Mapping[str, datetime | None]]],
+                    *, key: str | None = None) -> int:
+        """Enroll many patients at once with their anchors (bulk import, benchmarks); returns touchpoints planned."""
+        journey = self.journeys[journey_name]
+        now = self.clock.now()
+        with self.db.begin() as conn:
+            self.remember_version(conn, journey)
+            rows = [dict(patient_id=pid, journey=journey.name, version=journey.version, key=key, status="active",
+                         anchors={k: v.isoformat() if v else None for k, v in anchors.items()}, context={},
+                         enrolled_at=now) for pid, anchors in items]
+            ids = list(conn.execute(insert(Enrollment).returning(Enrollment.id, sort_by_parameter_order=True),
+                                    rows).scalars())
+            tzs = dict(conn.execute(select_tz(list({pid for pid, _ in items}))).all())
+            plan_items = [(eid, pid, tzs[pid], anchor_values(r["anchors"], now))
+                          for eid, (pid, _), r in zip(ids, items, rows)]
+            return plan_new_enrollments(conn, plan_items, journey, now=now, policy=self.policy)
+
+    # --------------------------------------------------------------- dispatch
+
+    def dispatch_due(self, *, journey: str | None = None, stage: str | None = None, batch: int = 500,
+                     max_batches: int | None = None) -> DispatchReport:
+        """Dispatch everything due now, batch after batch, until nothing is left."""
+        report = DispatchReport()
+        n = 0
+        while max_batches is None or n < max_batches:
+            part = self.dispatcher.run_batch(limit=batch, journey=journey, stage=stage)
+            report.merge(part)
+            n += 1
+            if part.claimed < batch:
+                break
+        return report
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def select_tz(ids: list[int]):
+    from carepath.store.schema import Patient
+
+    return select(Patient.id, Patient.tz).where(Patient.id.in_(ids))

@@ -1,0 +1,214 @@
+"""The journey model: what integrators declare, in Python (``carepath.dsl``) or YAML."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from datetime import time, timedelta
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from carepath.durations import Duration
+
+ENROLLED = "enrolled"  # built-in anchor: the enrollment instant
+
+
+class Stage(str, enum.Enum):
+    pre_visit = "pre_visit"
+    in_visit = "in_visit"
+    post_visit = "post_visit"
+
+
+class Category(str, enum.Enum):
+    """Decides quiet hours, frequency caps and which consent is needed."""
+
+    clinical = "clinical"
+    transactional = "transactional"
+    marketing = "marketing"
+    urgent = "urgent"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+# ---------------------------------------------------------------- triggers
+
+
+class OnEvent(_Model):
+    """Run when the enrolled patient has an event of this type (after ``delay``)."""
+
+    kind: Literal["on"] = "on"
+    event: str
+    delay: Duration = timedelta(0)
+
+
+class AnchorOffset(_Model):
+    """``before``/``after`` an anchor by ``offset``, optionally at a patient-local time of day."""
+
+    kind: Literal["before", "after"]
+    anchor: str
+    offset: Duration = timedelta(0)
+    at: time | None = None
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _hhmm(cls, v):
+        if isinstance(v, str):
+            try:
+                hh, mm = v.strip().split(":")
+                return time(int(hh), int(mm))
+            except ValueError:
+                raise ValueError(f"at must be HH:MM in the patient's time zone, got {v!r}") from None
+        return v
+
+
+class Every(_Model):
+    """Repeat every ``interval`` from ``anchor + start``, until ``count`` or ``until`` after the anchor."""
+
+    kind: Literal["every"] = "every"
+    interval: Duration
+    anchor: str = ENROLLED
+    start: Duration = timedelta(0)
+    at: time | None = None
+    count: int | None = None
+    until: Duration | None = None
+
+    _hhmm = field_validator("at", mode="before")(AnchorOffset._hhmm.__func__)
+
+    @model_validator(mode="after")
+    def _has_end(self):
+        if self.count is None and self.until is None:
+            raise ValueError("every needs an end: count or until")
+        return self
+
+
+class AfterStep(_Model):
+    """``delay`` after another step reached ``outcome``, unless the patient did ``unless`` meanwhile."""
+
+    kind: Literal["after_step"] = "after_step"
+    step: str
+    delay: Duration = timedelta(0)
+    outcome: Literal["sent", "failed"] = "sent"
+    unless: Literal["replied"] | None = None
+
+
+Trigger = Annotated[Union[OnEvent, AnchorOffset, Every, AfterStep], Field(discriminator="kind")]
+
+# ----------------------------------------------------------------- actions
+
+
+class Send(_Model):
+    """Send a message template through the first usable channel of ``via``."""
+
+    kind: Literal["send"] = "send"
+    template: str
+    via: list[str] = Field(min_length=1)
+
+
+class Task(_Model):
+    """Open a staff work item (call the patient, handle a complaint) with an SLA."""
+
+    kind: Literal["task"] = "task"
+    task: str
+    team: str = "nursing"
+    sla: Duration = timedelta(hours=24)
+    detail: str | None = None
+
+
+class Tag(_Model):
+    """Add or remove patient tags (segment updates)."""
+
+    kind: Literal["tag"] = "tag"
+    add: list[str] = []
+    remove: list[str] = []
+
+
+Action = Annotated[Union[Send, Task, Tag], Field(discriminator="kind")]
+
+
+class Missed(_Model):
+    """What to do with a touchpoint whose time had passed when it was planned."""
+
+    policy: Literal["send", "skip"] = "send"
+    grace: Duration = timedelta(hours=12)
+
+
+class Step(_Model):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    stage: Stage
+    trigger: Trigger
+    action: Action
+    condition: str | None = None
+    category: Category = Category.clinical
+    missed: Missed = Missed()
+    over_cap: Literal["defer", "drop"] = "defer"
+    description: str | None = None
+
+    @property
+    def anchor(self) -> str | None:
+        t = self.trigger
+        return t.anchor if isinstance(t, (AnchorOffset, Every)) else None
+
+
+# ------------------------------------------------------------------ journey
+
+
+class AnchorRule(_Model):
+    """Which events set (or move) an anchor, and which cancel it.
+
+    ``field`` names the event payload key with the anchor's time; without it
+    the event's ``occurred_at`` is used.
+    """
+
+    set_by: list[str]
+    field: str | None = None
+    cancelled_by: list[str] = []
+
+
+class EnrollRule(_Model):
+    events: list[str] = Field(min_length=1)
+    condition: str | None = None
+
+
+class ExitRule(_Model):
+    events: list[str] = []
+    condition: str | None = None
+
+
+class Template(_Model):
+    """A message template: Jinja2 text rendered in the sandbox with strict undefined."""
+
+    name: str
+    body: str
+    title: str = ""
+
+
+class Journey(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
+    title: str = ""
+    description: str = ""
+    enroll: EnrollRule
+    exit: ExitRule = ExitRule()
+    reentry: Literal["never", "after_exit", "per_key"] = "after_exit"
+    key: str | None = None
+    anchors: dict[str, AnchorRule] = {}
+    steps: list[Step]
+    templates: dict[str, Template] = {}
+
+    @property
+    def version(self) -> str:
+        """Hash of the normalized definition: equal definitions share a version."""
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"title", "description"}), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json")

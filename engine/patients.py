@@ -1,0 +1,106 @@
+"""Patient records: upsert with encrypted contacts, bulk loading for planning and sending."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Iterable
+
+from sqlalchemy import Connection, insert, select, update
+
+from carepath.context import PatientView
+from carepath.events import PatientIn
+from carepath.policy import zone
+from carepath.store.crypto import Cipher
+from carepath.store.schema import Consent, Patient
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """A loaded patient: the expression view plus decrypted addresses (never logged)."""
+
+    view: PatientView
+    addresses: dict[str, str | None]
+    deceased: bool
+
+
+def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: datetime) -> int:
+    """Insert or update by MRN (found through its keyed hash); returns the internal id."""
+    mrn_hash = cipher.lookup_hash(record.mrn)
+    values = dict(
+        name_enc=cipher.encrypt(record.name), phone_enc=cipher.encrypt(record.phone),
+        phone_hash=cipher.lookup_hash(record.phone), openid_enc=cipher.encrypt(record.openid),
+        openid_hash=cipher.lookup_hash(record.openid), key_id=cipher.current, birth_date=record.birth_date,
+        sex=record.sex, conditions=list(record.conditions), tags=list(record.tags), tz=record.tz,
+        language=record.language, channel_prefs=list(record.channel_prefs), updated_at=now,
+    )
+    existing = conn.execute(select(Patient.id).where(Patient.mrn_hash == mrn_hash)).scalar()
+    if existing is not None:
+        conn.execute(update(Patient).where(Patient.id == existing).values(**values))
+        return existing
+    return conn.execute(insert(Patient).values(mrn_hash=mrn_hash, mrn_enc=cipher.encrypt(record.mrn),
+                                               created_at=now, **values).returning(Patient.id)).scalar_one()
+
+
+def upsert_patients_bulk(conn: Connection, cipher: Cipher, records: list[PatientIn], now: datetime) -> list[int]:
+    """Insert many new patients at once (bulk import, benchmarks); existing MRNs are updated one by one."""
+    hashes = [cipher.lookup_hash(r.mrn) for r in records]
+    known = dict(conn.execute(select(Patient.mrn_hash, Patient.id).where(Patient.mrn_hash.in_(hashes))).all()) if hashes else {}
+    fresh = [(h, r) for h, r in zip(hashes, records) if h not in known]
+    if fresh:
+        conn.execute(insert(Patient), [dict(
+            mrn_hash=h, mrn_enc=cipher.encrypt(r.mrn), name_enc=cipher.encrypt(r.name),
+            phone_enc=cipher.encrypt(r.phone), phone_hash=cipher.lookup_hash(r.phone),
+            openid_enc=cipher.encrypt(r.openid), openid_hash=cipher.lookup_hash(r.openid), key_id=cipher.current,
+            birth_date=r.birth_date, sex=r.sex, conditions=list(r.conditions), tags=list(r.tags), tz=r.tz,
+            language=r.language, channel_prefs=list(r.channel_prefs), created_at=now, updated_at=now,
+        ) for h, r in fresh])
+    for h, r in zip(hashes, records):
+        if h in known:
+            upsert_patient(conn, cipher, r, now)
+    ids = dict(conn.execute(select(Patient.mrn_hash, Patient.id).where(Patient.mrn_hash.in_(hashes))).all())
+    return [ids[h] for h in hashes]
+
+
+def find_patient_id(conn: Connection, cipher: Cipher, mrn: str) -> int | None:
+    return conn.execute(select(Patient.id).where(Patient.mrn_hash == cipher.lookup_hash(mrn))).scalar()
+
+
+def load_patients(conn: Connection, cipher: Cipher, ids: Iterable[int], today_at: datetime,
+                  *, with_addresses: bool = True) -> dict[int, PatientRecord]:
+    """Patients by id, decrypted, with ``today`` in each patient's own zone."""
+    out: dict[int, PatientRecord] = {}
+    id_list = list(set(ids))
+    for chunk_start in range(0, len(id_list), 5000):
+        chunk = id_list[chunk_start:chunk_start + 5000]
+        for p in conn.execute(select(Patient.__table__).where(Patient.id.in_(chunk))):
+            view = PatientView(
+                id=p.id, name=cipher.decrypt(p.name_enc) or "", sex=p.sex, birth_date=p.birth_date,
+                conditions=tuple(p.conditions or ()), tags=tuple(p.tags or ()), tz=p.tz, language=p.language,
+                today=today_at.astimezone(zone(p.tz)).date(),
+            )
+            addresses = {"phone": cipher.decrypt(p.phone_enc), "openid": cipher.decrypt(p.openid_enc), "none": "-"} \
+                if with_addresses else {}
+            out[p.id] = PatientRecord(view, addresses, bool(p.deceased))
+    return out
+
+
+def consent_state(conn: Connection, patient_ids: Iterable[int]) -> dict[tuple[int, str, str], bool]:
+    """Consent in force per ``(patient, purpose, channel)``; ``channel='*'`` covers all channels."""
+    state: dict[tuple[int, str, str], bool] = {}
+    ids = list(set(patient_ids))
+    for start in range(0, len(ids), 5000):
+        rows = conn.execute(select(Consent.patient_id, Consent.purpose, Consent.channel, Consent.granted)
+                            .where(Consent.patient_id.in_(ids[start:start + 5000]))
+                            .order_by(Consent.at, Consent.id)).all()
+        for pid, purpose, channel, granted in rows:
+            state[(pid, purpose, channel)] = granted
+    return state
+
+
+def record_consent(conn: Connection, patient_id: int, purpose: str, granted: bool, *, channel: str = "*",
+                   source: str, at: datetime) -> None:
+    conn.execute(insert(Consent).values(patient_id=patient_id, purpose=purpose, channel=channel, granted=granted,
+                                        source=source, at=at))
+
+

@@ -1,0 +1,152 @@
+"""The planner: pure computation from an enrollment's anchors to timed touchpoints.
+
+Nothing here touches the database; ``carepath.scheduling`` feeds it the
+patient's existing daily load and writes its output in bulk.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Iterable, Mapping
+
+from dateutil.rrule import DAILY, HOURLY, rrule
+
+from carepath.model import ENROLLED, AnchorOffset, Category, Every, Step
+from carepath.policy import Policy, local_wall, zone
+
+MAX_DEFER_DAYS = 60
+
+# reasons recorded on touchpoints
+QUIET_HOURS = "deferred: quiet hours"
+MARKETING_WINDOW = "deferred: marketing window"
+DAILY_CAP = "deferred: daily cap"
+CAP_DROPPED = "skipped: daily cap"
+MISSED_SKIPPED = "skipped: missed"
+MISSED_LATE = "missed: sent late within grace"
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One touchpoint the planner decided on."""
+
+    step: Step
+    occurrence: str
+    planned_at: datetime  # the step's own time, before policy
+    due_at: datetime
+    status: str = "scheduled"  # or "skipped"
+    reason: str | None = None
+    event_id: int | None = None
+
+
+def _anchored(at_time, base: datetime, tz) -> datetime:
+    if at_time is None:
+        return base
+    return local_wall(base.astimezone(tz).date(), at_time, tz)
+
+
+def occurrences(step: Step, anchors: Mapping[str, datetime | None], tz_name: str) -> list[tuple[str, datetime]]:
+    """The step's own times ``(occurrence, instant)`` for anchor-based triggers.
+
+    A missing or cancelled anchor gives none. ``on`` and ``after_step``
+    triggers are planned when their event or outcome happens.
+    """
+    trig = step.trigger
+    if not isinstance(trig, (AnchorOffset, Every)):
+        return []
+    base = anchors.get(trig.anchor)
+    if base is None:
+        return []
+    tz = zone(tz_name)
+    if isinstance(trig, AnchorOffset):
+        when = base - trig.offset if trig.kind == "before" else base + trig.offset
+        return [("0", _anchored(trig.at, when, tz))]
+    first = base + trig.start
+    end = base + trig.until if trig.until is not None else None
+    if trig.at is not None:
+        # whole-day intervals repeat at the same local wall time across DST changes
+        local_first = first.astimezone(tz).replace(tzinfo=None)
+        step_days = trig.interval.total_seconds() / 86400
+        if step_days == int(step_days):
+            start = local_first.replace(hour=trig.at.hour, minute=trig.at.minute, second=0, microsecond=0)
+            if start < local_first:  # today's wall time already passed at the anchor: start tomorrow
+                start += timedelta(days=1)
+            rule = rrule(DAILY, interval=int(step_days), dtstart=start, count=trig.count,
+                until=end.astimezone(tz).replace(tzinfo=None) if end else None)
+            return [(str(i), local_wall(d.date(), trig.at, tz)) for i, d in enumerate(rule)]
+    hours = trig.interval.total_seconds() / 3600
+    if hours == int(hours):
+        rule = rrule(HOURLY, interval=int(hours), dtstart=first, count=trig.count, until=end)
+        return [(str(i), _anchored(trig.at, d, tz)) for i, d in enumerate(rule)]
+    out, n, when = [], 0, first
+    while (trig.count is None or n < trig.count) and (end is None or when <= end):
+        out.append((str(n), _anchored(trig.at, when, tz)))
+        n, when = n + 1, when + trig.interval
+    return out
+
+
+class DayLoad:
+    """Non-urgent touchpoints a patient already has per local day."""
+
+    def __init__(self, tz_name: str, existing: Iterable[datetime] = ()) -> None:
+        self.tz = zone(tz_name)
+        self.counts: Counter[date] = Counter(d.astimezone(self.tz).date() for d in existing)
+
+    def day(self, when: datetime) -> date:
+        return when.astimezone(self.tz).date()
+
+
+def apply_policy(items: Iterable[Planned], *, tz_name: str, now: datetime, policy: Policy,
+                 load: DayLoad) -> list[Planned]:
+    """Missed policy, quiet hours / marketing window and the daily cap, in due order."""
+    tz = zone(tz_name)
+    out: list[Planned] = []
+    for item in sorted(items, key=lambda p: p.planned_at):
+        step, category = item.step, item.step.category
+        due, reason = item.planned_at, None
+        if due < now:
+            if step.missed.policy == "send" and now - due <= step.missed.grace:
+                due, reason = now, MISSED_LATE
+            else:
+                out.append(replace(item, due_at=due, status="skipped", reason=MISSED_SKIPPED))
+                continue
+        allowed = policy.next_allowed(due, category, tz)
+        if allowed != due:
+            in_quiet = not policy.allowed(due, Category.clinical, tz)
+            due, reason = allowed, QUIET_HOURS if in_quiet else MARKETING_WINDOW
+        if policy.counts_toward_cap(category):
+            tries = 0
+            while load.counts[load.day(due)] >= policy.daily_cap and tries < MAX_DEFER_DAYS:
+                if step.over_cap == "drop":
+                    break
+                due = policy.next_allowed(policy.next_day_same_time(due, tz), category, tz)
+                reason, tries = DAILY_CAP, tries + 1
+            if load.counts[load.day(due)] >= policy.daily_cap:
+                out.append(replace(item, due_at=due, status="skipped", reason=CAP_DROPPED))
+                continue
+            load.counts[load.day(due)] += 1
+        out.append(replace(item, due_at=due, status="scheduled", reason=reason))
+    return out
+
+
+def plan_anchored(steps: Iterable[Step], anchors: Mapping[str, datetime | None], *, tz_name: str,
+                  now: datetime, policy: Policy, load: DayLoad) -> list[Planned]:
+    """Plan every anchor-based step of a journey for one enrollment."""
+    raw = [Planned(step=s, occurrence=occ, planned_at=when, due_at=when)
+           for s in steps for occ, when in occurrences(s, anchors, tz_name)]
+    return apply_policy(raw, tz_name=tz_name, now=now, policy=policy, load=load)
+
+
+def anchor_values(raw: Mapping[str, str | None], enrolled_at: datetime) -> dict[str, datetime | None]:
+    """Anchors as stored on an enrollment (ISO strings) plus the built-in ``enrolled``."""
+    values = {k: (datetime.fromisoformat(v) if v else None) for k, v in raw.items()}
+    values[ENROLLED] = enrolled_at
+    return values
+
+
+def idempotency_key(enrollment_id: int, step_id: str, occurrence: str) -> str:
+    return f"{enrollment_id}:{step_id}:{occurrence}"
+
+
+ONE_DAY = timedelta(days=1)

@@ -1,0 +1,146 @@
+"""The planner's database side: day loads in, touchpoints out, in bulk."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Iterable, Sequence
+
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
+
+from carepath.model import Category, Journey
+from carepath.planner import DayLoad, Planned, apply_policy, idempotency_key, plan_anchored
+from carepath.policy import Policy
+from carepath.store.schema import Touchpoint
+
+PENDING = ("scheduled",)
+COUNTED = ("scheduled", "claimed", "sent", "delivered")
+NON_URGENT = [c.value for c in Category if c is not Category.urgent]
+
+
+def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
+              exclude_ids: Sequence[int] = ()) -> dict[int, list[datetime]]:
+    """Due times of each patient's counted non-urgent touchpoints from ``since`` on."""
+    ids = list(set(patient_ids))
+    out: dict[int, list[datetime]] = defaultdict(list)
+    excluded = set(exclude_ids)
+    for start in range(0, len(ids), 5000):
+        rows = conn.execute(
+            select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.due_at).where(
+                Touchpoint.patient_id.in_(ids[start:start + 5000]), Touchpoint.due_at >= since,
+                Touchpoint.status.in_(COUNTED), Touchpoint.category.in_(NON_URGENT))
+        ).all()
+        for tid, pid, due in rows:
+            if tid not in excluded:
+                out[pid].append(due)
+    return out
+
+
+def touchpoint_rows(enrollment_id: int, patient_id: int, journey: Journey, planned: Iterable[Planned],
+                    now: datetime) -> list[dict]:
+    return [dict(
+        enrollment_id=enrollment_id, patient_id=patient_id, journey=journey.name, step=p.step.id,
+        stage=p.step.stage.value, category=p.step.category.value, occurrence=p.occurrence,
+        idempotency_key=idempotency_key(enrollment_id, p.step.id, p.occurrence), anchor=p.step.anchor,
+        status=p.status, planned_at=p.planned_at, due_at=p.due_at, reason=p.reason, attempts=0, channel_index=0,
+        event_id=p.event_id, created_at=now, updated_at=now,
+    ) for p in planned]
+
+
+def insert_touchpoints(conn: Connection, rows: list[dict]) -> int:
+    if rows:
+        conn.execute(insert(Touchpoint), rows)
+    return len(rows)
+
+
+def plan_new_enrollments(conn: Connection, items: Sequence[tuple[int, int, str, dict[str, datetime | None]]],
+                         journey: Journey, *, now: datetime, policy: Policy) -> int:
+    """Plan anchor-based steps for freshly created enrollments.
+
+    ``items`` are ``(enrollment_id, patient_id, tz, anchors)``; writes all rows
+    in one bulk insert and returns how many touchpoints were written.
+    """
+    loads = day_loads(conn, (i[1] for i in items), now - timedelta(days=1))
+    anchored = [s for s in journey.steps if s.anchor is not None]
+    rows: list[dict] = []
+    per_patient: dict[int, DayLoad] = {}
+    for enrollment_id, patient_id, tz, anchors in items:
+        load = per_patient.get(patient_id) or DayLoad(tz, loads.get(patient_id, ()))
+        per_patient[patient_id] = load
+        planned = plan_anchored(anchored, anchors, tz_name=tz, now=now, policy=policy, load=load)
+        rows.extend(touchpoint_rows(enrollment_id, patient_id, journey, planned, now))
+    return insert_touchpoints(conn, rows)
+
+
+def plan_single(conn: Connection, *, enrollment_id: int, patient_id: int, tz: str, journey: Journey,
+                planned: list[Planned], now: datetime, policy: Policy) -> list[int]:
+    """Apply policy to ad-hoc touchpoints (``on`` events, step outcomes) and insert them.
+
+    Already-existing idempotency keys are left alone (a replayed trigger plans nothing twice).
+    """
+    keys = [idempotency_key(enrollment_id, p.step.id, p.occurrence) for p in planned]
+    existing = set(conn.execute(select(Touchpoint.idempotency_key)
+                                .where(Touchpoint.idempotency_key.in_(keys))).scalars()) if keys else set()
+    fresh = [p for p, k in zip(planned, keys) if k not in existing]
+    if not fresh:
+        return []
+    load = DayLoad(tz, day_loads(conn, [patient_id], now - timedelta(days=1)).get(patient_id, ()))
+    rows = touchpoint_rows(enrollment_id, patient_id, journey, apply_policy(fresh, tz_name=tz, now=now,
+                                                                              policy=policy, load=load), now)
+    insert_touchpoints(conn, rows)
+    return list(conn.execute(select(Touchpoint.id).where(
+        Touchpoint.idempotency_key.in_([r["idempotency_key"] for r in rows]))).scalars())
+
+
+def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: str, journey: Journey,
+                  anchor: str, anchors: dict[str, datetime | None], now: datetime, policy: Policy) -> dict[str, int]:
+    """Recompute the touchpoints hanging on ``anchor`` after it moved or was cancelled.
+
+    Only scheduled (and previously cancelled-by-anchor) rows change; claimed,
+    sent and final rows are never touched. Returns counts of moved, cancelled
+    and added touchpoints.
+    """
+    steps = [s for s in journey.steps if s.anchor == anchor]
+    if not steps:
+        return {"moved": 0, "cancelled": 0, "added": 0}
+    step_ids = [s.id for s in steps]
+    existing = {r.idempotency_key: r for r in conn.execute(
+        select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.status, Touchpoint.reason).where(
+            Touchpoint.enrollment_id == enrollment_id, Touchpoint.step.in_(step_ids)))}
+    movable = {k: r for k, r in existing.items()
+               if r.status == "scheduled" or (r.status == "cancelled" and r.reason == "anchor cancelled")}
+    load = DayLoad(tz, day_loads(conn, [patient_id], now - timedelta(days=1),
+                                 exclude_ids=[r.id for r in movable.values()]).get(patient_id, ()))
+    planned = plan_anchored(steps, anchors, tz_name=tz, now=now, policy=policy, load=load)
+    counts = {"moved": 0, "cancelled": 0, "added": 0}
+    updates, new = [], []
+    seen = set()
+    for p in planned:
+        key = idempotency_key(enrollment_id, p.step.id, p.occurrence)
+        seen.add(key)
+        if key in movable:
+            updates.append(dict(b_id=movable[key].id, b_due=p.due_at, b_planned=p.planned_at, b_status=p.status,
+                                b_reason=p.reason, b_now=now))
+        elif key not in existing:
+            new.append(p)
+    if updates:
+        conn.execute(update(Touchpoint).where(Touchpoint.id == bindparam("b_id")).values(
+            due_at=bindparam("b_due"), planned_at=bindparam("b_planned"), status=bindparam("b_status"),
+            reason=bindparam("b_reason"), updated_at=bindparam("b_now")),
+            updates)
+        counts["moved"] = len(updates)
+    stale = [r.id for k, r in movable.items() if k not in seen and r.status == "scheduled"]
+    if stale:
+        conn.execute(update(Touchpoint).where(Touchpoint.id.in_(stale)).values(
+            status="cancelled", reason="anchor cancelled", updated_at=now))
+        counts["cancelled"] = len(stale)
+    counts["added"] = insert_touchpoints(conn, touchpoint_rows(enrollment_id, patient_id, journey, new, now))
+    return counts
+
+
+def cancel_pending(conn: Connection, enrollment_id: int, reason: str, now: datetime) -> int:
+    """Cancel every scheduled touchpoint of an enrollment (exit); returns how many."""
+    result = conn.execute(update(Touchpoint).where(
+        and_(Touchpoint.enrollment_id == enrollment_id, Touchpoint.status.in_(PENDING))).values(
+        status="cancelled", reason=reason, updated_at=now))
+    return result.rowcount or 0

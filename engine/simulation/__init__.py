@@ -1,0 +1,1 @@
+"""Simulation: a synthetic HIS and the ``carepath demo`` runner on a virtual clock."""

@@ -1,0 +1,101 @@
+"""``carepath demo``: a month of a hospital's outpatient care path in about a minute."""
+
+from __future__ import annotations
+
+import os
+import time as _time
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import func, select
+
+from carepath.clock import VirtualClock
+from carepath.connectors.outbox import OutboxChannel, OutboxConfig
+from carepath.reporting import step_summary, step_table
+from carepath.settings import Settings
+from carepath.simulation.his import SHANGHAI, generate
+from carepath.store.schema import Enrollment, Event, StaffTask, Touchpoint
+
+DEMO_JOURNEY = "outpatient-visit"
+
+
+def demo_channels() -> dict:
+    """Simulated providers: WeChat needs an openid, SMS a phone; both fail now and then."""
+    return {
+        "wechat": OutboxChannel("wechat", OutboxConfig(address="openid", simulate_retryable_rate=0.03,
+                                                       simulate_permanent_rate=0.02)),
+        "sms": OutboxChannel("sms", OutboxConfig(address="phone", simulate_retryable_rate=0.02,
+                                                 simulate_permanent_rate=0.01)),
+    }
+
+
+@dataclass
+class DemoResult:
+    database: Path
+    patient_id: int
+    seconds: float
+
+
+def _fresh_database(home: Path) -> Path:
+    path = (home / "demo.db").resolve()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return path
+
+
+def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int = 30, seed: int = 7,
+             console: Console | None = None) -> DemoResult:
+    """Run the built-in outpatient journey over ``days`` virtual days as Prefect flows."""
+    from carepath.flows import journey_flow, prefect_defaults, use_engine
+
+    console = console or Console()
+    prefect_defaults()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    started = _time.monotonic()
+    db_path = _fresh_database(home)
+    start = datetime.now(SHANGHAI).date()
+    his = generate(patients, days, start, seed)
+    from carepath.engine import Engine
+    from carepath.journey_files import load_journey_file
+    from carepath.journeys import HERE
+
+    journey = load_journey_file(HERE / f"{DEMO_JOURNEY}.yaml")
+    clock = VirtualClock(datetime.combine(start, time(0), tzinfo=SHANGHAI))
+    engine = Engine(f"sqlite:///{db_path}", journeys=[journey], channels=demo_channels(), templates={},
+                    clock=clock, settings=Settings(home=home))
+    engine.upsert_patients(his.patients)
+    use_engine(engine)
+    flow = journey_flow(journey.name)
+    by_day: dict[date, list] = {}
+    for ev in his.events:
+        by_day.setdefault(ev.occurred_at.astimezone(SHANGHAI).date(), []).append(ev)
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("starting Prefect (ephemeral mode, ~15 s)", total=days)
+        for d in range(days):
+            day = start + timedelta(days=d)
+            for ev in by_day.get(day, []):
+                clock.set(ev.occurred_at)
+                engine.ingest(ev)
+            day_start = datetime.combine(day, time(0), tzinfo=SHANGHAI)
+            flow(start=day_start, end=day_start + timedelta(hours=23, minutes=30), tick_minutes=30)
+            with engine.db.connect() as conn:
+                sent = conn.execute(select(func.count()).select_from(Touchpoint)
+                                    .where(Touchpoint.status.in_(("sent", "delivered")))).scalar()
+            progress.update(bar, advance=1, description=f"day {d + 1:>2}/{days} {day.isoformat()}  sent {sent}")
+    with engine.db.connect() as conn:
+        console.print(step_table(step_summary(conn), f"{DEMO_JOURNEY}: {patients} patients, {days} days"))
+        counts = {name: conn.execute(select(func.count()).select_from(model)).scalar()
+                  for name, model in [("events", Event), ("enrollments", Enrollment), ("staff tasks", StaffTask)]}
+        busiest = conn.execute(select(Touchpoint.patient_id, func.count()).group_by(Touchpoint.patient_id)
+                               .order_by(func.count().desc(), Touchpoint.patient_id).limit(1)).first()
+    elapsed = _time.monotonic() - started
+    console.print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {elapsed:.0f} s")
+    console.print(f"database: {db_path}")
+    console.print(f"one patient's journey:  carepath patients timeline {busiest[0]} --db {db_path}")
+    engine.close()
+    return DemoResult(db_path, busiest[0], elapsed)

@@ -1,0 +1,118 @@
+"""Loopback servers for the conformance suite: one that never answers, one that answers a fixed status."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+HOST = "127.0.0.1"
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server((HOST, 0))
+        self._sock.settimeout(0.1)
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="carepath-silent-server", daemon=True)
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://{HOST}:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self._held.append(conn)  # keep it open, read nothing, answer nothing
+
+    def start(self) -> "SilentServer":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        for conn in self._held:
+            conn.close()
+        self._sock.close()
+
+    @property
+    def connections(self) -> int:
+        return len(self._held)
+
+
+class StatusServer:
+    """An HTTP server on 127.0.0.1 answering every request with ``status`` and a small JSON body."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                server.requests += 1
+                body = json.dumps({"status": server.status, "error": "loopback"}).encode()
+                self.send_response(server.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if server.status == 429:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = _answer
+
+            def log_message(self, *args: object) -> None:  # keep test output quiet
+                pass
+
+        self._httpd = ThreadingHTTPServer((HOST, 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port: int = self._httpd.server_address[1]
+        self.url = f"http://{HOST}:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="carepath-status-server", daemon=True)
+
+    def start(self) -> "StatusServer":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@contextmanager
+def silent_server() -> Iterator[SilentServer]:
+    """A started :class:`SilentServer`, closed on exit."""
+    server = SilentServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@contextmanager
+def status_server(status: int) -> Iterator[StatusServer]:
+    """A started :class:`StatusServer`, closed on exit."""
+    server = StatusServer(status).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def refused_url() -> str:
+    """A loopback URL where nothing listens (connections are refused)."""
+    with socket.create_server((HOST, 0)) as sock:
+        port = sock.getsockname()[1]
+    return f"http://{HOST}:{port}"

@@ -1,0 +1,78 @@
+"""Hook specifications of the ``carepath`` plugin project.
+
+One documented function per hook. Each hook also has a section in
+``docs/plugins.md``; ``tests/plugins/test_hookspecs.py`` fails when one is
+missing or has no docstring. A plugin module implements any subset of them,
+each decorated with :data:`hookimpl`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+PROJECT = "carepath"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def carepath_connectors() -> list[type]:
+    """Return connector classes (``Channel``, ``HisSource``, ``SurveyProvider`` subclasses).
+
+    Each class's ``type_name`` is what ``type = "..."`` names in
+    ``carepath.toml``; its ``Config`` model validates the rest of the section.
+    """
+
+
+@hookspec
+def carepath_journeys() -> list[Any]:
+    """Return journeys: ``carepath.model.Journey`` objects or paths to journey YAML files."""
+
+
+@hookspec
+def carepath_templates() -> dict[str, Any]:
+    """Return message templates by name (``Template`` objects or dicts with ``body`` and ``title``)."""
+
+
+@hookspec
+def carepath_segments() -> dict[str, str]:
+    """Return named segments: segment name -> condition expression over ``patient``.
+
+    Example: ``{"elderly-diabetic": 'patient.age >= 65 and patient.has("E11")'}``.
+    Segments are usable in enrollment rules and step conditions.
+    """
+
+
+@hookspec
+def carepath_web_routes() -> Any:
+    """Return a FastAPI ``APIRouter`` (or a list of them) mounted in the web hooks app.
+
+    Use it for inbound callbacks (delivery receipts, replies, HIS pushes).
+    Routes find the configured connectors and the ingest function through
+    ``carepath.plugins.web.web_context(request)``, and must authenticate every
+    request (``Connector.handle_callback``) before changing anything.
+    """
+
+
+@hookspec
+def carepath_before_send(touchpoint: Any, message: Any) -> Any:
+    """Inspect a rendered message just before it is sent.
+
+    Return ``None`` to leave it unchanged, a modified ``Message`` (for example
+    ``dataclasses.replace(message, body=redacted)``) to redact it, or
+    ``carepath.plugins.Veto(reason)`` to stop it; the reason is recorded. The
+    implementations run in turn, each seeing the previous one's message; the
+    first veto wins.
+    """
+
+
+@hookspec
+def carepath_event(event: Any) -> None:
+    """Observe every stored event (after deduplication); the return value is ignored.
+
+    Observers must be quick and must not raise: an exception is logged and
+    the other observers still run.
+    """
