@@ -13,7 +13,8 @@ app = typer.Typer(name="carepath", help="Patient journeys for hospitals, run as 
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 patients_app = typer.Typer(help="Look at patients (contacts always masked).", no_args_is_help=True)
 app.add_typer(patients_app, name="patients")
-console = Console()
+# Piped output (CI logs, files) gets room for the closing tables instead of 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=140)
 
 
 def _mount_optional() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
@@ -20,7 +21,8 @@ config_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    """A terminal console; piped output gets 140 columns so tables are not squeezed."""
+    return Console(highlight=False) if sys.stdout.isatty() else Console(highlight=False, width=140)
 
 
 @plugins_app.callback()

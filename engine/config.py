@@ -159,41 +159,44 @@ class _Validator:
         if cls is None:
             self.problem(f"{base}.type", self._unknown_type(type_name))
             return None
-        options = self.options(base, cls, {k: v for k, v in table.items() if k != "type"})
-        if options is None:
-            return None
+        options, refused = self.options(name, cls, {k: v for k, v in table.items() if k != "type"})
         try:
             config = cls.Config.model_validate(options)
         except pydantic.ValidationError as exc:
             for error in exc.errors():
+                if error["loc"] and error["loc"][0] in refused:
+                    continue  # already reported (a literal secret, an unset variable)
                 self.problem(".".join([base, *map(str, error["loc"])]), self._message(error, cls))
+            return None
+        if refused:
             return None
         return ConnectorSpec(name=name, type=type_name, kind=connector_kind(cls), cls=cls, config=config)
 
-    def options(self, base: str, cls: type[Connector], raw: dict[str, Any]) -> dict[str, Any] | None:
-        """Resolve ``{env = "NAME"}`` references; refuse literal secrets."""
+    def options(self, name: str, cls: type[Connector], raw: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+        """Resolve ``{env = "NAME"}`` references and refuse literal secrets: ``(options, refused keys)``."""
         secrets = secret_fields(cls.Config)
         resolved: dict[str, Any] = {}
-        ok = True
+        refused: set[str] = set()
         for key, value in raw.items():
-            path = f"{base}.{key}"
+            path = f"connectors.{name}.{key}"
             if _is_env_ref(value):
                 var = value["env"]
                 if not isinstance(var, str) or not var:
                     self.problem(path, 'an environment reference is {env = "VARIABLE_NAME"}')
-                    ok = False
                 elif var not in self.environ:
                     self.problem(path, f"environment variable {var} is not set")
-                    ok = False
                 else:
                     resolved[key] = self.environ[var]
+                    continue
+                refused.add(key)
             elif key in secrets:
+                suggestion = re.sub(r"[^A-Z0-9]+", "_", f"{name}_{key}".upper())
                 self.problem(path, f"is a secret: reference an environment variable, "
-                                   f"{key} = {{env = \"{key.upper()}_VARIABLE\"}}, never a literal value")
-                ok = False
+                                   f"{key} = {{env = \"{suggestion}\"}}, never a literal value")
+                refused.add(key)
             else:
                 resolved[key] = value
-        return resolved if ok else None
+        return resolved, refused
 
     def _unknown_type(self, type_name: str) -> str:
         known = ", ".join(sorted(self.types)) or "none"

@@ -25,11 +25,17 @@ from carepath.patients import PatientRecord, consent_state, load_patients
 from carepath.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
 from carepath.plugins.contracts import ErrorKind, Message, SendResult
 from carepath.policy import zone
-from carepath.scheduling import plan_single
+from carepath.scheduling import executemany_raw, plan_batch
 from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
+
+
+# Fencing: only rows this worker still holds change.
+_FINAL_SQL = ("UPDATE touchpoints SET status = ?, reason = ?, updated_at = ?, channel = ?, sent_at = ?, due_at = ?, "
+              "attempts = ?, channel_index = ?, lease_until = NULL "
+              "WHERE id = ? AND status = 'claimed' AND claimed_by = ?")
 
 
 @dataclass
@@ -194,6 +200,10 @@ class Dispatcher:
                     nxt = policy.next_allowed(policy.next_day_same_time(now, tz), category, tz)
                     return "final", self._defer(tp, nxt, DAILY_CAP, now)
                 ctx.sent_today[(tp.patient_id, day)] += 1
+            purpose = "marketing" if category is Category.marketing else "clinical"
+            if not any(ctx.consent(tp.patient_id, purpose, name) for name in action.via):
+                report.add(tp, "skipped")
+                return "final", self._final(tp, "skipped", now, reason=f"skipped: no {purpose} consent")
             template = journey.templates.get(action.template) or self.engine.templates.get(action.template)
             if template is None:
                 report.add(tp, "failed")
@@ -230,14 +240,9 @@ class Dispatcher:
         if not (finals or tasks or tags):
             return []
         with self.engine.db.begin() as conn:
-            if finals:
-                conn.execute(update(Touchpoint).where(
-                    Touchpoint.id == bindparam("b_id"), Touchpoint.status == "claimed",
-                    Touchpoint.claimed_by == self.worker_id).values(
-                    status=bindparam("b_status"), reason=bindparam("b_reason"), updated_at=bindparam("b_now"),
-                    channel=bindparam("b_channel"), sent_at=bindparam("b_sent"), due_at=bindparam("b_due"),
-                    attempts=bindparam("b_attempts"), channel_index=bindparam("b_index"), lease_until=None),
-                    finals)
+            executemany_raw(conn, _FINAL_SQL, [(f["b_status"], f["b_reason"], f["b_now"], f["b_channel"], f["b_sent"],
+                                                f["b_due"], f["b_attempts"], f["b_index"], f["b_id"], self.worker_id)
+                                               for f in finals])
             if tasks:
                 conn.execute(insert(StaffTask), tasks)
             for pid, (add, remove) in tags.items():
@@ -248,20 +253,20 @@ class Dispatcher:
         return [f["b_id"] for f in finals]
 
     def _plan_followers(self, conn: Connection, done: list[dict], ctx: "_BatchContext", now: datetime) -> None:
-        """Plan ``after_step`` steps whose source step just reached its outcome."""
+        """Plan ``after_step`` steps whose source step just reached its outcome (one bulk write)."""
+        entries = []
         for row in done:
             tp = ctx.by_id[row["b_id"]]
-            enrollment = ctx.enrollments[tp.enrollment_id]
-            journey = self.engine.journey_version(tp.journey, enrollment.version)
+            journey = self.engine.journey_version(tp.journey, ctx.enrollments[tp.enrollment_id].version)
             followers = [s for s in journey.steps if isinstance(s.trigger, AfterStep)
                          and s.trigger.step == tp.step and s.trigger.outcome == row["b_status"]]
-            if not followers:
-                continue
-            planned = [Planned(step=s, occurrence=tp.occurrence, planned_at=now + s.trigger.delay,
-                               due_at=now + s.trigger.delay) for s in followers]
-            plan_single(conn, enrollment_id=tp.enrollment_id, patient_id=tp.patient_id,
-                        tz=ctx.patients[tp.patient_id].view.tz, journey=journey, planned=planned, now=now,
-                        policy=self.engine.policy)
+            if followers:
+                planned = [Planned(step=s, occurrence=tp.occurrence, planned_at=now + s.trigger.delay,
+                                   due_at=now + s.trigger.delay) for s in followers]
+                entries.append((tp.enrollment_id, tp.patient_id, ctx.patients[tp.patient_id].view.tz, journey,
+                                planned))
+        if entries:
+            plan_batch(conn, entries, now=now, policy=self.engine.policy)
 
     # ----------------------------------------------------------------- sending
 
@@ -272,7 +277,7 @@ class Dispatcher:
             now = self.engine.clock.now()
             ready, exhausted = self._pick_channels(pending, ctx)
             finals = [self._give_up(o, now, report) for o in exhausted]
-            tasks = [self._fallback_task(o, now) for o in exhausted]
+            tasks = [self._fallback_task(o, now) for o in exhausted if o.step.category is not Category.marketing]
             if ready:
                 self._record_attempts(ready, now)
             self._write(finals, tasks, {}, ctx, now)
@@ -299,7 +304,8 @@ class Dispatcher:
                     if attempts >= self.max_attempts:
                         o.notes.append(f"{o.channel}: {res.error_code} after {attempts} attempts")
                         finals.append(self._give_up(o, now, report))
-                        tasks.append(self._fallback_task(o, now))
+                        if o.step.category is not Category.marketing:
+                            tasks.append(self._fallback_task(o, now))
                     else:
                         report.add(o.tp, "retry", o.channel)
                         finals.append(self._final(o.tp, "scheduled", now, reason=f"retry: {o.channel} {res.error_code}",
@@ -386,6 +392,8 @@ class _BatchContext:
         self.consents: dict[tuple[int, str, str], bool] = {}
         self.sent_today: Counter = Counter()
         self._conn_engine: Any = None
+        self.source_sent: dict[tuple[int, str, str], datetime] = {}
+        self.replies: dict[int, list[datetime]] = defaultdict(list)
 
     @classmethod
     def load(cls, conn: Connection, eng: "Engine", tps: list[Any], now: datetime) -> "_BatchContext":
@@ -401,6 +409,7 @@ class _BatchContext:
         if event_ids:
             ctx.events = dict(conn.execute(select(Event.id, Event.payload).where(Event.id.in_(event_ids))).all())
         ctx.consents = consent_state(conn, pids)
+        ctx._load_replies(conn, tps)
         since = now - timedelta(days=2)
         for pid, sent_at, category in conn.execute(select(Touchpoint.patient_id, Touchpoint.sent_at,
                                                           Touchpoint.category).where(
@@ -428,13 +437,29 @@ class _BatchContext:
 
     def replied(self, tp: Any, step: Step) -> bool:
         """Whether the patient replied after the source step of an ``unless: replied`` trigger was sent."""
-        eng = self._conn_engine
-        with eng.db.connect() as conn:
-            sent_at = conn.execute(select(Touchpoint.sent_at).where(
-                Touchpoint.enrollment_id == tp.enrollment_id, Touchpoint.step == step.trigger.step,
-                Touchpoint.occurrence == tp.occurrence)).scalar()
-            if sent_at is None:
-                return False
-            return conn.execute(select(Event.id).where(
-                Event.patient_id == tp.patient_id, Event.type == "message.replied",
-                Event.occurred_at >= sent_at).limit(1)).first() is not None
+        sent_at = self.source_sent.get((tp.enrollment_id, step.trigger.step, tp.occurrence))
+        return sent_at is not None and any(at >= sent_at for at in self.replies.get(tp.patient_id, ()))
+
+    def _load_replies(self, conn: Connection, tps: list[Any]) -> None:
+        """Source send times and reply times for the batch's ``unless: replied`` steps (two queries)."""
+        followers = [tp for tp in tps if tp.occurrence and tp.step and self._is_unless(tp)]
+        if not followers:
+            return
+        for enrollment_id, step, occurrence, sent_at in conn.execute(select(
+                Touchpoint.enrollment_id, Touchpoint.step, Touchpoint.occurrence, Touchpoint.sent_at).where(
+                Touchpoint.enrollment_id.in_({tp.enrollment_id for tp in followers}), Touchpoint.sent_at.is_not(None))):
+            self.source_sent[(enrollment_id, step, occurrence)] = sent_at
+        for pid, at in conn.execute(select(Event.patient_id, Event.occurred_at).where(
+                Event.patient_id.in_({tp.patient_id for tp in followers}), Event.type == "message.replied")):
+            self.replies[pid].append(at)
+
+    def _is_unless(self, tp: Any) -> bool:
+        enrollment = self.enrollments.get(tp.enrollment_id)
+        journey = self._conn_engine.journey_version(tp.journey, enrollment.version) if enrollment else None
+        if journey is None:
+            return False
+        try:
+            trig = journey.step(tp.step).trigger
+        except KeyError:
+            return False
+        return isinstance(trig, AfterStep) and trig.unless == "replied"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 from datetime import time, timedelta
@@ -198,7 +199,7 @@ class Journey(_Model):
     steps: list[Step]
     templates: dict[str, Template] = {}
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         """Hash of the normalized definition: equal definitions share a version."""
         canonical = json.dumps(self.model_dump(mode="json", exclude={"title", "description"}), sort_keys=True)

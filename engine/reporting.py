@@ -47,7 +47,8 @@ def step_table(rows: list[StepRow], title: str) -> Table:
     table = Table(title=title, header_style="bold", show_lines=False)
     for name in ["stage", "step", "channel"]:
         table.add_column(name)
-    labels = {"quiet": "deferred: quiet h.", "cap": "deferred: cap"}
+    labels = {"quiet": "quiet-h.\ndeferred", "cap": "cap\ndeferred", "delivered": "deliv-\nered",
+              "cancelled": "can-\ncelled"}
     for name in COLUMNS:
         table.add_column(labels.get(name, name), justify="right")
     totals: dict[str, int] = defaultdict(int)

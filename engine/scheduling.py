@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
@@ -47,10 +47,39 @@ def touchpoint_rows(enrollment_id: int, patient_id: int, journey: Journey, plann
     ) for p in planned]
 
 
+_COLUMNS = ("enrollment_id", "patient_id", "journey", "step", "stage", "category", "occurrence", "idempotency_key",
+            "anchor", "status", "planned_at", "due_at", "reason", "attempts", "channel_index", "event_id",
+            "created_at", "updated_at")
+
+
+def _sqlite_time(value: object) -> object:
+    # the same text form SQLAlchemy's SQLite DateTime writes (naive UTC), so both paths compare alike
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value
+
+
 def insert_touchpoints(conn: Connection, rows: list[dict]) -> int:
-    if rows:
-        conn.execute(insert(Touchpoint), rows)
+    """Bulk insert straight through the driver's executemany: the planner's hot path."""
+    if not rows:
+        return 0
+    sql = f"INSERT INTO touchpoints ({', '.join(_COLUMNS)}) VALUES ({', '.join(['?'] * len(_COLUMNS))})"
+    executemany_raw(conn, sql, [tuple(r[c] for c in _COLUMNS) for r in rows])
     return len(rows)
+
+
+def executemany_raw(conn: Connection, sql: str, rows: list[tuple]) -> None:
+    """Run ``sql`` (with ``?`` marks) for many rows straight through the driver.
+
+    Datetimes are written in the same form SQLAlchemy uses, so the ORM reads them back alike.
+    """
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        rows = [tuple(_sqlite_time(v) for v in r) for r in rows]
+    else:
+        sql = sql.replace("?", "%s")
+    conn.exec_driver_sql(sql, rows)
 
 
 def plan_new_enrollments(conn: Connection, items: Sequence[tuple[int, int, str, dict[str, datetime | None]]],
@@ -72,24 +101,51 @@ def plan_new_enrollments(conn: Connection, items: Sequence[tuple[int, int, str, 
     return insert_touchpoints(conn, rows)
 
 
-def plan_single(conn: Connection, *, enrollment_id: int, patient_id: int, tz: str, journey: Journey,
-                planned: list[Planned], now: datetime, policy: Policy) -> list[int]:
+def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey, list[Planned]]], *,
+               now: datetime, policy: Policy) -> list[int]:
     """Apply policy to ad-hoc touchpoints (``on`` events, step outcomes) and insert them.
 
-    Already-existing idempotency keys are left alone (a replayed trigger plans nothing twice).
+    ``entries`` are ``(enrollment_id, patient_id, tz, journey, planned)``.
+    Already-existing idempotency keys are left alone, so a replayed trigger
+    plans nothing twice. Returns the ids of the new touchpoints.
     """
-    keys = [idempotency_key(enrollment_id, p.step.id, p.occurrence) for p in planned]
-    existing = set(conn.execute(select(Touchpoint.idempotency_key)
-                                .where(Touchpoint.idempotency_key.in_(keys))).scalars()) if keys else set()
-    fresh = [p for p, k in zip(planned, keys) if k not in existing]
+    keyed = [(e, p, idempotency_key(e[0], p.step.id, p.occurrence)) for e in entries for p in e[4]]
+    if not keyed:
+        return []
+    existing: set[str] = set()
+    keys = [k for _, _, k in keyed]
+    for start in range(0, len(keys), 5000):
+        existing.update(conn.execute(select(Touchpoint.idempotency_key).where(
+            Touchpoint.idempotency_key.in_(keys[start:start + 5000]))).scalars())
+    fresh: dict[tuple[int, int, str, str], list[Planned]] = defaultdict(list)
+    journeys: dict[str, Journey] = {}
+    for (enrollment_id, patient_id, tz, journey, _), p, key in keyed:
+        if key not in existing:
+            existing.add(key)
+            fresh[(enrollment_id, patient_id, tz, journey.name)].append(p)
+            journeys[journey.name] = journey
     if not fresh:
         return []
-    load = DayLoad(tz, day_loads(conn, [patient_id], now - timedelta(days=1)).get(patient_id, ()))
-    rows = touchpoint_rows(enrollment_id, patient_id, journey, apply_policy(fresh, tz_name=tz, now=now,
-                                                                              policy=policy, load=load), now)
+    loads_raw = day_loads(conn, {k[1] for k in fresh}, now - timedelta(days=1))
+    loads: dict[int, DayLoad] = {}
+    rows: list[dict] = []
+    for (enrollment_id, patient_id, tz, name), planned in fresh.items():
+        load = loads.setdefault(patient_id, DayLoad(tz, loads_raw.get(patient_id, ())))
+        rows.extend(touchpoint_rows(enrollment_id, patient_id, journeys[name],
+                                    apply_policy(planned, tz_name=tz, now=now, policy=policy, load=load), now))
     insert_touchpoints(conn, rows)
-    return list(conn.execute(select(Touchpoint.id).where(
-        Touchpoint.idempotency_key.in_([r["idempotency_key"] for r in rows]))).scalars())
+    new_keys = [r["idempotency_key"] for r in rows]
+    ids: list[int] = []
+    for start in range(0, len(new_keys), 5000):
+        ids.extend(conn.execute(select(Touchpoint.id).where(
+            Touchpoint.idempotency_key.in_(new_keys[start:start + 5000]))).scalars())
+    return ids
+
+
+def plan_single(conn: Connection, *, enrollment_id: int, patient_id: int, tz: str, journey: Journey,
+                planned: list[Planned], now: datetime, policy: Policy) -> list[int]:
+    """:func:`plan_batch` for one enrollment."""
+    return plan_batch(conn, [(enrollment_id, patient_id, tz, journey, planned)], now=now, policy=policy)
 
 
 def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: str, journey: Journey,

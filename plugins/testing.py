@@ -79,6 +79,9 @@ class ConnectorConformance:
     connector_class: ClassVar[type[Connector]]
     valid_config: ClassVar[Mapping[str, Any]] = {}
     invalid_configs: ClassVar[list[Mapping[str, Any]]] = []
+    #: the callback signature covers the body, so a tampered body must be refused
+    #: (False for shared-token schemes, which authenticate the sender only)
+    callback_signs_body: ClassVar[bool] = True
 
     # -- hooks for the plugin -------------------------------------------------------
 
@@ -98,7 +101,7 @@ class ConnectorConformance:
         """Callbacks that must be rejected: add ones signed with a wrong secret, stale timestamps..."""
         found = [CallbackRequest(), CallbackRequest(body=b'{"events": []}', headers={"content-type": "application/json"})]
         good = self.good_callback(connector)
-        if good is not None and good.body:
+        if self.callback_signs_body and good is not None and good.body:
             found.append(CallbackRequest(body=good.body + b" ", headers=good.headers, query=good.query,
                                          method=good.method, path=good.path))
         return found
@@ -159,14 +162,21 @@ class ConnectorConformance:
 
     # -- inbound callbacks -------------------------------------------------------------
 
+    def test_callback_capability_matches_implementation(self) -> None:
+        cls = self.connector_type()
+        verifies = cls.verify_callback is not Connector.verify_callback
+        assert verifies == cls.capabilities.callbacks, (
+            f"{cls.__name__} overrides verify_callback: declare Capabilities(callbacks=True)" if verifies
+            else f"{cls.__name__} declares callbacks=True but does not override verify_callback")
+
     def test_callback_bad_signature_rejected(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._require_callbacks()
         connector = self.make_connector()
         parsed: list[CallbackRequest] = []
         monkeypatch.setattr(connector, "parse_callback", lambda request: parsed.append(request) or [])
-        for request in self.bad_callbacks(connector):
+        for index, request in enumerate(self.bad_callbacks(connector)):
             before = self.observe_state(connector)
-            assert connector.verify_callback(request) is False, f"accepted a bad callback: {request!r}"
+            assert connector.verify_callback(request) is False, f"accepted bad callback #{index} of bad_callbacks()"
             with pytest.raises(CallbackRejected):
                 connector.handle_callback(request)
             assert parsed == [], "parse_callback ran on a callback that failed verification"

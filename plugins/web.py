@@ -8,8 +8,7 @@ connector type: authenticate, parse, ingest; a request that fails
 authentication is answered 401 and changes nothing.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI reads the route's annotations at run time.
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from carepath.plugins.contracts import CallbackRejected, CallbackRequest, Connector

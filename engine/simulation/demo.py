@@ -95,7 +95,7 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
                                .order_by(func.count().desc(), Touchpoint.patient_id).limit(1)).first()
     elapsed = _time.monotonic() - started
     console.print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {elapsed:.0f} s")
-    console.print(f"database: {db_path}")
-    console.print(f"one patient's journey:  carepath patients timeline {busiest[0]} --db {db_path}")
+    console.print(f"database: {db_path}", soft_wrap=True)
+    console.print(f"one patient's journey:  carepath patients timeline {busiest[0]} --db {db_path}", soft_wrap=True)
     engine.close()
     return DemoResult(db_path, busiest[0], elapsed)

@@ -30,7 +30,7 @@ def open_database(url: str) -> SAEngine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, poolclass=NullPool)
+        engine = create_engine(url, poolclass=NullPool) if ":memory:" in url else create_engine(url, pool_size=8)
         event.listen(engine, "connect", _sqlite_pragmas)
 
         # pysqlite's own transaction handling defers BEGIN; take the write lock
