@@ -303,7 +303,7 @@ class Dispatcher:
                     attempts = o.tp.attempts + 1
                     if attempts >= self.max_attempts:
                         o.notes.append(f"{o.channel}: {res.error_code} after {attempts} attempts")
-                        finals.append(self._give_up(o, now, report))
+                        finals.append(self._give_up(o, now, report, attempts=attempts))
                         if o.step.category is not Category.marketing:
                             tasks.append(self._fallback_task(o, now))
                     else:
@@ -363,10 +363,10 @@ class Dispatcher:
                 results[i] = res
         return results  # type: ignore[return-value]
 
-    def _give_up(self, o: _Outgoing, now: datetime, report: DispatchReport) -> dict:
+    def _give_up(self, o: _Outgoing, now: datetime, report: DispatchReport, attempts: int | None = None) -> dict:
         report.add(o.tp, "failed", o.channel)
         reason = "failed: no channel delivered (" + "; ".join(o.notes) + ")" if o.notes else "failed: no channel"
-        return self._final(o.tp, "failed", now, reason=reason, index=o.channel_index)
+        return self._final(o.tp, "failed", now, reason=reason, index=o.channel_index, attempts=attempts)
 
     def _fallback_task(self, o: _Outgoing, now: datetime) -> dict:
         """The last resort: a staff member contacts the patient."""
@@ -414,7 +414,8 @@ class _BatchContext:
         for pid, sent_at, category in conn.execute(select(Touchpoint.patient_id, Touchpoint.sent_at,
                                                           Touchpoint.category).where(
                 Touchpoint.patient_id.in_(list(pids)), Touchpoint.sent_at >= since,
-                Touchpoint.status.in_(("sent", "delivered")), Touchpoint.category != Category.urgent.value)):
+                Touchpoint.status.in_(("sent", "delivered")), Touchpoint.category != Category.urgent.value,
+                Touchpoint.action == "send")):
             if pid in ctx.patients:
                 ctx.sent_today[(pid, sent_at.astimezone(zone(ctx.patients[pid].view.tz)).date())] += 1
         return ctx

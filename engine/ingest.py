@@ -51,12 +51,18 @@ class IngestResult:
 
 def _store_event(conn: Connection, ev: EventIn, patient_id: int | None, now: datetime) -> int | None:
     values = dict(source=ev.source, source_id=ev.source_id, type=ev.type, patient_id=patient_id,
-                  occurred_at=ev.occurred_at, received_at=now, payload=ev.payload)
+                  occurred_at=ev.occurred_at, received_at=now, payload=stored_payload(ev))
     dialect = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(conn.dialect.name)
     if dialect is None:  # pragma: no cover - other databases are not supported yet
         raise RuntimeError(f"unsupported database {conn.dialect.name}")
     stmt = dialect(Event).values(**values).on_conflict_do_nothing(index_elements=["source", "source_id"])
     return conn.execute(stmt.returning(Event.id)).scalar()
+
+
+def stored_payload(ev: EventIn) -> dict[str, Any]:
+    """The payload as kept in events and enrollment context: a patient record is
+    stored (encrypted) on the patient, never in plain text beside the event."""
+    return {k: v for k, v in ev.payload.items() if k != "patient"}
 
 
 def _anchor_time(ev: EventIn, field_name: str | None) -> datetime:
@@ -81,10 +87,11 @@ class Ingestor:
         eng = self.engine
         now = eng.clock.now()
         with eng.db.begin() as conn:
-            patient_id = self._resolve_patient(conn, ev, now)
-            event_id = _store_event(conn, ev, patient_id, now)
+            event_id = _store_event(conn, ev, None, now)
             if event_id is None:
                 return IngestResult("duplicate", None)
+            patient_id = self._resolve_patient(conn, ev, now)
+            conn.execute(update(Event).where(Event.id == event_id).values(patient_id=patient_id))
             result = IngestResult("stored", event_id)
             if patient_id is None:
                 result.notes.append(f"unknown patient {ev.patient_mrn!r}: stored, not applied")
@@ -175,7 +182,7 @@ class Ingestor:
                         result.notes.append(f"{journey.name}: anchor {name}: {exc}")
             enrollment_id = conn.execute(insert(Enrollment).values(
                 patient_id=patient_id, journey=journey.name, version=journey.version, key=key, status="active",
-                anchors=anchors, context=ev.payload, enrolled_at=now).returning(Enrollment.id)).scalar_one()
+                anchors=anchors, context=stored_payload(ev), enrolled_at=now).returning(Enrollment.id)).scalar_one()
             eng.remember_version(conn, journey)
             result.planned += plan_new_enrollments(conn, [(enrollment_id, patient_id, tz,
                                                           anchor_values(anchors, now))], journey,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_PHONE = re.compile(r"(?<!\d)(1\d{2})\d{4}(\d{4})(?!\d)")
+# a mainland mobile, bare or with the country code (+86 / 86, optionally followed by - or a space)
+_PHONE = re.compile(r"(?<!\d)((?:\+?86[- ]?)?1\d{2})\d{4}(\d{4})(?!\d)")
 
 
 def mask_phone(phone: str | None) -> str:

@@ -23,12 +23,9 @@ def local_wall(d: date, t: time, tz: ZoneInfo) -> datetime:
     A wall time skipped by a daylight-saving jump is moved forward by the gap
     (02:30 on a spring-forward night becomes 03:30), as a person would expect.
     """
-    naive = datetime.combine(d, t)
-    aware = naive.replace(tzinfo=tz, fold=0)
-    roundtrip = aware.astimezone(UTC).astimezone(tz)
-    if roundtrip.replace(tzinfo=None) != naive:  # in a gap: use the later offset
-        aware = naive.replace(tzinfo=tz, fold=1)
-    return aware.astimezone(UTC)
+    # PEP 495: with fold=0 a wall time inside a gap takes the offset from before
+    # the jump, which lands it after the gap by the gap's length.
+    return datetime.combine(d, t).replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
 @dataclass(frozen=True)

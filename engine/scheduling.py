@@ -9,7 +9,8 @@ from typing import Iterable, Sequence
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from carepath.model import Category, Journey
-from carepath.planner import DayLoad, Planned, apply_policy, idempotency_key, plan_anchored
+from carepath.planner import (CAP_DROPPED, MISSED_SKIPPED, DayLoad, Planned, apply_policy, idempotency_key,
+                              plan_anchored)
 from carepath.policy import Policy
 from carepath.store.schema import Touchpoint
 
@@ -28,7 +29,7 @@ def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
         rows = conn.execute(
             select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.due_at).where(
                 Touchpoint.patient_id.in_(ids[start:start + 5000]), Touchpoint.due_at >= since,
-                Touchpoint.status.in_(COUNTED), Touchpoint.category.in_(NON_URGENT))
+                Touchpoint.status.in_(COUNTED), Touchpoint.category.in_(NON_URGENT), Touchpoint.action == "send")
         ).all()
         for tid, pid, due in rows:
             if tid not in excluded:
@@ -40,14 +41,14 @@ def touchpoint_rows(enrollment_id: int, patient_id: int, journey: Journey, plann
                     now: datetime) -> list[dict]:
     return [dict(
         enrollment_id=enrollment_id, patient_id=patient_id, journey=journey.name, step=p.step.id,
-        stage=p.step.stage.value, category=p.step.category.value, occurrence=p.occurrence,
+        stage=p.step.stage.value, category=p.step.category.value, action=p.step.action.kind, occurrence=p.occurrence,
         idempotency_key=idempotency_key(enrollment_id, p.step.id, p.occurrence), anchor=p.step.anchor,
         status=p.status, planned_at=p.planned_at, due_at=p.due_at, reason=p.reason, attempts=0, channel_index=0,
         event_id=p.event_id, created_at=now, updated_at=now,
     ) for p in planned]
 
 
-_COLUMNS = ("enrollment_id", "patient_id", "journey", "step", "stage", "category", "occurrence", "idempotency_key",
+_COLUMNS = ("enrollment_id", "patient_id", "journey", "step", "stage", "category", "action", "occurrence", "idempotency_key",
             "anchor", "status", "planned_at", "due_at", "reason", "attempts", "channel_index", "event_id",
             "created_at", "updated_at")
 
@@ -164,7 +165,8 @@ def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: 
         select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.status, Touchpoint.reason).where(
             Touchpoint.enrollment_id == enrollment_id, Touchpoint.step.in_(step_ids)))}
     movable = {k: r for k, r in existing.items()
-               if r.status == "scheduled" or (r.status == "cancelled" and r.reason == "anchor cancelled")}
+               if r.status == "scheduled" or (r.status == "cancelled" and r.reason == "anchor cancelled")
+               or (r.status == "skipped" and r.reason in (MISSED_SKIPPED, CAP_DROPPED))}
     load = DayLoad(tz, day_loads(conn, [patient_id], now - timedelta(days=1),
                                  exclude_ids=[r.id for r in movable.values()]).get(patient_id, ()))
     planned = plan_anchored(steps, anchors, tz_name=tz, now=now, policy=policy, load=load)

@@ -80,7 +80,8 @@ class StatusServer:
         self._httpd.daemon_threads = True
         self.port: int = self._httpd.server_address[1]
         self.url = f"http://{HOST}:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="carepath-status-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        name="carepath-status-server", daemon=True)
 
     def start(self) -> "StatusServer":
         self._thread.start()

@@ -58,3 +58,15 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def clock() -> VirtualClock:
     return VirtualClock(datetime(2026, 5, 1, 1, 0, tzinfo=timezone.utc))  # 09:00 in Shanghai
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One ephemeral Prefect API for the whole session (its start-up costs ~15 s)."""
+    from carepath.flows import prefect_defaults
+
+    prefect_defaults()
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

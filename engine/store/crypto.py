@@ -18,8 +18,10 @@ class KeyError_(ValueError):
 class Cipher:
     """Encrypts short strings as ``keyid:base64(nonce|ciphertext)``.
 
-    ``keys`` maps key ids to 32-byte keys; new data uses ``current``. Old key
-    ids stay readable, which is what rotation needs.
+    ``keys`` maps key ids to 32-byte keys in the order they were created; new
+    data uses ``current`` and old key ids stay readable, which is what
+    rotation needs. Look-up hashes are keyed from the first (oldest) key so
+    that patients are still found by MRN or phone after a rotation.
     """
 
     def __init__(self, keys: dict[str, bytes], current: str) -> None:
@@ -29,7 +31,7 @@ class Cipher:
             if len(key) != 32:
                 raise KeyError_(f"key {kid!r} must be 32 bytes (base64 of 32 random bytes)")
         self._aead = {kid: AESGCM(key) for kid, key in keys.items()}
-        self._hash_key = hashlib.sha256(b"carepath-lookup|" + keys[current]).digest()
+        self._hash_key = hashlib.sha256(b"carepath-lookup|" + next(iter(keys.values()))).digest()
         self.current = current
 
     def encrypt(self, value: str | None) -> str | None:

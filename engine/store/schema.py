@@ -130,6 +130,7 @@ class Touchpoint(Base):
     step: Mapped[str] = mapped_column(String(128))
     stage: Mapped[str] = mapped_column(String(16))
     category: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(8), default="send")  # send | task | tag
     occurrence: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     anchor: Mapped[str | None] = mapped_column(String(64))

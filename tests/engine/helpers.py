@@ -7,6 +7,7 @@ another test folder's ``helpers.py`` in pytest's default import mode).
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -111,19 +112,21 @@ def make_engine(database_url: str, settings: Settings, clock: VirtualClock, jour
                   settings=settings, **kw)
 
 
+_event_numbers = itertools.count(1)
+
+
 class Events:
-    """Builds events with unique source ids for one patient."""
+    """Builds events for one patient; every event gets a fresh source id unless one is given."""
 
     def __init__(self, clock: VirtualClock, mrn: str = "M1", source: str = "his") -> None:
         self.clock = clock
         self.mrn = mrn
         self.source = source
-        self._n = 0
 
     def __call__(self, type_: str, payload: dict | None = None, *, source_id: str | None = None,
                  occurred_at: datetime | None = None, mrn: str | None = None) -> EventIn:
-        self._n += 1
-        return EventIn(type=type_, source=self.source, source_id=source_id or f"{mrn or self.mrn}-{type_}-{self._n}",
+        n = next(_event_numbers)
+        return EventIn(type=type_, source=self.source, source_id=source_id or f"{mrn or self.mrn}-{type_}-{n}",
                        patient_mrn=mrn or self.mrn, occurred_at=occurred_at or self.clock.now(),
                        payload=payload or {})
 

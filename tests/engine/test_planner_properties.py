@@ -237,8 +237,6 @@ GAPS = [  # (zone, spring-forward date, wall time inside the gap, expected local
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: policy.local_wall moves a wall time in a spring-forward gap "
-                                       "backward by the gap (02:30 -> 01:30), not forward (-> 03:30) as documented")
 @pytest.mark.parametrize("tz,day,at,expected", GAPS)
 def test_wall_time_in_spring_forward_gap_moves_forward_by_the_gap(tz, day, at, expected):
     zi = ZoneInfo(tz)

@@ -143,8 +143,6 @@ def test_reschedule_example_shows_in_result_and_times(eng, clock):
     assert again.anchors == [] and by_step(eng) == rows
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: scheduling.replan_anchor never revives a touchpoint it skipped as "
-                                       "missed; moving the anchor back to the future leaves it 'skipped'")
 def test_reminder_skipped_by_an_earlier_reschedule_comes_back_when_moved_later(eng, clock):
     ev = h.Events(clock)
     eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": start_at(date(2026, 5, 20))}))
@@ -257,8 +255,6 @@ def test_duplicate_event_is_a_no_op_that_says_so(eng, clock):
     assert not eng.ingest(booked.model_copy(update={"source": "wechat"})).duplicate
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ingest.Ingestor.ingest upserts the payload's patient record before "
-                                       "the dedup insert, so a duplicate event still rewrites the patients row")
 def test_duplicate_event_with_patient_record_changes_nothing(eng, clock):
     ev = h.Events(clock, "M9")
     booked = ev("appointment.booked", {"appointment_id": "A9", "start": start_at(date(2026, 5, 11)),

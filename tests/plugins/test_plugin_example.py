@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
@@ -28,7 +29,6 @@ from carepath.clock import VirtualClock  # noqa: E402
 from carepath.config import build_channels, load_config  # noqa: E402
 from carepath.engine import Engine  # noqa: E402
 from carepath.events import EventIn, PatientIn  # noqa: E402
-from carepath.plugins import CallbackRequest  # noqa: E402
 from carepath.plugins.manager import load_plugins  # noqa: E402
 from carepath.settings import Settings  # noqa: E402
 from carepath.store.schema import Delivery, Touchpoint  # noqa: E402
@@ -77,6 +77,23 @@ def test_carepath_plugins_list_command_shows_it() -> None:
         assert text in out.stdout
 
 
+def _web_hooks_app(channels: dict, engine: Engine):
+    """A minimal web hooks app: the plugins' routes over the running engine."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    app.state.carepath = SimpleNamespace(connectors=channels, ingest=engine.ingest)
+    for router in load_plugins().web_routers():
+        app.include_router(router)
+    return TestClient(app)
+
+
+def _delivery_status(engine: Engine) -> str:
+    with engine.db.connect() as conn:
+        return conn.execute(select(Delivery.status)).scalar_one()
+
+
 def test_journey_message_delivered_through_the_webhook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = VirtualClock(datetime(2026, 5, 1, 1, 0, tzinfo=timezone.utc))  # 09:00 in Shanghai
     monkeypatch.setenv("EXAMPLE_WEBHOOK_SECRET", SECRET)
@@ -101,9 +118,13 @@ def test_journey_message_delivered_through_the_webhook(tmp_path: Path, monkeypat
             assert message["to"] == "13912345678" and message["channel"] == "webhook"
             assert message["body"].startswith("张先生/女士，出院后第一天")
 
+            # the receipt comes back through the plugin's web route (carepath_web_routes)
+            client = _web_hooks_app(channels, engine)
             headers, body = receiver.receipt(message["provider_id"], patient_mrn="M001")
-            for event in channels["webhook"].handle_callback(CallbackRequest(body=body, headers=headers)):
-                engine.ingest(event)
+            forged = {**headers, "X-Carepath-Signature": "sha256=" + "0" * 64}
+            assert client.post("/hooks/webhook/webhook", content=body, headers=forged).status_code == 401
+            assert _delivery_status(engine) == "sent", "a forged receipt changed nothing"
+            assert client.post("/hooks/webhook/webhook", content=body, headers=headers).status_code == 200
             with engine.db.connect() as conn:
                 delivery = conn.execute(select(Delivery.status, Delivery.provider_id)).one()
                 touchpoint = conn.execute(select(Touchpoint.status)).scalar_one()

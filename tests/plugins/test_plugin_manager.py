@@ -58,8 +58,9 @@ def test_allow_list_naming_a_missing_plugin_is_reported(monkeypatch: pytest.Monk
 
 
 def test_unknown_hook_and_bad_signature_are_reported(install_plugin: InstallPlugin) -> None:
-    install_plugin("typo", "from carepath.plugins import hookimpl\n\n@hookimpl\ndef carepath_conectors():\n    return []\n")
-    install_plugin("badsig", "from carepath.plugins import hookimpl\n\n@hookimpl\ndef carepath_event(evt):\n    pass\n")
+    header = "from carepath.plugins import hookimpl\n\n@hookimpl\n"
+    install_plugin("typo", header + "def carepath_conectors():\n    return []\n")
+    install_plugin("badsig", header + "def carepath_event(evt):\n    pass\n")
     manager = load_plugins()
     reasons = {f.name: f.reason for f in manager.failures}
     assert "carepath_conectors" in reasons["typo"]
@@ -141,3 +142,21 @@ def test_segments_and_web_routes_are_collected() -> None:
     manager.pm.register(Provider(), name="provider")
     assert manager.segments()["elderly"] == "patient.age >= 65"
     assert router in manager.web_routers()
+
+
+def test_plugins_list_shows_broken_plugins_with_their_reason(install_plugin: InstallPlugin) -> None:
+    from typer.testing import CliRunner
+
+    from carepath.cli_plugins import plugins_app
+    from carepath.plugins.manager import get_plugin_manager
+
+    install_plugin("broken", BROKEN_PLUGIN)
+    install_plugin("pager", GOOD_PLUGIN, version="2.3.4")
+    get_plugin_manager.cache_clear()
+    try:
+        result = CliRunner().invoke(plugins_app, ["list"])
+    finally:
+        get_plugin_manager.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "failed to load" in result.output and "acme_sdk_that_is_not_installed" in result.output
+    assert "carepath-pager 2.3.4" in result.output and "Traceback" not in result.output

@@ -41,7 +41,8 @@ class TokenChannel(Channel):
     def parse_callback(self, request: CallbackRequest) -> list[Any]:
         data = json.loads(request.body)
         return [EventIn(type="message.replied", source=f"token:{self.name}", source_id=data["id"],
-                        patient_mrn=data["mrn"], occurred_at="2026-05-01T10:00:00+08:00", payload={"text": data["text"]})]
+                        patient_mrn=data["mrn"], occurred_at="2026-05-01T10:00:00+08:00",
+                        payload={"text": data["text"]})]
 
 
 @dataclass

@@ -149,6 +149,7 @@ def upgrade() -> None:
     sa.Column('step', sa.String(length=128), nullable=False),
     sa.Column('stage', sa.String(length=16), nullable=False),
     sa.Column('category', sa.String(length=16), nullable=False),
+    sa.Column('action', sa.String(length=8), nullable=False),
     sa.Column('occurrence', sa.String(length=64), nullable=False),
     sa.Column('idempotency_key', sa.String(length=255), nullable=False),
     sa.Column('anchor', sa.String(length=64), nullable=True),

@@ -43,7 +43,8 @@ class TestWebhookChannelConformance(ChannelConformance):
 
     def bad_callbacks(self, connector: Connector) -> list[CallbackRequest]:
         good = self.good_callback(connector)
-        wrong_key = CallbackRequest(body=good.body, headers={SIGNATURE_HEADER: sign("another-secret-0123456789", good.body)})
+        forged = sign("another-secret-0123456789", good.body)
+        wrong_key = CallbackRequest(body=good.body, headers={SIGNATURE_HEADER: forged})
         unsigned = CallbackRequest(body=good.body)
         return [*super().bad_callbacks(connector), wrong_key, unsigned]
 

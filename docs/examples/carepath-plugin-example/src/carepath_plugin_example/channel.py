@@ -97,7 +97,8 @@ class WebhookChannel(Channel):
         return SendResult.sent(_provider_id(response))
 
     def _failed(self, result: SendResult) -> SendResult:
-        log.info("webhook %s: %s (%s)", self.name, result.error_code, result.error_kind.value if result.error_kind else "")
+        kind = result.error_kind.value if result.error_kind else ""
+        log.info("webhook %s: %s (%s)", self.name, result.error_code, kind)
         return result
 
     # -- callbacks -------------------------------------------------------------------

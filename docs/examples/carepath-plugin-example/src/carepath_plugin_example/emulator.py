@@ -28,7 +28,8 @@ class WebhookEmulator:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/messages"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="webhook-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="webhook-emulator",
+                                        daemon=True)
 
     def __enter__(self) -> "WebhookEmulator":
         self._thread.start()
