@@ -23,7 +23,7 @@ from carepath.expressions import evaluate, render
 from carepath.model import AfterStep, Category, Journey, Send, Step, Tag, Task
 from carepath.patients import PatientRecord, consent_state, load_patients
 from carepath.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
-from carepath.plugins.contracts import ErrorKind, Message, SendResult
+from carepath.plugins.contracts import ErrorKind, Message, SendResult, Veto
 from carepath.policy import zone
 from carepath.scheduling import executemany_raw, plan_batch
 from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
@@ -31,6 +31,8 @@ from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTas
 if TYPE_CHECKING:
     from carepath.engine import Engine
 
+
+VETOED = "vetoed"
 
 # Fencing: only rows this worker still holds change.
 _FINAL_SQL = ("UPDATE touchpoints SET status = ?, reason = ?, updated_at = ?, channel = ?, sent_at = ?, due_at = ?, "
@@ -199,7 +201,6 @@ class Dispatcher:
                         return "final", self._final(tp, "skipped", now, reason=CAP_DROPPED)
                     nxt = policy.next_allowed(policy.next_day_same_time(now, tz), category, tz)
                     return "final", self._defer(tp, nxt, DAILY_CAP, now)
-                ctx.sent_today[(tp.patient_id, day)] += 1
             purpose = "marketing" if category is Category.marketing else "clinical"
             if not any(ctx.consent(tp.patient_id, purpose, name) for name in action.via):
                 report.add(tp, "skipped")
@@ -213,6 +214,8 @@ class Dispatcher:
             except Exception as exc:  # template bugs are configuration errors: recorded, never raised
                 report.add(tp, "failed")
                 return "final", self._final(tp, "failed", now, reason=f"failed: template {template.name}: {exc}")
+            if policy.counts_toward_cap(category):
+                ctx.sent_today[(tp.patient_id, now.astimezone(tz).date())] += 1
             return "send", _Outgoing(tp, step, title, body, template.name, tp.channel_index)
         if isinstance(action, Task):
             return "task", dict(patient_id=tp.patient_id, enrollment_id=tp.enrollment_id, touchpoint_id=tp.id,
@@ -295,6 +298,9 @@ class Dispatcher:
                     report.add(o.tp, "sent", o.channel)
                     finals.append(self._final(o.tp, "sent", now, reason=("fallback: " + "; ".join(o.notes)) if o.notes else o.tp.reason,
                                               channel=o.channel, attempts=o.tp.attempts + 1, index=o.channel_index))
+                elif res.error_code == VETOED:
+                    report.add(o.tp, "skipped", o.channel)
+                    finals.append(self._final(o.tp, "skipped", now, reason=f"skipped: vetoed by a plugin: {res.error}"))
                 elif res.error_kind is ErrorKind.PERMANENT:
                     o.notes.append(f"{o.channel}: {res.error_code}")
                     o.channel_index += 1
@@ -348,6 +354,7 @@ class Dispatcher:
         for i, o in enumerate(ready):
             by_channel[o.channel].append(i)
         results: list[SendResult | None] = [None] * len(ready)
+        hooks = bool(self.engine.plugins.pm.hook.carepath_before_send.get_hookimpls())
         for name, idxs in by_channel.items():
             channel = self.engine.channels[name]
             messages = [Message(idempotency_key=f"{ready[i].tp.idempotency_key}:{name}", channel=name,
@@ -355,11 +362,22 @@ class Dispatcher:
                                 address=ctx.patients[ready[i].tp.patient_id].addresses.get(channel.address_kind) or "",
                                 title=ready[i].title, body=ready[i].body, template=ready[i].template,
                                 category=ready[i].step.category.value) for i in idxs]
+            vetoes: dict[int, SendResult] = {}
+            if hooks:
+                for j, i in enumerate(idxs):
+                    checked = self.engine.plugins.before_send(ready[i].tp, messages[j])
+                    if isinstance(checked, Veto):
+                        vetoes[i] = SendResult.permanent(VETOED, checked.reason)
+                    else:
+                        messages[j] = checked
+            allowed = [(i, m) for i, m in zip(idxs, messages) if i not in vetoes]
             try:
-                out = channel.send_batch(messages)
+                out = channel.send_batch([m for _, m in allowed]) if allowed else []
             except Exception as exc:  # a connector bug must not lose the batch: retry later
-                out = [SendResult.retryable("connector_error", f"{type(exc).__name__}: {exc}")] * len(messages)
-            for i, res in zip(idxs, out):
+                out = [SendResult.retryable("connector_error", f"{type(exc).__name__}: {exc}")] * len(allowed)
+            for (i, _), res in zip(allowed, out):
+                results[i] = res
+            for i, res in vetoes.items():
                 results[i] = res
         return results  # type: ignore[return-value]
 

@@ -63,6 +63,9 @@ class Engine:
             channel.bind(self)
         self._versions: dict[tuple[str, str], Journey] = {(j.name, j.version): j for j in self.journeys.values()}
         self._remembered: set[tuple[str, str]] = set()
+        from carepath.plugins.manager import get_plugin_manager
+
+        self.plugins = get_plugin_manager()
         self.ingestor = Ingestor(self)
         self.dispatcher = Dispatcher(self, worker_id=worker_id, max_attempts=max_attempts, lease=lease)
 
@@ -107,6 +110,8 @@ class Engine:
     def ingest(self, event: EventIn, *, dispatch_urgent: bool = True) -> IngestResult:
         """Store an event once and apply it; urgent ``on`` steps are dispatched inline."""
         result = self.ingestor.ingest(event)
+        if not result.duplicate:
+            self.plugins.notify_event(event)
         if dispatch_urgent and result.urgent_touchpoints:
             self.dispatcher.run_batch(ids=result.urgent_touchpoints, limit=len(result.urgent_touchpoints))
         return result

@@ -75,13 +75,17 @@ def occurrences(step: Step, anchors: Mapping[str, datetime | None], tz_name: str
             rule = rrule(DAILY, interval=int(step_days), dtstart=start, count=trig.count,
                 until=end.astimezone(tz).replace(tzinfo=None) if end else None)
             return [(str(i), local_wall(d.date(), trig.at, tz)) for i, d in enumerate(rule)]
+        # shorter intervals: `at` fixes the first occurrence, the interval counts on from there
+        at_first = _anchored(trig.at, first, tz)
+        first = at_first if at_first >= first else local_wall(
+            first.astimezone(tz).date() + timedelta(days=1), trig.at, tz)
     hours = trig.interval.total_seconds() / 3600
     if hours == int(hours):
         rule = rrule(HOURLY, interval=int(hours), dtstart=first, count=trig.count, until=end)
-        return [(str(i), _anchored(trig.at, d, tz)) for i, d in enumerate(rule)]
+        return [(str(i), d) for i, d in enumerate(rule)]
     out, n, when = [], 0, first
     while (trig.count is None or n < trig.count) and (end is None or when <= end):
-        out.append((str(n), _anchored(trig.at, when, tz)))
+        out.append((str(n), when))
         n, when = n + 1, when + trig.interval
     return out
 

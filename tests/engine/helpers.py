@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import select, text
@@ -21,7 +21,6 @@ from carepath.engine import Engine
 from carepath.events import EventIn
 from carepath.model import Journey
 from carepath.plugins.contracts import Channel, Message, SendResult
-from carepath.policy import Policy
 from carepath.settings import Settings
 from carepath.store.schema import Base, Delivery, Enrollment, StaffTask, Touchpoint
 
@@ -185,11 +184,5 @@ def raw_rows(engine: Engine, table: str) -> list[tuple]:
         return [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table}"))]
 
 
-def local(when: datetime, tz: str) -> datetime:
-    from zoneinfo import ZoneInfo
-
-    return when.astimezone(ZoneInfo(tz))
-
-
 __all__ = ["UTC", "WorkerKilled", "RecordingChannel", "make_engine", "Events", "touchpoints", "one_touchpoint",
-           "enrollments", "deliveries", "staff_tasks", "snapshot", "raw_rows", "local", "Policy", "timedelta"]
+           "enrollments", "deliveries", "staff_tasks", "snapshot", "raw_rows"]

@@ -18,7 +18,7 @@ from carepath.dsl import after, after_step, enroll_on, journey, on, send, step, 
 from carepath.events import PatientIn
 from carepath.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS
 from carepath.policy import Policy
-from carepath.store.schema import OutboxMessage
+from carepath.store.schema import Delivery, OutboxMessage
 
 
 def _load_helpers():
@@ -60,9 +60,8 @@ def now_step(sid="s", offset="0s", *, via=("sms",), tmpl="t", **kw):
     return step(sid, "post_visit", after("enrolled", offset), send(tmpl, list(via)), **kw)
 
 
-def join(eng, clock, mrn="M1", n=[0]):  # noqa: B006 - a counter for unique source ids
-    n[0] += 1
-    return eng.ingest(h.Events(clock, mrn)("program.joined", source_id=f"join-{mrn}-{n[0]}"))
+def join(eng, clock, mrn="M1"):
+    return eng.ingest(h.Events(clock, mrn)("program.joined"))
 
 
 def key(tp, channel="sms") -> str:
@@ -229,7 +228,7 @@ def test_quiet_hours_rechecked_at_send_time(make, clock):
     assert eng.dispatch_due().sent == 1 and len(sms.keys) == 1
 
 
-def test_daily_cap_rechecked_at_send_time(make, clock, database_url, settings):
+def test_daily_cap_rechecked_at_send_time(make, clock):
     """Planned under a generous cap (another worker's policy); the sending worker enforces 3 a day."""
     steps = [now_step(f"c{i}", f"{i}m") for i in range(5)]
     steps += [now_step("drop", "6m", over_cap="drop"), now_step("urgent", "7m", category="urgent")]
@@ -262,6 +261,22 @@ def test_tag_steps_do_not_use_up_the_daily_message_cap(make, clock):
     clock.advance(timedelta(minutes=10))
     eng.dispatch_due()
     assert len(sms.keys) == 3, "three messages a day are allowed; a segment update is not a message"
+
+
+def test_messages_not_sent_do_not_use_up_the_cap_in_a_batch(make, clock):
+    """A message skipped for consent or failed on its template is not one of the patient's three a day."""
+    sms = h.RecordingChannel("sms")
+    steps = [now_step("promo", "0m", category="marketing"), now_step("bad", "1m", tmpl="bad")]
+    steps += [now_step(f"c{i}", f"{i + 2}m") for i in range(3)]
+    planner = make(steps, {"sms": sms}, policy=Policy(daily_cap=10))
+    join(planner, clock)
+    sender = make(steps, {"sms": sms}, patients=())
+    clock.advance(timedelta(minutes=10))
+    sender.dispatch_due()  # one batch: promo (no consent), bad (template error), c0, c1, c2
+    rows = {r.step: r for r in h.touchpoints(sender)}
+    assert rows["promo"].status != "sent" and rows["bad"].status == "failed"
+    assert [rows[f"c{i}"].status for i in range(3)] == ["sent"] * 3
+    assert len(sms.keys) == 3
 
 
 # ------------------------------------------------------------------ consent
@@ -512,6 +527,4 @@ def test_two_dispatchers_racing_send_each_touchpoint_exactly_once(make, clock):
     assert sum(sent.values()) == n
     assert {t.claimed_by for t in rows} <= {"w-a", "w-b"}
     with a.db.connect() as conn:
-        from carepath.store.schema import Delivery
-
         assert conn.execute(select(func.count()).select_from(Delivery)).scalar() == n

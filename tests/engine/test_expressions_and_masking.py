@@ -6,13 +6,15 @@ import base64
 import importlib.util
 import os
 import sys
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidTag
 from jinja2.exceptions import SecurityError, UndefinedError
+from sqlalchemy import select
 
+from carepath.connectors.outbox import OutboxChannel, OutboxConfig
 from carepath.context import PatientView, expression_context
 from carepath.dsl import after, enroll_on, journey, send, step, template
 from carepath.events import PatientIn
@@ -20,6 +22,7 @@ from carepath.expressions import ExpressionError, evaluate, render
 from carepath.masking import mask_address, mask_name, mask_openid, mask_phone, mask_text
 from carepath.patients import find_patient_id, load_patients
 from carepath.store.crypto import Cipher
+from carepath.store.schema import Base, Patient
 
 
 def _load_helpers():
@@ -151,8 +154,6 @@ def test_mask_name_openid_address():
 
 
 def test_outbox_stores_only_the_masked_address(database_url, settings, clock):
-    from carepath.connectors.outbox import OutboxChannel, OutboxConfig
-
     j = journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "您好")],
                 steps=[step("s", "post_visit", after("enrolled"), send("t", ["sms"]))])
     eng = h.make_engine(database_url, settings, clock, [j], {"sms": OutboxChannel("sms", OutboxConfig(address="phone"))})
@@ -171,8 +172,6 @@ def test_outbox_stores_only_the_masked_address(database_url, settings, clock):
 
 
 def _plaintext_cells(eng, secrets, tables=None):
-    from carepath.store.schema import Base
-
     found = []
     for table in tables or [t.name for t in Base.metadata.sorted_tables]:
         for row in h.raw_rows(eng, table):
@@ -186,13 +185,9 @@ def test_contact_data_is_encrypted_at_rest_and_decrypts_back(database_url, setti
     eng = h.make_engine(database_url, settings, clock, [], {})
     try:
         pid = eng.upsert_patient(PatientIn(mrn=MRN, name=NAME, phone=PHONE, openid=OPENID))
-        [row] = h.raw_rows(eng, "patients")
+        assert len(h.raw_rows(eng, "patients")) == 1
         assert not _plaintext_cells(eng, [PHONE, NAME, OPENID, MRN], ["patients"])
         with eng.db.connect() as conn:
-            from sqlalchemy import select
-
-            from carepath.store.schema import Patient
-
             stored = conn.execute(select(Patient.__table__)).one()
             assert stored.phone_enc.startswith(f"{eng.cipher.current}:") and stored.key_id == eng.cipher.current
             assert eng.cipher.decrypt(stored.phone_enc) == PHONE

@@ -230,6 +230,26 @@ def test_every_at_repeats_at_the_same_local_wall_time_across_dst(tz, anchor, at,
             assert when.astimezone(zi).time() == at
 
 
+@FAST
+@given(tz=zones, anchor=instants_near_dst(), interval=st.sampled_from(["90m", "6h", "12h", "1d", "36h", "2d"]),
+       at=st.none() | wall_times, count=st.integers(1, 12))
+def test_every_occurrences_are_distinct_and_increasing(tz, anchor, interval, at, count):
+    sub_day = interval in ("90m", "6h", "12h")
+    if sub_day and at is not None:
+        at = None  # see test_every_sub_day_interval_with_at_never_repeats_an_instant
+    s = step("s", "post_visit", every(interval, anchor="appointment", at=at.strftime("%H:%M") if at else None,
+                                      count=count), send("t", ["sms"]))
+    instants = [w for _, w in occurrences(s, {"appointment": anchor}, tz)]
+    assert len(instants) == count
+    assert all(a < b for a, b in zip(instants, instants[1:])), instants
+
+
+def test_every_sub_day_interval_with_at_never_repeats_an_instant():
+    s = step("s", "post_visit", every("12h", at="09:00", count=4), send("t", ["sms"]))
+    instants = [w for _, w in occurrences(s, {"enrolled": datetime(2026, 5, 1, 1, 0, tzinfo=UTC)}, "Asia/Shanghai")]
+    assert len(set(instants)) == len(instants), instants
+
+
 GAPS = [  # (zone, spring-forward date, wall time inside the gap, expected local wall time)
     ("America/New_York", date(2026, 3, 8), time(2, 30), time(3, 30)),
     ("America/New_York", date(2026, 3, 8), time(2, 0), time(3, 0)),

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from carepath.dsl import after, anchor, before, enroll_on, exit_on, journey, send, step, template
 from carepath.events import PatientIn
 from carepath.planner import MISSED_SKIPPED, occurrences
-from carepath.policy import local_wall
 
 
 def _load_helpers():
