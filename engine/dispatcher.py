@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 
 
 VETOED = "vetoed"
+_DELIVERY_INSERT = ("INSERT INTO deliveries (touchpoint_id, attempt, channel, status, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)")
+_DELIVERY_RESULT = ("UPDATE deliveries SET status = ?, provider_id = ?, error_kind = ?, error_code = ?, error = ?, "
+                    "cost = ?, updated_at = ? WHERE touchpoint_id = ? AND attempt = ? AND channel = ? "
+                    "AND status = 'sending'")
 
 # Fencing: only rows this worker still holds change.
 _FINAL_SQL = ("UPDATE touchpoints SET status = ?, reason = ?, updated_at = ?, channel = ?, sent_at = ?, due_at = ?, "
@@ -74,7 +79,6 @@ class _Outgoing:
     template: str
     channel_index: int
     notes: list[str] = field(default_factory=list)
-    delivery_id: int | None = None
     channel: str | None = None
 
 
@@ -131,7 +135,7 @@ class Dispatcher:
         finals: list[dict] = []  # touchpoint updates
         tasks: list[dict] = []
         outgoing: list[_Outgoing] = []
-        tag_changes: dict[int, tuple[set[str], set[str]]] = {}
+        tag_changes: list[tuple[int, Tag]] = []  # (touchpoint id, action)
         for tp in tps:
             decision = self._decide(tp, ctx, now, report)
             if decision is None:
@@ -146,9 +150,7 @@ class Dispatcher:
                 finals.append(self._final(tp, "sent", now, reason=None, channel="staff-task"))
                 report.add(tp, "sent", "staff-task")
             elif kind == "tag":
-                add, remove = tag_changes.setdefault(tp.patient_id, (set(), set()))
-                add.update(payload.add)
-                remove.update(payload.remove)
+                tag_changes.append((tp.id, payload))
                 finals.append(self._final(tp, "sent", now, reason=None, channel="tag"))
                 report.add(tp, "sent", "tag")
         self._write(finals, tasks, tag_changes, ctx, now)
@@ -237,23 +239,52 @@ class Dispatcher:
 
     # ----------------------------------------------------------------- writing
 
-    def _write(self, finals: list[dict], tasks: list[dict], tags: dict[int, tuple[set[str], set[str]]],
-               ctx: "_BatchContext", now: datetime) -> list[int]:
-        """Record decisions; only rows this worker still holds change (fencing)."""
-        if not (finals or tasks or tags):
+    def _write(self, finals: list[dict], tasks: list[dict], tags: list[tuple[int, Tag]],
+               ctx: "_BatchContext", now: datetime, deliveries: list[tuple] = ()) -> list[int]:
+        """Record decisions and delivery results in one transaction.
+
+        Fencing: only touchpoints this worker still holds change, and only they
+        open staff tasks, change tags or plan follower steps. A worker that
+        stalled past its lease records its provider results and nothing else.
+        """
+        if not (finals or tasks or tags or deliveries):
             return []
         with self.engine.db.begin() as conn:
+            executemany_raw(conn, _DELIVERY_RESULT, list(deliveries))
+            held = self._still_held(conn, [f["b_id"] for f in finals])
+            finals = [f for f in finals if f["b_id"] in held]
             executemany_raw(conn, _FINAL_SQL, [(f["b_status"], f["b_reason"], f["b_now"], f["b_channel"], f["b_sent"],
                                                 f["b_due"], f["b_attempts"], f["b_index"], f["b_id"], self.worker_id)
                                                for f in finals])
+            tasks = [t for t in tasks if t["touchpoint_id"] in held]
             if tasks:
                 conn.execute(insert(StaffTask), tasks)
-            for pid, (add, remove) in tags.items():
-                current = set(conn.execute(select(Patient.tags).where(Patient.id == pid)).scalar() or [])
-                conn.execute(update(Patient).where(Patient.id == pid).values(
-                    tags=sorted((current | add) - remove), updated_at=now))
+            self._apply_tags(conn, [(ctx.by_id[tp_id].patient_id, action) for tp_id, action in tags if tp_id in held],
+                             now)
             self._plan_followers(conn, [f for f in finals if f["b_status"] in ("sent", "failed")], ctx, now)
         return [f["b_id"] for f in finals]
+
+    def _still_held(self, conn: Connection, ids: list[int]) -> set[int]:
+        """The touchpoints among ``ids`` still claimed by this worker, locked for this transaction."""
+        held: set[int] = set()
+        for start in range(0, len(ids), 5000):
+            q = select(Touchpoint.id).where(Touchpoint.id.in_(ids[start:start + 5000]),
+                                            Touchpoint.status == "claimed", Touchpoint.claimed_by == self.worker_id)
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update()
+            held.update(conn.execute(q).scalars())
+        return held
+
+    @staticmethod
+    def _apply_tags(conn: Connection, changes: list[tuple[int, Tag]], now: datetime) -> None:
+        by_patient: dict[int, list[Tag]] = defaultdict(list)
+        for pid, action in changes:
+            by_patient[pid].append(action)
+        for pid, actions in by_patient.items():
+            tags = set(conn.execute(select(Patient.tags).where(Patient.id == pid)).scalar() or [])
+            for action in actions:
+                tags = (tags | set(action.add)) - set(action.remove)
+            conn.execute(update(Patient).where(Patient.id == pid).values(tags=sorted(tags), updated_at=now))
 
     def _plan_followers(self, conn: Connection, done: list[dict], ctx: "_BatchContext", now: datetime) -> None:
         """Plan ``after_step`` steps whose source step just reached its outcome (one bulk write)."""
@@ -283,7 +314,7 @@ class Dispatcher:
             tasks = [self._fallback_task(o, now) for o in exhausted if o.step.category is not Category.marketing]
             if ready:
                 self._record_attempts(ready, now)
-            self._write(finals, tasks, {}, ctx, now)
+            self._write(finals, tasks, [], ctx, now)
             if not ready:
                 return
             results = self._call_channels(ready, ctx)
@@ -291,9 +322,9 @@ class Dispatcher:
             finals, tasks, pending = [], [], []
             delivery_rows = []
             for o, res in zip(ready, results):
-                delivery_rows.append(dict(b_id=o.delivery_id, b_status="sent" if res.ok else "failed",
-                                          b_pid=res.provider_id, b_kind=res.error_kind.value if res.error_kind else None,
-                                          b_code=res.error_code, b_error=res.error, b_cost=res.cost, b_now=now))
+                delivery_rows.append(("sent" if res.ok else "failed", res.provider_id,
+                                      res.error_kind.value if res.error_kind else None, res.error_code, res.error,
+                                      res.cost, now, o.tp.id, o.tp.attempts + 1, o.channel))
                 if res.ok:
                     report.add(o.tp, "sent", o.channel)
                     finals.append(self._final(o.tp, "sent", now, reason=("fallback: " + "; ".join(o.notes)) if o.notes else o.tp.reason,
@@ -317,12 +348,7 @@ class Dispatcher:
                         finals.append(self._final(o.tp, "scheduled", now, reason=f"retry: {o.channel} {res.error_code}",
                                                   due=now + self._backoff(attempts), attempts=attempts,
                                                   index=o.channel_index))
-            with self.engine.db.begin() as conn:
-                conn.execute(update(Delivery).where(Delivery.id == bindparam("b_id")).values(
-                    status=bindparam("b_status"), provider_id=bindparam("b_pid"), error_kind=bindparam("b_kind"),
-                    error_code=bindparam("b_code"), error=bindparam("b_error"), cost=bindparam("b_cost"),
-                    updated_at=bindparam("b_now")), delivery_rows)
-            self._write(finals, tasks, {}, ctx, now)
+            self._write(finals, tasks, [], ctx, now, deliveries=delivery_rows)
 
     def _pick_channels(self, pending: Iterable[_Outgoing], ctx: "_BatchContext") -> tuple[list[_Outgoing], list[_Outgoing]]:
         ready, exhausted = [], []
@@ -342,12 +368,10 @@ class Dispatcher:
         return ready, exhausted
 
     def _record_attempts(self, ready: list[_Outgoing], now: datetime) -> None:
-        rows = [dict(touchpoint_id=o.tp.id, attempt=o.tp.attempts + 1, channel=o.channel, status="sending",
-                     created_at=now, updated_at=now) for o in ready]
+        """The ``sending`` rows, committed before any provider is called."""
         with self.engine.db.begin() as conn:
-            ids = conn.execute(insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True), rows).scalars()
-            for o, did in zip(ready, ids):
-                o.delivery_id = did
+            executemany_raw(conn, _DELIVERY_INSERT, [(o.tp.id, o.tp.attempts + 1, o.channel, "sending", now, now)
+                                                     for o in ready])
 
     def _call_channels(self, ready: list[_Outgoing], ctx: "_BatchContext") -> list[SendResult]:
         by_channel: dict[str, list[int]] = defaultdict(list)

@@ -37,35 +37,38 @@ def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
     return out
 
 
+_COLUMNS = ("enrollment_id", "patient_id", "journey", "step", "stage", "category", "action", "occurrence",
+            "idempotency_key", "anchor", "status", "planned_at", "due_at", "reason", "attempts", "channel_index",
+            "event_id", "created_at", "updated_at")
+KEY = _COLUMNS.index("idempotency_key")
+_INSERT = f"INSERT INTO touchpoints ({', '.join(_COLUMNS)}) VALUES ({', '.join(['?'] * len(_COLUMNS))})"
+
+
 def touchpoint_rows(enrollment_id: int, patient_id: int, journey: Journey, planned: Iterable[Planned],
-                    now: datetime) -> list[dict]:
-    return [dict(
-        enrollment_id=enrollment_id, patient_id=patient_id, journey=journey.name, step=p.step.id,
-        stage=p.step.stage.value, category=p.step.category.value, action=p.step.action.kind, occurrence=p.occurrence,
-        idempotency_key=idempotency_key(enrollment_id, p.step.id, p.occurrence), anchor=p.step.anchor,
-        status=p.status, planned_at=p.planned_at, due_at=p.due_at, reason=p.reason, attempts=0, channel_index=0,
-        event_id=p.event_id, created_at=now, updated_at=now,
-    ) for p in planned]
+                    now: datetime) -> list[tuple]:
+    """Rows for :func:`insert_touchpoints`, in ``_COLUMNS`` order (the idempotency key at ``KEY``)."""
+    return [(enrollment_id, patient_id, journey.name, p.step.id, p.step.stage.value, p.step.category.value,
+             p.step.action.kind, p.occurrence, idempotency_key(enrollment_id, p.step.id, p.occurrence), p.step.anchor,
+             p.status, p.planned_at, p.due_at, p.reason, 0, 0, p.event_id, now, now) for p in planned]
 
 
-_COLUMNS = ("enrollment_id", "patient_id", "journey", "step", "stage", "category", "action", "occurrence", "idempotency_key",
-            "anchor", "status", "planned_at", "due_at", "reason", "attempts", "channel_index", "event_id",
-            "created_at", "updated_at")
+class _SqliteTimes(dict):
+    """Datetimes in the text form SQLAlchemy's SQLite DateTime writes (naive UTC), memoized:
+    many rows share the same instants (slots, ``now``)."""
+
+    def __missing__(self, value: datetime) -> str:
+        text = value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+        self[value] = text
+        return text
 
 
-def _sqlite_time(value: object) -> object:
-    # the same text form SQLAlchemy's SQLite DateTime writes (naive UTC), so both paths compare alike
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return value
+def _sqlite_values(row: tuple, times: _SqliteTimes) -> tuple:
+    return tuple(times[v] if isinstance(v, datetime) else v for v in row)
 
 
-def insert_touchpoints(conn: Connection, rows: list[dict]) -> int:
+def insert_touchpoints(conn: Connection, rows: list[tuple]) -> int:
     """Bulk insert straight through the driver's executemany: the planner's hot path."""
-    if not rows:
-        return 0
-    sql = f"INSERT INTO touchpoints ({', '.join(_COLUMNS)}) VALUES ({', '.join(['?'] * len(_COLUMNS))})"
-    executemany_raw(conn, sql, [tuple(r[c] for c in _COLUMNS) for r in rows])
+    executemany_raw(conn, _INSERT, rows)
     return len(rows)
 
 
@@ -77,7 +80,8 @@ def executemany_raw(conn: Connection, sql: str, rows: list[tuple]) -> None:
     if not rows:
         return
     if conn.dialect.name == "sqlite":
-        rows = [tuple(_sqlite_time(v) for v in r) for r in rows]
+        times = _SqliteTimes()
+        rows = [_sqlite_values(r, times) for r in rows]
     else:
         sql = sql.replace("?", "%s")
     conn.exec_driver_sql(sql, rows)
@@ -135,7 +139,7 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
         rows.extend(touchpoint_rows(enrollment_id, patient_id, journeys[name],
                                     apply_policy(planned, tz_name=tz, now=now, policy=policy, load=load), now))
     insert_touchpoints(conn, rows)
-    new_keys = [r["idempotency_key"] for r in rows]
+    new_keys = [r[KEY] for r in rows]
     ids: list[int] = []
     for start in range(0, len(new_keys), 5000):
         ids.extend(conn.execute(select(Touchpoint.id).where(

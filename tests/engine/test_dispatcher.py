@@ -393,6 +393,8 @@ def test_after_step_unless_replied(make, clock):
     eng = make(steps, {"sms": sms}, patients=patients)
     join(eng, clock, "M1")
     join(eng, clock, "M2")
+    # M2's reply to something earlier (before "ask" was sent) does not count
+    eng.ingest(h.Events(clock, "M2")("message.replied", {"text": "谢谢"}, occurred_at=clock.now() - timedelta(hours=1)))
     assert eng.dispatch_due().sent == 2
     clock.advance(timedelta(hours=5))
     eng.ingest(h.Events(clock, "M1")("message.replied", {"text": "好的"}))
@@ -458,6 +460,69 @@ def test_expired_lease_is_reclaimed_and_sent_once(make, clock):
     assert sorted(live_channel.keys) == sorted(key(t) for t in rows) and dead_channel.keys == []
     clock.advance(timedelta(hours=1))
     assert live.dispatch_due().claimed == 0 and dead.dispatch_due().claimed == 0
+
+
+def test_exit_while_in_flight_cancels_at_send_time(make, clock):
+    """A touchpoint already claimed when the patient dies is cancelled by whoever sends it, never sent."""
+    sms = h.RecordingChannel("sms")
+    eng = make([now_step()], {"sms": sms}, lease=timedelta(minutes=5))
+    join(eng, clock)
+    [claimed] = eng.dispatcher.claim(limit=5)  # in flight on a worker that then dies
+    eng.ingest(h.Events(clock)("patient.deceased"))
+    clock.advance(timedelta(minutes=6))
+    report = eng.dispatch_due()
+    assert report.outcomes["cancelled"] == 1 and sms.keys == []
+    tp = h.one_touchpoint(eng, id=claimed.id)
+    assert (tp.status, tp.reason) == ("cancelled", "cancelled: patient deceased")
+
+
+class _SlowChannel(h.RecordingChannel):
+    """Blocks inside the provider call until released (a worker stalled past its lease)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def send(self, message):
+        self.entered.set()
+        assert self.release.wait(10)
+        return super().send(message)
+
+
+def test_stalled_worker_past_its_lease_changes_nothing_when_it_wakes(make, clock):
+    """Fencing: once another worker took the touchpoint over, the stalled one's outcome is discarded whole."""
+    steps = [now_step("ask"),
+             step("call", "post_visit", after_step("ask", "0s", outcome="failed"), task("call_patient"))]
+    slow = _SlowChannel("sms", permanent=lambda m: True)  # it will come back with a refusal...
+    fast = h.RecordingChannel("sms")  # ... after this worker delivered the message
+    stalled = make(steps, {"sms": slow}, worker_id="stalled")
+    other = make(steps, {"sms": fast}, patients=(), worker_id="other")
+    join(stalled, clock)
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            stalled.dispatch_due()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert slow.entered.wait(10)
+        clock.advance(timedelta(minutes=6))  # the stalled worker's lease runs out
+        assert other.dispatch_due().sent == 1
+    finally:
+        slow.release.set()
+        worker.join(10)
+    assert not errors, errors
+    ask = h.one_touchpoint(other, step="ask")
+    assert (ask.status, ask.claimed_by) == ("sent", "other")
+    assert fast.keys == slow.keys == [key(ask)], "same idempotency key on both workers"
+    clock.advance(timedelta(minutes=1))
+    other.dispatch_due()
+    assert h.touchpoints(other, step="call") == [], "no 'failed' follow-up for a message that was sent"
+    assert h.staff_tasks(other) == [], "no nurse call for a message that was sent"
 
 
 def test_killed_after_provider_call_resends_with_same_key(make, clock):

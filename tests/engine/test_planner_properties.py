@@ -234,14 +234,20 @@ def test_every_at_repeats_at_the_same_local_wall_time_across_dst(tz, anchor, at,
 @given(tz=zones, anchor=instants_near_dst(), interval=st.sampled_from(["90m", "6h", "12h", "1d", "36h", "2d"]),
        at=st.none() | wall_times, count=st.integers(1, 12))
 def test_every_occurrences_are_distinct_and_increasing(tz, anchor, interval, at, count):
-    sub_day = interval in ("90m", "6h", "12h")
-    if sub_day and at is not None:
-        at = None  # see test_every_sub_day_interval_with_at_never_repeats_an_instant
+    """No two occurrences at one instant (one message each); with ``at`` the series starts at that wall time."""
+    zi = ZoneInfo(tz)
     s = step("s", "post_visit", every(interval, anchor="appointment", at=at.strftime("%H:%M") if at else None,
                                       count=count), send("t", ["sms"]))
     instants = [w for _, w in occurrences(s, {"appointment": anchor}, tz)]
     assert len(instants) == count
     assert all(a < b for a, b in zip(instants, instants[1:])), instants
+    assert instants[0] >= anchor - timedelta(hours=1)  # not before the series starts (DST gap tolerance)
+    if at is None:
+        assert instants[0] == anchor
+    else:
+        first = instants[0].astimezone(zi)
+        if wall_exists(first.date(), at, zi):
+            assert first.time() == at
 
 
 def test_every_sub_day_interval_with_at_never_repeats_an_instant():
