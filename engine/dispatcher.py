@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from carepath.context import expression_context
 from carepath.expressions import evaluate, render
-from carepath.model import AfterStep, Category, Journey, Send, Step, Tag, Task
+from carepath.model import AfterStep, Category, Send, Step, Tag, Task
 from carepath.patients import PatientRecord, consent_state, load_patients
 from carepath.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
 from carepath.plugins.contracts import ErrorKind, Message, SendResult, Veto
 from carepath.policy import zone
 from carepath.scheduling import executemany_raw, plan_batch
-from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
+from carepath.store.schema import Enrollment, Event, Patient, StaffTask, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine

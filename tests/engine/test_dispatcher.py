@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 from collections import Counter
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,17 +18,7 @@ from carepath.policy import Policy
 from carepath.store.schema import Delivery, OutboxMessage
 
 
-def _load_helpers():
-    name = "carepath_engine_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = _load_helpers()
+from tests.engine import helpers as h
 
 SH = ZoneInfo("Asia/Shanghai")
 TEMPLATES = [template("t", "{{ patient.name }}您好"), template("bad", "您好 {{ patient.nickname }}")]

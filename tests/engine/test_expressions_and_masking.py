@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import os
-import sys
 from datetime import date
-from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -25,17 +22,7 @@ from carepath.store.crypto import Cipher
 from carepath.store.schema import Base, Patient
 
 
-def _load_helpers():
-    name = "carepath_engine_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = _load_helpers()
+from tests.engine import helpers as h
 
 PHONE, NAME, OPENID, MRN = "13812341234", "张三丰", "oWx_Abc1234567", "MRN-778899"
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,17 +15,7 @@ from carepath.events import PatientIn
 from carepath.planner import MISSED_SKIPPED, occurrences
 
 
-def _load_helpers():
-    name = "carepath_engine_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = _load_helpers()
+from tests.engine import helpers as h
 
 TZ = "Asia/Shanghai"
 SH = ZoneInfo(TZ)

@@ -6,7 +6,7 @@ import itertools
 import textwrap
 from pathlib import Path
 import pytest
-from plugin_samples import InstallPlugin
+from tests.plugins.plugin_samples import InstallPlugin
 
 _count = itertools.count()
 

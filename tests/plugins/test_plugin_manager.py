@@ -9,7 +9,7 @@ import pytest
 from carepath.plugins import Message, Veto, hookimpl
 from carepath.plugins.manager import load_plugins
 
-from plugin_samples import BROKEN_PLUGIN, GOOD_PLUGIN, InstallPlugin
+from tests.plugins.plugin_samples import BROKEN_PLUGIN, GOOD_PLUGIN, InstallPlugin
 
 
 def test_builtins_register_through_the_same_hooks() -> None:
