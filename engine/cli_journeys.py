@@ -73,6 +73,10 @@ def validate(
         problems += found
     if problems:
         console.print(f"{len(problems)} problem(s) found", style="bold red", markup=False)
+        if any("unknown channel" in p.message for p in problems):
+            console.print("hint: channels are connector instances declared in carepath.toml "
+                          "([connectors.NAME] type = \"...\"); --channel NAME checks against other names",
+                          markup=False)
         raise typer.Exit(1)
     console.print(f"{len(files)} journey file(s) valid", style="bold green", markup=False)
 

@@ -7,6 +7,7 @@ from typing import Iterable, Mapping, Sequence
 
 from sqlalchemy import insert, select
 
+from carepath.audit import audit
 from carepath.clock import Clock, SystemClock
 from carepath.dispatcher import DispatchReport, Dispatcher
 from carepath.events import EventIn, PatientIn
@@ -19,7 +20,7 @@ from carepath.policy import Policy
 from carepath.scheduling import plan_new_enrollments
 from carepath.settings import Settings
 from carepath.store import load_cipher, open_database, upgrade
-from carepath.store.schema import Enrollment, JourneyVersion
+from carepath.store.schema import Enrollment, JourneyVersion, Patient
 
 
 class Engine:
@@ -93,6 +94,8 @@ class Engine:
         if exists is None:
             conn.execute(insert(JourneyVersion).values(journey=journey.name, version=journey.version,
                                                        definition=journey.to_json(), created_at=self.clock.now()))
+            audit(conn, actor="engine", action="journey.version_registered", entity="journey",
+                  entity_id=f"{journey.name}@{journey.version}", at=self.clock.now())
         self._remembered.add(key)
 
     # --------------------------------------------------------------- patients
@@ -119,6 +122,8 @@ class Engine:
     def enroll_many(self, journey_name: str, items: Sequence[tuple[int, Mapping[str, datetime | None]]],
                     *, key: str | None = None) -> int:
         """Enroll many patients at once with their anchors (bulk import, benchmarks); returns touchpoints planned."""
+        if len(items) > 5000:  # keep each statement's parameter list within SQLite's limits
+            return sum(self.enroll_many(journey_name, items[i:i + 5000], key=key) for i in range(0, len(items), 5000))
         journey = self.journeys[journey_name]
         now = self.clock.now()
         with self.db.begin() as conn:
@@ -128,7 +133,8 @@ class Engine:
                          enrolled_at=now) for pid, anchors in items]
             ids = list(conn.execute(insert(Enrollment).returning(Enrollment.id, sort_by_parameter_order=True),
                                     rows).scalars())
-            tzs = dict(conn.execute(select_tz(list({pid for pid, _ in items}))).all())
+            tzs = dict(conn.execute(select(Patient.id, Patient.tz).where(
+                Patient.id.in_(list({pid for pid, _ in items})))).all())
             plan_items = [(eid, pid, tzs[pid], anchor_values(r["anchors"], now))
                           for eid, (pid, _), r in zip(ids, items, rows)]
             return plan_new_enrollments(conn, plan_items, journey, now=now, policy=self.policy)
@@ -151,8 +157,3 @@ class Engine:
     def close(self) -> None:
         self.db.dispose()
 
-
-def select_tz(ids: list[int]):
-    from carepath.store.schema import Patient
-
-    return select(Patient.id, Patient.tz).where(Patient.id.in_(ids))

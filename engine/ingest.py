@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from carepath.audit import audit
 from carepath.context import expression_context
 from carepath.events import EventIn, PatientIn
 from carepath.expressions import evaluate
@@ -105,7 +106,8 @@ class Ingestor:
     def _resolve_patient(self, conn: Connection, ev: EventIn, now: datetime) -> int | None:
         record = ev.payload.get("patient")
         if isinstance(record, dict):
-            return upsert_patient(conn, self.engine.cipher, PatientIn(mrn=ev.patient_mrn, **record), now)
+            return upsert_patient(conn, self.engine.cipher, PatientIn(mrn=ev.patient_mrn, **record), now,
+                                  actor=f"event:{ev.source}")
         return find_patient_id(conn, self.engine.cipher, ev.patient_mrn)
 
     def _apply(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
@@ -134,6 +136,8 @@ class Ingestor:
                          result: IngestResult) -> None:
         if ev.type == "patient.deceased":
             conn.execute(update(Patient).where(Patient.id == patient_id).values(deceased=True, updated_at=now))
+            audit(conn, actor=f"event:{ev.source}", action="patient.deceased", entity="patient", entity_id=patient_id,
+                  at=now)
             for enrollment in conn.execute(select(Enrollment.__table__).where(
                     Enrollment.patient_id == patient_id, Enrollment.status == "active")).all():
                 self._exit(conn, enrollment, "patient deceased", now, result)

@@ -8,6 +8,7 @@ from typing import Iterable
 
 from sqlalchemy import Connection, insert, select, update
 
+from carepath.audit import audit
 from carepath.context import PatientView
 from carepath.events import PatientIn
 from carepath.policy import zone
@@ -24,8 +25,8 @@ class PatientRecord:
     deceased: bool
 
 
-def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: datetime) -> int:
-    """Insert or update by MRN (found through its keyed hash); returns the internal id."""
+def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: datetime, *, actor: str = "api") -> int:
+    """Insert or update by MRN (found through its keyed hash); returns the internal id. Audited."""
     mrn_hash = cipher.lookup_hash(record.mrn)
     values = dict(
         name_enc=cipher.encrypt(record.name), phone_enc=cipher.encrypt(record.phone),
@@ -35,11 +36,17 @@ def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: dat
         language=record.language, channel_prefs=list(record.channel_prefs), updated_at=now,
     )
     existing = conn.execute(select(Patient.id).where(Patient.mrn_hash == mrn_hash)).scalar()
+    fields = sorted(record.model_fields_set - {"mrn"})
     if existing is not None:
         conn.execute(update(Patient).where(Patient.id == existing).values(**values))
+        audit(conn, actor=actor, action="patient.updated", entity="patient", entity_id=existing, at=now,
+              detail={"fields": fields})
         return existing
-    return conn.execute(insert(Patient).values(mrn_hash=mrn_hash, mrn_enc=cipher.encrypt(record.mrn),
-                                               created_at=now, **values).returning(Patient.id)).scalar_one()
+    new_id = conn.execute(insert(Patient).values(mrn_hash=mrn_hash, mrn_enc=cipher.encrypt(record.mrn),
+                                                 created_at=now, **values).returning(Patient.id)).scalar_one()
+    audit(conn, actor=actor, action="patient.created", entity="patient", entity_id=new_id, at=now,
+          detail={"fields": fields})
+    return new_id
 
 
 def upsert_patients_bulk(conn: Connection, cipher: Cipher, records: list[PatientIn], now: datetime) -> list[int]:
@@ -55,6 +62,7 @@ def upsert_patients_bulk(conn: Connection, cipher: Cipher, records: list[Patient
             birth_date=r.birth_date, sex=r.sex, conditions=list(r.conditions), tags=list(r.tags), tz=r.tz,
             language=r.language, channel_prefs=list(r.channel_prefs), created_at=now, updated_at=now,
         ) for h, r in fresh])
+        audit(conn, actor="api", action="patients.imported", entity="patient", at=now, detail={"count": len(fresh)})
     for h, r in zip(hashes, records):
         if h in known:
             upsert_patient(conn, cipher, r, now)
@@ -100,7 +108,10 @@ def consent_state(conn: Connection, patient_ids: Iterable[int]) -> dict[tuple[in
 
 def record_consent(conn: Connection, patient_id: int, purpose: str, granted: bool, *, channel: str = "*",
                    source: str, at: datetime) -> None:
+    """Append to the consent history (the newest row is in force) and to the audit log."""
     conn.execute(insert(Consent).values(patient_id=patient_id, purpose=purpose, channel=channel, granted=granted,
                                         source=source, at=at))
+    audit(conn, actor=f"event:{source}", action="consent.granted" if granted else "consent.withdrawn", entity="patient",
+          entity_id=patient_id, at=at, detail={"purpose": purpose, "channel": channel})
 
 
