@@ -11,12 +11,16 @@ import hashlib
 from typing import Any, ClassVar, Literal, Sequence
 
 from pydantic import Field
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from carepath.masking import mask_address
 from carepath.plugins.contracts import Channel, ConnectorConfig, Message, SendResult
 from carepath.plugins.hookspecs import hookimpl
+from carepath.scheduling import executemany_raw
 from carepath.store.schema import OutboxMessage
+
+_INSERT = ("INSERT INTO outbox_messages (idempotency_key, channel, patient_id, address_masked, title, body, created_at) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING")
 
 
 class OutboxConfig(ConnectorConfig):
@@ -67,16 +71,12 @@ class OutboxChannel(Channel):
             now = self._engine.clock.now()
             keys = [m.idempotency_key for m in todo]
             with self._engine.db.begin() as conn:
-                existing = dict(conn.execute(select(OutboxMessage.idempotency_key, OutboxMessage.id)
-                                             .where(OutboxMessage.idempotency_key.in_(keys))).all())
-                rows = [dict(idempotency_key=m.idempotency_key, channel=self.name, patient_id=m.patient_id,
-                             address_masked=mask_address(self.address_kind, m.address), title=m.title,
-                             body=m.body, created_at=now) for m in todo if m.idempotency_key not in existing]
-                if rows:
-                    conn.execute(insert(OutboxMessage), rows)
-                    existing = dict(conn.execute(select(OutboxMessage.idempotency_key, OutboxMessage.id)
-                                                 .where(OutboxMessage.idempotency_key.in_(keys))).all())
-                ids = existing
+                # a key seen before keeps its first row: that is the provider-side dedup
+                executemany_raw(conn, _INSERT, [(m.idempotency_key, self.name, m.patient_id,
+                                                 mask_address(self.address_kind, m.address), m.title, m.body, now)
+                                                for m in todo])
+                ids = dict(conn.execute(select(OutboxMessage.idempotency_key, OutboxMessage.id)
+                                        .where(OutboxMessage.idempotency_key.in_(keys))).all())
         return [r if r is not None else SendResult.sent(f"outbox-{ids[m.idempotency_key]}")
                 for m, r in zip(messages, results)]
 

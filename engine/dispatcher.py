@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 
 VETOED = "vetoed"
+# what a batch reads of each claimed touchpoint (fewer columns: fewer conversions on the hot path)
+_CLAIMED_COLUMNS = (Touchpoint.id, Touchpoint.enrollment_id, Touchpoint.patient_id, Touchpoint.journey, Touchpoint.step,
+                    Touchpoint.stage, Touchpoint.occurrence, Touchpoint.idempotency_key, Touchpoint.due_at,
+                    Touchpoint.reason, Touchpoint.attempts, Touchpoint.channel_index, Touchpoint.event_id)
 _DELIVERY_INSERT = ("INSERT INTO deliveries (touchpoint_id, attempt, channel, status, created_at, updated_at) "
                     "VALUES (?, ?, ?, ?, ?, ?)")
 _DELIVERY_RESULT = ("UPDATE deliveries SET status = ?, provider_id = ?, error_kind = ?, error_code = ?, error = ?, "
@@ -116,7 +120,7 @@ class Dispatcher:
                 return []
             conn.execute(update(Touchpoint).where(Touchpoint.id.in_(claimed)).values(
                 status="claimed", lease_until=now + self.lease, claimed_by=self.worker_id, updated_at=now))
-            return list(conn.execute(select(Touchpoint.__table__).where(Touchpoint.id.in_(claimed))
+            return list(conn.execute(select(*_CLAIMED_COLUMNS).where(Touchpoint.id.in_(claimed))
                                      .order_by(Touchpoint.due_at, Touchpoint.id)))
 
     # ------------------------------------------------------------------- a batch
@@ -300,7 +304,7 @@ class Dispatcher:
                 entries.append((tp.enrollment_id, tp.patient_id, ctx.patients[tp.patient_id].view.tz, journey,
                                 planned))
         if entries:
-            plan_batch(conn, entries, now=now, policy=self.engine.policy)
+            plan_batch(conn, entries, now=now, policy=self.engine.policy, return_ids=False)
 
     # ----------------------------------------------------------------- sending
 

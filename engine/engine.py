@@ -120,16 +120,21 @@ class Engine:
         return result
 
     def enroll_many(self, journey_name: str, items: Sequence[tuple[int, Mapping[str, datetime | None]]],
-                    *, key: str | None = None) -> int:
-        """Enroll many patients at once with their anchors (bulk import, benchmarks); returns touchpoints planned."""
+                    *, key: str | None = None, context: Mapping[str, object] | None = None) -> int:
+        """Enroll many patients at once with their anchors (bulk import, benchmarks); returns touchpoints planned.
+
+        ``context`` plays the enrolling event's payload for conditions and templates (``event.*``).
+        """
         if len(items) > 5000:  # keep each statement's parameter list within SQLite's limits
-            return sum(self.enroll_many(journey_name, items[i:i + 5000], key=key) for i in range(0, len(items), 5000))
+            return sum(self.enroll_many(journey_name, items[i:i + 5000], key=key, context=context)
+                       for i in range(0, len(items), 5000))
         journey = self.journeys[journey_name]
         now = self.clock.now()
         with self.db.begin() as conn:
             self.remember_version(conn, journey)
             rows = [dict(patient_id=pid, journey=journey.name, version=journey.version, key=key, status="active",
-                         anchors={k: v.isoformat() if v else None for k, v in anchors.items()}, context={},
+                         anchors={k: v.isoformat() if v else None for k, v in anchors.items()},
+                         context=dict(context or {}),
                          enrolled_at=now) for pid, anchors in items]
             ids = list(conn.execute(insert(Enrollment).returning(Enrollment.id, sort_by_parameter_order=True),
                                     rows).scalars())

@@ -96,4 +96,6 @@ def evaluate(source: str | None, context: dict[str, Any]) -> Evaluated:
 
 
 def render(source: str, context: dict[str, Any]) -> str:
+    if "{" not in source:  # plain text: nothing to render
+        return source
     return compile_template(source).render(**context)

@@ -107,7 +107,7 @@ def plan_new_enrollments(conn: Connection, items: Sequence[tuple[int, int, str, 
 
 
 def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey, list[Planned]]], *,
-               now: datetime, policy: Policy) -> list[int]:
+               now: datetime, policy: Policy, return_ids: bool = True) -> list[int]:
     """Apply policy to ad-hoc touchpoints (``on`` events, step outcomes) and insert them.
 
     ``entries`` are ``(enrollment_id, patient_id, tz, journey, planned)``.
@@ -139,6 +139,8 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
         rows.extend(touchpoint_rows(enrollment_id, patient_id, journeys[name],
                                     apply_policy(planned, tz_name=tz, now=now, policy=policy, load=load), now))
     insert_touchpoints(conn, rows)
+    if not return_ids:
+        return []
     new_keys = [r[KEY] for r in rows]
     ids: list[int] = []
     for start in range(0, len(new_keys), 5000):
