@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 
 from carepath.context import expression_context
 from carepath.expressions import evaluate, render
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 
 VETOED = "vetoed"
+MAX_GRACE = timedelta(days=31)  # the validator caps missed.grace at 30 days
 # what a batch reads of each claimed touchpoint (fewer columns: fewer conversions on the hot path)
 _CLAIMED_COLUMNS = (Touchpoint.id, Touchpoint.enrollment_id, Touchpoint.patient_id, Touchpoint.journey, Touchpoint.step,
                     Touchpoint.stage, Touchpoint.occurrence, Touchpoint.idempotency_key, Touchpoint.due_at,
@@ -102,20 +103,28 @@ class Dispatcher:
               ids: Sequence[int] | None = None) -> list[Any]:
         """Lease up to ``limit`` due touchpoints (expired leases included) to this worker."""
         now = self.engine.clock.now()
-        due = or_(and_(Touchpoint.status == "scheduled", Touchpoint.due_at <= now),
-                  and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now))
-        q = select(Touchpoint.id).where(due)
-        if journey:
-            q = q.where(Touchpoint.journey == journey)
-        if stage:
-            q = q.where(Touchpoint.stage == stage)
-        if ids is not None:
-            q = q.where(Touchpoint.id.in_(list(ids)))
-        q = q.order_by(Touchpoint.due_at).limit(limit)
+        expired = and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now)
+        due = and_(Touchpoint.status == "scheduled", Touchpoint.due_at <= now)
+
+        def query(condition, n: int):
+            q = select(Touchpoint.id).where(condition)
+            if journey:
+                q = q.where(Touchpoint.journey == journey)
+            if stage:
+                q = q.where(Touchpoint.stage == stage)
+            if ids is not None:
+                q = q.where(Touchpoint.id.in_(list(ids)))
+            # (status, due_at) index order: no sort of the whole backlog after an outage
+            return q.order_by(Touchpoint.status, Touchpoint.due_at).limit(n)
+
         with self.engine.db.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            claimed = list(conn.execute(q).scalars())
+            lock = conn.dialect.name == "postgresql"
+            claimed = []
+            for condition in (expired, due):  # abandoned leases first: they are the oldest work
+                q = query(condition, limit - len(claimed))
+                claimed += conn.execute(q.with_for_update(skip_locked=True) if lock else q).scalars()
+                if len(claimed) >= limit:
+                    break
             if not claimed:
                 return []
             conn.execute(update(Touchpoint).where(Touchpoint.id.in_(claimed)).values(
@@ -456,15 +465,23 @@ class _BatchContext:
             ctx.events = dict(conn.execute(select(Event.id, Event.payload).where(Event.id.in_(event_ids))).all())
         ctx.consents = consent_state(conn, pids)
         ctx._load_replies(conn, tps)
-        since = now - timedelta(days=2)
-        for pid, sent_at, category in conn.execute(select(Touchpoint.patient_id, Touchpoint.sent_at,
-                                                          Touchpoint.category).where(
-                Touchpoint.patient_id.in_(list(pids)), Touchpoint.sent_at >= since,
-                Touchpoint.status.in_(("sent", "delivered")), Touchpoint.category != Category.urgent.value,
-                Touchpoint.action == "send")):
-            if pid in ctx.patients:
-                ctx.sent_today[(pid, sent_at.astimezone(zone(ctx.patients[pid].view.tz)).date())] += 1
+        ctx._load_sent_today(conn, pids, now)
         return ctx
+
+    def _load_sent_today(self, conn: Connection, pids: set[int], now: datetime) -> None:
+        """Messages each patient was sent on recent local days (for the cap at send time).
+
+        Filtered by the (patient_id, due_at) index only: a sent touchpoint's due time is at most
+        the longest missed-grace before its send time; the rest is checked here, not in SQL.
+        """
+        since = now - timedelta(days=2)
+        rows = conn.execute(select(Touchpoint.patient_id, Touchpoint.sent_at, Touchpoint.status,
+                                   Touchpoint.category, Touchpoint.action).where(
+            Touchpoint.patient_id.in_(list(pids)), Touchpoint.due_at >= since - MAX_GRACE))
+        for pid, sent_at, status, category, action in rows:
+            if (sent_at is not None and sent_at >= since and status in ("sent", "delivered") and action == "send"
+                    and category != Category.urgent.value and pid in self.patients):
+                self.sent_today[(pid, sent_at.astimezone(zone(self.patients[pid].view.tz)).date())] += 1
 
     def consent(self, pid: int, purpose: str, channel: str) -> bool:
         default = purpose != "marketing"  # care notices need no opt-in; marketing does
