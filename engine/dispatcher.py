@@ -13,10 +13,10 @@ import random
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from carepath.context import expression_context
 from carepath.expressions import evaluate, render
@@ -24,7 +24,7 @@ from carepath.model import AfterStep, Category, Send, Step, Tag, Task
 from carepath.patients import PatientRecord, consent_state, load_patients
 from carepath.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
 from carepath.plugins.contracts import ErrorKind, Message, SendResult, Veto
-from carepath.policy import zone
+from carepath.policy import local_wall, zone
 from carepath.scheduling import executemany_raw, plan_batch
 from carepath.store.schema import Enrollment, Event, Patient, StaffTask, Touchpoint
 
@@ -469,19 +469,26 @@ class _BatchContext:
         return ctx
 
     def _load_sent_today(self, conn: Connection, pids: set[int], now: datetime) -> None:
-        """Messages each patient was sent on recent local days (for the cap at send time).
+        """Messages each patient was sent so far on their local day (for the cap at send time).
 
-        Filtered by the (patient_id, due_at) index only: a sent touchpoint's due time is at most
-        the longest missed-grace before its send time; the rest is checked here, not in SQL.
+        Counted in SQL, one query per time zone. The (patient_id, due_at) index bounds the scan:
+        a sent touchpoint fell due before now and at most the longest missed grace before it was sent.
         """
-        since = now - timedelta(days=2)
-        rows = conn.execute(select(Touchpoint.patient_id, Touchpoint.sent_at, Touchpoint.status,
-                                   Touchpoint.category, Touchpoint.action).where(
-            Touchpoint.patient_id.in_(list(pids)), Touchpoint.due_at >= since - MAX_GRACE))
-        for pid, sent_at, status, category, action in rows:
-            if (sent_at is not None and sent_at >= since and status in ("sent", "delivered") and action == "send"
-                    and category != Category.urgent.value and pid in self.patients):
-                self.sent_today[(pid, sent_at.astimezone(zone(self.patients[pid].view.tz)).date())] += 1
+        by_zone: dict[str, list[int]] = defaultdict(list)
+        for pid in pids:
+            if pid in self.patients:
+                by_zone[self.patients[pid].view.tz].append(pid)
+        for tz_name, ids in by_zone.items():
+            tz = zone(tz_name)
+            today = now.astimezone(tz).date()
+            midnight = local_wall(today, time(0), tz)
+            q = (select(Touchpoint.patient_id, func.count()).where(
+                Touchpoint.patient_id.in_(ids), Touchpoint.due_at >= midnight - MAX_GRACE, Touchpoint.due_at <= now,
+                Touchpoint.sent_at >= midnight, func.coalesce(Touchpoint.status, "").in_(("sent", "delivered")),
+                Touchpoint.action == "send", Touchpoint.category != Category.urgent.value)
+                 .group_by(Touchpoint.patient_id))
+            for pid, n in conn.execute(q):
+                self.sent_today[(pid, today)] = n
 
     def consent(self, pid: int, purpose: str, channel: str) -> bool:
         default = purpose != "marketing"  # care notices need no opt-in; marketing does

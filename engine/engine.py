@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
@@ -17,7 +18,7 @@ from carepath.patients import upsert_patient, upsert_patients_bulk
 from carepath.planner import anchor_values
 from carepath.plugins.contracts import Channel
 from carepath.policy import Policy
-from carepath.scheduling import plan_new_enrollments
+from carepath.scheduling import insert_enrollments, plan_new_enrollments
 from carepath.settings import Settings
 from carepath.store import load_cipher, open_database, upgrade
 from carepath.store.schema import Enrollment, JourneyVersion, Patient
@@ -132,16 +133,13 @@ class Engine:
         now = self.clock.now()
         with self.db.begin() as conn:
             self.remember_version(conn, journey)
-            rows = [dict(patient_id=pid, journey=journey.name, version=journey.version, key=key, status="active",
-                         anchors={k: v.isoformat() if v else None for k, v in anchors.items()},
-                         context=dict(context or {}),
-                         enrolled_at=now) for pid, anchors in items]
-            ids = list(conn.execute(insert(Enrollment).returning(Enrollment.id, sort_by_parameter_order=True),
-                                    rows).scalars())
+            stored = [{k: v.isoformat() if v else None for k, v in anchors.items()} for _, anchors in items]
+            ids = insert_enrollments(conn, [(pid, journey.name, journey.version, key, "active", json.dumps(a),
+                                             json.dumps(dict(context or {})), now)
+                                            for (pid, _), a in zip(items, stored)])
             tzs = dict(conn.execute(select(Patient.id, Patient.tz).where(
                 Patient.id.in_(list({pid for pid, _ in items})))).all())
-            plan_items = [(eid, pid, tzs[pid], anchor_values(r["anchors"], now))
-                          for eid, (pid, _), r in zip(ids, items, rows)]
+            plan_items = [(eid, pid, tzs[pid], anchor_values(a, now)) for eid, (pid, _), a in zip(ids, items, stored)]
             return plan_new_enrollments(conn, plan_items, journey, now=now, policy=self.policy)
 
     # --------------------------------------------------------------- dispatch

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping
 
@@ -58,6 +59,12 @@ def occurrences(step: Step, anchors: Mapping[str, datetime | None], tz_name: str
     base = anchors.get(trig.anchor)
     if base is None:
         return []
+    return _occurrences(trig, base, tz_name)
+
+
+@lru_cache(maxsize=65536)
+def _occurrences(trig: AnchorOffset | Every, base: datetime, tz_name: str) -> list[tuple[str, datetime]]:
+    # memoized: appointment slots repeat across thousands of enrollments (callers must not mutate)
     tz = zone(tz_name)
     if isinstance(trig, AnchorOffset):
         when = base - trig.offset if trig.kind == "before" else base + trig.offset

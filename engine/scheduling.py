@@ -64,29 +64,62 @@ class _SqliteTimes(dict):
         return text
 
 
-def _sqlite_values(row: tuple, times: _SqliteTimes) -> tuple:
-    return tuple(times[v] if isinstance(v, datetime) else v for v in row)
+def _sqlite_values(row: tuple, times: _SqliteTimes, positions: tuple[int, ...] | None) -> tuple:
+    if positions is None:
+        return tuple(times[v] if isinstance(v, datetime) else v for v in row)
+    values = list(row)
+    for i in positions:
+        if values[i] is not None:
+            values[i] = times[values[i]]
+    return tuple(values)
+
+
+_TIME_POSITIONS = tuple(_COLUMNS.index(c) for c in ("planned_at", "due_at", "created_at", "updated_at"))
 
 
 def insert_touchpoints(conn: Connection, rows: list[tuple]) -> int:
     """Bulk insert straight through the driver's executemany: the planner's hot path."""
-    executemany_raw(conn, _INSERT, rows)
+    executemany_raw(conn, _INSERT, rows, time_positions=_TIME_POSITIONS)
     return len(rows)
 
 
-def executemany_raw(conn: Connection, sql: str, rows: list[tuple]) -> None:
+def executemany_raw(conn: Connection, sql: str, rows: list[tuple],
+                    time_positions: tuple[int, ...] | None = None) -> None:
     """Run ``sql`` (with ``?`` marks) for many rows straight through the driver.
 
-    Datetimes are written in the same form SQLAlchemy uses, so the ORM reads them back alike.
+    Datetimes (at ``time_positions`` when given, else wherever found) are written in the
+    same form SQLAlchemy uses, so the ORM reads them back alike.
     """
     if not rows:
         return
     if conn.dialect.name == "sqlite":
         times = _SqliteTimes()
-        rows = [_sqlite_values(r, times) for r in rows]
+        rows = [_sqlite_values(r, times, time_positions) for r in rows]
     else:
         sql = sql.replace("?", "%s")
     conn.exec_driver_sql(sql, rows)
+
+
+_ENROLLMENT_INSERT = ("INSERT INTO enrollments (patient_id, journey, version, key, status, anchors, context, "
+                      "enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def insert_enrollments(conn: Connection, rows: list[tuple]) -> list[int]:
+    """Insert enrollments in bulk (JSON columns given as JSON text); returns their ids in order."""
+    if conn.dialect.name == "sqlite":
+        # Inside our write transaction (BEGIN IMMEDIATE) nobody else inserts, and SQLite gives
+        # an INTEGER PRIMARY KEY the next rowids in order: the ids are the last n.
+        executemany_raw(conn, _ENROLLMENT_INSERT, rows, time_positions=(7,))
+        last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+        return list(range(last - len(rows) + 1, last + 1))
+    sql = _ENROLLMENT_INSERT.replace("?", "%s") + " RETURNING id"
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.executemany(sql, rows, returning=True)
+    ids = []
+    while True:
+        ids.append(cursor.fetchone()[0])
+        if not cursor.nextset():
+            return ids
 
 
 def plan_new_enrollments(conn: Connection, items: Sequence[tuple[int, int, str, dict[str, datetime | None]]],
