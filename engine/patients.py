@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, Iterator, Mapping
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -21,7 +21,7 @@ class PatientRecord:
     """A loaded patient: the expression view plus decrypted addresses (never logged)."""
 
     view: PatientView
-    addresses: dict[str, str | None]
+    addresses: Mapping[str, str | None]
     deceased: bool
 
 
@@ -81,16 +81,42 @@ def load_patients(conn: Connection, cipher: Cipher, ids: Iterable[int], today_at
     id_list = list(set(ids))
     for chunk_start in range(0, len(id_list), 5000):
         chunk = id_list[chunk_start:chunk_start + 5000]
-        for p in conn.execute(select(Patient.__table__).where(Patient.id.in_(chunk))):
+        for p in conn.execute(select(*_LOADED).where(Patient.id.in_(chunk))):
             view = PatientView(
                 id=p.id, name=cipher.decrypt(p.name_enc) or "", sex=p.sex, birth_date=p.birth_date,
                 conditions=tuple(p.conditions or ()), tags=tuple(p.tags or ()), tz=p.tz, language=p.language,
                 today=today_at.astimezone(zone(p.tz)).date(),
             )
-            addresses = {"phone": cipher.decrypt(p.phone_enc), "openid": cipher.decrypt(p.openid_enc), "none": "-"} \
-                if with_addresses else {}
+            addresses = Addresses(cipher, phone=p.phone_enc, openid=p.openid_enc) if with_addresses else {}
             out[p.id] = PatientRecord(view, addresses, bool(p.deceased))
     return out
+
+
+_LOADED = (Patient.id, Patient.name_enc, Patient.phone_enc, Patient.openid_enc, Patient.birth_date, Patient.sex,
+           Patient.conditions, Patient.tags, Patient.tz, Patient.language, Patient.deceased)
+
+
+class Addresses(Mapping[str, str | None]):
+    """A patient's contacts by address kind, decrypted only when a channel asks for one."""
+
+    def __init__(self, cipher: Cipher, **encrypted: str | None) -> None:
+        self._cipher = cipher
+        self._encrypted = {**encrypted, "none": None}
+        self._plain: dict[str, str | None] = {"none": "-"}
+
+    def __getitem__(self, kind: str) -> str | None:
+        if kind not in self._plain:
+            self._plain[kind] = self._cipher.decrypt(self._encrypted[kind])
+        return self._plain[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._encrypted)
+
+    def __len__(self) -> int:
+        return len(self._encrypted)
+
+    def __repr__(self) -> str:  # never the contacts themselves
+        return f"<Addresses {sorted(k for k, v in self._encrypted.items() if v)}>"
 
 
 def consent_state(conn: Connection, patient_ids: Iterable[int]) -> dict[tuple[int, str, str], bool]:
