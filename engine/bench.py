@@ -59,13 +59,14 @@ def _engine(url: str, home: Path, clock):
                   settings=Settings(home=home))
 
 
-def _patients(n: int, seed: int = 1):
+def _patients(n: int, first: int = 0):
+    """``n`` distinct synthetic patients numbered from ``first`` (MRNs never repeat across calls)."""
     from carepath.events import PatientIn
 
-    rng = random.Random(seed)
+    rng = random.Random(first)
     return [PatientIn(mrn=f"B{i}", name="测试患者", phone=f"13{rng.randrange(10**9):09d}",
                       openid=f"oBENCH{i:08d}" if i % 3 else None, birth_date=date(1950 + i % 60, 1 + i % 12, 1),
-                      conditions=["E11.9"] if i % 4 == 0 else []) for i in range(n)]
+                      conditions=["E11.9"] if i % 4 == 0 else []) for i in range(first, first + n)]
 
 
 def _one_run(size: int, url: str, home: str) -> RunFigures:
@@ -80,8 +81,8 @@ def _one_run(size: int, url: str, home: str) -> RunFigures:
     engine = _engine(url, Path(home), clock)
     rng = random.Random(size)
     ids: list[int] = []
-    for i in range(0, size, CHUNK):
-        ids += engine.upsert_patients(_patients(min(CHUNK, size - i), seed=i))
+    for i in range(0, size, CHUNK):  # distinct patients: the cap and the indexes see real sizes
+        ids += engine.upsert_patients(_patients(min(CHUNK, size - i), first=i))
     items = []
     for pid in ids:
         appt = datetime.combine(date(2026, 6, 3) + timedelta(days=rng.randrange(0, 10)),
@@ -137,7 +138,7 @@ def naive_prefect_rate(sample: int, home: Path) -> float:
     from zoneinfo import ZoneInfo
 
     from carepath.clock import VirtualClock
-    from carepath.flows import prefect_defaults
+    from carepath.flows import prefect_defaults, quiet_ephemeral_shutdown
 
     prefect_defaults()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -146,7 +147,7 @@ def naive_prefect_rate(sample: int, home: Path) -> float:
     tz = ZoneInfo("Asia/Shanghai")
     clock = VirtualClock(datetime(2026, 6, 1, 10, 0, tzinfo=tz))
     engine = _engine(f"sqlite:///{home / 'naive.db'}", home, clock)
-    ids = engine.upsert_patients(_patients(sample, seed=99))
+    ids = engine.upsert_patients(_patients(sample))
     appt = datetime(2026, 6, 3, 10, 0, tzinfo=tz)
     engine.enroll_many(BENCH_JOURNEY, [(pid, {"appointment": appt, "visit_end": appt}) for pid in ids], context=BOOKING)
     clock.set(datetime(2026, 6, 2, 19, 0, tzinfo=tz))  # after the preparation guides fall due
@@ -167,6 +168,7 @@ def naive_prefect_rate(sample: int, home: Path) -> float:
         return sum(one(t) for t in tp_ids)
 
     naive([])  # pay the ephemeral server start-up outside the measurement
+    quiet_ephemeral_shutdown()
     t0 = time.perf_counter()
     done = naive(due)
     rate = done / (time.perf_counter() - t0)

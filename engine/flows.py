@@ -25,6 +25,14 @@ def prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
+def quiet_ephemeral_shutdown() -> None:
+    """The ephemeral API logs cancelled background flushes as errors when the process exits: nothing
+    is lost that carepath needs (its own state is in its database), so keep them off the console."""
+    import logging
+
+    logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
+
+
 def use_engine(engine) -> None:
     """Make flows in this process run against ``engine`` (the demo and tests do this)."""
     global _engine

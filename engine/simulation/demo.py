@@ -49,7 +49,7 @@ def _fresh_database(home: Path) -> Path:
 def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int = 30, seed: int = 7,
              console: Console | None = None) -> DemoResult:
     """Run the built-in outpatient journey over ``days`` virtual days as Prefect flows."""
-    from carepath.flows import journey_flow, prefect_defaults, use_engine
+    from carepath.flows import journey_flow, prefect_defaults, quiet_ephemeral_shutdown, use_engine
 
     console = console or Console()
     prefect_defaults()
@@ -83,6 +83,8 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
                 engine.ingest(ev)
             day_start = datetime.combine(day, time(0), tzinfo=SHANGHAI)
             flow(start=day_start, end=day_start + timedelta(hours=23, minutes=30), tick_minutes=30)
+            if d == 0:
+                quiet_ephemeral_shutdown()
             with engine.db.connect() as conn:
                 sent = conn.execute(select(func.count()).select_from(Touchpoint)
                                     .where(Touchpoint.status.in_(("sent", "delivered")))).scalar()
