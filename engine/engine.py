@@ -21,7 +21,7 @@ from carepath.policy import Policy
 from carepath.scheduling import insert_enrollments, plan_new_enrollments
 from carepath.settings import Settings
 from carepath.store import load_cipher, open_database, upgrade
-from carepath.store.schema import Enrollment, JourneyVersion, Patient
+from carepath.store.schema import JourneyVersion, Patient
 
 
 class Engine:

@@ -1,0 +1,119 @@
+"""Everything one dispatch batch needs, loaded with a handful of queries."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, func, select
+
+from carepath.model import AfterStep, Category, Step
+from carepath.patients import PatientRecord, consent_state, load_patients
+from carepath.policy import local_wall, zone
+from carepath.store.schema import Enrollment, Event, Touchpoint
+
+if TYPE_CHECKING:
+    from carepath.engine import Engine
+
+MAX_GRACE = timedelta(days=31)  # the validator caps missed.grace at 30 days
+
+
+class BatchContext:
+    """Everything a batch needs, loaded with a handful of queries."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, Any] = {}
+        self.enrollments: dict[int, Any] = {}
+        self.patients: dict[int, PatientRecord] = {}
+        self.events: dict[int, dict] = {}
+        self.consents: dict[tuple[int, str, str], bool] = {}
+        self.sent_today: Counter = Counter()
+        self._conn_engine: Any = None
+        self.source_sent: dict[tuple[int, str, str], datetime] = {}
+        self.replies: dict[int, list[datetime]] = defaultdict(list)
+
+    @classmethod
+    def load(cls, conn: Connection, eng: "Engine", tps: list[Any], now: datetime) -> "BatchContext":
+        ctx = cls()
+        ctx._conn_engine = eng
+        ctx.by_id = {tp.id: tp for tp in tps}
+        enrollment_ids = list({tp.enrollment_id for tp in tps})
+        ctx.enrollments = {e.id: e for e in conn.execute(
+            select(Enrollment.__table__).where(Enrollment.id.in_(enrollment_ids)))}
+        pids = {tp.patient_id for tp in tps}
+        ctx.patients = load_patients(conn, eng.cipher, pids, now)
+        event_ids = [tp.event_id for tp in tps if tp.event_id]
+        if event_ids:
+            ctx.events = dict(conn.execute(select(Event.id, Event.payload).where(Event.id.in_(event_ids))).all())
+        ctx.consents = consent_state(conn, pids)
+        ctx._load_replies(conn, tps)
+        ctx._load_sent_today(conn, pids, now)
+        return ctx
+
+    def _load_sent_today(self, conn: Connection, pids: set[int], now: datetime) -> None:
+        """Messages each patient was sent so far on their local day (for the cap at send time).
+
+        Counted in SQL, one query per time zone. The (patient_id, due_at) index bounds the scan:
+        a sent touchpoint fell due before now and at most the longest missed grace before it was sent.
+        """
+        by_zone: dict[str, list[int]] = defaultdict(list)
+        for pid in pids:
+            if pid in self.patients:
+                by_zone[self.patients[pid].view.tz].append(pid)
+        for tz_name, ids in by_zone.items():
+            tz = zone(tz_name)
+            today = now.astimezone(tz).date()
+            midnight = local_wall(today, time(0), tz)
+            q = (select(Touchpoint.patient_id, func.count()).where(
+                Touchpoint.patient_id.in_(ids), Touchpoint.due_at >= midnight - MAX_GRACE, Touchpoint.due_at <= now,
+                Touchpoint.sent_at >= midnight, func.coalesce(Touchpoint.status, "").in_(("sent", "delivered")),
+                Touchpoint.action == "send", Touchpoint.category != Category.urgent.value)
+                 .group_by(Touchpoint.patient_id))
+            for pid, n in conn.execute(q):
+                self.sent_today[(pid, today)] = n
+
+    def consent(self, pid: int, purpose: str, channel: str) -> bool:
+        default = purpose != "marketing"  # care notices need no opt-in; marketing does
+        overall = self.consents.get((pid, purpose, "*"), default)
+        return self.consents.get((pid, purpose, channel), overall)
+
+    def channel_problem(self, eng: "Engine", tp: Any, step: Step, name: str) -> str | None:
+        channel = eng.channels.get(name)
+        if channel is None:
+            return "channel not configured"
+        purpose = "marketing" if step.category is Category.marketing else "clinical"
+        if not self.consent(tp.patient_id, purpose, name):
+            return f"no {purpose} consent"
+        if channel.address_kind != "none" and not self.patients[tp.patient_id].addresses.get(channel.address_kind):
+            return f"no {channel.address_kind}"
+        return None
+
+    def replied(self, tp: Any, step: Step) -> bool:
+        """Whether the patient replied after the source step of an ``unless: replied`` trigger was sent."""
+        sent_at = self.source_sent.get((tp.enrollment_id, step.trigger.step, tp.occurrence))
+        return sent_at is not None and any(at >= sent_at for at in self.replies.get(tp.patient_id, ()))
+
+    def _load_replies(self, conn: Connection, tps: list[Any]) -> None:
+        """Source send times and reply times for the batch's ``unless: replied`` steps (two queries)."""
+        followers = [tp for tp in tps if tp.occurrence and tp.step and self._is_unless(tp)]
+        if not followers:
+            return
+        for enrollment_id, step, occurrence, sent_at in conn.execute(select(
+                Touchpoint.enrollment_id, Touchpoint.step, Touchpoint.occurrence, Touchpoint.sent_at).where(
+                Touchpoint.enrollment_id.in_({tp.enrollment_id for tp in followers}), Touchpoint.sent_at.is_not(None))):
+            self.source_sent[(enrollment_id, step, occurrence)] = sent_at
+        for pid, at in conn.execute(select(Event.patient_id, Event.occurred_at).where(
+                Event.patient_id.in_({tp.patient_id for tp in followers}), Event.type == "message.replied")):
+            self.replies[pid].append(at)
+
+    def _is_unless(self, tp: Any) -> bool:
+        enrollment = self.enrollments.get(tp.enrollment_id)
+        journey = self._conn_engine.journey_version(tp.journey, enrollment.version) if enrollment else None
+        if journey is None:
+            return False
+        try:
+            trig = journey.step(tp.step).trigger
+        except KeyError:
+            return False
+        return isinstance(trig, AfterStep) and trig.unless == "replied"
