@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
-from typing import Callable
 
 from carepath.dispatcher import DispatchReport
 from carepath.model import Stage
 
-_engine_factory: Callable[[], object] | None = None
 _engine = None
 
 
@@ -44,7 +42,7 @@ def current_engine():
     if _engine is None:
         from carepath.engine import Engine
 
-        _engine = _engine_factory() if _engine_factory else Engine()
+        _engine = Engine()
     return _engine
 
 

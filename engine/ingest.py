@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -13,7 +14,7 @@ from carepath.audit import audit
 from carepath.context import expression_context
 from carepath.events import EventIn, PatientIn
 from carepath.expressions import evaluate
-from carepath.model import ENROLLED, Category, Journey, OnEvent
+from carepath.model import Category, Journey, OnEvent
 from carepath.patients import find_patient_id, load_patients, record_consent, upsert_patient
 from carepath.planner import Planned, anchor_values
 from carepath.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
@@ -91,9 +92,9 @@ class Ingestor:
             event_id = _store_event(conn, ev, None, now)
             if event_id is None:
                 return IngestResult("duplicate", None)
-            patient_id = self._resolve_patient(conn, ev, now)
-            conn.execute(update(Event).where(Event.id == event_id).values(patient_id=patient_id))
             result = IngestResult("stored", event_id)
+            patient_id = self._resolve_patient(conn, ev, now, result)
+            conn.execute(update(Event).where(Event.id == event_id).values(patient_id=patient_id))
             if patient_id is None:
                 result.notes.append(f"unknown patient {ev.patient_mrn!r}: stored, not applied")
             else:
@@ -103,11 +104,17 @@ class Ingestor:
 
     # -- steps of applying an event -------------------------------------------------
 
-    def _resolve_patient(self, conn: Connection, ev: EventIn, now: datetime) -> int | None:
+    def _resolve_patient(self, conn: Connection, ev: EventIn, now: datetime, result: IngestResult) -> int | None:
+        """The patient the event is about; a carried record updates it, a bad one is reported, not fatal."""
         record = ev.payload.get("patient")
         if isinstance(record, dict):
-            return upsert_patient(conn, self.engine.cipher, PatientIn(mrn=ev.patient_mrn, **record), now,
-                                  actor=f"event:{ev.source}")
+            try:
+                patient = PatientIn(mrn=ev.patient_mrn, **record)
+            except ValidationError as exc:
+                fields = ", ".join(f"patient.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                result.notes.append(f"patient record not applied ({fields})")
+            else:
+                return upsert_patient(conn, self.engine.cipher, patient, now, actor=f"event:{ev.source}")
         return find_patient_id(conn, self.engine.cipher, ev.patient_mrn)
 
     def _apply(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
@@ -261,5 +268,3 @@ class Ingestor:
             result.urgent_touchpoints.extend(conn.execute(select(Touchpoint.id).where(
                 Touchpoint.id.in_(ids), Touchpoint.step.in_(urgent))).scalars())
 
-
-__all__ = ["ENROLLED", "IngestResult", "Ingestor"]

@@ -165,5 +165,3 @@ def anchor_values(raw: Mapping[str, str | None], enrolled_at: datetime) -> dict[
 def idempotency_key(enrollment_id: int, step_id: str, occurrence: str) -> str:
     return f"{enrollment_id}:{step_id}:{occurrence}"
 
-
-ONE_DAY = timedelta(days=1)

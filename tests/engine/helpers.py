@@ -130,13 +130,17 @@ class Events:
                        payload=payload or {})
 
 
-def touchpoints(engine: Engine, **where: Any) -> list[Any]:
-    """Touchpoint rows (ordered by id), filtered by column equality."""
-    q = select(Touchpoint.__table__).order_by(Touchpoint.id)
+def _rows(engine: Engine, model: Any, **where: Any) -> list[Any]:
+    """Rows of ``model``'s table (ordered by id), filtered by column equality."""
+    q = select(model.__table__).order_by(model.id)
     for col, value in where.items():
-        q = q.where(getattr(Touchpoint, col) == value)
+        q = q.where(getattr(model, col) == value)
     with engine.db.connect() as conn:
         return list(conn.execute(q))
+
+
+def touchpoints(engine: Engine, **where: Any) -> list[Any]:
+    return _rows(engine, Touchpoint, **where)
 
 
 def one_touchpoint(engine: Engine, **where: Any) -> Any:
@@ -146,11 +150,7 @@ def one_touchpoint(engine: Engine, **where: Any) -> Any:
 
 
 def enrollments(engine: Engine, **where: Any) -> list[Any]:
-    q = select(Enrollment.__table__).order_by(Enrollment.id)
-    for col, value in where.items():
-        q = q.where(getattr(Enrollment, col) == value)
-    with engine.db.connect() as conn:
-        return list(conn.execute(q))
+    return _rows(engine, Enrollment, **where)
 
 
 def deliveries(engine: Engine, touchpoint_id: int | None = None) -> list[Any]:

@@ -297,3 +297,24 @@ def test_reentry_never_and_after_exit(database_url, settings, clock, sms, reentr
             assert len(h.touchpoints(eng, enrollment_id=latest.id, status="scheduled")) == 3
     finally:
         eng.close()
+
+
+def test_event_with_a_bad_patient_record_is_stored_and_says_why(database_url, settings, clock):
+    """A malformed record from the HIS never loses the event nor raises: the outcome names the field."""
+    from sqlalchemy import select
+
+    from carepath.store.schema import Event
+
+    j = journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "您好")],
+                steps=[step("s", "post_visit", after("enrolled", "1d"), send("t", ["sms"]))])
+    eng = h.make_engine(database_url, settings, clock, [j], {"sms": h.RecordingChannel("sms")})
+    try:
+        eng.upsert_patient(PatientIn(mrn="M1", name="张三"))
+        result = eng.ingest(h.Events(clock, "M1")("program.joined", {"patient": {"tz": "Mars/Base"}}))
+        assert result.status == "stored" and result.enrolled == ["care"]
+        assert "patient.tz" in result.summary()
+        with eng.db.connect() as conn:
+            outcome = conn.execute(select(Event.outcome).where(Event.id == result.event_id)).scalar()
+        assert "patient record not applied" in outcome
+    finally:
+        eng.close()
