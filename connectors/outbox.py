@@ -16,7 +16,7 @@ from sqlalchemy import select
 from carepath.masking import mask_address
 from carepath.plugins.contracts import Channel, ConnectorConfig, Message, SendResult
 from carepath.plugins.hookspecs import hookimpl
-from carepath.scheduling import executemany_raw
+from carepath.runtime.scheduling import executemany_raw
 from carepath.store.schema import OutboxMessage
 
 _INSERT = ("INSERT INTO outbox_messages (idempotency_key, channel, patient_id, address_masked, title, body, created_at) "

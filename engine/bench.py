@@ -38,7 +38,7 @@ class RunFigures:
 
 
 def _journey():
-    from carepath.journey_files import load_journey_file
+    from carepath.definition.journey_files import load_journey_file
     from carepath.journeys import HERE
 
     return load_journey_file(HERE / f"{BENCH_JOURNEY}.yaml")
@@ -61,7 +61,7 @@ def _engine(url: str, home: Path, clock):
 
 def _patients(n: int, first: int = 0):
     """``n`` distinct synthetic patients numbered from ``first`` (MRNs never repeat across calls)."""
-    from carepath.events import PatientIn
+    from carepath.definition.events import PatientIn
 
     rng = random.Random(first)
     return [PatientIn(mrn=f"B{i}", name="测试患者", phone=f"13{rng.randrange(10**9):09d}",
@@ -73,7 +73,7 @@ def _one_run(size: int, url: str, home: str) -> RunFigures:
     """Plan and dispatch ``size`` enrollments on one database (runs in a child process)."""
     from zoneinfo import ZoneInfo
 
-    from carepath.clock import VirtualClock
+    from carepath.runtime.clock import VirtualClock
 
     tz = ZoneInfo("Asia/Shanghai")
     start = datetime(2026, 6, 1, 0, 0, tzinfo=tz)
@@ -137,7 +137,7 @@ def naive_prefect_rate(sample: int, home: Path) -> float:
     """Touchpoints per second when each one is its own Prefect task run (the way not to do it)."""
     from zoneinfo import ZoneInfo
 
-    from carepath.clock import VirtualClock
+    from carepath.runtime.clock import VirtualClock
     from carepath.flows import prefect_defaults, quiet_ephemeral_shutdown
 
     prefect_defaults()

@@ -8,17 +8,17 @@ from typing import Iterable, Mapping, Sequence
 
 from sqlalchemy import insert, select
 
-from carepath.audit import audit
-from carepath.clock import Clock, SystemClock
-from carepath.dispatcher import DispatchReport, Dispatcher
-from carepath.events import EventIn, PatientIn
-from carepath.ingest import IngestResult, Ingestor
-from carepath.model import Journey, Template
-from carepath.patients import upsert_patient, upsert_patients_bulk
-from carepath.planner import anchor_values
+from carepath.store.audit import audit
+from carepath.runtime.clock import Clock, SystemClock
+from carepath.runtime.dispatcher import DispatchReport, Dispatcher
+from carepath.definition.events import EventIn, PatientIn
+from carepath.runtime.ingest import IngestResult, Ingestor
+from carepath.definition.model import Journey, Template
+from carepath.runtime.patients import upsert_patient, upsert_patients_bulk
+from carepath.runtime.planner import anchor_values
 from carepath.plugins.contracts import Channel
-from carepath.policy import Policy
-from carepath.scheduling import insert_enrollments, plan_new_enrollments
+from carepath.runtime.policy import Policy
+from carepath.runtime.scheduling import insert_enrollments, plan_new_enrollments
 from carepath.settings import Settings
 from carepath.store import load_cipher, open_database, upgrade
 from carepath.store.schema import JourneyVersion, Patient
@@ -46,12 +46,12 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.policy = policy or Policy()
         if journeys is None:
-            from carepath.registry import plugin_journeys
+            from carepath.definition.registry import plugin_journeys
 
             journeys = plugin_journeys().values()
         self.journeys: dict[str, Journey] = {j.name: j for j in journeys}
         if templates is None:
-            from carepath.registry import plugin_templates
+            from carepath.definition.registry import plugin_templates
 
             templates = plugin_templates()
         self.templates: dict[str, Template] = dict(templates)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from carepath.dispatcher import DispatchReport
-from carepath.model import Stage
+from carepath.runtime.dispatcher import DispatchReport
+from carepath.definition.model import Stage
 
 _engine = None
 

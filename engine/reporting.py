@@ -9,7 +9,7 @@ from rich.table import Table
 from sqlalchemy import Connection, func, select
 
 from carepath.masking import mask_name, mask_openid, mask_phone
-from carepath.policy import zone
+from carepath.runtime.policy import zone
 from carepath.store.crypto import Cipher
 from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
 

@@ -231,7 +231,7 @@ class Connector:
         return False
 
     def parse_callback(self, request: CallbackRequest) -> list[Any]:
-        """Turn a verified callback into events (``carepath.events.EventIn``).
+        """Turn a verified callback into events (``carepath.definition.events.EventIn``).
 
         Only called after :meth:`verify_callback` returned ``True``.
         """
@@ -279,7 +279,7 @@ class HisSource(Connector):
     """
 
     def poll(self, cursor: str | None) -> tuple[Iterable[Any], str | None]:  # pragma: no cover
-        """Return ``(events, new_cursor)``; events are :class:`carepath.events.EventIn`."""
+        """Return ``(events, new_cursor)``; events are :class:`carepath.definition.events.EventIn`."""
         raise NotImplementedError
 
 

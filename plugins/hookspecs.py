@@ -29,7 +29,7 @@ def carepath_connectors() -> list[type]:
 
 @hookspec
 def carepath_journeys() -> list[Any]:
-    """Return journeys: ``carepath.model.Journey`` objects or paths to journey YAML files."""
+    """Return journeys: ``carepath.definition.model.Journey`` objects or paths to journey YAML files."""
 
 
 @hookspec

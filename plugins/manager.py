@@ -175,7 +175,7 @@ class PluginManager:
 
 def _journeys_of(batch: Any) -> list[Any]:
     """Journeys from one ``carepath_journeys`` result: objects kept, YAML paths loaded."""
-    from carepath.journey_files import load_journey_file
+    from carepath.definition.journey_files import load_journey_file
 
     return [load_journey_file(Path(j)) if isinstance(j, (str, Path)) else j for j in batch or []]
 

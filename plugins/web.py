@@ -23,7 +23,7 @@ class WebContext(Protocol):
     connectors: Mapping[str, Connector]
 
     def ingest(self, event: Any) -> Any:
-        """Store and apply one inbound event (``carepath.events.EventIn``)."""
+        """Store and apply one inbound event (``carepath.definition.events.EventIn``)."""
 
 
 def web_context(request: "Request") -> WebContext:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from carepath.clock import VirtualClock
+from carepath.runtime.clock import VirtualClock
 from carepath.settings import Settings
 from carepath.store import open_database, upgrade
 from carepath.store.schema import Base

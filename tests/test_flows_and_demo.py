@@ -15,9 +15,9 @@ from rich.console import Console
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from carepath.dsl import before, enroll_on, journey, on, send, step, template, anchor
+from carepath.definition.dsl import before, enroll_on, journey, on, send, step, template, anchor
 from carepath.engine import Engine
-from carepath.events import EventIn, PatientIn
+from carepath.definition.events import EventIn, PatientIn
 from carepath.store.schema import OutboxMessage, Touchpoint
 
 pytestmark = pytest.mark.prefect

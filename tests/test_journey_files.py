@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from carepath.dsl import (after, after_step, anchor, before, enroll_on, every, exit_on, journey, on, send, step, tag,
+from carepath.definition.dsl import (after, after_step, anchor, before, enroll_on, every, exit_on, journey, on, send, step, tag,
                           task, template)
-from carepath.journey_files import (JourneyFileError, journey_to_yaml, load_journey_file, read_journey_file,
+from carepath.definition.journey_files import (JourneyFileError, journey_to_yaml, load_journey_file, read_journey_file,
                                     read_journey_text)
-from carepath.model import AfterStep, AnchorOffset, Every, Journey, OnEvent, Send, Tag, Task
+from carepath.definition.model import AfterStep, AnchorOffset, Every, Journey, OnEvent, Send, Tag, Task
 
 DATA = Path(__file__).parent / "data" / "journeys"
 SPEC = DATA / "outpatient-visit.yaml"

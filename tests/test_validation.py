@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from carepath import cli_journeys
-from carepath.dsl import after, after_step, anchor, before, enroll_on, every, journey, on, send, step, tag
-from carepath.journey_files import read_journey_text
-from carepath.validation import Problem, validate_journey
+from carepath.cli import journeys as cli_journeys
+from carepath.definition.dsl import after, after_step, anchor, before, enroll_on, every, journey, on, send, step, tag
+from carepath.definition.journey_files import read_journey_text
+from carepath.definition.validation import Problem, validate_journey
 
 DATA = Path(__file__).parent / "data" / "journeys"
 FILE = "journeys/check.yaml"

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
 
-from carepath.clock import VirtualClock
+from carepath.runtime.clock import VirtualClock
 from carepath.connectors.outbox import OutboxChannel, OutboxConfig
 from carepath.reporting import step_summary, step_table
 from carepath.settings import Settings
@@ -59,7 +59,7 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
     start = datetime.now(SHANGHAI).date()
     his = generate(patients, days, start, seed)
     from carepath.engine import Engine
-    from carepath.journey_files import load_journey_file
+    from carepath.definition.journey_files import load_journey_file
     from carepath.journeys import HERE
 
     journey = load_journey_file(HERE / f"{DEMO_JOURNEY}.yaml")

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from faker import Faker
 
-from carepath.events import EventIn, PatientIn
+from carepath.definition.events import EventIn, PatientIn
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DEPARTMENTS = ["内分泌科", "心内科", "消化内科", "呼吸内科", "骨科", "眼科", "儿科", "皮肤科"]

@@ -53,7 +53,7 @@ def open_database(url: str) -> SAEngine:
 
 def alembic_config(engine: SAEngine) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).resolve().parent.parent / "migrations"))
+    cfg.set_main_option("script_location", str(Path(__file__).resolve().parent / "migrations"))
     cfg.attributes["engine"] = engine
     return cfg
 

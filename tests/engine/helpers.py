@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import select, text
 
-from carepath.clock import VirtualClock
+from carepath.runtime.clock import VirtualClock
 from carepath.engine import Engine
-from carepath.events import EventIn
-from carepath.model import Journey
+from carepath.definition.events import EventIn
+from carepath.definition.model import Journey
 from carepath.plugins.contracts import Channel, Message, SendResult
 from carepath.settings import Settings
 from carepath.store.schema import Base, Delivery, Enrollment, StaffTask, Touchpoint

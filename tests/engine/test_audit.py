@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from carepath.dsl import after, enroll_on, journey, send, step, template
-from carepath.events import PatientIn
+from carepath.definition.dsl import after, enroll_on, journey, send, step, template
+from carepath.definition.events import PatientIn
 from carepath.store.schema import AuditEntry
 from tests.engine import helpers as h
 

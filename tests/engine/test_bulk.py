@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from carepath.dsl import anchor, before, enroll_on, journey, send, step, template
-from carepath.events import PatientIn
+from carepath.definition.dsl import anchor, before, enroll_on, journey, send, step, template
+from carepath.definition.events import PatientIn
 from carepath.store.schema import Enrollment, Touchpoint
 from tests.engine import helpers as h
 

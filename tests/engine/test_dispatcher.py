@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from carepath.connectors.outbox import OutboxChannel, OutboxConfig
-from carepath.dsl import after, after_step, enroll_on, journey, on, send, step, tag, task, template
-from carepath.events import PatientIn
-from carepath.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS
-from carepath.policy import Policy
+from carepath.definition.dsl import after, after_step, enroll_on, journey, on, send, step, tag, task, template
+from carepath.definition.events import PatientIn
+from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS
+from carepath.runtime.policy import Policy
 from carepath.store.schema import Delivery, OutboxMessage
 
 

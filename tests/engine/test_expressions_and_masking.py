@@ -12,12 +12,12 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from sqlalchemy import select
 
 from carepath.connectors.outbox import OutboxChannel, OutboxConfig
-from carepath.context import PatientView, expression_context
-from carepath.dsl import after, enroll_on, journey, send, step, template
-from carepath.events import PatientIn
-from carepath.expressions import ExpressionError, evaluate, render
+from carepath.definition.context import PatientView, expression_context
+from carepath.definition.dsl import after, enroll_on, journey, send, step, template
+from carepath.definition.events import PatientIn
+from carepath.definition.expressions import ExpressionError, evaluate, render
 from carepath.masking import mask_address, mask_name, mask_openid, mask_phone, mask_text
-from carepath.patients import find_patient_id, load_patients
+from carepath.runtime.patients import find_patient_id, load_patients
 from carepath.store.crypto import Cipher
 from carepath.store.schema import Base, Patient
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from carepath.dsl import after, before, every, send, step
-from carepath.model import Category
-from carepath.planner import (
+from carepath.definition.dsl import after, before, every, send, step
+from carepath.definition.model import Category
+from carepath.runtime.planner import (
     CAP_DROPPED,
     DAILY_CAP,
     MARKETING_WINDOW,
@@ -25,7 +25,7 @@ from carepath.planner import (
     occurrences,
     plan_anchored,
 )
-from carepath.policy import Policy, local_wall
+from carepath.runtime.policy import Policy, local_wall
 
 UTC = timezone.utc
 ZONES = ["Asia/Shanghai", "America/New_York", "Europe/London"]

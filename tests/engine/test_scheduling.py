@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 
-from carepath.dsl import after, anchor, before, enroll_on, exit_on, journey, send, step, template
-from carepath.events import PatientIn
-from carepath.planner import MISSED_SKIPPED, occurrences
+from carepath.definition.dsl import after, anchor, before, enroll_on, exit_on, journey, send, step, template
+from carepath.definition.events import PatientIn
+from carepath.runtime.planner import MISSED_SKIPPED, occurrences
 
 
 from tests.engine import helpers as h

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from carepath.clock import VirtualClock
+from carepath.runtime.clock import VirtualClock
 from carepath.connectors.console import ConsoleChannel
 from carepath.connectors.outbox import OutboxChannel
 from carepath.engine import Engine

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 import carepath.config as config_module
-from carepath.cli_plugins import config_app
+from carepath.cli.plugins import config_app
 from carepath.config import (
     ConfigError,
     build_channels,

@@ -24,11 +24,11 @@ pytest.importorskip("carepath_plugin_example",
 
 from carepath_plugin_example import WebhookChannel, WebhookEmulator, followup_journey  # noqa: E402
 
-from carepath.cli_plugins import plugins_app  # noqa: E402
-from carepath.clock import VirtualClock  # noqa: E402
+from carepath.cli.plugins import plugins_app  # noqa: E402
+from carepath.runtime.clock import VirtualClock  # noqa: E402
 from carepath.config import build_channels, load_config  # noqa: E402
 from carepath.engine import Engine  # noqa: E402
-from carepath.events import EventIn, PatientIn  # noqa: E402
+from carepath.definition.events import EventIn, PatientIn  # noqa: E402
 from carepath.plugins.manager import load_plugins  # noqa: E402
 from carepath.settings import Settings  # noqa: E402
 from carepath.store.schema import Delivery, Touchpoint  # noqa: E402

@@ -147,7 +147,7 @@ def test_segments_and_web_routes_are_collected() -> None:
 def test_plugins_list_shows_broken_plugins_with_their_reason(install_plugin: InstallPlugin) -> None:
     from typer.testing import CliRunner
 
-    from carepath.cli_plugins import plugins_app
+    from carepath.cli.plugins import plugins_app
     from carepath.plugins.manager import get_plugin_manager
 
     install_plugin("broken", BROKEN_PLUGIN)

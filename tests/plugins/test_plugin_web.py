@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from carepath.events import EventIn
+from carepath.definition.events import EventIn
 from carepath.plugins import CallbackRequest, Capabilities, Channel, ConnectorConfig, SendResult
 from carepath.plugins.testing import ChannelConformance
 from carepath.plugins.web import callback_router

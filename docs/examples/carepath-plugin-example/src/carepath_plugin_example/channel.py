@@ -108,7 +108,7 @@ class WebhookChannel(Channel):
 
     def parse_callback(self, request: CallbackRequest) -> list[Any]:
         """``{"events": [{"id", "type", "provider_id", "patient_mrn", "occurred_at", "text"?}]}`` -> events."""
-        from carepath.events import EventIn
+        from carepath.definition.events import EventIn
 
         events = []
         for item in json.loads(request.body).get("events", []):

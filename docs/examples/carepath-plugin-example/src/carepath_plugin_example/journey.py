@@ -1,6 +1,6 @@
 """A post-discharge follow-up journey that uses the ``webhook`` channel instance."""
 
-from carepath.dsl import after, anchor, enroll_on, journey, send, step, template
+from carepath.definition.dsl import after, anchor, enroll_on, journey, send, step, template
 
 followup_journey = journey(
     "webhook-followup",

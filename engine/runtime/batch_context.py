@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
-from carepath.model import AfterStep, Category, Step
-from carepath.patients import PatientRecord, consent_state, load_patients
-from carepath.policy import local_wall, zone
+from carepath.definition.model import AfterStep, Category, Step
+from carepath.runtime.patients import PatientRecord, consent_state, load_patients
+from carepath.runtime.policy import local_wall, zone
 from carepath.store.schema import Enrollment, Event, Touchpoint
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from carepath.model import Category
+from carepath.definition.model import Category
 
 UTC = timezone.utc
 

@@ -8,10 +8,10 @@ from typing import Iterable, Iterator, Mapping
 
 from sqlalchemy import Connection, insert, select, update
 
-from carepath.audit import audit
-from carepath.context import PatientView
-from carepath.events import PatientIn
-from carepath.policy import zone
+from carepath.store.audit import audit
+from carepath.definition.context import PatientView
+from carepath.definition.events import PatientIn
+from carepath.runtime.policy import zone
 from carepath.store.crypto import Cipher
 from carepath.store.schema import Consent, Patient
 

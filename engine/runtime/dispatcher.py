@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from sqlalchemy import Connection, and_, insert, select, update
 
-from carepath.batch_context import BatchContext
-from carepath.context import expression_context
-from carepath.expressions import evaluate, render
-from carepath.model import AfterStep, Category, Send, Step, Tag, Task
-from carepath.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
+from carepath.runtime.batch_context import BatchContext
+from carepath.definition.context import expression_context
+from carepath.definition.expressions import evaluate, render
+from carepath.definition.model import AfterStep, Category, Send, Step, Tag, Task
+from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
 from carepath.plugins.contracts import ErrorKind, Message, SendResult, Veto
-from carepath.policy import zone
-from carepath.scheduling import executemany_raw, plan_batch
+from carepath.runtime.policy import zone
+from carepath.runtime.scheduling import executemany_raw, plan_batch
 from carepath.store.schema import Patient, StaffTask, Touchpoint
 
 if TYPE_CHECKING:

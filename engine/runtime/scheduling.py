@@ -8,10 +8,10 @@ from typing import Iterable, Sequence
 
 from sqlalchemy import Connection, and_, bindparam, select, update
 
-from carepath.model import Category, Journey
-from carepath.planner import (CAP_DROPPED, MISSED_SKIPPED, DayLoad, Planned, apply_policy, idempotency_key,
+from carepath.definition.model import Category, Journey
+from carepath.runtime.planner import (CAP_DROPPED, MISSED_SKIPPED, DayLoad, Planned, apply_policy, idempotency_key,
                               plan_anchored)
-from carepath.policy import Policy
+from carepath.runtime.policy import Policy
 from carepath.store.schema import Touchpoint
 
 PENDING = ("scheduled",)

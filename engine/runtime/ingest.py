@@ -10,14 +10,14 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from carepath.audit import audit
-from carepath.context import expression_context
-from carepath.events import EventIn, PatientIn
-from carepath.expressions import evaluate
-from carepath.model import Category, Journey, OnEvent
-from carepath.patients import find_patient_id, load_patients, record_consent, upsert_patient
-from carepath.planner import Planned, anchor_values
-from carepath.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
+from carepath.store.audit import audit
+from carepath.definition.context import expression_context
+from carepath.definition.events import EventIn, PatientIn
+from carepath.definition.expressions import evaluate
+from carepath.definition.model import Category, Journey, OnEvent
+from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
+from carepath.runtime.planner import Planned, anchor_values
+from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
 from carepath.store.schema import Delivery, Enrollment, Event, Patient, Touchpoint
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """The planner: pure computation from an enrollment's anchors to timed touchpoints.
 
-Nothing here touches the database; ``carepath.scheduling`` feeds it the
+Nothing here touches the database; ``carepath.runtime.scheduling`` feeds it the
 patient's existing daily load and writes its output in bulk.
 """
 
@@ -14,8 +14,8 @@ from typing import Iterable, Mapping
 
 from dateutil.rrule import DAILY, HOURLY, rrule
 
-from carepath.model import ENROLLED, AnchorOffset, Category, Every, Step
-from carepath.policy import Policy, local_wall, zone
+from carepath.definition.model import ENROLLED, AnchorOffset, Category, Every, Step
+from carepath.runtime.policy import Policy, local_wall, zone
 
 MAX_DEFER_DAYS = 60
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Collection, Iterator, Mapping
 
-from carepath.durations import format_duration
-from carepath.expressions import ExpressionError, compile_condition, compile_template
-from carepath.model import ENROLLED, AfterStep, AnchorOffset, Every, Journey, OnEvent, Send, Step
+from carepath.definition.durations import format_duration
+from carepath.definition.expressions import ExpressionError, compile_condition, compile_template
+from carepath.definition.model import ENROLLED, AfterStep, AnchorOffset, Every, Journey, OnEvent, Send, Step
 
 DAY = timedelta(days=1)
 MAX_OFFSET = 366 * DAY

@@ -18,11 +18,11 @@ console = Console() if sys.stdout.isatty() else Console(width=140)
 
 
 def _mount_optional() -> None:
-    from carepath.cli_journeys import app as journeys_app
+    from carepath.cli.journeys import app as journeys_app
 
     app.add_typer(journeys_app, name="journeys")
     try:
-        from carepath.cli_plugins import config_app, plugins_app
+        from carepath.cli.plugins import config_app, plugins_app
     except ImportError:  # pragma: no cover - during development only
         return
     app.add_typer(plugins_app, name="plugins")

@@ -1,6 +1,6 @@
 """The Python way to declare a journey; it builds the same model as the YAML files.
 
-    from carepath.dsl import journey, step, before, after, on, send, task
+    from carepath.definition.dsl import journey, step, before, after, on, send, task
 
     visit = journey(
         "outpatient-visit",
@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Iterable
 
-from carepath.model import (
+from carepath.definition.model import (
     ENROLLED,
     AfterStep,
     AnchorOffset,

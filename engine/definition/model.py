@@ -1,4 +1,4 @@
-"""The journey model: what integrators declare, in Python (``carepath.dsl``) or YAML."""
+"""The journey model: what integrators declare, in Python (``carepath.definition.dsl``) or YAML."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from carepath.durations import Duration
+from carepath.definition.durations import Duration
 
 ENROLLED = "enrolled"  # built-in anchor: the enrollment instant
 

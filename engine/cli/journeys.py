@@ -9,10 +9,10 @@ from typing import Annotated, Iterable
 import typer
 from rich.console import Console
 
-from carepath.journey_files import read_journey_file
-from carepath.model import Journey, Send, Stage
-from carepath.registry import known_channel_names, known_template_names
-from carepath.validation import Problem
+from carepath.definition.journey_files import read_journey_file
+from carepath.definition.model import Journey, Send, Stage
+from carepath.definition.registry import known_channel_names, known_template_names
+from carepath.definition.validation import Problem
 
 app = typer.Typer(name="journeys", help="Check journey definitions written in YAML.", no_args_is_help=True)
 

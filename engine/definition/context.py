@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from carepath.policy import zone
+from carepath.runtime.policy import zone
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from typing import Any, Collection
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from carepath.durations import format_duration
-from carepath.model import Journey, Step
-from carepath.validation import Problem, Reporter, suggest, validate_journey
+from carepath.definition.durations import format_duration
+from carepath.definition.model import Journey, Step
+from carepath.definition.validation import Problem, Reporter, suggest, validate_journey
 
 __all__ = ["JourneyFileError", "load_journey_file", "read_journey_file", "read_journey_text", "journey_to_yaml"]
 

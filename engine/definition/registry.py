@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from carepath.model import Journey, Template
+from carepath.definition.model import Journey, Template
 
 
 def _manager():
@@ -31,7 +31,7 @@ def plugin_templates() -> dict[str, Template]:
 
 def plugin_journeys() -> dict[str, Journey]:
     """Journeys from every plugin's ``carepath_journeys`` hook (objects or YAML paths)."""
-    from carepath.journey_files import load_journey_file
+    from carepath.definition.journey_files import load_journey_file
 
     out: dict[str, Journey] = {}
     for batch in _manager().hook.carepath_journeys():

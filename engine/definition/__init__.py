@@ -1,0 +1,1 @@
+"""The journey definition: model, DSL, YAML files, validation, the expression sandbox, events."""

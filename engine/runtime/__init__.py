@@ -1,0 +1,1 @@
+"""The runtime: ingest, planning, scheduling, dispatch, policy and the clock."""
