@@ -16,6 +16,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, SecretBytes, SecretStr
@@ -47,6 +48,10 @@ class Message:
     template: str
     category: str
     data: dict[str, Any] = field(default_factory=dict)
+    #: What the journey's template saw (``patient``, ``event``, ``anchors``, ``journey``, ``now``):
+    #: connectors that map a carepath template to a provider template render each provider
+    #: field from it with :func:`carepath.definition.expressions.render`. Never logged.
+    context: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,25 @@ class SendResult:
         return self.error_kind is ErrorKind.RETRYABLE
 
 
+class LookupStatus(str, enum.Enum):
+    """What the provider says about an earlier call carrying an idempotency key."""
+
+    ACCEPTED = "accepted"  # the provider took the message: do not send it again
+    NOT_FOUND = "not_found"  # the provider never took it: sending again is safe
+    UNKNOWN = "unknown"  # the provider cannot tell yet (look up again later)
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    """Answer of :meth:`Channel.lookup` for one earlier attempt."""
+
+    status: LookupStatus
+    provider_id: str | None = None
+    delivered: bool | None = None
+    cost: float | None = None
+    detail: str | None = None
+
+
 def classify_http_status(status: int) -> ErrorKind | None:
     """The usual HTTP classification: ``None`` for 2xx/3xx, retryable for 408/429/5xx, else permanent."""
     if status < 400:
@@ -104,7 +128,10 @@ class Capabilities:
     - ``network``: the connector talks to a provider over the network (the
       conformance suite then checks timeouts and error classification);
     - ``callbacks``: the connector accepts inbound callbacks (receipts, replies,
-      pushes), so the suite checks that bad signatures are rejected.
+      pushes), so the suite checks that bad signatures are rejected;
+    - ``lookup``: the connector implements :meth:`Channel.lookup`, so an attempt
+      whose outcome is unknown (the worker died during the call) is reconciled
+      with the provider before the message is sent again.
     """
 
     max_length: int | None = None
@@ -114,6 +141,7 @@ class Capabilities:
     template_data_pattern: str | None = None
     network: bool = False
     callbacks: bool = False
+    lookup: bool = False
 
     def problems(self, message: Message) -> list[str]:
         """What in ``message`` breaks these rules (empty when it fits)."""
@@ -269,6 +297,17 @@ class Channel(Connector):
     def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
         """Send several messages; the default sends them one by one."""
         return [self.send(m) for m in messages]
+
+    def lookup(self, message: Message, attempted_at: datetime) -> LookupResult:
+        """Ask the provider whether an earlier call for ``message`` was accepted.
+
+        Only called when ``capabilities.lookup`` is true, for an attempt whose
+        outcome is unknown. ``message`` is the same message (same idempotency
+        key and address) as the attempt made at ``attempted_at``. Providers that
+        do not deduplicate by key (Chinese SMS) need this to keep a retry from
+        sending twice.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no lookup")
 
 
 class HisSource(Connector):

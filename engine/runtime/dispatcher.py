@@ -82,6 +82,7 @@ class _Outgoing:
     body: str
     template: str
     channel_index: int
+    context: dict = field(default_factory=dict, repr=False)
     notes: list[str] = field(default_factory=list)
     channel: str | None = None
 
@@ -230,7 +231,7 @@ class Dispatcher:
                 return "final", self._final(tp, "failed", now, reason=f"failed: template {template.name}: {exc}")
             if policy.counts_toward_cap(category):
                 ctx.sent_today[(tp.patient_id, now.astimezone(tz).date())] += 1
-            return "send", _Outgoing(tp, step, title, body, template.name, tp.channel_index)
+            return "send", _Outgoing(tp, step, title, body, template.name, tp.channel_index, expr)
         if isinstance(action, Task):
             return "task", dict(patient_id=tp.patient_id, enrollment_id=tp.enrollment_id, touchpoint_id=tp.id,
                                 kind=action.task, team=action.team, status="open", detail=action.detail,
@@ -397,7 +398,7 @@ class Dispatcher:
                                 patient_id=ready[i].tp.patient_id,
                                 address=ctx.patients[ready[i].tp.patient_id].addresses.get(channel.address_kind) or "",
                                 title=ready[i].title, body=ready[i].body, template=ready[i].template,
-                                category=ready[i].step.category.value) for i in idxs]
+                                category=ready[i].step.category.value, context=ready[i].context) for i in idxs]
             vetoes: dict[int, SendResult] = {}
             if hooks:
                 for j, i in enumerate(idxs):
