@@ -236,6 +236,10 @@ class Connector:
     type_name: ClassVar[str] = ""
     Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: ``"module:function"`` of this connector's loopback emulator, run by
+    #: ``carepath emulator TYPE``: ``function(host: str, port: int) -> None``
+    #: serves until interrupted, after printing the address it listens on.
+    emulator: ClassVar[str | None] = None
 
     def __init__(self, name: str, config: ConnectorConfig | None = None) -> None:
         self.name = name
@@ -297,6 +301,17 @@ class Channel(Connector):
     def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
         """Send several messages; the default sends them one by one."""
         return [self.send(m) for m in messages]
+
+    def unmapped_templates(self, names: Iterable[str]) -> list[str]:
+        """Which of these carepath templates this channel cannot send.
+
+        Providers that only send templates registered with them (Chinese SMS,
+        WeChat) map each carepath template to a provider template in their
+        configuration; a template without a mapping cannot go out on that
+        channel. ``carepath config check`` and ``journeys validate`` report
+        them. The default (free text) can send any template.
+        """
+        return []
 
     def lookup(self, message: Message, attempted_at: datetime) -> LookupResult:
         """Ask the provider whether an earlier call for ``message`` was accepted.

@@ -21,6 +21,9 @@ def _mount_optional() -> None:
     from carepath.cli.journeys import app as journeys_app
 
     app.add_typer(journeys_app, name="journeys")
+    from carepath.cli.emulator import emulator
+
+    app.command("emulator")(emulator)
     try:
         from carepath.cli.plugins import config_app, plugins_app
     except ImportError:  # pragma: no cover - during development only
