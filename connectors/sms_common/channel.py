@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import Any, ClassVar, Iterable, Mapping
 
 import requests
+from sqlalchemy import select
 
 from carepath.connectors.sms_common.callbacks import (
     PatientResolver,
@@ -55,6 +56,7 @@ from carepath.plugins.contracts import (
     SendResult,
     classify_http_status,
 )
+from carepath.store.schema import Delivery, Touchpoint
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -168,8 +170,9 @@ class SmsChannel(Channel):
         held = self._held(message)
         if held is not None:
             return held
-        if key in self._uncertain:
-            found = self.lookup(message, self._uncertain[key])
+        earlier = self._uncertain.get(key) or self._unresolved_attempt(message)
+        if earlier is not None:
+            found = self.lookup(message, earlier)
             if found.status is LookupStatus.ACCEPTED:
                 return self._remember(key, SendResult.sent(found.provider_id, found.cost or self._segments(message)))
             if found.status is LookupStatus.UNKNOWN:
@@ -191,6 +194,23 @@ class SmsChannel(Channel):
         except ValueError as exc:  # not JSON: a proxy or a broken answer
             return SendResult.retryable("bad_answer", str(exc)[:200])
         return self._classify(message, answer)
+
+    def _unresolved_attempt(self, message: Message) -> datetime | None:
+        """When an earlier call with this key has no recorded outcome (its worker died during the call).
+
+        The dispatcher writes a ``sending`` row before each call; besides the
+        current call's own row, another one still ``sending`` (or ``unknown``)
+        means a call whose answer was lost, and the provider must be asked first.
+        """
+        if self.engine is None:
+            return None
+        touchpoint_key, _, channel = message.idempotency_key.rpartition(":")
+        with self.engine.db.connect() as conn:
+            started = conn.execute(select(Delivery.created_at).join(Touchpoint, Touchpoint.id == Delivery.touchpoint_id)
+                                   .where(Touchpoint.idempotency_key == touchpoint_key, Delivery.channel == channel,
+                                          Delivery.status.in_(("sending", "unknown")))
+                                   .order_by(Delivery.id)).scalars().all()
+        return started[0] if len(started) > 1 else None
 
     def _after_uncertain(self, message: Message, attempted_at: datetime, exc: Exception) -> SendResult:
         found = self.lookup(message, attempted_at)
