@@ -31,8 +31,7 @@ ALLOW_LIST_ENV = "CAREPATH_PLUGINS"
 BUILTIN_PLUGINS = {
     "console": "carepath.connectors.console",
     "outbox": "carepath.connectors.outbox",
-    "aliyun-sms": "carepath.connectors.aliyun_sms.channel",
-    "tencent-sms": "carepath.connectors.tencent_sms.channel",
+    "sms": "carepath.connectors.sms",
     "journeys": "carepath.journeys",
 }
 

@@ -6,14 +6,13 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Mapping
 
-from carepath.connectors.aliyun_sms import callbacks
 from carepath.connectors.sms_common.callbacks import BEIJING
+from carepath.connectors.sms_common.numbers import national
 from carepath.connectors.aliyun_sms.config import AliyunSmsConfig
 from carepath.connectors.aliyun_sms.signing import signed_params
 from carepath.connectors.sms_common.channel import Outcome, ProviderAnswer, SmsChannel
 from carepath.connectors.sms_common.templates import TemplateMapping
 from carepath.plugins.contracts import LookupResult, LookupStatus, Message
-from carepath.plugins.hookspecs import hookimpl
 
 # https://help.aliyun.com/document_detail/101346.html (API error codes), as PROTOCOLS.md lists them
 OUTCOMES: Mapping[str, Outcome] = {
@@ -49,37 +48,24 @@ OUTCOMES: Mapping[str, Outcome] = {
 _DELIVERED = {"1": None, "2": False, "3": True}
 
 
-def mainland_number(address: str) -> str:
-    """Aliyun takes mainland numbers without the country code."""
-    digits = address.strip().replace(" ", "").replace("-", "")
-    return digits[3:] if digits.startswith("+86") else digits
-
-
 class AliyunSmsChannel(SmsChannel):
     """Alibaba Cloud SMS (dysmsapi 2017-05-25, RPC signature 1.0)."""
 
     type_name: ClassVar[str] = "aliyun-sms"
     Config = AliyunSmsConfig
-    emulator: ClassVar[str | None] = "carepath.connectors.aliyun_sms.emulator:serve"
     outcomes = OUTCOMES
-    push_format = callbacks
     config: AliyunSmsConfig
 
     def _call(self, action: str, params: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         cfg = self.config
         body = signed_params(cfg.access_key_id, cfg.access_key_secret.get_secret_value(), action,
                              {"RegionId": cfg.region_id, **params}, method="POST", now=self.now())
-        response = self._session.post(cfg.endpoint.rstrip("/") + "/", data=body, timeout=cfg.timeout)
-        try:
-            data = response.json()
-        except ValueError:
-            data = {}
-        return response.status_code, data if isinstance(data, dict) else {}
+        return self._post_json(cfg.endpoint.rstrip("/") + "/", data=body)
 
     def _submit(self, message: Message, mapping: TemplateMapping, params: dict[str, str],
                 sign_name: str) -> ProviderAnswer:
         status, data = self._call("SendSms", {
-            "PhoneNumbers": mainland_number(message.address), "SignName": sign_name, "TemplateCode": mapping.code,
+            "PhoneNumbers": national(message.address), "SignName": sign_name, "TemplateCode": mapping.code,
             "TemplateParam": json.dumps(params, ensure_ascii=False), "OutId": message.idempotency_key})
         code = str(data.get("Code") or f"http_{status}")
         return ProviderAnswer(code=code, detail=str(data.get("Message") or ""),
@@ -91,7 +77,7 @@ class AliyunSmsChannel(SmsChannel):
         days = dict.fromkeys([local.date(), (local + timedelta(minutes=5)).date()])
         for day in days:
             status, data = self._call("QuerySendDetails", {
-                "PhoneNumber": mainland_number(message.address), "SendDate": day.strftime("%Y%m%d"),
+                "PhoneNumber": national(message.address), "SendDate": day.strftime("%Y%m%d"),
                 "PageSize": "50", "CurrentPage": "1"})
             if data.get("Code") != "OK":
                 return LookupResult(LookupStatus.UNKNOWN, detail=f"QuerySendDetails: {data.get('Code') or status}")
@@ -103,15 +89,3 @@ class AliyunSmsChannel(SmsChannel):
                                         detail=f"SendStatus {item.get('SendStatus')}")
         return LookupResult(LookupStatus.NOT_FOUND, detail="no message with this OutId")
 
-
-@hookimpl
-def carepath_connectors():
-    return [AliyunSmsChannel]
-
-
-@hookimpl
-def carepath_web_routes():
-    """Receipts and replies: ``POST /hooks/aliyun-sms/<name>/<token>/receipts|replies``."""
-    from carepath.plugins.web import callback_router
-
-    return callback_router(AliyunSmsChannel.type_name)

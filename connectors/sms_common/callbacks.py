@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from carepath.connectors.sms_common.numbers import national
 from carepath.connectors.sms_common.replies import is_unsubscribe
 from carepath.definition.events import EventIn
 from carepath.plugins.contracts import CallbackRequest
@@ -80,10 +81,8 @@ def callback_kind(request: CallbackRequest, type_name: str, name: str, token: st
 
 def phone_variants(phone: str) -> list[str]:
     """The ways a mainland number may have been stored: bare, ``+86...``, ``86...``."""
-    digits = phone.strip().replace(" ", "").replace("-", "")
-    bare = digits[3:] if digits.startswith("+86") else digits[2:] if digits.startswith("86") and len(digits) == 13 \
-        else digits.lstrip("+")
-    return list(dict.fromkeys([digits, bare, f"+86{bare}", f"86{bare}"]))
+    bare = national(phone)
+    return list(dict.fromkeys([phone.strip(), bare, f"+86{bare}", f"86{bare}"]))
 
 
 class PatientResolver:

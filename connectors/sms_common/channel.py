@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import importlib
 import logging
 import threading
 from collections import OrderedDict
@@ -42,6 +43,7 @@ from carepath.connectors.sms_common.callbacks import (
     reply_events,
 )
 from carepath.connectors.sms_common.config import SmsConfig
+from carepath.connectors.sms_common.numbers import national
 from carepath.connectors.sms_common.segments import segment_count, signed_text
 from carepath.connectors.sms_common.templates import ParamError, TemplateMapping, render_params, unmapped
 from carepath.masking import mask_phone
@@ -95,10 +97,19 @@ class SmsChannel(Channel):
         lookup=True)
     #: provider code -> outcome; codes not listed are classified by HTTP status
     outcomes: ClassVar[Mapping[str, Outcome]] = {}
-    #: the provider's push formats: ``ACK`` (the body answering an accepted push),
-    #: ``parse_receipts(body)`` and ``parse_replies(body)``
+    #: the provider's push formats (its package's ``callbacks`` module): ``ACK`` (the body
+    #: answering an accepted push), ``parse_receipts(body)`` and ``parse_replies(body)``
     push_format: ClassVar[ModuleType]
     config: SmsConfig
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A provider package holds ``channel``, ``callbacks`` (its push formats) and ``emulator`` (``serve``)."""
+        super().__init_subclass__(**kwargs)
+        package = cls.__module__.rpartition(".")[0]
+        if "push_format" not in cls.__dict__:
+            cls.push_format = importlib.import_module(f"{package}.callbacks")
+        if "emulator" not in cls.__dict__:
+            cls.emulator = f"{package}.emulator:serve"
 
     def __init__(self, name: str, config: SmsConfig | None = None) -> None:
         super().__init__(name, config)
@@ -141,6 +152,15 @@ class SmsChannel(Channel):
     def _query(self, message: Message, attempted_at: datetime) -> LookupResult:  # pragma: no cover - abstract
         """Find the call carrying ``message.idempotency_key``; raises ``requests`` exceptions."""
         raise NotImplementedError
+
+    def _post_json(self, url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        """POST within the configured timeout; the HTTP status and the JSON object answered (``{}`` if none)."""
+        response = self._session.post(url, timeout=self.config.timeout, **kwargs)
+        try:
+            data = response.json()
+        except ValueError:
+            data = {}
+        return response.status_code, data if isinstance(data, dict) else {}
 
     def _check_params(self, mapping: TemplateMapping, params: dict[str, str]) -> SendResult | None:
         """Provider rules on parameter values checked before sending (``None``: fine)."""
@@ -347,4 +367,4 @@ class SmsChannel(Channel):
 
 def _number_key(address: str) -> str:
     """A number's key in memory (never the number itself)."""
-    return hashlib.sha256(address.strip().removeprefix("+86").encode()).hexdigest()[:16]
+    return hashlib.sha256(national(address).encode()).hexdigest()[:16]

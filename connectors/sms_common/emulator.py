@@ -26,6 +26,8 @@ from typing import Any, Callable
 
 import requests
 
+from carepath.connectors.sms_common.numbers import national
+
 UTC = timezone.utc
 
 
@@ -43,16 +45,6 @@ class Recorded:
     delivered: bool | None = None
     pushed: bool = False  # its receipt was pushed to carepath
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def bare_number(phone: str) -> str:
-    """A mainland number without ``+86``/``86``: the key of limits and the blacklist."""
-    digits = phone.strip().replace(" ", "").replace("-", "")
-    if digits.startswith("+86"):
-        return digits[3:]
-    if digits.startswith("86") and len(digits) == 13:
-        return digits[2:]
-    return digits
 
 
 class SmsEmulator:
@@ -96,11 +88,11 @@ class SmsEmulator:
     def block(self, phone: str) -> None:
         """Blacklist a number (as if it had unsubscribed)."""
         with self._lock:
-            self.blacklist.add(bare_number(phone))
+            self.blacklist.add(national(phone))
 
     def refusal(self, phone: str) -> str | None:
         """``"blacklisted"`` or ``"daily_limit"`` when a message to ``phone`` must be refused."""
-        number = bare_number(phone)
+        number = national(phone)
         with self._lock:
             if number in self.blacklist:
                 return "blacklisted"
@@ -111,14 +103,14 @@ class SmsEmulator:
     def record(self, message: Recorded) -> Recorded:
         with self._lock:
             self.messages.append(message)
-            self._sent_today[(bare_number(message.phone), message.at.date().isoformat())] += 1
+            self._sent_today[(national(message.phone), message.at.date().isoformat())] += 1
         return message
 
     def find(self, phone: str, reference: str | None = None) -> list[Recorded]:
         """Recorded messages to ``phone`` (with this idempotency key when given)."""
-        number = bare_number(phone)
+        number = national(phone)
         with self._lock:
-            return [m for m in self.messages if bare_number(m.phone) == number
+            return [m for m in self.messages if national(m.phone) == number
                     and (reference is None or m.reference == reference)]
 
     def next_id(self, prefix: str) -> str:

@@ -9,12 +9,11 @@ from typing import Any, ClassVar, Mapping
 from urllib.parse import urlsplit
 
 from carepath.connectors.sms_common.channel import Outcome, ProviderAnswer, SmsChannel
+from carepath.connectors.sms_common.numbers import e164
 from carepath.connectors.sms_common.templates import TemplateMapping
-from carepath.connectors.tencent_sms import callbacks
 from carepath.connectors.tencent_sms.config import TencentSmsConfig
 from carepath.connectors.tencent_sms.signing import headers
 from carepath.plugins.contracts import LookupResult, LookupStatus, Message, SendResult
-from carepath.plugins.hookspecs import hookimpl
 
 PARAM_TOO_LONG = "InvalidParameterValue.TemplateParameterLengthLimit"
 # https://cloud.tencent.com/document/product/382/55981 (SendSms error codes), as PROTOCOLS.md lists them
@@ -46,20 +45,12 @@ OUTCOMES: Mapping[str, Outcome] = {
 }
 
 
-def e164(address: str) -> str:
-    """Tencent takes E.164 numbers: a bare mainland number gets ``+86``."""
-    digits = address.strip().replace(" ", "").replace("-", "")
-    return digits if digits.startswith("+") else f"+86{digits}"
-
-
 class TencentSmsChannel(SmsChannel):
     """Tencent Cloud SMS (SendSms 2021-01-11)."""
 
     type_name: ClassVar[str] = "tencent-sms"
     Config = TencentSmsConfig
-    emulator: ClassVar[str | None] = "carepath.connectors.tencent_sms.emulator:serve"
     outcomes = OUTCOMES
-    push_format = callbacks
     config: TencentSmsConfig
 
     def _call(self, action: str, payload: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -68,13 +59,9 @@ class TencentSmsChannel(SmsChannel):
         host = urlsplit(cfg.endpoint).netloc
         signed = headers(cfg.secret_id, cfg.secret_key.get_secret_value(), host, body, action,
                          int(self.now().timestamp()), cfg.region)
-        response = self._session.post(cfg.endpoint, data=body, headers=signed, timeout=cfg.timeout)
-        try:
-            data = response.json()
-        except ValueError:
-            data = {}
-        answer = data.get("Response") if isinstance(data, dict) else None
-        return response.status_code, answer if isinstance(answer, dict) else {}
+        status, data = self._post_json(cfg.endpoint, data=body, headers=signed)
+        answer = data.get("Response")
+        return status, answer if isinstance(answer, dict) else {}
 
     def _check_params(self, mapping: TemplateMapping, params: dict[str, str]) -> SendResult | None:
         limit = self.config.param_max_length
@@ -117,15 +104,3 @@ class TencentSmsChannel(SmsChannel):
                                     detail=str(item.get("ReportStatus")))
         return LookupResult(LookupStatus.NOT_FOUND, detail="no status report with this SessionContext")
 
-
-@hookimpl
-def carepath_connectors():
-    return [TencentSmsChannel]
-
-
-@hookimpl
-def carepath_web_routes():
-    """Receipts and replies: ``POST /hooks/tencent-sms/<name>/<token>/receipts|replies``."""
-    from carepath.plugins.web import callback_router
-
-    return callback_router(TencentSmsChannel.type_name)

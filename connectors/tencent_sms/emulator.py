@@ -22,7 +22,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from carepath.connectors.sms_common.emulator import Recorded, SmsEmulator, bare_number
+from carepath.connectors.sms_common.emulator import Recorded, SmsEmulator
+from carepath.connectors.sms_common.numbers import national
 from carepath.connectors.sms_common.segments import segment_count
 from zoneinfo import ZoneInfo
 
@@ -147,7 +148,7 @@ class TencentSmsEmulator(SmsEmulator):
         found = [m for m in found if m.at.timestamp() >= since]
         offset, limit = int(p.get("Offset") or 0), int(p.get("Limit") or 100)
         reports = [{"UserReceiveTime": m.at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"), "CountryCode": "86",
-                    "SubscriberNumber": bare_number(m.phone), "PhoneNumber": m.phone, "SerialNo": m.provider_id,
+                    "SubscriberNumber": national(m.phone), "PhoneNumber": m.phone, "SerialNo": m.provider_id,
                     "ReportStatus": "FAIL" if m.delivered is False else "SUCCESS",
                     "Description": "DELIVRD" if m.delivered is not False else "UNDELIV",
                     "SessionContext": m.reference} for m in found[offset:offset + limit]]
@@ -157,14 +158,14 @@ class TencentSmsEmulator(SmsEmulator):
 
     def receipt_body(self, messages: list[Recorded]) -> list[dict]:
         now = self.clock().astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
-        return [{"user_receive_time": now, "nationcode": "86", "mobile": bare_number(m.phone),
+        return [{"user_receive_time": now, "nationcode": "86", "mobile": national(m.phone),
                  "report_status": "SUCCESS" if m.delivered else "FAIL", "errmsg": "DELIVRD" if m.delivered else "MK:0001",
                  "description": "用户短信送达成功" if m.delivered else "用户短信未送达", "sid": m.provider_id}
                 for m in messages]
 
     def reply_body(self, phone: str, text: str, sequence: int) -> dict:
         sign = self.messages[-1].sign_name if self.messages else ""
-        return {"extend": "", "mobile": bare_number(phone), "nationcode": "86", "sign": sign, "text": text,
+        return {"extend": "", "mobile": national(phone), "nationcode": "86", "sign": sign, "text": text,
                 "time": int(self.clock().timestamp()) + sequence}
 
 
