@@ -55,10 +55,11 @@ def unconfirmed_fallback(engine: "Engine", *, limit: int = _BATCH) -> int:
                             .join(Enrollment, Enrollment.id == Touchpoint.enrollment_id)
                             .where(Touchpoint.step.in_({s for _, s in watched}),
                                    Touchpoint.journey.in_({j for j, _ in watched}),
-                                   or_(Touchpoint.status == "sent",
+                                   Touchpoint.sent_at.is_not(None),
+                                   or_((Touchpoint.status == "sent") & (Touchpoint.sent_at <= now - shortest),
+                                       # a failure receipt; the dispatcher's own failures carry a "failed:" reason
                                        (Touchpoint.status == "failed")
-                                       & ~func.coalesce(Touchpoint.reason, "").startswith("failed")),
-                                   Touchpoint.sent_at <= now - shortest)
+                                       & ~func.coalesce(Touchpoint.reason, "").startswith("failed")))
                             .order_by(Touchpoint.sent_at).limit(limit)).all()
     for tp in rows:
         journey = engine.journey_version(tp.journey, tp.version)

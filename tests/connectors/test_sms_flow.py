@@ -237,3 +237,17 @@ def test_wrong_secret_is_refused_by_the_emulator_with_the_providers_error(make, 
     assert s.emulator.rejected == [provider.bad_signature_code]
     assert s.emulator.messages == []
     assert s.deliveries()[0].error_code == provider.bad_signature_code
+
+
+def test_failure_receipt_falls_back_without_waiting_for_the_window(make) -> None:
+    from carepath.runtime.fallback import unconfirmed_fallback
+
+    s = make(via=["sms", "outbox"], confirm_within="6h", hooks=True)
+    s.enroll()
+    s.dispatch()
+    assert s.emulator.push_receipts(s.hook_url("receipts"), delivered=False) == 200
+    assert s.touchpoint().status == "failed"
+    assert unconfirmed_fallback(s.engine) == 1
+    assert s.engine.dispatch_due().sent == 1
+    tp = s.touchpoint()
+    assert (tp.channel, tp.status) == ("outbox", "sent") and "a failure receipt" in tp.reason
