@@ -18,7 +18,8 @@ def parse_receipts(body: bytes) -> list[Receipt]:
     try:
         return [Receipt(provider_id=str(i["biz_id"]), phone=str(i["phone_number"]),
                         delivered=bool(i["success"]), code=str(i.get("err_code") or ""),
-                        at=beijing_time(i.get("report_time") or i["send_time"])) for i in json_objects(body)]
+                        at=beijing_time(i.get("report_time") or i["send_time"]),
+                        reference=str(i["out_id"]) if i.get("out_id") else None) for i in json_objects(body)]
     except (KeyError, TypeError) as exc:
         raise ValueError(f"receipt lacks field {exc}") from None
 

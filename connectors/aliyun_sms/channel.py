@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Mapping
 
-from carepath.connectors.sms_common.callbacks import BEIJING
+from carepath.connectors.sms_common.callbacks import BEIJING, lookup_provider_id
 from carepath.connectors.sms_common.numbers import national
 from carepath.connectors.aliyun_sms.config import AliyunSmsConfig
 from carepath.connectors.aliyun_sms.signing import signed_params
@@ -84,7 +84,9 @@ class AliyunSmsChannel(SmsChannel):
             details = (data.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
             for item in details:
                 if item.get("OutId") == message.idempotency_key:
-                    return LookupResult(LookupStatus.ACCEPTED, provider_id=item.get("BizId"),
+                    # the answer carries no BizId: receipts find the message by its OutId instead
+                    return LookupResult(LookupStatus.ACCEPTED,
+                                        provider_id=item.get("BizId") or lookup_provider_id(message.idempotency_key),
                                         delivered=_DELIVERED.get(str(item.get("SendStatus"))),
                                         detail=f"SendStatus {item.get('SendStatus')}")
         return LookupResult(LookupStatus.NOT_FOUND, detail="no message with this OutId")

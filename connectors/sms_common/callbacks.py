@@ -55,6 +55,7 @@ class Receipt:
     delivered: bool
     code: str
     at: datetime
+    reference: str | None = None  # the idempotency key, when the provider echoes it (Aliyun out_id)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,17 @@ class PatientResolver:
             token = conn.execute(select(Patient.mrn_enc).where(Patient.id == patient_id)).scalar()
         return self.engine.cipher.decrypt(token) if token else None
 
+    def known_provider_id(self, receipt: Receipt) -> str:
+        """The provider id the delivery was recorded with: the receipt's, or ``OutId:<key>`` when the
+        message was found by lookup (Aliyun's QuerySendDetails does not return the BizId)."""
+        if self.engine is None or not receipt.reference:
+            return receipt.provider_id
+        alias = lookup_provider_id(receipt.reference)
+        with self.engine.db.connect() as conn:
+            found = set(conn.execute(select(Delivery.provider_id).where(
+                Delivery.provider_id.in_([receipt.provider_id, alias]))).scalars())
+        return alias if alias in found and receipt.provider_id not in found else receipt.provider_id
+
     def by_provider_id(self, provider_id: str) -> str | None:
         if self.engine is None or not provider_id:
             return None
@@ -117,6 +129,11 @@ class PatientResolver:
         return self.engine.cipher.decrypt(token) if token else None
 
 
+def lookup_provider_id(idempotency_key: str) -> str:
+    """The provider id recorded for a message found by lookup when the provider gives none back."""
+    return f"OutId:{idempotency_key}"
+
+
 def consent_withdrawals(channel: "SmsChannel", mrn: str, source_id: str, at: datetime,
                         reason: str) -> list[EventIn]:
     """``consent.changed`` events withdrawing SMS consent (every purpose, every SMS channel)."""
@@ -131,10 +148,11 @@ def receipt_events(channel: "SmsChannel", receipts: Iterable[Receipt]) -> list[E
     resolver = PatientResolver(channel.engine)
     events = []
     for r in receipts:
-        mrn = resolver.by_provider_id(r.provider_id) or resolver.by_phone(r.phone) or ""
+        provider_id = resolver.known_provider_id(r)
+        mrn = resolver.by_provider_id(provider_id) or resolver.by_phone(r.phone) or ""
         events.append(EventIn(type="message.delivered" if r.delivered else "message.failed", source=channel.source,
                               source_id=f"receipt:{r.provider_id}", patient_mrn=mrn, occurred_at=r.at,
-                              payload={"provider_id": r.provider_id, "code": r.code, "channel": channel.name}))
+                              payload={"provider_id": provider_id, "code": r.code, "channel": channel.name}))
     return events
 
 

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 import requests
 from sqlalchemy import select
+from urllib3.exceptions import NewConnectionError
 
 from carepath.connectors.sms_common.callbacks import (
     PatientResolver,
@@ -204,6 +205,11 @@ class SmsChannel(Channel):
             answer = self._submit(message, mapping, params, sign)
         except requests.exceptions.ConnectTimeout:
             return SendResult.retryable("connect_timeout", f"no connection within {cfg.timeout:g} s")
+        except requests.exceptions.ConnectionError as exc:
+            if not _never_connected(exc):
+                log.warning("%s %s: connection lost for %s; looking it up", self.type_name, self.name, to)
+                return self._after_uncertain(message, attempted_at, exc)
+            return SendResult.retryable("connection", "could not connect to the provider")
         except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
             # the provider may have taken the message before the answer was lost
             log.warning("%s %s: no answer for %s (%s); looking it up", self.type_name, self.name, to,
@@ -363,6 +369,12 @@ class SmsChannel(Channel):
 
     def callback_reply(self, request: CallbackRequest) -> tuple[int, str]:
         return 200, self.push_format.ACK
+
+
+def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
+    """The connection was refused or never made: the request cannot have reached the provider."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def _number_key(address: str) -> str:

@@ -67,7 +67,7 @@ def test_message_reaches_the_provider_signed_with_its_segments_as_cost(make, pro
 
 
 def test_timeout_after_the_provider_accepted_sends_once(make) -> None:
-    s = make(options={"timeout": 0.5})
+    s = make(options={"timeout": 0.5}, hooks=True)
     s.enroll()
     s.emulator.delay = 1.5  # the provider records the message, then answers too late
     report = s.dispatch()
@@ -84,6 +84,9 @@ def test_timeout_after_the_provider_accepted_sends_once(make) -> None:
                                    title="", body="x", template="sms_followup", category="clinical",
                                    context={"patient": {"surname": "张"}}))
     assert again.ok and len(s.emulator.messages) == 1
+    # the receipt still finds the message found by lookup
+    assert s.emulator.push_receipts(s.hook_url("receipts")) == 200
+    assert s.touchpoint().status == "delivered"
 
 
 def test_blacklisted_number_withdraws_sms_consent_and_the_step_falls_back(make, provider: Provider) -> None:
