@@ -179,3 +179,23 @@ def test_carepath_emulator_command_serves_the_provider(type_name: str) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_journeys_validate_names_templates_an_sms_channel_cannot_send(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from carepath.cli.journeys import app as journeys_app
+
+    monkeypatch.setenv("SMS_SECRET", "secret-from-env-0001")
+    monkeypatch.setenv("SMS_HOOK_TOKEN", TOKEN)
+    config = _toml(tmp_path, TENCENT, "http://127.0.0.1:9", '{env = "SMS_SECRET"}',
+                   '[connectors.sms.templates.followup]\ncode = "T1"\n')
+    monkeypatch.setenv("CAREPATH_CONFIG", str(config))
+    path = tmp_path / "j.yaml"
+    path.write_text("name: j\nenroll: {events: [encounter.discharged]}\nsteps:\n"
+                    "  - {id: a, stage: post_visit, on: encounter.discharged, send: {template: followup, via: [sms]}}\n"
+                    "  - {id: b, stage: post_visit, on: encounter.discharged, send: {template: survey, via: [sms]}}\n"
+                    "templates: {followup: 您好, survey: 问卷}\n", encoding="utf-8")
+    result = CliRunner().invoke(journeys_app, ["validate", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "template 'survey' has no provider template on channel 'sms'" in result.output
+    assert "'followup' has no provider" not in result.output
