@@ -87,3 +87,14 @@ def test_aliyun_percent_encoding_round_trips_and_escapes_all_but_unreserved(text
     encoded = percent_encode(text)
     assert unquote(encoded, errors="strict") == text
     assert set(encoded) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~%")
+
+
+@given(st.binary(max_size=200), st.sampled_from(["sms.tencentcloudapi.com", "127.0.0.1:8080"]),
+       st.integers(min_value=1_600_000_000, max_value=2_000_000_000))
+@settings(max_examples=60, deadline=None)
+def test_tencent_connector_and_emulator_agree_on_any_request(body: bytes, host: str, timestamp: int) -> None:
+    from carepath.connectors.tencent_sms.signing import credential_date
+
+    received = {"content-type": CONTENT_TYPE, "host": host, "x-tc-timestamp": str(timestamp)}
+    assert tc3_signature("k3y", host, body, timestamp) == tencent_emulator.expected_signature(
+        "k3y", received, body, "content-type;host", credential_date(timestamp), "sms")
