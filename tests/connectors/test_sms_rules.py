@@ -111,7 +111,16 @@ def test_marketing_sms_needs_consent_and_waits_for_08_00(database_url, settings,
         close(s)
 
 
-def _toml(tmp_path: Path, provider, endpoint: str, secret_line: str, templates: str = "") -> Path:
+@pytest.fixture
+def sms_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The environment variables the test configurations reference."""
+    monkeypatch.setenv("SMS_SECRET", "secret-from-env-0001")
+    monkeypatch.setenv("SMS_HOOK_TOKEN", TOKEN)
+    return monkeypatch
+
+
+def _toml(tmp_path: Path, provider, templates: str = "", *, endpoint: str = "http://127.0.0.1:9",
+          secret_line: str = '{env = "SMS_SECRET"}') -> Path:
     creds = {"aliyun-sms": f'access_key_id = "LTAI-test-key"\naccess_key_secret = {secret_line}\n',
              "tencent-sms": f'secret_id = "AKID-test"\nsecret_key = {secret_line}\nsms_sdk_app_id = "1400000001"\n'}
     path = tmp_path / "carepath.toml"
@@ -122,10 +131,8 @@ def _toml(tmp_path: Path, provider, endpoint: str, secret_line: str, templates: 
 
 
 @pytest.mark.parametrize("provider", [ALIYUN, TENCENT], ids=["aliyun", "tencent"])
-def test_configuration_from_carepath_toml(provider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SMS_SECRET", "secret-from-env-0001")
-    monkeypatch.setenv("SMS_HOOK_TOKEN", TOKEN)
-    literal = _toml(tmp_path, provider, "http://127.0.0.1:9", '"literal-secret-0001"')
+def test_configuration_from_carepath_toml(provider, tmp_path: Path, sms_env) -> None:
+    literal = _toml(tmp_path, provider, secret_line='"literal-secret-0001"')
     with pytest.raises(ConfigError) as info:
         load_config(literal)
     assert any("is a secret" in p.message for p in info.value.problems)
@@ -133,7 +140,7 @@ def test_configuration_from_carepath_toml(provider, tmp_path: Path, monkeypatch:
 
     mapped = ('[connectors.sms.templates.sms_followup]\ncode = "T1"\n'
               'params = { name = "{{ patient.surname }}", day = "{{ anchors.discharge | date }}" }\n')
-    path = _toml(tmp_path, provider, "http://127.0.0.1:9", '{env = "SMS_SECRET"}', mapped)
+    path = _toml(tmp_path, provider, mapped)
     [channel] = build_channels(load_config(path)).values()
     assert list(channel.config.templates["sms_followup"].params) == ["name", "day"]  # order kept
     assert channel.config.callback_token.get_secret_value() == TOKEN
@@ -151,12 +158,8 @@ def test_configuration_from_carepath_toml(provider, tmp_path: Path, monkeypatch:
     assert problems[0].step == "b"
 
 
-def test_config_check_names_journey_templates_without_a_provider_template(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SMS_SECRET", "secret-from-env-0001")
-    monkeypatch.setenv("SMS_HOOK_TOKEN", TOKEN)
-    path = _toml(tmp_path, ALIYUN, "http://127.0.0.1:9", '{env = "SMS_SECRET"}',
-                 '[connectors.sms.templates.visit_reminder]\ncode = "T1"\n')
+def test_config_check_names_journey_templates_without_a_provider_template(tmp_path: Path, sms_env) -> None:
+    path = _toml(tmp_path, ALIYUN, '[connectors.sms.templates.visit_reminder]\ncode = "T1"\n')
     result = CliRunner().invoke(config_app, ["check", "--config", str(path)])
     assert result.exit_code == 1, result.output
     assert "connectors.sms.templates: no provider template for 'booking_confirmation'" in result.output
@@ -175,21 +178,19 @@ def test_carepath_emulator_command_serves_the_provider(type_name: str) -> None:
         assert f"{type_name} emulator on http://127.0.0.1:" in line
         url = line.split(" on ")[1].split()[0]
         assert requests.get(f"{url}/_emulator/messages", timeout=5).json() == []
-        assert requests.post(url, data=b"{}", timeout=5).status_code in (200, 400)  # unsigned: refused
+        unsigned = requests.post(url, data=b"{}", timeout=5).json()  # refused with the provider's error
+        assert unsigned.get("Code") == "MissingParameter" if type_name == "aliyun-sms" else \
+            unsigned["Response"]["Error"]["Code"] == "AuthFailure.SignatureFailure"
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def test_journeys_validate_names_templates_an_sms_channel_cannot_send(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_journeys_validate_names_templates_an_sms_channel_cannot_send(tmp_path: Path, sms_env) -> None:
     from carepath.cli.journeys import app as journeys_app
 
-    monkeypatch.setenv("SMS_SECRET", "secret-from-env-0001")
-    monkeypatch.setenv("SMS_HOOK_TOKEN", TOKEN)
-    config = _toml(tmp_path, TENCENT, "http://127.0.0.1:9", '{env = "SMS_SECRET"}',
-                   '[connectors.sms.templates.followup]\ncode = "T1"\n')
-    monkeypatch.setenv("CAREPATH_CONFIG", str(config))
+    config = _toml(tmp_path, TENCENT, '[connectors.sms.templates.followup]\ncode = "T1"\n')
+    sms_env.setenv("CAREPATH_CONFIG", str(config))
     path = tmp_path / "j.yaml"
     path.write_text("name: j\nenroll: {events: [encounter.discharged]}\nsteps:\n"
                     "  - {id: a, stage: post_visit, on: encounter.discharged, send: {template: followup, via: [sms]}}\n"
