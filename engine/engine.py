@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
-from sqlalchemy import insert, select
+from pydantic import ValidationError
+from sqlalchemy import Engine as SAEngine
+from sqlalchemy import create_engine, exists, insert, select
+from sqlalchemy.pool import NullPool
 
 from carepath.store.audit import audit
 from carepath.runtime.clock import Clock, SystemClock
@@ -21,7 +25,9 @@ from carepath.runtime.policy import Policy
 from carepath.runtime.scheduling import insert_enrollments, plan_new_enrollments
 from carepath.settings import Settings
 from carepath.store import load_cipher, open_database, upgrade
-from carepath.store.schema import JourneyVersion, Patient
+from carepath.store.schema import Enrollment, JourneyVersion, Patient
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -65,6 +71,8 @@ class Engine:
             channel.bind(self)
         self._versions: dict[tuple[str, str], Journey] = {(j.name, j.version): j for j in self.journeys.values()}
         self._remembered: set[tuple[str, str]] = set()
+        self._sqlite_reader: SAEngine | None = None
+        self._load_pinned_versions()
         from carepath.plugins.manager import get_plugin_manager
 
         self.plugins = get_plugin_manager()
@@ -74,16 +82,53 @@ class Engine:
     # --------------------------------------------------------------- journeys
 
     def journey_version(self, name: str, version: str) -> Journey | None:
-        """The journey an enrollment is pinned to (loaded from the database when not current)."""
+        """The journey an enrollment is pinned to: current, stored ones read at open, else read now.
+
+        Callers hold a write transaction (on SQLite, the database's one write lock), so a
+        version missing from memory is read on the non-locking reader, never through ``self.db``.
+        """
         key = (name, version)
         if key not in self._versions:
-            with self.db.connect() as conn:
+            with self._reader().connect() as conn:
                 definition = conn.execute(select(JourneyVersion.definition).where(
                     JourneyVersion.journey == name, JourneyVersion.version == version)).scalar()
             if definition is None:
                 return None
-            self._versions[key] = Journey.model_validate(definition)
+            loaded = self._load_stored(name, version, definition)
+            if loaded is None:
+                return None
+            self._versions[key] = loaded
         return self._versions[key]
+
+    def _reader(self) -> SAEngine:
+        """Where stored versions are read: on SQLite a plain connection that takes no write lock
+        (``self.db`` starts every transaction with BEGIN IMMEDIATE); on PostgreSQL ``self.db``."""
+        if self.db.dialect.name != "sqlite":
+            return self.db
+        if self._sqlite_reader is None:
+            self._sqlite_reader = create_engine(self.db.url, poolclass=NullPool)
+        return self._sqlite_reader
+
+    def _load_pinned_versions(self) -> None:
+        """Read every stored version an active enrollment is pinned to, once, at open."""
+        with self._reader().connect() as conn:
+            rows = conn.execute(select(JourneyVersion.journey, JourneyVersion.version, JourneyVersion.definition)
+                                .where(exists().where(Enrollment.journey == JourneyVersion.journey,
+                                                      Enrollment.version == JourneyVersion.version,
+                                                      Enrollment.status == "active"))).all()
+        for name, version, definition in rows:
+            if (name, version) not in self._versions:
+                loaded = self._load_stored(name, version, definition)
+                if loaded is not None:
+                    self._versions[(name, version)] = loaded
+
+    @staticmethod
+    def _load_stored(name: str, version: str, definition: dict) -> Journey | None:
+        try:
+            return Journey.model_validate(definition)
+        except ValidationError as exc:
+            log.error("stored journey %s@%s does not load; its enrollments are not run: %s", name, version, exc)
+            return None
 
     def remember_version(self, conn, journey: Journey) -> None:
         """Store a journey version the first time an enrollment pins it."""
@@ -159,4 +204,6 @@ class Engine:
 
     def close(self) -> None:
         self.db.dispose()
+        if self._sqlite_reader is not None:
+            self._sqlite_reader.dispose()
 
