@@ -9,10 +9,9 @@ from typing import Iterable, Mapping, Sequence
 
 from pydantic import ValidationError
 from sqlalchemy import Engine as SAEngine
-from sqlalchemy import create_engine, exists, insert, select
+from sqlalchemy import create_engine, exists, select
 from sqlalchemy.pool import NullPool
 
-from carepath.store.audit import audit
 from carepath.runtime.clock import Clock, SystemClock
 from carepath.runtime.dispatcher import DispatchReport, Dispatcher
 from carepath.definition.events import EventIn, PatientIn
@@ -22,6 +21,7 @@ from carepath.runtime.patients import upsert_patient, upsert_patients_bulk
 from carepath.runtime.planner import anchor_values
 from carepath.plugins.contracts import Channel
 from carepath.runtime.policy import Policy
+from carepath.runtime.versions import store_version
 from carepath.runtime.scheduling import insert_enrollments, plan_new_enrollments
 from carepath.settings import Settings
 from carepath.store import load_cipher, open_database, upgrade
@@ -135,13 +135,7 @@ class Engine:
         key = (journey.name, journey.version)
         if key in self._remembered:
             return
-        exists = conn.execute(select(JourneyVersion.id).where(JourneyVersion.journey == journey.name,
-                                                              JourneyVersion.version == journey.version)).first()
-        if exists is None:
-            conn.execute(insert(JourneyVersion).values(journey=journey.name, version=journey.version,
-                                                       definition=journey.to_json(), created_at=self.clock.now()))
-            audit(conn, actor="engine", action="journey.version_registered", entity="journey",
-                  entity_id=f"{journey.name}@{journey.version}", at=self.clock.now())
+        store_version(conn, journey, self.clock.now())
         self._remembered.add(key)
 
     # --------------------------------------------------------------- patients
