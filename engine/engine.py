@@ -14,7 +14,7 @@ from sqlalchemy.pool import NullPool
 
 from carepath.runtime.clock import Clock, SystemClock
 from carepath.runtime.dispatcher import DispatchReport, Dispatcher
-from carepath.definition.events import EventIn, PatientIn
+from carepath.definition.events import EventIn, PatientIn, check_event
 from carepath.runtime.ingest import IngestResult, Ingestor
 from carepath.definition.model import Journey, Template
 from carepath.runtime.patients import upsert_patient, upsert_patients_bulk
@@ -25,6 +25,7 @@ from carepath.runtime.versions import store_version
 from carepath.runtime.scheduling import insert_enrollments, plan_new_enrollments
 from carepath.settings import Settings
 from carepath.store import load_cipher, open_database, upgrade
+from carepath.store.personal_data import protect_payload
 from carepath.store.schema import Enrollment, JourneyVersion, Patient
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,15 @@ class Engine:
     # ------------------------------------------------------------------ events
 
     def ingest(self, event: EventIn, *, dispatch_urgent: bool = True) -> IngestResult:
-        """Store an event once and apply it; urgent ``on`` steps are dispatched inline."""
+        """Store an event once and apply it; urgent ``on`` steps are dispatched inline.
+
+        Raises :class:`~carepath.definition.events.EventRejected`, storing nothing, for an event
+        outside this installation's limits. Personal data in the stored payload is encrypted.
+        """
+        event = check_event(event, self.settings.event_limits())
+        event = event.with_stored_payload(protect_payload(event.stored_payload(), self.cipher,
+                                                          self.settings.event_private_paths,
+                                                          scan_text=self.settings.event_scan_text))
         result = self.ingestor.ingest(event)
         if not result.duplicate:
             self.plugins.notify_event(event)

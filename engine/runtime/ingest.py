@@ -62,9 +62,8 @@ def _store_event(conn: Connection, ev: EventIn, patient_id: int | None, now: dat
 
 
 def stored_payload(ev: EventIn) -> dict[str, Any]:
-    """The payload as kept in events and enrollment context: a patient record is
-    stored (encrypted) on the patient, never in plain text beside the event."""
-    return {k: v for k, v in ev.payload.items() if k != "patient"}
+    """The payload as kept in events and enrollment context (see ``EventIn.stored_payload``)."""
+    return ev.stored_payload()
 
 
 def _anchor_time(ev: EventIn, field_name: str | None) -> datetime:
