@@ -91,10 +91,17 @@ def _print_problems(console: Console, problems: list[Problem]) -> None:
 
 def _open_store(db: str | None):
     """The database named by ``--db`` (file or URL; default: the configured one), never created here."""
+    from sqlalchemy.engine import make_url
+
     from carepath.cli import _database_url
     from carepath.store import open_database
 
-    return open_database(_database_url(db))
+    url = _database_url(db)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        Console(stderr=True).print(f"no database at {parsed.database}", style="red", markup=False)
+        raise typer.Exit(2)
+    return open_database(url)
 
 
 def _installed(name: str) -> Journey | None:

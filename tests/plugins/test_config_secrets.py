@@ -8,7 +8,6 @@ from typing import ClassVar
 import pytest
 from pydantic import BaseModel, SecretStr, field_validator
 
-import carepath.config as config_module
 from carepath.config import ConfigError, load_config
 from carepath.plugins import Channel, ConnectorConfig, SendResult, hookimpl
 from carepath.plugins.manager import PluginManager, load_plugins
@@ -56,10 +55,10 @@ class VaultPlugin:
 
 
 @pytest.fixture
-def manager(monkeypatch: pytest.MonkeyPatch) -> PluginManager:
+def manager() -> PluginManager:
+    """The installed plugins plus the vault connector (handed to load_config)."""
     manager = load_plugins()
     manager.pm.register(VaultPlugin(), name="vault-plugin")
-    monkeypatch.setattr(config_module, "get_plugin_manager", lambda: manager)
     return manager
 
 
