@@ -323,3 +323,30 @@ def test_versions_of_a_missing_database_is_an_error_and_creates_nothing(tmp_path
     result = _cli("versions", "visit", "--db", f"sqlite:///{missing}")
     assert result.exit_code == 2 and "no database" in result.output
     assert not missing.parent.exists()
+
+
+def test_migration_re_times_event_steps_and_drops_removed_ones(database_url, settings, clock, sms):
+    """An ``on`` step whose delay changed moves from the same event; a step gone from the journey is cancelled."""
+    def care(delay: str, with_call: bool) -> Journey:
+        steps = [step("survey", "post_visit", on("visit.completed", delay), send("t", ["sms"]))]
+        if with_call:
+            steps.append(step("call", "post_visit", on("visit.completed", "3d"), task("call_patient")))
+        return journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "hi")], steps=steps)
+
+    old, new = care("2d", True), care("1d", False)
+    eng = _engine(database_url, settings, clock, old, sms)
+    try:
+        eng.upsert_patient(PatientIn(mrn="M1"))
+        events = h.Events(clock)
+        eng.ingest(events("program.joined"))
+        eng.ingest(events("visit.completed"))
+        with eng.db.begin() as conn:
+            store_version(conn, new, clock.now())
+        report = migrate_enrollments(eng.db, "care", new.version, now=clock.now())
+        assert report.to_json()["steps"] == {"call": {"kept": 0, "retimed": 0, "dropped": 1, "added": 0},
+                                             "survey": {"kept": 0, "retimed": 1, "dropped": 0, "added": 0}}
+        rows = {t.step: t for t in h.touchpoints(eng)}
+        assert rows["survey"].due_at == clock.now() + timedelta(days=1) and rows["survey"].status == "scheduled"
+        assert rows["call"].status == "cancelled" and new.version in rows["call"].reason
+    finally:
+        eng.close()
