@@ -220,7 +220,7 @@ class _Normalizer:
     def __init__(self, limits: EventLimits) -> None:
         self.limits = limits
         self._kinds: dict[type, Callable[[Any, str], Any]] = {
-            str: self._text, bool: lambda v, _: v, int: lambda v, _: v, float: self._number,
+            str: self._text, bool: lambda v, _: v, int: self._integer, float: self._number,
             Decimal: lambda v, p: self._number(float(v), p), datetime: self._moment, date: self._moment,
             time: lambda v, p: self._text(v.isoformat(), p), type(None): lambda v, _: v,
         }
@@ -250,6 +250,11 @@ class _Normalizer:
             except ValueError:
                 return value  # date-like but not a date: left to whoever reads it
             self._range(moment, path)
+        return value
+
+    def _integer(self, value: int, path: str) -> int:
+        if not -2**63 <= value < 2**63:
+            raise EventRejected(path, "integer out of the 64-bit range")
         return value
 
     def _number(self, value: float, path: str) -> float:

@@ -71,6 +71,7 @@ HOSTILE = {
     "payload date object in year 1": (base(payload={"visit": {"on": date(1, 1, 1)}}), "payload.visit.on", "outside"),
     "patient record with its own mrn": (base(payload={"patient": {"mrn": "M2", "name": "李四"}}),
                                         "payload.patient.mrn", "patient_mrn names the patient"),
+    "a huge integer": (base(payload={"n": 10**5000}), "payload.n", "64-bit"),
     "a set is not JSON": (base(payload={"tags": {"a"}}), "payload.tags", "not JSON data"),
 }
 
