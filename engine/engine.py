@@ -9,7 +9,7 @@ from typing import Iterable, Mapping, Sequence
 
 from pydantic import ValidationError
 from sqlalchemy import Engine as SAEngine
-from sqlalchemy import create_engine, exists, select
+from sqlalchemy import create_engine, select
 from sqlalchemy.pool import NullPool
 
 from carepath.runtime.clock import Clock, SystemClock
@@ -26,7 +26,7 @@ from carepath.runtime.scheduling import insert_enrollments, plan_new_enrollments
 from carepath.settings import Settings
 from carepath.store import load_cipher, open_database, upgrade
 from carepath.store.personal_data import protect_payload
-from carepath.store.schema import Enrollment, JourneyVersion, Patient
+from carepath.store.schema import JourneyVersion, Patient
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Engine:
         self._versions: dict[tuple[str, str], Journey] = {(j.name, j.version): j for j in self.journeys.values()}
         self._remembered: set[tuple[str, str]] = set()
         self._sqlite_reader: SAEngine | None = None
-        self._load_pinned_versions()
+        self._load_stored_versions()
         from carepath.plugins.manager import get_plugin_manager
 
         self.plugins = get_plugin_manager()
@@ -107,16 +107,14 @@ class Engine:
         if self.db.dialect.name != "sqlite":
             return self.db
         if self._sqlite_reader is None:
-            self._sqlite_reader = create_engine(self.db.url, poolclass=NullPool)
+            self._sqlite_reader = create_engine(self.db.url, poolclass=NullPool, connect_args={"timeout": 30})
         return self._sqlite_reader
 
-    def _load_pinned_versions(self) -> None:
-        """Read every stored version an active enrollment is pinned to, once, at open."""
+    def _load_stored_versions(self) -> None:
+        """Read every stored version once, at open: enrollments stay pinned to old ones after an edit."""
         with self._reader().connect() as conn:
-            rows = conn.execute(select(JourneyVersion.journey, JourneyVersion.version, JourneyVersion.definition)
-                                .where(exists().where(Enrollment.journey == JourneyVersion.journey,
-                                                      Enrollment.version == JourneyVersion.version,
-                                                      Enrollment.status == "active"))).all()
+            rows = conn.execute(select(JourneyVersion.journey, JourneyVersion.version,
+                                       JourneyVersion.definition)).all()
         for name, version, definition in rows:
             if (name, version) not in self._versions:
                 loaded = self._load_stored(name, version, definition)
@@ -128,7 +126,7 @@ class Engine:
         try:
             return Journey.model_validate(definition)
         except ValidationError as exc:
-            log.error("stored journey %s@%s does not load; its enrollments are not run: %s", name, version, exc)
+            log.warning("stored journey %s@%s does not load; enrollments pinned to it are not run: %s", name, version, exc)
             return None
 
     def remember_version(self, conn, journey: Journey) -> None:
