@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
+from collections.abc import Mapping as AbcMapping
 from decimal import Decimal
 from typing import Annotated, Any, Callable, Mapping
 
@@ -208,7 +209,8 @@ def _check_depth(payload: Any, max_depth: int) -> None:
         value, depth, path = stack.pop()
         if depth > max_depth:
             raise EventRejected(path, f"nested deeper than {max_depth} levels (CAREPATH_EVENT_MAX_DEPTH)")
-        if isinstance(value, Mapping):
+        if isinstance(value, dict) or (not isinstance(value, (str, int, float, list, tuple))
+                                       and isinstance(value, AbcMapping)):
             stack.extend((v, depth + 1, f"{path}.{k}") for k, v in value.items())
         elif isinstance(value, (list, tuple)):
             stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(value))
@@ -226,7 +228,10 @@ class _Normalizer:
         }
 
     def value(self, value: Any, path: str) -> Any:
-        if isinstance(value, Mapping):
+        handle = self._kinds.get(type(value))  # the common case, without walking the type's MRO
+        if handle is not None:
+            return handle(value, path)
+        if isinstance(value, AbcMapping):
             out = {}
             for key, item in value.items():
                 if not isinstance(key, str):

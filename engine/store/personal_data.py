@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from fnmatch import fnmatchcase
-from typing import Any, Iterable, Protocol
+from fnmatch import translate
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Protocol
 
 from carepath.masking import contains_phone
 
@@ -45,10 +46,10 @@ def contains_id_card(text: str) -> bool:
 def protect_payload(payload: dict[str, Any], cipher: _Cipher, patterns: Iterable[str] = DEFAULT_PRIVATE_PATHS,
                     *, scan_text: bool = True) -> dict[str, Any]:
     """A copy of ``payload`` with personal data encrypted (see the module docstring)."""
-    lowered = tuple(p.lower() for p in patterns)
+    private = _matcher(tuple(patterns))
 
     def walk(value: Any, path: str) -> Any:
-        if path and any(fnmatchcase(path, p) for p in lowered):
+        if path and private(path):
             return _sealed(value, cipher)
         if isinstance(value, dict):
             return {k: walk(v, f"{path}.{k}".lower() if path else k.lower()) for k, v in value.items()}
@@ -59,6 +60,14 @@ def protect_payload(payload: dict[str, Any], cipher: _Cipher, patterns: Iterable
         return value
 
     return walk(payload, "")
+
+
+@lru_cache(maxsize=32)
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], Any]:
+    """One compiled regular expression for all patterns (paths are matched lower-cased)."""
+    if not patterns:
+        return lambda path: False
+    return re.compile("|".join(f"(?:{translate(p.lower())})" for p in patterns)).match
 
 
 def reveal_payload(payload: Any, cipher: _Cipher) -> Any:
