@@ -181,6 +181,19 @@ def test_an_edited_journey_keeps_old_enrollments_running(database_url, settings,
         eng.close()
 
 
+def test_dispatch_first_after_an_edit_sends_the_old_version(database_url, settings, clock, sms, old_enrollment):
+    """The first thing the reopened engine does is dispatch: r1 goes at 18:00 as the pinned version says."""
+    clock.set(datetime(2026, 5, 19, 18, 0, tzinfo=SH))
+    started = clock_time.monotonic()
+    eng = _engine(database_url, settings, clock, visit(edited=True), sms)
+    try:
+        assert eng.dispatch_due().sent == 1
+        assert clock_time.monotonic() - started < 5
+        assert ":r1:" in sms.keys[-1], sms.keys
+    finally:
+        eng.close()
+
+
 def test_a_version_registered_by_another_process_is_read_without_blocking(database_url, settings, clock, sms):
     """An engine opened before another one enrolled on a new version reads it while holding its write lock."""
     clock.set(datetime(2026, 5, 1, 9, 0, tzinfo=SH))
