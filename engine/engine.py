@@ -126,7 +126,8 @@ class Engine:
         try:
             return Journey.model_validate(definition)
         except ValidationError as exc:
-            log.warning("stored journey %s@%s does not load; enrollments pinned to it are not run: %s", name, version, exc)
+            log.warning("stored journey %s@%s does not load; enrollments pinned to it are not run: %s",
+                        name, version, exc)
             return None
 
     def remember_version(self, conn, journey: Journey) -> None:

@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     event_private_paths: list[str] = Field(
         default=list(DEFAULT_PRIVATE_PATHS),
         description="payload paths (fnmatch) stored encrypted; JSON list in CAREPATH_EVENT_PRIVATE_PATHS")
-    event_scan_text: bool = Field(default=True, description="also encrypt payload text holding an ID-card or mobile number")
+    event_scan_text: bool = Field(default=True,
+                                  description="also encrypt payload text holding an ID-card or mobile number")
 
     def event_limits(self) -> EventLimits:
         """What an event may carry here (checked by ``Engine.ingest``)."""

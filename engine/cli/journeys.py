@@ -17,7 +17,8 @@ from carepath.definition.registry import known_channel_names, known_template_nam
 from carepath.definition.validation import Problem
 from carepath.runtime.migrate import OUTCOMES
 
-app = typer.Typer(name="journeys", help="Check journey definitions; list and migrate their stored versions.", no_args_is_help=True)
+app = typer.Typer(name="journeys", help="Check journey definitions; list and migrate their stored versions.",
+                  no_args_is_help=True)
 
 JOURNEY_SUFFIXES = (".yaml", ".yml")
 
@@ -110,8 +111,8 @@ def _installed(name: str) -> Journey | None:
     return plugin_journeys().get(name)
 
 
-DB_OPTION = typer.Option("--db", help="database file or URL (default: CAREPATH_DATABASE_URL or ./.carepath/carepath.db)",
-                         show_default=False)
+DB_OPTION = typer.Option("--db", show_default=False,
+                         help="database file or URL (default: CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")
 
 
 @app.command()
