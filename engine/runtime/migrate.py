@@ -185,12 +185,15 @@ class _Migration:
         for row in dropped:
             report.count(row.step, "dropped")
         if updates:
-            conn.execute(update(Touchpoint).where(Touchpoint.id == bindparam("b_id")).values(
+            # status still scheduled: a row a dispatcher claimed meanwhile is in flight and stays as it is
+            conn.execute(update(Touchpoint).where(Touchpoint.id == bindparam("b_id"),
+                                                  Touchpoint.status == "scheduled").values(
                 due_at=bindparam("b_due"), planned_at=bindparam("b_planned"), status=bindparam("b_status"),
                 reason=bindparam("b_reason"), stage=bindparam("b_stage"), category=bindparam("b_category"),
                 action=bindparam("b_action"), anchor=bindparam("b_anchor"), updated_at=bindparam("b_now")), updates)
         if dropped:
-            conn.execute(update(Touchpoint).where(Touchpoint.id.in_([r.id for r in dropped])).values(
+            conn.execute(update(Touchpoint).where(Touchpoint.id.in_([r.id for r in dropped]),
+                                                  Touchpoint.status == "scheduled").values(
                 status="cancelled", reason=f"cancelled: migrated to {target.name}@{target.version}",
                 updated_at=self.now))
         insert_touchpoints(conn, touchpoint_rows(enrollment.id, enrollment.patient_id, target, fresh, self.now))
