@@ -39,7 +39,10 @@ def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: dat
         sex=record.sex, conditions=list(record.conditions), tags=list(record.tags), tz=record.tz,
         language=record.language, channel_prefs=list(record.channel_prefs), updated_at=now,
     )
-    existing = conn.execute(select(Patient.id).where(Patient.mrn_hash == mrn_hash)).scalar()
+    found = conn.execute(select(Patient.id, Patient.merged_into).where(Patient.mrn_hash == mrn_hash)).first()
+    if found is not None and found.merged_into is not None:
+        return found.merged_into  # a record under a merged MRN is stale: the surviving record stands
+    existing = found.id if found is not None else None
     fields = sorted(record.model_fields_set - {"mrn"})
     if existing is not None:
         # A record updates only the fields it carries: an HIS message with no phone keeps the stored one.

@@ -160,6 +160,9 @@ class TestFhirConformance(HisSourceConformance):
     invalid_configs = [{"base_url": "ftp://x"}, {"base_url": "http://x", "page_size": 0}]
     callback_signs_body = False
 
+    def make_network_source(self, url, timeout):
+        return FhirSource.from_options("conformance", {"base_url": url, "timeout": timeout})
+
     def good_callback(self, connector):
         from carepath.plugins.contracts import CallbackRequest
 

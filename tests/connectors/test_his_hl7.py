@@ -131,3 +131,51 @@ def test_demographics_conditions_and_deceased_from_adt(engine, listener):
     assert msa(ack)[1] == "AA"
     assert h._rows(engine, Patient)[0].deceased
     assert not [t for t in h.touchpoints(engine) if t.status == "scheduled"]
+
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "connectors" / "samples"
+
+
+def test_hl7_send_command_prints_each_ack(engine, listener):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "carepath.cli", "hl7", "send", str(SAMPLES / "booking.hl7"),
+                          str(SAMPLES / "malformed.hl7"), "--port", str(listener.port)],
+                         capture_output=True, text=True, timeout=60, env={**__import__("os").environ, "COLUMNS": "160"})
+    assert run.returncode == 1, run.stderr  # one message was not accepted
+    assert "SAMPLE-1" in run.stdout and "AA" in run.stdout
+    assert "SAMPLE-4" in run.stdout and "AE" in run.stdout and "SCH^1^11^1^4" in run.stdout
+    assert [e.key for e in h.enrollments(engine)] == ["A1001"]
+
+
+def test_merge_moves_history_to_the_surviving_mrn(engine, listener):
+    send(listener, m.siu("S12", "C1", appointment="A1", mrn="OLD1"))
+    merge = m.message("ADT^A40", "C2", "EVN|A40|20260501110000", m.pid("NEW1", "张", "三"), "MRG|OLD1^^^H1^MR")
+    assert msa(send(listener, merge)[0])[1] == "AA"
+    survivor = next(p for p in h._rows(engine, Patient) if p.merged_into is None)
+    assert {e.patient_id for e in h.enrollments(engine)} == {survivor.id}
+    assert {t.patient_id for t in h.touchpoints(engine)} == {survivor.id}
+    send(listener, m.siu("S15", "C3", appointment="A1", mrn="OLD1"))  # a late message naming the old MRN
+    assert [e.status for e in h.enrollments(engine)] == ["exited"]
+
+
+def test_vitals_from_oru_and_local_codes_from_configuration(engine):
+    source = Hl7Source.from_options("hl7", {"codes": {"0101": "心内科"},
+                                            "messages": {"ADT^A04": {"event": "visit.checked_in",
+                                                                     "fields": {"encounter_id": "PV1-19.1",
+                                                                                "department": "PV1-3.1",
+                                                                                "queue_no": "PV1-50.1"},
+                                                                     "required": ["encounter_id"],
+                                                                     "identity": ["encounter_id"]}}})
+    source.bind(engine)
+    oru = m.message("ORU^R01", "C5", m.pid(), "OBR|1|O1|R77|GLU^血糖|||20260501080000|||||||||||||||20260501083000",
+                    "OBX|1|NM|2339-0^Glucose^LN||7.8|mmol/L|||||F|||20260501080000")
+    assert "|AA|" in source.handle(oru.encode()).decode()
+    events = {e.type: e for e in h._rows(engine, Event)}
+    assert events["report.ready"].payload["report_id"] == "R77"
+    assert events["vitals.reading"].payload == {"kind": "glucose", "code": "2339-0", "value": 7.8, "unit": "mmol/L"}
+    a04 = m.adt("A04", "C6", encounter="V9")
+    assert "|AA|" in source.handle(a04.encode()).decode()
+    checked_in = next(e for e in h._rows(engine, Event) if e.type == "visit.checked_in")
+    assert checked_in.payload["department"] == "心内科"
