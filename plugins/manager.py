@@ -32,6 +32,7 @@ BUILTIN_PLUGINS = {
     "console": "carepath.connectors.console",
     "outbox": "carepath.connectors.outbox",
     "sms": "carepath.connectors.sms",
+    "his": "carepath.connectors.his",
     "journeys": "carepath.journeys",
 }
 

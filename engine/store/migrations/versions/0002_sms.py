@@ -1,14 +1,14 @@
 """operator alerts (connector down: account out of balance, credentials refused)
 
 Revision ID: 0002_sms
-Revises: 0001
+Revises: 0002_his
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0002_sms"
-down_revision = "0001"
+down_revision = "0002_his"
 branch_labels = None
 depends_on = None
 
