@@ -20,7 +20,7 @@ def carepath_connectors():
 @hookimpl
 def carepath_web_routes():
     from carepath.connectors.surveys.pages import survey_router
-    from carepath.connectors.surveys.tencent_wenjuan import tencent_router
+    from carepath.connectors.surveys.tencent_hook import tencent_router
     from carepath.plugins.web import callback_router
 
     return [survey_router(), callback_router("wjx"), tencent_router()]

@@ -54,7 +54,7 @@ class TencentEmulator:
     def payload(self, survey_id: str, answers: Mapping[str, Any], token: str, *,
                 action: str = "answer.create", answer_id: str | None = None) -> dict[str, Any]:
         number = next(self._ids)
-        items = [{"question_id": q, "options": [{"index": int(v), "checked": True}]} if isinstance(v, tuple)
+        items = [{"question_id": q, "options": [{"index": int(i), "checked": True} for i in v]} if isinstance(v, tuple)
                  else {"question_id": q, "value": v} for q, v in answers.items()]
         now = int(time.time())
         return {"id": f"evt-{number}", "object": "Answer", "action": action, "created_at": now,
