@@ -20,7 +20,7 @@ from carepath.plugins.testing import HisSourceConformance
 from carepath.runtime.his_poll import load_cursor, poll_source
 from carepath.store.schema import Event, Patient
 from tests.connectors import hl7_messages as m
-from tests.connectors.live_app import LiveApp
+from tests.live_app import LiveApp
 from tests.engine import helpers as h
 
 SH = timezone(timedelta(hours=8))
