@@ -33,6 +33,8 @@ BUILTIN_PLUGINS = {
     "outbox": "carepath.connectors.outbox",
     "sms": "carepath.connectors.sms",
     "his": "carepath.connectors.his",
+    "surveys": "carepath.connectors.surveys",
+    "staff": "carepath.web.staff",
     "journeys": "carepath.journeys",
 }
 

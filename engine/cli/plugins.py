@@ -43,7 +43,7 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="print JSON 
         return
     table = Table(title="carepath plugins")
     for column in ("plugin", "version", "hooks", "connectors", "journeys", "templates"):
-        table.add_column(column, overflow="fold", no_wrap=column == "version")  # "name 1.2.3" stays one line
+        table.add_column(column, overflow="fold", no_wrap=column in ("plugin", "version"))
     for info in infos:
         version = info.version or "?"
         if info.distribution and info.distribution != info.name:

@@ -1,18 +1,12 @@
-"""Shared set-up of the SMS tests: each provider's emulator and channel, a journey, the web hooks app
-over real loopback HTTP (uvicorn on a free port)."""
+"""Shared set-up of the SMS tests: each provider's emulator and channel, a journey, the plugins' web
+routes over real loopback HTTP (``tests.live_app``)."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any, Callable
 
-import uvicorn
-from fastapi import FastAPI
 from sqlalchemy import select
 
 from carepath.connectors.aliyun_sms.channel import AliyunSmsChannel
@@ -26,10 +20,11 @@ from carepath.definition.dsl import after, anchor, enroll_on, journey, send, ste
 from carepath.definition.events import EventIn, PatientIn
 from carepath.definition.model import Journey
 from carepath.engine import Engine
-from carepath.plugins.manager import load_plugins
 from carepath.runtime.clock import VirtualClock
 from carepath.settings import Settings
 from carepath.store.schema import Consent, Delivery, StaffTask, Touchpoint
+
+from tests.live_app import LiveApp, plugin_app
 
 PHONE = "13912345678"
 TOKEN = "hook-token-0123456789abcdef"
@@ -96,7 +91,7 @@ class Setup:
     channel: SmsChannel
     clock: VirtualClock
     provider: Provider
-    hooks: "HooksServer | None" = None
+    hooks: LiveApp | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def enroll(self, mrn: str = "M1", phone: str = PHONE) -> None:
@@ -144,39 +139,12 @@ def build(provider: Provider, database_url: str, settings: Settings, clock: Virt
                     channels={"sms": channel, "outbox": outbox}, templates={}, clock=clock, settings=settings)
     setup = Setup(engine, emulator, channel, clock, provider)  # type: ignore[arg-type]
     if hooks:
-        setup.hooks = HooksServer(engine).start()
+        setup.hooks = LiveApp(plugin_app(engine)).__enter__()
     return setup
 
 
 def close(setup: Setup) -> None:
     if setup.hooks is not None:
-        setup.hooks.stop()
+        setup.hooks.__exit__(None, None, None)
     setup.emulator.close()
     setup.engine.close()
-
-
-class HooksServer:
-    """The plugins' web routes over a running engine, served by uvicorn on 127.0.0.1 (a free port)."""
-
-    def __init__(self, engine: Engine) -> None:
-        app = FastAPI()
-        app.state.carepath = SimpleNamespace(connectors=engine.channels, ingest=engine.ingest)
-        for router in load_plugins().web_routers():
-            app.include_router(router)
-        sock = socket.create_server(("127.0.0.1", 0))
-        self._sock = sock
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-
-    def start(self) -> "HooksServer":
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-        self._sock.close()

@@ -1,14 +1,14 @@
 """operator alerts (connector down: account out of balance, credentials refused)
 
 Revision ID: 0002_sms
-Revises: 0002_his
+Revises: 0003_surveys
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0002_sms"
-down_revision = "0002_his"
+down_revision = "0003_surveys"
 branch_labels = None
 depends_on = None
 
