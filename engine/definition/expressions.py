@@ -1,14 +1,48 @@
-"""The one small expression language: sandboxed Jinja2 for conditions and templates."""
+"""The one small expression language: sandboxed Jinja2 for conditions and templates.
+
+The sandbox is also *bounded*, so a template can neither hang the dispatcher
+nor exhaust its memory:
+
+- operators that build values (``*``, ``**``, ``+``, ``%``, ``~``), ``range``,
+  ``lipsum``, the padding and joining filters (``center``, ``indent``,
+  ``wordwrap``, ``format``, ``replace``, ``join``, ``batch``, ``tojson``) and
+  the padding string methods (``ljust``, ``rjust``, ``zfill``, ``format``...)
+  check the size of what they would build *before* building it;
+- every loop iteration and every call counts against a per-render budget, and
+  the budget carries a deadline checked as it is spent (no threads, no signals);
+- the rendered output has a size limit.
+
+Past a limit a :class:`LimitError` names what was too big. Jinja folds
+constant expressions while compiling; the intercepted operators are never
+folded and the bounded filters raise before building anything, so compiling
+(and therefore ``journeys validate``) never evaluates a user expression
+without these limits.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import re
+import string
+import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes, pass_context
+from jinja2.environment import Template
+from jinja2.filters import FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import _PassArg, generate_lorem_ipsum
+
+MAX_VALUE = 100_000  # characters of a string, items of a list, built by one operation
+MAX_OUTPUT = 100_000  # characters of one rendered template
+MAX_INT_BITS = 4096  # an integer built by * or ** (about 1,200 digits)
+MAX_RANGE = 10_000  # items of one range()
+MAX_STEPS = 20_000  # loop iterations plus calls in one render
+TIME_LIMIT = 0.25  # seconds for one render or one condition
+MAX_LIPSUM_WORDS = 10_000
 
 
 class ExpressionError(ValueError):
@@ -25,17 +59,310 @@ class ExpressionError(ValueError):
         super().__init__(f"{message}{where}")
 
 
+class LimitError(Exception):
+    """A template or condition went past one of the sandbox's limits."""
+
+
+# ------------------------------------------------------------------ budgets
+
+
+@dataclass
+class _Budget:
+    deadline: float
+    steps: int = 0
+
+    def spend(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise LimitError(f"more than {MAX_STEPS} loop iterations and calls")
+        if self.steps % 256 == 0 and time.monotonic() > self.deadline:
+            raise LimitError(f"rendering took longer than {TIME_LIMIT:g} s")
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("carepath_render_budget", default=None)
+
+
+@contextlib.contextmanager
+def limits() -> Iterator[_Budget]:
+    """A fresh budget for one render or evaluation (an enclosing one is kept)."""
+    current = _BUDGET.get()
+    if current is not None:
+        yield current
+        return
+    token = _BUDGET.set(_Budget(time.monotonic() + TIME_LIMIT))
+    try:
+        yield _BUDGET.get()  # type: ignore[misc]
+    finally:
+        _BUDGET.reset(token)
+
+
+def _spend() -> None:
+    budget = _BUDGET.get()
+    if budget is not None:  # render() and evaluate() always open one
+        budget.spend()
+
+
+# ------------------------------------------------------------- size checks
+
+
+def _too_big(what: str, size: int, limit: int = MAX_VALUE) -> None:
+    if size > limit:
+        raise LimitError(f"{what} would be {size} long (limit {limit})")
+
+
+def _sized(value: Any) -> bool:
+    return isinstance(value, (str, bytes, list, tuple))
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    if operator == "*":
+        for seq, n in ((left, right), (right, left)):
+            if _sized(seq) and _int(n):
+                _too_big(f"repeating a {type(seq).__name__}", len(seq) * max(n, 0))
+        if _int(left) and _int(right):
+            _too_big("an integer product (bits)", abs(left).bit_length() + abs(right).bit_length(), MAX_INT_BITS)
+    elif operator == "**" and _int(left) and _int(right) and right > 0 and abs(left) > 1:
+        _too_big("a power (bits)", right * abs(left).bit_length(), MAX_INT_BITS)
+    elif operator == "+" and _sized(left) and _sized(right):
+        _too_big(f"joining two {type(left).__name__}s", len(left) + len(right))
+    elif operator == "%" and isinstance(left, str):
+        _check_percent(left, right)
+
+
+_PERCENT = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_DIGITS = re.compile(r"\d+")
+
+
+def _width(what: str, width: Any) -> None:
+    if _int(width):
+        _too_big(what, width)
+    elif isinstance(width, str) and width.isdigit():
+        _too_big(what, MAX_VALUE + 1 if len(width) > 6 else int(width))
+
+
+def _check_percent(fmt: str, args: Any) -> None:
+    """``'%*d' % (10**9, 1)`` and ``'%1000000000s'``: widths within the limit."""
+    star = False
+    for match in _PERCENT.finditer(fmt):
+        for group in match.groups():
+            star = star or group == "*"
+            if group and group != "*":
+                _width("a formatted field", group)
+    if star:
+        for arg in args if isinstance(args, tuple) else (args,):
+            _width("a formatted field", arg)
+
+
+def _check_braces(fmt: str, args: Iterable[Any]) -> None:
+    """``'{:>1000000000}'.format(1)`` and nested widths ``'{:{}}'``: within the limit."""
+    try:
+        fields = list(string.Formatter().parse(fmt))
+    except ValueError:
+        return  # str.format reports the syntax error itself
+    for _, _, spec, _ in fields:
+        if not spec:
+            continue
+        for digits in _DIGITS.findall(spec):
+            _width("a formatted field", digits)
+        if "{" in spec:
+            for arg in args:
+                _width("a formatted field", arg)
+
+
+def _check_replace(s: Any, old: Any, new: Any, count: Any = None) -> None:
+    if not (isinstance(s, str) and isinstance(old, str) and isinstance(new, str)):
+        return
+    n = len(s) + 1 if old == "" else s.count(old)
+    if _int(count) and count >= 0:
+        n = min(n, count)
+    _too_big("the replaced text", len(s) + n * (len(new) - len(old)))
+
+
+def _check_lines(s: Any, per_line: int, what: str) -> None:
+    text = str(s)
+    _too_big(what, len(text) + (text.count("\n") + 1) * max(per_line, 0))
+
+
+_STR_METHOD_CHECKS: dict[str, Callable[..., None]] = {
+    "center": lambda s, width, *_: _width("a padded text", width),
+    "ljust": lambda s, width, *_: _width("a padded text", width),
+    "rjust": lambda s, width, *_: _width("a padded text", width),
+    "zfill": lambda s, width, *_: _width("a padded text", width),
+    "expandtabs": lambda s, tabsize=8, *_: _too_big("the expanded text", s.count("\t") * max(tabsize, 0) + len(s)),
+    "replace": _check_replace,
+    "format": lambda s, *args, **kw: _check_braces(s, [*args, *kw.values()]),
+    "format_map": lambda s, mapping=None, *_: _check_braces(s, list((mapping or {}).values())),
+}
+
+
+def _check_call(obj: Any, args: tuple, kwargs: dict) -> None:
+    obj = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format
+    owner = getattr(obj, "__self__", None)
+    check = _STR_METHOD_CHECKS.get(getattr(obj, "__name__", ""))
+    if isinstance(owner, str) and check is not None:
+        if obj.__name__ in ("format", "format_map"):
+            check(owner, *args, **kwargs)
+        else:
+            check(owner, *args)
+    elif isinstance(owner, str) and obj.__name__ == "join":
+        _check_join(owner, args[0] if args else ())
+
+
+def _check_join(separator: str, items: Any) -> list:
+    items = list(items)
+    _too_big("the joined text", len(separator) * len(items) + sum(len(str(i)) for i in items))
+    return items
+
+
+# ------------------------------------------------------------------ filters
+
+
+def _bounded_filter(func: Callable, check: Callable[..., None]) -> Callable:
+    """``func`` with ``check`` run on the filter's own arguments first."""
+    skip = 1 if _PassArg.from_obj(func) is not None else 0
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        check(*args[skip:], **kwargs)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _join_filter(func: Callable) -> Callable:
+    @functools.wraps(func)
+    def wrapper(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        items = list(value)
+        if attribute is None:
+            _check_join(str(d), items)
+        return func(eval_ctx, items, d, attribute)
+
+    return wrapper
+
+
+_FILTER_CHECKS: dict[str, Callable[..., None]] = {
+    "center": lambda value, width=80: _width("a padded text", width),
+    "indent": lambda s, width=4, first=False, blank=False: _check_lines(
+        s, len(width) if isinstance(width, str) else width, "the indented text"),
+    "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True: _too_big(
+        "the wrapped text", len(str(s)) * (1 + len(wrapstring or "\n"))),
+    "format": lambda value, *args, **kwargs: _check_percent(str(value), tuple(args) or kwargs),
+    "replace": lambda s, old, new, count=None: _check_replace(str(s), str(old), str(new), count),
+    "batch": lambda value, linecount, fill_with=None: _width("a batch", linecount),
+    "slice": lambda value, slices, fill_with=None: _width("a slice count", slices),
+    "tojson": lambda value, indent=None: _width("a JSON indent", indent * 1000 if _int(indent) else 0),
+    "truncate": lambda s, length=255, killwords=False, end="...", leeway=None: _too_big("the ellipsis", len(str(end))),
+}
+
+
+@pass_context
+def _loop_guard(context: Any, iterable: Any) -> Iterator[Any]:
+    """Wraps every ``{% for %}`` iterable: each iteration spends the render budget."""
+    for item in iterable:
+        _spend()
+        yield item
+
+
+def _concat(parts: list) -> str:
+    """``a ~ b``: the joined text within the limit."""
+    texts = [str(p) for p in parts]
+    _too_big("the joined text", sum(map(len, texts)))
+    return "".join(texts)
+
+
+def _range(*args: int) -> range:
+    numbers = range(*args)
+    _too_big("range()", len(numbers), MAX_RANGE)
+    return numbers
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    _too_big("lipsum() (words)", n * max, MAX_LIPSUM_WORDS)
+    return generate_lorem_ipsum(n=n, html=html, min=min, max=max)
+
+
+class _BoundedTemplate(Template):
+    """``render`` spends a budget and stops past :data:`MAX_OUTPUT` characters."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        with limits():
+            ctx = self.new_context(dict(*args, **kwargs))
+            out: list[str] = []
+            size = 0
+            try:
+                for piece in self.root_render_func(ctx):
+                    size += len(piece)
+                    if size > MAX_OUTPUT:
+                        raise LimitError(f"the rendered text would be over {MAX_OUTPUT} characters")
+                    out.append(piece)
+            except Exception:
+                self.environment.handle_exception()
+            return "".join(out)
+
+
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The immutable sandbox with bounded operators, calls, loops, filters and output."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    template_class = _BoundedTemplate
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _spend()
+        _check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
+                  defer_init: bool = False) -> str:
+        _bound_tree(source)
+        return super()._generate(source, name, filename, defer_init=defer_init)
+
+
+def _bound_tree(tree: nodes.Node) -> None:
+    """Route every loop through the loop guard and every ``~`` through the bounded join."""
+    for loop in tree.find_all(nodes.For):
+        loop.iter = nodes.Filter(loop.iter, "_loop_guard", [], [], None, None, lineno=loop.lineno)
+    for parent in tree.find_all(nodes.Node):
+        for field, child in parent.iter_fields():
+            if isinstance(child, nodes.Concat):
+                setattr(parent, field, _as_join(child))
+            elif isinstance(child, list):
+                child[:] = [_as_join(c) if isinstance(c, nodes.Concat) else c for c in child]
+
+
+def _as_join(node: nodes.Concat) -> nodes.Filter:
+    return nodes.Filter(nodes.List(node.nodes, lineno=node.lineno), "_concat", [], [], None, None,
+                        lineno=node.lineno)
+
+
 def _date(value: Any, fmt: str = "%Y-%m-%d") -> str:
     return value.strftime(fmt) if hasattr(value, "strftime") else str(value)
 
 
 @functools.lru_cache(maxsize=1)
-def environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+def environment() -> BoundedEnvironment:
+    env = BoundedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    for name, check in _FILTER_CHECKS.items():
+        env.filters[name] = _bounded_filter(FILTERS[name], check)
+    env.filters["join"] = _join_filter(FILTERS["join"])
+    env.filters["_loop_guard"] = _loop_guard
+    env.filters["_concat"] = _concat
+    env.globals["range"] = _range
+    env.globals["lipsum"] = _lipsum
     env.filters["date"] = _date
     env.filters["time"] = lambda v: _date(v, "%H:%M")
     env.filters["datetime"] = lambda v: _date(v, "%Y-%m-%d %H:%M")
     return env
+
+
+# ------------------------------------------------------------------ compiling
 
 
 _QUOTED = re.compile(r"'([^']+)'")
@@ -52,11 +379,20 @@ def _column(source: str, exc: TemplateSyntaxError) -> int | None:
     return len(line) + 1  # the parser ran off the end of the expression
 
 
+def _bounded_call(expression: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(expression)
+    def call(**context: Any) -> Any:
+        with limits():
+            return expression(**context)
+
+    return call
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_condition(source: str) -> Callable[..., Any]:
     """Compile a condition such as ``patient.age >= 65 and patient.has("E11")``."""
     try:
-        return environment().compile_expression(source, undefined_to_none=False)
+        return _bounded_call(environment().compile_expression(source, undefined_to_none=False))
     except TemplateSyntaxError:
         pass
     # Parsing it as a print statement gives Jinja's more precise messages.
@@ -69,7 +405,7 @@ def compile_condition(source: str) -> Callable[..., Any]:
 
 
 @functools.lru_cache(maxsize=4096)
-def compile_template(source: str):
+def compile_template(source: str) -> Template:
     """Compile a message template."""
     try:
         return environment().from_string(source)
@@ -84,18 +420,19 @@ class Evaluated:
 
 
 def evaluate(source: str | None, context: dict[str, Any]) -> Evaluated:
-    """Evaluate a condition; a runtime error (undefined name) is false with the reason."""
+    """Evaluate a condition; a runtime error (undefined name, a limit) is false with the reason."""
     if not source:
         return Evaluated(True)
     try:
         return Evaluated(bool(compile_condition(source)(**context)))
     except ExpressionError:
         raise
-    except Exception as exc:  # undefined variables, type errors in user expressions
+    except Exception as exc:  # undefined variables, type errors and limits in user expressions
         return Evaluated(False, f"{type(exc).__name__}: {exc}")
 
 
 def render(source: str, context: dict[str, Any]) -> str:
+    """Render a template in the bounded sandbox; raises :class:`LimitError` past a limit."""
     if "{" not in source:  # plain text: nothing to render
         return source
     return compile_template(source).render(**context)
