@@ -20,7 +20,7 @@ import enum
 import re
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -298,23 +298,27 @@ def _parse_journey(data: Any, report: Reporter) -> Journey | None:
 
 
 def read_journey_text(text: str, *, file: str | None = None, known_templates: Collection[str] | None = frozenset(),
-                      known_channels: Collection[str] | None = None) -> tuple[Journey | None, list[Problem]]:
+                      known_channels: Collection[str] | None = None, channels: Mapping[str, Any] | None = None,
+                      catalogue: Mapping[str, Any] | None = None) -> tuple[Journey | None, list[Problem]]:
     """Parse and validate journey YAML; the journey is None when it did not parse.
 
     Never raises for mistakes in the text; problems come sorted by line.
+    ``channels`` and ``catalogue`` are passed to :func:`validate_journey`.
     """
     lines: dict[str, int] = {}
-    report = Reporter(file, lines)
+    report = Reporter(file, lines, catalogue)
     data = _parse_yaml(text, report, lines)
     journey = _parse_journey(data, report) if not report.problems else None
     if journey is not None:
         report.problems += validate_journey(journey, known_templates=known_templates,
-                                            known_channels=known_channels, file=file, lines=lines)
+                                            known_channels=known_channels, file=file, lines=lines,
+                                            channels=channels, catalogue=report.catalogue)
     return journey, sorted(report.problems, key=lambda p: (p.line is None, p.line or 0))
 
 
 def read_journey_file(path: str | Path, *, known_templates: Collection[str] | None = frozenset(),
-                      known_channels: Collection[str] | None = None) -> tuple[Journey | None, list[Problem]]:
+                      known_channels: Collection[str] | None = None, channels: Mapping[str, Any] | None = None,
+                      catalogue: Mapping[str, Any] | None = None) -> tuple[Journey | None, list[Problem]]:
     """Load ``path`` and list its problems; never raises for user mistakes.
 
     ``known_templates`` are templates available besides the journey's own
@@ -325,7 +329,8 @@ def read_journey_file(path: str | Path, *, known_templates: Collection[str] | No
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return None, [Problem(f"cannot read journey file: {reason}", file=str(path))]
-    return read_journey_text(text, file=str(path), known_templates=known_templates, known_channels=known_channels)
+    return read_journey_text(text, file=str(path), known_templates=known_templates, known_channels=known_channels,
+                             channels=channels, catalogue=catalogue)
 
 
 def load_journey_file(path: str | Path, *, known_templates: Collection[str] | None = None,
