@@ -11,7 +11,7 @@ from rich.console import Console
 
 from carepath.definition.journey_files import read_journey_file
 from carepath.definition.model import Journey, Send, Stage
-from carepath.definition.registry import known_channel_names, known_template_names
+from carepath.definition.registry import configured_channels, known_channel_names, known_template_names
 from carepath.definition.validation import Problem
 
 app = typer.Typer(name="journeys", help="Check journey definitions written in YAML.", no_args_is_help=True)
@@ -65,8 +65,10 @@ def validate(
     _print_problems(console, problems)
     templates = known_template_names()
     channels = set(channel) if channel else known_channel_names()
+    instances = {} if channel else configured_channels()
     for path in files:
-        journey, found = read_journey_file(path, known_templates=templates, known_channels=channels)
+        journey, found = read_journey_file(path, known_templates=templates, known_channels=channels,
+                                           channels=instances)
         if journey is not None and not found:
             console.print(f"✓ {path}: {journey_summary(journey)}", style="green", markup=False)
         _print_problems(console, found)

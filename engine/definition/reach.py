@@ -86,7 +86,7 @@ def check_uses(found: list[Use], scope: Scope, catalogue: Mapping[str, EventType
         if use.root not in known_names:
             problems.append((f"unknown name '{use.root}'{suggest(use.root, CONTEXT_NAMES)} "
                              f"(templates and conditions see {', '.join(CONTEXT_NAMES)})", use.line))
-        elif use.path:
+        elif use.path and not use.path[0].startswith("_"):  # private names are refused on their own
             check = {"patient": _patient, "event": _event, "anchors": _anchor}.get(use.root)
             message = check(use, scope, catalogue) if check else None
             if message:

@@ -118,28 +118,28 @@ def _check_journey_rules(journey: Journey, report: Reporter) -> None:
     _check_condition(journey.exit.condition, "exit.condition", report, exit_scope(journey))
 
 
-def _event_type_fields(journey: Journey) -> Iterator[tuple[str, str]]:
-    """(event type, field path) for every event type a journey names."""
+def _event_type_fields(journey: Journey) -> Iterator[tuple[str, str, str | None]]:
+    """(event type, field path, step id) for every event type a journey names."""
     for i, name in enumerate(journey.enroll.events):
-        yield name, f"enroll.events[{i}]"
+        yield name, f"enroll.events[{i}]", None
     for i, name in enumerate(journey.exit.events):
-        yield name, f"exit.events[{i}]"
+        yield name, f"exit.events[{i}]", None
     for anchor, rule in journey.anchors.items():
         for key in ("set_by", "cancelled_by"):
             for i, name in enumerate(getattr(rule, key)):
-                yield name, f"anchors.{anchor}.{key}[{i}]"
+                yield name, f"anchors.{anchor}.{key}[{i}]", None
     for i, step in enumerate(journey.steps):
         if isinstance(step.trigger, OnEvent):
-            yield step.trigger.event, f"steps[{i}].on.event"
+            yield step.trigger.event, f"steps[{i}].on.event", step.id
 
 
 def _check_event_types(journey: Journey, report: Reporter) -> None:
     """Unknown event types anywhere; anchor ``field`` and journey ``key`` against the payloads."""
     known = report.catalogue
-    for name, field in _event_type_fields(journey):
+    for name, field, step_id in _event_type_fields(journey):
         if name not in known:
             report.add(f"unknown event type '{name}'{suggest(name, known)} "
-                       "(`carepath events types` lists the known ones; plugins add more)", field)
+                       "(`carepath events types` lists the known ones; plugins add more)", field, step_id)
     for anchor, rule in journey.anchors.items():
         for name in (rule.set_by if rule.field else []):
             _check_payload_field(known.get(name), rule.field, f"anchors.{anchor}.field", report, date_time=True)
