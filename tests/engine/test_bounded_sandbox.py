@@ -1,0 +1,69 @@
+"""The bounded sandbox: hostile templates and conditions stop fast with a clear reason; ordinary ones still work."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from carepath.definition.expressions import LimitError, compile_template, evaluate, render
+
+HOSTILE = {
+    "{{ 'a' * 10**9 }}": "repeating a str would be 1000000000 long",
+    "{{ 10 ** (10 ** 8) }}": "a power (bits) would be 400000000 long",
+    "{{ 'a'|center(10**9) }}": "a padded text would be 1000000000 long",
+    "{{ lipsum(n=10**6) }}": "lipsum() (words) would be 100000000 long",
+    "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}": "range() would be 100000 long",
+    "{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}": "more than 20000 loop iterations",
+    "{{ [1, 2] * 10**9 }}": "repeating a list would be 2000000000 long",
+    "{{ ('a' * 99999) + ('b' * 99999) }}": "joining two strs would be 199998 long",
+    "{{ ('a' * 99999) ~ ('b' * 99999) }}": "the joined text would be 199998 long",
+    "{{ 'a'.rjust(10**9) }}": "a padded text would be 1000000000 long",
+    "{{ 'a'.zfill(10**9) }}": "a padded text would be 1000000000 long",
+    "{{ '%*s'|format(10**9, 'a') }}": "a formatted field would be 1000000000 long",
+    "{{ '%1000000000d' % 1 }}": "a formatted field would be",
+    "{{ '{:>1000000000}'.format(1) }}": "a formatted field would be",
+    "{{ 'a\nb'|indent(10**9) }}": "the indented text would be",
+    "{{ ('a' * 50000)|wordwrap(1, wrapstring='x' * 100) }}": "the wrapped text would be",
+    "{{ ('a' * 1000)|replace('a', 'b' * 1000) }}": "the replaced text would be 1000000 long",
+    "{{ ('a' * 1000).replace('a', 'b' * 1000) }}": "the replaced text would be 1000000 long",
+    "{{ range(10000)|join('a' * 100) }}": "the joined text would be",
+    "{{ range(10)|batch(10**9, 'x')|list }}": "a batch would be 1000000000 long",
+    "{{ {'a': 1}|tojson(indent=10**9) }}": "a JSON indent",
+    "{% for i in range(10000) %}{{ 'x' * 100 }}{% endfor %}": "the rendered text would be over 100000 characters",
+}
+
+
+@pytest.mark.parametrize("source", HOSTILE)
+def test_hostile_templates_stop_fast_with_a_clear_reason(source):
+    started = time.monotonic()
+    with pytest.raises(LimitError, match=HOSTILE[source].replace("(", r"\(").replace(")", r"\)")):
+        render(source, {})
+    assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("source", ["{{ 'a'|center(10**9) }}", "{{ 'a'|center(10**5) ~ 'a'|center(10**5) }}",
+                                    "{{ 'a' * 10**9 }}", "{{ range(10**9)|list }}"])
+def test_compiling_never_builds_a_huge_constant(source):
+    """Jinja folds constants while compiling: the bounded filters and operators refuse before building."""
+    started = time.monotonic()
+    compile_template(source)
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_hostile_condition_is_false_with_the_reason():
+    result = evaluate("'a' * 10**9 == ''", {})
+    assert result.value is False and result.error.startswith("LimitError: repeating a str")
+
+
+def test_the_sandbox_still_refuses_private_attributes():
+    with pytest.raises(Exception, match="unsafe"):
+        render("{{ ''.__class__.__mro__ }}", {})
+
+
+def test_ordinary_templates_render_as_before():
+    source = ("{{ name|center(6) }}|{{ '%03d'|format(7) }}|{{ '{:>4}'.format(n) }}|{{ items|join(', ') }}|"
+              "{% for i in range(3) %}{{ i }}{% endfor %}|{{ 2 ** 10 }}|{{ 'ab' * 2 }}|{{ name ~ '!' }}|"
+              "{{ 'a b c'|wordwrap(3) }}|{{ 'x'.ljust(3) }}.")
+    assert render(source, {"name": "张三", "n": 5, "items": ["a", "b"]}) == \
+        "  张三  |007|   5|a, b|012|1024|abab|张三!|a b\nc|x  ."
