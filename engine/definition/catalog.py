@@ -172,7 +172,8 @@ class PatientMerged(Payload):
 
 
 class PatientDeceased(Payload):
-    date_of_death: date | None = Field(None, description="the date of death")
+    # Text, not a date: a death must be applied whatever the HIS wrote here.
+    date_of_death: str | None = Field(None, description="the date of death (ISO date), as the HIS sends it")
 
 
 class ConsentChanged(Payload):

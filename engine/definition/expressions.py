@@ -105,9 +105,9 @@ def _spend() -> None:
 # ------------------------------------------------------------- size checks
 
 
-def _too_big(what: str, size: int, limit: int = MAX_VALUE) -> None:
+def _too_big(what: str, size: int, limit: int = MAX_VALUE, unit: str = "long") -> None:
     if size > limit:
-        raise LimitError(f"{what} would be {size} long (limit {limit})")
+        raise LimitError(f"{what} would be {size} {unit} (limit {limit})")
 
 
 def _sized(value: Any) -> bool:
@@ -124,9 +124,10 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
             if _sized(seq) and _int(n):
                 _too_big(f"repeating a {type(seq).__name__}", len(seq) * max(n, 0))
         if _int(left) and _int(right):
-            _too_big("an integer product (bits)", abs(left).bit_length() + abs(right).bit_length(), MAX_INT_BITS)
+            _too_big("an integer product", abs(left).bit_length() + abs(right).bit_length(), MAX_INT_BITS,
+                     "bits long")
     elif operator == "**" and _int(left) and _int(right) and right > 0 and abs(left) > 1:
-        _too_big("a power (bits)", right * abs(left).bit_length(), MAX_INT_BITS)
+        _too_big("a power", right * abs(left).bit_length(), MAX_INT_BITS, "bits long")
     elif operator == "+" and _sized(left) and _sized(right):
         _too_big(f"joining two {type(left).__name__}s", len(left) + len(right))
     elif operator == "%" and isinstance(left, str):
@@ -281,7 +282,7 @@ def _range(*args: int) -> range:
 
 
 def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
-    _too_big("lipsum() (words)", n * max, MAX_LIPSUM_WORDS)
+    _too_big("lipsum()", n * max, MAX_LIPSUM_WORDS, "words long")
     return generate_lorem_ipsum(n=n, html=html, min=min, max=max)
 
 

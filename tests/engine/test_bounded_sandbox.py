@@ -10,9 +10,9 @@ from carepath.definition.expressions import LimitError, compile_template, evalua
 
 HOSTILE = {
     "{{ 'a' * 10**9 }}": "repeating a str would be 1000000000 long",
-    "{{ 10 ** (10 ** 8) }}": "a power (bits) would be 400000000 long",
+    "{{ 10 ** (10 ** 8) }}": "a power would be 400000000 bits long",
     "{{ 'a'|center(10**9) }}": "a padded text would be 1000000000 long",
-    "{{ lipsum(n=10**6) }}": "lipsum() (words) would be 100000000 long",
+    "{{ lipsum(n=10**6) }}": "lipsum() would be 100000000 words long",
     "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}": "range() would be 100000 long",
     "{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}": "more than 20000 loop iterations",
     "{{ [1, 2] * 10**9 }}": "repeating a list would be 2000000000 long",

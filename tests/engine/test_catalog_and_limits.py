@@ -67,9 +67,9 @@ def test_a_payload_that_does_not_fit_its_type_is_stored_not_applied(stock, clock
 
 HOSTILE = {
     "repeat": ("{{ 'a' * 10**9 }}", "repeating a str would be 1000000000 long (limit 100000)"),
-    "power": ("{{ 10 ** (10 ** 8) }}", "a power (bits) would be 400000000 long (limit 4096)"),
+    "power": ("{{ 10 ** (10 ** 8) }}", "a power would be 400000000 bits long (limit 4096)"),
     "center": ("{{ 'a'|center(10**9) }}", "a padded text would be 1000000000 long"),
-    "lipsum": ("{{ lipsum(n=10**6) }}", "lipsum() (words) would be 100000000 long"),
+    "lipsum": ("{{ lipsum(n=10**6) }}", "lipsum() would be 100000000 words long"),
     "loops": ("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
               "range() would be 100000 long (limit 10000)"),
     "budget": ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
