@@ -38,10 +38,12 @@ def carepath_event_types():
 JOURNEY = """\
 name: alarms
 enroll: {events: [device.alarm]}
-templates:
-  alarm: "设备{{ event.device_id }}报警，级别{{ event.level }}。{{ event.note }}"
+templates: {alarm: "设备{{ event.device_id }}报警，级别{{ event.level }}。{{ event.note }}"}
 steps:
-  - {id: call, stage: post_visit, on: device.alarm, send: {template: alarm, via: [sms]}}
+  - id: call
+    stage: post_visit
+    on: device.alarm
+    send: {template: alarm, via: [sms]}
 """
 
 
@@ -70,7 +72,7 @@ def test_plugin_event_types_are_listed_with_their_fields(alarm_plugin):
 
 def test_journeys_on_plugin_types_are_validated_against_their_payload(alarm_plugin):
     j, problems = read_journey_text(JOURNEY, file="alarms.yaml", known_channels={"sms"})
-    assert [(p.line, p.step) for p in problems] == [(4, "call")]
+    assert [(p.line, p.step) for p in problems] == [(3, "call")]
     assert "write `event.note | default('')`" in problems[0].message
 
 
