@@ -122,6 +122,10 @@ def test_guards_make_optional_values_safe():
     guarded = ("{{ event.abnormal | default(false) }}{% if event.queue_no is defined %}{{ event.queue_no }}{% endif %}"
                "{{ event.get('doctor') }}{{ anchors.visit_end | default(none) }}")
     assert check(BASE.replace("您的{{ event.report }}", guarded)) == []
+    # a default guards only the place it is written
+    [problem] = check(BASE.replace("您的{{ event.report }}", "{{ event.abnormal | default(false) }}"
+                                   "{% if event.abnormal %}!{% endif %}"))
+    assert "write `event.abnormal | default(false)`" in problem.message
 
 
 def test_enrollment_conditions_see_the_enrolling_payload_and_no_anchors():

@@ -82,17 +82,25 @@ def _chain(node: nodes.Node) -> tuple[str, tuple[str, ...]] | None:
             return None
 
 
-def _is_guard(node: nodes.Node, parent: nodes.Node | None) -> bool:
+def _guard(node: nodes.Node, parent: nodes.Node | None) -> str | None:
+    """``"default"`` or ``"test"`` when ``node`` is guarded against being undefined, else None."""
     if isinstance(parent, nodes.Filter) and parent.node is node and parent.name in GUARD_FILTERS:
-        return True
-    return isinstance(parent, nodes.Test) and parent.node is node and parent.name in GUARD_TESTS
+        return "default"
+    if isinstance(parent, nodes.Test) and parent.node is node and parent.name in GUARD_TESTS:
+        return "test"
+    return None
 
 
 def uses(tree: nodes.Template) -> list[Use]:
-    """Every path read from a context variable, longest form only (``patient.name``, not ``patient``)."""
+    """Every path read from a context variable, longest form only (``patient.name``, not ``patient``).
+
+    A path is guarded by ``| default(...)`` or ``.get(...)`` where it is used;
+    an ``is defined`` test on a path guards every use of it in the expression
+    (``{% if event.x is defined %}...{{ event.x }}``).
+    """
     names = free_names(tree)
     parents = _parents(tree)
-    found: list[Use] = []
+    found: list[tuple[Use, str | None]] = []
     for node in tree.find_all((nodes.Name, nodes.Getattr, nodes.Getitem)):
         parent = parents.get(id(node))
         if isinstance(parent, (nodes.Getattr, nodes.Getitem)) and parent.node is node and _chain(parent):
@@ -101,15 +109,15 @@ def uses(tree: nodes.Template) -> list[Use]:
         if chain is None or chain[0] not in names:
             continue
         root, path = chain
-        guarded = _is_guard(node, parent)
+        guard = _guard(node, parent)
         if path and path[-1] == "get" and isinstance(parent, nodes.Call) and parent.node is node:
             # ``event.get("x")``: reading x, with a missing value allowed
             arg = parent.args[0] if parent.args else None
             path = path[:-1] + ((arg.value,) if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else ())
-            guarded = True
-        found.append(Use(root, path, node.lineno, guarded))
-    defined = {(u.root, u.path[:1]) for u in found if u.guarded}
-    return [Use(u.root, u.path, u.line, u.guarded or (u.root, u.path[:1]) in defined) for u in found]
+            guard = "default"
+        found.append((Use(root, path, node.lineno, guard is not None), guard))
+    tested = {(u.root, u.path[:1]) for u, guard in found if guard == "test"}
+    return [Use(u.root, u.path, u.line, u.guarded or (u.root, u.path[:1]) in tested) for u, _ in found]
 
 
 def private_attributes(tree: nodes.Template) -> list[tuple[str, int]]:
