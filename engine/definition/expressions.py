@@ -10,6 +10,9 @@ nor exhaust its memory:
   check the size of what they would build *before* building it;
 - every loop iteration and every call counts against a per-render budget, and
   the budget carries a deadline checked as it is spent (no threads, no signals);
+- every filter's and call's text or list result is checked too, so no chain of
+  them (``tojson`` of ``tojson``..., a macro calling itself) grows a value
+  past the limit;
 - the rendered output has a size limit.
 
 Past a limit a :class:`LimitError` names what was too big. Jinja folds
@@ -145,23 +148,30 @@ def _width(what: str, width: Any) -> None:
         _too_big(what, MAX_VALUE + 1 if len(width) > 6 else int(width))
 
 
+def _longest(values: Iterable[Any]) -> int:
+    return max((len(str(v)) for v in values), default=0)
+
+
 def _check_percent(fmt: str, args: Any) -> None:
-    """``'%*d' % (10**9, 1)`` and ``'%1000000000s'``: widths within the limit."""
+    """``'%*d' % (10**9, 1)``, ``'%1000000000s'`` and many fields of long values: within the limit."""
     star = False
-    for match in _PERCENT.finditer(fmt):
+    specs = list(_PERCENT.finditer(fmt))
+    for match in specs:
         for group in match.groups():
             star = star or group == "*"
             if group and group != "*":
                 _width("a formatted field", group)
+    values = list(args.values()) if isinstance(args, dict) else list(args) if isinstance(args, tuple) else [args]
     if star:
-        for arg in args if isinstance(args, tuple) else (args,):
+        for arg in values:
             _width("a formatted field", arg)
+    _too_big("the formatted text", len(fmt) + len(specs) * _longest(values))
 
 
-def _check_braces(fmt: str, args: Iterable[Any]) -> None:
-    """``'{:>1000000000}'.format(1)`` and nested widths ``'{:{}}'``: within the limit."""
+def _check_braces(fmt: str, args: list[Any]) -> None:
+    """``'{:>1000000000}'.format(1)``, nested widths ``'{:{}}'`` and many fields of long values: within the limit."""
     try:
-        fields = list(string.Formatter().parse(fmt))
+        fields = [f for f in string.Formatter().parse(fmt) if f[1] is not None]
     except ValueError:
         return  # str.format reports the syntax error itself
     for _, _, spec, _ in fields:
@@ -172,6 +182,7 @@ def _check_braces(fmt: str, args: Iterable[Any]) -> None:
         if "{" in spec:
             for arg in args:
                 _width("a formatted field", arg)
+    _too_big("the formatted text", len(fmt) + len(fields) * _longest(args))
 
 
 def _check_replace(s: Any, old: Any, new: Any, count: Any = None) -> None:
@@ -230,6 +241,19 @@ def _bounded_filter(func: Callable, check: Callable[..., None]) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         check(*args[skip:], **kwargs)
         return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _bounded_result(name: str, func: Callable) -> Callable:
+    """``func`` whose text or list result is checked: no chain of filters grows a value past the limit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = func(*args, **kwargs)
+        if _sized(result):
+            _too_big(f"the result of the {name} filter", len(result))
+        return result
 
     return wrapper
 
@@ -313,12 +337,18 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _check_binop(operator, left, right)
-        return super().call_binop(context, operator, left, right)
+        result = super().call_binop(context, operator, left, right)
+        if _sized(result):
+            _too_big(f"the result of {operator}", len(result))
+        return result
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         _spend()
         _check_call(__obj, args, kwargs)
-        return super().call(__context, __obj, *args, **kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        if _sized(result):
+            _too_big(f"the result of {getattr(__obj, '__name__', 'a call')}()", len(result))
+        return result
 
     def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
                   defer_init: bool = False) -> str:
@@ -353,6 +383,8 @@ def environment() -> BoundedEnvironment:
     for name, check in _FILTER_CHECKS.items():
         env.filters[name] = _bounded_filter(FILTERS[name], check)
     env.filters["join"] = _join_filter(FILTERS["join"])
+    for name, func in list(env.filters.items()):
+        env.filters[name] = _bounded_result(name, func)
     env.filters["_loop_guard"] = _loop_guard
     env.filters["_concat"] = _concat
     env.globals["range"] = _range

@@ -31,6 +31,16 @@ HOSTILE = {
     "{{ range(10)|batch(10**9, 'x')|list }}": "a batch would be 1000000000 long",
     "{{ {'a': 1}|tojson(indent=10**9) }}": "a JSON indent",
     "{% for i in range(10000) %}{{ 'x' * 100 }}{% endfor %}": "the rendered text would be over 100000 characters",
+    # values grown step by step in a loop: each step's result is checked
+    "{% set ns = namespace(s='<a>') %}{% for i in range(60) %}{% set ns.s = ns.s|tojson %}{% endfor %}":
+        "the result of the tojson filter would be",
+    "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l]|sum(start=[]) %}{% endfor %}":
+        "the result of the sum filter would be 131072 long",
+    "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = '%s%s' % (ns.s, ns.s) %}{% endfor %}":
+        "the formatted text would be 131076 long",
+    "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = '{0}{0}'.format(ns.s) %}{% endfor %}":
+        "the formatted text would be 131078 long",
+    "{{ ('%s' * 1000) % (('a' * 99999,) * 1000) }}": "the formatted text would be 100001000 long",
 }
 
 
