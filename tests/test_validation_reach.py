@@ -165,6 +165,12 @@ def test_hostile_expressions_are_reported_fast_at_validation(hostile):
     assert {(p.file, p.line, p.field) for p in problems} == {(FILE, 10, "templates.report.body")}
 
 
+def test_a_limit_problem_quotes_the_expression_the_author_wrote():
+    [problem] = check(BASE.replace("您的{{ event.report }}", "{{ patient.name }}{{ 'a' * 10**9 }}{{ event.report }}"))
+    assert problem.message == ("\"{{ 'a' * 10**9 }}\" goes past a limit: repeating a str would be 1000000000 long "
+                               "(limit 100000)")
+
+
 def test_hostile_condition_is_reported_fast():
     started = time.monotonic()
     [problem] = check(BASE.replace("patient.has('E11')", "'a' * 10**9 == patient.name"))

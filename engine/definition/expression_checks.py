@@ -197,17 +197,17 @@ def constant_failures(tree: nodes.Template, source: str) -> list[tuple[str, int]
         except (TemplateSyntaxError, SecurityError):
             continue  # reported as a syntax error or a private attribute
         except LimitError as exc:
-            found.append((f"{_quote(source, part.lineno)}goes past a limit: {exc}", part.lineno))
+            found.append((f"{_quote(source, part)}goes past a limit: {exc}", part.lineno))
         except Exception as exc:  # what every render of it would raise
-            found.append((f"{_quote(source, part.lineno)}fails on every render: {type(exc).__name__}: {exc}",
-                          part.lineno))
+            found.append((f"{_quote(source, part)}fails on every render: {type(exc).__name__}: {exc}", part.lineno))
     return found
 
 
-def _quote(source: str, line: int) -> str:
-    """The tag on ``line`` holding the expression (or the line itself), quoted for a message."""
+def _quote(source: str, part: nodes.Expr) -> str:
+    """The tag holding ``part`` (the one on its line naming all its constants), quoted for a message."""
     lines = source.splitlines() or [source]
-    text = lines[min(max(line, 1), len(lines)) - 1].strip()
-    tags = _TAG.findall(text)
-    shown = tags[0] if len(tags) == 1 else text
+    text = lines[min(max(part.lineno, 1), len(lines)) - 1].strip()
+    constants = [str(c.value) for c in part.find_all(nodes.Const)]
+    tags = [tag for tag in _TAG.findall(text) if all(c in tag for c in constants)]
+    shown = tags[0] if tags else text
     return f'"{shown[:80]}" '
