@@ -199,6 +199,12 @@ def _check_lines(s: Any, per_line: int, what: str) -> None:
     _too_big(what, len(text) + (text.count("\n") + 1) * max(per_line, 0))
 
 
+def _check_wrap(s: str, width: Any, wrapstring: str) -> None:
+    """Two consecutive wrapped lines hold more than ``width`` characters, so there are at most 2n/width + 1."""
+    lines = 2 * len(s) // max(width if _int(width) else 1, 1) + 1
+    _too_big("the wrapped text", len(s) + lines * len(wrapstring))
+
+
 _STR_METHOD_CHECKS: dict[str, Callable[..., None]] = {
     "center": lambda s, width, *_: _width("a padded text", width),
     "ljust": lambda s, width, *_: _width("a padded text", width),
@@ -273,14 +279,13 @@ _FILTER_CHECKS: dict[str, Callable[..., None]] = {
     "center": lambda value, width=80: _width("a padded text", width),
     "indent": lambda s, width=4, first=False, blank=False: _check_lines(
         s, len(width) if isinstance(width, str) else width, "the indented text"),
-    "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True: _too_big(
-        "the wrapped text", len(str(s)) * (1 + len(wrapstring or "\n"))),
+    "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True: _check_wrap(
+        str(s), width, wrapstring or "\n"),
     "format": lambda value, *args, **kwargs: _check_percent(str(value), tuple(args) or kwargs),
     "replace": lambda s, old, new, count=None: _check_replace(str(s), str(old), str(new), count),
     "batch": lambda value, linecount, fill_with=None: _width("a batch", linecount),
     "slice": lambda value, slices, fill_with=None: _width("a slice count", slices),
-    "tojson": lambda value, indent=None: _width("a JSON indent", indent * 1000 if _int(indent) else 0),
-    "truncate": lambda s, length=255, killwords=False, end="...", leeway=None: _too_big("the ellipsis", len(str(end))),
+    "tojson": lambda value, indent=None: _too_big("a JSON indent", indent if _int(indent) else 0, 100, "spaces"),
 }
 
 
