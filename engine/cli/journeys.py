@@ -11,7 +11,8 @@ from rich.console import Console
 
 from carepath.definition.journey_files import read_journey_file
 from carepath.definition.model import Journey, Send, Stage
-from carepath.definition.registry import configured_channels, known_channel_names, known_template_names
+from carepath.definition.registry import (configured_channels, known_channel_names, known_template_names,
+                                          plugin_templates)
 from carepath.definition.validation import Problem
 
 app = typer.Typer(name="journeys", help="Check journey definitions written in YAML.", no_args_is_help=True)
@@ -63,7 +64,8 @@ def validate(
     console = Console(highlight=False, soft_wrap=True)
     files, problems = journey_paths(paths)
     _print_problems(console, problems)
-    templates = known_template_names()
+    provided = plugin_templates()
+    templates = {name: provided.get(name) for name in known_template_names()}
     channels = set(channel) if channel else known_channel_names()
     instances = {} if channel else configured_channels()
     for path in files:

@@ -86,8 +86,10 @@ def validate_journey(journey: Journey, *, known_templates: Collection[str] | Non
                      catalogue: Mapping[str, EventType] | None = None) -> list[Problem]:
     """Report every semantic problem of ``journey``.
 
-    ``known_templates`` are templates available besides the journey's own and
-    ``known_channels`` the installed channels; ``None`` skips that check.
+    ``known_templates`` are templates available besides the journey's own
+    (names, or a mapping of names to ``Template`` objects, which are then
+    checked against the steps that send them too) and ``known_channels`` the
+    installed channels; ``None`` skips that check.
     ``channels`` (configured ``Channel`` instances by name) adds the check that
     each can send the templates routed to it; ``catalogue`` defaults to every
     known event type.
@@ -106,7 +108,7 @@ def validate_journey(journey: Journey, *, known_templates: Collection[str] | Non
         _check_action(journey, step, prefix, known_templates, known_channels, channels or {}, report)
         _check_condition(step.condition, _condition_path(prefix, lines), report, step_scope(journey, step), step.id)
         _check_range(step.missed.grace, timedelta(0), MAX_GRACE, f"{prefix}.missed.grace", report, step.id)
-    _check_templates(journey, report)
+    _check_templates(journey, report, known_templates if isinstance(known_templates, Mapping) else {})
     return report.problems
 
 
@@ -160,19 +162,25 @@ def _check_payload_field(event_type: EventType | None, name: str, field: str, re
         report.add(f"payload field '{name}' of {event_type.name} is {found.type}, not a date-time", field)
 
 
-def _check_templates(journey: Journey, report: Reporter) -> None:
-    """Each journey template against every step that sends it (or, unused, against the journey)."""
-    senders: dict[str, list[Step]] = {}
-    for step in journey.steps:
+def _check_templates(journey: Journey, report: Reporter, provided: Mapping[str, Any]) -> None:
+    """Each journey template against every step that sends it (or, unused, against the journey);
+    each template ``provided`` by a plugin against the steps of this journey that send it."""
+    senders: dict[str, list[tuple[int, Step]]] = {}
+    for index, step in enumerate(journey.steps):
         if isinstance(step.action, Send):
-            senders.setdefault(step.action.template, []).append(step)
+            senders.setdefault(step.action.template, []).append((index, step))
     for name, tpl in journey.templates.items():
-        users = [(step.id, step_scope(journey, step)) for step in senders.get(name, [])]
+        users = [(step.id, step_scope(journey, step)) for _, step in senders.get(name, [])]
         for part in ("title", "body"):
-            source = getattr(tpl, part)
-            field = f"templates.{name}.{part}"
-            _check_expression(source, field, report, None, compile_template, "template",
-                              users or [(None, unused_scope(journey))])
+            _check_expression(getattr(tpl, part), f"templates.{name}.{part}", report, None, compile_template,
+                              "template", users or [(None, unused_scope(journey))])
+    for name, users in senders.items():
+        tpl = provided.get(name) if name not in journey.templates else None
+        for index, step in users if tpl is not None else []:
+            for part in ("title", "body"):
+                _check_expression(getattr(tpl, part, ""), f"steps[{index}].send.template", report, step.id,
+                                  compile_template, "template", [(step.id, step_scope(journey, step))],
+                                  label=f"plugin template '{name}' {part}: ")
 
 
 def _condition_path(prefix: str, lines: Mapping[str, int] | None) -> str:
@@ -188,7 +196,8 @@ def _check_condition(source: str | None, field: str, report: Reporter, scope: Sc
 
 
 def _check_expression(source: str | None, field: str, report: Reporter, step: str | None,
-                      compile_fn: Callable[[str], Any], what: str, scopes: list[tuple[str | None, Scope]]) -> None:
+                      compile_fn: Callable[[str], Any], what: str, scopes: list[tuple[str | None, Scope]],
+                      label: str = "") -> None:
     """Syntax, private attributes and constant parts past a limit (reported for ``step``), then the
     names that would be undefined where each of ``scopes`` reaches it (reported for its step)."""
     if not source:
@@ -196,7 +205,7 @@ def _check_expression(source: str | None, field: str, report: Reporter, step: st
     try:
         compile_fn(source)
     except ExpressionError as exc:
-        report.add(f"{what} syntax error: {_syntax_message(exc)}", field, step)
+        report.add(f"{label}{what} syntax error: {_syntax_message(exc)}", field, step)
         return
     tree = checks.parse(source, condition=what == "condition")
     if tree is None:
@@ -205,7 +214,7 @@ def _check_expression(source: str | None, field: str, report: Reporter, step: st
 
     def add(message: str, line: int, step_id: str | None) -> None:
         where = f"line {line} of the {what}: " if multi_line else ""
-        report.add(f"{where}{message}", field, step_id)
+        report.add(f"{label}{where}{message}", field, step_id)
 
     for attribute, line in checks.private_attributes(tree):
         add(f"'{attribute}' is private: templates and conditions may not reach for private or dunder "
