@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from carepath.definition.expressions import LimitError, compile_template, evaluate, render
+from carepath.definition.expressions import MAX_OUTPUT, LimitError, compile_template, evaluate, render
 
 HOSTILE = {
     "{{ 'a' * 10**9 }}": "repeating a str would be 1000000000 long",
@@ -77,3 +80,37 @@ def test_ordinary_templates_render_as_before():
               "{{ 'a b c'|wordwrap(3) }}|{{ 'x'.ljust(3) }}.")
     assert render(source, {"name": "张三", "n": 5, "items": ["a", "b"]}) == \
         "  张三  |007|   5|a, b|012|1024|abab|张三!|a b\nc|x  ."
+
+
+_LEAVES = st.sampled_from(["'ab'", "[1, 2]", "10", "9", "range(50)", "'x' * 1000", "(2 ** 64)", "ns.v"])
+_WRAPS = st.sampled_from(["({} * {})", "({} ** {})", "({} + {})", "({} ~ {})", "('%s%s' % ({}, {}))",
+                          "[{}, {}]|sum(start=[])", "'{{}}{{}}'.format({}, {})"])
+_FILTERS = st.sampled_from(["", "|center(99999)", "|join(', ')", "|list", "|string", "|tojson", "|replace('a', 'bb')",
+                            "|indent(500)", "|wordwrap(3)", "|batch(3)|list"])
+
+
+@st.composite
+def _expressions(draw, depth: int = 3) -> str:
+    if depth == 0 or draw(st.booleans()):
+        return draw(_LEAVES) + draw(_FILTERS)
+    return draw(_WRAPS).format(draw(_expressions(depth - 1)), draw(_expressions(depth - 1))) + draw(_FILTERS)
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(expression=_expressions(), loops=st.integers(0, 3))
+def test_any_mix_of_growing_operations_stops_within_the_limits(expression, loops):
+    """Values fed back through a namespace in nested loops: every render ends fast, within the output limit."""
+    body = "{% set ns.v = " + expression + " %}{{ ns.v }}"
+    for _ in range(loops):
+        body = "{% for i in range(30) %}" + body + "{% endfor %}"
+    source = "{% set ns = namespace(v='ab') %}" + body
+    started = time.monotonic()
+    try:
+        out = render(source, {})
+    except MemoryError:
+        raise
+    except Exception:  # a limit, or an ordinary failure of an ill-typed expression (list * str...)
+        pass
+    else:
+        assert len(out) <= MAX_OUTPUT
+    assert time.monotonic() - started < 1.0
