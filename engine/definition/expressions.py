@@ -217,7 +217,8 @@ _STR_METHOD_CHECKS: dict[str, Callable[..., None]] = {
 }
 
 
-def _check_call(obj: Any, args: tuple, kwargs: dict) -> None:
+def _check_call(obj: Any, args: tuple, kwargs: dict) -> tuple:
+    """Check a string method call before it runs; returns the arguments to call it with."""
     obj = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format
     owner = getattr(obj, "__self__", None)
     check = _STR_METHOD_CHECKS.get(getattr(obj, "__name__", ""))
@@ -226,8 +227,9 @@ def _check_call(obj: Any, args: tuple, kwargs: dict) -> None:
             check(owner, *args, **kwargs)
         else:
             check(owner, *args)
-    elif isinstance(owner, str) and obj.__name__ == "join":
-        _check_join(owner, args[0] if args else ())
+    elif isinstance(owner, str) and obj.__name__ == "join" and args:
+        return (_check_join(owner, args[0]), *args[1:])  # a generator is consumed once: pass the list on
+    return args
 
 
 def _check_join(separator: str, items: Any) -> list:
@@ -349,7 +351,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         _spend()
-        _check_call(__obj, args, kwargs)
+        args = _check_call(__obj, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
         if _sized(result):
             _too_big(f"the result of {getattr(__obj, '__name__', 'a call')}()", len(result))

@@ -77,9 +77,9 @@ def test_the_sandbox_still_refuses_private_attributes():
 def test_ordinary_templates_render_as_before():
     source = ("{{ name|center(6) }}|{{ '%03d'|format(7) }}|{{ '{:>4}'.format(n) }}|{{ items|join(', ') }}|"
               "{% for i in range(3) %}{{ i }}{% endfor %}|{{ 2 ** 10 }}|{{ 'ab' * 2 }}|{{ name ~ '!' }}|"
-              "{{ 'a b c'|wordwrap(3) }}|{{ 'x'.ljust(3) }}.")
+              "{{ 'a b c'|wordwrap(3) }}|{{ 'x'.ljust(3) }}|{{ '-'.join(items|map('upper')) }}.")
     assert render(source, {"name": "张三", "n": 5, "items": ["a", "b"]}) == \
-        "  张三  |007|   5|a, b|012|1024|abab|张三!|a b\nc|x  ."
+        "  张三  |007|   5|a, b|012|1024|abab|张三!|a b\nc|x  |A-B."
 
 
 _LEAVES = st.sampled_from(["'ab'", "[1, 2]", "10", "9", "range(50)", "'x' * 1000", "(2 ** 64)", "ns.v"])
