@@ -212,3 +212,21 @@ def test_templates_from_plugins_are_checked_against_the_steps_that_send_them():
     assert problems[0].message.startswith("plugin template 'acme_report' title: patient has no field 'nme'; did you "
                                           "mean 'name'?")
     assert problems[1].message.startswith("plugin template 'acme_report' body: payload field 'abnormal' is optional")
+
+
+def test_cli_reports_run_time_failures_with_file_line_and_step(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from carepath.cli import journeys as cli_journeys
+
+    monkeypatch.setattr(cli_journeys, "known_template_names", lambda: set())
+    monkeypatch.setattr(cli_journeys, "known_channel_names", lambda: {"sms"})
+    monkeypatch.setattr(cli_journeys, "configured_channels", lambda: {"sms": MappedSms("sms")})
+    path = tmp_path / "reach.yaml"
+    path.write_text(BASE.replace("您的{{ event.report }}", "{{ pateint.surname }}"), encoding="utf-8")
+    result = CliRunner().invoke(cli_journeys.app, ["validate", str(path)])
+    assert result.exit_code == 1 and "3 problem(s) found" in result.output  # 2 steps send guide on sms
+    assert (f"{path}:10: step 'report', field templates.report.body: unknown name 'pateint'; did you mean "
+            "'patient'?") in result.output
+    assert f"{path}:15: step 'guide', field steps[0].send.via[0]: channel 'sms' cannot send template 'guide'" \
+        in result.output

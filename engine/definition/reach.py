@@ -115,11 +115,15 @@ def _event(use: Use, scope: Scope, catalogue: Mapping[str, EventType]) -> str | 
         every = {f.name for t in types for f in t.fields()}
         return (f"{scope.where} is reached by {names}, whose payload has no field '{name}'{suggest(name, every)} "
                 f"(fields: {', '.join(sorted(every))}); if your system sends it anyway, write {fix}")
-    missing = [t for t, f in fields.items() if f is None or not f.required]
-    if missing:
-        return (f"payload field '{name}' is optional in {', '.join(missing)}, which reaches {scope.where}: "
-                f"a send fails when it is missing; write {fix}")
-    return None
+    absent = [t for t, f in fields.items() if f is None]
+    optional = [t for t, f in fields.items() if f is not None and not f.required]
+    if not absent and not optional:
+        return None
+    how = "; ".join(part for part in (f"optional in {', '.join(optional)}" if optional else "",
+                                      f"not in {', '.join(absent)}" if absent else "") if part)
+    reaches = "reach" if len(absent) + len(optional) > 1 else "reaches"
+    return (f"payload field '{name}' is {how}, which {reaches} {scope.where}: a send fails when it is missing; "
+            f"write {fix}")
 
 
 def _anchor(use: Use, scope: Scope, catalogue: Mapping[str, EventType]) -> str | None:
