@@ -225,7 +225,7 @@ def test_cli_reports_run_time_failures_with_file_line_and_step(tmp_path, monkeyp
     path = tmp_path / "reach.yaml"
     path.write_text(BASE.replace("您的{{ event.report }}", "{{ pateint.surname }}"), encoding="utf-8")
     result = CliRunner().invoke(cli_journeys.app, ["validate", str(path)])
-    assert result.exit_code == 1 and "3 problem(s) found" in result.output  # 2 steps send guide on sms
+    assert result.exit_code == 1 and "4 problem(s) found" in result.output  # the name, 3 steps on sms
     assert (f"{path}:10: step 'report', field templates.report.body: unknown name 'pateint'; did you mean "
             "'patient'?") in result.output
     assert f"{path}:15: step 'guide', field steps[0].send.via[0]: channel 'sms' cannot send template 'guide'" \
