@@ -39,6 +39,7 @@ def test_every_type_and_field_is_documented(event_type):
     match = re.search(rf"^### `{re.escape(event_type.name)}`\n(.*?)(?=^### |\Z)", text, re.S | re.M)
     assert match, f"docs/events.md has no section for {event_type.name}"
     for field in event_type.fields():
+        assert field.description, f"{event_type.name}.{field.name} says nothing about its meaning"
         assert f"| `{field.name}` | {field.type} | {'required' if field.required else 'optional'} |" \
             in match.group(1), f"{event_type.name}.{field.name} is not documented as it is"
 
