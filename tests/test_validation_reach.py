@@ -206,7 +206,8 @@ def test_templates_a_configured_channel_cannot_send_are_reported():
 
 def test_templates_from_plugins_are_checked_against_the_steps_that_send_them():
     text = BASE.replace("send: {template: report, via: [sms]}", "send: {template: acme_report, via: [sms]}")
-    provided = {"acme_report": template("acme_report", "{{ event.report }}{{ event.abnormal }}", title="{{ patient.nme }}")}
+    acme = template("acme_report", "{{ event.report }}{{ event.abnormal }}", title="{{ patient.nme }}")
+    provided = {"acme_report": acme}
     j, problems = read_journey_text(text, file=FILE, known_templates=provided, known_channels={"sms"})
     assert [(p.line, p.step, p.field) for p in problems] == [(19, "report", "steps[1].send.template")] * 2
     assert problems[0].message.startswith("plugin template 'acme_report' title: patient has no field 'nme'; did you "

@@ -18,7 +18,7 @@ from typing import Iterator
 from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError
 
-from carepath.definition.expressions import LimitError, environment, limits
+from carepath.definition.sandbox import LimitError, environment, limits
 
 GUARD_FILTERS = {"default", "d"}
 GUARD_TESTS = {"defined", "undefined", "none"}

@@ -17,7 +17,7 @@ from typing import Collection, Mapping
 from carepath.definition.catalog import EventType
 from carepath.definition.context import CONTEXT_NAMES, patient_fields
 from carepath.definition.expression_checks import Use
-from carepath.definition.expressions import environment
+from carepath.definition.sandbox import environment
 from carepath.definition.model import ENROLLED, AnchorOffset, Every, Journey, OnEvent, Step
 
 _DEFAULTS = {"true/false": "false", "integer": "0", "number": "0", "text": "''"}

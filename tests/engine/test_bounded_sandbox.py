@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from carepath.definition.expressions import MAX_OUTPUT, LimitError, compile_template, evaluate, render
+from carepath.definition.expressions import LimitError, compile_template, evaluate, render
+from carepath.definition.sandbox import MAX_OUTPUT
 
 HOSTILE = {
     "{{ 'a' * 10**9 }}": "repeating a str would be 1000000000 long",
