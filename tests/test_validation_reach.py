@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import time  # process_time: CPU spent here, not the load of other processes on a shared machine
 
 import pytest
 
@@ -158,9 +158,9 @@ HOSTILE = [
 
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_expressions_are_reported_fast_at_validation(hostile):
-    started = time.monotonic()
+    started = time.process_time()
     problems = check(BASE.replace("您的{{ event.report }}", hostile.replace('"', '\\"')))
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert problems and all("goes past a limit" in p.message for p in problems), problems
     assert {(p.file, p.line, p.field) for p in problems} == {(FILE, 10, "templates.report.body")}
 
@@ -172,9 +172,9 @@ def test_a_limit_problem_quotes_the_expression_the_author_wrote():
 
 
 def test_hostile_condition_is_reported_fast():
-    started = time.monotonic()
+    started = time.process_time()
     [problem] = check(BASE.replace("patient.has('E11')", "'a' * 10**9 == patient.name"))
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert problem.step == "recheck" and "repeating a str would be 1000000000 long" in problem.message
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import time
+import time  # process_time: CPU spent here, not the load of other processes on a shared machine
 
 import pytest
 from hypothesis import given
@@ -55,19 +55,19 @@ HOSTILE = {
 
 @pytest.mark.parametrize("source", HOSTILE)
 def test_hostile_templates_stop_fast_with_a_clear_reason(source):
-    started = time.monotonic()
+    started = time.process_time()
     with pytest.raises(LimitError, match="|".join(re.escape(reason) for reason in HOSTILE[source].split("|"))):
         render(source, {})
-    assert time.monotonic() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 @pytest.mark.parametrize("source", ["{{ 'a'|center(10**9) }}", "{{ 'a'|center(10**5) ~ 'a'|center(10**5) }}",
                                     "{{ 'a' * 10**9 }}", "{{ range(10**9)|list }}"])
 def test_compiling_never_builds_a_huge_constant(source):
     """Jinja folds constants while compiling: the bounded filters and operators refuse before building."""
-    started = time.monotonic()
+    started = time.process_time()
     compile_template(source)
-    assert time.monotonic() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 def test_a_hostile_condition_is_false_with_the_reason():
@@ -110,7 +110,7 @@ def test_any_mix_of_growing_operations_stops_within_the_limits(expression, loops
     for _ in range(loops):
         body = "{% for i in range(30) %}" + body + "{% endfor %}"
     source = "{% set ns = namespace(v='ab') %}" + body
-    started = time.monotonic()
+    started = time.process_time()
     try:
         out = render(source, {})
     except MemoryError:
@@ -119,4 +119,4 @@ def test_any_mix_of_growing_operations_stops_within_the_limits(expression, loops
         pass
     else:
         assert len(out) <= MAX_OUTPUT
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import time  # process_time: CPU spent here, not the load of other processes on a shared machine
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -76,9 +76,9 @@ def test_hostile_templates_fail_their_touchpoint_fast_with_the_reason(database_u
     try:
         eng.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
         eng.ingest(h.Events(clock)("appointment.booked", booking(clock.now() + timedelta(days=3))))
-        started = time.monotonic()
+        started = time.process_time()
         eng.dispatch_due()
-        elapsed = time.monotonic() - started
+        elapsed = time.process_time() - started
         rows = {tp.step: tp for tp in h.touchpoints(eng)}
         for name, (_, reasons) in hostile.items():
             assert rows[name].status == "failed", name
