@@ -43,7 +43,7 @@ def test_journey_flow_dispatches_each_stage_as_a_task(prefect_harness, database_
     engine.upsert_patient(PatientIn(mrn="F1", name="王五", phone="13900001111"))
     start = (clock.now() + timedelta(days=2)).isoformat()
     engine.ingest(EventIn(type="appointment.booked", source="t", source_id="1", patient_mrn="F1",
-                          occurred_at=clock.now(), payload={"appointment_id": "A1", "start": start}))
+                          occurred_at=clock.now(), payload={"start": start}))
     engine.ingest(EventIn(type="visit.checked_in", source="t", source_id="2", patient_mrn="F1",
                           occurred_at=clock.now(), payload={}), dispatch_urgent=False)
     use_engine(engine)

@@ -103,7 +103,10 @@ class AppointmentRef(Payload):
     appointment_id: str = Field(description=_APPOINTMENT_ID)
 
 
-class AppointmentBooked(AppointmentRef):
+class AppointmentBooked(Payload):
+    # Optional here (a walk-in booking may have none) but required to move or cancel one: a cancellation
+    # without an id would reach every appointment journey of the patient.
+    appointment_id: str | None = Field(None, description=_APPOINTMENT_ID)
     start: AwareDatetime = Field(description="when the visit starts, ISO 8601 with offset")
     department: str | None = Field(None, description="clinic department, e.g. 内分泌科")
     doctor: str | None = Field(None, description="the doctor's display name")
@@ -112,6 +115,7 @@ class AppointmentBooked(AppointmentRef):
 
 
 class AppointmentRescheduled(AppointmentBooked):
+    appointment_id: str = Field(description=_APPOINTMENT_ID)
     previous_start: AwareDatetime | None = Field(None, description="the slot before the move")
 
 

@@ -283,16 +283,12 @@ def test_reentry_never_and_after_exit(database_url, settings, clock, sms, reentr
     try:
         eng.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
         ev = h.Events(clock)
-
-        def booked(appointment_id: str, day: int):
-            return ev("appointment.booked", {"appointment_id": appointment_id, "start": start_at(date(2026, 5, day))})
-
-        assert eng.ingest(booked("A1", 11)).enrolled == ["plain"]
+        assert eng.ingest(ev("appointment.booked", {"start": start_at(date(2026, 5, 11))})).enrolled == ["plain"]
         # while active, a second booking enrolls nothing (for both policies)
-        assert eng.ingest(booked("A2", 12)).enrolled == []
+        assert eng.ingest(ev("appointment.booked", {"start": start_at(date(2026, 5, 12))})).enrolled == []
         assert len(h.enrollments(eng)) == 1
         assert eng.ingest(ev("visit.no_show")).exited == ["plain"]
-        r = eng.ingest(booked("A3", 20))
+        r = eng.ingest(ev("appointment.booked", {"start": start_at(date(2026, 5, 20))}))
         assert len(h.enrollments(eng)) == expected_after_exit
         assert r.enrolled == (["plain"] if reentry == "after_exit" else [])
         if reentry == "after_exit":
