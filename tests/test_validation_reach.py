@@ -23,7 +23,7 @@ anchors:
   visit_end: {set_by: [encounter.discharged]}
 templates:
   guide: {title: 就诊准备, body: "{{ patient.surname }}您好，请到{{ event.department | default('门诊') }}候诊。"}
-  report: "您的{{ event.report }}报告已出。"
+  report: "您的{{ event.report | default('检查') }}报告已出。"
 steps:
   - id: guide
     stage: pre_visit
@@ -51,7 +51,7 @@ def test_the_base_journey_is_valid():
 
 
 @pytest.mark.parametrize("old, new, step_id, field, line, message", [
-    pytest.param("您的{{ event.report }}", "{{ pateint.surname }}：您的{{ event.report }}", "report",
+    pytest.param("您的{{", "{{ pateint.surname }}：您的{{", "report",
                  "templates.report.body", 10, "unknown name 'pateint'; did you mean 'patient'?", id="misspelt-root"),
     pytest.param("patient.has('E11')", "patient.diabetic", "recheck", "steps[2].when", 24,
                  "patient has no field 'diabetic'", id="no-such-patient-field"),
@@ -70,7 +70,7 @@ def test_the_base_journey_is_valid():
     pytest.param("报告已出。", "报告已出。{% if event.abnormal %}请尽快复诊。{% endif %}", "report", "templates.report.body", 10,
                  "payload field 'abnormal' is optional in report.ready, which reaches step 'report' (on report.ready): "
                  "a send fails when it is missing; write `event.abnormal | default(false)`", id="optional-field"),
-    pytest.param("{{ event.report }}", "{{ event.reprot }}", "report", "templates.report.body", 10,
+    pytest.param("{{ event.report | default('检查') }}", "{{ event.reprot }}", "report", "templates.report.body", 10,
                  "whose payload has no field 'reprot'; did you mean 'report'?", id="unknown-payload-field"),
     pytest.param("报告已出。", "报告已出，就诊{{ anchors.apointment }}", "report", "templates.report.body", 10,
                  "unknown anchor 'apointment'; did you mean 'appointment'?", id="unknown-anchor"),
@@ -112,7 +112,7 @@ def test_every_problem_of_a_trigger_is_reported():
 
 
 def test_private_and_dunder_attributes_are_refused():
-    problems = check(BASE.replace("您的{{ event.report }}", "{{ ''.__class__.__mro__ }}{{ event['_secret'] }}"
+    problems = check(BASE.replace("您的{{ event.report | default('检查') }}", "{{ ''.__class__.__mro__ }}{{ event['_secret'] }}"
                                   "{{ [patient]|map(attribute='__dict__')|list }}"))
     assert {p.message.split("'")[1] for p in problems} == {"__class__", "__mro__", "_secret", "__dict__"}
     assert all("may not reach for private or dunder attributes" in p.message and p.line == 10 for p in problems)
@@ -121,9 +121,9 @@ def test_private_and_dunder_attributes_are_refused():
 def test_guards_make_optional_values_safe():
     guarded = ("{{ event.abnormal | default(false) }}{% if event.queue_no is defined %}{{ event.queue_no }}{% endif %}"
                "{{ event.get('doctor') }}{{ anchors.visit_end | default(none) }}")
-    assert check(BASE.replace("您的{{ event.report }}", guarded)) == []
+    assert check(BASE.replace("您的{{ event.report | default('检查') }}", guarded)) == []
     # a default guards only the place it is written
-    [problem] = check(BASE.replace("您的{{ event.report }}", "{{ event.abnormal | default(false) }}"
+    [problem] = check(BASE.replace("您的{{ event.report | default('检查') }}", "{{ event.abnormal | default(false) }}"
                                    "{% if event.abnormal %}!{% endif %}"))
     assert "write `event.abnormal | default(false)`" in problem.message
 
@@ -137,7 +137,8 @@ def test_enrollment_conditions_see_the_enrolling_payload_and_no_anchors():
 
 
 def test_multi_line_templates_name_the_line_inside_the_template():
-    text = BASE.replace('report: "您的{{ event.report }}报告已出。"', 'report: "第一行\\n{{ patient.nickname }}"')
+    text = BASE.replace('report: "您的{{ event.report | default(\'检查\') }}报告已出。"',
+                        'report: "第一行\\n{{ patient.nickname }}"')
     [problem] = check(text)
     assert problem.message.startswith("line 2 of the template: patient has no field 'nickname'")
 
@@ -159,14 +160,15 @@ HOSTILE = [
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_expressions_are_reported_fast_at_validation(hostile):
     started = time.process_time()
-    problems = check(BASE.replace("您的{{ event.report }}", hostile.replace('"', '\\"')))
+    problems = check(BASE.replace("您的{{ event.report | default('检查') }}", hostile.replace('"', '\\"')))
     assert time.process_time() - started < 1.0
     assert problems and all("goes past a limit" in p.message for p in problems), problems
     assert {(p.file, p.line, p.field) for p in problems} == {(FILE, 10, "templates.report.body")}
 
 
 def test_a_limit_problem_quotes_the_expression_the_author_wrote():
-    [problem] = check(BASE.replace("您的{{ event.report }}", "{{ patient.name }}{{ 'a' * 10**9 }}{{ event.report }}"))
+    [problem] = check(BASE.replace("您的{{ event.report | default('检查') }}",
+                                   "{{ patient.name }}{{ 'a' * 10**9 }}{{ event.report_id | default('') }}"))
     assert problem.message == ("\"{{ 'a' * 10**9 }}\" goes past a limit: repeating a str would be 1000000000 long "
                                "(limit 100000)")
 
@@ -206,13 +208,14 @@ def test_templates_a_configured_channel_cannot_send_are_reported():
 
 def test_templates_from_plugins_are_checked_against_the_steps_that_send_them():
     text = BASE.replace("send: {template: report, via: [sms]}", "send: {template: acme_report, via: [sms]}")
-    acme = template("acme_report", "{{ event.report }}{{ event.abnormal }}", title="{{ patient.nme }}")
+    acme = template("acme_report", "{{ event.report_id }}{{ event.abnormal | default(false) }}",
+                    title="{{ patient.nme }}")
     provided = {"acme_report": acme}
     j, problems = read_journey_text(text, file=FILE, known_templates=provided, known_channels={"sms"})
     assert [(p.line, p.step, p.field) for p in problems] == [(19, "report", "steps[1].send.template")] * 2
     assert problems[0].message.startswith("plugin template 'acme_report' title: patient has no field 'nme'; did you "
                                           "mean 'name'?")
-    assert problems[1].message.startswith("plugin template 'acme_report' body: payload field 'abnormal' is optional")
+    assert problems[1].message.startswith("plugin template 'acme_report' body: payload field 'report_id' is optional")
 
 
 def test_cli_reports_run_time_failures_with_file_line_and_step(tmp_path, monkeypatch):
@@ -224,7 +227,7 @@ def test_cli_reports_run_time_failures_with_file_line_and_step(tmp_path, monkeyp
     monkeypatch.setattr(cli_journeys, "known_channel_names", lambda: {"sms"})
     monkeypatch.setattr(cli_journeys, "configured_channels", lambda: {"sms": MappedSms("sms")})
     path = tmp_path / "reach.yaml"
-    path.write_text(BASE.replace("您的{{ event.report }}", "{{ pateint.surname }}"), encoding="utf-8")
+    path.write_text(BASE.replace("您的{{ event.report | default('检查') }}", "{{ pateint.surname }}"), encoding="utf-8")
     result = CliRunner().invoke(cli_journeys.app, ["validate", str(path)])
     assert result.exit_code == 1 and "4 problem(s) found" in result.output  # the name, 3 steps on sms
     assert (f"{path}:10: step 'report', field templates.report.body: unknown name 'pateint'; did you mean "

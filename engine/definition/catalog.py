@@ -109,7 +109,9 @@ class AppointmentBooked(Payload):
     appointment_id: str | None = Field(None, description=_APPOINTMENT_ID)
     start: AwareDatetime = Field(description="when the visit starts, ISO 8601 with offset")
     department: str | None = Field(None, description="clinic department, e.g. 内分泌科")
+    department_code: str | None = Field(None, description="the department's code in the HIS")
     doctor: str | None = Field(None, description="the doctor's display name")
+    reason: str | None = Field(None, description="why the visit was booked, as the HIS says it")
     location: str | None = Field(None, description="building, floor or room to go to")
     fasting: bool | None = Field(None, description="the visit includes tests that need fasting")
 
@@ -129,8 +131,10 @@ class AppointmentNoShow(AppointmentRef):
 
 class VisitCheckedIn(Payload):
     appointment_id: str | None = Field(None, description=_APPOINTMENT_ID + "; absent for walk-ins")
+    encounter_id: str | None = Field(None, description=_ENCOUNTER_ID + " the visit opened")
     queue_no: int | None = Field(None, description="the patient's number in the department queue")
     department: str | None = Field(None, description="clinic department")
+    department_code: str | None = Field(None, description="the department's code in the HIS")
 
 
 class QueueCalled(Payload):
@@ -140,9 +144,12 @@ class QueueCalled(Payload):
 
 
 class ReportReady(Payload):
-    report: str = Field(description="the report's display name, e.g. 血常规")
+    report: str | None = Field(None, description="the report's display name, e.g. 血常规")
     report_id: str | None = Field(None, description="the report's id in the lab or imaging system")
+    report_code: str | None = Field(None, description="the report's code (LOINC or local)")
+    issued: AwareDatetime | None = Field(None, description="when the report was issued")
     appointment_id: str | None = Field(None, description=_APPOINTMENT_ID)
+    order_id: str | None = Field(None, description="the order the report answers")
     abnormal: bool | None = Field(None, description="the report has results outside the reference range")
 
 
@@ -150,25 +157,31 @@ class Encounter(Payload):
     encounter_id: str | None = Field(None, description=_ENCOUNTER_ID)
     appointment_id: str | None = Field(None, description=_APPOINTMENT_ID + " (outpatient encounters)")
     department: str | None = Field(None, description="department or ward")
+    department_code: str | None = Field(None, description="the department's code in the HIS")
+    patient_class: str | None = Field(None, description="inpatient, outpatient, emergency... as the HIS codes it")
 
 
 class EncounterAdmitted(Encounter):
+    admitted_at: AwareDatetime | None = Field(None, description="when the patient was admitted")
     ward: str | None = Field(None, description="the ward")
     bed: str | None = Field(None, description="the bed number")
 
 
 class EncounterDischarged(Encounter):
+    discharged_at: AwareDatetime | None = Field(None, description="when the patient left")
     diagnosis: str | None = Field(None, description="discharge diagnosis (ICD-10 code or text)")
     disposition: str | None = Field(None, description="where the patient went: home, transfer...")
 
 
 class EncounterReversal(Encounter):
+    cancelled_at: AwareDatetime | None = Field(None, description="when it was reversed")
     reason: str | None = Field(None, description="why it was reversed")
 
 
 class PatientUpdated(Payload):
     patient: dict[str, Any] | None = Field(None, description="the patient record (name, phone, birth_date...); "
                                                              "stored encrypted on the patient, never on the event")
+    updated_at: AwareDatetime | None = Field(None, description="when the HIS changed the record")
 
 
 class PatientMerged(Payload):
@@ -176,8 +189,8 @@ class PatientMerged(Payload):
 
 
 class PatientDeceased(Payload):
-    # Text, not a date: a death must be applied whatever the HIS wrote here.
-    date_of_death: str | None = Field(None, description="the date of death (ISO date), as the HIS sends it")
+    # Text, not a date-time: a death must be applied whatever the HIS wrote here.
+    deceased_at: str | None = Field(None, description="when the patient died (ISO 8601), as the HIS sends it")
 
 
 class ConsentChanged(Payload):
@@ -204,10 +217,11 @@ class SurveyCompleted(Payload):
 
 
 class VitalsReading(Payload):
-    measure: str = Field(description="what was measured: blood_pressure, glucose, weight, spo2...")
-    value: float = Field(description="the reading (systolic for blood pressure)")
+    kind: str = Field(description="what was measured: systolic_bp, diastolic_bp, heart_rate, glucose, weight, "
+                                  "temperature, spo2...")
+    value: float = Field(description="the reading")
     unit: str | None = Field(None, description="unit of value, e.g. mmHg, mmol/L")
-    diastolic: float | None = Field(None, description="diastolic pressure, for blood pressure")
+    code: str | None = Field(None, description="the measurement's code (LOINC)")
     device_id: str | None = Field(None, description="the measuring device")
 
 
