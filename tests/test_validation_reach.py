@@ -234,3 +234,15 @@ def test_cli_reports_run_time_failures_with_file_line_and_step(tmp_path, monkeyp
             "'patient'?") in result.output
     assert f"{path}:15: step 'guide', field steps[0].send.via[0]: channel 'sms' cannot send template 'guide'" \
         in result.output
+
+
+def test_a_survey_invitation_sees_the_survey_link():
+    text = BASE.replace("send: {template: report, via: [sms]}",
+                        "survey: {survey: outpatient-satisfaction, template: invite, via: [sms]}")
+    text = text.replace('  report: "', '  invite: "请评价：{{ survey.link }} {{ survey.lnk }}"\n  report: "', 1)
+    problems = check(text)
+    assert [(p.step, p.field, p.line) for p in problems] == [("report", "templates.invite.body", 10)]
+    assert problems[0].message.startswith("survey has no field 'lnk'; did you mean 'link'?")
+    # a template no survey step sends has no survey to show
+    elsewhere = check(BASE.replace("您的{{ event.report | default('检查') }}", "{{ survey.link }}"))
+    assert [p.message.split(";")[0] for p in elsewhere] == ["unknown name 'survey'"]

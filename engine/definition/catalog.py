@@ -211,9 +211,18 @@ class MessageReceipt(Payload):
 
 
 class SurveyCompleted(Payload):
-    survey_id: str | None = Field(None, description="the survey's id at the survey provider")
-    score: float | None = Field(None, description="overall score, when the survey has one")
-    answers: dict[str, Any] | None = Field(None, description="answers by question id")
+    # What carepath's survey connectors send (docs/surveys.md); the scores are always present, possibly null.
+    survey: str = Field(description="the questionnaire's name")
+    nps: int | None = Field(description="the 0-10 likelihood-to-recommend answer, or null")
+    nps_category: Literal["promoter", "passive", "detractor"] | None = Field(
+        description="promoter (9-10), passive (7-8), detractor (0-6), or null")
+    satisfaction: float | None = Field(description="mean of the satisfaction items, or null")
+    red_flags: list[str] = Field(description="ids of the red-flag questions answered yes (empty: none)")
+    response_id: str | None = Field(None, description="the stored survey response")
+    touchpoint_id: int | None = Field(None, description="the invitation it answers")
+    journey: str | None = Field(None, description="the journey that sent the invitation")
+    step: str | None = Field(None, description="the step that sent the invitation")
+    episode_key: str | None = Field(None, description="the episode key of the enrollment invited")
 
 
 class VitalsReading(Payload):

@@ -11,16 +11,17 @@ you mean" and, for a value that may be missing, the fix with a default.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Collection, Mapping
 
 from carepath.definition.catalog import EventType
 from carepath.definition.context import CONTEXT_NAMES, patient_fields
 from carepath.definition.expression_checks import Use
 from carepath.definition.sandbox import environment
-from carepath.definition.model import ENROLLED, AnchorOffset, Every, Journey, OnEvent, Step
+from carepath.definition.model import ENROLLED, AnchorOffset, Every, Journey, OnEvent, Step, Survey
 
 _DEFAULTS = {"true/false": "false", "integer": "0", "number": "0", "text": "''"}
+SURVEY_FIELDS = frozenset({"name", "link"})  # what a survey invitation template sees as ``survey``
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Scope:
     events: tuple[str, ...]
     declared: frozenset[str]
     certain: frozenset[str]
+    extras: Mapping[str, frozenset[str]] = field(default_factory=dict)  # more names and their fields
 
 
 def _anchors_set_by(journey: Journey, event_types: tuple[str, ...]) -> set[str]:
@@ -58,12 +60,13 @@ def step_scope(journey: Journey, step: Step) -> Scope:
     certain = {ENROLLED} | _anchors_set_by(journey, enrolled_by)
     if isinstance(step.trigger, (AnchorOffset, Every)):
         certain.add(step.trigger.anchor)
+    extras = {"survey": SURVEY_FIELDS} if isinstance(step.action, Survey) else {}
     if isinstance(step.trigger, OnEvent):
         certain |= _anchors_set_by(journey, (step.trigger.event,))
         return Scope(f"step '{step.id}' (on {step.trigger.event})", (step.trigger.event,), declared,
-                     frozenset(certain))
+                     frozenset(certain), extras)
     return Scope(f"step '{step.id}' (enrolled by {', '.join(enrolled_by)})", enrolled_by, declared,
-                 frozenset(certain))
+                 frozenset(certain), extras)
 
 
 def unused_scope(journey: Journey) -> Scope:
@@ -81,14 +84,15 @@ def suggest(name: str, candidates: Collection[str]) -> str:
 def check_uses(found: list[Use], scope: Scope, catalogue: Mapping[str, EventType]) -> list[tuple[str, int]]:
     """``(message, line)`` for every path in ``found`` that would be undefined in ``scope``."""
     problems: list[tuple[str, int]] = []
-    known_names = set(CONTEXT_NAMES) | set(environment().globals)
+    visible = (*CONTEXT_NAMES, *scope.extras)
+    known_names = set(visible) | set(environment().globals)
     for use in found:
         if use.root not in known_names:
-            problems.append((f"unknown name '{use.root}'{suggest(use.root, CONTEXT_NAMES)} "
-                             f"(templates and conditions see {', '.join(CONTEXT_NAMES)})", use.line))
+            problems.append((f"unknown name '{use.root}'{suggest(use.root, visible)} "
+                             f"({scope.where} sees {', '.join(visible)})", use.line))
         elif use.path and not use.path[0].startswith("_"):  # private names are refused on their own
-            check = {"patient": _patient, "event": _event, "anchors": _anchor}.get(use.root)
-            message = check(use, scope, catalogue) if check else None
+            check = {"patient": _patient, "event": _event, "anchors": _anchor}.get(use.root, _extra)
+            message = check(use, scope, catalogue)
             if message:
                 problems.append((message, use.line))
     return problems
@@ -136,3 +140,11 @@ def _anchor(use: Use, scope: Scope, catalogue: Mapping[str, EventType]) -> str |
         return (f"anchor '{name}' may not be set yet when {scope.where} runs: a send fails then; "
                 f"write `anchors.{name} | default(none)`")
     return None
+
+
+def _extra(use: Use, scope: Scope, catalogue: Mapping[str, EventType]) -> str | None:
+    fields = scope.extras.get(use.root)
+    name = use.path[0]
+    if fields is None or name in fields:
+        return None
+    return f"{use.root} has no field '{name}'{suggest(name, fields)} ({use.root} fields: {', '.join(sorted(fields))})"
