@@ -110,7 +110,7 @@ class CallbackParser:
             if status not in ("accept", "reject"):
                 continue
             for template in self.templates.get(template_id, []):
-                found += self._consent(openid, f"{base}:{template}", at, template_purpose(template),
+                found += self._consent(openid, f"{base}:{template}:{status}", at, template_purpose(template),
                                        status == "accept", wechat_template_id=template_id)
         return found
 

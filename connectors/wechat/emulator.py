@@ -227,19 +227,8 @@ class WechatEmulator:
     def signed_request(self, fields: Mapping[str, Any], *, safe: bool | None = None,
                        timestamp: int | None = None, nonce: str | None = None) -> tuple[dict[str, str], bytes]:
         """The query and body WeChat would POST for ``fields`` (safe mode when an EncodingAESKey is set)."""
-        safe = self.encoding_aes_key is not None if safe is None else safe
-        timestamp_s, nonce = str(timestamp if timestamp is not None else int(time.time())), nonce or secrets.token_hex(5)
-        xml = crypto.to_xml(fields)
-        query = {"signature": crypto.signature(self.token, timestamp_s, nonce), "timestamp": timestamp_s,
-                 "nonce": nonce, "openid": str(fields.get("FromUserName", ""))}
-        if not safe:
-            return query, xml.encode()
-        if self.encoding_aes_key is None:
-            raise ValueError("safe mode needs the emulator's encoding_aes_key")
-        encrypted = crypto.encrypt(crypto.aes_key(self.encoding_aes_key), xml, self.appid)
-        query.update(encrypt_type="aes", msg_signature=crypto.signature(self.token, timestamp_s, nonce, encrypted))
-        envelope = crypto.to_xml({"ToUserName": fields.get("ToUserName", "gh_emulator"), "Encrypt": encrypted})
-        return query, envelope.encode()
+        return signed_callback(fields, token=self.token, appid=self.appid, encoding_aes_key=self.encoding_aes_key,
+                               safe=safe, timestamp=timestamp, nonce=nonce)
 
     def push(self, url: str, fields: Mapping[str, Any], *, safe: bool | None = None,
              timestamp: int | None = None, nonce: str | None = None) -> requests.Response:
@@ -253,6 +242,25 @@ class WechatEmulator:
         query = {"signature": crypto.signature(self.token, timestamp, nonce), "timestamp": timestamp,
                  "nonce": nonce, "echostr": secrets.token_hex(8)}
         return requests.get(url, params=query, timeout=10)
+
+
+def signed_callback(fields: Mapping[str, Any], *, token: str, appid: str, encoding_aes_key: str | None = None,
+                    safe: bool | None = None, timestamp: int | None = None,
+                    nonce: str | None = None) -> tuple[dict[str, str], bytes]:
+    """``(query, body)`` of a callback as WeChat signs it (and in safe mode encrypts it) for ``appid``."""
+    safe = encoding_aes_key is not None if safe is None else safe
+    stamp, nonce = str(timestamp if timestamp is not None else int(time.time())), nonce or secrets.token_hex(5)
+    xml = crypto.to_xml(fields)
+    query = {"signature": crypto.signature(token, stamp, nonce), "timestamp": stamp, "nonce": nonce,
+             "openid": str(fields.get("FromUserName", ""))}
+    if not safe:
+        return query, xml.encode()
+    if encoding_aes_key is None:
+        raise ValueError("safe mode needs an EncodingAESKey")
+    encrypted = crypto.encrypt(crypto.aes_key(encoding_aes_key), xml, appid)
+    query.update(encrypt_type="aes", msg_signature=crypto.signature(token, stamp, nonce, encrypted))
+    envelope = crypto.to_xml({"ToUserName": fields.get("ToUserName", "gh_emulator"), "Encrypt": encrypted})
+    return query, envelope.encode()
 
 
 def event(openid: str, name: str, *, create_time: int | None = None, **extra: Any) -> dict[str, Any]:

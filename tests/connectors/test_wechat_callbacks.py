@@ -1,0 +1,163 @@
+"""WeChat pushes to /hooks/wechat/<name> over real HTTP (uvicorn), signed and encrypted by the emulator."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import requests
+from sqlalchemy import func, select
+
+from carepath.connectors.wechat.emulator import (
+    delivery_report,
+    event,
+    signed_callback,
+    subscription,
+    text_message,
+)
+from carepath.definition.events import PatientIn
+from carepath.store.schema import Consent, Delivery, Event, Patient, Touchpoint
+
+from tests.connectors.conftest import APPID, OPENID, PATIENT, TEMPLATE_ID, TOKEN, booked, serve_hooks
+from tests.engine.helpers import snapshot
+
+
+def _rows(engine, model, *where):
+    with engine.db.connect() as conn:
+        return list(conn.execute(select(model.__table__).where(*where).order_by(*model.__table__.primary_key)))
+
+
+def _sent_once(engine, emulator, clock, n=1):
+    engine.ingest(booked(clock, n=n))
+    engine.dispatch_due()
+    return emulator.sent[-1]
+
+
+def test_server_verification_echoes_echostr_and_refuses_a_bad_signature(make_engine, emulator):
+    with serve_hooks(make_engine()) as base:
+        answer = emulator.verify_server(f"{base}/hooks/wechat/wechat")
+        assert answer.status_code == 200 and answer.text == answer.request.url.split("echostr=")[1]
+        forged = requests.get(f"{base}/hooks/wechat/wechat", timeout=5, params={
+            "signature": "0" * 40, "timestamp": "1", "nonce": "n", "echostr": "abc"})
+        assert forged.status_code == 401 and "abc" not in forged.text
+
+
+def test_safe_mode_delivery_callback_marks_the_delivery_delivered(make_engine, emulator, clock):
+    engine = make_engine()
+    engine.upsert_patient(PATIENT)
+    sent = _sent_once(engine, emulator, clock)
+    with serve_hooks(engine) as base:
+        answer = emulator.push(f"{base}/hooks/wechat/wechat", delivery_report(OPENID, sent.msgid), safe=True)
+    assert (answer.status_code, answer.text) == (200, "success")
+    [delivery] = _rows(engine, Delivery)
+    assert (delivery.provider_id, delivery.status) == (str(sent.msgid), "delivered")
+    assert _rows(engine, Touchpoint)[0].status == "delivered"
+
+
+def test_failed_delivery_report_in_plaintext_mode(make_engine, emulator, clock):
+    engine = make_engine(encoding_aes_key=None)
+    engine.upsert_patient(PATIENT)
+    sent = _sent_once(engine, emulator, clock)
+    with serve_hooks(engine) as base:
+        answer = emulator.push(f"{base}/hooks/wechat/wechat", delivery_report(OPENID, sent.msgid, "failed:user block"),
+                               safe=False)
+    assert answer.status_code == 200
+    assert _rows(engine, Delivery)[0].status == "failed" and _rows(engine, Touchpoint)[0].status == "failed"
+
+
+def test_rejection_withdraws_template_consent_and_later_messages_are_not_attempted(make_engine, emulator, clock):
+    engine = make_engine(kind="subscribe")
+    engine.upsert_patient(PATIENT)
+    first = _sent_once(engine, emulator, clock)
+    assert first.kind == "subscribe" and first.body["page"] == "https://hospital.example.org/visit"
+    with serve_hooks(engine) as base:
+        assert emulator.push(f"{base}/hooks/wechat/wechat", subscription(OPENID, TEMPLATE_ID, "reject")).ok
+    [consent] = _rows(engine, Consent)
+    assert (consent.purpose, consent.channel, consent.granted) == ("template:visit_reminder", "wechat", False)
+
+    engine.ingest(booked(clock, n=2))
+    engine.dispatch_due()
+    assert emulator.sent == [first], "WeChat was not called for a rejected template"
+    later = _rows(engine, Touchpoint)[-1]
+    assert later.status == "sent" and later.channel == "outbox" and "template_rejected" in later.reason
+
+    with serve_hooks(engine) as base:  # accepting again lets the template through
+        assert emulator.push(f"{base}/hooks/wechat/wechat", subscription(OPENID, TEMPLATE_ID, "accept")).ok
+    engine.ingest(booked(clock, n=3))
+    engine.dispatch_due()
+    assert len(emulator.sent) == 2 and _rows(engine, Touchpoint)[-1].channel == "wechat"
+
+
+def test_forged_callbacks_get_401_and_change_nothing(make_engine, emulator, clock):
+    engine = make_engine()
+    engine.upsert_patient(PATIENT)
+    sent = _sent_once(engine, emulator, clock)
+    before = snapshot(engine)
+    with serve_hooks(engine) as base:
+        url = f"{base}/hooks/wechat/wechat"
+        fields = delivery_report(OPENID, sent.msgid)
+        forgeries = [signed_callback(fields, token="guessedtoken", appid=APPID, encoding_aes_key="A" * 43),
+                     signed_callback(fields, token=TOKEN, appid="wxsomeoneelse0001", encoding_aes_key="A" * 43),
+                     signed_callback(subscription(OPENID, TEMPLATE_ID, "reject"), token="guessedtoken", appid=APPID,
+                                     safe=False)]
+        answers = [requests.post(f"{url}?{urlencode(q)}", data=body, timeout=5) for q, body in forgeries]
+        unsigned = requests.post(url, data=b"<xml><MsgType>text</MsgType></xml>", timeout=5)
+    assert [a.status_code for a in answers] == [401, 401, 401] and unsigned.status_code == 401
+    assert snapshot(engine) == before
+
+
+def test_the_same_callback_delivered_three_times_is_applied_once(make_engine, emulator, clock):
+    engine = make_engine()
+    engine.upsert_patient(PATIENT)
+    sent = _sent_once(engine, emulator, clock)
+    pushes = [delivery_report(OPENID, sent.msgid), subscription(OPENID, TEMPLATE_ID, "reject"),
+              text_message(OPENID, "1", msg_id=6543210)]
+    with serve_hooks(engine) as base:
+        for fields in pushes:
+            query, body = emulator.signed_request(fields)
+            for _ in range(3):  # WeChat retries the identical request when carepath is slow
+                answer = requests.post(f"{base}/hooks/wechat/wechat?{urlencode(query)}", data=body, timeout=5)
+                assert (answer.status_code, answer.text) == (200, "success")
+    with engine.db.connect() as conn:
+        counts = dict(conn.execute(select(Event.type, func.count()).where(Event.source == "wechat:wechat")
+                                   .group_by(Event.type)).all())
+    assert counts == {"message.delivered": 1, "consent.changed": 1, "message.replied": 1}
+    assert len(_rows(engine, Consent)) == 1
+    [reply] = _rows(engine, Event, Event.type == "message.replied")
+    assert reply.payload["text"] == "1" and reply.source_id == "msg:6543210" and reply.patient_id is not None
+
+
+def test_follow_with_a_binding_token_links_the_openid_to_the_patient(make_engine, emulator, clock):
+    engine = make_engine()
+    patient_id = engine.upsert_patient(PatientIn(mrn="M1", name="张三"))
+    channel = engine.channels["wechat"]
+    token = channel.binding_token(patient_id)
+    assert len(token) <= 64, "a QR scene string holds at most 64 characters"
+    with serve_hooks(engine) as base:
+        url = f"{base}/hooks/wechat/wechat"
+        assert emulator.push(url, event("oNewFollower0001", "subscribe", EventKey=f"qrscene_{token}")).ok
+        # the same token scanned by someone else later binds nothing
+        assert emulator.push(url, event("oSomeoneElse0001", "SCAN", EventKey=token)).ok
+        forged = token[:-4] + ("0000" if not token.endswith("0000") else "1111")
+        assert emulator.push(url, event("oSomeoneElse0001", "SCAN", EventKey=forged)).ok
+    with engine.db.connect() as conn:
+        stored = conn.execute(select(Patient.openid_enc, Patient.openid_hash)).one()
+    assert engine.cipher.decrypt(stored.openid_enc) == "oNewFollower0001"
+    assert "oNewFollower0001" not in stored.openid_enc + stored.openid_hash
+    [consent] = _rows(engine, Consent)
+    assert (consent.purpose, consent.channel, consent.granted) == ("clinical", "wechat", True)
+
+    engine.ingest(booked(clock))
+    engine.dispatch_due()
+    assert [s.body["touser"] for s in emulator.sent] == ["oNewFollower0001"]
+
+
+def test_unfollow_withdraws_consent_on_this_channel_only(make_engine, emulator, clock):
+    engine = make_engine()
+    engine.upsert_patient(PATIENT)
+    with serve_hooks(engine) as base:
+        assert emulator.push(f"{base}/hooks/wechat/wechat", event(OPENID, "unsubscribe")).ok
+    assert {(c.purpose, c.channel, c.granted) for c in _rows(engine, Consent)} == {
+        ("clinical", "wechat", False), ("marketing", "wechat", False)}
+    engine.ingest(booked(clock))
+    engine.dispatch_due()
+    assert emulator.sent == [] and _rows(engine, Touchpoint)[0].channel == "outbox"
