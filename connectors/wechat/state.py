@@ -15,5 +15,6 @@ def insert_new(conn: Connection, connector: str, key: str, value: str | None, no
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[conn.dialect.name]
     created = conn.execute(insert(ConnectorState).values(connector=connector, key=key, value=value, version=0,
                                                          updated_at=now)
-                           .on_conflict_do_nothing(index_elements=["connector", "key"]))
-    return created.rowcount == 1
+                           .on_conflict_do_nothing(index_elements=["connector", "key"])
+                           .returning(ConnectorState.key)).scalar()
+    return created is not None
