@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import urllib.parse
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Sequence
 
 import requests
@@ -41,6 +43,8 @@ from carepath.connectors.wechat.token import TOKEN_ERRCODES, AccessTokens, ApiEr
 
 log = logging.getLogger(__name__)
 
+SHOW_QRCODE = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket="
+
 ENDPOINTS = {"template": "/cgi-bin/message/template/send", "subscribe": "/cgi-bin/message/subscribe/bizsend",
              "miniprogram": "/cgi-bin/message/subscribe/send"}
 RETRYABLE_ERRCODES = {-1: "system busy", 45009: "frequency limit reached"}
@@ -51,6 +55,17 @@ ERRCODE_MEANINGS = {
     40037: "invalid template id", 41030: "invalid page", 43004: "user does not follow the account",
     43101: "user refused or has no subscription left", 47003: "template data invalid",
 }
+
+
+@dataclass(frozen=True)
+class BindingQr:
+    """A binding QR code: show ``image`` (or encode ``url``) to the patient; ``token`` is its scene string."""
+
+    token: str
+    ticket: str
+    url: str
+    image: str
+    expires_in: int
 
 
 def client_msg_id(idempotency_key: str) -> str:
@@ -91,6 +106,25 @@ class WechatChannel(Channel):
         """A one-time token linking whoever scans it to ``patient_id`` (use it as a QR code's scene string)."""
         return self.directory.issue_token(patient_id, self.config.binding_ttl)
 
+    def binding_qrcode(self, patient_id: int) -> BindingQr:
+        """A temporary Official Account QR code carrying a binding token for ``patient_id``.
+
+        Raises :class:`ApiError` when WeChat refuses; Mini Programs have no scene QR codes.
+        """
+        if self.config.kind == "miniprogram":
+            raise ValueError("binding QR codes belong to Official Accounts; this channel sends Mini Program messages")
+        token = self.binding_token(patient_id)
+        body = {"expire_seconds": self.config.binding_ttl, "action_name": "QR_STR_SCENE",
+                "action_info": {"scene": {"scene_str": token}}}
+        reply = self._call_authorized("/cgi-bin/qrcode/create", body)
+        if "ticket" not in reply:
+            code = reply.get("errcode", "no_ticket")
+            raise ApiError(ErrorKind.PERMANENT, str(code), f"WeChat errcode {code} creating a binding QR code")
+        ticket = str(reply["ticket"])
+        return BindingQr(token=token, ticket=ticket, url=str(reply.get("url", "")),
+                         image=SHOW_QRCODE + urllib.parse.quote(ticket, safe=""),
+                         expires_in=int(reply.get("expire_seconds", self.config.binding_ttl)))
+
     # -- sending -------------------------------------------------------------------------
 
     def send(self, message: Message) -> SendResult:
@@ -120,10 +154,7 @@ class WechatChannel(Channel):
         except Exception as exc:  # a template map expression that fails on this context
             return SendResult.permanent("render_error", f"template {message.template}: {type(exc).__name__}: {exc}")
         try:
-            token = self.tokens.get()
-            reply = self._call(ENDPOINTS[self.config.kind], body, token)
-            if reply.get("errcode") in TOKEN_ERRCODES:  # refreshed elsewhere or revoked: once more with a new one
-                reply = self._call(ENDPOINTS[self.config.kind], body, self.tokens.replace(token))
+            reply = self._call_authorized(ENDPOINTS[self.config.kind], body)
         except ApiError as exc:
             return self._failed(message, SendResult(ok=False, error_kind=exc.kind, error_code=exc.code,
                                                     error=str(exc)))
@@ -193,6 +224,14 @@ class WechatChannel(Channel):
             raise ApiError(ErrorKind.RETRYABLE, "bad_reply", "WeChat answered something that is not JSON") from None
         if not isinstance(reply, dict):
             raise ApiError(ErrorKind.RETRYABLE, "bad_reply", "WeChat answered JSON that is not an object")
+        return reply
+
+    def _call_authorized(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`_call` with the shared access token; a token WeChat refuses is replaced once and the call retried."""
+        token = self.tokens.get()
+        reply = self._call(path, body, token)
+        if reply.get("errcode") in TOKEN_ERRCODES:  # refreshed elsewhere or revoked: once more with a new one
+            reply = self._call(path, body, self.tokens.replace(token))
         return reply
 
     def _fetch_token(self, force: bool) -> Issued:

@@ -27,6 +27,7 @@ import requests
 
 from carepath.connectors.wechat import crypto
 
+QRCODE_PATH = "/cgi-bin/qrcode/create"
 SEND_PATHS = {"/cgi-bin/message/template/send": "template", "/cgi-bin/message/subscribe/bizsend": "subscribe",
               "/cgi-bin/message/subscribe/send": "miniprogram"}
 
@@ -76,6 +77,7 @@ class WechatEmulator:
         self._tokens: list[_Token] = []
         self._msgids = itertools.count(200228332)
         self._dedup: dict[tuple[str, str], int] = {}
+        self._scenes: dict[str, str] = {}  # QR ticket -> scene string
         self._httpd = ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True
         self.url = f"http://{host}:{self._httpd.server_address[1]}"
@@ -168,6 +170,24 @@ class WechatEmulator:
             self.state.sent.append(Sent(kind, body, msgid))
         return {"errcode": 0, "errmsg": "ok", "msgid": msgid}
 
+    def _qrcode(self, body: dict[str, Any]) -> dict[str, Any]:
+        scene = str(((body.get("action_info") or {}).get("scene") or {}).get("scene_str", ""))
+        if body.get("action_name") != "QR_STR_SCENE" or not 1 <= len(scene) <= 64:
+            return _error(40097, "invalid args: scene_str is 1 to 64 characters")
+        ticket = "gQ" + secrets.token_urlsafe(30)
+        with self.state.lock:
+            self._scenes[ticket] = scene
+        return {"ticket": ticket, "expire_seconds": int(body.get("expire_seconds", 60)),
+                "url": f"http://weixin.qq.com/q/{ticket[2:24]}"}
+
+    def scan(self, url: str, ticket: str, openid: str, *, following: bool = False) -> requests.Response:
+        """A user scans the QR code of ``ticket``: ``SCAN`` for a follower, else ``subscribe`` with ``qrscene_``."""
+        with self.state.lock:
+            scene = self._scenes[ticket]
+        if following:
+            return self.push(url, event(openid, "SCAN", EventKey=scene, Ticket=ticket))
+        return self.push(url, event(openid, "subscribe", EventKey=f"qrscene_{scene}", Ticket=ticket))
+
     def _answer(self, method: str, path: str, query: Mapping[str, str], raw: bytes) -> dict[str, Any]:
         try:
             body = json.loads(raw) if raw else {}
@@ -178,7 +198,7 @@ class WechatEmulator:
         if path == "/cgi-bin/token" and method == "GET":
             return self._grant(query.get("appid"), query.get("secret"), False)
         kind = SEND_PATHS.get(path)
-        if kind is None or method != "POST":
+        if (kind is None and path != QRCODE_PATH) or method != "POST":
             return _error(48001, "api unauthorized")
         problem = self._token_problem(query.get("access_token"))
         if problem is not None:
@@ -186,8 +206,8 @@ class WechatEmulator:
                 self.state.rejected_calls.append((path, problem))
             return _error(problem, {41001: "access_token missing", 40001: "invalid credential, access_token is "
                                     "invalid or not latest", 42001: "access_token expired"}[problem])
-        answer = self._send(kind, body)
-        if answer["errcode"]:
+        answer = self._send(kind, body) if kind else self._qrcode(body)
+        if answer.get("errcode"):
             with self.state.lock:
                 self.state.rejected_calls.append((path, answer["errcode"]))
         return answer

@@ -126,18 +126,17 @@ def test_the_same_callback_delivered_three_times_is_applied_once(make_engine, em
     assert reply.payload["text"] == "1" and reply.source_id == "msg:6543210" and reply.patient_id is not None
 
 
-def test_follow_with_a_binding_token_links_the_openid_to_the_patient(make_engine, emulator, clock):
+def test_scanning_a_binding_qr_code_links_the_openid_to_the_patient(make_engine, emulator, clock):
     engine = make_engine()
     patient_id = engine.upsert_patient(PatientIn(mrn="M1", name="张三"))
-    channel = engine.channels["wechat"]
-    token = channel.binding_token(patient_id)
-    assert len(token) <= 64, "a QR scene string holds at most 64 characters"
+    qr = engine.channels["wechat"].binding_qrcode(patient_id)
+    assert len(qr.token) <= 64 and qr.image.startswith("https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=")
     with serve_hooks(engine) as base:
         url = f"{base}/hooks/wechat/wechat"
-        assert emulator.push(url, event("oNewFollower0001", "subscribe", EventKey=f"qrscene_{token}")).ok
-        # the same token scanned by someone else later binds nothing
-        assert emulator.push(url, event("oSomeoneElse0001", "SCAN", EventKey=token)).ok
-        forged = token[:-4] + ("0000" if not token.endswith("0000") else "1111")
+        assert emulator.scan(url, qr.ticket, "oNewFollower0001").ok  # follows through the QR code
+        # the same code scanned later by someone else binds nothing, nor does a forged token
+        assert emulator.scan(url, qr.ticket, "oSomeoneElse0001", following=True).ok
+        forged = qr.token[:-4] + ("0000" if not qr.token.endswith("0000") else "1111")
         assert emulator.push(url, event("oSomeoneElse0001", "SCAN", EventKey=forged)).ok
     with engine.db.connect() as conn:
         stored = conn.execute(select(Patient.openid_enc, Patient.openid_hash)).one()
