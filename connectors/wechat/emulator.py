@@ -19,11 +19,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Mapping
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
+
+from carepath.plugins._loopback import LoopbackHTTP
 
 from carepath.connectors.wechat import crypto
 
@@ -64,7 +66,7 @@ class EmulatorState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class WechatEmulator:
+class WechatEmulator(LoopbackHTTP):
     """``with WechatEmulator(appid=..., secret=..., token=...) as wx: ...``; ``wx.url`` is the API base."""
 
     def __init__(self, *, appid: str = "wxemulator0000001", secret: str = "emulator-app-secret",
@@ -78,19 +80,7 @@ class WechatEmulator:
         self._msgids = itertools.count(200228332)
         self._dedup: dict[tuple[str, str], int] = {}
         self._scenes: dict[str, str] = {}  # QR ticket -> scene string
-        self._httpd = ThreadingHTTPServer((host, port), self._handler())
-        self._httpd.daemon_threads = True
-        self.url = f"http://{host}:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="wechat-emulator",
-                                        daemon=True)
-
-    def __enter__(self) -> "WechatEmulator":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__(self._handler(), host=host, port=port, name="wechat-emulator")
 
     # -- what a test controls and inspects ---------------------------------------------
 
