@@ -4,7 +4,9 @@ One row of ``connector_state`` per connector holds the token (encrypted with
 the engine's key), its expiry and a version. A worker that finds the token
 missing or within ``margin`` seconds of expiry takes a short lease on the row
 with a compare-and-set on its version; only the lease holder calls WeChat,
-the others keep using the still valid token or wait for the new one. Without
+the others keep using the still valid token or wait for the new one. The
+row's ``updated_at`` dates the last refresh attempt: within the margin a
+still valid token is re-checked with WeChat at most every ``RECHECK`` seconds. Without
 a database (an unbound channel) the same happens in memory.
 """
 
@@ -25,6 +27,9 @@ from carepath.store.schema import ConnectorState
 from carepath.connectors.wechat.state import insert_new
 
 KEY = "access_token"
+#: while a token is within the margin but still valid, ask WeChat again at most this often (or a quarter
+#: of the margin, if shorter): stable_token may keep handing out the same token until it expires
+RECHECK = 30.0
 #: errcodes meaning "this access token is not (or no longer) valid"
 TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 
@@ -44,6 +49,16 @@ class Issued:
 
     token: str
     expires_at: float
+
+
+@dataclass(frozen=True)
+class _Cached:
+    """The shared row as one worker reads it."""
+
+    issued: Issued | None
+    version: int
+    leased: bool  # some worker holds the refresh lease
+    checked_at: float  # last refresh attempt (epoch seconds)
 
 
 Fetch = Callable[[bool], Issued]  # force_refresh -> a new token (raises ApiError)
@@ -68,6 +83,7 @@ class AccessTokens:
         self._cipher: Any = None
         self._memory: Issued | None = None
         self._mem_lease = 0.0
+        self._mem_checked = 0.0
         self._lock = threading.Lock()
 
     def bind(self, db: Any, cipher: Any) -> None:
@@ -90,17 +106,19 @@ class AccessTokens:
         deadline = self._clock() + self.lease
         while True:
             now = self._clock()
-            current, version, leased = self._read()
+            cached = self._read()
+            current = cached.issued
             if current is not None and current.token != rejected:
-                if current.expires_at - self.margin > now or (leased and current.expires_at > now + 1):
+                waiting = cached.leased or now - cached.checked_at < min(RECHECK, self.margin / 4)
+                if current.expires_at - self.margin > now or (waiting and current.expires_at > now + 1):
                     return current.token
-            if not leased and self._take_lease(version, now):
-                return self._refresh(rejected, current)
+            if not cached.leased and self._take_lease(cached.version, now):
+                return self._refresh(rejected)
             if now >= deadline:
                 raise ApiError(ErrorKind.RETRYABLE, "token_busy", "another worker is refreshing the access token")
             time.sleep(0.05)
 
-    def _refresh(self, rejected: str | None, current: Issued | None) -> str:
+    def _refresh(self, rejected: str | None) -> str:
         try:
             issued = self._fetch(False)
             if rejected is not None and issued.token == rejected:
@@ -113,22 +131,21 @@ class AccessTokens:
 
     # -- storage: the database when bound, else memory ---------------------------------
 
-    def _read(self) -> tuple[Issued | None, int, bool]:
-        """``(token, version, leased by someone)``."""
+    def _read(self) -> _Cached:
         now = self._clock()
         if self._db is None:
             with self._lock:
-                leased = self._mem_lease > now
-                return self._memory, 0, leased
+                return _Cached(self._memory, 0, self._mem_lease > now, self._mem_checked)
         with self._db.connect() as conn:
             row = conn.execute(select(ConnectorState.value, ConnectorState.expires_at, ConnectorState.version,
-                                      ConnectorState.lease_until).where(
+                                      ConnectorState.lease_until, ConnectorState.updated_at).where(
                 ConnectorState.connector == self.connector, ConnectorState.key == KEY)).first()
         if row is None:
-            return None, -1, False
+            return _Cached(None, -1, False, 0.0)
         token = self._cipher.decrypt(row.value) if row.value else None
         issued = Issued(token, row.expires_at.timestamp()) if token and row.expires_at else None
-        return issued, row.version, row.lease_until is not None and row.lease_until.timestamp() > now
+        leased = row.lease_until is not None and row.lease_until.timestamp() > now
+        return _Cached(issued, row.version, leased, row.updated_at.timestamp())
 
     def _take_lease(self, version: int, now: float) -> bool:
         until = _utc(now + self.lease)
@@ -146,16 +163,16 @@ class AccessTokens:
                 ConnectorState.connector == self.connector, ConnectorState.key == KEY,
                 ConnectorState.version == version,
                 (ConnectorState.lease_until.is_(None)) | (ConnectorState.lease_until < _utc(now)))
-                .values(lease_owner=self._owner, lease_until=until, updated_at=_utc(now)))
+                .values(lease_owner=self._owner, lease_until=until))
             return taken.rowcount == 1
 
     def _release(self, issued: Issued | None) -> None:
-        """Store ``issued`` (when given) and end the lease."""
+        """Store ``issued`` (when given) and end the lease; either way the refresh attempt is dated."""
         if self._db is None:
             with self._lock:
                 if issued is not None:
                     self._memory = issued
-                self._mem_lease = 0.0
+                self._mem_lease, self._mem_checked = 0.0, self._clock()
             return
         values: dict[str, Any] = dict(lease_owner=None, lease_until=None, updated_at=_utc(self._clock()))
         if issued is not None:

@@ -139,3 +139,38 @@ class _View:
 
 
 PATIENT_VIEW = _View()
+
+
+def test_token_is_renewed_before_it_expires_and_the_old_one_works_during_the_overlap():
+    import time
+
+    import requests
+
+    from carepath.connectors.wechat.emulator import WechatEmulator
+    from tests.connectors.conftest import APPID, SECRET, make_wechat
+
+    with WechatEmulator(appid=APPID, secret=SECRET, token_lifetime=3, overlap=2.5) as wx:
+        tokens = make_wechat(wx.url, token_refresh_margin=2).tokens
+        first = tokens.get()
+        assert tokens.get() == first and wx.token_requests == 1
+        time.sleep(1.2)  # 1.8 s left: inside the 2 s margin
+        renewed = tokens.get()
+        assert renewed != first and wx.token_requests == 2
+        old = requests.post(f"{wx.url}/cgi-bin/message/template/send", params={"access_token": first}, timeout=5,
+                            json={"touser": OPENID, "template_id": "T", "data": {"thing1": {"value": "x"}}}).json()
+        assert old["errcode"] == 0, "the previous token stays valid for the overlap"
+
+
+def test_a_token_handed_out_again_is_not_fetched_on_every_send():
+    import time
+
+    from carepath.connectors.wechat.emulator import WechatEmulator
+    from tests.connectors.conftest import APPID, SECRET, make_wechat
+
+    # the platform keeps giving the current token while more than the overlap is left
+    with WechatEmulator(appid=APPID, secret=SECRET, token_lifetime=3, overlap=0.5) as wx:
+        tokens = make_wechat(wx.url, token_refresh_margin=2).tokens
+        first = tokens.get()
+        time.sleep(1.2)
+        assert [tokens.get() for _ in range(20)] == [first] * 20
+        assert wx.token_requests == 2, "asked once inside the margin, then not again for a while"
