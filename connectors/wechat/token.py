@@ -110,7 +110,7 @@ class AccessTokens:
             current = cached.issued
             if current is not None and current.token != rejected:
                 waiting = cached.leased or now - cached.checked_at < min(RECHECK, self.margin / 4)
-                if current.expires_at - self.margin > now or (waiting and current.expires_at > now + 1):
+                if current.expires_at - self.margin > now or (waiting and current.expires_at > now):
                     return current.token
             if not cached.leased and self._take_lease(cached.version, now):
                 return self._refresh(rejected)
