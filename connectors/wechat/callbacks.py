@@ -62,7 +62,7 @@ class CallbackParser:
         at = _occurred(fields.get("CreateTime"))
         if fields.get("MsgType") == "text":
             payload = {"text": fields.get("Content", ""), "channel": self.connector, "msg_id": fields.get("MsgId")}
-            return self._for_each_patient(openid, "message.replied", f"msg:{fields.get('MsgId')}", at, [payload])
+            return self._for_each_patient(openid, "message.replied", f"msg:{fields.get('MsgId')}", at, payload)
         if fields.get("MsgType") != "event":
             return []
         name = str(fields.get("Event", ""))
@@ -100,7 +100,7 @@ class CallbackParser:
     def _consent(self, openid: str, source_id: str, at: datetime, purpose: str, granted: bool,
                  **extra: Any) -> list[EventIn]:
         payload = {"purpose": purpose, "granted": granted, "channel": self.connector, **extra}
-        return self._for_each_patient(openid, "consent.changed", source_id, at, [payload])
+        return self._for_each_patient(openid, "consent.changed", source_id, at, payload)
 
     def _subscription(self, fields: Mapping[str, Any], openid: str, base: str, at: datetime) -> list[EventIn]:
         found: list[EventIn] = []
@@ -131,12 +131,12 @@ class CallbackParser:
     # -- helpers ------------------------------------------------------------------------------
 
     def _for_each_patient(self, openid: str, type_: str, source_id: str, at: datetime,
-                          payloads: list[dict[str, Any]]) -> list[EventIn]:
+                          payload: dict[str, Any]) -> list[EventIn]:
         """One event per patient the openid is bound to (a guardian may hold several); one unassigned otherwise."""
         mrns = self.directory.patients(openid) or [""]
         return [EventIn(type=type_, source=self.source, source_id=source_id if i == 0 else f"{source_id}:{i}",
                         patient_mrn=mrn, occurred_at=at, payload=dict(payload))
-                for i, mrn in enumerate(mrns) for payload in payloads]
+                for i, mrn in enumerate(mrns)]
 
 
 def _occurred(create_time: Any) -> datetime:

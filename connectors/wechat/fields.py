@@ -4,8 +4,9 @@ A field's kind is its name without the trailing number (``thing1`` -> ``thing``)
 ``thing`` values longer than 20 characters are shortened with an ellipsis (the
 platform would refuse them with 47003); values that cannot be made to fit their
 kind (a ``number`` that is not a number) raise :class:`FieldRuleError`, naming
-the field. Datetimes (or ISO strings with an offset) given to ``time`` and
-``date`` fields are written in the patient's time zone. Kinds WeChat does not
+the field. Datetimes and ISO strings given to ``time`` and ``date`` fields are
+written the way WeChat shows them (``2026年5月2日 08:30``), in the patient's
+time zone when they carry an offset. Kinds WeChat does not
 document (``first``, ``keyword1`` of classic templates) pass unchanged.
 """
 
@@ -62,8 +63,6 @@ def _as_local(value: object, tz: str, fmt: str) -> str | None:
         try:
             moment = datetime.fromisoformat(str(value).strip())
         except ValueError:
-            return None
-        if moment.tzinfo is None:
             return None
     if moment.tzinfo is not None:
         moment = moment.astimezone(ZoneInfo(tz))

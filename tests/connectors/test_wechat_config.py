@@ -66,6 +66,7 @@ def test_literal_secret_and_bad_template_expression_are_reported_with_their_keys
     ("time2", "2026-05-02T00:30:00+00:00", "2026年5月2日 08:30"),
     ("time2", "15:01", "15:01"),
     ("date3", "2026-05-02 10:00:00+08:00", "2026年5月2日"),
+    ("date3", "2026-05-02", "2026年5月2日"),
     ("number4", " 42.5 ", "42.5"),
     ("phrase5", "已预约", "已预约"),
     ("keyword1", "classic template fields pass unchanged", "classic template fields pass unchanged"),
