@@ -292,6 +292,13 @@ def subscription(openid: str, template_id: str, status: str, *, change: bool = T
     return event(openid, name, **{wrapper: {"List": [item]}}, **kw)
 
 
+def subscription_sent(openid: str, template_id: str, msgid: int | str, error_code: int = 0,
+                      error_status: str = "success") -> dict[str, Any]:
+    """``subscribe_msg_sent_event``: the outcome of one subscription message."""
+    item = {"TemplateId": template_id, "MsgID": int(msgid), "ErrorCode": error_code, "ErrorStatus": error_status}
+    return event(openid, "subscribe_msg_sent_event", SubscribeMsgSentEvent={"List": [item]})
+
+
 def text_message(openid: str, content: str, msg_id: int | None = None) -> dict[str, Any]:
     """A patient's text message to the Official Account."""
     return {"ToUserName": "gh_emulator", "FromUserName": openid, "CreateTime": int(time.time()), "MsgType": "text",

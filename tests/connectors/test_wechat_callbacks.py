@@ -12,6 +12,7 @@ from carepath.connectors.wechat.emulator import (
     event,
     signed_callback,
     subscription,
+    subscription_sent,
     text_message,
 )
 from carepath.definition.events import PatientIn
@@ -87,6 +88,19 @@ def test_rejection_withdraws_template_consent_and_later_messages_are_not_attempt
     assert len(emulator.sent) == 2 and _rows(engine, Touchpoint)[-1].channel == "wechat"
 
 
+def test_subscription_message_outcome_updates_its_delivery(make_engine, emulator, clock):
+    engine = make_engine(kind="subscribe")
+    engine.upsert_patient(PATIENT)
+    sent = _sent_once(engine, emulator, clock)
+    with serve_hooks(engine) as base:
+        refused = subscription_sent(OPENID, TEMPLATE_ID, sent.msgid, error_code=43101, error_status="failed:user refused")
+        assert emulator.push(f"{base}/hooks/wechat/wechat", refused).ok
+    [delivery] = _rows(engine, Delivery)
+    assert (delivery.provider_id, delivery.status) == (str(sent.msgid), "failed")
+    [failed] = _rows(engine, Event, Event.type == "message.failed")
+    assert failed.payload["error"] == "failed:user refused"
+
+
 def test_forged_callbacks_get_401_and_change_nothing(make_engine, emulator, clock):
     engine = make_engine()
     engine.upsert_patient(PATIENT)
@@ -160,3 +174,14 @@ def test_unfollow_withdraws_consent_on_this_channel_only(make_engine, emulator, 
     engine.ingest(booked(clock))
     engine.dispatch_due()
     assert emulator.sent == [] and _rows(engine, Touchpoint)[0].channel == "outbox"
+
+
+def test_a_guardian_bound_to_two_patients_replies_for_both(make_engine, emulator):
+    engine = make_engine()
+    ids = engine.upsert_patients([PatientIn(mrn="C1", name="小明", openid="oParent00000001"),
+                                  PatientIn(mrn="C2", name="小红", openid="oParent00000001")])
+    with serve_hooks(engine) as base:
+        assert emulator.push(f"{base}/hooks/wechat/wechat", text_message("oParent00000001", "2", msg_id=77)).ok
+    replies = _rows(engine, Event, Event.type == "message.replied")
+    assert sorted(r.patient_id for r in replies) == sorted(ids)
+    assert {r.source_id for r in replies} == {"msg:77", "msg:77:1"}
