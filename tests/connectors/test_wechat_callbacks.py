@@ -18,7 +18,8 @@ from carepath.connectors.wechat.emulator import (
 from carepath.definition.events import PatientIn
 from carepath.store.schema import Consent, Delivery, Event, Patient, Touchpoint
 
-from tests.connectors.conftest import APPID, OPENID, PATIENT, TEMPLATE_ID, TOKEN, booked, serve_hooks
+from tests.connectors.wechat_support import APPID, OPENID, PATIENT, TEMPLATE_ID, TOKEN, booked, serve_hooks
+from tests.connectors.wechat_support import emulator, wechat_engine  # noqa: F401 - fixtures
 from tests.engine.helpers import snapshot
 
 
@@ -33,8 +34,8 @@ def _sent_once(engine, emulator, clock, n=1):
     return emulator.sent[-1]
 
 
-def test_server_verification_echoes_echostr_and_refuses_a_bad_signature(make_engine, emulator):
-    with serve_hooks(make_engine()) as base:
+def test_server_verification_echoes_echostr_and_refuses_a_bad_signature(wechat_engine, emulator):
+    with serve_hooks(wechat_engine()) as base:
         answer = emulator.verify_server(f"{base}/hooks/wechat/wechat")
         assert answer.status_code == 200 and answer.text == answer.request.url.split("echostr=")[1]
         forged = requests.get(f"{base}/hooks/wechat/wechat", timeout=5, params={
@@ -42,8 +43,8 @@ def test_server_verification_echoes_echostr_and_refuses_a_bad_signature(make_eng
         assert forged.status_code == 401 and "abc" not in forged.text
 
 
-def test_safe_mode_delivery_callback_marks_the_delivery_delivered(make_engine, emulator, clock):
-    engine = make_engine()
+def test_safe_mode_delivery_callback_marks_the_delivery_delivered(wechat_engine, emulator, clock):
+    engine = wechat_engine()
     engine.upsert_patient(PATIENT)
     sent = _sent_once(engine, emulator, clock)
     with serve_hooks(engine) as base:
@@ -54,8 +55,8 @@ def test_safe_mode_delivery_callback_marks_the_delivery_delivered(make_engine, e
     assert _rows(engine, Touchpoint)[0].status == "delivered"
 
 
-def test_failed_delivery_report_in_plaintext_mode(make_engine, emulator, clock):
-    engine = make_engine(encoding_aes_key=None)
+def test_failed_delivery_report_in_plaintext_mode(wechat_engine, emulator, clock):
+    engine = wechat_engine(encoding_aes_key=None)
     engine.upsert_patient(PATIENT)
     sent = _sent_once(engine, emulator, clock)
     with serve_hooks(engine) as base:
@@ -65,8 +66,8 @@ def test_failed_delivery_report_in_plaintext_mode(make_engine, emulator, clock):
     assert _rows(engine, Delivery)[0].status == "failed" and _rows(engine, Touchpoint)[0].status == "failed"
 
 
-def test_rejection_withdraws_template_consent_and_later_messages_are_not_attempted(make_engine, emulator, clock):
-    engine = make_engine(kind="subscribe")
+def test_rejection_withdraws_template_consent_and_later_messages_are_not_attempted(wechat_engine, emulator, clock):
+    engine = wechat_engine(kind="subscribe")
     engine.upsert_patient(PATIENT)
     first = _sent_once(engine, emulator, clock)
     assert first.kind == "subscribe" and first.body["page"] == "https://hospital.example.org/visit"
@@ -88,8 +89,8 @@ def test_rejection_withdraws_template_consent_and_later_messages_are_not_attempt
     assert len(emulator.sent) == 2 and _rows(engine, Touchpoint)[-1].channel == "wechat"
 
 
-def test_subscription_message_outcome_updates_its_delivery(make_engine, emulator, clock):
-    engine = make_engine(kind="subscribe")
+def test_subscription_message_outcome_updates_its_delivery(wechat_engine, emulator, clock):
+    engine = wechat_engine(kind="subscribe")
     engine.upsert_patient(PATIENT)
     sent = _sent_once(engine, emulator, clock)
     with serve_hooks(engine) as base:
@@ -101,8 +102,8 @@ def test_subscription_message_outcome_updates_its_delivery(make_engine, emulator
     assert failed.payload["error"] == "failed:user refused"
 
 
-def test_forged_callbacks_get_401_and_change_nothing(make_engine, emulator, clock):
-    engine = make_engine()
+def test_forged_callbacks_get_401_and_change_nothing(wechat_engine, emulator, clock):
+    engine = wechat_engine()
     engine.upsert_patient(PATIENT)
     sent = _sent_once(engine, emulator, clock)
     before = snapshot(engine)
@@ -119,8 +120,8 @@ def test_forged_callbacks_get_401_and_change_nothing(make_engine, emulator, cloc
     assert snapshot(engine) == before
 
 
-def test_the_same_callback_delivered_three_times_is_applied_once(make_engine, emulator, clock):
-    engine = make_engine()
+def test_the_same_callback_delivered_three_times_is_applied_once(wechat_engine, emulator, clock):
+    engine = wechat_engine()
     engine.upsert_patient(PATIENT)
     sent = _sent_once(engine, emulator, clock)
     pushes = [delivery_report(OPENID, sent.msgid), subscription(OPENID, TEMPLATE_ID, "reject"),
@@ -140,8 +141,8 @@ def test_the_same_callback_delivered_three_times_is_applied_once(make_engine, em
     assert reply.payload["text"] == "1" and reply.source_id == "msg:6543210" and reply.patient_id is not None
 
 
-def test_scanning_a_binding_qr_code_links_the_openid_to_the_patient(make_engine, emulator, clock):
-    engine = make_engine()
+def test_scanning_a_binding_qr_code_links_the_openid_to_the_patient(wechat_engine, emulator, clock):
+    engine = wechat_engine()
     patient_id = engine.upsert_patient(PatientIn(mrn="M1", name="张三"))
     qr = engine.channels["wechat"].binding_qrcode(patient_id)
     assert len(qr.token) <= 64 and qr.image.startswith("https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=")
@@ -164,8 +165,8 @@ def test_scanning_a_binding_qr_code_links_the_openid_to_the_patient(make_engine,
     assert [s.body["touser"] for s in emulator.sent] == ["oNewFollower0001"]
 
 
-def test_unfollow_withdraws_consent_on_this_channel_only(make_engine, emulator, clock):
-    engine = make_engine()
+def test_unfollow_withdraws_consent_on_this_channel_only(wechat_engine, emulator, clock):
+    engine = wechat_engine()
     engine.upsert_patient(PATIENT)
     with serve_hooks(engine) as base:
         assert emulator.push(f"{base}/hooks/wechat/wechat", event(OPENID, "unsubscribe")).ok
@@ -176,8 +177,8 @@ def test_unfollow_withdraws_consent_on_this_channel_only(make_engine, emulator, 
     assert emulator.sent == [] and _rows(engine, Touchpoint)[0].channel == "outbox"
 
 
-def test_a_guardian_bound_to_two_patients_replies_for_both(make_engine, emulator):
-    engine = make_engine()
+def test_a_guardian_bound_to_two_patients_replies_for_both(wechat_engine, emulator):
+    engine = wechat_engine()
     ids = engine.upsert_patients([PatientIn(mrn="C1", name="小明", openid="oParent00000001"),
                                   PatientIn(mrn="C2", name="小红", openid="oParent00000001")])
     with serve_hooks(engine) as base:

@@ -16,7 +16,8 @@ from carepath.config import ConfigError, build_channels, load_config
 from carepath.connectors.wechat.fields import FieldRuleError, apply_rule
 from carepath.plugins.contracts import Message
 
-from tests.connectors.conftest import AES_KEY, APPID, OPENID, SECRET, TOKEN, make_wechat
+from tests.connectors.wechat_support import AES_KEY, APPID, OPENID, SECRET, TOKEN, make_wechat
+from tests.connectors.wechat_support import emulator  # noqa: F401 - fixtures
 
 TOML = textwrap.dedent(f'''
     [connectors.wx]

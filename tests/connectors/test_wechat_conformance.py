@@ -12,7 +12,7 @@ from carepath.connectors.wechat.emulator import WechatEmulator, delivery_report,
 from carepath.plugins.contracts import CallbackRequest, Channel, Connector
 from carepath.plugins.testing import ChannelConformance
 
-from tests.connectors.conftest import AES_KEY, APPID, SECRET, TOKEN
+from tests.connectors.wechat_support import AES_KEY, APPID, SECRET, TOKEN
 
 CONFORMANCE_MAP = {"template_id": "TPL-conformance", "data": {"thing1": "随访提醒", "thing2": "{{ title | default('随访') }}"}}
 

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from carepath.definition.events import PatientIn
 from carepath.store.schema import Delivery, OutboxMessage, Touchpoint
 
-from tests.connectors.conftest import OPENID, PATIENT, TEMPLATE_ID, booked
+from tests.connectors.wechat_support import OPENID, PATIENT, TEMPLATE_ID, booked
+from tests.connectors.wechat_support import emulator, wechat_engine  # noqa: F401 - fixtures
 
 
 def _touchpoints(engine):
@@ -22,8 +23,8 @@ def _deliveries(engine):
         return list(conn.execute(select(Delivery.__table__).order_by(Delivery.id)))
 
 
-def test_journey_message_reaches_wechat_with_rendered_fitted_template_data(make_engine, emulator, clock):
-    engine = make_engine()
+def test_journey_message_reaches_wechat_with_rendered_fitted_template_data(wechat_engine, emulator, clock):
+    engine = wechat_engine()
     engine.upsert_patient(PATIENT)
     engine.ingest(booked(clock, department="心血管内科门诊（东院区门诊楼三楼）专家号特需"))
     report = engine.dispatch_due()
@@ -41,8 +42,8 @@ def test_journey_message_reaches_wechat_with_rendered_fitted_template_data(make_
     assert _deliveries(engine)[0].provider_id == str(sent.msgid)
 
 
-def test_refused_openid_falls_back_to_next_channel_in_the_same_dispatch(make_engine, emulator, clock):
-    engine = make_engine()
+def test_refused_openid_falls_back_to_next_channel_in_the_same_dispatch(wechat_engine, emulator, clock):
+    engine = wechat_engine()
     engine.upsert_patient(PATIENT)
     emulator.refuse(OPENID, 43101)
     engine.ingest(booked(clock))
@@ -61,8 +62,8 @@ def test_refused_openid_falls_back_to_next_channel_in_the_same_dispatch(make_eng
     assert emulator.sent == []
 
 
-def test_bad_openid_is_permanent_and_rate_limit_is_retried_later(make_engine, emulator, clock):
-    channel = make_engine().channels["wechat"]
+def test_bad_openid_is_permanent_and_rate_limit_is_retried_later(wechat_engine, emulator, clock):
+    channel = wechat_engine().channels["wechat"]
     emulator.fail_next(45009)
     emulator.fail_next(-1)
     message = _message()
@@ -75,8 +76,8 @@ def test_bad_openid_is_permanent_and_rate_limit_is_retried_later(make_engine, em
     assert (bad.error_kind.value, bad.error_code) == ("permanent", "40003") and "invalid openid" in bad.error
 
 
-def test_expired_token_is_refreshed_once_for_all_workers(make_engine, emulator, clock):
-    first, second = make_engine(worker_id="w1"), make_engine(worker_id="w2")
+def test_expired_token_is_refreshed_once_for_all_workers(wechat_engine, emulator, clock):
+    first, second = wechat_engine(worker_id="w1"), wechat_engine(worker_id="w2")
     patients = [PatientIn(mrn=f"M{i}", name="李四", openid=f"oOpenid{i:04d}") for i in range(8)]
     first.upsert_patients(patients)
     first.ingest(booked(clock, mrn="M0"))
@@ -104,8 +105,8 @@ def test_expired_token_is_refreshed_once_for_all_workers(make_engine, emulator, 
     assert all(d.channel == "wechat" and d.status == "sent" for d in _deliveries(first))
 
 
-def test_token_refresh_waits_for_the_worker_holding_the_lease(make_engine, emulator):
-    channels = [make_engine(worker_id=f"w{i}").channels["wechat"] for i in range(3)]
+def test_token_refresh_waits_for_the_worker_holding_the_lease(wechat_engine, emulator):
+    channels = [wechat_engine(worker_id=f"w{i}").channels["wechat"] for i in range(3)]
     stale = channels[0].tokens.get()
     emulator.expire_tokens()
     start = threading.Barrier(6)
@@ -147,7 +148,7 @@ def test_token_is_renewed_before_it_expires_and_the_old_one_works_during_the_ove
     import requests
 
     from carepath.connectors.wechat.emulator import WechatEmulator
-    from tests.connectors.conftest import APPID, SECRET, make_wechat
+    from tests.connectors.wechat_support import APPID, SECRET, make_wechat
 
     with WechatEmulator(appid=APPID, secret=SECRET, token_lifetime=3, overlap=2.5) as wx:
         tokens = make_wechat(wx.url, token_refresh_margin=2).tokens
@@ -165,7 +166,7 @@ def test_a_token_handed_out_again_is_not_fetched_on_every_send():
     import time
 
     from carepath.connectors.wechat.emulator import WechatEmulator
-    from tests.connectors.conftest import APPID, SECRET, make_wechat
+    from tests.connectors.wechat_support import APPID, SECRET, make_wechat
 
     # the platform keeps giving the current token while more than the overlap is left
     with WechatEmulator(appid=APPID, secret=SECRET, token_lifetime=3, overlap=0.5) as wx:

@@ -1,4 +1,8 @@
-"""WeChat test fixtures: the emulator, channels pointed at it, and the web hooks served by uvicorn."""
+"""WeChat test support: the emulator, channels pointed at it, and the web hooks served by uvicorn.
+
+Test modules import the fixtures they use (``emulator``, ``wechat_engine``) from here, so other
+connectors' tests can keep their own fixtures in this folder without a shared conftest.
+"""
 
 from __future__ import annotations
 
@@ -52,8 +56,8 @@ def emulator() -> Iterator[WechatEmulator]:
 
 
 @pytest.fixture
-def make_engine(database_url, settings, clock, emulator):
-    """``make_engine(**wechat_overrides)``: an engine with the ``wechat`` channel (on the emulator) then ``outbox``."""
+def wechat_engine(database_url, settings, clock, emulator):
+    """``wechat_engine(**wechat_overrides)``: an engine with the ``wechat`` channel (on the emulator) then ``outbox``."""
     made: list[Engine] = []
 
     def _make(worker_id: str | None = None, **overrides: Any) -> Engine:
