@@ -80,7 +80,9 @@ def test_rejection_withdraws_template_consent_and_later_messages_are_not_attempt
     engine.dispatch_due()
     assert emulator.sent == [first], "WeChat was not called for a rejected template"
     later = _rows(engine, Touchpoint)[-1]
-    assert later.status == "sent" and later.channel == "outbox" and "template_rejected" in later.reason
+    assert later.status == "sent" and later.channel == "outbox"
+    assert "wechat: template visit_reminder refused on this channel" in later.reason
+    assert [d.channel for d in _rows(engine, Delivery, Delivery.touchpoint_id == later.id)] == ["outbox"]
 
     with serve_hooks(engine) as base:  # accepting again lets the template through
         assert emulator.push(f"{base}/hooks/wechat/wechat", subscription(OPENID, TEMPLATE_ID, "accept")).ok

@@ -175,3 +175,18 @@ def test_a_token_handed_out_again_is_not_fetched_on_every_send():
         time.sleep(1.2)
         assert [tokens.get() for _ in range(20)] == [first] * 20
         assert wx.token_requests == 2, "asked once inside the margin, then not again for a while"
+
+
+def test_the_channel_itself_does_not_send_a_template_the_patient_rejected(wechat_engine, emulator, clock):
+    from dataclasses import replace
+
+    from carepath.definition.events import EventIn
+
+    engine = wechat_engine()
+    patient_id = engine.upsert_patient(PATIENT)
+    engine.ingest(EventIn(type="consent.changed", source="test", source_id="c1", patient_mrn="M1",
+                          occurred_at=clock.now(), payload={"purpose": "template:visit_reminder", "granted": False,
+                                                            "channel": "wechat"}))
+    result = engine.channels["wechat"].send(replace(_message(), patient_id=patient_id))
+    assert (result.error_kind.value, result.error_code) == ("permanent", "template_rejected")
+    assert emulator.sent == [] and emulator.token_requests == 0
