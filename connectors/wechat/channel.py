@@ -5,7 +5,8 @@ it to; each data field is rendered from the journey template's context and
 fitted to WeChat's field rules before the call. The access token is shared by
 all workers through the database (:mod:`carepath.connectors.wechat.token`).
 Callbacks (``/hooks/wechat/<name>``) are verified (signature, safe-mode AES)
-before anything in them is read (:mod:`carepath.connectors.wechat.callbacks`).
+before anything in them is read (:mod:`~carepath.connectors.wechat.verify`),
+then turned into events (:mod:`~carepath.connectors.wechat.callbacks`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import requests
 from carepath.definition.expressions import render
 from carepath.masking import mask_openid
 from carepath.plugins.contracts import (
-    CallbackRejected,
     CallbackRequest,
     Capabilities,
     Channel,
@@ -40,6 +40,7 @@ from carepath.connectors.wechat.config import TemplateMapping, WechatConfig
 from carepath.connectors.wechat.directory import EngineDirectory
 from carepath.connectors.wechat.fields import FieldRuleError, apply_rule
 from carepath.connectors.wechat.token import TOKEN_ERRCODES, AccessTokens, ApiError, Issued, lease_seconds
+from carepath.connectors.wechat.verify import CallbackAuth
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,10 @@ class WechatChannel(Channel):
         self.tokens = AccessTokens(name, self._fetch_token, margin=config.token_refresh_margin,
                                    lease=lease_seconds(config.timeout))
         self.directory = EngineDirectory(name)
+        key = config.encoding_aes_key
+        self._auth = CallbackAuth(token=config.token.get_secret_value(), appid=config.appid,
+                                  encoding_aes_key=key.get_secret_value() if key else None,
+                                  max_age=config.callback_max_age)
         self._engine: Any = None
 
     def bind(self, engine: Any) -> None:
@@ -249,28 +254,13 @@ class WechatChannel(Channel):
     # -- callbacks -------------------------------------------------------------------------
 
     def verify_callback(self, request: CallbackRequest) -> bool:
-        query = request.query
-        try:
-            fresh = abs(time.time() - int(query.get("timestamp", ""))) <= self.config.callback_max_age
-        except ValueError:
-            return False
-        if not fresh:
-            return False
-        if request.method == "GET":
-            return "echostr" in query and crypto.signature_ok(self._signed(query), query.get("signature", ""))
-        if request.method != "POST":
-            return False
-        try:
-            self._plaintext(request)
-        except CallbackRejected:
-            return False
-        return True
+        return self._auth.authentic(request)
 
     def parse_callback(self, request: CallbackRequest) -> list[Any]:
         if request.method == "GET":
             return []
         try:
-            fields = crypto.parse_xml(self._plaintext(request))
+            fields = crypto.parse_xml(self._auth.xml(request))
         except ValueError as exc:
             log.warning("wechat %s: authentic callback with an unreadable body ignored: %s", self.name, exc)
             return []
@@ -280,30 +270,6 @@ class WechatChannel(Channel):
         if request.method == "GET":
             return 200, request.query.get("echostr", "")
         return 200, "success"
-
-    def _signed(self, query: Any, *extra: str) -> tuple[str, ...]:
-        return (self.config.token.get_secret_value(), query.get("timestamp", ""), query.get("nonce", ""), *extra)
-
-    def _plaintext(self, request: CallbackRequest) -> str:
-        """The XML of an authentic POST (decrypted in safe mode); :class:`CallbackRejected` otherwise."""
-        query, key = request.query, self.config.encoding_aes_key
-        safe = query.get("encrypt_type") == "aes"
-        if key is None:
-            if safe or not crypto.signature_ok(self._signed(query), query.get("signature", "")):
-                raise CallbackRejected("plaintext callback: bad or missing signature")
-            return request.body.decode("utf-8", errors="replace")
-        if not safe:
-            raise CallbackRejected("safe mode is configured: plaintext callbacks are refused")
-        try:
-            encrypted = str(crypto.parse_xml(request.body).get("Encrypt", ""))
-        except ValueError:
-            raise CallbackRejected("safe-mode callback without an XML envelope") from None
-        if not encrypted or not crypto.signature_ok(self._signed(query, encrypted), query.get("msg_signature", "")):
-            raise CallbackRejected("safe-mode callback: bad or missing msg_signature")
-        try:
-            return crypto.decrypt(crypto.aes_key(key.get_secret_value()), encrypted, self.config.appid)
-        except crypto.CallbackCryptoError as exc:
-            raise CallbackRejected(str(exc)) from None
 
     def _parser(self) -> CallbackParser:
         by_wechat_id: dict[str, list[str]] = defaultdict(list)

@@ -8,7 +8,8 @@ unknown, 42001 expired), deduplicate ``client_msg_id``, enforce ``thing``
 values of at most 20 characters (47003), and answer the errcodes a test asks
 for (``refuse`` an openid with 43101 or 40003, ``fail_next`` with 45009 or
 -1). Everything accepted is kept in ``sent``. ``push`` signs (and in safe mode
-encrypts) a callback the way WeChat does and POSTs it to carepath.
+encrypts) a callback the way WeChat does and POSTs it to carepath; the
+builders of those pushes live in :mod:`carepath.connectors.wechat.pushes`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ import requests
 from carepath.plugins._loopback import LoopbackHTTP
 
 from carepath.connectors.wechat import crypto
+from carepath.connectors.wechat.pushes import (  # noqa: F401 - the builders are part of the emulator's API
+    delivery_report,
+    event,
+    signed_callback,
+    subscription,
+    subscription_sent,
+    text_message,
+)
 
 QRCODE_PATH = "/cgi-bin/qrcode/create"
 SEND_PATHS = {"/cgi-bin/message/template/send": "template", "/cgi-bin/message/subscribe/bizsend": "subscribe",
@@ -252,57 +261,6 @@ class WechatEmulator(LoopbackHTTP):
         query = {"signature": crypto.signature(self.token, timestamp, nonce), "timestamp": timestamp,
                  "nonce": nonce, "echostr": secrets.token_hex(8)}
         return requests.get(url, params=query, timeout=10)
-
-
-def signed_callback(fields: Mapping[str, Any], *, token: str, appid: str, encoding_aes_key: str | None = None,
-                    safe: bool | None = None, timestamp: int | None = None,
-                    nonce: str | None = None) -> tuple[dict[str, str], bytes]:
-    """``(query, body)`` of a callback as WeChat signs it (and in safe mode encrypts it) for ``appid``."""
-    safe = encoding_aes_key is not None if safe is None else safe
-    stamp, nonce = str(timestamp if timestamp is not None else int(time.time())), nonce or secrets.token_hex(5)
-    xml = crypto.to_xml(fields)
-    query = {"signature": crypto.signature(token, stamp, nonce), "timestamp": stamp, "nonce": nonce,
-             "openid": str(fields.get("FromUserName", ""))}
-    if not safe:
-        return query, xml.encode()
-    if encoding_aes_key is None:
-        raise ValueError("safe mode needs an EncodingAESKey")
-    encrypted = crypto.encrypt(crypto.aes_key(encoding_aes_key), xml, appid)
-    query.update(encrypt_type="aes", msg_signature=crypto.signature(token, stamp, nonce, encrypted))
-    envelope = crypto.to_xml({"ToUserName": fields.get("ToUserName", "gh_emulator"), "Encrypt": encrypted})
-    return query, envelope.encode()
-
-
-def event(openid: str, name: str, *, create_time: int | None = None, **extra: Any) -> dict[str, Any]:
-    """The fields of an event push from ``openid`` (``name``: TEMPLATESENDJOBFINISH, subscribe, ...)."""
-    return {"ToUserName": "gh_emulator", "FromUserName": openid, "CreateTime": create_time or int(time.time()),
-            "MsgType": "event", "Event": name, **extra}
-
-
-def delivery_report(openid: str, msgid: int | str, status: str = "success", **kw: Any) -> dict[str, Any]:
-    """``TEMPLATESENDJOBFINISH`` (status ``success``, ``failed:user block`` or ``failed: system failed``)."""
-    return event(openid, "TEMPLATESENDJOBFINISH", MsgID=int(msgid), Status=status, **kw)
-
-
-def subscription(openid: str, template_id: str, status: str, *, change: bool = True, **kw: Any) -> dict[str, Any]:
-    """A subscription decision (``accept`` / ``reject``) for one template."""
-    name, wrapper = (("subscribe_msg_change_event", "SubscribeMsgChangeEvent") if change
-                     else ("subscribe_msg_popup_event", "SubscribeMsgPopupEvent"))
-    item = {"TemplateId": template_id, "SubscribeStatusString": status, "PopupScene": 0}
-    return event(openid, name, **{wrapper: {"List": [item]}}, **kw)
-
-
-def subscription_sent(openid: str, template_id: str, msgid: int | str, error_code: int = 0,
-                      error_status: str = "success") -> dict[str, Any]:
-    """``subscribe_msg_sent_event``: the outcome of one subscription message."""
-    item = {"TemplateId": template_id, "MsgID": int(msgid), "ErrorCode": error_code, "ErrorStatus": error_status}
-    return event(openid, "subscribe_msg_sent_event", SubscribeMsgSentEvent={"List": [item]})
-
-
-def text_message(openid: str, content: str, msg_id: int | None = None) -> dict[str, Any]:
-    """A patient's text message to the Official Account."""
-    return {"ToUserName": "gh_emulator", "FromUserName": openid, "CreateTime": int(time.time()), "MsgType": "text",
-            "Content": content, "MsgId": msg_id or secrets.randbelow(10**16)}
 
 
 def _error(code: int, message: str) -> dict[str, Any]:
