@@ -29,14 +29,7 @@ import requests
 from carepath.plugins._loopback import LoopbackHTTP
 
 from carepath.connectors.wechat import crypto
-from carepath.connectors.wechat.pushes import (  # noqa: F401 - the builders are part of the emulator's API
-    delivery_report,
-    event,
-    signed_callback,
-    subscription,
-    subscription_sent,
-    text_message,
-)
+from carepath.connectors.wechat.pushes import event, signed_callback
 
 QRCODE_PATH = "/cgi-bin/qrcode/create"
 SEND_PATHS = {"/cgi-bin/message/template/send": "template", "/cgi-bin/message/subscribe/bizsend": "subscribe",

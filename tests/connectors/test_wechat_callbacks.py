@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import requests
 from sqlalchemy import func, select
 
-from carepath.connectors.wechat.emulator import (
+from carepath.connectors.wechat.pushes import (
     delivery_report,
     event,
     signed_callback,

@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from carepath.connectors.wechat import WechatChannel
-from carepath.connectors.wechat.emulator import WechatEmulator, delivery_report, signed_callback
+from carepath.connectors.wechat.emulator import WechatEmulator
+from carepath.connectors.wechat.pushes import delivery_report, signed_callback
 from carepath.plugins.contracts import CallbackRequest, Channel, Connector
 from carepath.plugins.testing import ChannelConformance
 

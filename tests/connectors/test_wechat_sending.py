@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import replace
 
+import requests
 from sqlalchemy import select
 
-from carepath.definition.events import PatientIn
+from carepath.connectors.wechat.emulator import WechatEmulator
+from carepath.definition.events import EventIn, PatientIn
+from carepath.plugins.contracts import Message
 from carepath.store.schema import Delivery, OutboxMessage, Touchpoint
 
-from tests.connectors.wechat_support import OPENID, PATIENT, TEMPLATE_ID, booked
+from tests.connectors.wechat_support import APPID, OPENID, PATIENT, SECRET, TEMPLATE_ID, booked, make_wechat
 from tests.connectors.wechat_support import emulator, wechat_engine  # noqa: F401 - fixtures
 
 
@@ -126,8 +131,6 @@ def test_token_refresh_waits_for_the_worker_holding_the_lease(wechat_engine, emu
 
 
 def _message(address: str = OPENID):
-    from carepath.plugins.contracts import Message
-
     return Message(idempotency_key="tp-9:wechat", channel="wechat", patient_id=1, address=address, title="t",
                    body="b", template="visit_reminder", category="clinical",
                    context={"event": {"department": "眼科", "start": "2026-05-02T09:00:00+08:00"},
@@ -143,13 +146,6 @@ PATIENT_VIEW = _View()
 
 
 def test_token_is_renewed_before_it_expires_and_the_old_one_works_during_the_overlap():
-    import time
-
-    import requests
-
-    from carepath.connectors.wechat.emulator import WechatEmulator
-    from tests.connectors.wechat_support import APPID, SECRET, make_wechat
-
     with WechatEmulator(appid=APPID, secret=SECRET, token_lifetime=3, overlap=2.5) as wx:
         tokens = make_wechat(wx.url, token_refresh_margin=2).tokens
         first = tokens.get()
@@ -163,11 +159,6 @@ def test_token_is_renewed_before_it_expires_and_the_old_one_works_during_the_ove
 
 
 def test_a_token_handed_out_again_is_not_fetched_on_every_send():
-    import time
-
-    from carepath.connectors.wechat.emulator import WechatEmulator
-    from tests.connectors.wechat_support import APPID, SECRET, make_wechat
-
     # the platform keeps giving the current token while more than the overlap is left
     with WechatEmulator(appid=APPID, secret=SECRET, token_lifetime=3, overlap=0.5) as wx:
         tokens = make_wechat(wx.url, token_refresh_margin=2).tokens
@@ -178,10 +169,6 @@ def test_a_token_handed_out_again_is_not_fetched_on_every_send():
 
 
 def test_the_channel_itself_does_not_send_a_template_the_patient_rejected(wechat_engine, emulator, clock):
-    from dataclasses import replace
-
-    from carepath.definition.events import EventIn
-
     engine = wechat_engine()
     patient_id = engine.upsert_patient(PATIENT)
     engine.ingest(EventIn(type="consent.changed", source="test", source_id="c1", patient_mrn="M1",
