@@ -7,9 +7,6 @@ connectors' tests can keep their own fixtures in this folder without a shared co
 from __future__ import annotations
 
 import base64
-import socket
-import threading
-import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -21,6 +18,8 @@ from carepath.connectors.wechat.emulator import WechatEmulator
 from carepath.definition.dsl import enroll_on, journey, on, send, step, template
 from carepath.definition.events import EventIn, PatientIn
 from carepath.engine import Engine
+
+from tests.connectors.live_app import LiveApp
 
 APPID = "wxa1b2c3d4e5f60001"
 SECRET = "app-secret-for-tests-0001"
@@ -92,7 +91,6 @@ class HooksContext:
 @contextmanager
 def serve_hooks(engine: Engine) -> Iterator[str]:
     """The plugins' web routes in a FastAPI app on uvicorn, 127.0.0.1 and a free port; yields the base URL."""
-    import uvicorn
     from fastapi import FastAPI
 
     from carepath.plugins.manager import get_plugin_manager
@@ -101,18 +99,5 @@ def serve_hooks(engine: Engine) -> Iterator[str]:
     for router in get_plugin_manager().web_routers():
         app.include_router(router)
     app.state.carepath = HooksContext(engine)
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
+    with LiveApp(app) as live:
+        yield live.url
