@@ -19,7 +19,7 @@ from carepath.definition.dsl import enroll_on, journey, on, send, step, template
 from carepath.definition.events import EventIn, PatientIn
 from carepath.engine import Engine
 
-from tests.connectors.live_app import LiveApp
+from tests.live_app import LiveApp, plugin_app
 
 APPID = "wxa1b2c3d4e5f60001"
 SECRET = "app-secret-for-tests-0001"
@@ -77,27 +77,8 @@ def booked(clock, mrn: str = "M1", n: int = 1, department: str = "心内科", st
                    occurred_at=clock.now(), payload={"department": department, "start": start})
 
 
-class HooksContext:
-    """What the web hooks app gives routes: the engine's connectors and its ingest."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.connectors = engine.channels
-
-    def ingest(self, event: EventIn) -> Any:
-        return self.engine.ingest(event)
-
-
 @contextmanager
 def serve_hooks(engine: Engine) -> Iterator[str]:
-    """The plugins' web routes in a FastAPI app on uvicorn, 127.0.0.1 and a free port; yields the base URL."""
-    from fastapi import FastAPI
-
-    from carepath.plugins.manager import get_plugin_manager
-
-    app = FastAPI()
-    for router in get_plugin_manager().web_routers():
-        app.include_router(router)
-    app.state.carepath = HooksContext(engine)
-    with LiveApp(app) as live:
+    """The plugins' web routes bound to ``engine``, on uvicorn at 127.0.0.1 and a free port; yields the base URL."""
+    with LiveApp(plugin_app(engine)) as live:
         yield live.url

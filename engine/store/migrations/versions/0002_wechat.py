@@ -1,13 +1,13 @@
 """connector_state (shared provider tokens, used one-time tokens); longer consent purposes (template:<name>)
 
 Revision ID: 0002_wechat
-Revises: 0002_his
+Revises: 0003_surveys
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0002_wechat"
-down_revision = "0002_his"
+down_revision = "0003_surveys"
 branch_labels = None
 depends_on = None
 
