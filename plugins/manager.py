@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = {
     "his": "carepath.connectors.his",
     "surveys": "carepath.connectors.surveys",
     "staff": "carepath.web.staff",
+    "wechat": "carepath.connectors.wechat",
     "journeys": "carepath.journeys",
 }
 

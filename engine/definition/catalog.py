@@ -13,6 +13,8 @@ on the fields named here.
 
 from __future__ import annotations
 
+import re
+
 import functools
 import types
 import typing
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class Payload(BaseModel):
@@ -69,7 +71,7 @@ class EventType:
         try:
             self.payload.model_validate(payload)
         except ValidationError as exc:
-            return [f"payload field '{'.'.join(map(str, e['loc'])) or '?'}': {e['msg']}"
+            return [f"payload field '{'.'.join(map(str, e['loc'])) or '?'}': {e['msg'].removeprefix('Value error, ')}"
                     for e in exc.errors(include_url=False)]
         return []
 
@@ -194,9 +196,17 @@ class PatientDeceased(Payload):
 
 
 class ConsentChanged(Payload):
-    purpose: Literal["clinical", "marketing"] = Field(description="what the consent covers")
+    purpose: str = Field(description="what the consent covers: clinical, marketing, or template:<name> (one "
+                                     "WeChat subscription template the patient accepted or rejected)")
     granted: bool = Field(description="true when given, false when withdrawn")
     channel: str = Field("*", description="the channel it applies to; * for all")
+
+    @field_validator("purpose")
+    @classmethod
+    def _purpose(cls, v: str) -> str:
+        if v in ("clinical", "marketing") or re.fullmatch(r"template:[A-Za-z0-9_\-]+", v):
+            return v
+        raise ValueError("must be clinical, marketing or template:<template name>")
 
 
 class MessageReplied(Payload):
