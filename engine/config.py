@@ -11,6 +11,17 @@ connector type registered by a plugin, every other key goes to that type's
     appid = "wx1234567890"
     secret = {env = "WECHAT_SECRET"}     # secrets: always an environment reference
 
+The ``[journeys]`` table says which journeys run::
+
+    [journeys]
+    paths = ["journeys"]          # YAML files, or folders of *.yaml/*.yml, relative to this file
+    enabled = ["checkup"]         # optional: default, every journey found in paths
+
+Journeys from ``paths`` run unless ``enabled`` lists names, then only those
+run; a journey a plugin provides (such as the stock ``outpatient-visit``) runs
+only when ``enabled`` names it. Without a ``[journeys]`` table no journey
+runs (``carepath demo`` brings its own).
+
 A value ``{env = "NAME"}`` is replaced by the environment variable ``NAME``
 (any key may use it). Keys the model marks secret (``SecretStr``) must use it:
 a literal there is an error. Everything is checked at load time, and every
@@ -33,7 +44,8 @@ from carepath.plugins.manager import PluginManager, get_plugin_manager
 
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
-SECTIONS = ("connectors",)
+SECTIONS = ("connectors", "journeys")
+JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -52,9 +64,10 @@ class ConfigProblem:
 class ConfigError(Exception):
     """``carepath.toml`` is not valid; ``problems`` lists every problem found."""
 
-    def __init__(self, problems: list[ConfigProblem], source: Path | None = None) -> None:
+    def __init__(self, problems: list[ConfigProblem], source: Path | None = None, *, missing: bool = False) -> None:
         self.problems = problems
         self.source = source
+        self.missing = missing  # the file named does not exist
         where = str(source) if source else "configuration"
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{where}: {len(problems)} problem(s)\n{lines}")
@@ -81,6 +94,8 @@ class CarepathConfig:
 
     path: Path | None = None
     connectors: dict[str, ConnectorSpec] = field(default_factory=dict)
+    journey_paths: list[Path] = field(default_factory=list)
+    enabled_journeys: list[str] | None = None  # None: every journey found in journey_paths
 
     def of_kind(self, kind: str) -> dict[str, ConnectorSpec]:
         """The connector specs of one kind (``channel``, ``his``, ``survey``) by name."""
@@ -94,16 +109,18 @@ def config_path(path: str | Path | None = None) -> Path:
     return Path(os.environ.get(CONFIG_ENV) or DEFAULT_PATH)
 
 
-def load_config(path: str | Path | None = None, manager: PluginManager | None = None) -> CarepathConfig:
+def load_config(path: str | Path | None = None, manager: PluginManager | None = None, *,
+                require: bool = False) -> CarepathConfig:
     """Read and validate ``carepath.toml``; raises :class:`ConfigError` listing every problem.
 
     No file at ``$CAREPATH_CONFIG`` or ``./carepath.toml`` means the defaults
-    (``CarepathConfig(path=None)``); a ``path`` given here must exist.
+    (``CarepathConfig(path=None)``); a ``path`` given here must exist, and with
+    ``require`` so must a file named by ``$CAREPATH_CONFIG``.
     """
     file = config_path(path)
     if not file.exists():
-        if path is not None:
-            raise ConfigError([ConfigProblem(str(file), "configuration file does not exist")])
+        if path is not None or (require and os.environ.get(CONFIG_ENV)):
+            raise ConfigError([ConfigProblem(str(file), "configuration file does not exist")], missing=True)
         return CarepathConfig()
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -111,10 +128,12 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
         raise ConfigError([ConfigProblem(file.name, f"not valid TOML: {exc}")], file) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(file.name, f"cannot read: {exc.strerror}")], file) from None
-    connectors, problems = _Validator(manager or get_plugin_manager(), os.environ).document(data)
+    validator = _Validator(manager or get_plugin_manager(), os.environ)
+    connectors, problems = validator.document(data)
+    paths, enabled = validator.journeys(data.get("journeys", {}), file.resolve().parent)
     if problems:
         raise ConfigError(problems, file)
-    return CarepathConfig(path=file, connectors=connectors)
+    return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled)
 
 
 class _Validator:
@@ -143,6 +162,32 @@ class _Validator:
             if spec is not None:
                 specs[name] = spec
         return specs, self.problems
+
+    def journeys(self, table: Any, base: Path) -> tuple[list[Path], list[str] | None]:
+        """The ``[journeys]`` table: paths resolved against the file's folder, and the enabled names."""
+        if not isinstance(table, dict):
+            self.problem("journeys", "must be a table: [journeys] paths = [...], enabled = [...]")
+            return [], None
+        for key in table:
+            if key not in JOURNEY_KEYS:
+                self.problem(f"journeys.{key}", f"unknown key (known: {', '.join(JOURNEY_KEYS)})")
+        paths = self._strings(table.get("paths", []), "journeys.paths", "files or folders of YAML journeys")
+        enabled = table.get("enabled")
+        if enabled is not None:
+            enabled = self._strings(enabled, "journeys.enabled", "journey names")
+        resolved = []
+        for i, raw in enumerate(paths):
+            path = (base / raw).resolve()
+            if not path.exists():
+                self.problem(f"journeys.paths[{i}]", f"no such file or folder: {path}")
+            resolved.append(path)
+        return resolved, enabled
+
+    def _strings(self, value: Any, path: str, what: str) -> list[str]:
+        if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+            return value
+        self.problem(path, f"must be a list of {what}, e.g. [\"a\", \"b\"]")
+        return []
 
     def connector(self, name: str, table: Any) -> ConnectorSpec | None:
         base = f"connectors.{name}"
@@ -213,7 +258,27 @@ class _Validator:
             return f"unknown key (known for {cls.type_name}: {known})"
         if error["type"] == "missing":
             return "required key missing"
-        return str(error["msg"])  # never the input: it may be a secret
+        return plain_message(error)
+
+
+_LENGTH = {"too_short": "at least {min_length}", "string_too_short": "at least {min_length}",
+           "too_long": "at most {max_length}", "string_too_long": "at most {max_length}"}
+_BOUND = {"greater_than_equal": "at least {ge}", "greater_than": "more than {gt}",
+          "less_than_equal": "at most {le}", "less_than": "less than {lt}"}
+
+
+def plain_message(error: Mapping[str, Any]) -> str:
+    """A pydantic error in plain words ("must be at least 16 characters long"), never showing the input."""
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind in _LENGTH:
+        if ctx.get("field_type") in ("List", "Tuple", "Set", "Dictionary"):
+            return f"must have {_LENGTH[kind].format(**ctx)} items"
+        return f"must be {_LENGTH[kind].format(**ctx)} characters long"
+    if kind in _BOUND:
+        return f"must be {_BOUND[kind].format(**ctx)}"
+    message = str(error["msg"])
+    return message.replace("Input should be", "must be").replace("Value error, ", "")
 
 
 def _is_env_ref(value: Any) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Iterable
 
 import typer
 from rich.console import Console
 
+from carepath.cli.common import print_json
 from carepath.definition.journey_files import read_journey_file
 from carepath.definition.model import Journey, Send, Stage
 from carepath.definition.registry import known_channel_names, known_template_names
@@ -58,19 +60,24 @@ def validate(
     channel: Annotated[list[str] | None, typer.Option(
         "--channel", help="A channel name the journeys may use (repeat it); default: the installed channels.",
         show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
 ) -> None:
     """Report every problem in journey files; exit 1 if there is any."""
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, quiet=as_json)
     files, problems = journey_paths(paths)
+    valid: list[dict[str, str]] = []
     _print_problems(console, problems)
     templates = known_template_names()
     channels = set(channel) if channel else known_channel_names()
     for path in files:
         journey, found = read_journey_file(path, known_templates=templates, known_channels=channels)
         if journey is not None and not found:
+            valid.append({"file": str(path), "journey": journey.name, "version": journey.version})
             console.print(f"✓ {path}: {journey_summary(journey)}", style="green", markup=False)
         _print_problems(console, found)
         problems += found
+    if as_json:
+        print_json({"ok": not problems, "valid": valid, "problems": [asdict(p) for p in problems]})
     if problems:
         console.print(f"{len(problems)} problem(s) found", style="bold red", markup=False)
         if any("unknown channel" in p.message for p in problems):

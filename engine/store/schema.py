@@ -223,3 +223,11 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class StoreMeta(Base):
+    """Facts about the store itself, one row per name (``key_fingerprint``: the key its contacts use)."""
+
+    __tablename__ = "store_meta"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,90 @@
+"""``carepath events ...``: events from the hospital's systems."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from carepath.cli.common import ExitCode, err_console, fail, open_cli_engine, out_console, print_json
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Events from the hospital's systems.")
+
+
+@app.callback()
+def _events() -> None:
+    """Events from the hospital's systems."""
+
+
+@app.command("ingest")
+def ingest(source: str = typer.Argument(..., metavar="FILE|-", help="JSON lines, one event per line ('-': stdin)"),
+           as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+           config: Optional[Path] = typer.Option(None, "--config", "-c", help="carepath.toml (default: "
+                                                 "$CAREPATH_CONFIG or ./carepath.toml)"),
+           db: Optional[str] = typer.Option(None, "--db", help="database file or URL (default: "
+                                            "$CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")) -> None:
+    """Store and apply events; a bad line is reported with its number and not applied, the rest are.
+
+    Running the same file again changes nothing (events are kept once per source and source_id).
+    """
+    from carepath.runtime.bulk_ingest import ingest_lines
+
+    lines = _read_lines(source)
+    engine = open_cli_engine(db, config)
+    try:
+        report = _with_progress(lambda progress: ingest_lines(engine, lines, progress=progress), len(lines))
+    finally:
+        engine.close()
+    name = "stdin" if source == "-" else source
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        out_console().print(ingest_table(report, name))
+    errors = err_console()
+    for note in report.notes:
+        errors.print(f"{name}:{note.line}: note: {note.message}", markup=False)
+    for error in report.errors:
+        errors.print(f"{name}:{error.line}: {error.message}", style="red", markup=False)
+    if report.errors:
+        fail(f"{len(report.errors)} of {report.lines} line(s) not applied (the others were)", ExitCode.INVALID)
+
+
+def _read_lines(source: str) -> list[str]:
+    if source == "-":
+        return sys.stdin.read().splitlines()
+    path = Path(source)
+    if not path.is_file():
+        fail(f"no such file: {path}", ExitCode.NOT_FOUND)
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {exc}", ExitCode.INVALID)
+
+
+def _with_progress(work, total: int):  # noqa: ANN001, ANN202
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = err_console()
+    with Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task("ingest", total=total)
+        return work(lambda n: progress.update(task, completed=n))
+
+
+def ingest_table(report, name: str) -> Table:  # noqa: ANN001 - a BulkReport
+    """Per event type: stored, duplicates and touchpoints planned."""
+    table = Table(title=f"{name}: {report.lines} event line(s)")
+    for column in ("event type", "stored", "already stored", "touchpoints planned"):
+        table.add_column(column, justify="left" if column == "event type" else "right")
+    for kind in sorted(set(report.stored) | set(report.duplicates)):
+        table.add_row(kind, str(report.stored[kind]), str(report.duplicates[kind]), str(report.planned[kind]))
+    table.add_section()
+    table.add_row("total", str(sum(report.stored.values())), str(sum(report.duplicates.values())),
+                  str(sum(report.planned.values())), style="bold")
+    enrolled = ", ".join(f"{journey} {n}" for journey, n in sorted(report.enrolled.items())) or "none"
+    table.caption = (f"enrolled: {enrolled}; urgent touchpoints sent on arrival: {report.urgent}; "
+                     f"lines not applied: {len(report.errors)}")
+    return table
