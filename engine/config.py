@@ -269,7 +269,7 @@ _BOUND = {"greater_than_equal": "at least {ge}", "greater_than": "more than {gt}
 
 def plain_message(error: Mapping[str, Any]) -> str:
     """A pydantic error in plain words ("must be at least 16 characters long"), never showing the input."""
-    ctx = error.get("ctx") or {}
+    ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in (error.get("ctx") or {}).items()}
     kind = error["type"]
     if kind in _LENGTH:
         if ctx.get("field_type") in ("List", "Tuple", "Set", "Dictionary"):

@@ -40,6 +40,7 @@ class Engine:
         self.settings = settings or Settings()
         store = open_store(self.settings, database_url, migrate=migrate)
         self.database_url, self.db, self.cipher = store.url, store.db, store.cipher
+        self.created_key = store.created_key
         self.clock: Clock = clock or SystemClock()
         self.policy = policy or Policy()
         if journeys is None:

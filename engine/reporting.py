@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from sqlalchemy import Connection, func, select
 
@@ -123,19 +124,23 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
                         + (f", exit: {e['exit_reason']}" if e["exit_reason"] else ""))
     events = _table(f"events ({tz})", ["when", "type", "source id", "outcome"],
                     [[local(e["occurred_at"]), e["type"], e["source_id"], e["outcome"] or ""] for e in data["events"]])
-    tps = _table(f"touchpoints ({tz})", ["stage", "step", "planned", "due", "sent", "status", "channel", "deliveries",
-                                         "reason"],
-                 [[t["stage"], t["step"], local(t["planned_at"]), local(t["due_at"]), local(t["sent_at"]), t["status"],
-                   t["channel"] or "", " ".join(f"{d['channel']}:{d['status']}" + (f"({d['error_code']})" if
-                                                d["error_code"] else "") for d in t["deliveries"]), t["reason"] or ""]
-                  for t in data["touchpoints"]])
+    tps = _table(f"touchpoints ({tz})", ["step", "planned", "due", "sent", "status", "deliveries", "reason"],
+                 [[t["step"], local(t["planned_at"]), local(t["due_at"]), local(t["sent_at"]), t["status"],
+                   " ".join(f"{d['channel']}:{d['status']}" + (f"({d['error_code']})" if d["error_code"] else "")
+                            for d in t["deliveries"]), t["reason"] or ""] for t in data["touchpoints"]])
     return [profile, events, tps, task_table(data["tasks"], f"staff tasks ({tz})")]
 
 
+# Columns that must stay on one line (ids, times, statuses): the free-text ones wrap around them.
+_NO_WRAP = {"id", "patient", "when", "planned", "due", "sent", "created", "SLA due", "status", "stage", "channel",
+            "type"}
+
+
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
-    table = Table(title=title)
+    """A compact table (no vertical rules) that fits 100 columns with room for the free text."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title_justify="left")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in _NO_WRAP)
     for row in rows:
         table.add_row(*row)
     return table

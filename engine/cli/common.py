@@ -90,7 +90,9 @@ def cli_config(path: Path | None = None):
     try:
         return load_config(path, require=True)
     except ConfigError as exc:
-        fail(str(exc), ExitCode.NOT_FOUND if exc.missing else ExitCode.INVALID)
+        if exc.missing:
+            fail(f"no configuration file at {exc.problems[0].path}", ExitCode.NOT_FOUND)
+        fail(str(exc), ExitCode.INVALID)
 
 
 def open_cli_engine(db: str | None, config_file: Path | None = None):
@@ -107,4 +109,9 @@ def open_cli_engine(db: str | None, config_file: Path | None = None):
     except ConfigError as exc:
         fail(str(exc), ExitCode.INVALID)
     with store_errors():
-        return Engine(database_url(db), journeys=journeys, channels=channels, settings=Settings())
+        engine = Engine(database_url(db), journeys=journeys, channels=channels, settings=Settings())
+    if engine.created_key is not None:
+        err_console().print(f"note: new database, so a new encryption key was written to {engine.created_key}; "
+                            "keep it (or set CAREPATH_SECRET_KEY): contact data cannot be read without it",
+                            markup=False)
+    return engine

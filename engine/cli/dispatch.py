@@ -32,7 +32,9 @@ def dispatch(until_idle: bool = typer.Option(False, "--until-idle", help="batch 
                     "by_step": [{"journey": j, "stage": s, "step": st, "channel": c, "outcome": o, "count": n}
                                 for (j, s, st, c, o), n in sorted(report.by_step.items())]})
         return
-    out_console().print(dispatch_table(report))
+    console = out_console()
+    console.print(dispatch_table(report))
+    console.print(LEGEND, style="dim")
 
 
 def _run(engine, until_idle: bool, journey: str | None, batch: int) -> DispatchReport:  # noqa: ANN001
@@ -60,7 +62,9 @@ def dispatch_table(report: DispatchReport) -> Table:
         table.add_row(journey, step, channel, outcome, str(n))
     if not report.by_step:
         table.add_row("—", "nothing due now", "", "", "0")
-    table.caption = ("sent: handed to the channel; deferred: quiet hours or daily cap, due again later; "
-                     "retry: transient error, due again after a back-off; failed: a staff task was opened "
-                     "(carepath tasks list)")
     return table
+
+
+LEGEND = ("sent: handed to the channel; deferred: quiet hours or the daily cap, due again later; retry: a "
+          "transient error, due again after a back-off; skipped: condition false, no consent or too late; "
+          "failed: every channel failed, a staff task was opened (carepath tasks list)")

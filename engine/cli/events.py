@@ -42,7 +42,11 @@ def ingest(source: str = typer.Argument(..., metavar="FILE|-", help="JSON lines,
     if as_json:
         print_json(report.as_dict())
     else:
-        out_console().print(ingest_table(report, name))
+        console = out_console()
+        console.print(ingest_table(report, name))
+        enrolled = ", ".join(f"{journey} {n}" for journey, n in sorted(report.enrolled.items())) or "none"
+        console.print(f"enrolled: {enrolled}; urgent touchpoints sent on arrival: {report.urgent}; "
+                      f"lines not applied: {len(report.errors)}")
     errors = err_console()
     for note in report.notes:
         errors.print(f"{name}:{note.line}: note: {note.message}", markup=False)
@@ -84,7 +88,4 @@ def ingest_table(report, name: str) -> Table:  # noqa: ANN001 - a BulkReport
     table.add_section()
     table.add_row("total", str(sum(report.stored.values())), str(sum(report.duplicates.values())),
                   str(sum(report.planned.values())), style="bold")
-    enrolled = ", ".join(f"{journey} {n}" for journey, n in sorted(report.enrolled.items())) or "none"
-    table.caption = (f"enrolled: {enrolled}; urgent touchpoints sent on arrival: {report.urgent}; "
-                     f"lines not applied: {len(report.errors)}")
     return table

@@ -121,6 +121,7 @@ class Store:
     url: str
     db: SAEngine
     cipher: Cipher
+    created_key: Path | None = None  # the key file generated for this new store, if one was
 
 
 def open_store(settings: "Settings", url: str | None = None, *, read_only: bool = False,
@@ -149,9 +150,10 @@ def open_store(settings: "Settings", url: str | None = None, *, read_only: bool 
     with db.connect() as conn:
         recorded, has_patients = _recorded_key(conn)
     fresh = recorded is None and not has_patients
+    generate = fresh and not read_only and not settings.secret_key and not settings.key_path.exists()
     try:
         cipher = load_cipher(settings.secret_key, settings.key_id, settings.key_path,
-                             create=fresh and not read_only)
+                             create=generate)
     except KeyNotFound as exc:
         db.dispose()
         if recorded:
@@ -164,7 +166,7 @@ def open_store(settings: "Settings", url: str | None = None, *, read_only: bool 
     except KeyMismatch:
         db.dispose()
         raise
-    return Store(url, db, cipher)
+    return Store(url, db, cipher, settings.key_path if generate else None)
 
 
 def _recorded_key(conn) -> tuple[str | None, bool]:  # noqa: ANN001
