@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from carepath.cli.common import err_console, open_cli_engine, out_console, print_json
-from carepath.runtime.dispatcher import DispatchReport
+
+if TYPE_CHECKING:
+    from carepath.runtime.dispatcher import DispatchReport
 
 
 def dispatch(until_idle: bool = typer.Option(False, "--until-idle", help="batch after batch until nothing due "
@@ -37,8 +39,10 @@ def dispatch(until_idle: bool = typer.Option(False, "--until-idle", help="batch 
     console.print(LEGEND, style="dim")
 
 
-def _run(engine, until_idle: bool, journey: str | None, batch: int) -> DispatchReport:  # noqa: ANN001
+def _run(engine, until_idle: bool, journey: str | None, batch: int) -> "DispatchReport":  # noqa: ANN001
     from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from carepath.runtime.dispatcher import DispatchReport
 
     report = DispatchReport()
     console = err_console()
@@ -53,7 +57,7 @@ def _run(engine, until_idle: bool, journey: str | None, batch: int) -> DispatchR
                 return report
 
 
-def dispatch_table(report: DispatchReport) -> Table:
+def dispatch_table(report: "DispatchReport") -> Table:
     """What one dispatch did, per journey, step, channel and outcome."""
     table = Table(title=f"dispatched: {report.claimed} touchpoint(s) claimed")
     for column in ("journey", "step", "channel", "outcome", "count"):

@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 
 from carepath.cli.common import ExitCode, fail, open_cli_store, out_console, print_json
-from carepath.store.database import shown_url
 
 app = typer.Typer(help="Look at patients (contacts always masked).", no_args_is_help=True, add_completion=False)
 
@@ -20,6 +19,7 @@ def timeline(patient_id: int = typer.Argument(..., help="internal patient id"),
              ) -> None:
     """One patient's journey: events, touchpoints with due and sent times, deliveries, staff tasks."""
     from carepath.reporting import timeline_data, timeline_tables
+    from carepath.store.database import shown_url
 
     store = open_cli_store(db, read_only=True)
     try:
