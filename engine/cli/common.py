@@ -108,6 +108,10 @@ def open_cli_engine(db: str | None, config_file: Path | None = None):
         channels = build_channels(config)
     except ConfigError as exc:
         fail(str(exc), ExitCode.INVALID)
+    if not journeys:
+        where = config.path or "no carepath.toml"
+        err_console().print(f"note: no journey runs ({where}: add [journeys] paths = [...] or enabled = [...])",
+                            markup=False)
     with store_errors():
         engine = Engine(database_url(db), journeys=journeys, channels=channels, settings=Settings())
     if engine.created_key is not None:

@@ -31,9 +31,6 @@ class LineError:
     line: int
     message: str
 
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
-
 
 @dataclass
 class BulkReport:
