@@ -47,20 +47,26 @@ def step_summary(conn: Connection) -> list[StepRow]:
 
 
 def step_table(rows: list[StepRow], title: str) -> Table:
-    table = Table(title=title, header_style="bold", show_lines=False)
-    for name in ["stage", "step", "channel"]:
-        table.add_column(name)
-    labels = {"quiet": "quiet-h.\ndeferred", "cap": "cap\ndeferred", "delivered": "deliv-\nered",
-              "cancelled": "can-\ncelled"}
+    """Counts per step and channel, grouped by stage under a heading row; fits 100 columns."""
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 1),
+                  collapse_padding=True)
+    table.add_column("stage / step", no_wrap=True)
+    table.add_column("channel", no_wrap=True)
+    labels = {"quiet": "quiet\nhours", "cap": "daily\ncap", "delivered": "deliv-\nered",
+              "cancelled": "can-\ncelled", "skipped": "skip-\nped", "pending": "pend-\ning"}
     for name in COLUMNS:
-        table.add_column(labels.get(name, name), justify="right")
+        table.add_column(labels.get(name, name), justify="right", no_wrap=True)
     totals: dict[str, int] = defaultdict(int)
+    stage = None
     for r in rows:
-        table.add_row(r.stage, r.step, r.channel, *[str(r.counts.get(c, 0) or "") for c in COLUMNS])
+        if r.stage != stage:
+            stage = r.stage
+            table.add_row(stage, style="bold")
+        table.add_row(f"  {r.step}", r.channel, *[str(r.counts.get(c, 0) or "") for c in COLUMNS])
         for c in COLUMNS:
             totals[c] += r.counts.get(c, 0)
     table.add_section()
-    table.add_row("total", "", "", *[str(totals[c]) for c in COLUMNS], style="bold")
+    table.add_row("total", "", *[str(totals[c]) for c in COLUMNS], style="bold")
     return table
 
 

@@ -103,7 +103,7 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
 
 
 LEGEND = (
-    "sent: handed to the provider; delivered: receipt confirmed; quiet-h./cap deferred: moved later by quiet hours "
+    "sent: handed to the provider; delivered: receipt confirmed; quiet hours / daily cap: deferred by quiet hours "
     "(21:00-08:00 patient time) or the daily cap of 3 messages, counted besides their final status; skipped: "
     "condition false, consent missing or too late; cancelled: the visit was cancelled or moved, or the journey "
     "ended; failed: every channel failed, so a nurse task was opened; pending: due after the last virtual day; "
