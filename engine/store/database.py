@@ -187,12 +187,12 @@ def check_key(db: SAEngine, cipher: Cipher, recorded: str | None, *, where: str,
                               f"is {recorded}, the key found has fingerprint {cipher.fingerprint}; "
                               f"looked in {where}")
         return
-    with db.begin() as conn:
+    with db.connect() as conn:
         sample = conn.execute(select(Patient.mrn_enc).limit(1)).scalar()
         if sample:
             try:
                 cipher.decrypt(sample)
-            except InvalidTag:
+            except (InvalidTag, KeyError):  # another key, or data under a key id this key does not have
                 raise KeyMismatch("wrong encryption key: the key found does not decrypt this database's "
                                   f"patients; looked in {where}") from None
         if not (record and inspect(conn).has_table(StoreMeta.__tablename__)):
