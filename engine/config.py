@@ -144,6 +144,7 @@ class _Validator:
         self.types = manager.connector_types()
         self.environ = environ
         self.problems: list[ConfigProblem] = []
+        self.hidden: set[str] = set()  # values that must never appear in a message
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(ConfigProblem(path, message))
@@ -208,10 +209,13 @@ class _Validator:
         try:
             config = cls.Config.model_validate(options)
         except pydantic.ValidationError as exc:
-            for error in exc.errors():
+            secrets = secret_fields(cls.Config)
+            # the context holds limits (min_length, le), not the input: plain_message needs it
+            for error in exc.errors(include_input=False, include_url=False):
                 if error["loc"] and error["loc"][0] in refused:
                     continue  # already reported (a literal secret, an unset variable)
-                self.problem(".".join([base, *map(str, error["loc"])]), self._message(error, cls))
+                secret = bool(error["loc"]) and error["loc"][0] in secrets
+                self.problem(".".join([base, *map(str, error["loc"])]), self._message(error, cls, secret))
             return None
         if refused:
             return None
@@ -232,9 +236,11 @@ class _Validator:
                     self.problem(path, f"environment variable {var} is not set")
                 else:
                     resolved[key] = self.environ[var]
+                    self.hidden.add(self.environ[var])  # any referenced variable may hold a secret
                     continue
                 refused.add(key)
             elif key in secrets:
+                self.hidden.update(_texts(value))
                 suggestion = re.sub(r"[^A-Z0-9]+", "_", f"{name}_{key}".upper())
                 self.problem(path, f"is a secret: reference an environment variable, "
                                    f"{key} = {{env = \"{suggestion}\"}}, never a literal value")
@@ -251,14 +257,32 @@ class _Validator:
             message += f"; plugins that failed to load: {broken} (see `carepath plugins list`)"
         return message
 
-    @staticmethod
-    def _message(error: Any, cls: type[Connector]) -> str:
+    def _message(self, error: Any, cls: type[Connector], secret: bool) -> str:
+        """Never the input, which may be a secret: pydantic's text for ordinary keys with every
+        referenced or secret value blanked out, only the kind of problem for secret keys."""
         if error["type"] == "extra_forbidden":
             known = ", ".join(["type", *cls.Config.model_fields])
             return f"unknown key (known for {cls.type_name}: {known})"
         if error["type"] == "missing":
             return "required key missing"
-        return plain_message(error)
+        if error["type"] in _LENGTH or error["type"] in _BOUND:
+            return plain_message(error)  # a length or a bound, never the value
+        if secret:
+            return f"invalid secret ({error['type'].replace('_', ' ')}; the value is not shown)"
+        message = plain_message(error)
+        for value in sorted(self.hidden, key=len, reverse=True):
+            if len(value) >= 4:
+                message = message.replace(value, "****")
+        return message
+
+
+def _texts(value: Any) -> list[str]:
+    """Every scalar inside ``value`` as text (a literal secret may be a number or a list)."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return [str(value)]
 
 
 _LENGTH = {"too_short": "at least {min_length}", "string_too_short": "at least {min_length}",
@@ -268,9 +292,9 @@ _BOUND = {"greater_than_equal": "at least {ge}", "greater_than": "more than {gt}
 
 
 def plain_message(error: Mapping[str, Any]) -> str:
-    """A pydantic error in plain words ("must be at least 16 characters long"), never showing the input."""
+    """A pydantic error in plain words ("must be at least 16 characters long")."""
     ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in (error.get("ctx") or {}).items()}
-    kind = error["type"]
+    kind = error["type"] if ctx else ""  # without its limits, pydantic's own words below
     if kind in _LENGTH:
         if ctx.get("field_type") in ("List", "Tuple", "Set", "Dictionary"):
             return f"must have {_LENGTH[kind].format(**ctx)} items"

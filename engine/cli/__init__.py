@@ -44,6 +44,9 @@ def _mount_optional() -> None:
     app.add_typer(lists.tasks_app, name="tasks")
     app.add_typer(patients.app, name="patients")
     app.command("emulator")(emulator)
+    from carepath.cli.hl7 import app as hl7_app
+
+    app.add_typer(hl7_app, name="hl7")
     app.add_typer(plugins_app, name="plugins")
     app.add_typer(config_app, name="config")
 

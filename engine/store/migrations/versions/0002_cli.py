@@ -1,13 +1,13 @@
 """store_meta: the fingerprint of the key a store's contacts are encrypted with
 
 Revision ID: 0002_cli
-Revises: 0001
+Revises: 0002_his
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0002_cli"
-down_revision = "0001"
+down_revision = "0002_his"
 branch_labels = None
 depends_on = None
 
