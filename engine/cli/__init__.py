@@ -41,12 +41,17 @@ def _mount_optional() -> None:
     app.add_typer(events.app, name="events")
     app.command("dispatch")(dispatch.dispatch)
     app.add_typer(lists.touchpoints_app, name="touchpoints")
-    app.add_typer(lists.tasks_app, name="tasks")
     app.add_typer(patients.app, name="patients")
     app.command("emulator")(emulator)
     from carepath.cli.hl7 import app as hl7_app
 
     app.add_typer(hl7_app, name="hl7")
+    from carepath.cli.report import app as report_app
+    from carepath.cli.tasks import app as tasks_app
+
+    tasks_app.command("list")(lists.list_tasks)
+    app.add_typer(tasks_app, name="tasks")
+    app.add_typer(report_app, name="report")
     app.add_typer(plugins_app, name="plugins")
     app.add_typer(config_app, name="config")
 

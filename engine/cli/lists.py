@@ -1,4 +1,5 @@
-"""``carepath touchpoints list`` and ``carepath tasks list``: what was planned, sent and handed to staff."""
+"""``carepath touchpoints list`` and ``carepath tasks list`` (mounted on the tasks group): what was planned,
+sent and handed to staff."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from carepath.cli.common import open_cli_store, out_console, print_json
 
 touchpoints_app = typer.Typer(no_args_is_help=True, add_completion=False,
                               help="Touchpoints: scheduled, sent, failed, cancelled messages and tasks.")
-tasks_app = typer.Typer(no_args_is_help=True, add_completion=False,
-                        help="Staff tasks (call the patient, ...) opened by journeys and failed sends.")
 
 DB = typer.Option(None, "--db", help="database file or URL (default: $CAREPATH_DATABASE_URL or "
                                       "./.carepath/carepath.db)")
@@ -55,7 +54,6 @@ def list_touchpoints(status: Optional[str] = typer.Option(None, "--status", help
     _show("touchpoints", rows, as_json, limit)
 
 
-@tasks_app.command("list")
 def list_tasks(status: Optional[str] = typer.Option(None, "--status", help="open, done, cancelled"),
                patient: Optional[int] = PATIENT, journey: Optional[str] = JOURNEY, step: Optional[str] = STEP,
                limit: int = LIMIT, as_json: bool = JSON, db: Optional[str] = DB) -> None:

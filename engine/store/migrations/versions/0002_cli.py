@@ -1,13 +1,13 @@
 """store_meta: the fingerprint of the key a store's contacts are encrypted with
 
 Revision ID: 0002_cli
-Revises: 0002_his
+Revises: 0003_surveys
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0002_cli"
-down_revision = "0002_his"
+down_revision = "0003_surveys"
 branch_labels = None
 depends_on = None
 
