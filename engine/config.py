@@ -11,6 +11,17 @@ connector type registered by a plugin, every other key goes to that type's
     appid = "wx1234567890"
     secret = {env = "WECHAT_SECRET"}     # secrets: always an environment reference
 
+The ``[journeys]`` table says which journeys run::
+
+    [journeys]
+    paths = ["journeys"]          # YAML files, or folders of *.yaml/*.yml, relative to this file
+    enabled = ["checkup"]         # optional: default, every journey found in paths
+
+Journeys from ``paths`` run unless ``enabled`` lists names, then only those
+run; a journey a plugin provides (such as the stock ``outpatient-visit``) runs
+only when ``enabled`` names it. Without a ``[journeys]`` table no journey
+runs (``carepath demo`` brings its own).
+
 A value ``{env = "NAME"}`` is replaced by the environment variable ``NAME``
 (any key may use it). Keys the model marks secret (``SecretStr``) must use it:
 a literal there is an error. Everything is checked at load time, and every
@@ -34,7 +45,8 @@ from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
 
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
-SECTIONS = ("connectors", "teams", "staff", "surveys")
+SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys")
+JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -53,9 +65,10 @@ class ConfigProblem:
 class ConfigError(Exception):
     """``carepath.toml`` is not valid; ``problems`` lists every problem found."""
 
-    def __init__(self, problems: list[ConfigProblem], source: Path | None = None) -> None:
+    def __init__(self, problems: list[ConfigProblem], source: Path | None = None, *, missing: bool = False) -> None:
         self.problems = problems
         self.source = source
+        self.missing = missing  # the file named does not exist
         where = str(source) if source else "configuration"
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{where}: {len(problems)} problem(s)\n{lines}")
@@ -82,6 +95,8 @@ class CarepathConfig:
 
     path: Path | None = None
     connectors: dict[str, ConnectorSpec] = field(default_factory=dict)
+    journey_paths: list[Path] = field(default_factory=list)
+    enabled_journeys: list[str] | None = None  # None: every journey found in journey_paths
     teams: dict[str, TeamConfig] = field(default_factory=dict)
     staff: dict[str, StaffMember] = field(default_factory=dict)
     surveys: SurveySettings = field(default_factory=SurveySettings)
@@ -102,16 +117,18 @@ def config_path(path: str | Path | None = None) -> Path:
     return Path(os.environ.get(CONFIG_ENV) or DEFAULT_PATH)
 
 
-def load_config(path: str | Path | None = None, manager: PluginManager | None = None) -> CarepathConfig:
+def load_config(path: str | Path | None = None, manager: PluginManager | None = None, *,
+                require: bool = False) -> CarepathConfig:
     """Read and validate ``carepath.toml``; raises :class:`ConfigError` listing every problem.
 
     No file at ``$CAREPATH_CONFIG`` or ``./carepath.toml`` means the defaults
-    (``CarepathConfig(path=None)``); a ``path`` given here must exist.
+    (``CarepathConfig(path=None)``); a ``path`` given here must exist, and with
+    ``require`` so must a file named by ``$CAREPATH_CONFIG``.
     """
     file = config_path(path)
     if not file.exists():
-        if path is not None:
-            raise ConfigError([ConfigProblem(str(file), "configuration file does not exist")])
+        if path is not None or (require and os.environ.get(CONFIG_ENV)):
+            raise ConfigError([ConfigProblem(str(file), "configuration file does not exist")], missing=True)
         return CarepathConfig()
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -121,13 +138,14 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
         raise ConfigError([ConfigProblem(file.name, f"cannot read: {exc.strerror}")], file) from None
     validator = _Validator(manager or get_plugin_manager(), os.environ)
     connectors, problems = validator.document(data)
+    paths, enabled = validator.journeys(data.get("journeys", {}), file.resolve().parent)
     teams = validator.tables("teams", data.get("teams", {}), TeamConfig)
     staff = validator.tables("staff", data.get("staff", {}), StaffMember)
     surveys = validator.table("surveys", data.get("surveys", {}), SurveySettings)
     if problems:
         raise ConfigError(problems, file)
-    return CarepathConfig(path=file, connectors=connectors, teams=teams, staff=staff,
-                          surveys=surveys or SurveySettings())
+    return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
+                          teams=teams, staff=staff, surveys=surveys or SurveySettings())
 
 
 class _Validator:
@@ -157,6 +175,32 @@ class _Validator:
             if spec is not None:
                 specs[name] = spec
         return specs, self.problems
+
+    def journeys(self, table: Any, base: Path) -> tuple[list[Path], list[str] | None]:
+        """The ``[journeys]`` table: paths resolved against the file's folder, and the enabled names."""
+        if not isinstance(table, dict):
+            self.problem("journeys", "must be a table: [journeys] paths = [...], enabled = [...]")
+            return [], None
+        for key in table:
+            if key not in JOURNEY_KEYS:
+                self.problem(f"journeys.{key}", f"unknown key (known: {', '.join(JOURNEY_KEYS)})")
+        paths = self._strings(table.get("paths", []), "journeys.paths", "files or folders of YAML journeys")
+        enabled = table.get("enabled")
+        if enabled is not None:
+            enabled = self._strings(enabled, "journeys.enabled", "journey names")
+        resolved = []
+        for i, raw in enumerate(paths):
+            path = (base / raw).resolve()
+            if not path.exists():
+                self.problem(f"journeys.paths[{i}]", f"no such file or folder: {path}")
+            resolved.append(path)
+        return resolved, enabled
+
+    def _strings(self, value: Any, path: str, what: str) -> list[str]:
+        if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+            return value
+        self.problem(path, f"must be a list of {what}, e.g. [\"a\", \"b\"]")
+        return []
 
     def tables(self, section: str, data: Any, model: type[pydantic.BaseModel]) -> dict[str, Any]:
         """``[section.<name>]`` tables, each validated by ``model``."""
@@ -195,7 +239,7 @@ class _Validator:
                 elif error["type"] == "missing":
                     self.problem(where, "required key missing")
                 else:
-                    self.problem(where, str(error["msg"]).removeprefix("Value error, "))
+                    self.problem(where, plain_message(error))
             return None
 
     def connector(self, name: str, table: Any) -> ConnectorSpec | None:
@@ -218,7 +262,8 @@ class _Validator:
             config = cls.Config.model_validate(options)
         except pydantic.ValidationError as exc:
             secrets = secret_fields(cls.Config)
-            for error in exc.errors(include_input=False, include_url=False, include_context=False):
+            # the context holds limits (min_length, le), not the input: plain_message needs it
+            for error in exc.errors(include_input=False, include_url=False):
                 if error["loc"] and error["loc"][0] in refused:
                     continue  # already reported (a literal secret, an unset variable)
                 secret = bool(error["loc"]) and error["loc"][0] in secrets
@@ -272,9 +317,11 @@ class _Validator:
             return f"unknown key (known for {cls.type_name}: {known})"
         if error["type"] == "missing":
             return "required key missing"
+        if error["type"] in _LENGTH or error["type"] in _BOUND:
+            return plain_message(error)  # a length or a bound, never the value
         if secret:
             return f"invalid secret ({error['type'].replace('_', ' ')}; the value is not shown)"
-        message = str(error["msg"])
+        message = plain_message(error)
         for value in sorted(self.hidden, key=len, reverse=True):
             if len(value) >= 4:
                 message = message.replace(value, "****")
@@ -288,6 +335,26 @@ def _texts(value: Any) -> list[str]:
     if isinstance(value, list):
         return [t for v in value for t in _texts(v)]
     return [str(value)]
+
+
+_LENGTH = {"too_short": "at least {min_length}", "string_too_short": "at least {min_length}",
+           "too_long": "at most {max_length}", "string_too_long": "at most {max_length}"}
+_BOUND = {"greater_than_equal": "at least {ge}", "greater_than": "more than {gt}",
+          "less_than_equal": "at most {le}", "less_than": "less than {lt}"}
+
+
+def plain_message(error: Mapping[str, Any]) -> str:
+    """A pydantic error in plain words ("must be at least 16 characters long")."""
+    ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in (error.get("ctx") or {}).items()}
+    kind = error["type"] if ctx else ""  # without its limits, pydantic's own words below
+    if kind in _LENGTH:
+        if ctx.get("field_type") in ("List", "Tuple", "Set", "Dictionary"):
+            return f"must have {_LENGTH[kind].format(**ctx)} items"
+        return f"must be {_LENGTH[kind].format(**ctx)} characters long"
+    if kind in _BOUND:
+        return f"must be {_BOUND[kind].format(**ctx)}"
+    message = str(error["msg"])
+    return message.replace("Input should be", "must be").replace("Value error, ", "")
 
 
 def _is_env_ref(value: Any) -> bool:

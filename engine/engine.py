@@ -24,7 +24,7 @@ from carepath.runtime.policy import Policy
 from carepath.runtime.versions import store_version
 from carepath.runtime.scheduling import insert_enrollments, plan_new_enrollments
 from carepath.settings import Settings
-from carepath.store import load_cipher, open_database, upgrade
+from carepath.store import open_store
 from carepath.store.personal_data import protect_payload
 from carepath.store.schema import JourneyVersion, Patient
 
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 class Engine:
     """Runs journeys against one database.
 
-    ``journeys`` defaults to those the installed plugins provide and
-    ``channels`` to the configured connector instances. The clock is injected
+    ``journeys`` defaults to those enabled in carepath.toml (``[journeys]``)
+    and ``channels`` to the configured connector instances. The clock is injected
     so tests and simulations can run months in seconds.
     """
 
@@ -49,17 +49,15 @@ class Engine:
                  lease: timedelta = timedelta(minutes=5), config: "CarepathConfig | None" = None,
                  connectors: Mapping[str, Connector] | None = None) -> None:
         self.settings = settings or Settings()
-        self.database_url = database_url or self.settings.resolved_database_url()
-        self.db = open_database(self.database_url)
-        if migrate:
-            upgrade(self.db)
-        self.cipher = load_cipher(self.settings.secret_key, self.settings.key_id, self.settings.key_file)
+        store = open_store(self.settings, database_url, migrate=migrate)
+        self.database_url, self.db, self.cipher = store.url, store.db, store.cipher
+        self.created_key = store.created_key
         self.clock: Clock = clock or SystemClock()
         self.policy = policy or Policy()
         if journeys is None:
-            from carepath.definition.registry import plugin_journeys
+            from carepath.definition.registry import enabled_journeys
 
-            journeys = plugin_journeys().values()
+            journeys = enabled_journeys().values()
         self.journeys: dict[str, Journey] = {j.name: j for j in journeys}
         if templates is None:
             from carepath.definition.registry import plugin_templates

@@ -20,7 +20,8 @@ _engine = None
 def prefect_defaults() -> None:
     """Quiet, offline-friendly Prefect settings unless the user chose otherwise."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    # A first start migrates a fresh PREFECT_HOME database: minutes on a busy machine, not seconds.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 
 
 def quiet_ephemeral_shutdown() -> None:

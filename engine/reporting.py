@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
+from rich import box
 from rich.table import Table
 from sqlalchemy import Connection, func, select
 
@@ -44,69 +47,170 @@ def step_summary(conn: Connection) -> list[StepRow]:
 
 
 def step_table(rows: list[StepRow], title: str) -> Table:
-    table = Table(title=title, header_style="bold", show_lines=False)
-    for name in ["stage", "step", "channel"]:
-        table.add_column(name)
-    labels = {"quiet": "quiet-h.\ndeferred", "cap": "cap\ndeferred", "delivered": "deliv-\nered",
-              "cancelled": "can-\ncelled"}
+    """Counts per step and channel, grouped by stage under a heading row; fits 100 columns."""
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 1),
+                  collapse_padding=True)
+    table.add_column("stage / step", no_wrap=True)
+    table.add_column("channel", no_wrap=True)
+    labels = {"quiet": "quiet\nhours", "cap": "daily\ncap", "delivered": "deliv-\nered",
+              "cancelled": "can-\ncelled", "skipped": "skip-\nped", "pending": "pend-\ning"}
     for name in COLUMNS:
-        table.add_column(labels.get(name, name), justify="right")
+        table.add_column(labels.get(name, name), justify="right", no_wrap=True)
     totals: dict[str, int] = defaultdict(int)
+    stage = None
     for r in rows:
-        table.add_row(r.stage, r.step, r.channel, *[str(r.counts.get(c, 0) or "") for c in COLUMNS])
+        if r.stage != stage:
+            stage = r.stage
+            table.add_row(stage, style="bold")
+        table.add_row(f"  {r.step}", r.channel, *[str(r.counts.get(c, 0) or "") for c in COLUMNS])
         for c in COLUMNS:
             totals[c] += r.counts.get(c, 0)
     table.add_section()
-    table.add_row("total", "", "", *[str(totals[c]) for c in COLUMNS], style="bold")
+    table.add_row("total", "", *[str(totals[c]) for c in COLUMNS], style="bold")
     return table
 
 
-def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[Table] | None:
-    """One patient's journey: profile (masked), events, touchpoints with deliveries, staff tasks."""
+def _local(dt: datetime | None, tz: str) -> str:
+    return dt.astimezone(zone(tz)).strftime("%m-%d %H:%M") if dt else ""
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def timeline_data(conn: Connection, cipher: Cipher, patient_id: int) -> dict[str, Any] | None:
+    """One patient's journey as plain data (contacts masked, times ISO 8601 UTC); ``None`` if unknown."""
     p = conn.execute(select(Patient.__table__).where(Patient.id == patient_id)).first()
     if p is None:
         return None
-    tz = zone(p.tz)
-
-    def local(dt) -> str:
-        return dt.astimezone(tz).strftime("%m-%d %H:%M") if dt else ""
-
-    profile = Table(title=f"patient {patient_id}", show_header=False)
-    profile.add_row("name", mask_name(cipher.decrypt(p.name_enc)))
-    profile.add_row("phone", mask_phone(cipher.decrypt(p.phone_enc)) or "—")
-    profile.add_row("wechat openid", mask_openid(cipher.decrypt(p.openid_enc)) or "—")
-    profile.add_row("born / sex", f"{p.birth_date or '?'} / {p.sex or '?'}")
-    profile.add_row("conditions / tags", f"{', '.join(p.conditions or []) or '—'} / {', '.join(p.tags or []) or '—'}")
-    profile.add_row("time zone", p.tz)
-    for e in conn.execute(select(Enrollment.__table__).where(Enrollment.patient_id == patient_id)):
-        profile.add_row(f"enrollment {e.id}", f"{e.journey} v{e.version} [{e.status}] key {e.key or '—'}"
-                        + (f", exit: {e.exit_reason}" if e.exit_reason else ""))
-
-    events = Table(title=f"events ({p.tz})")
-    for col in ["when", "type", "source id", "outcome"]:
-        events.add_column(col)
-    for e in conn.execute(select(Event.occurred_at, Event.type, Event.source_id, Event.outcome)
-                          .where(Event.patient_id == patient_id).order_by(Event.occurred_at)):
-        events.add_row(local(e.occurred_at), e.type, e.source_id, e.outcome or "")
-
+    profile = {"id": p.id, "name": mask_name(cipher.decrypt(p.name_enc)),
+               "phone": mask_phone(cipher.decrypt(p.phone_enc)), "openid": mask_openid(cipher.decrypt(p.openid_enc)),
+               "birth_date": p.birth_date.isoformat() if p.birth_date else None, "sex": p.sex,
+               "conditions": p.conditions or [], "tags": p.tags or [], "tz": p.tz, "deceased": p.deceased}
+    enrollments = [{"id": e.id, "journey": e.journey, "version": e.version, "status": e.status, "key": e.key,
+                    "exit_reason": e.exit_reason}
+                   for e in conn.execute(select(Enrollment.__table__).where(Enrollment.patient_id == patient_id))]
+    events = [{"occurred_at": _iso(e.occurred_at), "type": e.type, "source_id": e.source_id, "outcome": e.outcome}
+              for e in conn.execute(select(Event.occurred_at, Event.type, Event.source_id, Event.outcome)
+                                    .where(Event.patient_id == patient_id).order_by(Event.occurred_at))]
     deliveries = defaultdict(list)
     for d in conn.execute(select(Delivery.touchpoint_id, Delivery.channel, Delivery.status, Delivery.error_code,
                                  Delivery.cost)
                           .join(Touchpoint, Touchpoint.id == Delivery.touchpoint_id)
                           .where(Touchpoint.patient_id == patient_id).order_by(Delivery.id)):
-        deliveries[d.touchpoint_id].append(f"{d.channel}:{d.status}" + (f"({d.error_code})" if d.error_code else "")
-                                           + (f" [{d.cost:g} segments, cost {d.cost:g}]" if d.cost else ""))
-    tps = Table(title=f"touchpoints ({p.tz})")
-    for col in ["stage", "step", "planned", "due", "sent", "status", "channel", "deliveries", "reason"]:
-        tps.add_column(col)
-    for t in conn.execute(select(Touchpoint.__table__).where(Touchpoint.patient_id == patient_id)
-                          .order_by(Touchpoint.due_at, Touchpoint.id)):
-        tps.add_row(t.stage, t.step, local(t.planned_at), local(t.due_at), local(t.sent_at), t.status,
-                    t.channel or "", " ".join(deliveries.get(t.id, [])), t.reason or "")
+        deliveries[d.touchpoint_id].append({"channel": d.channel, "status": d.status, "error_code": d.error_code,
+                                            "cost": d.cost})
+    touchpoints = [{"id": t.id, "journey": t.journey, "stage": t.stage, "step": t.step, "status": t.status,
+                    "planned_at": _iso(t.planned_at), "due_at": _iso(t.due_at), "sent_at": _iso(t.sent_at),
+                    "channel": t.channel, "reason": t.reason, "deliveries": deliveries.get(t.id, [])}
+                   for t in conn.execute(select(Touchpoint.__table__).where(Touchpoint.patient_id == patient_id)
+                                         .order_by(Touchpoint.due_at, Touchpoint.id))]
+    return {"patient": profile, "enrollments": enrollments, "events": events, "touchpoints": touchpoints,
+            "tasks": task_rows(conn, patient=patient_id)}
 
-    tasks = Table(title="staff tasks")
-    for col in ["created", "kind", "team", "status", "SLA due", "detail"]:
-        tasks.add_column(col)
-    for s in conn.execute(select(StaffTask.__table__).where(StaffTask.patient_id == patient_id)):
-        tasks.add_row(local(s.created_at), s.kind, s.team, s.status, local(s.sla_due_at), s.detail or "")
-    return [profile, events, tps, tasks]
+
+def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[Table] | None:
+    """One patient's journey: profile (masked), events, touchpoints with deliveries, staff tasks."""
+    data = timeline_data(conn, cipher, patient_id)
+    if data is None:
+        return None
+    p = data["patient"]
+    tz = p["tz"]
+
+    def local(value: str | None) -> str:
+        return _local(datetime.fromisoformat(value), tz) if value else ""
+
+    profile = Table(title=f"patient {patient_id}", show_header=False)
+    profile.add_row("name", p["name"])
+    profile.add_row("phone", p["phone"] or "—")
+    profile.add_row("wechat openid", p["openid"] or "—")
+    profile.add_row("born / sex", f"{p['birth_date'] or '?'} / {p['sex'] or '?'}")
+    profile.add_row("conditions / tags", f"{', '.join(p['conditions']) or '—'} / {', '.join(p['tags']) or '—'}")
+    profile.add_row("time zone", tz)
+    for e in data["enrollments"]:
+        profile.add_row(f"enrollment {e['id']}", f"{e['journey']} v{e['version']} [{e['status']}] key {e['key'] or '—'}"
+                        + (f", exit: {e['exit_reason']}" if e["exit_reason"] else ""))
+    events = _table(f"events ({tz})", ["when", "type", "source id", "outcome"],
+                    [[local(e["occurred_at"]), e["type"], e["source_id"], e["outcome"] or ""] for e in data["events"]])
+    tps = _table(f"touchpoints ({tz})", ["step", "planned", "due", "sent", "status", "deliveries", "reason"],
+                 [[t["step"], local(t["planned_at"]), local(t["due_at"]), local(t["sent_at"]), t["status"],
+                   " ".join(_delivery(d) for d in t["deliveries"]), t["reason"] or ""] for t in data["touchpoints"]])
+    return [profile, events, tps, task_table(data["tasks"], f"staff tasks ({tz})")]
+
+
+def _delivery(d: dict[str, Any]) -> str:
+    """``sms:sent [2 segments, cost 2]``: one provider call, its error code and what it cost (SMS segments)."""
+    return (f"{d['channel']}:{d['status']}" + (f"({d['error_code']})" if d["error_code"] else "")
+            + (f" [{d['cost']:g} segments, cost {d['cost']:g}]" if d["cost"] else ""))
+
+
+# Columns that must stay on one line (ids, times, statuses): the free-text ones wrap around them.
+_NO_WRAP = {"id", "patient", "when", "planned", "due", "sent", "created", "SLA due", "status", "stage", "channel",
+            "type"}
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    """A compact table (no vertical rules) that fits 100 columns with room for the free text."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column in _NO_WRAP)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _filtered(q, model, patient: int | None, status: str | None, journey: str | None, step: str | None):  # noqa: ANN001
+    if patient is not None:
+        q = q.where(model.patient_id == patient)
+    if status:
+        q = q.where(model.status == status)
+    if journey:
+        q = q.where(Touchpoint.journey == journey)
+    if step:
+        q = q.where(Touchpoint.step == step)
+    return q
+
+
+def touchpoint_rows(conn: Connection, *, patient: int | None = None, status: str | None = None,
+                    journey: str | None = None, step: str | None = None, limit: int | None = None) -> list[dict]:
+    """Touchpoints, newest due first, with the patient's time zone (no contact data)."""
+    q = select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.journey, Touchpoint.stage, Touchpoint.step,
+               Touchpoint.status, Touchpoint.due_at, Touchpoint.sent_at, Touchpoint.channel, Touchpoint.attempts,
+               Touchpoint.reason, Patient.tz).join(Patient, Patient.id == Touchpoint.patient_id)
+    q = _filtered(q, Touchpoint, patient, status, journey, step).order_by(Touchpoint.due_at.desc(),
+                                                                          Touchpoint.id.desc()).limit(limit)
+    return [{**r._asdict(), "due_at": _iso(r.due_at), "sent_at": _iso(r.sent_at)} for r in conn.execute(q)]
+
+
+def task_rows(conn: Connection, *, patient: int | None = None, status: str | None = None,
+              journey: str | None = None, step: str | None = None, limit: int | None = None) -> list[dict]:
+    """Staff tasks, newest first, with the journey and step that opened them."""
+    q = select(StaffTask.id, StaffTask.patient_id, Touchpoint.journey, Touchpoint.step, StaffTask.kind,
+               StaffTask.team, StaffTask.status, StaffTask.created_at, StaffTask.sla_due_at, StaffTask.detail,
+               Patient.tz).join(Patient, Patient.id == StaffTask.patient_id) \
+        .outerjoin(Touchpoint, Touchpoint.id == StaffTask.touchpoint_id)
+    q = _filtered(q, StaffTask, patient, status, journey, step).order_by(StaffTask.created_at.desc(),
+                                                                         StaffTask.id.desc()).limit(limit)
+    return [{**r._asdict(), "created_at": _iso(r.created_at), "sla_due_at": _iso(r.sla_due_at)}
+            for r in conn.execute(q)]
+
+
+def touchpoint_table(rows: list[dict], title: str) -> Table:
+    """Touchpoints as a table; times in each patient's own zone."""
+    return _table(title, ["id", "patient", "journey", "step", "status", "due", "sent", "channel", "reason"],
+                  [[str(r["id"]), str(r["patient_id"]), r["journey"], r["step"], r["status"],
+                    _local(_parse(r["due_at"]), r["tz"]), _local(_parse(r["sent_at"]), r["tz"]), r["channel"] or "",
+                    r["reason"] or ""] for r in rows])
+
+
+def task_table(rows: list[dict], title: str) -> Table:
+    """Staff tasks as a table; times in each patient's own zone."""
+    return _table(title, ["id", "patient", "kind", "team", "status", "journey / step", "created", "SLA due",
+                          "detail"],
+                  [[str(r["id"]), str(r["patient_id"]), r["kind"], r["team"], r["status"],
+                    f"{r['journey'] or '—'} / {r['step'] or '—'}", _local(_parse(r["created_at"]), r["tz"]),
+                    _local(_parse(r["sla_due_at"]), r["tz"]), r["detail"] or ""] for r in rows])
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -1,4 +1,14 @@
-"""Process settings from ``CAREPATH_*`` environment variables."""
+"""Process settings from ``CAREPATH_*`` environment variables.
+
+One rule for the contact-encryption key, whatever the database (SQLite file,
+``--db FILE`` or a PostgreSQL URL) and whichever command opens it:
+
+1. ``CAREPATH_SECRET_KEY`` (base64 of 32 bytes) when set;
+2. else the key file ``CAREPATH_KEY_FILE`` when set;
+3. else ``$CAREPATH_HOME/secret.key`` (default ``./.carepath/secret.key``).
+
+docs/security.md documents it.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +23,14 @@ from carepath.store.personal_data import DEFAULT_PRIVATE_PATHS
 
 
 class Settings(BaseSettings):
-    """Where carepath keeps its state and how it reaches its database."""
+    """Where carepath keeps its state, how it reaches its database and where its key comes from."""
 
     model_config = SettingsConfigDict(env_prefix="CAREPATH_", extra="ignore")
 
     home: Path = Field(default=Path(".carepath"), description="state folder for the embedded default")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under home by default")
     secret_key: str | None = Field(default=None, description="base64 AES-256 key for contact data")
+    key_file: Path | None = Field(default=None, description="key file used when no secret_key is set")
     key_id: str = "k1"
     event_max_depth: int = Field(default=32, ge=1, le=200, description="deepest nesting an event payload may have")
     event_max_payload_bytes: int = Field(default=256 * 1024, ge=1024, description="largest event payload (UTF-8 JSON)")
@@ -40,5 +51,6 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.home / 'carepath.db').resolve()}"
 
     @property
-    def key_file(self) -> Path:
-        return self.home / "secret.key"
+    def key_path(self) -> Path:
+        """The key file consulted when ``CAREPATH_SECRET_KEY`` is not set."""
+        return (self.key_file or self.home / "secret.key").resolve()

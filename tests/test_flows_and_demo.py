@@ -78,6 +78,8 @@ def test_demo_runs_and_timeline_shows_masked_contacts(prefect_harness, tmp_path:
     result = run_demo(home=tmp_path / ".carepath", patients=25, days=4, seed=3, console=console)
     out = console.export_text()
     assert "total" in out and "database:" in out and "carepath patients timeline" in out
+    assert "failed: every channel failed, so a nurse task was opened" in out  # the table's legend
+    assert f"carepath tasks list --db {result.database}" in out and "prefect server start" in out
     engine_url = f"sqlite:///{result.database}"
     from carepath.store import open_database
 

@@ -33,7 +33,7 @@ def emulator(name: str = typer.Argument(..., help="connector type, e.g. wechat")
     if name not in known:
         names = ", ".join(known) or "none installed"
         console.print(f"[red]no emulator for connector type {name!r}[/] (emulators: {names})")
-        raise typer.Exit(2)
+        raise typer.Exit(3)  # not found (docs/cli.md)
     try:
         load_emulator(known[name])(host, port)
     except KeyboardInterrupt:

@@ -1,33 +1,36 @@
-"""``carepath events``: the event types the engine knows (and, later, feeding it events)."""
+"""``carepath events ...``: the event types the engine knows, and feeding it events."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from carepath.definition.catalog import event_types
+from carepath.cli.common import ExitCode, err_console, fail, open_cli_engine, out_console, print_json
 
-app = typer.Typer(name="events", help="Events: the types the engine knows and their payloads.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Events: the types the engine knows, and feeding it events from the hospital's systems.")
 
 
 @app.callback()
 def _events() -> None:
-    """Events: the types the engine knows and their payloads."""
+    """Events: the types the engine knows, and feeding it events from the hospital's systems."""
 
 
 @app.command("types")
 def types(as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
     """Every event type (built-in and from plugins) with its payload fields."""
+    from carepath.definition.catalog import event_types
+
     known = sorted(event_types().values(), key=lambda t: t.name)
     if as_json:
         typer.echo(json.dumps({"event_types": [t.to_json() for t in known]}, ensure_ascii=False, indent=2))
         return
-    console = Console(highlight=False) if sys.stdout.isatty() else Console(highlight=False, width=140)
+    console = out_console()
     for event_type in known:
         source = "" if event_type.source == "builtin" else f" (plugin {event_type.source})"
         table = Table(title=f"{event_type.name}{source}: {event_type.summary}", title_justify="left",
@@ -37,3 +40,75 @@ def types(as_json: bool = typer.Option(False, "--json", help="print JSON instead
         for field in event_type.fields():
             table.add_row(field.name, field.type, "required" if field.required else "optional", field.description)
         console.print(table)
+
+
+@app.command("ingest")
+def ingest(source: str = typer.Argument(..., metavar="FILE|-", help="JSON lines, one event per line ('-': stdin)"),
+           as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+           config: Optional[Path] = typer.Option(None, "--config", "-c", help="carepath.toml (default: "
+                                                 "$CAREPATH_CONFIG or ./carepath.toml)"),
+           db: Optional[str] = typer.Option(None, "--db", help="database file or URL (default: "
+                                            "$CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")) -> None:
+    """Store and apply events; a bad line is reported with its number and not applied, the rest are.
+
+    Running the same file again changes nothing (events are kept once per source and source_id).
+    """
+    from carepath.runtime.bulk_ingest import ingest_lines
+
+    lines = _read_lines(source)
+    engine = open_cli_engine(db, config)
+    try:
+        report = _with_progress(lambda progress: ingest_lines(engine, lines, progress=progress), len(lines))
+    finally:
+        engine.close()
+    name = "stdin" if source == "-" else source
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        console = out_console()
+        console.print(ingest_table(report, name))
+        enrolled = ", ".join(f"{journey} {n}" for journey, n in sorted(report.enrolled.items())) or "none"
+        console.print(f"enrolled: {enrolled}; urgent touchpoints sent on arrival: {report.urgent}; "
+                      f"lines not applied: {len(report.errors)}")
+    errors = err_console()
+    for note in report.notes:
+        errors.print(f"{name}:{note.line}: note: {note.message}", markup=False)
+    for error in report.errors:
+        errors.print(f"{name}:{error.line}: {error.message}", style="red", markup=False)
+    if report.errors:
+        fail(f"{len(report.errors)} of {report.lines} line(s) not applied (the others were)", ExitCode.INVALID)
+
+
+def _read_lines(source: str) -> list[str]:
+    if source == "-":
+        return sys.stdin.read().splitlines()
+    path = Path(source)
+    if not path.is_file():
+        fail(f"no such file: {path}", ExitCode.NOT_FOUND)
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {exc}", ExitCode.INVALID)
+
+
+def _with_progress(work, total: int):  # noqa: ANN001, ANN202
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = err_console()
+    with Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task("ingest", total=total)
+        return work(lambda n: progress.update(task, completed=n))
+
+
+def ingest_table(report, name: str) -> Table:  # noqa: ANN001 - a BulkReport
+    """Per event type: stored, duplicates and touchpoints planned."""
+    table = Table(title=f"{name}: {report.lines} event line(s)")
+    for column in ("event type", "stored", "already stored", "touchpoints planned"):
+        table.add_column(column, justify="left" if column == "event type" else "right")
+    for kind in sorted(set(report.stored) | set(report.duplicates)):
+        table.add_row(kind, str(report.stored[kind]), str(report.duplicates[kind]), str(report.planned[kind]))
+    table.add_section()
+    table.add_row("total", str(sum(report.stored.values())), str(sum(report.duplicates.values())),
+                  str(sum(report.planned.values())), style="bold")
+    return table

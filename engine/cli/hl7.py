@@ -47,11 +47,11 @@ def send(files: List[Path] = typer.Argument(..., help="files of HL7 v2 messages 
             raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
         except OSError as exc:
             err.print(f"[red]cannot read {path}: {exc.strerror}[/]")
-            raise typer.Exit(2) from None
+            raise typer.Exit(3) from None  # not found (docs/cli.md)
         batches += [(str(path), n, message) for n, message in enumerate(split_messages(raw), start=1)]
     if not batches:
         err.print("[red]no HL7 message (no line starting with MSH) in the given files[/]")
-        raise typer.Exit(2)
+        raise typer.Exit(1)  # invalid input (docs/cli.md)
     table = Table("file", "#", "control id", "ack", "text", "error at", title=f"MLLP {host}:{port}")
     refused = 0
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Iterable
 
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from carepath.cli.common import print_json
 from carepath.definition.journey_files import read_journey_file
 from carepath.definition.model import Journey, Send, Stage
 from carepath.definition.registry import (configured_channels, known_channel_names, known_template_names,
@@ -63,10 +65,12 @@ def validate(
     channel: Annotated[list[str] | None, typer.Option(
         "--channel", help="A channel name the journeys may use (repeat it); default: the installed channels.",
         show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
 ) -> None:
     """Report every problem in journey files; exit 1 if there is any."""
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, quiet=as_json)
     files, problems = journey_paths(paths)
+    valid: list[dict[str, str]] = []
     _print_problems(console, problems)
     provided = plugin_templates()
     templates = {name: provided.get(name) for name in known_template_names()}
@@ -76,9 +80,12 @@ def validate(
         journey, found = read_journey_file(path, known_templates=templates, known_channels=channels,
                                            channels=instances)
         if journey is not None and not found:
+            valid.append({"file": str(path), "journey": journey.name, "version": journey.version})
             console.print(f"✓ {path}: {journey_summary(journey)}", style="green", markup=False)
         _print_problems(console, found)
         problems += found
+    if as_json:
+        print_json({"ok": not problems, "valid": valid, "problems": [asdict(p) for p in problems]})
     if problems:
         console.print(f"{len(problems)} problem(s) found", style="bold red", markup=False)
         if any("unknown channel" in p.message for p in problems):
@@ -96,17 +103,14 @@ def _print_problems(console: Console, problems: list[Problem]) -> None:
 
 def _open_store(db: str | None):
     """The database named by ``--db`` (file or URL; default: the configured one), never created here."""
-    from sqlalchemy.engine import make_url
+    from carepath.cli.common import ExitCode, database_url, fail
+    from carepath.settings import Settings
+    from carepath.store import DatabaseNotFound, open_database
 
-    from carepath.cli import _database_url
-    from carepath.store import open_database
-
-    url = _database_url(db)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
-        Console(stderr=True).print(f"no database at {parsed.database}", style="red", markup=False)
-        raise typer.Exit(2)
-    return open_database(url)
+    try:
+        return open_database(database_url(db) or Settings().resolved_database_url(), must_exist=True)
+    except DatabaseNotFound as exc:
+        fail(str(exc), ExitCode.NOT_FOUND)
 
 
 def _installed(name: str) -> Journey | None:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from carepath.cli.common import ExitCode, err_console, out_console
 from carepath.config import (CONFIG_ENV, DEFAULT_CHANNELS, ConfigError, config_path, load_config,
                              unmapped_template_problems)
 from carepath.plugins.manager import get_plugin_manager
@@ -21,9 +20,6 @@ plugins_app = typer.Typer(no_args_is_help=True, add_completion=False)
 config_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
-def _console() -> Console:
-    """A terminal console; piped output gets 140 columns so tables are not squeezed."""
-    return Console(highlight=False) if sys.stdout.isatty() else Console(highlight=False, width=140)
 
 
 @plugins_app.callback()
@@ -42,7 +38,7 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="print JSON 
                                "disabled": manager.disabled}, ensure_ascii=False, indent=2))
         return
     table = Table(title="carepath plugins")
-    for column in ("plugin", "version", "hooks", "connectors", "journeys", "templates"):
+    for column in ("plugin", "version", "hooks", "provides"):
         table.add_column(column, overflow="fold", no_wrap=column in ("plugin", "version"))
     for info in infos:
         version = info.version or "?"
@@ -51,10 +47,10 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="print JSON 
         hooks = ", ".join(h.removeprefix("carepath_") for h in info.hooks) or "-"
         if info.problems:
             hooks += "\n[red]" + escape("\n".join(info.problems)) + "[/]"
-        table.add_row(info.name + (" (built-in)" if info.builtin else ""), version, hooks,
-                      ", ".join(info.connectors) or "-", ", ".join(info.journeys) or "-",
-                      ", ".join(info.templates) or "-")
-    console = _console()
+        provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in (
+            ("connectors", info.connectors), ("journeys", info.journeys), ("templates", info.templates)) if names)
+        table.add_row(info.name + (" (built-in)" if info.builtin else ""), version, hooks, escape(provides) or "-")
+    console = out_console()
     console.print(table)
     if manager.failures:
         broken = Table(title="plugins that failed to load", title_style="bold red")
@@ -74,21 +70,43 @@ def _config() -> None:
 
 @config_app.command("check")
 def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
-                                               help=f"file to check (default: ${CONFIG_ENV} or ./carepath.toml)")
-          ) -> None:
-    """Validate carepath.toml: list the connectors found, or every problem with its key path."""
-    console = _console()
+                                               help=f"file to check (default: ${CONFIG_ENV} or ./carepath.toml)"),
+          as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables")) -> None:
+    """Validate carepath.toml: the connectors and journeys found, or every problem with its key path.
+
+    A file named by --config or $CAREPATH_CONFIG must exist (exit 3).
+    """
+    from carepath.definition.registry import enabled_journeys
+
     try:
-        config = load_config(path)
+        config = load_config(path, require=True)
+        journeys = enabled_journeys(config)
     except ConfigError as exc:
         where = exc.source or config_path(path)
-        console.print(f"[bold red]{escape(str(where))}: {len(exc.problems)} problem(s)[/]")
-        for problem in exc.problems:
-            console.print(f"  [red]✗[/] {escape(str(problem))}")
-        raise typer.Exit(1) from None
+        if as_json:
+            typer.echo(json.dumps({"file": str(where), "ok": False, "problems": [asdict(p) for p in exc.problems]},
+                                  ensure_ascii=False, indent=2))
+        else:
+            errors = err_console()
+            errors.print(f"[bold red]{escape(str(where))}: {len(exc.problems)} problem(s)[/]")
+            for problem in exc.problems:
+                errors.print(f"  [red]✗[/] {escape(str(problem))}")
+        raise typer.Exit(int(ExitCode.NOT_FOUND if exc.missing else ExitCode.INVALID)) from None
+    unmapped = unmapped_template_problems(config, journeys.values())
+    if as_json:
+        typer.echo(json.dumps({"file": str(config.path) if config.path else None, "ok": not unmapped,
+                               "unmapped_templates": [str(p) for p in unmapped],
+                               "connectors": [{"name": n, "type": s.type, "kind": s.kind}
+                                              for n, s in sorted(config.connectors.items())],
+                               "journeys": [{"name": j.name, "version": j.version} for j in journeys.values()]},
+                              ensure_ascii=False, indent=2))
+        if unmapped:
+            raise typer.Exit(int(ExitCode.INVALID))
+        return
+    console = out_console()
     if config.path is None:
         console.print(f"no {config_path(path)} found: using the default channels "
-                      f"{', '.join(DEFAULT_CHANNELS)}")
+                      f"{', '.join(DEFAULT_CHANNELS)}; no journeys enabled")
         return
     table = Table(title=f"{config.path}: {len(config.connectors)} connector(s)")
     for column in ("name", "type", "kind", "plugin class"):
@@ -96,12 +114,12 @@ def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
     for name, spec in sorted(config.connectors.items()):
         table.add_row(name, spec.type, spec.kind, f"{spec.cls.__module__}.{spec.cls.__qualname__}")
     console.print(table)
-    from carepath.definition.registry import plugin_journeys
-
-    unmapped = unmapped_template_problems(config, plugin_journeys().values())
+    names = ", ".join(f"{j.name} ({j.version})" for j in journeys.values())
+    console.print(f"journeys enabled: {names or 'none (add a [journeys] table)'}", soft_wrap=True)
     if unmapped:
-        console.print(f"[bold red]{len(unmapped)} template(s) cannot go out by their channel[/]")
+        errors = err_console()
+        errors.print(f"[bold red]{len(unmapped)} template(s) cannot go out by their channel[/]")
         for problem in unmapped:
-            console.print(f"  [red]✗[/] {escape(str(problem))}")
-        raise typer.Exit(1)
+            errors.print(f"  [red]✗[/] {escape(str(problem))}")
+        raise typer.Exit(int(ExitCode.INVALID))
     console.print("[green]OK[/]")

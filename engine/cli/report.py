@@ -32,13 +32,14 @@ def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-D
             json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
             db: Optional[str] = typer.Option(None, "--db", help="database file or URL")) -> None:
     """Response rate, satisfaction and NPS (with its three shares) per journey and step; task SLA compliance."""
-    from carepath.cli import _database_url
+    from carepath.cli.common import database_url, store_errors
     from carepath.engine import Engine
     from carepath.survey_report import survey_report
 
     today = date.today()
     start, end = _day(since, today - timedelta(days=30)), _day(until, today + timedelta(days=1))
-    engine = Engine(_database_url(db))
+    with store_errors():
+        engine = Engine(database_url(db))
     with engine.db.connect() as conn:
         report = survey_report(conn, engine.journeys.values(), start, end)
     if json_out:

@@ -17,10 +17,11 @@ WHO = typer.Option(..., "--as", help="your staff name (recorded in the audit log
 
 
 def _engine(db: Optional[str]):
-    from carepath.cli import _database_url
+    from carepath.cli.common import database_url, store_errors
     from carepath.engine import Engine
 
-    return Engine(_database_url(db))
+    with store_errors():  # a missing or wrong key: a clear error, never a traceback
+        return Engine(database_url(db))
 
 
 def _run(operation, *args) -> None:

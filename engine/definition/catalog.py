@@ -134,7 +134,7 @@ class AppointmentNoShow(AppointmentRef):
 class VisitCheckedIn(Payload):
     appointment_id: str | None = Field(None, description=_APPOINTMENT_ID + "; absent for walk-ins")
     encounter_id: str | None = Field(None, description=_ENCOUNTER_ID + " the visit opened")
-    queue_no: int | None = Field(None, description="the patient's number in the department queue")
+    queue_no: str | int | None = Field(None, description="the patient's number in the department queue (e.g. B017 or 17)")
     department: str | None = Field(None, description="clinic department")
     department_code: str | None = Field(None, description="the department's code in the HIS")
 

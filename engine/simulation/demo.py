@@ -97,7 +97,28 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
                                .order_by(func.count().desc(), Touchpoint.patient_id).limit(1)).first()
     elapsed = _time.monotonic() - started
     console.print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {elapsed:.0f} s")
-    console.print(f"database: {db_path}", soft_wrap=True)
-    console.print(f"one patient's journey:  carepath patients timeline {busiest[0]} --db {db_path}", soft_wrap=True)
+    _closing_notes(console, db_path, home, busiest[0])
     engine.close()
     return DemoResult(db_path, busiest[0], elapsed)
+
+
+LEGEND = (
+    "sent: handed to the provider; delivered: receipt confirmed; quiet hours / daily cap: deferred by quiet hours "
+    "(21:00-08:00 patient time) or the daily cap of 3 messages, counted besides their final status; skipped: "
+    "condition false, consent missing or too late; cancelled: the visit was cancelled or moved, or the journey "
+    "ended; failed: every channel failed, so a nurse task was opened; pending: due after the last virtual day; "
+    "channel '—': staff tasks and tags (no channel) or not sent yet."
+)
+
+
+def _closing_notes(console: Console, db_path: Path, home: Path, patient_id: int) -> None:
+    """The legend, where staff tasks are, one patient's timeline and how to see the runs in the Prefect UI."""
+    env = "" if home.resolve() == Path(".carepath").resolve() else f"CAREPATH_HOME={home} "
+    console.print(LEGEND, style="dim")
+    console.print(f"database: {db_path}", soft_wrap=True)
+    console.print(f"staff tasks (nurse calls, failed sends):  {env}carepath tasks list --db {db_path}", soft_wrap=True)
+    console.print(f"one patient's journey:  {env}carepath patients timeline {patient_id} --db {db_path}",
+                  soft_wrap=True)
+    console.print("Prefect UI: the demo ran Prefect in ephemeral mode, which keeps no runs. To watch them, start a "
+                  "server with `prefect server start` (or `carepath serve`), then run "
+                  "`PREFECT_API_URL=http://127.0.0.1:4200/api carepath demo` and open http://127.0.0.1:4200.")

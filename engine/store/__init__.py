@@ -1,7 +1,9 @@
 """Persistence: table mappings, database opening and migrations, contact encryption."""
 
-from carepath.store.crypto import Cipher, load_cipher
-from carepath.store.database import open_database, upgrade
+from carepath.store.crypto import Cipher, KeyError_, KeyNotFound, load_cipher
+from carepath.store.database import (DatabaseNotFound, KeyMismatch, Store, StoreError, open_database, open_store,
+                                     upgrade)
 from carepath.store import schema
 
-__all__ = ["Cipher", "load_cipher", "open_database", "schema", "upgrade"]
+__all__ = ["Cipher", "DatabaseNotFound", "KeyError_", "KeyMismatch", "KeyNotFound", "Store", "StoreError",
+           "load_cipher", "open_database", "open_store", "schema", "upgrade"]

@@ -33,6 +33,7 @@ class Cipher:
         self._aead = {kid: AESGCM(key) for kid, key in keys.items()}
         self._hash_key = hashlib.sha256(b"carepath-lookup|" + next(iter(keys.values()))).digest()
         self.current = current
+        self.fingerprint = key_fingerprint(next(iter(keys.values())))
 
     def encrypt(self, value: str | None) -> str | None:
         if value is None or value == "":
@@ -55,11 +56,28 @@ class Cipher:
         return hmac.new(self._hash_key, value.strip().encode(), hashlib.sha256).hexdigest()
 
 
-def load_cipher(secret: str | None, key_id: str, key_file: Path) -> Cipher:
-    """The cipher from ``CAREPATH_SECRET_KEY`` or, on the embedded default, a key file.
+class KeyNotFound(KeyError_):
+    """No key where the rule says it is (``where`` lists what was looked at)."""
 
-    The key file is created (mode 600) on first use so that ``carepath demo``
-    needs no set-up; production sets the environment variable.
+
+def key_fingerprint(key: bytes) -> str:
+    """A short, non-secret identifier of a key, recorded in the store it encrypts."""
+    return hashlib.sha256(b"carepath-key-fingerprint|" + key).hexdigest()[:16]
+
+
+def describe_key_search(secret: str | None, key_file: Path) -> str:
+    """Where the key was looked for, in the order of the rule (for error messages)."""
+    env = "set" if secret else "not set"
+    state = "exists" if key_file.exists() else "does not exist"
+    return f"CAREPATH_SECRET_KEY ({env}), then the key file {key_file} ({state})"
+
+
+def load_cipher(secret: str | None, key_id: str, key_file: Path, *, create: bool = False) -> Cipher:
+    """The cipher from ``CAREPATH_SECRET_KEY``, else from ``key_file``.
+
+    With ``create`` a missing key file is generated (mode 600): the caller
+    decides that, only for a new, empty store. Otherwise a missing key raises
+    :class:`KeyNotFound` naming where it was looked for.
     """
     if secret:
         try:
@@ -68,11 +86,19 @@ def load_cipher(secret: str | None, key_id: str, key_file: Path) -> Cipher:
             raise KeyError_("CAREPATH_SECRET_KEY is not valid base64") from exc
         return Cipher({key_id: key}, key_id)
     if key_file.exists():
-        key = base64.b64decode(key_file.read_text().strip())
-    else:
+        try:
+            key = base64.b64decode(key_file.read_text().strip(), validate=True)
+        except (ValueError, OSError) as exc:
+            raise KeyError_(f"key file {key_file} is not readable base64: {exc}") from None
+    elif create:
         key_file.parent.mkdir(parents=True, exist_ok=True)
         key = AESGCM.generate_key(bit_length=256)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it a moment ago
+            return load_cipher(secret, key_id, key_file)
         with os.fdopen(fd, "w") as fh:
             fh.write(base64.b64encode(key).decode())
+    else:
+        raise KeyNotFound(f"no encryption key: looked in {describe_key_search(secret, key_file)}")
     return Cipher({key_id: key}, key_id)

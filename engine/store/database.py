@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import Engine as SAEngine
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect, insert, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
+
+from carepath.store.crypto import Cipher, KeyNotFound, describe_key_search, load_cipher
+from carepath.store.schema import Patient, StoreMeta
+
+if TYPE_CHECKING:
+    from carepath.settings import Settings
+
+FINGERPRINT = "key_fingerprint"
+
+
+class StoreError(Exception):
+    """The store cannot be opened as asked; the message says what and where."""
+
+
+class DatabaseNotFound(StoreError):
+    """A command that only reads found no carepath database at the URL."""
+
+
+class KeyMismatch(StoreError):
+    """The key found is not the key the store's contact data is encrypted with."""
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -26,14 +51,35 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def open_database(url: str) -> SAEngine:
-    """Create the SQLAlchemy engine for ``url`` (SQLite file or PostgreSQL)."""
+def shown_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown as given
+        return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (``None`` for other databases and ``:memory:``)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def open_database(url: str, *, must_exist: bool = False) -> SAEngine:
+    """Create the SQLAlchemy engine for ``url`` (SQLite file or PostgreSQL).
+
+    ``must_exist`` refuses a SQLite file that is not there instead of creating it.
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None and must_exist and not path.is_file():
+            raise DatabaseNotFound(f"no database at {path}")
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, poolclass=NullPool) if ":memory:" in url else create_engine(url, pool_size=8)
         event.listen(engine, "connect", _sqlite_pragmas)
 
@@ -66,3 +112,94 @@ def upgrade(engine: SAEngine) -> None:
         current = MigrationContext.configure(conn).get_current_revision()
     if current != head:
         command.upgrade(cfg, "head")
+
+
+@dataclass
+class Store:
+    """An opened store: the database and the cipher for its contact data."""
+
+    url: str
+    db: SAEngine
+    cipher: Cipher
+    created_key: Path | None = None  # the key file generated for this new store, if one was
+
+
+def open_store(settings: "Settings", url: str | None = None, *, read_only: bool = False,
+               migrate: bool = True) -> Store:
+    """Open the database at ``url`` (default: the settings') with the key the settings' rule finds.
+
+    A writer migrates the schema, and generates a key file only for a store
+    that has no recorded key and no patients yet. A reader (``read_only``)
+    creates nothing: a missing database raises :class:`DatabaseNotFound`, a
+    missing key :class:`KeyNotFound`. A key other than the one recorded in the
+    store raises :class:`KeyMismatch`.
+    """
+    url = url or settings.resolved_database_url()
+    db = open_database(url, must_exist=read_only)
+    try:
+        with db.connect() as conn:
+            has_schema = inspect(conn).has_table("patients")
+    except OperationalError as exc:
+        db.dispose()
+        raise StoreError(f"cannot open the database {shown_url(url)}: {exc.orig or exc}") from None
+    if read_only and not has_schema:
+        db.dispose()
+        raise DatabaseNotFound(f"{shown_url(url)} is not a carepath database (it has no carepath tables)")
+    if migrate and not read_only:
+        upgrade(db)
+    with db.connect() as conn:
+        recorded, has_patients = _recorded_key(conn)
+    fresh = recorded is None and not has_patients
+    generate = fresh and not read_only and not settings.secret_key and not settings.key_path.exists()
+    try:
+        cipher = load_cipher(settings.secret_key, settings.key_id, settings.key_path,
+                             create=generate)
+    except KeyNotFound as exc:
+        db.dispose()
+        if recorded:
+            raise KeyNotFound(f"{exc}; this database was written with the key whose fingerprint is "
+                              f"{recorded}") from None
+        raise
+    try:
+        check_key(db, cipher, recorded, where=describe_key_search(settings.secret_key, settings.key_path),
+                  record=not read_only)
+    except KeyMismatch:
+        db.dispose()
+        raise
+    return Store(url, db, cipher, settings.key_path if generate else None)
+
+
+def _recorded_key(conn) -> tuple[str | None, bool]:  # noqa: ANN001
+    """``(recorded fingerprint, whether any patient is stored)``, tolerating a store older than 0002."""
+    tables = inspect(conn)
+    recorded = None
+    if tables.has_table(StoreMeta.__tablename__):
+        recorded = conn.execute(select(StoreMeta.value).where(StoreMeta.name == FINGERPRINT)).scalar()
+    has_patients = tables.has_table("patients") and conn.execute(select(Patient.id).limit(1)).first() is not None
+    return recorded, has_patients
+
+
+def check_key(db: SAEngine, cipher: Cipher, recorded: str | None, *, where: str, record: bool) -> None:
+    """Refuse a key other than the store's; a store without a recorded key gets this one recorded."""
+    if recorded is not None:
+        if recorded != cipher.fingerprint:
+            raise KeyMismatch(f"wrong encryption key: this database was written with the key whose fingerprint "
+                              f"is {recorded}, the key found has fingerprint {cipher.fingerprint}; "
+                              f"looked in {where}")
+        return
+    with db.connect() as conn:
+        sample = conn.execute(select(Patient.mrn_enc).limit(1)).scalar()
+        if sample:
+            try:
+                cipher.decrypt(sample)
+            except (InvalidTag, KeyError):  # another key, or data under a key id this key does not have
+                raise KeyMismatch("wrong encryption key: the key found does not decrypt this database's "
+                                  f"patients; looked in {where}") from None
+        if not (record and inspect(conn).has_table(StoreMeta.__tablename__)):
+            return
+    try:
+        with db.begin() as conn:
+            conn.execute(insert(StoreMeta).values(name=FINGERPRINT, value=cipher.fingerprint))
+    except IntegrityError:  # another process recorded its key first: it must be the same one
+        with db.connect() as conn:
+            check_key(db, cipher, _recorded_key(conn)[0], where=where, record=False)

@@ -311,3 +311,11 @@ class HisCursor(Base):
     source: Mapped[str] = mapped_column(String(128), primary_key=True)
     cursor: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StoreMeta(Base):
+    """Facts about the store itself, one row per name (``key_fingerprint``: the key its contacts use)."""
+
+    __tablename__ = "store_meta"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -160,6 +160,8 @@ def test_configuration_from_carepath_toml(provider, tmp_path: Path, sms_env) -> 
 
 def test_config_check_names_journey_templates_without_a_provider_template(tmp_path: Path, sms_env) -> None:
     path = _toml(tmp_path, ALIYUN, '[connectors.sms.templates.visit_reminder]\ncode = "T1"\n')
+    path.write_text(path.read_text(encoding="utf-8") + '\n[journeys]\nenabled = ["outpatient-visit"]\n',
+                    encoding="utf-8")  # the stock journey runs only where it is enabled
     result = CliRunner().invoke(config_app, ["check", "--config", str(path)])
     assert result.exit_code == 1, result.output
     assert "connectors.sms.templates: no provider template for 'booking_confirmation'" in result.output

@@ -334,7 +334,7 @@ def test_migrate_refuses_an_unknown_version(database_url, settings, clock, sms, 
 def test_versions_of_a_missing_database_is_an_error_and_creates_nothing(tmp_path):
     missing = tmp_path / "nowhere" / "carepath.db"
     result = _cli("versions", "visit", "--db", f"sqlite:///{missing}")
-    assert result.exit_code == 2 and "no database" in result.output
+    assert result.exit_code == 3 and "no database" in result.output  # 3: not found (docs/cli.md)
     assert not missing.parent.exists()
 
 

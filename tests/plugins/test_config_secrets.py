@@ -91,5 +91,5 @@ def test_a_referenced_value_echoed_by_another_field_is_blanked(tmp_path, manager
     monkeypatch.setenv("VAULT_ACCOUNT", SECRET)
     found = refused(tmp_path, manager, 'app_key = {env = "VAULT_KEY"}\naccount = {env = "VAULT_ACCOUNT"}\n'
                                        'region = {code = "north"}\n')
-    assert found["connectors.vault.account"] == "Value error, account **** looks like a key"
+    assert found["connectors.vault.account"] == "account **** looks like a key"
     assert "connectors.vault.region.code" in found

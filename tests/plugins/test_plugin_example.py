@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -71,7 +72,8 @@ def test_carepath_plugins_list_command_shows_it() -> None:
     carepath = Path(sys.executable).with_name("carepath")
     if not carepath.exists():
         pytest.skip("the carepath console script is not installed next to this interpreter")
-    out = subprocess.run([str(carepath), "plugins", "list"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([str(carepath), "plugins", "list"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "160"})  # wide enough that no name is folded
     assert out.returncode == 0, out.stderr
     for text in ("example-webhook", "carepath-plugin-example 0.1.0", "webhook-followup", "console (built-in)"):
         assert text in out.stdout

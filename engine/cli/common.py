@@ -1,0 +1,121 @@
+"""What every command shares: output consoles, exit codes, JSON output, opening the store.
+
+Exit codes (docs/cli.md): 0 done; 1 invalid input (a journey, configuration,
+event or key that is wrong); 2 usage (an unknown option, a missing
+argument); 3 not found (a database, patient, key or file that is not there);
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Iterator, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+PIPED_WIDTH = 100  # tables are laid out to fit this when output is not a terminal and COLUMNS is unset
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INVALID = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    INTERRUPTED = 130
+
+
+def out_console(**kwargs: Any) -> Console:
+    """Standard output: the terminal's width, else ``COLUMNS``, else 100 columns."""
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH
+    return Console(width=width, highlight=False, **kwargs)
+
+
+def err_console() -> Console:
+    """Standard error, for problems and progress."""
+    width = None if sys.stderr.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH
+    return Console(stderr=True, width=width, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: ExitCode = ExitCode.INVALID) -> NoReturn:
+    """Print ``error: message`` on standard error and exit with ``code``."""
+    err_console().print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(int(code))
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on standard output (dates as ISO 8601)."""
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def database_url(db: str | None) -> str | None:
+    """``--db``: a URL as given, a file as a SQLite URL; ``None`` means the settings' database."""
+    if db is None or "://" in db:
+        return db
+    return f"sqlite:///{Path(db).resolve()}"
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn store and key problems into a clean error: not found (3) or invalid (1)."""
+    from carepath.store import DatabaseNotFound, KeyError_, KeyNotFound, StoreError
+
+    try:
+        yield
+    except (DatabaseNotFound, KeyNotFound) as exc:
+        fail(str(exc), ExitCode.NOT_FOUND)
+    except (StoreError, KeyError_) as exc:
+        fail(str(exc), ExitCode.INVALID)
+
+
+def open_cli_store(db: str | None, *, read_only: bool):
+    """The store for a command (read-only commands create no database and no key)."""
+    from carepath.settings import Settings
+    from carepath.store import open_store
+
+    with store_errors():
+        return open_store(Settings(), database_url(db), read_only=read_only)
+
+
+def cli_config(path: Path | None = None):
+    """carepath.toml for a command; a missing file named by ``--config`` or ``$CAREPATH_CONFIG`` is an error."""
+    from carepath.config import ConfigError, load_config
+
+    try:
+        return load_config(path, require=True)
+    except ConfigError as exc:
+        if exc.missing:
+            fail(f"no configuration file at {exc.problems[0].path}", ExitCode.NOT_FOUND)
+        fail(str(exc), ExitCode.INVALID)
+
+
+def open_cli_engine(db: str | None, config_file: Path | None = None):
+    """An :class:`Engine` on the configured journeys and channels, for commands that change state."""
+    from carepath.config import ConfigError, build_channels
+    from carepath.definition.registry import enabled_journeys
+    from carepath.engine import Engine
+    from carepath.settings import Settings
+
+    config = cli_config(config_file)
+    try:
+        journeys = list(enabled_journeys(config).values())
+        channels = build_channels(config)
+    except ConfigError as exc:
+        fail(str(exc), ExitCode.INVALID)
+    if not journeys:
+        where = config.path or "no carepath.toml"
+        err_console().print(f"note: no journey runs ({where}: add [journeys] paths = [...] or enabled = [...])",
+                            markup=False)
+    with store_errors():
+        engine = Engine(database_url(db), journeys=journeys, channels=channels, settings=Settings())
+    if engine.created_key is not None:
+        err_console().print(f"note: new database, so a new encryption key was written to {engine.created_key}; "
+                            "keep it (or set CAREPATH_SECRET_KEY): contact data cannot be read without it",
+                            markup=False)
+    return engine

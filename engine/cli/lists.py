@@ -1,0 +1,62 @@
+"""``carepath touchpoints list`` and ``carepath tasks list`` (mounted on the tasks group): what was planned,
+sent and handed to staff."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from carepath.cli.common import open_cli_store, out_console, print_json
+
+touchpoints_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                              help="Touchpoints: scheduled, sent, failed, cancelled messages and tasks.")
+
+DB = typer.Option(None, "--db", help="database file or URL (default: $CAREPATH_DATABASE_URL or "
+                                      "./.carepath/carepath.db)")
+PATIENT = typer.Option(None, "--patient", help="only this patient id")
+JOURNEY = typer.Option(None, "--journey", help="only this journey")
+STEP = typer.Option(None, "--step", help="only this step id")
+LIMIT = typer.Option(50, "--limit", min=1, help="at most this many rows, newest first")
+JSON = typer.Option(False, "--json", help="print JSON instead of a table")
+
+
+def _rows(kind: str, db: Optional[str], **filters) -> list[dict]:
+    from carepath.reporting import task_rows, touchpoint_rows
+
+    store = open_cli_store(db, read_only=True)
+    try:
+        with store.db.connect() as conn:
+            return (touchpoint_rows if kind == "touchpoints" else task_rows)(conn, **filters)
+    finally:
+        store.db.dispose()
+
+
+def _show(kind: str, rows: list[dict], as_json: bool, limit: int) -> None:
+    from carepath.reporting import task_table, touchpoint_table
+
+    if as_json:
+        print_json({kind: rows})
+        return
+    more = " (the newest; --limit for more)" if len(rows) == limit else ""
+    title = f"{len(rows)} {kind}{more}; times in each patient's zone"
+    out_console().print((touchpoint_table if kind == "touchpoints" else task_table)(rows, title))
+
+
+@touchpoints_app.command("list")
+def list_touchpoints(status: Optional[str] = typer.Option(None, "--status", help="scheduled, sent, delivered, "
+                                                          "failed, skipped, cancelled, claimed"),
+                     patient: Optional[int] = PATIENT, journey: Optional[str] = JOURNEY,
+                     step: Optional[str] = STEP, limit: int = LIMIT, as_json: bool = JSON,
+                     db: Optional[str] = DB) -> None:
+    """Touchpoints with status, due and sent times, channel and reason."""
+    rows = _rows("touchpoints", db, patient=patient, status=status, journey=journey, step=step, limit=limit)
+    _show("touchpoints", rows, as_json, limit)
+
+
+def list_tasks(status: Optional[str] = typer.Option(None, "--status", help="open, done, cancelled"),
+               patient: Optional[int] = PATIENT, journey: Optional[str] = JOURNEY, step: Optional[str] = STEP,
+               limit: int = LIMIT, as_json: bool = JSON, db: Optional[str] = DB) -> None:
+    """Staff tasks with team, SLA and the journey step that opened them."""
+    rows = _rows("tasks", db, patient=patient, status=status, journey=journey, step=step, limit=limit)
+    _show("tasks", rows, as_json, limit)

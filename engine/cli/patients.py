@@ -1,0 +1,41 @@
+"""``carepath patients``: one patient's journey, contacts masked."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from carepath.cli.common import ExitCode, fail, open_cli_store, out_console, print_json
+
+app = typer.Typer(help="Look at patients (contacts always masked).", no_args_is_help=True, add_completion=False)
+
+
+@app.command("timeline")
+def timeline(patient_id: int = typer.Argument(..., help="internal patient id"),
+             as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+             db: Optional[str] = typer.Option(None, "--db", help="database file or URL (default: "
+                                                                 "$CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")
+             ) -> None:
+    """One patient's journey: events, touchpoints with due and sent times, deliveries, staff tasks."""
+    from carepath.reporting import timeline_data, timeline_tables
+    from carepath.store.database import shown_url
+
+    store = open_cli_store(db, read_only=True)
+    try:
+        with store.db.connect() as conn:
+            if as_json:
+                data = timeline_data(conn, store.cipher, patient_id)
+                if data is not None:
+                    print_json(data)
+                    return
+            else:
+                tables = timeline_tables(conn, store.cipher, patient_id)
+                if tables is not None:
+                    console = out_console()
+                    for table in tables:
+                        console.print(table)
+                    return
+    finally:
+        store.db.dispose()
+    fail(f"no patient with id {patient_id} in {shown_url(store.url)}", ExitCode.NOT_FOUND)
