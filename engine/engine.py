@@ -102,12 +102,17 @@ class Engine:
     # --------------------------------------------------------------- patients
 
     def upsert_patient(self, record: PatientIn) -> int:
-        with self.db.begin() as conn:
-            return upsert_patient(conn, self.cipher, record, self.clock.now())
+        """Insert or update a patient; events held for this patient are applied (oldest first)."""
+        return self.upsert_patients([record])[0]
 
     def upsert_patients(self, records: Sequence[PatientIn]) -> list[int]:
+        now = self.clock.now()
         with self.db.begin() as conn:
-            return upsert_patients_bulk(conn, self.cipher, list(records), self.clock.now())
+            ids = (upsert_patients_bulk(conn, self.cipher, list(records), now) if len(records) > 1
+                   else [upsert_patient(conn, self.cipher, records[0], now)] if records else [])
+            self.ingestor.release_for_patients(conn, {self.cipher.lookup_hash(r.mrn): pid
+                                                      for r, pid in zip(records, ids)}, now)
+        return ids
 
     # ------------------------------------------------------------------ events
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field
@@ -17,6 +18,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under home by default")
     secret_key: str | None = Field(default=None, description="base64 AES-256 key for contact data")
     key_id: str = "k1"
+    held_event_max_age: timedelta = Field(default=timedelta(days=7),
+                                          description="how long an event waits for its patient or enrollment")
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'carepath.db').resolve()}"
