@@ -83,11 +83,15 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
                         + (f", exit: {e.exit_reason}" if e.exit_reason else ""))
 
     events = Table(title=f"events ({p.tz})")
-    for col in ["when", "type", "source id", "outcome"]:
+    for col in ["when", "received", "type", "source id", "status", "outcome"]:
         events.add_column(col)
-    for e in conn.execute(select(Event.occurred_at, Event.type, Event.source_id, Event.outcome)
-                          .where(Event.patient_id == patient_id).order_by(Event.occurred_at)):
-        events.add_row(local(e.occurred_at), e.type, e.source_id, e.outcome or "")
+    # status: applied, resend (a fact already acted on), stale (older than the anchor's last change),
+    # held (waiting for its enrollment), expired; the outcome of a held event tells held, then applied
+    for e in conn.execute(select(Event.occurred_at, Event.received_at, Event.type, Event.source_id, Event.status,
+                                 Event.outcome).where(Event.patient_id == patient_id)
+                          .order_by(Event.occurred_at, Event.id)):
+        events.add_row(local(e.occurred_at), local(e.received_at), e.type, e.source_id, e.status or "applied",
+                       e.outcome or "")
 
     deliveries = defaultdict(list)
     for d in conn.execute(select(Delivery.touchpoint_id, Delivery.channel, Delivery.status, Delivery.error_code)
@@ -106,5 +110,6 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
     for col in ["created", "kind", "team", "status", "SLA due", "detail"]:
         tasks.add_column(col)
     for s in conn.execute(select(StaffTask.__table__).where(StaffTask.patient_id == patient_id)):
-        tasks.add_row(local(s.created_at), s.kind, s.team, s.status, local(s.sla_due_at), s.detail or "")
+        closed = f" ({local(s.closed_at)} {s.closed_reason})" if s.closed_reason else ""
+        tasks.add_row(local(s.created_at), s.kind, s.team, s.status + closed, local(s.sla_due_at), s.detail or "")
     return [profile, events, tps, tasks]

@@ -427,7 +427,7 @@ class Ingestor:
         conn.execute(update(Enrollment).where(Enrollment.id == enrollment.id).values(
             status="exited", exited_at=now, exit_reason=reason))
         cancel_pending(conn, enrollment.id, f"cancelled: {reason}", now)
-        result.cancelled_tasks += _cancel_open_tasks(conn, f"cancelled: {reason}", now, enrollment_id=enrollment.id)
+        result.cancelled_tasks += _cancel_open_tasks(conn, reason, now, enrollment_id=enrollment.id)
         result.exited.append(enrollment.journey)
 
     def _on_event_steps(self, conn: Connection, ev: EventIn, event_id: int, enrollment: Any,
