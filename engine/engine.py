@@ -103,16 +103,19 @@ class Engine:
 
     def upsert_patient(self, record: PatientIn) -> int:
         """Insert or update a patient; events held for this patient are applied (oldest first)."""
-        return self.upsert_patients([record])[0]
+        now = self.clock.now()
+        with self.db.begin() as conn:
+            patient_id = upsert_patient(conn, self.cipher, record, now)
+            self.ingestor.release_for_patients(conn, {self.cipher.lookup_hash(record.mrn): patient_id}, now)
+            return patient_id
 
     def upsert_patients(self, records: Sequence[PatientIn]) -> list[int]:
         now = self.clock.now()
         with self.db.begin() as conn:
-            ids = (upsert_patients_bulk(conn, self.cipher, list(records), now) if len(records) > 1
-                   else [upsert_patient(conn, self.cipher, records[0], now)] if records else [])
+            ids = upsert_patients_bulk(conn, self.cipher, list(records), now)
             self.ingestor.release_for_patients(conn, {self.cipher.lookup_hash(r.mrn): pid
                                                       for r, pid in zip(records, ids)}, now)
-        return ids
+            return ids
 
     # ------------------------------------------------------------------ events
 

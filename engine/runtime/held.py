@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from carepath.definition.durations import format_duration
 from carepath.store.schema import Event
@@ -31,6 +31,20 @@ _HELD_COLUMNS = (Event.id, Event.type, Event.source, Event.source_id, Event.occu
 
 def episode_missing(journey: str, field: str, value: Any) -> str:
     return f"no {journey} enrollment for {field} {value} yet"
+
+
+def lock_patients(conn: Connection, mrn_hashes: Sequence[str]) -> None:
+    """Serialize, per patient, the transactions that apply or hold events (PostgreSQL; SQLite has one writer).
+
+    Without it an event held for a missing enrollment or patient could commit
+    while the enrolling event or the record is being applied next to it, and
+    neither would see the other. Keyed by MRN hash, so it works before the
+    patient exists; taken in sorted order, so bulk imports cannot deadlock.
+    """
+    if conn.dialect.name != "postgresql" or not mrn_hashes:
+        return
+    conn.execute(text("SELECT pg_advisory_xact_lock(7001, hashtext(h)) FROM unnest(CAST(:hashes AS text[])) AS h"),
+                 {"hashes": sorted(set(mrn_hashes))})
 
 
 def held_for_patient(conn: Connection, mrn_hashes: Sequence[str]) -> list[Any]:

@@ -17,7 +17,7 @@ from carepath.definition.events import EventIn, PatientIn
 from carepath.definition.expressions import evaluate
 from carepath.definition.model import Category, Journey, OnEvent
 from carepath.runtime.held import (APPLIED, HELD, PATIENT_MISSING, RESEND, STALE, episode_missing, held_for_episode,
-                                   held_for_patient, released)
+                                   held_for_patient, lock_patients, released)
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
@@ -152,8 +152,9 @@ class Ingestor:
             if event_id is None:
                 return IngestResult("duplicate", None)
             result = IngestResult("stored", event_id)
-            patient_id = self._resolve_patient(conn, ev, now, result)
             mrn_hash = eng.cipher.lookup_hash(ev.patient_mrn)
+            lock_patients(conn, [mrn_hash])
+            patient_id = self._resolve_patient(conn, ev, now, result)
             if patient_id is None:
                 result.held.append(PATIENT_MISSING)
                 self._record(conn, event_id, result, None, mrn_hash=mrn_hash)
@@ -172,6 +173,7 @@ class Ingestor:
     def release_for_patients(self, conn: Connection, patients: Mapping[str, int], now: datetime) -> IngestResult:
         """Apply the events held for patients just registered (``{mrn hash: patient id}``), oldest first."""
         total = IngestResult("stored", None)
+        lock_patients(conn, list(patients))
         for row in held_for_patient(conn, list(patients)):
             self._apply_held(conn, row, patients[row.mrn_hash], now, total)
         return total

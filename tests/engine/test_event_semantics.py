@@ -387,3 +387,43 @@ def test_new_step_fields_in_yaml_round_trip_and_are_validated():
     assert loaded.steps[0].resend_on_move is False and loaded.step("report").trigger.once_per == "report_id"
     _, problems = read_journey_text(text.replace("resend_on_move", "resend_on_moved"), known_templates=None)
     assert "unknown step field 'resend_on_moved'" in str(problems[0])
+
+
+def test_a_reschedule_racing_its_booking_is_never_left_waiting(database_url, settings, clock, sms):
+    """Booking and reschedule ingested at the same moment by two workers: the reschedule always applies."""
+    import threading
+
+    engines = [h.make_engine(database_url, settings, clock, [VISIT], {"sms": sms}) for _ in range(2)]
+    try:
+        engines[0].upsert_patient(PatientIn(mrn="M1", name="张三"))
+        ev = h.Events(clock)
+        t0 = clock.now()
+        rounds = 12
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def worker(engine, make) -> None:
+            try:
+                for i in range(rounds):
+                    barrier.wait()
+                    engine.ingest(make(i))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+                barrier.abort()
+
+        booking = lambda i: ev("appointment.booked", {"appointment_id": f"A{i}", "start": slot(11)}, occurred_at=t0)
+        moved = lambda i: ev("appointment.rescheduled", {"appointment_id": f"A{i}", "start": slot(15)},
+                             occurred_at=t0 + timedelta(minutes=1))
+        threads = [threading.Thread(target=worker, args=(engines[0], booking)),
+                   threading.Thread(target=worker, args=(engines[1], moved))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert errors == []
+        with engines[0].db.connect() as conn:
+            assert conn.execute(select(Event.source_id).where(Event.status == "held")).all() == []
+        assert {e.anchors["appointment"] for e in h.enrollments(engines[0])} == {slot(15)}
+    finally:
+        for engine in engines:
+            engine.close()
