@@ -203,6 +203,29 @@ def test_a_moved_slot_gets_a_reminder_naming_the_new_time(eng, clock, sms):
     assert sms.messages[-1].body == "提醒：就诊时间 2026-05-13 09:00"
 
 
+@hsettings(deadline=None, max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moves=st.lists(st.tuples(st.integers(0, 72), st.integers(2, 9), st.integers(8, 16)), min_size=1, max_size=4))
+def test_after_any_moves_the_last_reminder_names_the_final_slot_and_no_key_repeats(eng, clock, sms, moves):
+    """Dispatch between reschedules: nothing is sent twice, and the patient's last reminder is for the final slot."""
+    clock.set(datetime(2026, 5, 1, 9, 0, tzinfo=SH))
+    mrn = f"P-{uuid.uuid4().hex[:8]}"
+    eng.upsert_patient(PatientIn(mrn=mrn, name="李四", phone="13900001111"))
+    ev = h.Events(clock, mrn)
+    eng.ingest(ev("appointment.booked", {"appointment_id": mrn, "start": slot(4)}))
+    final = datetime.fromisoformat(slot(4))
+    for hours, days_ahead, hh in moves:
+        clock.advance(timedelta(hours=hours))
+        eng.dispatch_due()
+        final = datetime.combine(clock.now().astimezone(SH).date() + timedelta(days=days_ahead), time(hh), tzinfo=SH)
+        eng.ingest(ev("appointment.rescheduled", {"appointment_id": mrn, "start": final.isoformat()}))
+    clock.set(final)
+    eng.dispatch_due()
+    mine = [m for m in sms.messages if m.patient_id == h.enrollments(eng, key=mrn)[0].patient_id]
+    keys = [m.idempotency_key for m in mine]
+    assert len(keys) == len(set(keys))
+    assert [m.body for m in mine if m.body.startswith("提醒")][-1] == f"提醒：就诊时间 {final:%Y-%m-%d %H:%M}"
+
+
 def test_a_step_may_opt_out_of_resending_on_move(database_url, settings, clock, sms):
     quiet = VISIT.model_copy(update={"steps": [s.model_copy(update={"resend_on_move": False}) for s in VISIT.steps]})
     eng = h.make_engine(database_url, settings, clock, [quiet], {"sms": sms})
