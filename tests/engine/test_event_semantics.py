@@ -45,16 +45,15 @@ def slot(day: int, hh: int = 14) -> str:
 
 
 @pytest.fixture
-def sms():
+def sms() -> h.RecordingChannel:
+    """The patient's only channel; it records every message."""
     return h.RecordingChannel("sms")
 
 
 @pytest.fixture
 def eng(database_url, settings, clock, sms):
-    engine = h.make_engine(database_url, settings, clock, [VISIT], {"sms": sms})
-    engine.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
-    yield engine
-    engine.close()
+    with h.running_engine(database_url, settings, clock, [VISIT], {"sms": sms}) as engine:
+        yield engine
 
 
 def event_row(engine, event_id: int):
@@ -228,9 +227,7 @@ def test_after_any_moves_the_last_reminder_names_the_final_slot_and_no_key_repea
 
 def test_a_step_may_opt_out_of_resending_on_move(database_url, settings, clock, sms):
     quiet = VISIT.model_copy(update={"steps": [s.model_copy(update={"resend_on_move": False}) for s in VISIT.steps]})
-    eng = h.make_engine(database_url, settings, clock, [quiet], {"sms": sms})
-    try:
-        eng.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
+    with h.running_engine(database_url, settings, clock, [quiet], {"sms": sms}) as eng:
         ev = h.Events(clock)
         eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
         clock.set(datetime(2026, 5, 10, 18, 0, tzinfo=SH))
@@ -238,8 +235,6 @@ def test_a_step_may_opt_out_of_resending_on_move(database_url, settings, clock, 
         moved = eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(13)}))
         assert moved.anchors == ["visit.appointment moved (0 moved, 0 cancelled, 0 added)"]
         assert [t.status for t in reminders(eng)] == ["sent"]
-    finally:
-        eng.close()
 
 
 DISCHARGE = journey(
@@ -252,9 +247,7 @@ DISCHARGE = journey(
 
 
 def test_a_discharge_reversed_and_redone_replans_every_post_discharge_step(database_url, settings, clock, sms):
-    eng = h.make_engine(database_url, settings, clock, [DISCHARGE], {"sms": sms})
-    try:
-        eng.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
+    with h.running_engine(database_url, settings, clock, [DISCHARGE], {"sms": sms}) as eng:
         ev = h.Events(clock)
         eng.ingest(ev("encounter.admitted", {"encounter_id": "E1"}))
         clock.set(datetime(2026, 5, 3, 11, 0, tzinfo=SH))
@@ -274,8 +267,6 @@ def test_a_discharge_reversed_and_redone_replans_every_post_discharge_step(datab
         keys = [m.idempotency_key for m in sms.messages]
         assert len(keys) == len(set(keys)) == 5
         assert sms.messages[-1].body == "出院 2026-05-06 15:00"
-    finally:
-        eng.close()
 
 
 # ------------------------------------------------------------------- exits
@@ -287,9 +278,7 @@ CALLS = journey(
 
 
 def test_a_death_leaves_no_open_task_and_an_exit_closes_its_journeys_tasks(database_url, settings, clock, sms):
-    eng = h.make_engine(database_url, settings, clock, [VISIT, CALLS], {"sms": sms})
-    try:
-        eng.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
+    with h.running_engine(database_url, settings, clock, [VISIT, CALLS], {"sms": sms}) as eng:
         eng.upsert_patient(PatientIn(mrn="M2", name="李四", phone="13900001111"))
         for mrn in ("M1", "M2"):
             eng.ingest(h.Events(clock, mrn)("appointment.booked", {"appointment_id": f"{mrn}-A", "start": slot(11)}))
@@ -303,8 +292,6 @@ def test_a_death_leaves_no_open_task_and_an_exit_closes_its_journeys_tasks(datab
         assert {t.status for t in tasks.values()} == {"cancelled"}
         assert tasks[1].closed_reason == "patient deceased"
         assert tasks[2].closed_reason == "exit event visit.no_show"
-    finally:
-        eng.close()
 
 
 def test_a_death_cancels_a_fallback_task_of_any_journey(eng, clock):
@@ -325,17 +312,13 @@ def test_a_death_cancels_a_fallback_task_of_any_journey(eng, clock):
 ])
 def test_reentry_values(database_url, settings, clock, sms, reentry, key, enrolled):
     j = VISIT.model_copy(update={"name": "re", "reentry": reentry, "key": key})
-    eng = h.make_engine(database_url, settings, clock, [j], {"sms": sms})
-    try:
-        eng.upsert_patient(PatientIn(mrn="M1", name="张三"))
+    with h.running_engine(database_url, settings, clock, [j], {"sms": sms}) as eng:
         ev = h.Events(clock)
         for appointment in ("A1", "A1", "A2"):  # A1 booked, cancelled, booked again; then A2
             eng.ingest(ev("appointment.booked", {"appointment_id": appointment, "start": slot(11)}))
             eng.ingest(ev("appointment.cancelled", {"appointment_id": appointment}))
         assert [e.key for e in h.enrollments(eng)] == enrolled
         assert {e.status for e in h.enrollments(eng)} == {"exited"}
-    finally:
-        eng.close()
 
 
 def test_per_key_needs_the_key_in_the_enrolling_event(eng, clock):

@@ -52,10 +52,8 @@ def sms():
 
 @pytest.fixture
 def eng(database_url, settings, clock, sms):
-    engine = h.make_engine(database_url, settings, clock, [VISIT], {"sms": sms})
-    engine.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
-    yield engine
-    engine.close()
+    with h.running_engine(database_url, settings, clock, [VISIT], {"sms": sms}) as engine:
+        yield engine
 
 
 def by_step(engine, **where) -> dict[str, object]:
