@@ -75,7 +75,8 @@ def _sqlite_values(row: tuple, times: _SqliteTimes, positions: tuple[int, ...] |
     return tuple(values)
 
 
-_TIME_POSITIONS = tuple(_COLUMNS.index(c) for c in ("anchor_at", "planned_at", "due_at", "created_at", "updated_at"))
+_TIME_POSITIONS = tuple(_COLUMNS.index(c)
+                        for c in ("anchor_at", "planned_at", "due_at", "created_at", "updated_at"))
 
 
 def insert_touchpoints(conn: Connection, rows: list[tuple]) -> int:
@@ -203,8 +204,11 @@ def plan_single(conn: Connection, *, enrollment_id: int, patient_id: int, tz: st
 TOLD = ("claimed", "sent", "delivered", "failed")
 
 
+ALREADY_TOLD = "cancelled: the patient was already told this time"
+
+
 def _movable(row) -> bool:
-    return (row.status == "scheduled" or (row.status == "cancelled" and row.reason == ANCHOR_CANCELLED)
+    return (row.status == "scheduled" or (row.status == "cancelled" and row.reason in (ANCHOR_CANCELLED, ALREADY_TOLD))
             or (row.status == "skipped" and row.reason in (MISSED_SKIPPED, CAP_DROPPED)))
 
 
@@ -217,6 +221,8 @@ def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: 
     re-timed in place. One that was already sent for another anchor value is
     history and stays; unless its step says ``resend_on_move: false``, the
     occurrence is planned again under a new revision (a new idempotency key).
+    A pending revision is cancelled when the anchor moves back to the value
+    the patient was last told.
     A cancelled anchor cancels the pending ones. Returns counts of moved,
     cancelled, added and resent (planned again) touchpoints.
     """
@@ -225,12 +231,14 @@ def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: 
     if not steps:
         return counts
     latest: dict[tuple[str, str], tuple[int, object]] = {}
+    told: dict[tuple[str, str], tuple[int, object]] = {}  # the latest revision that reached the patient
     for row in conn.execute(select(Touchpoint.id, Touchpoint.step, Touchpoint.occurrence, Touchpoint.status,
                                    Touchpoint.reason, Touchpoint.anchor_at).where(
             Touchpoint.enrollment_id == enrollment_id, Touchpoint.step.in_([s.id for s in steps]))):
         base, rev = revision(row.occurrence)
-        if (row.step, base) not in latest or latest[(row.step, base)][0] < rev:
-            latest[(row.step, base)] = (rev, row)
+        for seen, keep in ((latest, True), (told, row.status in TOLD)):
+            if keep and ((row.step, base) not in seen or seen[(row.step, base)][0] < rev):
+                seen[(row.step, base)] = (rev, row)
     movable = {k: row for k, (_, row) in latest.items() if _movable(row)}
     load = DayLoad(tz, day_loads(conn, [patient_id], now - timedelta(days=1),
                                  exclude_ids=[r.id for r in movable.values()]).get(patient_id, ()))
@@ -238,7 +246,11 @@ def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: 
     updates, new = [], []
     for p in planned:
         k = (p.step.id, p.occurrence)
-        if k in movable:
+        if k in movable and k in told and told[k][1].anchor_at == p.anchor_at:
+            # moved back to the time the patient was last told: the pending re-send is not needed
+            updates.append(dict(b_id=movable[k].id, b_due=p.due_at, b_planned=p.planned_at, b_status="cancelled",
+                                b_reason=ALREADY_TOLD, b_anchor=p.anchor_at, b_now=now))
+        elif k in movable:
             updates.append(dict(b_id=movable[k].id, b_due=p.due_at, b_planned=p.planned_at, b_status=p.status,
                                 b_reason=p.reason, b_anchor=p.anchor_at, b_now=now))
         elif k not in latest:

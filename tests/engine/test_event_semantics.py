@@ -202,6 +202,21 @@ def test_a_moved_slot_gets_a_reminder_naming_the_new_time(eng, clock, sms):
     assert sms.messages[-1].body == "提醒：就诊时间 2026-05-13 09:00"
 
 
+def test_a_slot_moved_back_to_the_time_already_told_sends_nothing_more(eng, clock, sms):
+    ev = h.Events(clock)
+    eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
+    clock.set(datetime(2026, 5, 10, 18, 0, tzinfo=SH))
+    eng.dispatch_due()
+    eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(13)}))
+    back = eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(11)}))
+    assert back.anchors == ["visit.appointment moved (1 moved, 0 cancelled, 0 added)"]
+    assert [(t.status, t.reason) for t in reminders(eng)] == [
+        ("sent", None), ("cancelled", "cancelled: the patient was already told this time")]
+    again = eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(14)}))
+    assert again.anchors == ["visit.appointment moved (1 moved, 0 cancelled, 0 added)"]
+    assert [(t.status, t.due_at) for t in reminders(eng)][-1] == ("scheduled", datetime(2026, 5, 13, 18, 0, tzinfo=SH))
+
+
 @hsettings(deadline=None, max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(moves=st.lists(st.tuples(st.integers(0, 72), st.integers(2, 9), st.integers(8, 16)), min_size=1, max_size=4))
 def test_after_any_moves_the_last_reminder_names_the_final_slot_and_no_key_repeats(eng, clock, sms, moves):
