@@ -18,9 +18,12 @@ from carepath.definition.expressions import evaluate
 from carepath.definition.model import Category, Journey, OnEvent
 from carepath.runtime.held import (APPLIED, HELD, PATIENT_MISSING, RESEND, STALE, episode_missing, held_for_episode,
                                    held_for_patient, lock_patients, released)
+from carepath.runtime.merge import merge_patients
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
+from carepath.store.crypto import Cipher
+from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
 
 if TYPE_CHECKING:
@@ -91,9 +94,8 @@ def _store_event(conn: Connection, ev: EventIn, patient_id: int | None, now: dat
 
 
 def stored_payload(ev: EventIn) -> dict[str, Any]:
-    """The payload as kept in events and enrollment context: a patient record is
-    stored (encrypted) on the patient, never in plain text beside the event."""
-    return {k: v for k, v in ev.payload.items() if k != "patient"}
+    """The payload as kept in events and enrollment context (see ``EventIn.stored_payload``)."""
+    return ev.stored_payload()
 
 
 def _anchor_time(ev: EventIn, field_name: str | None) -> datetime:
@@ -108,10 +110,10 @@ def _anchor_time(ev: EventIn, field_name: str | None) -> datetime:
     return value
 
 
-def _fact(row: Any) -> EventIn:
-    """A stored event as the ingestor applies it (its patient is already resolved)."""
+def _fact(row: Any, cipher: Cipher) -> EventIn:
+    """A stored event as the ingestor applies it (its patient is already resolved, its personal data decrypted)."""
     return EventIn.model_construct(type=row.type, source=row.source, source_id=row.source_id, patient_mrn="",
-                                   occurred_at=row.occurred_at, payload=dict(row.payload or {}))
+                                   occurred_at=row.occurred_at, payload=reveal_payload(dict(row.payload or {}), cipher))
 
 
 def _business_identity(trigger: OnEvent, journey: Journey, ev: EventIn, event_id: int) -> tuple[str, str]:
@@ -189,7 +191,7 @@ class Ingestor:
     def _apply_held(self, conn: Connection, row: Any, patient_id: int, now: datetime, total: IngestResult) -> None:
         """Apply an event that waited for its patient's record."""
         sub = IngestResult("stored", row.id)
-        self._apply(conn, _fact(row), row.id, patient_id, now, sub)
+        self._apply(conn, _fact(row, self.engine.cipher), row.id, patient_id, now, sub)
         conn.execute(update(Event).where(Event.id == row.id).values(patient_id=patient_id))
         total.urgent_touchpoints += sub.urgent_touchpoints
         if sub.held:  # the patient is known now, but its episode is not enrolled yet
@@ -279,7 +281,7 @@ class Ingestor:
             return
         journey = eng.journey_version(enrollment.journey, enrollment.version)
         for row in held_for_episode(conn, enrollment.patient_id, enrollment.key):
-            fact = _fact(row)
+            fact = _fact(row, self.engine.cipher)
             if fact.type not in self._reacts_to(journey):
                 continue  # it waits for another journey's episode of the same key
             sub = IngestResult("stored", row.id)
@@ -305,6 +307,13 @@ class Ingestor:
                 self._exit(conn, enrollment, "patient deceased", now, result)
             # nobody is asked to contact a deceased patient, whatever opened the task
             result.cancelled_tasks += _cancel_open_tasks(conn, "patient deceased", now, patient_id=patient_id)
+        elif ev.type == "patient.merged":
+            merged = find_patient_id(conn, self.engine.cipher, str(ev.payload.get("merged_mrn") or ""))
+            if merged is None:
+                result.notes.append("patient.merged: no patient with merged_mrn; nothing moved")
+                return
+            merge_patients(conn, survivor=patient_id, merged=merged, now=now, actor=f"event:{ev.source}")
+            result.notes.append("merged record's history moved to this patient")
         elif ev.type == "consent.changed":
             purpose, granted = ev.payload.get("purpose"), ev.payload.get("granted")
             if not isinstance(purpose, str) or not isinstance(granted, bool):

@@ -240,6 +240,27 @@ def test_after_any_moves_the_last_reminder_names_the_final_slot_and_no_key_repea
     assert [m.body for m in mine if m.body.startswith("提醒")][-1] == f"提醒：就诊时间 {final:%Y-%m-%d %H:%M}"
 
 
+def test_migrating_to_another_version_keeps_a_pending_resend(eng, clock, sms):
+    """A reminder planned again after a move is an unsent step like any other: migration re-times it."""
+    from carepath.runtime.migrate import migrate_enrollments
+    from carepath.runtime.versions import store_version
+
+    ev = h.Events(clock)
+    eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
+    clock.set(datetime(2026, 5, 10, 18, 0, tzinfo=SH))
+    eng.dispatch_due()
+    eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(13)}))
+    later = VISIT.model_copy(update={"steps": [
+        s.model_copy(update={"trigger": before("appointment", "1d", at="19:00")}) if s.id == "remind" else s
+        for s in VISIT.steps]})
+    with eng.db.begin() as conn:
+        store_version(conn, later, clock.now())
+    assert migrate_enrollments(eng.db, "visit", later.version, now=clock.now()).enrollments == 1
+    assert [(t.occurrence, t.status, t.due_at) for t in reminders(eng)] == [
+        ("0", "sent", datetime(2026, 5, 10, 18, 0, tzinfo=SH)),
+        ("0@1", "scheduled", datetime(2026, 5, 12, 19, 0, tzinfo=SH))]
+
+
 def test_a_step_may_opt_out_of_resending_on_move(database_url, settings, clock, sms):
     quiet = VISIT.model_copy(update={"steps": [s.model_copy(update={"resend_on_move": False}) for s in VISIT.steps]})
     with h.running_engine(database_url, settings, clock, [quiet], {"sms": sms}) as eng:

@@ -1,13 +1,13 @@
 """event semantics: event status and holds, anchor change times, touchpoint anchor values, closed staff tasks
 
 Revision ID: 0002_semantics
-Revises: 0001
+Revises: 0002_his
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0002_semantics"
-down_revision = "0001"
+down_revision = "0002_his"
 branch_labels = None
 depends_on = None
 
