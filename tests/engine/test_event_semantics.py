@@ -15,6 +15,7 @@ from carepath.definition.dsl import (after, anchor, before, enroll_on, exit_on, 
                                      template)
 from carepath.definition.events import PatientIn
 from carepath.definition.journey_files import journey_to_yaml, read_journey_text
+from carepath.definition.model import Journey
 from carepath.reporting import timeline_tables
 from carepath.runtime.held import expire_held
 from carepath.store.schema import Event
@@ -38,6 +39,11 @@ VISIT = journey(
         step("report", "in_visit", on("report.ready", once_per="report_id"), send("report", ["sms"]),
              category="transactional"),
     ])
+
+
+def edited(j: Journey, **changes) -> Journey:
+    """A changed copy with its own version (``model_copy`` would keep the cached hash)."""
+    return Journey.model_validate({**{name: getattr(j, name) for name in Journey.model_fields}, **changes})
 
 
 def slot(day: int, hh: int = 14) -> str:
@@ -250,9 +256,9 @@ def test_migrating_to_another_version_keeps_a_pending_resend(eng, clock, sms):
     clock.set(datetime(2026, 5, 10, 18, 0, tzinfo=SH))
     eng.dispatch_due()
     eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(13)}))
-    later = VISIT.model_copy(update={"steps": [
+    later = edited(VISIT, steps=[
         s.model_copy(update={"trigger": before("appointment", "1d", at="19:00")}) if s.id == "remind" else s
-        for s in VISIT.steps]})
+        for s in VISIT.steps])
     with eng.db.begin() as conn:
         store_version(conn, later, clock.now())
     assert migrate_enrollments(eng.db, "visit", later.version, now=clock.now()).enrollments == 1
@@ -262,7 +268,7 @@ def test_migrating_to_another_version_keeps_a_pending_resend(eng, clock, sms):
 
 
 def test_a_step_may_opt_out_of_resending_on_move(database_url, settings, clock, sms):
-    quiet = VISIT.model_copy(update={"steps": [s.model_copy(update={"resend_on_move": False}) for s in VISIT.steps]})
+    quiet = edited(VISIT, steps=[s.model_copy(update={"resend_on_move": False}) for s in VISIT.steps])
     with h.running_engine(database_url, settings, clock, [quiet], {"sms": sms}) as eng:
         ev = h.Events(clock)
         eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
@@ -347,7 +353,7 @@ def test_a_death_cancels_a_fallback_task_of_any_journey(eng, clock):
     ("never", None, [None]),  # once per patient
 ])
 def test_reentry_values(database_url, settings, clock, sms, reentry, key, enrolled):
-    j = VISIT.model_copy(update={"name": "re", "reentry": reentry, "key": key})
+    j = edited(VISIT, name="re", reentry=reentry, key=key)
     with h.running_engine(database_url, settings, clock, [j], {"sms": sms}) as eng:
         ev = h.Events(clock)
         for appointment in ("A1", "A1", "A2"):  # A1 booked, cancelled, booked again; then A2
@@ -421,8 +427,8 @@ def test_held_event_age_is_a_setting(eng, clock, monkeypatch):
 
 
 def test_new_step_fields_in_yaml_round_trip_and_are_validated():
-    text = journey_to_yaml(VISIT.model_copy(update={"steps": [
-        VISIT.steps[0].model_copy(update={"resend_on_move": False}), *VISIT.steps[1:]]}))
+    text = journey_to_yaml(edited(VISIT, steps=[
+        VISIT.steps[0].model_copy(update={"resend_on_move": False}), *VISIT.steps[1:]]))
     assert "resend_on_move: false" in text and "once_per: report_id" in text
     loaded, problems = read_journey_text(text, known_templates=None)
     assert problems == [] and loaded.version != VISIT.version
