@@ -110,6 +110,6 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
     for col in ["created", "kind", "team", "status", "SLA due", "detail"]:
         tasks.add_column(col)
     for s in conn.execute(select(StaffTask.__table__).where(StaffTask.patient_id == patient_id)):
-        closed = f" ({local(s.closed_at)} {s.closed_reason})" if s.closed_reason else ""
+        closed = f" ({local(s.closed_at)} {s.resolution})" if s.resolution else ""
         tasks.add_row(local(s.created_at), s.kind, s.team, s.status + closed, local(s.sla_due_at), s.detail or "")
     return [profile, events, tps, tasks]

@@ -32,6 +32,8 @@ BUILTIN_PLUGINS = {
     "console": "carepath.connectors.console",
     "outbox": "carepath.connectors.outbox",
     "his": "carepath.connectors.his",
+    "surveys": "carepath.connectors.surveys",
+    "staff": "carepath.web.staff",
     "journeys": "carepath.journeys",
 }
 

@@ -119,6 +119,20 @@ class Send(_Model):
     via: list[str] = Field(min_length=1)
 
 
+class Survey(Send):
+    """Send a patient-specific survey link (a signed token, no patient data) with a message template.
+
+    ``template`` renders the invitation; it sees ``survey.link`` and
+    ``survey.name``. ``provider`` is ``builtin`` (carepath's own questionnaire
+    pages) or the name of a configured survey connector (wjx, Tencent Wenjuan).
+    """
+
+    kind: Literal["survey"] = "survey"  # type: ignore[assignment]
+    survey: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    template: str = "survey_invitation"
+    provider: str = "builtin"
+
+
 class Task(_Model):
     """Open a staff work item (call the patient, handle a complaint) with an SLA."""
 
@@ -127,6 +141,7 @@ class Task(_Model):
     team: str = "nursing"
     sla: Duration = timedelta(hours=24)
     detail: str | None = None
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
 
 
 class Tag(_Model):
@@ -137,7 +152,7 @@ class Tag(_Model):
     remove: list[str] = []
 
 
-Action = Annotated[Union[Send, Task, Tag], Field(discriminator="kind")]
+Action = Annotated[Union[Send, Survey, Task, Tag], Field(discriminator="kind")]
 
 
 class Missed(_Model):
@@ -158,6 +173,11 @@ class Step(_Model):
     over_cap: Literal["defer", "drop"] = "defer"
     resend_on_move: bool = True
     description: str | None = None
+
+    @property
+    def touchpoint_action(self) -> str:
+        """What its touchpoints do: ``send`` for every message (a survey invitation too), ``task``, ``tag``."""
+        return "send" if isinstance(self.action, Send) else self.action.kind
 
     @property
     def anchor(self) -> str | None:

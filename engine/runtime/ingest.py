@@ -19,6 +19,7 @@ from carepath.definition.model import Category, Journey, OnEvent
 from carepath.runtime.held import (APPLIED, HELD, PATIENT_MISSING, RESEND, STALE, episode_missing, held_for_episode,
                                    held_for_patient, lock_patients, released)
 from carepath.runtime.merge import merge_patients
+from carepath.runtime.work_queue import OPEN_STATUSES
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
@@ -133,10 +134,10 @@ def _business_identity(trigger: OnEvent, journey: Journey, ev: EventIn, event_id
 def _cancel_open_tasks(conn: Connection, reason: str, now: datetime, *, enrollment_id: int | None = None,
                        patient_id: int | None = None) -> int:
     """Cancel the open staff tasks of an enrollment (or of every journey of a patient), with the reason."""
-    q = update(StaffTask).where(StaffTask.status == "open")
+    q = update(StaffTask).where(StaffTask.status.in_(OPEN_STATUSES))
     q = q.where(StaffTask.enrollment_id == enrollment_id) if enrollment_id is not None else \
         q.where(StaffTask.patient_id == patient_id)
-    return conn.execute(q.values(status="cancelled", closed_at=now, closed_reason=reason)).rowcount or 0
+    return conn.execute(q.values(status="cancelled", closed_at=now, resolution=f"cancelled: {reason}")).rowcount or 0
 
 
 class Ingestor:

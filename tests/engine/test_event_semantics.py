@@ -332,8 +332,8 @@ def test_a_death_leaves_no_open_task_and_an_exit_closes_its_journeys_tasks(datab
         assert sorted(died.exited) == ["calls", "visit"] and died.cancelled_tasks == 1
         tasks = {t.patient_id: t for t in h.staff_tasks(eng)}
         assert {t.status for t in tasks.values()} == {"cancelled"}
-        assert tasks[1].closed_reason == "patient deceased"
-        assert tasks[2].closed_reason == "exit event visit.no_show"
+        assert tasks[1].resolution == "cancelled: patient deceased"
+        assert tasks[2].resolution == "cancelled: exit event visit.no_show"
 
 
 def test_a_death_cancels_a_fallback_task_of_any_journey(eng, clock):
@@ -344,7 +344,7 @@ def test_a_death_cancels_a_fallback_task_of_any_journey(eng, clock):
     eng.dispatch_due()
     assert [(t.kind, t.status) for t in h.staff_tasks(eng)] == [("contact_patient", "open")]
     eng.ingest(ev("patient.deceased"))
-    assert [(t.status, t.closed_reason) for t in h.staff_tasks(eng)] == [("cancelled", "patient deceased")]
+    assert [(t.status, t.resolution) for t in h.staff_tasks(eng)] == [("cancelled", "cancelled: patient deceased")]
 
 
 @pytest.mark.parametrize("reentry,key,enrolled", [

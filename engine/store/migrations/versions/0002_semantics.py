@@ -1,13 +1,13 @@
-"""event semantics: event status and holds, anchor change times, touchpoint anchor values, closed staff tasks
+"""event semantics: event status and holds, anchor change times, touchpoint anchor values
 
 Revision ID: 0002_semantics
-Revises: 0002_his
+Revises: 0003_surveys
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0002_semantics"
-down_revision = "0002_his"
+down_revision = "0003_surveys"
 branch_labels = None
 depends_on = None
 
@@ -22,15 +22,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("anchor_times", sa.JSON(), nullable=True))
     with op.batch_alter_table("touchpoints") as batch:
         batch.add_column(sa.Column("anchor_at", sa.DateTime(timezone=True), nullable=True))
-    with op.batch_alter_table("staff_tasks") as batch:
-        batch.add_column(sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("closed_reason", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("staff_tasks") as batch:
-        batch.drop_column("closed_reason")
-        batch.drop_column("closed_at")
     with op.batch_alter_table("touchpoints") as batch:
         batch.drop_column("anchor_at")
     with op.batch_alter_table("enrollments") as batch:
