@@ -191,14 +191,19 @@ def test_any_arrival_order_ends_at_the_newest_slot(eng, clock, sms, order, days)
 # ----------------------------------------------------------- moved anchors
 
 
-def test_a_moved_slot_gets_a_reminder_naming_the_new_time(eng, clock, sms):
+def told_then_moved(eng, clock, day: int, hh: int = 14):
+    """A1 booked for 11 May 14:00, its day-before reminder sent, then moved to ``day`` at ``hh``:00."""
     ev = h.Events(clock)
     eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
     clock.set(datetime(2026, 5, 10, 18, 0, tzinfo=SH))
     eng.dispatch_due()
+    moved = eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(day, hh)}))
+    return ev, moved
+
+
+def test_a_moved_slot_gets_a_reminder_naming_the_new_time(eng, clock, sms):
+    _, moved = told_then_moved(eng, clock, 13, 9)
     assert sms.messages[-1].body == "提醒：就诊时间 2026-05-11 14:00"
-    clock.advance(timedelta(hours=1))
-    moved = eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(13, 9)}))
     assert moved.anchors == ["visit.appointment moved (0 moved, 0 cancelled, 0 added, 1 planned again)"]
     first, again = reminders(eng)
     assert (first.status, again.occurrence, again.due_at) == ("sent", "0@1", datetime(2026, 5, 12, 18, 0, tzinfo=SH))
@@ -209,11 +214,7 @@ def test_a_moved_slot_gets_a_reminder_naming_the_new_time(eng, clock, sms):
 
 
 def test_a_slot_moved_back_to_the_time_already_told_sends_nothing_more(eng, clock, sms):
-    ev = h.Events(clock)
-    eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
-    clock.set(datetime(2026, 5, 10, 18, 0, tzinfo=SH))
-    eng.dispatch_due()
-    eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(13)}))
+    ev, _ = told_then_moved(eng, clock, 13)
     back = eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(11)}))
     assert back.anchors == ["visit.appointment moved (1 moved, 0 cancelled, 0 added)"]
     assert [(t.status, t.reason) for t in reminders(eng)] == [
@@ -251,11 +252,7 @@ def test_migrating_to_another_version_keeps_a_pending_resend(eng, clock, sms):
     from carepath.runtime.migrate import migrate_enrollments
     from carepath.runtime.versions import store_version
 
-    ev = h.Events(clock)
-    eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
-    clock.set(datetime(2026, 5, 10, 18, 0, tzinfo=SH))
-    eng.dispatch_due()
-    eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(13)}))
+    told_then_moved(eng, clock, 13)
     later = edited(VISIT, steps=[
         s.model_copy(update={"trigger": before("appointment", "1d", at="19:00")}) if s.id == "remind" else s
         for s in VISIT.steps])
@@ -270,11 +267,7 @@ def test_migrating_to_another_version_keeps_a_pending_resend(eng, clock, sms):
 def test_a_step_may_opt_out_of_resending_on_move(database_url, settings, clock, sms):
     quiet = edited(VISIT, steps=[s.model_copy(update={"resend_on_move": False}) for s in VISIT.steps])
     with h.running_engine(database_url, settings, clock, [quiet], {"sms": sms}) as eng:
-        ev = h.Events(clock)
-        eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
-        clock.set(datetime(2026, 5, 10, 18, 0, tzinfo=SH))
-        eng.dispatch_due()
-        moved = eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": slot(13)}))
+        _, moved = told_then_moved(eng, clock, 13)
         assert moved.anchors == ["visit.appointment moved (0 moved, 0 cancelled, 0 added)"]
         assert [t.status for t in reminders(eng)] == ["sent"]
 
