@@ -1,13 +1,13 @@
 """event semantics: event status and holds, anchor change times, touchpoint anchor values
 
 Revision ID: 0002_semantics
-Revises: 0003_surveys
+Revises: 0002_sms
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0002_semantics"
-down_revision = "0003_surveys"
+down_revision = "0002_sms"
 branch_labels = None
 depends_on = None
 
