@@ -31,7 +31,7 @@ VISIT = journey(
                                    cancelled_by=["appointment.cancelled"])},
     templates=[template("confirm", "已预约 {{ anchors.appointment | datetime }}"),
                template("remind", "提醒：就诊时间 {{ anchors.appointment | datetime }}"),
-               template("report", "报告 {{ event.report_id }} 已出")],
+               template("report", "报告 {{ event.report_id | default('') }} 已出")],
     steps=[
         step("confirm", "pre_visit", on("appointment.booked"), send("confirm", ["sms"]), category="transactional"),
         step("remind", "pre_visit", before("appointment", "1d", at="18:00"), send("remind", ["sms"]),
