@@ -152,12 +152,20 @@ class Engine:
     # --------------------------------------------------------------- patients
 
     def upsert_patient(self, record: PatientIn) -> int:
+        """Insert or update a patient; events held for this patient are applied (oldest first)."""
+        now = self.clock.now()
         with self.db.begin() as conn:
-            return upsert_patient(conn, self.cipher, record, self.clock.now())
+            patient_id = upsert_patient(conn, self.cipher, record, now)
+            self.ingestor.release_for_patients(conn, {self.cipher.lookup_hash(record.mrn): patient_id}, now)
+            return patient_id
 
     def upsert_patients(self, records: Sequence[PatientIn]) -> list[int]:
+        now = self.clock.now()
         with self.db.begin() as conn:
-            return upsert_patients_bulk(conn, self.cipher, list(records), self.clock.now())
+            ids = upsert_patients_bulk(conn, self.cipher, list(records), now)
+            self.ingestor.release_for_patients(conn, {self.cipher.lookup_hash(r.mrn): pid
+                                                      for r, pid in zip(records, ids)}, now)
+            return ids
 
     # ------------------------------------------------------------------ events
 

@@ -90,9 +90,13 @@ def timeline_data(conn: Connection, cipher: Cipher, patient_id: int) -> dict[str
     enrollments = [{"id": e.id, "journey": e.journey, "version": e.version, "status": e.status, "key": e.key,
                     "exit_reason": e.exit_reason}
                    for e in conn.execute(select(Enrollment.__table__).where(Enrollment.patient_id == patient_id))]
-    events = [{"occurred_at": _iso(e.occurred_at), "type": e.type, "source_id": e.source_id, "outcome": e.outcome}
-              for e in conn.execute(select(Event.occurred_at, Event.type, Event.source_id, Event.outcome)
-                                    .where(Event.patient_id == patient_id).order_by(Event.occurred_at))]
+    # status: applied, resend (a fact already acted on), stale (older than the anchor's last change),
+    # held (waiting for its patient or enrollment), expired; a held event's outcome tells held, then applied
+    events = [{"occurred_at": _iso(e.occurred_at), "received_at": _iso(e.received_at), "type": e.type,
+               "source_id": e.source_id, "status": e.status or "applied", "outcome": e.outcome}
+              for e in conn.execute(select(Event.occurred_at, Event.received_at, Event.type, Event.source_id,
+                                           Event.status, Event.outcome)
+                                    .where(Event.patient_id == patient_id).order_by(Event.occurred_at, Event.id))]
     deliveries = defaultdict(list)
     for d in conn.execute(select(Delivery.touchpoint_id, Delivery.channel, Delivery.status, Delivery.error_code,
                                  Delivery.cost)
@@ -130,8 +134,9 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
     for e in data["enrollments"]:
         profile.add_row(f"enrollment {e['id']}", f"{e['journey']} v{e['version']} [{e['status']}] key {e['key'] or '—'}"
                         + (f", exit: {e['exit_reason']}" if e["exit_reason"] else ""))
-    events = _table(f"events ({tz})", ["when", "type", "source id", "outcome"],
-                    [[local(e["occurred_at"]), e["type"], e["source_id"], e["outcome"] or ""] for e in data["events"]])
+    events = _table(f"events ({tz})", ["when", "received", "type", "source id", "status", "outcome"],
+                    [[local(e["occurred_at"]), local(e["received_at"]), e["type"], e["source_id"], e["status"],
+                      e["outcome"] or ""] for e in data["events"]])
     tps = _table(f"touchpoints ({tz})", ["step", "planned", "due", "sent", "status", "deliveries", "reason"],
                  [[t["step"], local(t["planned_at"]), local(t["due_at"]), local(t["sent_at"]), t["status"],
                    " ".join(_delivery(d) for d in t["deliveries"]), t["reason"] or ""] for t in data["touchpoints"]])
@@ -145,7 +150,7 @@ def _delivery(d: dict[str, Any]) -> str:
 
 
 # Columns that must stay on one line (ids, times, statuses): the free-text ones wrap around them.
-_NO_WRAP = {"id", "patient", "when", "planned", "due", "sent", "created", "SLA due", "status", "stage", "channel",
+_NO_WRAP = {"id", "patient", "when", "received", "planned", "due", "sent", "created", "SLA due", "status", "stage", "channel",
             "type"}
 
 
@@ -187,6 +192,7 @@ def task_rows(conn: Connection, *, patient: int | None = None, status: str | Non
     """Staff tasks, newest first, with the journey and step that opened them."""
     q = select(StaffTask.id, StaffTask.patient_id, Touchpoint.journey, Touchpoint.step, StaffTask.kind,
                StaffTask.team, StaffTask.status, StaffTask.created_at, StaffTask.sla_due_at, StaffTask.detail,
+               StaffTask.resolution,
                Patient.tz).join(Patient, Patient.id == StaffTask.patient_id) \
         .outerjoin(Touchpoint, Touchpoint.id == StaffTask.touchpoint_id)
     q = _filtered(q, StaffTask, patient, status, journey, step).order_by(StaffTask.created_at.desc(),
@@ -207,7 +213,8 @@ def task_table(rows: list[dict], title: str) -> Table:
     """Staff tasks as a table; times in each patient's own zone."""
     return _table(title, ["id", "patient", "kind", "team", "status", "journey / step", "created", "SLA due",
                           "detail"],
-                  [[str(r["id"]), str(r["patient_id"]), r["kind"], r["team"], r["status"],
+                  [[str(r["id"]), str(r["patient_id"]), r["kind"], r["team"],
+                    r["status"] + (f" ({r['resolution']})" if r.get("resolution") else ""),
                     f"{r['journey'] or '—'} / {r['step'] or '—'}", _local(_parse(r["created_at"]), r["tz"]),
                     _local(_parse(r["sla_due_at"]), r["tz"]), r["detail"] or ""] for r in rows])
 

@@ -12,12 +12,13 @@ docs/security.md documents it.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from carepath.definition.durations import Duration
 from carepath.definition.events import EARLIEST, LATEST, EventLimits
 from carepath.store.personal_data import DEFAULT_PRIVATE_PATHS
 
@@ -32,6 +33,8 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(default=None, description="base64 AES-256 key for contact data")
     key_file: Path | None = Field(default=None, description="key file used when no secret_key is set")
     key_id: str = "k1"
+    held_event_max_age: Duration = Field(default=timedelta(days=7),
+                                          description="how long an event waits for its patient or enrollment (7d, 12h, ...)")
     event_max_depth: int = Field(default=32, ge=1, le=200, description="deepest nesting an event payload may have")
     event_max_payload_bytes: int = Field(default=256 * 1024, ge=1024, description="largest event payload (UTF-8 JSON)")
     event_earliest: date = Field(default=EARLIEST, description="earliest date an event may carry")

@@ -63,19 +63,22 @@ def anchor(set_by: Iterable[str], field: str | None = None, cancelled_by: Iterab
 
 
 def step(id: str, stage: str, trigger: Any, action: Any, *, when: str | None = None, category: str = "clinical",
-         missed: str = "send", grace: Dur = "12h", over_cap: str = "defer", confirm_within: Dur | None = None,
-         description: str | None = None) -> Step:
+         missed: str = "send", grace: Dur = "12h", over_cap: str = "defer", resend_on_move: bool = True,
+         confirm_within: Dur | None = None, description: str | None = None) -> Step:
     """One step: trigger + optional condition (``when``) + action.
 
+    ``resend_on_move=False``: a message already sent is not sent again when its anchor moves.
     ``confirm_within``: a message not confirmed delivered within this window falls back to the next channel.
     """
     return Step(id=id, stage=stage, trigger=trigger, action=action, condition=when, category=category,
-                missed=Missed(policy=missed, grace=grace), over_cap=over_cap, confirm_within=confirm_within,
+                missed=Missed(policy=missed, grace=grace), over_cap=over_cap, resend_on_move=resend_on_move,
+                confirm_within=confirm_within,
                 description=description)
 
 
-def on(event: str, delay: Dur = "0s") -> OnEvent:
-    return OnEvent(event=event, delay=delay)
+def on(event: str, delay: Dur = "0s", *, once_per: str | None = None) -> OnEvent:
+    """Run on ``event``, once per value of the payload field ``once_per`` (default: the journey's key)."""
+    return OnEvent(event=event, delay=delay, once_per=once_per)
 
 
 def before(anchor: str, offset: Dur, *, at: str | None = None) -> AnchorOffset:

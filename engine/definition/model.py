@@ -39,11 +39,17 @@ class _Model(BaseModel):
 
 
 class OnEvent(_Model):
-    """Run when the enrolled patient has an event of this type (after ``delay``)."""
+    """Run when the enrolled patient has an event of this type (after ``delay``).
+
+    It runs once per enrollment and business identity of the event: the value
+    of the payload field ``once_per`` names, by default the journey's ``key``.
+    A resend of the same fact under a new message id plans nothing again.
+    """
 
     kind: Literal["on"] = "on"
     event: str
     delay: Duration = timedelta(0)
+    once_per: str | None = None
 
 
 class AnchorOffset(_Model):
@@ -165,6 +171,7 @@ class Step(_Model):
     category: Category = Category.clinical
     missed: Missed = Missed()
     over_cap: Literal["defer", "drop"] = "defer"
+    resend_on_move: bool = True
     #: a sent message not confirmed delivered within this window falls back to the next channel
     #: of ``via`` (or, after the last, to a staff call): see ``carepath.runtime.fallback``
     confirm_within: Duration | None = None

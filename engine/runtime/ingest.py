@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, update
@@ -16,11 +17,16 @@ from carepath.definition.context import expression_context
 from carepath.definition.events import EventIn, PatientIn
 from carepath.definition.expressions import evaluate
 from carepath.definition.model import Category, Journey, OnEvent
+from carepath.runtime.held import (APPLIED, HELD, PATIENT_MISSING, RESEND, STALE, episode_missing, held_for_episode,
+                                   held_for_patient, lock_patients, released)
 from carepath.runtime.merge import merge_patients
+from carepath.runtime.work_queue import OPEN_STATUSES
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
-from carepath.store.schema import Delivery, Enrollment, Event, Patient, Touchpoint
+from carepath.store.crypto import Cipher
+from carepath.store.personal_data import reveal_payload
+from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -28,7 +34,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class IngestResult:
-    """What one ``Engine.ingest`` call did; ``duplicate`` events change nothing."""
+    """What one ``Engine.ingest`` call did; ``duplicate`` events change nothing.
+
+    ``state`` is what the stored event became: applied, resend (it repeated a
+    fact already acted on), stale (older than what it would change), held
+    (waiting for its patient or enrollment).
+    """
 
     status: str  # stored | duplicate
     event_id: int | None
@@ -38,10 +49,27 @@ class IngestResult:
     planned: int = 0
     urgent_touchpoints: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)  # on steps already planned for this business identity
+    stale: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # why the event waits
+    released: int = 0  # held events applied because of this one
+    cancelled_tasks: int = 0
+    hold_key: str | None = None  # the episode key a held event waits for
 
     @property
     def duplicate(self) -> bool:
         return self.status == "duplicate"
+
+    @property
+    def state(self) -> str:
+        if self.held:
+            return HELD
+        acted = self.enrolled or self.exited or self.anchors or self.planned or self.released
+        if self.stale and not acted:
+            return STALE
+        if self.resent and not acted:
+            return RESEND
+        return APPLIED
 
     def summary(self) -> str:
         if self.duplicate:
@@ -49,7 +77,11 @@ class IngestResult:
         parts = [f"enrolled {', '.join(self.enrolled)}" if self.enrolled else "",
                  f"exited {', '.join(self.exited)}" if self.exited else "",
                  f"anchors {', '.join(self.anchors)}" if self.anchors else "",
-                 f"{self.planned} touchpoint(s) planned" if self.planned else "", *self.notes]
+                 f"{self.planned} touchpoint(s) planned" if self.planned else "",
+                 f"{self.cancelled_tasks} open staff task(s) cancelled" if self.cancelled_tasks else "",
+                 *(f"resend: {r}" for r in self.resent), *(f"stale: {s}" for s in self.stale),
+                 f"{self.released} held event(s) applied" if self.released else "", *self.notes,
+                 *(f"held: {h}" for h in self.held)]
         return "; ".join(p for p in parts if p) or "stored; no journey affected"
 
 
@@ -80,11 +112,41 @@ def _anchor_time(ev: EventIn, field_name: str | None) -> datetime:
     return value
 
 
+def _fact(row: Any, cipher: Cipher) -> EventIn:
+    """A stored event as the ingestor applies it (its patient is already resolved, its personal data decrypted)."""
+    return EventIn.model_construct(type=row.type, source=row.source, source_id=row.source_id, patient_mrn="",
+                                   occurred_at=row.occurred_at, payload=reveal_payload(dict(row.payload or {}), cipher))
+
+
+def _business_identity(trigger: OnEvent, journey: Journey, ev: EventIn, event_id: int) -> tuple[str, str]:
+    """The occurrence an ``on`` step gets for this event, and how to say it: one per business identity.
+
+    The identity is the payload field ``once_per`` (default: the journey's key); without one, the event itself.
+    """
+    name = trigger.once_per or journey.key
+    value = ev.payload.get(name) if name else None
+    if value is None:
+        return f"e{event_id}", f"event {event_id}"
+    text = str(value)
+    occurrence = f"k:{text}" if len(text) <= 60 else "h:" + hashlib.sha256(text.encode()).hexdigest()[:40]
+    return occurrence, f"{name} {text}"
+
+
+def _cancel_open_tasks(conn: Connection, reason: str, now: datetime, *, enrollment_id: int | None = None,
+                       patient_id: int | None = None) -> int:
+    """Cancel the open staff tasks of an enrollment (or of every journey of a patient), with the reason."""
+    q = update(StaffTask).where(StaffTask.status.in_(OPEN_STATUSES))
+    q = q.where(StaffTask.enrollment_id == enrollment_id) if enrollment_id is not None else \
+        q.where(StaffTask.patient_id == patient_id)
+    return conn.execute(q.values(status="cancelled", closed_at=now, resolution=f"cancelled: {reason}")).rowcount or 0
+
+
 class Ingestor:
     """Applies events for one engine inside a single transaction per event."""
 
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
+        self._reactions: dict[tuple[str, str], frozenset[str]] = {}
 
     def ingest(self, ev: EventIn) -> IngestResult:
         eng = self.engine
@@ -94,16 +156,52 @@ class Ingestor:
             if event_id is None:
                 return IngestResult("duplicate", None)
             result = IngestResult("stored", event_id)
+            mrn_hash = eng.cipher.lookup_hash(ev.patient_mrn)
+            lock_patients(conn, [mrn_hash])
             patient_id = self._resolve_patient(conn, ev, now, result)
-            conn.execute(update(Event).where(Event.id == event_id).values(patient_id=patient_id))
             if patient_id is None:
-                result.notes.append(f"unknown patient {ev.patient_mrn!r}: stored, not applied")
-            else:
-                self._apply(conn, ev, event_id, patient_id, now, result)
-            conn.execute(update(Event).where(Event.id == event_id).values(outcome=result.summary()))
+                result.held.append(PATIENT_MISSING)
+                self._record(conn, event_id, result, None, mrn_hash=mrn_hash)
+                return result
+            # events that waited for this patient, and this one, in the order they happened
+            waiting = held_for_patient(conn, [mrn_hash])
+            earlier = [r for r in waiting if (r.occurred_at, r.id) < (ev.occurred_at, event_id)]
+            for row in earlier:
+                self._apply_held(conn, row, patient_id, now, result)
+            self._apply(conn, ev, event_id, patient_id, now, result)
+            for row in waiting[len(earlier):]:
+                self._apply_held(conn, row, patient_id, now, result)
+            self._record(conn, event_id, result, patient_id)
         return result
 
+    def release_for_patients(self, conn: Connection, patients: Mapping[str, int], now: datetime) -> IngestResult:
+        """Apply the events held for patients just registered (``{mrn hash: patient id}``), oldest first."""
+        total = IngestResult("stored", None)
+        lock_patients(conn, list(patients))
+        for row in held_for_patient(conn, list(patients)):
+            self._apply_held(conn, row, patients[row.mrn_hash], now, total)
+        return total
+
     # -- steps of applying an event -------------------------------------------------
+
+    def _record(self, conn: Connection, event_id: int, result: IngestResult, patient_id: int | None,
+                mrn_hash: str | None = None) -> None:
+        conn.execute(update(Event).where(Event.id == event_id).values(
+            patient_id=patient_id, status=result.state, outcome=result.summary(), mrn_hash=mrn_hash,
+            hold_key=result.hold_key))
+
+    def _apply_held(self, conn: Connection, row: Any, patient_id: int, now: datetime, total: IngestResult) -> None:
+        """Apply an event that waited for its patient's record."""
+        sub = IngestResult("stored", row.id)
+        self._apply(conn, _fact(row, self.engine.cipher), row.id, patient_id, now, sub)
+        conn.execute(update(Event).where(Event.id == row.id).values(patient_id=patient_id))
+        total.urgent_touchpoints += sub.urgent_touchpoints
+        if sub.held:  # the patient is known now, but its episode is not enrolled yet
+            conn.execute(update(Event).where(Event.id == row.id).values(
+                mrn_hash=None, hold_key=sub.hold_key, outcome=f"{row.outcome}; patient registered; {sub.summary()}"))
+            return
+        released(conn, row, status=sub.state, summary=sub.summary(), now=now)
+        total.released += 1
 
     def _resolve_patient(self, conn: Connection, ev: EventIn, now: datetime, result: IngestResult) -> int | None:
         """The patient the event is about; a carried record updates it, a bad one is reported, not fatal."""
@@ -136,12 +234,72 @@ class Ingestor:
             journey = eng.journey_version(enrollment.journey, enrollment.version)
             if journey is None or not self._matches_key(journey, enrollment, ev):
                 continue
-            if enrollment.id not in new_ids:
-                self._move_anchors(conn, ev, enrollment, journey, patient.view.tz, now, result)
-            if ev.type in journey.exit.events and evaluate(journey.exit.condition, ctx).value:
-                self._exit(conn, enrollment, f"exit event {ev.type}", now, result)
+            self._apply_to(conn, ev, event_id, enrollment, journey, patient.view.tz, ctx, now, result,
+                           new=enrollment.id in new_ids)
+        self._hold_for_missing_episode(conn, ev, patient_id, result)
+        for enrollment_id in sorted(new_ids):
+            self._release_episode(conn, enrollment_id, patient, now, result)
+
+    def _apply_to(self, conn: Connection, ev: EventIn, event_id: int, enrollment: Any, journey: Journey, tz: str,
+                  ctx: dict[str, Any], now: datetime, result: IngestResult, *, new: bool) -> None:
+        """Move anchors, exit, or run ``on`` steps for one enrollment; a stale event does none of it."""
+        if not new and self._move_anchors(conn, ev, enrollment, journey, tz, now, result) == STALE:
+            return
+        if ev.type in journey.exit.events and evaluate(journey.exit.condition, ctx).value:
+            self._exit(conn, enrollment, f"exit event {ev.type}", now, result)
+            return
+        self._on_event_steps(conn, ev, event_id, enrollment, journey, tz, now, result)
+
+    def _reacts_to(self, journey: Journey) -> frozenset[str]:
+        """Event types that change an enrollment of ``journey`` (other than enrolling)."""
+        key = (journey.name, journey.version)
+        if key not in self._reactions:
+            types = {*journey.exit.events}
+            for rule in journey.anchors.values():
+                types.update(rule.set_by, rule.cancelled_by)
+            types.update(s.trigger.event for s in journey.steps if isinstance(s.trigger, OnEvent))
+            self._reactions[key] = frozenset(types)
+        return self._reactions[key]
+
+    def _hold_for_missing_episode(self, conn: Connection, ev: EventIn, patient_id: int,
+                                  result: IngestResult) -> None:
+        """Hold an event about an episode no enrollment exists for yet (a reschedule before its booking)."""
+        for journey in self.engine.journeys.values():
+            name = journey.key
+            if not name or ev.payload.get(name) is None or ev.type in journey.enroll.events \
+                    or ev.type not in self._reacts_to(journey):
                 continue
-            self._on_event_steps(conn, ev, event_id, enrollment, journey, patient.view.tz, now, result)
+            key = str(ev.payload[name])
+            known = conn.execute(select(Enrollment.id).where(
+                Enrollment.patient_id == patient_id, Enrollment.journey == journey.name,
+                Enrollment.key == key).limit(1)).first()
+            if known is None:
+                result.held.append(episode_missing(journey.name, name, key))
+                result.hold_key = key
+
+    def _release_episode(self, conn: Connection, enrollment_id: int, patient: Any, now: datetime,
+                         result: IngestResult) -> None:
+        """Apply, oldest first, the events that waited for this new enrollment's episode."""
+        eng = self.engine
+        enrollment = conn.execute(select(Enrollment.__table__).where(Enrollment.id == enrollment_id)).one()
+        if enrollment.key is None:
+            return
+        journey = eng.journey_version(enrollment.journey, enrollment.version)
+        for row in held_for_episode(conn, enrollment.patient_id, enrollment.key):
+            fact = _fact(row, self.engine.cipher)
+            if fact.type not in self._reacts_to(journey):
+                continue  # it waits for another journey's episode of the same key
+            sub = IngestResult("stored", row.id)
+            if enrollment.status != "active":
+                released(conn, row, status=STALE, summary=f"{journey.name} episode {enrollment.key} already "
+                                                          f"exited; not applied", now=now)
+                continue
+            ctx = expression_context(patient.view, event=fact.payload, now=now)
+            self._apply_to(conn, fact, row.id, enrollment, journey, patient.view.tz, ctx, now, sub, new=False)
+            released(conn, row, status=sub.state, summary=sub.summary(), now=now)
+            result.released += 1
+            result.urgent_touchpoints += sub.urgent_touchpoints
+            enrollment = conn.execute(select(Enrollment.__table__).where(Enrollment.id == enrollment_id)).one()
 
     def _builtin_effects(self, conn: Connection, ev: EventIn, patient_id: int, now: datetime,
                          result: IngestResult) -> None:
@@ -152,6 +310,8 @@ class Ingestor:
             for enrollment in conn.execute(select(Enrollment.__table__).where(
                     Enrollment.patient_id == patient_id, Enrollment.status == "active")).all():
                 self._exit(conn, enrollment, "patient deceased", now, result)
+            # nobody is asked to contact a deceased patient, whatever opened the task
+            result.cancelled_tasks += _cancel_open_tasks(conn, "patient deceased", now, patient_id=patient_id)
         elif ev.type == "patient.merged":
             merged = find_patient_id(conn, self.engine.cipher, str(ev.payload.get("merged_mrn") or ""))
             if merged is None:
@@ -193,6 +353,9 @@ class Ingestor:
                     result.notes.append(f"{journey.name}: enrollment condition error {check.error}")
                 continue
             key = str(ev.payload.get(journey.key)) if journey.key and ev.payload.get(journey.key) is not None else None
+            if journey.reentry == "per_key" and key is None:
+                result.notes.append(f"{journey.name}: not enrolled, the event has no {journey.key}")
+                continue
             if not self._may_enroll(conn, journey, patient_id, key):
                 continue
             anchors: dict[str, str | None] = {}
@@ -204,7 +367,8 @@ class Ingestor:
                         result.notes.append(f"{journey.name}: anchor {name}: {exc}")
             enrollment_id = conn.execute(insert(Enrollment).values(
                 patient_id=patient_id, journey=journey.name, version=journey.version, key=key, status="active",
-                anchors=anchors, context=stored_payload(ev), enrolled_at=now).returning(Enrollment.id)).scalar_one()
+                anchors=anchors, anchor_times={name: ev.occurred_at.isoformat() for name in anchors},
+                context=stored_payload(ev), enrolled_at=now).returning(Enrollment.id)).scalar_one()
             eng.remember_version(conn, journey)
             result.planned += plan_new_enrollments(conn, [(enrollment_id, patient_id, tz,
                                                           anchor_values(anchors, now))], journey,
@@ -214,11 +378,13 @@ class Ingestor:
         return created
 
     def _may_enroll(self, conn: Connection, journey: Journey, patient_id: int, key: str | None) -> bool:
+        """``never``: once per patient; ``per_key``: once per episode key, an exited episode never again;
+        ``after_exit``: whenever no enrollment of the journey is active."""
         q = select(Enrollment.status).where(Enrollment.patient_id == patient_id, Enrollment.journey == journey.name)
         if journey.reentry == "per_key":
-            q = q.where(Enrollment.key == key) if key is not None else q.where(Enrollment.key.is_(None))
+            q = q.where(Enrollment.key == key)
         statuses = list(conn.execute(q).scalars())
-        if journey.reentry == "never":
+        if journey.reentry in ("never", "per_key"):
             return not statuses
         return "active" not in statuses
 
@@ -228,10 +394,12 @@ class Ingestor:
             return True
         return enrollment.key == str(ev.payload[journey.key])
 
-    def _move_anchors(self, conn: Connection, ev: EventIn, enrollment: Enrollment, journey: Journey, tz: str,
-                      now: datetime, result: IngestResult) -> None:
+    def _move_anchors(self, conn: Connection, ev: EventIn, enrollment: Any, journey: Journey, tz: str,
+                      now: datetime, result: IngestResult) -> str | None:
+        """Set, move or cancel the anchors this event names; STALE when every one had a newer change."""
         anchors = dict(enrollment.anchors or {})
-        changed = []
+        times = dict(enrollment.anchor_times or {})
+        changed, applied, stale = [], 0, 0
         for name, rule in journey.anchors.items():
             if ev.type in rule.cancelled_by:
                 value = None
@@ -243,39 +411,62 @@ class Ingestor:
                     continue
             else:
                 continue
+            last = times.get(name)
+            if last is not None and ev.occurred_at < datetime.fromisoformat(last):
+                stale += 1
+                result.stale.append(f"{journey.name}.{name} not changed: the event occurred {_utc(ev.occurred_at)}, "
+                                    f"before its last change ({_utc(datetime.fromisoformat(last))})")
+                continue
+            applied += 1
+            times[name] = ev.occurred_at.isoformat()
             if anchors.get(name) != value:
                 anchors[name] = value
                 changed.append(name)
-        if not changed:
-            return
-        conn.execute(update(Enrollment).where(Enrollment.id == enrollment.id).values(anchors=anchors))
+        if stale and not applied:
+            return STALE
+        if not applied:
+            return None
+        conn.execute(update(Enrollment).where(Enrollment.id == enrollment.id).values(anchors=anchors,
+                                                                                     anchor_times=times))
         values = anchor_values(anchors, enrollment.enrolled_at)
         for name in changed:
             counts = replan_anchor(conn, enrollment_id=enrollment.id, patient_id=enrollment.patient_id, tz=tz,
                                    journey=journey, anchor=name, anchors=values, now=now, policy=self.engine.policy)
             state = "cancelled" if anchors[name] is None else "moved"
+            again = f", {counts['resent']} planned again" if counts["resent"] else ""
             result.anchors.append(f"{journey.name}.{name} {state} ({counts['moved']} moved, "
-                                  f"{counts['cancelled']} cancelled, {counts['added']} added)")
+                                  f"{counts['cancelled']} cancelled, {counts['added']} added{again})")
+        return None
 
-    def _exit(self, conn: Connection, enrollment: Enrollment, reason: str, now: datetime,
+    def _exit(self, conn: Connection, enrollment: Any, reason: str, now: datetime,
               result: IngestResult) -> None:
         conn.execute(update(Enrollment).where(Enrollment.id == enrollment.id).values(
             status="exited", exited_at=now, exit_reason=reason))
         cancel_pending(conn, enrollment.id, f"cancelled: {reason}", now)
+        result.cancelled_tasks += _cancel_open_tasks(conn, reason, now, enrollment_id=enrollment.id)
         result.exited.append(enrollment.journey)
 
-    def _on_event_steps(self, conn: Connection, ev: EventIn, event_id: int, enrollment: Enrollment,
+    def _on_event_steps(self, conn: Connection, ev: EventIn, event_id: int, enrollment: Any,
                         journey: Journey, tz: str, now: datetime, result: IngestResult) -> None:
-        planned = [Planned(step=s, occurrence=f"e{event_id}", planned_at=ev.occurred_at + s.trigger.delay,
-                           due_at=ev.occurred_at + s.trigger.delay, event_id=event_id)
-                   for s in journey.steps if isinstance(s.trigger, OnEvent) and s.trigger.event == ev.type]
-        if not planned:
+        """Plan the ``on`` steps for this event, once per business identity (a resend plans nothing)."""
+        steps = [s for s in journey.steps if isinstance(s.trigger, OnEvent) and s.trigger.event == ev.type]
+        if not steps:
             return
+        planned, identities = [], {}
+        for s in steps:
+            occurrence, identities[s.id] = _business_identity(s.trigger, journey, ev, event_id)
+            when = ev.occurred_at + s.trigger.delay
+            planned.append(Planned(step=s, occurrence=occurrence, planned_at=when, due_at=when, event_id=event_id))
         ids = plan_single(conn, enrollment_id=enrollment.id, patient_id=enrollment.patient_id, tz=tz,
                           journey=journey, planned=planned, now=now, policy=self.engine.policy)
         result.planned += len(ids)
-        urgent = {s.step.id for s in planned if s.step.category is Category.urgent and s.step.trigger.delay.total_seconds() == 0}
-        if urgent:
-            result.urgent_touchpoints.extend(conn.execute(select(Touchpoint.id).where(
-                Touchpoint.id.in_(ids), Touchpoint.step.in_(urgent))).scalars())
+        fresh = dict(conn.execute(select(Touchpoint.id, Touchpoint.step).where(Touchpoint.id.in_(ids))).all()) \
+            if ids else {}
+        result.resent += [f"{journey.name}.{s.id} already planned for {identities[s.id]}"
+                          for s in steps if s.id not in fresh.values()]
+        urgent = {s.id for s in steps if s.category is Category.urgent and s.trigger.delay.total_seconds() == 0}
+        result.urgent_touchpoints += [tid for tid, step in fresh.items() if step in urgent]
 
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -28,7 +28,8 @@ from typing import Any, Callable
 from sqlalchemy import Connection, Engine as SAEngine, bindparam, select, update
 
 from carepath.definition.model import AfterStep, Journey, OnEvent, Step
-from carepath.runtime.planner import DayLoad, Planned, anchor_values, apply_policy, idempotency_key, occurrences
+from carepath.runtime.planner import (DayLoad, Planned, anchor_values, apply_policy, idempotency_key, occurrences,
+                                      revision)
 from carepath.runtime.policy import Policy
 from carepath.runtime.scheduling import day_loads, insert_touchpoints, touchpoint_rows
 from carepath.runtime.versions import resolve_version, store_version
@@ -139,6 +140,11 @@ class _Migration:
                                    Touchpoint.event_id).where(Touchpoint.enrollment_id == enrollment.id)).all()
         known = {r.idempotency_key for r in rows}
         pending = {r.idempotency_key: r for r in rows if r.status == "scheduled"}
+        latest: dict[tuple[str, str], tuple[int, str]] = {}  # an anchored occurrence's latest re-planned revision
+        for r in rows:
+            base, rev = revision(r.occurrence)
+            if latest.get((r.step, base), (-1, ""))[0] < rev:
+                latest[(r.step, base)] = (rev, r.idempotency_key)
         old_steps = {s.id: s for s in old.steps} if old is not None else {}
         new_steps = {s.id: s for s in target.steps}
         anchors = anchor_values(enrollment.anchors or {}, enrollment.enrolled_at)
@@ -146,12 +152,13 @@ class _Migration:
         replan: list[Planned] = []
         for step in target.steps:  # anchored occurrences of the target version
             for occurrence, when in occurrences(step, anchors, enrollment.tz):
-                key = idempotency_key(enrollment.id, step.id, occurrence)
+                key = latest.get((step.id, occurrence), (0, idempotency_key(enrollment.id, step.id, occurrence)))[1]
                 row = pending.get(key)
                 if row is not None and old_steps.get(step.id) == step and row.planned_at == when:
                     kept.add(key)
                 elif row is not None or key not in known:
-                    replan.append(Planned(step=step, occurrence=occurrence, planned_at=when, due_at=when))
+                    replan.append(Planned(step=step, occurrence=row.occurrence if row is not None else occurrence,
+                                          planned_at=when, due_at=when, anchor_at=anchors[step.anchor]))
         for key, row in pending.items():  # event- and outcome-triggered touchpoints
             step, before = new_steps.get(row.step), old_steps.get(row.step)
             if step is None or step.anchor is not None or key in kept:

@@ -39,6 +39,7 @@ class Planned:
     status: str = "scheduled"  # or "skipped"
     reason: str | None = None
     event_id: int | None = None
+    anchor_at: datetime | None = None  # the anchor value an anchored step was planned for
 
 
 def _anchored(at_time, base: datetime, tz) -> datetime:
@@ -144,13 +145,13 @@ def apply_policy(items: Iterable[Planned], *, tz_name: str, now: datetime, polic
 
 def _decided(item: Planned, due: datetime, status: str, reason: str | None) -> Planned:
     # a plain constructor call: dataclasses.replace is several times slower on this hot path
-    return Planned(item.step, item.occurrence, item.planned_at, due, status, reason, item.event_id)
+    return Planned(item.step, item.occurrence, item.planned_at, due, status, reason, item.event_id, item.anchor_at)
 
 
 def plan_anchored(steps: Iterable[Step], anchors: Mapping[str, datetime | None], *, tz_name: str,
                   now: datetime, policy: Policy, load: DayLoad) -> list[Planned]:
     """Plan every anchor-based step of a journey for one enrollment."""
-    raw = [Planned(step=s, occurrence=occ, planned_at=when, due_at=when)
+    raw = [Planned(step=s, occurrence=occ, planned_at=when, due_at=when, anchor_at=anchors[s.anchor])
            for s in steps for occ, when in occurrences(s, anchors, tz_name)]
     return apply_policy(raw, tz_name=tz_name, now=now, policy=policy, load=load)
 
@@ -164,4 +165,15 @@ def anchor_values(raw: Mapping[str, str | None], enrolled_at: datetime) -> dict[
 
 def idempotency_key(enrollment_id: int, step_id: str, occurrence: str) -> str:
     return f"{enrollment_id}:{step_id}:{occurrence}"
+
+
+def revision(occurrence: str) -> tuple[str, int]:
+    """``"2@3"`` -> ``("2", 3)``: an anchored occurrence and how many times it was planned again after a move."""
+    base, _, rev = occurrence.partition("@")
+    return base, int(rev) if rev else 0
+
+
+def revised(base: str, rev: int) -> str:
+    """The occurrence of ``base`` planned again for the ``rev``-th time (a new idempotency key)."""
+    return f"{base}@{rev}" if rev else base
 

@@ -10,11 +10,12 @@ from sqlalchemy import Connection, and_, bindparam, select, update
 
 from carepath.definition.model import Category, Journey
 from carepath.runtime.planner import (CAP_DROPPED, MISSED_SKIPPED, DayLoad, Planned, apply_policy, idempotency_key,
-                              plan_anchored)
+                                      plan_anchored, revised, revision)
 from carepath.runtime.policy import Policy
 from carepath.store.schema import Touchpoint
 
 PENDING = ("scheduled",)
+ANCHOR_CANCELLED = "anchor cancelled"
 COUNTED = ("scheduled", "claimed", "sent", "delivered")
 NON_URGENT = [c.value for c in Category if c is not Category.urgent]
 
@@ -40,7 +41,7 @@ def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
 
 
 _COLUMNS = ("enrollment_id", "patient_id", "journey", "step", "stage", "category", "action", "occurrence",
-            "idempotency_key", "anchor", "status", "planned_at", "due_at", "reason", "attempts", "channel_index",
+            "idempotency_key", "anchor", "anchor_at", "status", "planned_at", "due_at", "reason", "attempts", "channel_index",
             "event_id", "created_at", "updated_at")
 KEY = _COLUMNS.index("idempotency_key")
 _INSERT = f"INSERT INTO touchpoints ({', '.join(_COLUMNS)}) VALUES ({', '.join(['?'] * len(_COLUMNS))})"
@@ -50,8 +51,8 @@ def touchpoint_rows(enrollment_id: int, patient_id: int, journey: Journey, plann
                     now: datetime) -> list[tuple]:
     """Rows for :func:`insert_touchpoints`, in ``_COLUMNS`` order (the idempotency key at ``KEY``)."""
     return [(enrollment_id, patient_id, journey.name, p.step.id, p.step.stage.value, p.step.category.value,
-             p.step.touchpoint_action, p.occurrence, idempotency_key(enrollment_id, p.step.id, p.occurrence), p.step.anchor,
-             p.status, p.planned_at, p.due_at, p.reason, 0, 0, p.event_id, now, now) for p in planned]
+             p.step.touchpoint_action, p.occurrence, idempotency_key(enrollment_id, p.step.id, p.occurrence),
+             p.step.anchor, p.anchor_at, p.status, p.planned_at, p.due_at, p.reason, 0, 0, p.event_id, now, now) for p in planned]
 
 
 class _SqliteTimes(dict):
@@ -74,7 +75,8 @@ def _sqlite_values(row: tuple, times: _SqliteTimes, positions: tuple[int, ...] |
     return tuple(values)
 
 
-_TIME_POSITIONS = tuple(_COLUMNS.index(c) for c in ("planned_at", "due_at", "created_at", "updated_at"))
+_TIME_POSITIONS = tuple(_COLUMNS.index(c)
+                        for c in ("anchor_at", "planned_at", "due_at", "created_at", "updated_at"))
 
 
 def insert_touchpoints(conn: Connection, rows: list[tuple]) -> int:
@@ -198,51 +200,86 @@ def plan_single(conn: Connection, *, enrollment_id: int, patient_id: int, tz: st
     return plan_batch(conn, [(enrollment_id, patient_id, tz, journey, planned)], now=now, policy=policy)
 
 
+# a touchpoint in one of these states told (or is telling) the patient about the anchor's old value
+TOLD = ("claimed", "sent", "delivered", "failed")
+
+
+ALREADY_TOLD = "cancelled: the patient was already told this time"
+
+
+def _movable(row) -> bool:
+    return (row.status == "scheduled" or (row.status == "cancelled" and row.reason in (ANCHOR_CANCELLED, ALREADY_TOLD))
+            or (row.status == "skipped" and row.reason in (MISSED_SKIPPED, CAP_DROPPED)))
+
+
 def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: str, journey: Journey,
                   anchor: str, anchors: dict[str, datetime | None], now: datetime, policy: Policy) -> dict[str, int]:
     """Recompute the touchpoints hanging on ``anchor`` after it moved or was cancelled.
 
-    Only scheduled (and previously cancelled-by-anchor) rows change; claimed,
-    sent and final rows are never touched. Returns counts of moved, cancelled
-    and added touchpoints.
+    Per occurrence, only its latest revision counts. A pending one (scheduled,
+    or cancelled by the anchor, or skipped as missed or over the cap) is
+    re-timed in place. One that was already sent for another anchor value is
+    history and stays; unless its step says ``resend_on_move: false``, the
+    occurrence is planned again under a new revision (a new idempotency key).
+    A pending revision is cancelled when the anchor moves back to the value
+    the patient was last told.
+    A cancelled anchor cancels the pending ones. Returns counts of moved,
+    cancelled, added and resent (planned again) touchpoints.
     """
+    counts = {"moved": 0, "cancelled": 0, "added": 0, "resent": 0}
     steps = [s for s in journey.steps if s.anchor == anchor]
     if not steps:
-        return {"moved": 0, "cancelled": 0, "added": 0}
-    step_ids = [s.id for s in steps]
-    existing = {r.idempotency_key: r for r in conn.execute(
-        select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.status, Touchpoint.reason).where(
-            Touchpoint.enrollment_id == enrollment_id, Touchpoint.step.in_(step_ids)))}
-    movable = {k: r for k, r in existing.items()
-               if r.status == "scheduled" or (r.status == "cancelled" and r.reason == "anchor cancelled")
-               or (r.status == "skipped" and r.reason in (MISSED_SKIPPED, CAP_DROPPED))}
+        return counts
+    latest: dict[tuple[str, str], tuple[int, object]] = {}
+    told: dict[tuple[str, str], tuple[int, object]] = {}  # the latest revision that reached the patient
+    for row in conn.execute(select(Touchpoint.id, Touchpoint.step, Touchpoint.occurrence, Touchpoint.status,
+                                   Touchpoint.reason, Touchpoint.anchor_at).where(
+            Touchpoint.enrollment_id == enrollment_id, Touchpoint.step.in_([s.id for s in steps]))):
+        base, rev = revision(row.occurrence)
+        for seen, keep in ((latest, True), (told, row.status in TOLD)):
+            if keep and ((row.step, base) not in seen or seen[(row.step, base)][0] < rev):
+                seen[(row.step, base)] = (rev, row)
+    movable = {k: row for k, (_, row) in latest.items() if _movable(row)}
     load = DayLoad(tz, day_loads(conn, [patient_id], now - timedelta(days=1),
                                  exclude_ids=[r.id for r in movable.values()]).get(patient_id, ()))
     planned = plan_anchored(steps, anchors, tz_name=tz, now=now, policy=policy, load=load)
-    counts = {"moved": 0, "cancelled": 0, "added": 0}
     updates, new = [], []
-    seen = set()
     for p in planned:
-        key = idempotency_key(enrollment_id, p.step.id, p.occurrence)
-        seen.add(key)
-        if key in movable:
-            updates.append(dict(b_id=movable[key].id, b_due=p.due_at, b_planned=p.planned_at, b_status=p.status,
-                                b_reason=p.reason, b_now=now))
-        elif key not in existing:
+        k = (p.step.id, p.occurrence)
+        if k in movable and k in told and told[k][1].anchor_at == p.anchor_at:
+            # moved back to the time the patient was last told: the pending re-send is not needed
+            updates.append(dict(b_id=movable[k].id, b_due=p.due_at, b_planned=p.planned_at, b_status="cancelled",
+                                b_reason=ALREADY_TOLD, b_anchor=p.anchor_at, b_now=now))
+        elif k in movable:
+            updates.append(dict(b_id=movable[k].id, b_due=p.due_at, b_planned=p.planned_at, b_status=p.status,
+                                b_reason=p.reason, b_anchor=p.anchor_at, b_now=now))
+        elif k not in latest:
             new.append(p)
+            counts["added"] += 1
+        else:
+            rev, row = latest[k]
+            if p.step.resend_on_move and row.status in TOLD and row.anchor_at != p.anchor_at:
+                new.append(_decided_again(p, rev + 1))
+                counts["resent"] += 1
     if updates:
         conn.execute(update(Touchpoint).where(Touchpoint.id == bindparam("b_id")).values(
             due_at=bindparam("b_due"), planned_at=bindparam("b_planned"), status=bindparam("b_status"),
-            reason=bindparam("b_reason"), updated_at=bindparam("b_now")),
+            reason=bindparam("b_reason"), anchor_at=bindparam("b_anchor"), updated_at=bindparam("b_now")),
             updates)
         counts["moved"] = len(updates)
+    seen = {(p.step.id, p.occurrence) for p in planned}
     stale = [r.id for k, r in movable.items() if k not in seen and r.status == "scheduled"]
     if stale:
         conn.execute(update(Touchpoint).where(Touchpoint.id.in_(stale)).values(
-            status="cancelled", reason="anchor cancelled", updated_at=now))
+            status="cancelled", reason=ANCHOR_CANCELLED, updated_at=now))
         counts["cancelled"] = len(stale)
-    counts["added"] = insert_touchpoints(conn, touchpoint_rows(enrollment_id, patient_id, journey, new, now))
+    insert_touchpoints(conn, touchpoint_rows(enrollment_id, patient_id, journey, new, now))
     return counts
+
+
+def _decided_again(p: Planned, rev: int) -> Planned:
+    return Planned(p.step, revised(p.occurrence, rev), p.planned_at, p.due_at, p.status, p.reason, p.event_id,
+                   p.anchor_at)
 
 
 def cancel_pending(conn: Connection, enrollment_id: int, reason: str, now: datetime) -> int:

@@ -103,7 +103,12 @@ class Event(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     outcome: Mapped[str | None] = mapped_column(Text)
-    __table_args__ = (UniqueConstraint("source", "source_id", name="uq_event_source"),)
+    # applied | resend | stale | held | expired (see carepath.runtime.held)
+    status: Mapped[str] = mapped_column(String(16), default="applied", server_default="applied")
+    mrn_hash: Mapped[str | None] = mapped_column(String(64))  # kept while held for a patient not registered
+    hold_key: Mapped[str | None] = mapped_column(String(255))  # the episode key an event is held for
+    __table_args__ = (UniqueConstraint("source", "source_id", name="uq_event_source"),
+                      Index("ix_events_held", "status", "mrn_hash"))
 
 
 class Enrollment(Base):
@@ -115,6 +120,8 @@ class Enrollment(Base):
     key: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="active")
     anchors: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # per anchor, the occurred_at of the event behind its last applied change (ISO text)
+    anchor_times: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
     exited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -137,6 +144,7 @@ class Touchpoint(Base):
     occurrence: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     anchor: Mapped[str | None] = mapped_column(String(64))
+    anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the anchor value it was planned for
     status: Mapped[str] = mapped_column(String(16))
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -12,13 +12,14 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import select, text
 
 from carepath.runtime.clock import VirtualClock
 from carepath.engine import Engine
-from carepath.definition.events import EventIn
+from carepath.definition.events import EventIn, PatientIn
 from carepath.definition.model import Journey
 from carepath.plugins.contracts import Channel, Message, SendResult
 from carepath.settings import Settings
@@ -111,6 +112,18 @@ def make_engine(database_url: str, settings: Settings, clock: VirtualClock, jour
                   settings=settings, **kw)
 
 
+@contextmanager
+def running_engine(database_url: str, settings: Settings, clock: VirtualClock, journeys: Sequence[Journey],
+                   channels: Mapping[str, Channel], **kw: Any) -> Iterator[Engine]:
+    """An engine with patient M1 (张三, with a phone) registered; closed afterwards."""
+    engine = make_engine(database_url, settings, clock, journeys, channels, **kw)
+    try:
+        engine.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
+        yield engine
+    finally:
+        engine.close()
+
+
 _event_numbers = itertools.count(1)
 
 
@@ -184,5 +197,5 @@ def raw_rows(engine: Engine, table: str) -> list[tuple]:
         return [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table}"))]
 
 
-__all__ = ["UTC", "WorkerKilled", "RecordingChannel", "make_engine", "Events", "touchpoints", "one_touchpoint",
+__all__ = ["UTC", "WorkerKilled", "RecordingChannel", "make_engine", "running_engine", "Events", "touchpoints", "one_touchpoint",
            "enrollments", "deliveries", "staff_tasks", "snapshot", "raw_rows"]

@@ -170,7 +170,8 @@ def test_an_edited_journey_keeps_old_enrollments_running(database_url, settings,
         assert moved.anchors and "2 moved" in moved.anchors[0]  # r1 and fu of the old version
         assert clock_time.monotonic() - started < 5, "opening and ingesting must not wait on a lock"
         clock.set(datetime(2026, 5, 20, 18, 0, tzinfo=SH))
-        assert eng.dispatch_due().sent == 1
+        # r1, and r7 planned again for the new date: the patient was told the old one (moved anchors)
+        assert eng.dispatch_due().sent == 2
         [old] = h.enrollments(eng)
         assert old.version == old_enrollment
         assert {t.step: t.status for t in h.touchpoints(eng)} == {"r7": "sent", "r1": "sent", "fu": "scheduled"}

@@ -52,10 +52,8 @@ def sms():
 
 @pytest.fixture
 def eng(database_url, settings, clock, sms):
-    engine = h.make_engine(database_url, settings, clock, [VISIT], {"sms": sms})
-    engine.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
-    yield engine
-    engine.close()
+    with h.running_engine(database_url, settings, clock, [VISIT], {"sms": sms}) as engine:
+        yield engine
 
 
 def by_step(engine, **where) -> dict[str, object]:
@@ -93,13 +91,17 @@ def test_reschedule_moves_only_pending_touchpoints(eng, clock, sms, shift_hours)
         assert moved.anchors == []
 
     after_rows = by_step(eng, enrollment_id=enrollment.id)
-    assert set(after_rows) == STEP_IDS, "re-anchoring adds no duplicate rows"
-    kept = after_rows["r7"]
+    assert set(after_rows) == STEP_IDS
+    kept = h.one_touchpoint(eng, id=sent.id)
     assert (kept.status, kept.due_at, kept.sent_at, kept.planned_at, kept.updated_at) == \
         (sent.status, sent.due_at, sent.sent_at, sent.planned_at, sent.updated_at)
+    # the sent reminder named the old time: when it moved, the step is planned again under a new key
+    r7_rows = h.touchpoints(eng, enrollment_id=enrollment.id, step="r7")
+    assert [r.occurrence for r in r7_rows] == (["0", "0@1"] if shift_hours else ["0"])
+    assert len(h.touchpoints(eng, enrollment_id=enrollment.id)) == 3 + (1 if shift_hours else 0)
     now = clock.now()
     anchors = {"appointment": new_start}
-    for sid in ("r1", "fu"):
+    for sid in ("r7", "r1", "fu") if shift_hours else ("r1", "fu"):
         row = after_rows[sid]
         [(_, expected)] = occurrences(VISIT.step(sid), anchors, TZ)
         assert row.planned_at == expected
@@ -162,11 +164,14 @@ def test_anchor_cancellation_cancels_pending_and_keeps_sent(eng, clock, sms):
     assert eng.dispatch_due().claimed == 0
     assert sms.keys == [f"{sent.idempotency_key}:sms"]
 
-    # booking time set again: the cancelled-by-anchor touchpoints come back, the sent one stays
+    # booking time set again: the cancelled-by-anchor touchpoints come back, the sent one stays history
     clock.set(datetime(2026, 5, 5, 9, 0, tzinfo=SH))
     eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A1", "start": start_at(date(2026, 5, 20))}))
     rows = by_step(eng)
-    assert rows["r7"] == sent
+    assert h.one_touchpoint(eng, id=sent.id) == sent
+    # the patient was told the old time: the 7-day reminder is planned again for the new one
+    assert (rows["r7"].occurrence, rows["r7"].status, rows["r7"].due_at) == \
+        ("0@1", "scheduled", datetime(2026, 5, 13, 10, 0, tzinfo=SH))
     assert (rows["r1"].status, rows["r1"].due_at) == ("scheduled", datetime(2026, 5, 19, 18, 0, tzinfo=SH))
     assert (rows["fu"].status, rows["fu"].due_at) == ("scheduled", datetime(2026, 5, 23, 10, 0, tzinfo=SH))
 

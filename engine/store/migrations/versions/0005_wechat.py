@@ -25,13 +25,13 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("connector", "key"),
     )
-    if op.get_bind().dialect.name != "sqlite":  # SQLite does not enforce VARCHAR lengths: no table rebuild
-        op.alter_column("consents", "purpose", existing_type=sa.String(length=32), type_=sa.String(length=128),
-                        existing_nullable=False)
+    with op.batch_alter_table("consents") as batch:  # a rebuild on SQLite, where the model is compared too
+        batch.alter_column("purpose", existing_type=sa.String(length=32), type_=sa.String(length=128),
+                           existing_nullable=False)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        op.alter_column("consents", "purpose", existing_type=sa.String(length=128), type_=sa.String(length=32),
-                        existing_nullable=False)
+    with op.batch_alter_table("consents") as batch:
+        batch.alter_column("purpose", existing_type=sa.String(length=128), type_=sa.String(length=32),
+                           existing_nullable=False)
     op.drop_table("connector_state")
