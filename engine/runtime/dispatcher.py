@@ -482,6 +482,11 @@ class Dispatcher:
         while pending:
             now = self.engine.clock.now()
             ready, exhausted = self._pick_channels(pending, ctx)
+            for o in [o for o in ready if o.attempts >= self.max_attempts and not self._reconcile(o)]:
+                # only calls cut off by crashes get here: they count, so crash loops end too
+                o.notes.append(f"{o.channel}: no result after {o.attempts} attempts")
+                ready.remove(o)
+                exhausted.append(o)
             finals = [self._give_up(o, now, report) for o in exhausted]
             tasks = [self._fallback_task(o, now) for o in exhausted if o.step.category is not Category.marketing]
             calls = self._plan_calls(ready)
