@@ -14,6 +14,10 @@ from carepath.store.crypto import Cipher
 from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
 
 STAGE_ORDER = {"pre_visit": 0, "in_visit": 1, "post_visit": 2}
+# how a delivery row reads in a timeline (the stored status when not listed)
+DELIVERY_LABELS = {"unknown": "unknown (worker died during the call)",
+                   "reconciled": "reconciled (provider had it)",
+                   "not_found": "reconciled (provider never had it)"}
 COLUMNS = ["sent", "delivered", "quiet", "cap", "skipped", "cancelled", "failed", "pending"]
 
 
@@ -90,10 +94,12 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
         events.add_row(local(e.occurred_at), e.type, e.source_id, e.outcome or "")
 
     deliveries = defaultdict(list)
-    for d in conn.execute(select(Delivery.touchpoint_id, Delivery.channel, Delivery.status, Delivery.error_code)
+    for d in conn.execute(select(Delivery.touchpoint_id, Delivery.attempt, Delivery.channel, Delivery.status,
+                                 Delivery.error_code)
                           .join(Touchpoint, Touchpoint.id == Delivery.touchpoint_id)
-                          .where(Touchpoint.patient_id == patient_id).order_by(Delivery.id)):
-        deliveries[d.touchpoint_id].append(f"{d.channel}:{d.status}" + (f"({d.error_code})" if d.error_code else ""))
+                          .where(Touchpoint.patient_id == patient_id).order_by(Delivery.touchpoint_id, Delivery.attempt)):
+        deliveries[d.touchpoint_id].append(f"#{d.attempt} {d.channel}:{DELIVERY_LABELS.get(d.status, d.status)}"
+                                           + (f"({d.error_code})" if d.error_code else ""))
     tps = Table(title=f"touchpoints ({p.tz})")
     for col in ["stage", "step", "planned", "due", "sent", "status", "channel", "deliveries", "reason"]:
         tps.add_column(col)

@@ -549,17 +549,16 @@ class Dispatcher:
         calls: list[tuple[bool, list[_Outgoing]]] = []
         for name, group in by_channel.items():
             channel = self.engine.channels[name]
-            can_lookup = channel.capabilities.lookup
-            calls += [(True, [o]) for o in group if can_lookup and self._reconcile(o)]
-            sends = [o for o in group if not (can_lookup and self._reconcile(o))]
+            calls += [(True, [o]) for o in group if self._reconcile(o)]
+            sends = [o for o in group if not self._reconcile(o)]
             size = self.chunk if type(channel).send_batch is not Channel.send_batch else 1
             calls += [(False, sends[i:i + size]) for i in range(0, len(sends), size)]
         return calls
 
-    @staticmethod
-    def _reconcile(o: _Outgoing) -> bool:
-        """Did this message's last call on this channel end ``unknown``?"""
-        return o.lookup is not None and o.lookup.channel == o.channel
+    def _reconcile(self, o: _Outgoing) -> bool:
+        """Is this message's last call on this channel ``unknown``, and can the channel look it up?"""
+        return (o.lookup is not None and o.lookup.channel == o.channel
+                and self.engine.channels[o.channel].capabilities.lookup)
 
     def _message(self, o: _Outgoing, ctx: "BatchContext", channel: Channel) -> Message:
         return Message(idempotency_key=f"{o.tp.idempotency_key}:{o.channel}", channel=o.channel,
@@ -668,7 +667,8 @@ class Dispatcher:
     def _give_up(self, o: _Outgoing, now: datetime, report: DispatchReport, attempts: int | None = None) -> dict:
         report.add(o.tp, "failed", o.channel)
         reason = "failed: no channel delivered (" + "; ".join(o.notes) + ")" if o.notes else "failed: no channel"
-        return self._final(o.tp, "failed", now, reason=reason, index=o.channel_index, attempts=attempts)
+        return self._final(o.tp, "failed", now, reason=reason, index=o.channel_index,
+                           attempts=o.attempts if attempts is None else attempts)
 
     def _fallback_task(self, o: _Outgoing, now: datetime) -> dict:
         """The last resort: a staff member contacts the patient."""
