@@ -165,12 +165,13 @@ class Dispatcher:
 
     def claim(self, *, limit: int, journey: str | None = None, stage: str | None = None,
               ids: Sequence[int] | None = None) -> list[Any]:
-        """Lease up to ``limit`` due touchpoints (and at most one abandoned lease) to this worker."""
-        return self._claim(limit, journey, stage, ids)[0]
+        """Lease up to ``limit`` due touchpoints to this worker."""
+        return self._claim(limit, journey, stage, ids, abandoned=False)[0]
 
-    def _claim(self, limit: int, journey: str | None, stage: str | None,
-               ids: Sequence[int] | None) -> tuple[list[Any], set[int], list[dict]]:
-        """``(claimed rows, ids reclaimed from dead leases, quarantined touchpoints)``, in one transaction."""
+    def _claim(self, limit: int, journey: str | None, stage: str | None, ids: Sequence[int] | None, *,
+               abandoned: bool) -> tuple[list[Any], list[dict]]:
+        """Due touchpoints, or (``abandoned``) one whose lease ran out, after setting aside those claimed
+        ``poison_after`` times without a result: ``(claimed rows, quarantined touchpoints)``."""
         now = self.engine.clock.now()
         expired = and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now)
         due = and_(Touchpoint.status == "scheduled", Touchpoint.due_at <= now)
@@ -187,27 +188,29 @@ class Dispatcher:
 
         with self.engine.db.begin() as conn:
             lock = conn.dialect.name == "postgresql"
-            poison = conn.execute(query(and_(expired, Touchpoint.claims >= self.poison_after),
-                                        Touchpoint.id, Touchpoint.claims).limit(100)).all()
-            quarantined = self._quarantine(conn, poison, now)
-            # one abandoned lease per batch, the least retried first: a touchpoint that kills its
-            # worker then takes down only itself, and due work is never held up behind old work
-            reclaimed = list(conn.execute(query(expired, Touchpoint.id)
-                                          .order_by(Touchpoint.claims, Touchpoint.due_at).limit(1)).scalars())
-            # (status, due_at) index order: no sort of the whole backlog after an outage
-            claimed = reclaimed + list(conn.execute(query(due, Touchpoint.id).order_by(
-                Touchpoint.status, Touchpoint.due_at).limit(max(limit - len(reclaimed), 0))).scalars())
+            quarantined: list[dict] = []
+            if abandoned:
+                poison = conn.execute(query(and_(expired, Touchpoint.claims >= self.poison_after),
+                                            Touchpoint.id, Touchpoint.claims).limit(100)).all()
+                quarantined = self._quarantine(conn, poison, now)
+                # the least retried first, alone, right before it is worked on: if it is what
+                # killed its last worker, it takes down nothing else when it does so again
+                claimed = list(conn.execute(query(expired, Touchpoint.id)
+                                            .order_by(Touchpoint.claims, Touchpoint.due_at).limit(1)).scalars())
+            else:  # (status, due_at) index order: no sort of the whole backlog after an outage
+                claimed = list(conn.execute(query(due, Touchpoint.id)
+                                            .order_by(Touchpoint.status, Touchpoint.due_at).limit(limit)).scalars())
             if not claimed:
-                return [], set(), quarantined
+                return [], quarantined
             conn.execute(update(Touchpoint).where(Touchpoint.id.in_(claimed)).values(
                 status="claimed", lease_until=now + self.lease, claimed_by=self.worker_id, updated_at=now,
                 claims=Touchpoint.claims + 1))
-            if reclaimed:  # the dead worker's call in flight: its outcome is unknown; the row is kept as is
-                conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(reclaimed), Delivery.status == "sending")
+            if abandoned:  # the dead worker's call in flight: its outcome is unknown; the row is kept as is
+                conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(claimed), Delivery.status == "sending")
                              .values(status="unknown", updated_at=now))
             rows = list(conn.execute(select(*_CLAIMED_COLUMNS).where(Touchpoint.id.in_(claimed))
                                      .order_by(Touchpoint.due_at, Touchpoint.id)))
-            return rows, set(reclaimed), quarantined
+            return rows, quarantined
 
     def _quarantine(self, conn: Connection, poison: list[Any], now: datetime) -> list[dict]:
         """Set aside touchpoints claimed ``poison_after`` times without a recorded result."""
@@ -237,33 +240,38 @@ class Dispatcher:
 
     def run_batch(self, *, limit: int = 500, journey: str | None = None, stage: str | None = None,
                   ids: Sequence[int] | None = None) -> DispatchReport:
+        """Claim and dispatch up to ``limit`` due touchpoints, then take over one abandoned lease.
+
+        Abandoned work comes after the batch's due work, one touchpoint per batch, so it never holds
+        due work up and a touchpoint that kills its worker can only take itself down.
+        """
         report = DispatchReport()
-        tps, reclaimed, quarantined = self.guard.run(lambda: self._claim(limit, journey, stage, ids))
-        for q in quarantined:
-            report.quarantined.append(q)
-            report.outcomes["quarantined"] += 1
-            report.by_step[(q["journey"], q["stage"], q["step"], "-", "quarantined")] += 1
-        report.claimed, report.reclaimed = len(tps), len(reclaimed)
-        if not tps:
-            return report
-        eng = self.engine
-        now = eng.clock.now()
-        ctx = self.guard.run(lambda: self._load_context(tps, reclaimed, now))
+        for abandoned in (False, True):
+            tps, quarantined = self.guard.run(lambda: self._claim(limit, journey, stage, ids, abandoned=abandoned))
+            for q in quarantined:
+                report.quarantined.append(q)
+                report.outcomes["quarantined"] += 1
+                report.by_step[(q["journey"], q["stage"], q["step"], "-", "quarantined")] += 1
+            report.claimed += len(tps)
+            report.reclaimed += len(tps) if abandoned else 0
+            if tps:
+                self._run(tps, abandoned, report)
+        return report
+
+    def _run(self, tps: list[Any], abandoned: bool, report: DispatchReport) -> None:
+        now = self.engine.clock.now()
+        ctx = self.guard.run(lambda: self._load_context(tps, abandoned, now))
         self._held, self._attempts = {tp.id for tp in tps}, ctx.attempts
         self._batch_started, self._renew_at = now, now + self.lease / 3
         try:
-            # the reclaimed touchpoint goes last, on its own: if it is what killed its last worker,
-            # the due work of this batch is recorded before it can do so again
-            self._process([tp for tp in tps if tp.id not in reclaimed], ctx, report)
-            self._process([tp for tp in tps if tp.id in reclaimed], ctx, report)
+            self._process(tps, ctx, report)
         finally:
             self._held, self._attempts = set(), {}
-        return report
 
-    def _load_context(self, tps: list[Any], reclaimed: set[int], now: datetime) -> "BatchContext":
+    def _load_context(self, tps: list[Any], abandoned: bool, now: datetime) -> "BatchContext":
         with self.engine.db.connect() as conn:
             ctx = BatchContext.load(conn, self.engine, tps, now)
-            ctx.load_attempts(conn, [tp.id for tp in tps if tp.attempts or tp.id in reclaimed], LOOKUP_INCONCLUSIVE)
+            ctx.load_attempts(conn, [tp.id for tp in tps if tp.attempts or abandoned], LOOKUP_INCONCLUSIVE)
         return ctx
 
     def _process(self, tps: list[Any], ctx: "BatchContext", report: DispatchReport) -> None:

@@ -249,13 +249,15 @@ def test_a_touchpoint_that_kills_its_worker_is_quarantined_and_the_rest_flows(ma
 
 
 def test_reclaiming_abandoned_work_never_starves_due_work(make, clock):
-    dead = make(DyingChannel("sms"), n=8, worker_id="dead")
-    assert len(dead.dispatcher.claim(limit=5)) == 5  # ... and the worker dies
+    dead = make(DyingChannel("sms"), n=10, worker_id="dead")
+    abandoned = {t.id for t in dead.dispatcher.claim(limit=5)}  # ... and the worker dies
     clock.advance(timedelta(minutes=6))
     live = make(DyingChannel("sms"), worker_id="live")
     report = live.dispatcher.run_batch(limit=4)
-    assert (report.claimed, report.reclaimed, report.sent) == (4, 1, 4), "three due ones and one abandoned"
-    assert live.dispatch_due(batch=4).sent == 4
+    assert (report.claimed, report.reclaimed, report.sent) == (5, 1, 5), "four due ones, then one abandoned"
+    sent = {t.id for t in h.touchpoints(live, status="sent")}
+    assert len(sent - abandoned) == 4 and len(sent & abandoned) == 1
+    assert live.dispatch_due(batch=4).sent == 5
     assert {t.status for t in h.touchpoints(live)} == {"sent"}
 
 
