@@ -1,0 +1,96 @@
+"""A loopback HTTP sink that records every message key it receives, and the channel that posts to it.
+
+The sink stands in for a provider that does **not** deduplicate: it counts each
+arrival, so re-sends show up. It answers a stable provider id per key.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import requests
+from pydantic import Field
+
+from carepath.definition.dsl import after, enroll_on, journey, send, step, template
+from carepath.definition.model import Journey
+from carepath.plugins.contracts import Capabilities, Channel, ConnectorConfig, Message, SendResult
+
+
+def crash_journey() -> Journey:
+    """One message per enrollment, due at once."""
+    return journey("crash", enroll=enroll_on("program.joined"), templates=[template("t", "{{ patient.name }}您好")],
+                   steps=[step("s", "post_visit", after("enrolled", "0s"), send("t", ["sink"]))])
+
+
+class KeySink:
+    """``with KeySink() as sink: ...``; ``sink.url`` takes POSTed ``{"key": ...}``; ``sink.keys()`` counts them."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                key = json.loads(body)["key"]
+                with sink._lock:
+                    sink._counts[key] += 1
+                data = json.dumps({"id": f"sink-{key}"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/messages"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> "KeySink":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def keys(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._counts)
+
+
+class SinkConfig(ConnectorConfig):
+    url: str
+    timeout: float = Field(5.0, gt=0)
+
+
+class SinkChannel(Channel):
+    """Posts each message's key to a :class:`KeySink` (one HTTP call per message, no lookup)."""
+
+    type_name: ClassVar[str] = "key-sink"
+    Config = SinkConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(network=True)
+    address_kind: ClassVar[str] = "none"
+
+    def __init__(self, name: str, config: SinkConfig | None = None) -> None:
+        super().__init__(name, config)
+        self._session = requests.Session()
+
+    def send(self, message: Message) -> SendResult:
+        try:
+            answer = self._session.post(self.config.url, json={"key": message.idempotency_key},
+                                        timeout=self.config.timeout)
+        except requests.RequestException as exc:
+            return SendResult.retryable("connection", type(exc).__name__)
+        if answer.status_code != 200:
+            return SendResult.retryable(f"http_{answer.status_code}")
+        return SendResult.sent(answer.json()["id"])
