@@ -34,6 +34,7 @@ class BatchContext:
         self.replies: dict[int, list[datetime]] = defaultdict(list)
         self.attempts: dict[int, int] = {}  # provider calls made so far, by touchpoint
         self.unresolved: dict[int, Any] = {}  # the last ``unknown`` call not yet reconciled (a deliveries row)
+        self.receipts_waiting = False  # early receipts are kept, waiting for their delivery
 
     @classmethod
     def load(cls, conn: Connection, eng: "Engine", tps: list[Any], now: datetime) -> "BatchContext":

@@ -35,7 +35,7 @@ from carepath.runtime.outages import OutageGuard
 from carepath.runtime.policy import zone
 from carepath.runtime.receipts import apply_early_receipts
 from carepath.runtime.scheduling import executemany_raw, plan_batch
-from carepath.store.schema import Delivery, Patient, StaffTask, Touchpoint
+from carepath.store.schema import Delivery, EarlyReceipt, Patient, StaffTask, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -272,6 +272,8 @@ class Dispatcher:
         with self.engine.db.connect() as conn:
             ctx = BatchContext.load(conn, self.engine, tps, now)
             ctx.load_attempts(conn, [tp.id for tp in tps if tp.attempts or abandoned], LOOKUP_INCONCLUSIVE)
+            # (a receipt arriving later in the batch is applied by the next sweep: dispatch_due)
+            ctx.receipts_waiting = conn.execute(select(EarlyReceipt.id).limit(1)).first() is not None
         return ctx
 
     def _process(self, tps: list[Any], ctx: "BatchContext", report: DispatchReport) -> None:
@@ -418,7 +420,7 @@ class Dispatcher:
                              now)
             self._plan_followers(conn, [f for f in finals if f["b_status"] in ("sent", "failed")], ctx, now)
             provider_ids = [d[1] for d in deliveries if d[1] and d[0] in ("sent", "reconciled")]
-            if provider_ids:  # receipts that came in before these provider ids were recorded
+            if provider_ids and ctx.receipts_waiting:  # receipts that came before these ids were recorded
                 apply_early_receipts(conn, now, provider_ids)
             start = [o for o in starting if o.tp.id in held]
             executemany_raw(conn, _DELIVERY_INSERT, [(o.tp.id, o.attempts, o.channel, "sending", now, now)

@@ -35,6 +35,9 @@ class KeySink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: one connection per worker
+            wbufsize = 1 << 16  # headers and body in one write (no Nagle / delayed-ACK stall)
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 key = json.loads(body)["key"]

@@ -50,7 +50,7 @@ def _wait_for(child: subprocess.Popen, word: str, timeout: float) -> bool:
 
 def test_sigkill_at_random_points_loses_nothing_and_resends_only_what_was_in_flight(database_url, settings,
                                                                                       tmp_path):
-    n = max(400, KILLS * 100)
+    n = max(200, KILLS * 30)
     engine = Engine(database_url, journeys=[crash_journey()], templates={}, settings=settings,
                     channels={"sink": SinkChannel("sink", SinkConfig(url="http://127.0.0.1:9/unused"))})
     ids = engine.upsert_patients([PatientIn(mrn=f"K{i}", name="患者") for i in range(n)])
