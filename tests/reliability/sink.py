@@ -43,28 +43,27 @@ class KeySink:
                 key = json.loads(body)["key"]
                 with sink._lock:
                     sink._counts[key] += 1
-                data = json.dumps({"id": f"sink-{key}"}).encode()
+                answer = json.dumps({"id": f"sink-{key}"}).encode()
                 self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                for name, value in (("Content-Type", "application/json"), ("Content-Length", str(len(answer)))):
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                self.wfile.write(answer)
 
-            def log_message(self, *args: object) -> None:
-                pass
+            def log_message(self, *args: object) -> None:  # quiet: the test reads the counts
+                return None
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/messages"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+        self.url = "http://{}:{}/messages".format(*self._httpd.server_address)
 
     def __enter__(self) -> "KeySink":
-        self._thread.start()
+        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="key-sink", daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        with self._httpd:  # closes the socket after the loop stops
+            self._httpd.shutdown()
 
     def keys(self) -> Counter[str]:
         with self._lock:
