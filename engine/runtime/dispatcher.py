@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from carepath.runtime.batch_context import BatchContext
 from carepath.definition.context import expression_context
@@ -57,6 +57,9 @@ _DELIVERY_RESULT = ("UPDATE deliveries SET status = ?, provider_id = ?, error_ki
                     "cost = ?, updated_at = ? WHERE touchpoint_id = ? AND attempt = ? AND channel = ? "
                     "AND status = 'sending'")
 
+# a dead worker's calls are only in deliveries: count them before the touchpoint is queued again
+_CALLS_MADE = (select(func.coalesce(func.max(Delivery.attempt), 0)).where(Delivery.touchpoint_id == Touchpoint.id)
+               .correlate(Touchpoint).scalar_subquery())
 # Fencing: only rows this worker still holds change.
 _FINAL_SQL = ("UPDATE touchpoints SET status = ?, reason = ?, updated_at = ?, channel = ?, sent_at = ?, due_at = ?, "
               "attempts = ?, channel_index = ?, lease_until = NULL, claims = 0 "
@@ -235,6 +238,15 @@ class Dispatcher:
             log.warning("touchpoint %s (%s/%s) quarantined: %s", q["touchpoint_id"], q["journey"], q["step"],
                         q["reason"])
         return found
+
+    def release_quarantined(self, ids: Sequence[int]) -> int:
+        """Put quarantined touchpoints back in the queue (due now, claim count reset) once the cause is fixed."""
+        now = self.engine.clock.now()
+        with self.engine.db.begin() as conn:
+            return conn.execute(update(Touchpoint).where(Touchpoint.id.in_(list(ids)),
+                                                         Touchpoint.status == "quarantined")
+                                .values(status="scheduled", claims=0, due_at=now, updated_at=now,
+                                        reason="released from quarantine", attempts=_CALLS_MADE)).rowcount
 
     # ------------------------------------------------------------------- a batch
 

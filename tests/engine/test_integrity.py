@@ -246,6 +246,11 @@ def test_a_touchpoint_that_kills_its_worker_is_quarantined_and_the_rest_flows(ma
     sent = Counter(k for c in channels for k in c.keys)
     assert all(sent[f"{t.idempotency_key}:sms"] == 1 for t in others), "the healthy ones are sent once each"
     assert {d.status for d in h.deliveries(eng, tp.id)} == {"unknown"}
+    fixed = DyingChannel("sms")
+    eng = restart(make, fixed, clock, "fixed")
+    assert eng.dispatcher.release_quarantined([tp.id]) == 1
+    assert eng.dispatch_due().sent == 1 and fixed.keys == [poison], "released once the cause is fixed"
+    assert [d.status for d in h.deliveries(eng, tp.id)] == ["unknown"] * 3 + ["sent"]
 
 
 def test_reclaiming_abandoned_work_never_starves_due_work(make, clock):
