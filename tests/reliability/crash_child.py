@@ -1,16 +1,16 @@
 """The crash test's child: a dispatcher sending to a :class:`~tests.reliability.sink.KeySink` until killed.
 
-``python -m tests.reliability.crash_child DATABASE_URL HOME SINK_URL LEASE_SECONDS``: prints
-``ready`` once the engine is open, dispatches, and prints ``done`` and exits when no touchpoint
-is left scheduled or claimed.
+:func:`run` is the child process's main function. The test forks it from a process that has
+imported everything already (a fresh interpreter would spend most of a short life importing),
+so the child opens its own engine and connections after the fork.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -20,10 +20,11 @@ from carepath.store.schema import Touchpoint
 from tests.reliability.sink import SinkChannel, SinkConfig, crash_journey
 
 
-def main(url: str, home: str, sink_url: str, lease: float) -> None:
+def run(url: str, home: str, sink_url: str, lease: float, ready: Any, done: Any) -> None:
+    """Sets ``ready`` once the engine is open, dispatches, sets ``done`` when nothing is scheduled or claimed."""
     engine = Engine(url, journeys=[crash_journey()], channels={"sink": SinkChannel("sink", SinkConfig(url=sink_url))},
-                    templates={}, settings=Settings(home=Path(home)), lease=timedelta(seconds=lease))
-    print("ready", flush=True)
+                    templates={}, settings=Settings(home=Path(home)), lease=timedelta(seconds=lease), migrate=False)
+    ready.set()
     while True:
         if engine.dispatch_due(batch=50).claimed:
             continue
@@ -31,10 +32,6 @@ def main(url: str, home: str, sink_url: str, lease: float) -> None:
             left = conn.execute(select(func.count()).select_from(Touchpoint).where(
                 Touchpoint.status.in_(("scheduled", "claimed")))).scalar()
         if not left:
-            print("done", flush=True)
+            done.set()
             return
         time.sleep(0.05)  # a dead worker's lease has not run out yet
-
-
-if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]))

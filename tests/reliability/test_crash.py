@@ -7,49 +7,34 @@ not deduplicate, so every re-send is seen. ``CAREPATH_CRASH_KILLS`` sets the num
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
-import select
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from sqlalchemy import func, select as sql_select
+from sqlalchemy import func, select
 
 from carepath.definition.events import PatientIn
 from carepath.engine import Engine
 from carepath.store.schema import Delivery, Touchpoint
+from tests.reliability import crash_child
 from tests.reliability.sink import KeySink, SinkChannel, SinkConfig, crash_journey
 
 KILLS = int(os.environ.get("CAREPATH_CRASH_KILLS", "6"))
 SEED = int(os.environ.get("CAREPATH_CRASH_SEED", "7"))
 LEASE_S = 1.0
-REPO = Path(__file__).resolve().parents[2]
+FORK = multiprocessing.get_context("fork")
 
 
-def _child(url: str, home: Path, sink_url: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.reliability.crash_child", url, str(home), sink_url,
-                             str(LEASE_S)], cwd=REPO, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+def _child(url: str, home: str, sink_url: str) -> tuple:
+    ready, done = FORK.Event(), FORK.Event()
+    child = FORK.Process(target=crash_child.run, args=(url, home, sink_url, LEASE_S, ready, done), daemon=True)
+    child.start()
+    return child, ready, done
 
 
-def _wait_for(child: subprocess.Popen, word: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([child.stdout], [], [], max(deadline - time.monotonic(), 0))
-        if not ready:
-            break
-        line = child.stdout.readline()
-        if not line:
-            return False  # the child exited
-        if line.strip() == word:
-            return True
-    return False
-
-
-def test_sigkill_at_random_points_loses_nothing_and_resends_only_what_was_in_flight(database_url, settings,
-                                                                                      tmp_path):
+def test_sigkill_at_random_points_loses_nothing_and_resends_only_what_was_in_flight(database_url, settings):
     n = max(200, KILLS * 30)
     engine = Engine(database_url, journeys=[crash_journey()], templates={}, settings=settings,
                     channels={"sink": SinkChannel("sink", SinkConfig(url="http://127.0.0.1:9/unused"))})
@@ -58,28 +43,28 @@ def test_sigkill_at_random_points_loses_nothing_and_resends_only_what_was_in_fli
     rng = random.Random(SEED)
     kills = 0
     started = time.monotonic()
+    engine.close()  # the children open their own connections
     with KeySink() as sink:
-        for k in range(KILLS):
-            child = _child(database_url, settings.home, sink.url, tmp_path / f"child-{k}.log")
-            assert _wait_for(child, "ready", 60), (tmp_path / f"child-{k}.log").read_text()
+        for _ in range(KILLS):
+            child, ready, _ = _child(database_url, str(settings.home), sink.url)
+            assert ready.wait(60), f"child exited with {child.exitcode} before it was ready"
             time.sleep(rng.uniform(0.05, 0.6))
-            alive = child.poll() is None
-            child.send_signal(signal.SIGKILL)
-            child.wait(30)
-            child.stdout.close()
+            alive = child.is_alive()
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(30)
             kills += alive
-        last = _child(database_url, settings.home, sink.url, tmp_path / "last.log")
-        finished = _wait_for(last, "done", 600)
-        last.kill()
-        last.wait(30)
-        last.stdout.close()
-        assert finished, (tmp_path / "last.log").read_text()
+        last, _, done = _child(database_url, str(settings.home), sink.url)
+        finished = done.wait(600)
+        os.kill(last.pid, signal.SIGKILL)
+        last.join(30)
+        assert finished, f"the last child did not finish (exit code {last.exitcode})"
         counts = sink.keys()
+    engine = Engine(database_url, journeys=[crash_journey()], templates={}, settings=settings, channels={})
     with engine.db.connect() as conn:
-        tps = conn.execute(sql_select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.status)).all()
-        statuses = dict(conn.execute(sql_select(Delivery.status, func.count()).group_by(Delivery.status)).all())
-        last_calls = conn.execute(sql_select(Delivery.touchpoint_id, Delivery.status).where(
-            Delivery.attempt == sql_select(func.max(Delivery.attempt)).where(
+        tps = conn.execute(select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.status)).all()
+        statuses = dict(conn.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+        last_calls = conn.execute(select(Delivery.touchpoint_id, Delivery.status).where(
+            Delivery.attempt == select(func.max(Delivery.attempt)).where(
                 Delivery.touchpoint_id == Touchpoint.id).correlate(Touchpoint).scalar_subquery()).join(
             Touchpoint, Touchpoint.id == Delivery.touchpoint_id)).all()
     engine.close()
