@@ -125,6 +125,7 @@ class _Validator:
         self.types = manager.connector_types()
         self.environ = environ
         self.problems: list[ConfigProblem] = []
+        self.hidden: set[str] = set()  # values that must never appear in a message
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(ConfigProblem(path, message))
@@ -163,10 +164,12 @@ class _Validator:
         try:
             config = cls.Config.model_validate(options)
         except pydantic.ValidationError as exc:
-            for error in exc.errors():
+            secrets = secret_fields(cls.Config)
+            for error in exc.errors(include_input=False, include_url=False, include_context=False):
                 if error["loc"] and error["loc"][0] in refused:
                     continue  # already reported (a literal secret, an unset variable)
-                self.problem(".".join([base, *map(str, error["loc"])]), self._message(error, cls))
+                secret = bool(error["loc"]) and error["loc"][0] in secrets
+                self.problem(".".join([base, *map(str, error["loc"])]), self._message(error, cls, secret))
             return None
         if refused:
             return None
@@ -187,9 +190,11 @@ class _Validator:
                     self.problem(path, f"environment variable {var} is not set")
                 else:
                     resolved[key] = self.environ[var]
+                    self.hidden.add(self.environ[var])  # any referenced variable may hold a secret
                     continue
                 refused.add(key)
             elif key in secrets:
+                self.hidden.update(_texts(value))
                 suggestion = re.sub(r"[^A-Z0-9]+", "_", f"{name}_{key}".upper())
                 self.problem(path, f"is a secret: reference an environment variable, "
                                    f"{key} = {{env = \"{suggestion}\"}}, never a literal value")
@@ -206,14 +211,30 @@ class _Validator:
             message += f"; plugins that failed to load: {broken} (see `carepath plugins list`)"
         return message
 
-    @staticmethod
-    def _message(error: Any, cls: type[Connector]) -> str:
+    def _message(self, error: Any, cls: type[Connector], secret: bool) -> str:
+        """Never the input, which may be a secret: pydantic's text for ordinary keys with every
+        referenced or secret value blanked out, only the kind of problem for secret keys."""
         if error["type"] == "extra_forbidden":
             known = ", ".join(["type", *cls.Config.model_fields])
             return f"unknown key (known for {cls.type_name}: {known})"
         if error["type"] == "missing":
             return "required key missing"
-        return str(error["msg"])  # never the input: it may be a secret
+        if secret:
+            return f"invalid secret ({error['type'].replace('_', ' ')}; the value is not shown)"
+        message = str(error["msg"])
+        for value in sorted(self.hidden, key=len, reverse=True):
+            if len(value) >= 4:
+                message = message.replace(value, "****")
+        return message
+
+
+def _texts(value: Any) -> list[str]:
+    """Every scalar inside ``value`` as text (a literal secret may be a number or a list)."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return [str(value)]
 
 
 def _is_env_ref(value: Any) -> bool:

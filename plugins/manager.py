@@ -31,6 +31,7 @@ ALLOW_LIST_ENV = "CAREPATH_PLUGINS"
 BUILTIN_PLUGINS = {
     "console": "carepath.connectors.console",
     "outbox": "carepath.connectors.outbox",
+    "his": "carepath.connectors.his",
     "journeys": "carepath.journeys",
 }
 

@@ -24,6 +24,9 @@ def _mount_optional() -> None:
     from carepath.cli.emulator import emulator
 
     app.command("emulator")(emulator)
+    from carepath.cli.hl7 import app as hl7_app
+
+    app.add_typer(hl7_app, name="hl7")
     try:
         from carepath.cli.plugins import config_app, plugins_app
     except ImportError:  # pragma: no cover - during development only

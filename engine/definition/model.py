@@ -58,8 +58,12 @@ class AnchorOffset(_Model):
     @classmethod
     def _hhmm(cls, v):
         if isinstance(v, str):
+            # HH:MM as authors write it; HH:MM:SS as the stored definition gives it back
+            text = v.strip()
             try:
-                hh, mm = v.strip().split(":")
+                if text.count(":") == 2:
+                    return time.fromisoformat(text)
+                hh, mm = text.split(":")
                 return time(int(hh), int(mm))
             except ValueError:
                 raise ValueError(f"at must be HH:MM in the patient's time zone, got {v!r}") from None

@@ -73,6 +73,9 @@ class Patient(Base):
     language: Mapped[str] = mapped_column(String(16), default="zh_CN")
     channel_prefs: Mapped[list[str]] = mapped_column(JSON, default=list)
     deceased: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Set when the HIS merged this record into another (HL7 A40, FHIR Patient.link replaced-by):
+    #: its MRN then resolves to the surviving patient.
+    merged_into: Mapped[int | None] = mapped_column(BigId, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -242,3 +245,12 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class HisCursor(Base):
+    """Where each polled HIS source is up to; advanced only after the events it covers are stored."""
+
+    __tablename__ = "his_cursors"
+    source: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

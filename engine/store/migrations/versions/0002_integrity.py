@@ -1,13 +1,13 @@
 """delivery integrity: claim counts, one delivery row per provider call, early receipts
 
 Revision ID: 0002_integrity
-Revises: 0001
+Revises: 0002_his
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0002_integrity"
-down_revision = "0001"
+down_revision = "0002_his"
 branch_labels = None
 depends_on = None
 
