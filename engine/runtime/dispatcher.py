@@ -172,9 +172,15 @@ class Dispatcher:
         return self._claim(limit, journey, stage, ids, abandoned=False)[0]
 
     def _claim(self, limit: int, journey: str | None, stage: str | None, ids: Sequence[int] | None, *,
-               abandoned: bool) -> tuple[list[Any], list[dict]]:
-        """Due touchpoints, or (``abandoned``) one whose lease ran out, after setting aside those claimed
-        ``poison_after`` times without a result: ``(claimed rows, quarantined touchpoints)``."""
+               abandoned: bool) -> tuple[list[Any], list[Any], list[dict]]:
+        """Due touchpoints, or (``abandoned``) those whose lease ran out: ``(claimed rows, a suspect's row,
+        quarantined touchpoints)``.
+
+        ``claims`` counts the deaths of workers a touchpoint may have caused: a claim adds one, getting
+        through rendering takes it back, and a call in flight when its worker died (a ``sending`` row)
+        adds one. Abandoned touchpoints never suspected are taken over together; a suspect alone, so it
+        can only take itself down again; one suspected ``poison_after`` times is quarantined.
+        """
         now = self.engine.clock.now()
         expired = and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now)
         due = and_(Touchpoint.status == "scheduled", Touchpoint.due_at <= now)
@@ -189,43 +195,56 @@ class Dispatcher:
                 q = q.where(Touchpoint.id.in_(list(ids)))
             return q.with_for_update(skip_locked=True) if lock else q
 
+        def take(tp_ids: list[int], claims) -> None:
+            conn.execute(update(Touchpoint).where(Touchpoint.id.in_(tp_ids)).values(
+                status="claimed", lease_until=now + self.lease, claimed_by=self.worker_id, updated_at=now,
+                claims=claims))
+
         with self.engine.db.begin() as conn:
             lock = conn.dialect.name == "postgresql"
             quarantined: list[dict] = []
-            if abandoned:
-                poison = conn.execute(query(and_(expired, Touchpoint.claims >= self.poison_after),
-                                            Touchpoint.id, Touchpoint.claims).limit(100)).all()
-                quarantined = self._quarantine(conn, poison, now)
-                # the least retried first, alone, right before it is worked on: if it is what
-                # killed its last worker, it takes down nothing else when it does so again
-                claimed = list(conn.execute(query(expired, Touchpoint.id)
-                                            .order_by(Touchpoint.claims, Touchpoint.due_at).limit(1)).scalars())
-            else:  # (status, due_at) index order: no sort of the whole backlog after an outage
-                claimed = list(conn.execute(query(due, Touchpoint.id)
-                                            .order_by(Touchpoint.status, Touchpoint.due_at).limit(limit)).scalars())
-            if not claimed:
-                return [], quarantined
-            conn.execute(update(Touchpoint).where(Touchpoint.id.in_(claimed)).values(
-                status="claimed", lease_until=now + self.lease, claimed_by=self.worker_id, updated_at=now,
-                claims=Touchpoint.claims + 1))
-            if abandoned:  # the dead worker's call in flight: its outcome is unknown; the row is kept as is
-                conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(claimed), Delivery.status == "sending")
-                             .values(status="unknown", updated_at=now))
-            rows = list(conn.execute(select(*_CLAIMED_COLUMNS).where(Touchpoint.id.in_(claimed))
+            suspect: list[int] = []
+            if not abandoned:  # (status, due_at) index order: no sort of the whole backlog after an outage
+                claimed = list(conn.execute(query(due, Touchpoint.id).order_by(
+                    Touchpoint.status, Touchpoint.due_at).limit(limit)).scalars())
+                if claimed:
+                    take(claimed, Touchpoint.claims + 1)
+            else:
+                in_flight = select(Delivery.id).where(Delivery.touchpoint_id == Touchpoint.id,
+                                                      Delivery.status == "sending").exists()
+                found = conn.execute(query(expired, Touchpoint.id, Touchpoint.claims, in_flight)
+                                     .order_by(Touchpoint.due_at).limit(limit + 100)).all()
+                deaths = {tp_id: claims + bool(flying) for tp_id, claims, flying in found}
+                quarantined = self._quarantine(conn, [(i, n) for i, n in deaths.items() if n >= self.poison_after],
+                                               now)
+                claimed = [i for i, n in deaths.items() if n == 0][:limit]
+                suspects = sorted((n, i) for i, n in deaths.items() if 0 < n < self.poison_after)
+                suspect = [suspects[0][1]] if suspects else []
+                if claimed:
+                    take(claimed, 1)
+                if suspect:
+                    take(suspect, deaths[suspect[0]] + 1)
+                if claimed or suspect:  # the dead worker's call in flight: its outcome is unknown; the row is kept
+                    conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(claimed + suspect),
+                                                        Delivery.status == "sending")
+                                 .values(status="unknown", updated_at=now))
+            if not (claimed or suspect):
+                return [], [], quarantined
+            rows = list(conn.execute(select(*_CLAIMED_COLUMNS).where(Touchpoint.id.in_(claimed + suspect))
                                      .order_by(Touchpoint.due_at, Touchpoint.id)))
-            return rows, quarantined
+            return ([r for r in rows if r.id not in suspect], [r for r in rows if r.id in suspect], quarantined)
 
-    def _quarantine(self, conn: Connection, poison: list[Any], now: datetime) -> list[dict]:
-        """Set aside touchpoints claimed ``poison_after`` times without a recorded result."""
+    def _quarantine(self, conn: Connection, poison: list[tuple[int, int]], now: datetime) -> list[dict]:
+        """Set aside touchpoints whose workers died ``poison_after`` times while on them."""
         if not poison:
             return []
-        by_claims: dict[int, list[int]] = defaultdict(list)
-        for tp_id, claims in poison:
-            by_claims[claims].append(tp_id)
-        for claims, tp_ids in by_claims.items():
+        by_deaths: dict[int, list[int]] = defaultdict(list)
+        for tp_id, deaths in poison:
+            by_deaths[deaths].append(tp_id)
+        for deaths, tp_ids in by_deaths.items():
             conn.execute(update(Touchpoint).where(Touchpoint.id.in_(tp_ids)).values(
-                status="quarantined", lease_until=None, updated_at=now,
-                reason=f"quarantined: claimed {claims} times without a recorded result "
+                status="quarantined", lease_until=None, updated_at=now, claims=deaths,
+                reason=f"quarantined: claimed {deaths} times without a recorded result "
                        "(its worker died or hung each time); release it once the cause is fixed"))
         tp_ids = [tp_id for tp_id, _ in poison]
         conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(tp_ids), Delivery.status == "sending")
@@ -252,22 +271,24 @@ class Dispatcher:
 
     def run_batch(self, *, limit: int = 500, journey: str | None = None, stage: str | None = None,
                   ids: Sequence[int] | None = None) -> DispatchReport:
-        """Claim and dispatch up to ``limit`` due touchpoints, then take over one abandoned lease.
+        """Claim and dispatch up to ``limit`` due touchpoints, then take over abandoned leases.
 
-        Abandoned work comes after the batch's due work, one touchpoint per batch, so it never holds
-        due work up and a touchpoint that kills its worker can only take itself down.
+        Abandoned work comes after the batch's due work, so it never holds due work up; a
+        touchpoint suspected of killing its worker is taken over alone (see :meth:`_claim`).
         """
         report = DispatchReport()
         for abandoned in (False, True):
-            tps, quarantined = self.guard.run(lambda: self._claim(limit, journey, stage, ids, abandoned=abandoned))
+            tps, suspect, quarantined = self.guard.run(
+                lambda: self._claim(limit, journey, stage, ids, abandoned=abandoned))
             for q in quarantined:
                 report.quarantined.append(q)
                 report.outcomes["quarantined"] += 1
                 report.by_step[(q["journey"], q["stage"], q["step"], "-", "quarantined")] += 1
-            report.claimed += len(tps)
-            report.reclaimed += len(tps) if abandoned else 0
-            if tps:
-                self._run(tps, abandoned, report)
+            report.claimed += len(tps) + len(suspect)
+            report.reclaimed += len(tps) + len(suspect) if abandoned else 0
+            for group in (tps, suspect):
+                if group:
+                    self._run(group, abandoned, report)
         return report
 
     def _run(self, tps: list[Any], abandoned: bool, report: DispatchReport) -> None:
@@ -315,7 +336,7 @@ class Dispatcher:
                 tag_changes.append((tp.id, payload))
                 finals.append(self._final(tp, "sent", now, reason=None, channel="tag"))
                 report.add(tp, "sent", "tag")
-        self._commit(finals, tasks, tag_changes, ctx, now)
+        self._commit(finals, tasks, tag_changes, ctx, now, survived=[tp.id for tp in tps])
         if outgoing:
             self._send_rounds(outgoing, ctx, report)
 
@@ -401,22 +422,26 @@ class Dispatcher:
     # ----------------------------------------------------------------- writing
 
     def _commit(self, finals: list[dict], tasks: list[dict], tags: list[tuple[int, Tag]], ctx: "BatchContext",
-                now: datetime, deliveries: list[tuple] = (), starting: list[_Outgoing] = ()) -> list[_Outgoing]:
+                now: datetime, deliveries: list[tuple] = (), starting: list[_Outgoing] = (),
+                survived: list[int] = ()) -> list[_Outgoing]:
         """:meth:`_write` in one transaction, run again after a database outage (it is idempotent)."""
-        return self.guard.run(lambda: self._write(finals, tasks, tags, ctx, now, list(deliveries), list(starting)))
+        return self.guard.run(lambda: self._write(finals, tasks, tags, ctx, now, list(deliveries), list(starting),
+                                                  list(survived)))
 
     def _write(self, finals: list[dict], tasks: list[dict], tags: list[tuple[int, Tag]],
                ctx: "BatchContext", now: datetime, deliveries: list[tuple] = (),
-               starting: list[_Outgoing] = ()) -> list[_Outgoing]:
+               starting: list[_Outgoing] = (), survived: list[int] = ()) -> list[_Outgoing]:
         """Record results and decisions, and the ``sending`` rows of the next provider call, in one transaction.
 
         Returns the calls of ``starting`` this worker may make. Fencing: only touchpoints this
         worker still holds change, and only they open staff tasks, change tags, plan follower
         steps or start a call. A worker that stalled past its lease records its provider results
-        and nothing else. Safe to run twice: results only fill ``sending`` rows, decisions only
-        touch held rows, ``sending`` rows are inserted once.
+        and nothing else. ``survived``: touchpoints rendered without killing the worker (their
+        claim no longer counts against them). Safe to run twice: results only fill ``sending``
+        rows, decisions only touch held rows, ``sending`` rows are inserted once (a repeated
+        ``survived`` stops at zero: at worst a suspicion is forgotten).
         """
-        if not (finals or tasks or tags or deliveries or starting):
+        if not (finals or tasks or tags or deliveries or starting or survived):
             return []
         with self.engine.db.begin() as conn:
             executemany_raw(conn, _DELIVERY_RESULT, list(deliveries))
@@ -434,6 +459,11 @@ class Dispatcher:
             provider_ids = [d[1] for d in deliveries if d[1] and d[0] in ("sent", "reconciled")]
             if provider_ids and ctx.receipts_waiting:  # receipts that came before these ids were recorded
                 apply_early_receipts(conn, now, provider_ids)
+            for at in range(0, len(survived), 5000):
+                conn.execute(update(Touchpoint).where(
+                    Touchpoint.id.in_(survived[at:at + 5000]), Touchpoint.status == "claimed",
+                    Touchpoint.claimed_by == self.worker_id, Touchpoint.claims > 0)
+                             .values(claims=Touchpoint.claims - 1))
             start = [o for o in starting if o.tp.id in held]
             executemany_raw(conn, _DELIVERY_INSERT, [(o.tp.id, o.attempts, o.channel, "sending", now, now)
                                                      for o in start])
