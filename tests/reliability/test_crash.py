@@ -54,7 +54,7 @@ def test_sigkill_at_random_points_loses_nothing_and_resends_only_what_was_in_fli
             child.join(30)
             kills += alive
         last, _, done = _child(database_url, str(settings.home), sink.url)
-        finished = done.wait(600)
+        finished = done.wait(1200)
         os.kill(last.pid, signal.SIGKILL)
         last.join(30)
         assert finished, f"the last child did not finish (exit code {last.exitcode})"
