@@ -24,16 +24,17 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import pydantic
 
 from carepath.plugins.contracts import Channel, Connector, ConnectorConfig, connector_kind, secret_fields
 from carepath.plugins.manager import PluginManager, get_plugin_manager
+from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
 
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
-SECTIONS = ("connectors",)
+SECTIONS = ("connectors", "teams", "staff", "surveys")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -81,6 +82,13 @@ class CarepathConfig:
 
     path: Path | None = None
     connectors: dict[str, ConnectorSpec] = field(default_factory=dict)
+    teams: dict[str, TeamConfig] = field(default_factory=dict)
+    staff: dict[str, StaffMember] = field(default_factory=dict)
+    surveys: SurveySettings = field(default_factory=SurveySettings)
+
+    def team(self, name: str) -> TeamConfig:
+        """A team's rules (the defaults for a team the file does not declare)."""
+        return self.teams.get(name, DEFAULT_TEAM)
 
     def of_kind(self, kind: str) -> dict[str, ConnectorSpec]:
         """The connector specs of one kind (``channel``, ``his``, ``survey``) by name."""
@@ -111,10 +119,15 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
         raise ConfigError([ConfigProblem(file.name, f"not valid TOML: {exc}")], file) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(file.name, f"cannot read: {exc.strerror}")], file) from None
-    connectors, problems = _Validator(manager or get_plugin_manager(), os.environ).document(data)
+    validator = _Validator(manager or get_plugin_manager(), os.environ)
+    connectors, problems = validator.document(data)
+    teams = validator.tables("teams", data.get("teams", {}), TeamConfig)
+    staff = validator.tables("staff", data.get("staff", {}), StaffMember)
+    surveys = validator.table("surveys", data.get("surveys", {}), SurveySettings)
     if problems:
         raise ConfigError(problems, file)
-    return CarepathConfig(path=file, connectors=connectors)
+    return CarepathConfig(path=file, connectors=connectors, teams=teams, staff=staff,
+                          surveys=surveys or SurveySettings())
 
 
 class _Validator:
@@ -144,6 +157,46 @@ class _Validator:
             if spec is not None:
                 specs[name] = spec
         return specs, self.problems
+
+    def tables(self, section: str, data: Any, model: type[pydantic.BaseModel]) -> dict[str, Any]:
+        """``[section.<name>]`` tables, each validated by ``model``."""
+        if not isinstance(data, dict):
+            self.problem(section, f"must be a table of [{section}.<name>] sections")
+            return {}
+        found = {name: self.table(f"{section}.{name}", table, model) for name, table in data.items()}
+        return {name: value for name, value in found.items() if value is not None}
+
+    def table(self, path: str, data: Any, model: type[pydantic.BaseModel]) -> Any:
+        """One table validated by ``model``; ``{env = ...}`` resolved, literal secrets refused."""
+        if not isinstance(data, dict):
+            self.problem(path, "must be a table")
+            return None
+        secrets = secret_fields(model)
+        resolved: dict[str, Any] = {}
+        for key, value in data.items():
+            if _is_env_ref(value):
+                var = value["env"]
+                if isinstance(var, str) and var in self.environ:
+                    resolved[key] = self.environ[var]
+                else:
+                    self.problem(f"{path}.{key}", f"environment variable {var} is not set")
+            elif key in secrets:
+                self.problem(f"{path}.{key}", "is a secret: reference an environment variable, "
+                                              f'{key} = {{env = "NAME"}}, never a literal value')
+            else:
+                resolved[key] = value
+        try:
+            return model.model_validate(resolved)
+        except pydantic.ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join([path, *map(str, error["loc"])])
+                if error["type"] == "extra_forbidden":
+                    self.problem(where, f"unknown key (known: {', '.join(model.model_fields)})")
+                elif error["type"] == "missing":
+                    self.problem(where, "required key missing")
+                else:
+                    self.problem(where, str(error["msg"]).removeprefix("Value error, "))
+            return None
 
     def connector(self, name: str, table: Any) -> ConnectorSpec | None:
         base = f"connectors.{name}"
@@ -259,3 +312,23 @@ def configured_channel_names(config: CarepathConfig | None = None) -> set[str]:
     """Names journeys may use in ``via=[...]`` (loads the configuration when not given)."""
     config = config if config is not None else load_config()
     return set(DEFAULT_CHANNELS) if config.path is None else set(config.of_kind("channel"))
+
+
+def unmapped_template_problems(config: CarepathConfig, journeys: Iterable[Any]) -> list[ConfigProblem]:
+    """Journey templates a configured channel cannot send (no provider template mapped), per channel."""
+    uses: dict[str, dict[str, list[str]]] = {}  # channel -> template -> "journey/step" users
+    for journey in journeys:
+        for step in journey.steps:
+            action = step.action
+            for name in getattr(action, "via", ()):
+                uses.setdefault(name, {}).setdefault(action.template, []).append(f"{journey.name}/{step.id}")
+    problems = []
+    for name, spec in sorted(config.of_kind("channel").items()):
+        if name not in uses:
+            continue
+        channel = spec.build()
+        for template in channel.unmapped_templates(sorted(uses[name])):  # type: ignore[attr-defined]
+            problems.append(ConfigProblem(f"connectors.{name}.templates",
+                                          f"no provider template for '{template}' "
+                                          f"(used by {', '.join(uses[name][template])})"))
+    return problems

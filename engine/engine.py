@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from pydantic import ValidationError
 from sqlalchemy import Engine as SAEngine
@@ -19,7 +19,7 @@ from carepath.runtime.ingest import IngestResult, Ingestor
 from carepath.definition.model import Journey, Template
 from carepath.runtime.patients import upsert_patient, upsert_patients_bulk
 from carepath.runtime.planner import anchor_values
-from carepath.plugins.contracts import Channel
+from carepath.plugins.contracts import Channel, Connector
 from carepath.runtime.policy import Policy
 from carepath.runtime.versions import store_version
 from carepath.runtime.scheduling import insert_enrollments, plan_new_enrollments
@@ -29,6 +29,9 @@ from carepath.store.personal_data import protect_payload
 from carepath.store.schema import JourneyVersion, Patient
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from carepath.config import CarepathConfig
 
 
 class Engine:
@@ -43,7 +46,8 @@ class Engine:
                  channels: Mapping[str, Channel] | None = None, templates: Mapping[str, Template] | None = None,
                  clock: Clock | None = None, policy: Policy | None = None, settings: Settings | None = None,
                  migrate: bool = True, worker_id: str | None = None, max_attempts: int = 5,
-                 lease: timedelta = timedelta(minutes=5)) -> None:
+                 lease: timedelta = timedelta(minutes=5), config: "CarepathConfig | None" = None,
+                 connectors: Mapping[str, Connector] | None = None) -> None:
         self.settings = settings or Settings()
         self.database_url = database_url or self.settings.resolved_database_url()
         self.db = open_database(self.database_url)
@@ -62,14 +66,23 @@ class Engine:
 
             templates = plugin_templates()
         self.templates: dict[str, Template] = dict(templates)
+        from carepath.config import CarepathConfig, build_channels, build_connectors, load_config
+
+        if config is None:
+            config = load_config() if channels is None or connectors is None else CarepathConfig()
+        #: teams, staff and survey settings of ``carepath.toml`` (the defaults when there is none)
+        self.config = config
         if channels is None:
-            from carepath.config import build_channels, load_config
             from carepath.plugins.manager import get_plugin_manager
 
-            channels = build_channels(load_config(), get_plugin_manager())
+            channels = build_channels(config, get_plugin_manager())
         self.channels: dict[str, Channel] = dict(channels)
-        for channel in self.channels.values():
-            channel.bind(self)
+        if connectors is None:
+            connectors = {n: c for n, c in build_connectors(config).items() if n not in self.channels}
+        #: every connector by name: the channels, HIS sources and survey providers
+        self.connectors: dict[str, Connector] = {**connectors, **self.channels}
+        for connector in self.connectors.values():
+            connector.bind(self)
         self._versions: dict[tuple[str, str], Journey] = {(j.name, j.version): j for j in self.journeys.values()}
         self._remembered: set[tuple[str, str]] = set()
         self._sqlite_reader: SAEngine | None = None

@@ -95,11 +95,12 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
 
     deliveries = defaultdict(list)
     for d in conn.execute(select(Delivery.touchpoint_id, Delivery.attempt, Delivery.channel, Delivery.status,
-                                 Delivery.error_code)
+                                 Delivery.error_code, Delivery.cost)
                           .join(Touchpoint, Touchpoint.id == Delivery.touchpoint_id)
                           .where(Touchpoint.patient_id == patient_id).order_by(Delivery.touchpoint_id, Delivery.attempt)):
         deliveries[d.touchpoint_id].append(f"#{d.attempt} {d.channel}:{DELIVERY_LABELS.get(d.status, d.status)}"
-                                           + (f"({d.error_code})" if d.error_code else ""))
+                                           + (f"({d.error_code})" if d.error_code else "")
+                                           + (f" [{d.cost:g} segments, cost {d.cost:g}]" if d.cost else ""))
     tps = Table(title=f"touchpoints ({p.tz})")
     for col in ["stage", "step", "planned", "due", "sent", "status", "channel", "deliveries", "reason"]:
         tps.add_column(col)

@@ -9,6 +9,7 @@ still load.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.metadata as md
@@ -31,7 +32,10 @@ ALLOW_LIST_ENV = "CAREPATH_PLUGINS"
 BUILTIN_PLUGINS = {
     "console": "carepath.connectors.console",
     "outbox": "carepath.connectors.outbox",
+    "sms": "carepath.connectors.sms",
     "his": "carepath.connectors.his",
+    "surveys": "carepath.connectors.surveys",
+    "staff": "carepath.web.staff",
     "journeys": "carepath.journeys",
 }
 
@@ -106,6 +110,13 @@ class PluginManager:
             for cls in batch or []:
                 types[cls.type_name] = cls
         return types
+
+    def event_types(self) -> list[Any]:
+        """Every plugin event type (``EventType`` objects), each marked with the plugin that added it."""
+        found: list[Any] = []
+        for plugin, batch in self._call_each("carepath_event_types"):
+            found.extend(dataclasses.replace(t, source=plugin) for t in batch or [])
+        return found
 
     def segments(self) -> dict[str, str]:
         """Every plugin segment: name -> condition."""

@@ -436,10 +436,12 @@ class SurveyProviderConformance(ConnectorConformance):
     """Checks every :class:`SurveyProvider` passes (set ``connector_class``)."""
 
     connector_class: ClassVar[type[SurveyProvider]]
+    #: a survey name ``valid_config`` maps (providers that map surveys refuse unknown names)
+    survey_name: ClassVar[str] = "conformance"
 
     def test_link_is_url_without_secrets(self) -> None:
         provider = self.make_connector()
         assert isinstance(provider, SurveyProvider)
-        link = provider.make_link("conformance", 1, touchpoint_id=1)
+        link = provider.make_link(self.survey_name, 1, touchpoint_id=1)
         assert re.match(r"https?://", link), f"make_link must return an http(s) URL, got {link!r}"
         assert_secrets_absent("the survey link", link, self.secrets())

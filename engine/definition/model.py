@@ -113,6 +113,20 @@ class Send(_Model):
     via: list[str] = Field(min_length=1)
 
 
+class Survey(Send):
+    """Send a patient-specific survey link (a signed token, no patient data) with a message template.
+
+    ``template`` renders the invitation; it sees ``survey.link`` and
+    ``survey.name``. ``provider`` is ``builtin`` (carepath's own questionnaire
+    pages) or the name of a configured survey connector (wjx, Tencent Wenjuan).
+    """
+
+    kind: Literal["survey"] = "survey"  # type: ignore[assignment]
+    survey: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    template: str = "survey_invitation"
+    provider: str = "builtin"
+
+
 class Task(_Model):
     """Open a staff work item (call the patient, handle a complaint) with an SLA."""
 
@@ -121,6 +135,7 @@ class Task(_Model):
     team: str = "nursing"
     sla: Duration = timedelta(hours=24)
     detail: str | None = None
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
 
 
 class Tag(_Model):
@@ -131,7 +146,7 @@ class Tag(_Model):
     remove: list[str] = []
 
 
-Action = Annotated[Union[Send, Task, Tag], Field(discriminator="kind")]
+Action = Annotated[Union[Send, Survey, Task, Tag], Field(discriminator="kind")]
 
 
 class Missed(_Model):
@@ -150,7 +165,15 @@ class Step(_Model):
     category: Category = Category.clinical
     missed: Missed = Missed()
     over_cap: Literal["defer", "drop"] = "defer"
+    #: a sent message not confirmed delivered within this window falls back to the next channel
+    #: of ``via`` (or, after the last, to a staff call): see ``carepath.runtime.fallback``
+    confirm_within: Duration | None = None
     description: str | None = None
+
+    @property
+    def touchpoint_action(self) -> str:
+        """What its touchpoints do: ``send`` for every message (a survey invitation too), ``task``, ``tag``."""
+        return "send" if isinstance(self.action, Send) else self.action.kind
 
     @property
     def anchor(self) -> str | None:
@@ -191,6 +214,10 @@ class Template(_Model):
     title: str = ""
 
 
+_LATER_OPTIONS = ("team",)
+_LATER_STEP_OPTIONS = ("confirm_within",)
+
+
 class Journey(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
     title: str = ""
@@ -202,11 +229,25 @@ class Journey(_Model):
     anchors: dict[str, AnchorRule] = {}
     steps: list[Step]
     templates: dict[str, Template] = {}
+    #: the staff team that calls the patient when no channel delivered (default ``nursing``)
+    team: str | None = None
 
     @functools.cached_property
     def version(self) -> str:
-        """Hash of the normalized definition: equal definitions share a version."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"title", "description"}), sort_keys=True)
+        """Hash of the normalized definition: equal definitions share a version.
+
+        Options added after journeys were first stored count only when set, so
+        existing journeys keep their versions.
+        """
+        data = self.model_dump(mode="json", exclude={"title", "description"})
+        for key in _LATER_OPTIONS:
+            if data.get(key) is None:
+                data.pop(key, None)
+        for step in data["steps"]:
+            for key in _LATER_STEP_OPTIONS:
+                if step.get(key) is None:
+                    step.pop(key, None)
+        canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def step(self, step_id: str) -> Step:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from carepath.definition.model import Journey, Template
 
@@ -52,3 +52,16 @@ def known_channel_names() -> set[str]:
     except ImportError:  # configuration support not installed yet
         return {"console", "outbox"}
     return set(configured_channel_names())
+
+
+def configured_channels() -> dict[str, Any]:
+    """The configured channel instances (to ask which templates each can send); none if the configuration fails.
+
+    A configuration that does not load is reported by ``carepath config check``, not here.
+    """
+    try:
+        from carepath.config import build_channels, load_config
+
+        return dict(build_channels(load_config()))
+    except Exception:  # noqa: BLE001 - validation of journeys goes on without channel instances
+        return {}

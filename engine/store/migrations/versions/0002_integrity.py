@@ -1,13 +1,13 @@
 """delivery integrity: claim counts, one delivery row per provider call, early receipts
 
 Revision ID: 0002_integrity
-Revises: 0002_his
+Revises: 0002_sms
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0002_integrity"
-down_revision = "0002_his"
+down_revision = "0002_sms"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""The web side of carepath: the web hooks app and the pages staff use."""
