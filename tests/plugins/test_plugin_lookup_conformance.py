@@ -31,9 +31,9 @@ class Undeclared(ClaimsEverything):
     capabilities: ClassVar[Capabilities] = Capabilities()
 
 
-class WrongId(ClaimsEverything):
+class NoId(ClaimsEverything):
     def lookup(self, message: Message, attempted_at: datetime) -> LookupResult:
-        return LookupResult(LookupStatus.ACCEPTED, provider_id="someone-else")
+        return LookupResult(LookupStatus.ACCEPTED)
 
 
 def suite(cls: type[Channel]) -> ChannelConformance:
@@ -50,9 +50,9 @@ def test_lookup_without_the_capability_fails():
         suite(Undeclared).test_lookup_capability_matches_implementation()
 
 
-def test_lookup_naming_another_provider_id_fails(caplog):
-    with pytest.raises(AssertionError, match="provider id the send returned"):
-        suite(WrongId).test_lookup_finds_an_accepted_message(WrongId("c"), caplog)
+def test_lookup_without_a_provider_id_fails(caplog):
+    with pytest.raises(AssertionError, match="must name its provider id"):
+        suite(NoId).test_lookup_finds_an_accepted_message(NoId("c"), caplog)
 
 
 def test_lookup_checks_skip_with_a_reason_for_channels_without_it():
