@@ -3,15 +3,11 @@
 Revision ID: 0002_integrity
 Revises: 0002_sms
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-revision = "0002_integrity"
-down_revision = "0002_sms"
-branch_labels = None
-depends_on = None
-
-_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+revision, down_revision = "0002_integrity", "0002_sms"
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # as in 0001: SQLite keeps INTEGER ids
 
 
 def upgrade() -> None:
