@@ -3,18 +3,29 @@
 It is the integration channel for tests and benchmarks, and with ``address``
 and the ``simulate_*`` rates it stands in for a provider in ``carepath demo``.
 A repeated idempotency key returns the first message's id: never two rows.
+It answers :meth:`~carepath.plugins.contracts.Channel.lookup` from those rows,
+so an attempt cut off by a crash is reconciled instead of sent again.
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any, ClassVar, Literal, Sequence
 
 from pydantic import Field
 from sqlalchemy import select
 
 from carepath.masking import mask_address
-from carepath.plugins.contracts import Channel, ConnectorConfig, Message, SendResult
+from carepath.plugins.contracts import (
+    Capabilities,
+    Channel,
+    ConnectorConfig,
+    LookupResult,
+    LookupStatus,
+    Message,
+    SendResult,
+)
 from carepath.plugins.hookspecs import hookimpl
 from carepath.runtime.scheduling import executemany_raw
 from carepath.store.schema import OutboxMessage
@@ -37,6 +48,7 @@ def _fraction(key: str, salt: str) -> float:
 class OutboxChannel(Channel):
     type_name: ClassVar[str] = "outbox"
     Config = OutboxConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(lookup=True)
 
     def __init__(self, name: str, config: OutboxConfig | None = None) -> None:
         super().__init__(name, config)
@@ -79,6 +91,17 @@ class OutboxChannel(Channel):
                                         .where(OutboxMessage.idempotency_key.in_(keys))).all())
         return [r if r is not None else SendResult.sent(f"outbox-{ids[m.idempotency_key]}")
                 for m, r in zip(messages, results)]
+
+    def lookup(self, message: Message, attempted_at: datetime) -> LookupResult:
+        """Whether a message with this idempotency key was recorded (the outbox keeps every one)."""
+        if self._engine is None:
+            raise RuntimeError("outbox channel used before bind(engine)")
+        with self._engine.db.connect() as conn:
+            found = conn.execute(select(OutboxMessage.id).where(
+                OutboxMessage.idempotency_key == message.idempotency_key)).scalar()
+        if found is None:
+            return LookupResult(LookupStatus.NOT_FOUND)
+        return LookupResult(LookupStatus.ACCEPTED, provider_id=f"outbox-{found}")
 
 
 @hookimpl

@@ -212,16 +212,8 @@ class Engine:
 
     def dispatch_due(self, *, journey: str | None = None, stage: str | None = None, batch: int = 500,
                      max_batches: int | None = None) -> DispatchReport:
-        """Dispatch everything due now, batch after batch, until nothing is left."""
-        report = DispatchReport()
-        n = 0
-        while max_batches is None or n < max_batches:
-            part = self.dispatcher.run_batch(limit=batch, journey=journey, stage=stage)
-            report.merge(part)
-            n += 1
-            if part.claimed < batch:
-                break
-        return report
+        """Dispatch everything due now, batch after batch, until nothing is left (database outages ridden out)."""
+        return self.dispatcher.dispatch_due(journey=journey, stage=stage, batch=batch, max_batches=max_batches)
 
     def close(self) -> None:
         self.db.dispose()

@@ -17,6 +17,10 @@ from carepath.store.crypto import Cipher
 from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
 
 STAGE_ORDER = {"pre_visit": 0, "in_visit": 1, "post_visit": 2}
+# how a delivery row reads in a timeline (the stored status when not listed)
+DELIVERY_LABELS = {"unknown": "unknown (worker died during the call)",
+                   "reconciled": "reconciled (provider had it)",
+                   "not_found": "reconciled (provider never had it)"}
 COLUMNS = ["sent", "delivered", "quiet", "cap", "skipped", "cancelled", "failed", "pending"]
 
 
@@ -98,12 +102,12 @@ def timeline_data(conn: Connection, cipher: Cipher, patient_id: int) -> dict[str
                                            Event.status, Event.outcome)
                                     .where(Event.patient_id == patient_id).order_by(Event.occurred_at, Event.id))]
     deliveries = defaultdict(list)
-    for d in conn.execute(select(Delivery.touchpoint_id, Delivery.channel, Delivery.status, Delivery.error_code,
-                                 Delivery.cost)
+    for d in conn.execute(select(Delivery.touchpoint_id, Delivery.attempt, Delivery.channel, Delivery.status,
+                                 Delivery.error_code, Delivery.cost)
                           .join(Touchpoint, Touchpoint.id == Delivery.touchpoint_id)
-                          .where(Touchpoint.patient_id == patient_id).order_by(Delivery.id)):
-        deliveries[d.touchpoint_id].append({"channel": d.channel, "status": d.status, "error_code": d.error_code,
-                                            "cost": d.cost})
+                          .where(Touchpoint.patient_id == patient_id).order_by(Delivery.touchpoint_id, Delivery.attempt)):
+        deliveries[d.touchpoint_id].append({"attempt": d.attempt, "channel": d.channel, "status": d.status,
+                                            "error_code": d.error_code, "cost": d.cost})
     touchpoints = [{"id": t.id, "journey": t.journey, "stage": t.stage, "step": t.step, "status": t.status,
                     "planned_at": _iso(t.planned_at), "due_at": _iso(t.due_at), "sent_at": _iso(t.sent_at),
                     "channel": t.channel, "reason": t.reason, "deliveries": deliveries.get(t.id, [])}
@@ -144,8 +148,9 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
 
 
 def _delivery(d: dict[str, Any]) -> str:
-    """``sms:sent [2 segments, cost 2]``: one provider call, its error code and what it cost (SMS segments)."""
-    return (f"{d['channel']}:{d['status']}" + (f"({d['error_code']})" if d["error_code"] else "")
+    """``#1 sms:sent [2 segments, cost 2]``: one provider call, its error code and what it cost (SMS segments)."""
+    return (f"#{d['attempt']} {d['channel']}:{DELIVERY_LABELS.get(d['status'], d['status'])}"
+            + (f"({d['error_code']})" if d["error_code"] else "")
             + (f" [{d['cost']:g} segments, cost {d['cost']:g}]" if d["cost"] else ""))
 
 

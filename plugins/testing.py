@@ -14,7 +14,7 @@ subclass ``Test...`` and fill in the class attributes::
             return MyChannel("conformance", MyChannel.Config(url=url, secret="s3cret-for-tests", timeout=timeout))
 
 Checks that do not apply to a connector are skipped with a reason, decided by
-its ``capabilities`` (``network``, ``callbacks``) and ``Config``: a console
+its ``capabilities`` (``network``, ``callbacks``, ``lookup``) and ``Config``: a console
 channel has no provider to time out, so its timeout checks are skipped, not
 passed. The suite needs pytest; it uses only loopback servers on 127.0.0.1.
 """
@@ -25,6 +25,7 @@ import logging
 import re
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any, ClassVar, Iterable, Mapping
 
 import pydantic
@@ -38,6 +39,8 @@ from carepath.plugins.contracts import (
     Connector,
     ConnectorConfig,
     ErrorKind,
+    LookupResult,
+    LookupStatus,
     HisSource,
     Message,
     SendResult,
@@ -232,17 +235,31 @@ class ChannelConformance(ConnectorConformance):
 
     # -- helpers -----------------------------------------------------------------------
 
+    def _require_lookup(self) -> None:
+        if not self.channel_class.capabilities.lookup:
+            pytest.skip(f"{self.channel_class.__name__}: capabilities.lookup is False (re-sends rely on the "
+                        "provider deduplicating by idempotency key)")
+
+    def _lookup_within(self, channel: Channel, message: Message, limit: float) -> LookupResult:
+        """Look up in a thread; fail if it raises or has not returned within ``limit`` seconds."""
+        result, _ = self._within("lookup", lambda: channel.lookup(message, datetime.now(timezone.utc)),
+                                 LookupResult, limit)
+        assert isinstance(result.status, LookupStatus), "LookupResult.status must be a LookupStatus"
+        return result
+
     def _require_network(self) -> None:
         if not self.channel_class.capabilities.network:
             pytest.skip(f"{self.channel_class.__name__}: capabilities.network is False (no provider to call)")
 
-    def _send_within(self, channel: Channel, message: Message, limit: float) -> tuple[SendResult, float]:
-        """Send in a thread; fail if it raises or has not returned within ``limit`` seconds."""
+    @staticmethod
+    def _within(name: str, call: Any, expected: type, limit: float) -> tuple[Any, float]:
+        """Run ``call`` in a thread; fail if it raises, has not returned within ``limit`` seconds,
+        or returns something other than ``expected``."""
         outcome: dict[str, Any] = {}
 
         def run() -> None:
             try:
-                outcome["result"] = channel.send(message)
+                outcome["result"] = call()
             except BaseException as exc:  # noqa: BLE001 - reported below
                 outcome["error"] = exc
 
@@ -252,12 +269,17 @@ class ChannelConformance(ConnectorConformance):
         worker.join(limit)
         elapsed = time.monotonic() - started
         if worker.is_alive():
-            pytest.fail(f"send() did not return within {limit:.1f} s")
+            pytest.fail(f"{name}() did not return within {limit:.1f} s")
         if "error" in outcome:
-            pytest.fail(f"send() raised {type(outcome['error']).__name__} instead of returning a SendResult")
+            pytest.fail(f"{name}() raised {type(outcome['error']).__name__} instead of returning a "
+                        f"{expected.__name__}")
         result = outcome["result"]
-        assert isinstance(result, SendResult), f"send() returned {type(result).__name__}, not SendResult"
+        assert isinstance(result, expected), f"{name}() returned {type(result).__name__}, not {expected.__name__}"
         return result, elapsed
+
+    def _send_within(self, channel: Channel, message: Message, limit: float) -> tuple[SendResult, float]:
+        """Send in a thread; fail if it raises or has not returned within ``limit`` seconds."""
+        return self._within("send", lambda: channel.send(message), SendResult, limit)
 
     def _check_hygiene(self, result: SendResult, message: Message, caplog: pytest.LogCaptureFixture,
                        output: str = "") -> None:
@@ -303,6 +325,35 @@ class ChannelConformance(ConnectorConformance):
         if not (first.ok and second.ok):
             pytest.skip("the channel did not accept the sample message")
         assert first.provider_id == second.provider_id, "a retry with the same idempotency key sent twice"
+
+    # -- reconciling unknown attempts (capabilities.lookup) ------------------------------
+
+    def test_lookup_capability_matches_implementation(self) -> None:
+        cls = self.channel_class
+        implements = cls.lookup is not Channel.lookup
+        assert implements == cls.capabilities.lookup, (
+            f"{cls.__name__} overrides lookup: declare Capabilities(lookup=True)" if implements
+            else f"{cls.__name__} declares lookup=True but does not override lookup")
+
+    def test_lookup_finds_an_accepted_message(self, channel: Channel, caplog: pytest.LogCaptureFixture) -> None:
+        self._require_lookup()
+        caplog.set_level(logging.DEBUG)
+        message = self.sample_message("conformance-lookup")
+        sent, _ = self._send_within(channel, message, 10)
+        if not sent.ok:
+            pytest.skip("the channel did not accept the sample message")
+        found = self._lookup_within(channel, message, 10)
+        assert found.status is LookupStatus.ACCEPTED, f"lookup of a message just sent answered {found.status.value}"
+        assert found.provider_id, "lookup of an accepted message must name its provider id (receipts match by it)"
+        assert_secrets_absent("the LookupResult detail", found.detail or "", [*self.secrets(), message.address])
+        assert_secrets_absent("the logs", caplog.text, [*self.secrets(), message.address])
+
+    def test_lookup_of_a_message_never_sent_is_not_accepted(self, channel: Channel) -> None:
+        self._require_lookup()
+        found = self._lookup_within(channel, self.sample_message("conformance-never-sent"), 10)
+        assert found.status in (LookupStatus.NOT_FOUND, LookupStatus.UNKNOWN), \
+            "lookup answered accepted for a key never sent: a crashed message would never go out"
+        assert found.provider_id is None
 
     def test_timeout_honoured(self, caplog: pytest.LogCaptureFixture) -> None:
         self._require_network()

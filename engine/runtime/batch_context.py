@@ -12,7 +12,7 @@ from carepath.definition.model import AfterStep, Category, Step
 from carepath.runtime.patients import PatientRecord, consent_state, load_patients
 from carepath.runtime.policy import local_wall, zone
 from carepath.runtime.template_consent import template_purpose
-from carepath.store.schema import Enrollment, Event, Touchpoint
+from carepath.store.schema import Delivery, Enrollment, Event, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -33,6 +33,9 @@ class BatchContext:
         self._conn_engine: Any = None
         self.source_sent: dict[tuple[int, str, str], datetime] = {}
         self.replies: dict[int, list[datetime]] = defaultdict(list)
+        self.attempts: dict[int, int] = {}  # provider calls made so far, by touchpoint
+        self.unresolved: dict[int, Any] = {}  # the last ``unknown`` call not yet reconciled (a deliveries row)
+        self.receipts_waiting = False  # early receipts are kept, waiting for their delivery
 
     @classmethod
     def load(cls, conn: Connection, eng: "Engine", tps: list[Any], now: datetime) -> "BatchContext":
@@ -73,6 +76,26 @@ class BatchContext:
                  .group_by(Touchpoint.patient_id))
             for pid, n in conn.execute(q):
                 self.sent_today[(pid, today)] = n
+
+    def load_attempts(self, conn: Connection, ids: list[int], inconclusive_code: str) -> None:
+        """Calls made so far for ``ids`` (touchpoints retried or reclaimed) and their unreconciled ``unknown`` call.
+
+        A dead worker's calls are not in the touchpoint's ``attempts``: the deliveries rows are the record.
+        A lookup that could not tell (``inconclusive_code``) leaves the unknown call unreconciled.
+        """
+        for tp_id, tp in self.by_id.items():
+            self.attempts[tp_id] = tp.attempts
+        for start in range(0, len(ids), 5000):
+            rows = conn.execute(select(Delivery.touchpoint_id, Delivery.attempt, Delivery.channel, Delivery.status,
+                                       Delivery.error_code, Delivery.created_at)
+                                .where(Delivery.touchpoint_id.in_(ids[start:start + 5000]))
+                                .order_by(Delivery.touchpoint_id, Delivery.attempt))
+            for r in rows:
+                self.attempts[r.touchpoint_id] = max(self.attempts.get(r.touchpoint_id, 0), r.attempt)
+                if r.status == "unknown":
+                    self.unresolved[r.touchpoint_id] = r
+                elif r.error_code != inconclusive_code:
+                    self.unresolved.pop(r.touchpoint_id, None)
 
     def consent(self, pid: int, purpose: str, channel: str) -> bool:
         default = purpose != "marketing"  # care notices need no opt-in; marketing does

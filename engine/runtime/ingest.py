@@ -23,10 +23,11 @@ from carepath.runtime.merge import merge_patients
 from carepath.runtime.work_queue import OPEN_STATUSES
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
 from carepath.runtime.planner import Planned, anchor_values
+from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
 from carepath.store.crypto import Cipher
 from carepath.store.personal_data import reveal_payload
-from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
+from carepath.store.schema import Enrollment, Event, Patient, StaffTask, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -327,18 +328,13 @@ class Ingestor:
             record_consent(conn, patient_id, purpose, granted, channel=str(ev.payload.get("channel", "*")),
                            source=ev.source, at=ev.occurred_at)
             result.notes.append(f"consent {purpose} {'granted' if granted else 'withdrawn'}")
-        elif ev.type in ("message.delivered", "message.failed"):
+        elif ev.type in RECEIPT_STATUSES:
             provider_id = ev.payload.get("provider_id")
-            status = "delivered" if ev.type == "message.delivered" else "failed"
-            row = conn.execute(select(Delivery.id, Delivery.touchpoint_id).where(
-                Delivery.provider_id == str(provider_id))).first() if provider_id else None
-            if row is None:
-                result.notes.append(f"no delivery with provider id {provider_id!r}")
-                return
-            conn.execute(update(Delivery).where(Delivery.id == row.id).values(status=status, updated_at=now))
-            conn.execute(update(Touchpoint).where(Touchpoint.id == row.touchpoint_id,
-                                                  Touchpoint.status.in_(("sent", "delivered")))
-                         .values(status=status, updated_at=now))
+            if not provider_id:
+                result.notes.append("receipt without provider_id: not applied")
+            elif not apply_receipt(conn, str(provider_id), RECEIPT_STATUSES[ev.type], now):
+                result.notes.append(f"no delivery with provider id {provider_id!r} yet: "
+                                    "the receipt is kept and applied when it is recorded")
 
     def _enroll(self, conn: Connection, ev: EventIn, patient_id: int, tz: str, ctx: dict[str, Any],
                 now: datetime, result: IngestResult) -> set[int]:

@@ -149,7 +149,10 @@ class Touchpoint(Base):
     planned_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # provider calls made (sends and lookups)
+    #: claims since the last recorded result: a touchpoint claimed ``poison_after`` times
+    #: without one is set aside as ``quarantined``
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     channel_index: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
@@ -165,7 +168,12 @@ class Touchpoint(Base):
 
 
 class Delivery(Base):
-    """One attempt on one channel; written before and after the provider call."""
+    """One provider call on one channel, with its own attempt number; written before and after the call.
+
+    ``status``: ``sending`` (call under way), ``sent``, ``failed``, ``delivered``, ``unknown`` (the
+    worker died during the call; kept as is), or for a lookup of an unknown attempt ``reconciled``
+    (the provider had accepted it) / ``not_found`` (it had not: the message is sent again).
+    """
 
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -180,6 +188,17 @@ class Delivery(Base):
     cost: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (UniqueConstraint("touchpoint_id", "attempt", name="uq_delivery_attempt"),)
+
+
+class EarlyReceipt(Base):
+    """A delivery receipt that arrived before its delivery's provider id was recorded; applied then."""
+
+    __tablename__ = "early_receipts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # delivered | failed
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class OutboxMessage(Base):

@@ -1,0 +1,82 @@
+"""The crash test: a dispatcher in a child process, killed with SIGKILL at random points while it sends.
+
+It sends over loopback HTTP to a :class:`~tests.reliability.sink.KeySink`, a provider that does
+not deduplicate, so every re-send is seen. ``CAREPATH_CRASH_KILLS`` sets the number of kills
+(6 by default; docs/reliability.md has a 200-kill run); ``CAREPATH_CRASH_SEED`` the random seed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import time
+
+from sqlalchemy import func, select
+
+from carepath.definition.events import PatientIn
+from carepath.engine import Engine
+from carepath.store.schema import Delivery, Touchpoint
+from tests.reliability import crash_child
+from tests.reliability.sink import KeySink, SinkChannel, SinkConfig, crash_journey
+
+KILLS = int(os.environ.get("CAREPATH_CRASH_KILLS", "6"))
+SEED = int(os.environ.get("CAREPATH_CRASH_SEED", "7"))
+LEASE_S = 1.0
+FORK = multiprocessing.get_context("fork")
+
+
+def _child(url: str, home: str, sink_url: str) -> tuple:
+    ready, done = FORK.Event(), FORK.Event()
+    child = FORK.Process(target=crash_child.run, args=(url, home, sink_url, LEASE_S, ready, done), daemon=True)
+    child.start()
+    return child, ready, done
+
+
+def test_sigkill_at_random_points_loses_nothing_and_resends_only_what_was_in_flight(database_url, settings):
+    n = max(200, KILLS * 30)
+    engine = Engine(database_url, journeys=[crash_journey()], templates={}, settings=settings,
+                    channels={"sink": SinkChannel("sink", SinkConfig(url="http://127.0.0.1:9/unused"))})
+    ids = engine.upsert_patients([PatientIn(mrn=f"K{i}", name="患者") for i in range(n)])
+    assert engine.enroll_many("crash", [(pid, {}) for pid in ids]) == n
+    rng = random.Random(SEED)
+    kills = 0
+    started = time.monotonic()
+    engine.close()  # the children open their own connections
+    with KeySink() as sink:
+        for _ in range(KILLS):
+            child, ready, _ = _child(database_url, str(settings.home), sink.url)
+            assert ready.wait(60), f"child exited with {child.exitcode} before it was ready"
+            time.sleep(rng.uniform(0.05, 0.6))
+            alive = child.is_alive()
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(30)
+            kills += alive
+        last, _, done = _child(database_url, str(settings.home), sink.url)
+        finished = done.wait(1200)
+        os.kill(last.pid, signal.SIGKILL)
+        last.join(30)
+        assert finished, f"the last child did not finish (exit code {last.exitcode})"
+        counts = sink.keys()
+    engine = Engine(database_url, journeys=[crash_journey()], templates={}, settings=settings, channels={})
+    with engine.db.connect() as conn:
+        tps = conn.execute(select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.status)).all()
+        statuses = dict(conn.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+        last_calls = conn.execute(select(Delivery.touchpoint_id, Delivery.status).where(
+            Delivery.attempt == select(func.max(Delivery.attempt)).where(
+                Delivery.touchpoint_id == Touchpoint.id).correlate(Touchpoint).scalar_subquery()).join(
+            Touchpoint, Touchpoint.id == Delivery.touchpoint_id)).all()
+    engine.close()
+    expected = {f"{t.idempotency_key}:sink" for t in tps}
+    resends = sum(c - 1 for c in counts.values())
+    print(f"\ncrash test: {kills} kills landed of {KILLS}, {n} messages, {resends} same-key re-sends "
+          f"(at most {max(counts.values())} arrivals of one key), delivery rows {statuses}, "
+          f"{time.monotonic() - started:.0f} s")
+    assert kills >= 1
+    assert set(counts) - expected == set(), "messages under a second key"
+    assert expected - set(counts) == set(), "messages lost"
+    assert resends <= kills, "more re-sends than messages in flight at the kills (one call at a time)"
+    assert {t.status for t in tps} == {"sent"}, "nothing left claimed, scheduled or quarantined"
+    assert "sending" not in statuses
+    assert len(last_calls) == n and {s for _, s in last_calls} == {"sent"}, "no touchpoint left on an unknown call"
