@@ -24,6 +24,9 @@ def _mount_optional() -> None:
     from carepath.cli.emulator import emulator
 
     app.command("emulator")(emulator)
+    from carepath.cli.serve import serve
+
+    app.command("serve")(serve)
     try:
         from carepath.cli.plugins import config_app, plugins_app
     except ImportError:  # pragma: no cover - during development only

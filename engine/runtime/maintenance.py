@@ -1,0 +1,112 @@
+"""Maintenance jobs the ``carepath-maintenance`` flow runs on an interval.
+
+A job is a function ``job(engine) -> int | JobResult | None``: it does one
+piece of housekeeping and says how many things it changed, plus any
+:class:`Notice` to publish as a Prefect event. Jobs import no Prefect. To add
+one, call :func:`register` at import time of your module (or add it to
+``JOBS`` here); :func:`jobs` is what the flow runs, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from sqlalchemy import and_, select, update
+
+from carepath.store.schema import StaffTask, Touchpoint
+
+if TYPE_CHECKING:
+    from carepath.engine import Engine
+
+SLA_BREACHED = "carepath.task.sla_breached"
+ESCALATED = "escalated"  # staff task status once its SLA has passed
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something operations should be told of: published as a Prefect event by the flows."""
+
+    event: str
+    resource_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobResult:
+    """What a job did: a count and the notices to publish."""
+
+    count: int = 0
+    notices: list[Notice] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, value: "int | JobResult | None") -> "JobResult":
+        if isinstance(value, JobResult):
+            return value
+        return cls(count=int(value or 0))
+
+
+Job = Callable[["Engine"], "int | JobResult | None"]
+
+
+def reclaim_leases(engine: "Engine") -> int:
+    """Touchpoints whose worker's lease expired (the worker died) go back to ``scheduled``.
+
+    Claims already take expired leases; this keeps backlog metrics true when no
+    dispatch of that journey runs soon. A stalled worker that wakes later
+    records its provider result but changes nothing else (fencing).
+    """
+    now = engine.clock.now()
+    with engine.db.begin() as conn:
+        result = conn.execute(update(Touchpoint)
+                              .where(and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now))
+                              .values(status="scheduled", lease_until=None, updated_at=now))
+        return result.rowcount or 0
+
+
+def check_task_slas(engine: "Engine") -> JobResult:
+    """Open staff tasks past their SLA become ``escalated``, each with a ``carepath.task.sla_breached`` notice."""
+    now = engine.clock.now()
+    with engine.db.begin() as conn:
+        q = select(StaffTask.id, StaffTask.kind, StaffTask.team, StaffTask.patient_id, StaffTask.sla_due_at).where(
+            StaffTask.status == "open", StaffTask.sla_due_at < now)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)  # two maintenance runs never report a task twice
+        due = list(conn.execute(q))
+        if due:
+            conn.execute(update(StaffTask).where(StaffTask.id.in_([t.id for t in due]), StaffTask.status == "open")
+                         .values(status=ESCALATED))
+    notices = [Notice(event=SLA_BREACHED, resource_id=f"carepath.task.{t.id}",
+                      labels={"carepath.task-kind": t.kind, "carepath.team": t.team,
+                              "carepath.patient-id": str(t.patient_id)},
+                      payload={"sla_due_at": t.sla_due_at.isoformat(),
+                               "overdue_minutes": int((now - t.sla_due_at).total_seconds() // 60)})
+               for t in due]
+    return JobResult(count=len(due), notices=notices)
+
+
+def _held_event_job() -> Job | None:
+    """Held-event replay, when this installation has it (``carepath.runtime.held``)."""
+    try:
+        from carepath.runtime.held import expire_held  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return expire_held
+
+
+JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas}
+
+
+def register(name: str, job: Job) -> None:
+    """Add a maintenance job (its name is its task run's name in the Prefect UI)."""
+    JOBS[name] = job
+
+
+def jobs() -> dict[str, Job]:
+    """The jobs a maintenance run performs, in order."""
+    found = dict(JOBS)
+    held = _held_event_job()
+    if held is not None:
+        found.setdefault("held_events", held)
+    return found
