@@ -54,6 +54,7 @@ def use_engine(engine) -> None:
     """Make flows in this process run against ``engine`` (serve, the demo and tests do this)."""
     global _engine
     _engine = engine
+    _stop.clear()
 
 
 def current_engine():
@@ -264,7 +265,7 @@ def build_journey_flow(journey: str):
         for channel in down:
             logger.warning("channel %s delivered nothing in this run: every attempt errored", channel)
         for f in failures[:MAX_LISTED_FAILURES]:
-            logger.warning("touchpoint %s (patient %s, step %s) %s: %s", f["touchpoint"], f["patient"], f["step"],
+            logger.info("touchpoint %s (patient %s, step %s) %s: %s", f["touchpoint"], f["patient"], f["step"],
                            f["status"], f["reason"])
         emit(failure_notices(journey, failures, down))
         title = run_window(journey, start, end, None, interval_seconds) if start else f"{journey} v{definition.version}"
@@ -293,7 +294,13 @@ def build_maintenance_flow():
 
     job_task = task(run_job, name="maintenance job", task_run_name="{name}", cache_policy=None, retries=0)
 
-    @flow(name=MAINTENANCE_FLOW, log_prints=False)
+    def run_name() -> str:
+        from prefect.runtime import flow_run
+
+        when = datetime.fromtimestamp(flow_run.scheduled_start_time.timestamp(), timezone.utc)
+        return f"maintenance {when:%Y-%m-%d %H:%M:%S} UTC"
+
+    @flow(name=MAINTENANCE_FLOW, log_prints=False, flow_run_name=run_name)
     def maintenance_flow() -> dict[str, int]:
         logger = get_run_logger()
         counts = {}

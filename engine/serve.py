@@ -107,9 +107,9 @@ class RunPoller:
     def poll_once(self, client: Any) -> int:
         """Claim and start every due run whose deployment is idle here; returns how many started."""
         runs = client.get_scheduled_flow_runs_for_deployments(list(self.by_id), scheduled_before=datetime.now(
-            timezone.utc), limit=50)
+            timezone.utc), limit=200)
         started = 0
-        for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
+        for run in self._latest_per_deployment(client, runs):
             with self._lock:
                 if self.stop.is_set() or run.deployment_id in self.busy:
                     continue
@@ -120,6 +120,23 @@ class RunPoller:
             started += 1
         self.started += started
         return started
+
+    @staticmethod
+    def _latest_per_deployment(client: Any, runs: list[Any]) -> list[Any]:
+        """The newest due run of each deployment; older ones (a worker was down) are cancelled as superseded.
+
+        Every run dispatches everything due by then, so one run catches up a backlog.
+        """
+        from prefect.states import Cancelled
+
+        latest: dict[UUID, Any] = {}
+        for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
+            older = latest.get(run.deployment_id)
+            if older is not None:
+                client.set_flow_run_state(older.id, Cancelled(
+                    name="Superseded", message=f"superseded by {run.name}: a run dispatches everything due"))
+            latest[run.deployment_id] = run
+        return list(latest.values())
 
     @staticmethod
     def _claim(client: Any, run: Any) -> bool:
