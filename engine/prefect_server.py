@@ -48,6 +48,12 @@ class PrefectServer:
         return f"{self.ui_url}/api"
 
     def start(self, timeout: float = 120.0) -> "PrefectServer":
+        """Launch it and wait until its API answers."""
+        self.launch()
+        return self.wait_healthy(timeout)
+
+    def launch(self) -> "PrefectServer":
+        """Start the process without waiting (it takes 15-60 s to answer: migrations, imports)."""
         self.home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
         env.update({"PREFECT_HOME": str(self.home.resolve()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -57,6 +63,11 @@ class PrefectServer:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def wait_healthy(self, timeout: float = 120.0) -> "PrefectServer":
+        """Wait until the API answers; the error carries the end of the server's log."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

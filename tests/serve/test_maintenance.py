@@ -1,0 +1,74 @@
+"""Maintenance jobs: staff-task SLA escalation, lease reclaim, the job registry (no Prefect involved)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import insert, select, update
+
+from carepath.connectors.outbox import OutboxChannel
+from carepath.definition.dsl import enroll_on, journey, on, send, step, template
+from carepath.definition.events import EventIn, PatientIn
+from carepath.engine import Engine
+from carepath.runtime import maintenance
+from carepath.store.schema import StaffTask, Touchpoint
+
+
+def _engine(database_url, settings, clock) -> Engine:
+    j = journey("m-check", enroll=enroll_on("appointment.booked"), templates=[template("hi", "您好")],
+                steps=[step("hi", "pre_visit", on("appointment.booked"), send("hi", ["outbox"]))])
+    engine = Engine(database_url, journeys=[j], channels={"outbox": OutboxChannel("outbox")}, templates={},
+                    clock=clock, settings=settings)
+    engine.upsert_patient(PatientIn(mrn="M1", phone="13900001111"))
+    return engine
+
+
+def test_open_tasks_past_their_sla_are_escalated_once_with_a_notice(database_url, settings, clock):
+    engine = _engine(database_url, settings, clock)
+    now = clock.now()
+    with engine.db.begin() as conn:
+        conn.execute(insert(StaffTask), [
+            dict(patient_id=1, kind="call_patient", team="nursing", status="open", sla_due_at=now - timedelta(hours=2),
+                 created_at=now - timedelta(days=1)),
+            dict(patient_id=1, kind="call_patient", team="nursing", status="open", sla_due_at=now + timedelta(hours=2),
+                 created_at=now),
+            dict(patient_id=1, kind="complaint", team="service", status="done", sla_due_at=now - timedelta(hours=2),
+                 created_at=now - timedelta(days=1))])
+    result = maintenance.check_task_slas(engine)
+    assert result.count == 1
+    [notice] = result.notices
+    assert notice.event == "carepath.task.sla_breached" and notice.resource_id == "carepath.task.1"
+    assert notice.labels == {"carepath.task-kind": "call_patient", "carepath.team": "nursing",
+                             "carepath.patient-id": "1"}
+    assert notice.payload["overdue_minutes"] == 120
+    with engine.db.connect() as conn:
+        assert conn.execute(select(StaffTask.status).order_by(StaffTask.id)).scalars().all() == \
+               ["escalated", "open", "done"]
+    assert maintenance.check_task_slas(engine).count == 0  # reported once
+    engine.close()
+
+
+def test_expired_leases_go_back_to_scheduled(database_url, settings, clock):
+    engine = _engine(database_url, settings, clock)
+    engine.upsert_patient(PatientIn(mrn="M2", phone="13900002222"))
+    for n, mrn in enumerate(("M1", "M2")):
+        engine.ingest(EventIn(type="appointment.booked", source="his", source_id=str(n), patient_mrn=mrn,
+                              occurred_at=clock.now(), payload={}), dispatch_urgent=False)
+    dead, alive = engine.dispatcher.claim(limit=10)  # a worker claims both; the one holding ``dead`` dies
+    with engine.db.begin() as conn:
+        conn.execute(update(Touchpoint).where(Touchpoint.id == dead.id)
+                     .values(lease_until=clock.now() - timedelta(seconds=1)))
+    assert maintenance.reclaim_leases(engine) == 1
+    with engine.db.connect() as conn:
+        statuses = dict(conn.execute(select(Touchpoint.id, Touchpoint.status)).all())
+    assert statuses == {dead.id: "scheduled", alive.id: "claimed"}
+    assert engine.dispatch_due().sent == 1  # the reclaimed one is sent by the next dispatch
+    engine.close()
+
+
+def test_registered_jobs_run_in_order(monkeypatch):
+    monkeypatch.setattr(maintenance, "JOBS", dict(maintenance.JOBS))
+    maintenance.register("inactivity", lambda engine: 3)
+    names = list(maintenance.jobs())
+    assert names[:2] == ["reclaim_leases", "task_sla"] and "inactivity" in names
+    assert maintenance.JobResult.of(3).count == 3 and maintenance.JobResult.of(None).count == 0
