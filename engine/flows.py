@@ -160,7 +160,7 @@ def stage_log_line(stage: str, report: DispatchReport) -> str:
 
 
 def failure_rows(engine, journey: str, since: datetime) -> list[dict]:
-    """Touchpoints of ``journey`` this worker failed or quarantined since ``since``, reasons masked."""
+    """Touchpoints of ``journey`` this worker failed or quarantined after ``since``, reasons masked."""
     from sqlalchemy import select
 
     from carepath.store.schema import Touchpoint
@@ -168,7 +168,7 @@ def failure_rows(engine, journey: str, since: datetime) -> list[dict]:
     q = (select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.stage, Touchpoint.step, Touchpoint.channel,
                 Touchpoint.status, Touchpoint.reason)
          .where(Touchpoint.journey == journey, Touchpoint.status.in_(("failed", "quarantined")),
-                Touchpoint.claimed_by == engine.dispatcher.worker_id, Touchpoint.updated_at >= since)
+                Touchpoint.claimed_by == engine.dispatcher.worker_id, Touchpoint.updated_at > since)
          .order_by(Touchpoint.id))
     with engine.db.connect() as conn:
         return [dict(touchpoint=r.id, patient=r.patient_id, stage=r.stage, step=r.step, channel=r.channel or "-",
@@ -253,7 +253,8 @@ def build_journey_flow(journey: str):
         if definition is None:
             raise ValueError(f"journey {journey!r} is not loaded by this worker "
                              f"(loaded: {', '.join(sorted(engine.journeys)) or 'none'})")
-        since = _failures_checked.get(journey) or min(engine.clock.now(), start or engine.clock.now())
+        since = _failures_checked.get(journey) or (min(engine.clock.now(), start or engine.clock.now())
+                                                   - timedelta(microseconds=1))
         reports: dict[str, DispatchReport] = {}
         for stage in journey_stages(definition):
             reports[stage] = stage_task(journey, stage, start, end, tick_minutes, batch)

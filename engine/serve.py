@@ -47,8 +47,8 @@ class Served:
     deployment_id: UUID | None = None
 
 
-def deployments_for(engine: Any, journeys: list[str], dispatch_interval: float,
-                    maintenance_interval: float) -> list[Served]:
+def deployments_for(engine: Any, journeys: list[str], dispatch_interval: float, maintenance_interval: float,
+                    batch: int = 500) -> list[Served]:
     """One deployment per journey plus the maintenance deployment."""
     from carepath.flows import journey_flow, maintenance_flow
 
@@ -57,7 +57,7 @@ def deployments_for(engine: Any, journeys: list[str], dispatch_interval: float,
         journey = engine.journeys[name]
         served.append(Served(name=name, flow=journey_flow(name), interval=dispatch_interval,
                              tags=["carepath", f"journey:{name}", f"version:{journey.version}"],
-                             parameters={"interval_seconds": int(dispatch_interval)},
+                             parameters={"interval_seconds": int(dispatch_interval), "batch": batch},
                              description=f"Dispatches the due work of journey {name} "
                                          f"(version {journey.version}) every {dispatch_interval:g} s."))
     served.append(Served(name="maintenance", flow=maintenance_flow(), interval=maintenance_interval,
@@ -210,6 +210,7 @@ class ServeOptions:
     dispatch_interval: float
     maintenance_interval: float
     poll_seconds: float
+    dispatch_batch: int
     prefect_port: int
     home: Path
     events_token_env: str
@@ -261,7 +262,7 @@ class Service:
             self.say(f"POST /events is off until {self.options.events_token_env} holds a bearer token")
         journeys = sorted(self.engine.journeys)
         served = deployments_for(self.engine, journeys, self.options.dispatch_interval,
-                                 self.options.maintenance_interval)
+                                 self.options.maintenance_interval, self.options.dispatch_batch)
         apply_deployments(served)
         self.say(f"deployments: {', '.join(f'{s.name} every {s.interval:g} s' for s in served)}")
         self.say(f"worker {self.engine.dispatcher.worker_id} ready; SIGTERM or Ctrl-C stops it")

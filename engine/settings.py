@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     serve_port: int = Field(default=8787, ge=0, le=65535, description="port of the web hooks app (0: any free port)")
     dispatch_interval: float = Field(default=30.0, gt=0, description="seconds between runs of each journey")
     maintenance_interval: float = Field(default=60.0, gt=0, description="seconds between maintenance runs")
+    dispatch_batch: int = Field(default=500, ge=1, le=5000, description="touchpoints a journey run claims at a time")
     poll_seconds: float = Field(default=2.0, gt=0, description="how often serve asks Prefect for runs to start")
     prefect_port: int = Field(default=4200, ge=0, le=65535,
                               description="port of the embedded Prefect server and UI (without PREFECT_API_URL)")

@@ -35,7 +35,7 @@ def serve(host: Optional[str] = typer.Option(None, help="address of the web hook
     options = ServeOptions(host=host or settings.serve_host, port=settings.serve_port if port is None else port,
                            dispatch_interval=interval or settings.dispatch_interval,
                            maintenance_interval=maintenance_interval or settings.maintenance_interval,
-                           poll_seconds=settings.poll_seconds,
+                           poll_seconds=settings.poll_seconds, dispatch_batch=settings.dispatch_batch,
                            prefect_port=settings.prefect_port if prefect_port is None else prefect_port,
                            home=settings.home, events_token_env=settings.events_token_env)
     from carepath.engine import Engine

@@ -22,9 +22,14 @@ _server: PrefectServer | None = None
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     global _server
-    if _server is None and any("prefect_server" in getattr(item, "fixturenames", ()) for item in items):
+    if _server is None and any("prefect_server" in getattr(item, "fixturenames", ()) and not _skipped(item)
+                               for item in items):
         # its own PREFECT_HOME and SQLite database in a temp dir, on a free loopback port
         _server = PrefectServer(Path(tempfile.mkdtemp(prefix="carepath-prefect-server-")), 0, env=_QUIET).launch()
+
+
+def _skipped(item: pytest.Item) -> bool:
+    return any(mark.args and mark.args[0] is True for mark in item.iter_markers("skipif"))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
