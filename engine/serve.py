@@ -71,7 +71,12 @@ def apply_deployments(served: list[Served]) -> None:
     for s in served:
         deployment = s.flow.to_deployment(name=DEPLOYMENT_NAME, interval=timedelta(seconds=s.interval), tags=s.tags,
                                           parameters=s.parameters, description=s.description)
-        s.deployment_id = deployment.apply()
+        try:
+            s.deployment_id = deployment.apply()
+        except Exception as exc:  # an unreachable or refusing server is the operator's to fix: say which
+            url = os.environ.get("PREFECT_API_URL", "the Prefect API")
+            raise RuntimeError(f"could not register deployment {s.name} with {url}: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
 class RunPoller:

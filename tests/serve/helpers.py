@@ -8,60 +8,36 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from carepath_plugin_example import WebhookEmulator
 
 SINK_SECRET = "serve-test-webhook-secret-01"
 SERVE = [sys.executable, "-c", "from carepath.cli import main; main()", "serve"]
 
 
-class CountingSink:
-    """A webhook receiver on 127.0.0.1 counting every POST per ``Idempotency-Key`` (so duplicates show)."""
+class CountingSink(WebhookEmulator):
+    """The example plugin's webhook receiver (signatures checked), counting every accepted POST per
+    ``Idempotency-Key`` so a resend shows, with the time each key first arrived."""
 
     def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(SINK_SECRET)
         self.delay = delay
         self.requests: Counter = Counter()
         self.first_seen: dict[str, float] = {}
         self.bodies: dict[str, dict] = {}
-        self._lock = threading.Lock()
-        sink = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                key = self.headers.get("Idempotency-Key", "")
-                if sink.delay:
-                    time.sleep(sink.delay)
-                with sink._lock:
-                    sink.requests[key] += 1
-                    sink.first_seen.setdefault(key, time.monotonic())
-                    sink.bodies.setdefault(key, json.loads(body))
-                data = json.dumps({"id": f"sink-{key}"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/messages"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self) -> "CountingSink":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+    def _accept(self, key: str, body: bytes) -> tuple[int, dict]:
+        if self.delay:
+            time.sleep(self.delay)
+        with self._lock:
+            self.requests[key] += 1
+            self.first_seen.setdefault(key, time.monotonic())
+            self.bodies.setdefault(key, json.loads(body))
+        return super()._accept(key, body)
 
     def keys(self) -> set[str]:
         with self._lock:

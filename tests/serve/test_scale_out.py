@@ -17,14 +17,14 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import ON_POSTGRES
-from tests.serve.helpers import (SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env, wait_for,
-                                 webhook_config)
 
 pytestmark = [pytest.mark.prefect, pytest.mark.postgres,
               pytest.mark.skipif(not ON_POSTGRES, reason="needs PostgreSQL (several workers share one database): "
                                                          "set CAREPATH_TEST_DATABASE_URL=postgresql://...")]
 example = pytest.importorskip("carepath_plugin_example",
                               reason="example plugin not installed: pip install ./docs/examples/carepath-plugin-example")
+from tests.serve.helpers import (SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env, wait_for,  # noqa: E402
+                                 webhook_config)
 TOUCHPOINTS = int(os.environ.get("CAREPATH_SCALE_TOUCHPOINTS", "90"))
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
-from tests.serve.helpers import SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env, wait_for, webhook_config
 
 pytestmark = pytest.mark.prefect
 example = pytest.importorskip("carepath_plugin_example",
                               reason="example plugin not installed: pip install ./docs/examples/carepath-plugin-example")
+from tests.serve.helpers import (SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env,  # noqa: E402
+                                 wait_for, webhook_config)
 
 
 def _seed(database_url: str, home: Path, config: Path) -> dict:
