@@ -66,13 +66,38 @@ def deployments_for(engine: Any, journeys: list[str], dispatch_interval: float, 
     return served
 
 
+def _registered(client: Any, s: Served) -> UUID | None:
+    """The id of ``s``'s deployment when the server already has it exactly as ``s`` describes it."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        existing = client.read_deployment_by_name(f"{s.flow.name}/{DEPLOYMENT_NAME}")
+    except ObjectNotFound:
+        return None
+    intervals = [getattr(x.schedule, "interval", None) for x in existing.schedules if x.active]
+    same = (intervals == [timedelta(seconds=s.interval)] and existing.parameters == s.parameters
+            and sorted(existing.tags) == sorted(s.tags) and existing.description == s.description
+            and not existing.paused)
+    return existing.id if same else None
+
+
 def apply_deployments(served: list[Served]) -> None:
-    """Create or update each deployment on the Prefect server (schedules included)."""
+    """Create or update each deployment on the Prefect server (schedules included).
+
+    A deployment the server already has unchanged is left alone: when several
+    workers start, only the first writes (rewriting a schedule also replaces
+    its scheduled runs).
+    """
+    from prefect.client.orchestration import get_client
+
     for s in served:
-        deployment = s.flow.to_deployment(name=DEPLOYMENT_NAME, interval=timedelta(seconds=s.interval), tags=s.tags,
-                                          parameters=s.parameters, description=s.description)
         try:
-            s.deployment_id = deployment.apply()
+            with get_client(sync_client=True) as client:
+                s.deployment_id = _registered(client, s)
+            if s.deployment_id is None:
+                s.deployment_id = s.flow.to_deployment(
+                    name=DEPLOYMENT_NAME, interval=timedelta(seconds=s.interval), tags=s.tags,
+                    parameters=s.parameters, description=s.description).apply()
         except Exception as exc:  # an unreachable or refusing server is the operator's to fix: say which
             url = os.environ.get("PREFECT_API_URL", "the Prefect API")
             raise RuntimeError(f"could not register deployment {s.name} with {url}: "

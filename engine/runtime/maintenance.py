@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import and_, select, update
 
-from carepath.store.schema import StaffTask, Touchpoint
+from carepath.store.schema import Delivery, StaffTask, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -53,16 +53,26 @@ Job = Callable[["Engine"], "int | JobResult | None"]
 def reclaim_leases(engine: "Engine") -> int:
     """Touchpoints whose worker's lease expired (the worker died) go back to ``scheduled``.
 
-    Claims already take expired leases; this keeps backlog metrics true when no
-    dispatch of that journey runs soon. A stalled worker that wakes later
-    records its provider result but changes nothing else (fencing).
+    A provider call that worker had started (a ``sending`` delivery) becomes
+    ``unknown``: nobody knows whether it went out, and the retry, with the same
+    idempotency key, gets its own delivery row. Claims already take expired
+    leases; this keeps backlog metrics true when no dispatch of that journey
+    runs soon. A stalled worker that wakes later changes nothing (fencing).
     """
     now = engine.clock.now()
+    expired = and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now)
     with engine.db.begin() as conn:
-        result = conn.execute(update(Touchpoint)
-                              .where(and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now))
-                              .values(status="scheduled", lease_until=None, updated_at=now))
-        return result.rowcount or 0
+        q = select(Touchpoint.id).where(expired)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        ids = list(conn.execute(q).scalars())
+        if not ids:
+            return 0
+        conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(ids), Delivery.status == "sending")
+                     .values(status="unknown", updated_at=now))
+        conn.execute(update(Touchpoint).where(Touchpoint.id.in_(ids), expired)
+                     .values(status="scheduled", lease_until=None, updated_at=now))
+        return len(ids)
 
 
 def check_task_slas(engine: "Engine") -> JobResult:

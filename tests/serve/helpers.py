@@ -31,12 +31,12 @@ class CountingSink(WebhookEmulator):
         self.bodies: dict[str, dict] = {}
 
     def _accept(self, key: str, body: bytes) -> tuple[int, dict]:
-        if self.delay:
-            time.sleep(self.delay)
         with self._lock:
             self.requests[key] += 1
             self.first_seen.setdefault(key, time.monotonic())
             self.bodies.setdefault(key, json.loads(body))
+        if self.delay:  # the request is in flight (counted) while the provider takes its time
+            time.sleep(self.delay)
         return super()._accept(key, body)
 
     def keys(self) -> set[str]:

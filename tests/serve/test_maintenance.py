@@ -11,7 +11,7 @@ from carepath.definition.dsl import enroll_on, journey, on, send, step, template
 from carepath.definition.events import EventIn, PatientIn
 from carepath.engine import Engine
 from carepath.runtime import maintenance
-from carepath.store.schema import StaffTask, Touchpoint
+from carepath.store.schema import Delivery, StaffTask, Touchpoint
 
 
 def _engine(database_url, settings, clock) -> Engine:
@@ -54,14 +54,18 @@ def test_expired_leases_go_back_to_scheduled(database_url, settings, clock):
     for n, mrn in enumerate(("M1", "M2")):
         engine.ingest(EventIn(type="appointment.booked", source="his", source_id=str(n), patient_mrn=mrn,
                               occurred_at=clock.now(), payload={}), dispatch_urgent=False)
-    dead, alive = engine.dispatcher.claim(limit=10)  # a worker claims both; the one holding ``dead`` dies
+    dead, alive = engine.dispatcher.claim(limit=10)  # a worker claims both; it dies calling the provider
     with engine.db.begin() as conn:
         conn.execute(update(Touchpoint).where(Touchpoint.id == dead.id)
                      .values(lease_until=clock.now() - timedelta(seconds=1)))
+        conn.execute(insert(Delivery).values(touchpoint_id=dead.id, attempt=1, channel="outbox", status="sending",
+                                             created_at=clock.now(), updated_at=clock.now()))
     assert maintenance.reclaim_leases(engine) == 1
     with engine.db.connect() as conn:
         statuses = dict(conn.execute(select(Touchpoint.id, Touchpoint.status)).all())
+        stale = conn.execute(select(Delivery.status).where(Delivery.touchpoint_id == dead.id)).scalar()
     assert statuses == {dead.id: "scheduled", alive.id: "claimed"}
+    assert stale == "unknown"  # whether that call went out is unknown; the retry gets its own row
     assert engine.dispatch_due().sent == 1  # the reclaimed one is sent by the next dispatch
     engine.close()
 

@@ -164,3 +164,28 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
     breached = events["carepath.task.sla_breached"]
     assert breached["resource"]["carepath.task-kind"] == "call_patient" and breached["payload"]["overdue_minutes"] >= 59
     engine.close()
+
+
+def test_sigterm_lets_the_send_in_flight_finish_and_records_it(prefect_server, database_url, tmp_path, monkeypatch):
+    from carepath.store.schema import Delivery, Touchpoint
+
+    monkeypatch.setenv("SERVE_TEST_WEBHOOK_SECRET", SINK_SECRET)
+    with CountingSink(delay=3.0) as sink:  # the provider takes 3 s to answer
+        config = webhook_config(tmp_path / "carepath.toml", sink.url)
+        home = tmp_path / "home"
+        engine = _seed(database_url, home, config)["engine"]
+        env = serve_env({"PREFECT_API_URL": prefect_server.api_url, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+                         "CAREPATH_DATABASE_URL": database_url, "CAREPATH_HOME": str(home),
+                         "CAREPATH_CONFIG": str(config), "CAREPATH_DISPATCH_INTERVAL": "2"})
+        serve = ServeProcess(env, tmp_path / "serve.log").wait_ready()
+        wait_for(sink.keys, 60, "the follow-up to reach the provider", every=0.05)
+        code = serve.terminate()  # while the provider is still answering
+        assert code == 0, serve.output()
+    with engine.db.connect() as conn:
+        touchpoint = conn.execute(select(Touchpoint.status, Touchpoint.id).where(
+            Touchpoint.step == "day-one-followup")).one()
+        deliveries = conn.execute(select(Delivery.status, Delivery.provider_id).where(
+            Delivery.touchpoint_id == touchpoint.id)).all()
+    engine.close()
+    assert touchpoint.status == "sent" and deliveries == [("sent", "wh-1")]
+    assert sum(sink.requests.values()) == 1
