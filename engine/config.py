@@ -30,10 +30,11 @@ import pydantic
 
 from carepath.plugins.contracts import Channel, Connector, ConnectorConfig, connector_kind, secret_fields
 from carepath.plugins.manager import PluginManager, get_plugin_manager
+from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
 
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
-SECTIONS = ("connectors",)
+SECTIONS = ("connectors", "teams", "staff", "surveys")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -81,6 +82,13 @@ class CarepathConfig:
 
     path: Path | None = None
     connectors: dict[str, ConnectorSpec] = field(default_factory=dict)
+    teams: dict[str, TeamConfig] = field(default_factory=dict)
+    staff: dict[str, StaffMember] = field(default_factory=dict)
+    surveys: SurveySettings = field(default_factory=SurveySettings)
+
+    def team(self, name: str) -> TeamConfig:
+        """A team's rules (the defaults for a team the file does not declare)."""
+        return self.teams.get(name, DEFAULT_TEAM)
 
     def of_kind(self, kind: str) -> dict[str, ConnectorSpec]:
         """The connector specs of one kind (``channel``, ``his``, ``survey``) by name."""
@@ -111,10 +119,15 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
         raise ConfigError([ConfigProblem(file.name, f"not valid TOML: {exc}")], file) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(file.name, f"cannot read: {exc.strerror}")], file) from None
-    connectors, problems = _Validator(manager or get_plugin_manager(), os.environ).document(data)
+    validator = _Validator(manager or get_plugin_manager(), os.environ)
+    connectors, problems = validator.document(data)
+    teams = validator.tables("teams", data.get("teams", {}), TeamConfig)
+    staff = validator.tables("staff", data.get("staff", {}), StaffMember)
+    surveys = validator.table("surveys", data.get("surveys", {}), SurveySettings)
     if problems:
         raise ConfigError(problems, file)
-    return CarepathConfig(path=file, connectors=connectors)
+    return CarepathConfig(path=file, connectors=connectors, teams=teams, staff=staff,
+                          surveys=surveys or SurveySettings())
 
 
 class _Validator:
@@ -125,6 +138,7 @@ class _Validator:
         self.types = manager.connector_types()
         self.environ = environ
         self.problems: list[ConfigProblem] = []
+        self.hidden: set[str] = set()  # values that must never appear in a message
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(ConfigProblem(path, message))
@@ -143,6 +157,46 @@ class _Validator:
             if spec is not None:
                 specs[name] = spec
         return specs, self.problems
+
+    def tables(self, section: str, data: Any, model: type[pydantic.BaseModel]) -> dict[str, Any]:
+        """``[section.<name>]`` tables, each validated by ``model``."""
+        if not isinstance(data, dict):
+            self.problem(section, f"must be a table of [{section}.<name>] sections")
+            return {}
+        found = {name: self.table(f"{section}.{name}", table, model) for name, table in data.items()}
+        return {name: value for name, value in found.items() if value is not None}
+
+    def table(self, path: str, data: Any, model: type[pydantic.BaseModel]) -> Any:
+        """One table validated by ``model``; ``{env = ...}`` resolved, literal secrets refused."""
+        if not isinstance(data, dict):
+            self.problem(path, "must be a table")
+            return None
+        secrets = secret_fields(model)
+        resolved: dict[str, Any] = {}
+        for key, value in data.items():
+            if _is_env_ref(value):
+                var = value["env"]
+                if isinstance(var, str) and var in self.environ:
+                    resolved[key] = self.environ[var]
+                else:
+                    self.problem(f"{path}.{key}", f"environment variable {var} is not set")
+            elif key in secrets:
+                self.problem(f"{path}.{key}", "is a secret: reference an environment variable, "
+                                              f'{key} = {{env = "NAME"}}, never a literal value')
+            else:
+                resolved[key] = value
+        try:
+            return model.model_validate(resolved)
+        except pydantic.ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join([path, *map(str, error["loc"])])
+                if error["type"] == "extra_forbidden":
+                    self.problem(where, f"unknown key (known: {', '.join(model.model_fields)})")
+                elif error["type"] == "missing":
+                    self.problem(where, "required key missing")
+                else:
+                    self.problem(where, str(error["msg"]).removeprefix("Value error, "))
+            return None
 
     def connector(self, name: str, table: Any) -> ConnectorSpec | None:
         base = f"connectors.{name}"
@@ -163,10 +217,12 @@ class _Validator:
         try:
             config = cls.Config.model_validate(options)
         except pydantic.ValidationError as exc:
-            for error in exc.errors():
+            secrets = secret_fields(cls.Config)
+            for error in exc.errors(include_input=False, include_url=False, include_context=False):
                 if error["loc"] and error["loc"][0] in refused:
                     continue  # already reported (a literal secret, an unset variable)
-                self.problem(".".join([base, *map(str, error["loc"])]), self._message(error, cls))
+                secret = bool(error["loc"]) and error["loc"][0] in secrets
+                self.problem(".".join([base, *map(str, error["loc"])]), self._message(error, cls, secret))
             return None
         if refused:
             return None
@@ -187,9 +243,11 @@ class _Validator:
                     self.problem(path, f"environment variable {var} is not set")
                 else:
                     resolved[key] = self.environ[var]
+                    self.hidden.add(self.environ[var])  # any referenced variable may hold a secret
                     continue
                 refused.add(key)
             elif key in secrets:
+                self.hidden.update(_texts(value))
                 suggestion = re.sub(r"[^A-Z0-9]+", "_", f"{name}_{key}".upper())
                 self.problem(path, f"is a secret: reference an environment variable, "
                                    f"{key} = {{env = \"{suggestion}\"}}, never a literal value")
@@ -206,14 +264,30 @@ class _Validator:
             message += f"; plugins that failed to load: {broken} (see `carepath plugins list`)"
         return message
 
-    @staticmethod
-    def _message(error: Any, cls: type[Connector]) -> str:
+    def _message(self, error: Any, cls: type[Connector], secret: bool) -> str:
+        """Never the input, which may be a secret: pydantic's text for ordinary keys with every
+        referenced or secret value blanked out, only the kind of problem for secret keys."""
         if error["type"] == "extra_forbidden":
             known = ", ".join(["type", *cls.Config.model_fields])
             return f"unknown key (known for {cls.type_name}: {known})"
         if error["type"] == "missing":
             return "required key missing"
-        return str(error["msg"])  # never the input: it may be a secret
+        if secret:
+            return f"invalid secret ({error['type'].replace('_', ' ')}; the value is not shown)"
+        message = str(error["msg"])
+        for value in sorted(self.hidden, key=len, reverse=True):
+            if len(value) >= 4:
+                message = message.replace(value, "****")
+        return message
+
+
+def _texts(value: Any) -> list[str]:
+    """Every scalar inside ``value`` as text (a literal secret may be a number or a list)."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return [str(value)]
 
 
 def _is_env_ref(value: Any) -> bool:

@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
-from sqlalchemy import insert, select
+from pydantic import ValidationError
+from sqlalchemy import Engine as SAEngine
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import NullPool
 
-from carepath.store.audit import audit
 from carepath.runtime.clock import Clock, SystemClock
 from carepath.runtime.dispatcher import DispatchReport, Dispatcher
-from carepath.definition.events import EventIn, PatientIn
+from carepath.definition.events import EventIn, PatientIn, check_event
 from carepath.runtime.ingest import IngestResult, Ingestor
 from carepath.definition.model import Journey, Template
 from carepath.runtime.patients import upsert_patient, upsert_patients_bulk
 from carepath.runtime.planner import anchor_values
-from carepath.plugins.contracts import Channel
+from carepath.plugins.contracts import Channel, Connector
 from carepath.runtime.policy import Policy
+from carepath.runtime.versions import store_version
 from carepath.runtime.scheduling import insert_enrollments, plan_new_enrollments
 from carepath.settings import Settings
 from carepath.store import load_cipher, open_database, upgrade
+from carepath.store.personal_data import protect_payload
 from carepath.store.schema import JourneyVersion, Patient
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from carepath.config import CarepathConfig
 
 
 class Engine:
@@ -36,7 +46,8 @@ class Engine:
                  channels: Mapping[str, Channel] | None = None, templates: Mapping[str, Template] | None = None,
                  clock: Clock | None = None, policy: Policy | None = None, settings: Settings | None = None,
                  migrate: bool = True, worker_id: str | None = None, max_attempts: int = 5,
-                 lease: timedelta = timedelta(minutes=5)) -> None:
+                 lease: timedelta = timedelta(minutes=5), config: "CarepathConfig | None" = None,
+                 connectors: Mapping[str, Connector] | None = None) -> None:
         self.settings = settings or Settings()
         self.database_url = database_url or self.settings.resolved_database_url()
         self.db = open_database(self.database_url)
@@ -55,16 +66,27 @@ class Engine:
 
             templates = plugin_templates()
         self.templates: dict[str, Template] = dict(templates)
+        from carepath.config import CarepathConfig, build_channels, build_connectors, load_config
+
+        if config is None:
+            config = load_config() if channels is None or connectors is None else CarepathConfig()
+        #: teams, staff and survey settings of ``carepath.toml`` (the defaults when there is none)
+        self.config = config
         if channels is None:
-            from carepath.config import build_channels, load_config
             from carepath.plugins.manager import get_plugin_manager
 
-            channels = build_channels(load_config(), get_plugin_manager())
+            channels = build_channels(config, get_plugin_manager())
         self.channels: dict[str, Channel] = dict(channels)
-        for channel in self.channels.values():
-            channel.bind(self)
+        if connectors is None:
+            connectors = {n: c for n, c in build_connectors(config).items() if n not in self.channels}
+        #: every connector by name: the channels, HIS sources and survey providers
+        self.connectors: dict[str, Connector] = {**connectors, **self.channels}
+        for connector in self.connectors.values():
+            connector.bind(self)
         self._versions: dict[tuple[str, str], Journey] = {(j.name, j.version): j for j in self.journeys.values()}
         self._remembered: set[tuple[str, str]] = set()
+        self._sqlite_reader: SAEngine | None = None
+        self._load_stored_versions()
         from carepath.plugins.manager import get_plugin_manager
 
         self.plugins = get_plugin_manager()
@@ -74,29 +96,59 @@ class Engine:
     # --------------------------------------------------------------- journeys
 
     def journey_version(self, name: str, version: str) -> Journey | None:
-        """The journey an enrollment is pinned to (loaded from the database when not current)."""
+        """The journey an enrollment is pinned to: current, stored ones read at open, else read now.
+
+        Callers hold a write transaction (on SQLite, the database's one write lock), so a
+        version missing from memory is read on the non-locking reader, never through ``self.db``.
+        """
         key = (name, version)
         if key not in self._versions:
-            with self.db.connect() as conn:
+            with self._reader().connect() as conn:
                 definition = conn.execute(select(JourneyVersion.definition).where(
                     JourneyVersion.journey == name, JourneyVersion.version == version)).scalar()
             if definition is None:
                 return None
-            self._versions[key] = Journey.model_validate(definition)
+            loaded = self._load_stored(name, version, definition)
+            if loaded is None:
+                return None
+            self._versions[key] = loaded
         return self._versions[key]
+
+    def _reader(self) -> SAEngine:
+        """Where stored versions are read: on SQLite a plain connection that takes no write lock
+        (``self.db`` starts every transaction with BEGIN IMMEDIATE); on PostgreSQL ``self.db``."""
+        if self.db.dialect.name != "sqlite":
+            return self.db
+        if self._sqlite_reader is None:
+            self._sqlite_reader = create_engine(self.db.url, poolclass=NullPool, connect_args={"timeout": 30})
+        return self._sqlite_reader
+
+    def _load_stored_versions(self) -> None:
+        """Read every stored version once, at open: enrollments stay pinned to old ones after an edit."""
+        with self._reader().connect() as conn:
+            rows = conn.execute(select(JourneyVersion.journey, JourneyVersion.version,
+                                       JourneyVersion.definition)).all()
+        for name, version, definition in rows:
+            if (name, version) not in self._versions:
+                loaded = self._load_stored(name, version, definition)
+                if loaded is not None:
+                    self._versions[(name, version)] = loaded
+
+    @staticmethod
+    def _load_stored(name: str, version: str, definition: dict) -> Journey | None:
+        try:
+            return Journey.model_validate(definition)
+        except ValidationError as exc:
+            log.warning("stored journey %s@%s does not load; enrollments pinned to it are not run: %s",
+                        name, version, exc)
+            return None
 
     def remember_version(self, conn, journey: Journey) -> None:
         """Store a journey version the first time an enrollment pins it."""
         key = (journey.name, journey.version)
         if key in self._remembered:
             return
-        exists = conn.execute(select(JourneyVersion.id).where(JourneyVersion.journey == journey.name,
-                                                              JourneyVersion.version == journey.version)).first()
-        if exists is None:
-            conn.execute(insert(JourneyVersion).values(journey=journey.name, version=journey.version,
-                                                       definition=journey.to_json(), created_at=self.clock.now()))
-            audit(conn, actor="engine", action="journey.version_registered", entity="journey",
-                  entity_id=f"{journey.name}@{journey.version}", at=self.clock.now())
+        store_version(conn, journey, self.clock.now())
         self._remembered.add(key)
 
     # --------------------------------------------------------------- patients
@@ -112,7 +164,15 @@ class Engine:
     # ------------------------------------------------------------------ events
 
     def ingest(self, event: EventIn, *, dispatch_urgent: bool = True) -> IngestResult:
-        """Store an event once and apply it; urgent ``on`` steps are dispatched inline."""
+        """Store an event once and apply it; urgent ``on`` steps are dispatched inline.
+
+        Raises :class:`~carepath.definition.events.EventRejected`, storing nothing, for an event
+        outside this installation's limits. Personal data in the stored payload is encrypted.
+        """
+        event = check_event(event, self.settings.event_limits())
+        event = event.with_stored_payload(protect_payload(event.stored_payload(), self.cipher,
+                                                          self.settings.event_private_paths,
+                                                          scan_text=self.settings.event_scan_text))
         result = self.ingestor.ingest(event)
         if not result.duplicate:
             self.plugins.notify_event(event)
@@ -159,4 +219,6 @@ class Engine:
 
     def close(self) -> None:
         self.db.dispose()
+        if self._sqlite_reader is not None:
+            self._sqlite_reader.dispose()
 

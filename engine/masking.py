@@ -4,15 +4,37 @@ from __future__ import annotations
 
 import re
 
-# a mainland mobile, bare or with the country code (+86 / 86, optionally followed by - or a space)
-_PHONE = re.compile(r"(?<!\d)((?:\+?86[- ]?)?1\d{2})\d{4}(\d{4})(?!\d)")
+_DIGIT = "[0-9\uff10-\uff19]"  # ASCII or full-width
+_SEP = "[\\s\\-.\u00b7\u2010-\u2015\u2212\u30fb\uff0d\uff0e]{0,3}"  # spaces, dashes, dots, none
+# a mainland mobile (1, then 3-9, then nine digits) in any common spelling, optionally after +86 / 0086 / 86
+_PHONE = re.compile(
+    f"(?<![0-9\uff10-\uff19])"
+    f"(?P<prefix>[(\uff08]?(?:[+\uff0b]|[0\uff10]{{2}})?[8\uff18][6\uff16][)\uff09]?{_SEP})?"
+    f"(?P<head>[1\uff11]{_SEP}[3-9\uff13-\uff19]{_SEP}{_DIGIT})"
+    f"(?:{_SEP}{_DIGIT}){{4}}"
+    f"(?P<tail>{_SEP}{_DIGIT}{_SEP}{_DIGIT}{_SEP}{_DIGIT}{_SEP}{_DIGIT})"
+    f"(?![0-9\uff10-\uff19])")
+_ASCII_DIGITS = str.maketrans("\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19", "0123456789")
+
+
+def _masked(match: re.Match[str]) -> str:
+    digits = lambda text: "".join(c for c in text.translate(_ASCII_DIGITS) if c.isdigit())  # noqa: E731
+    return f"{match['prefix'] or ''}{digits(match['head'])}****{digits(match['tail'])}"
+
+
+def contains_phone(text: str) -> bool:
+    """Whether ``text`` holds a mainland mobile number in any spelling :func:`mask_text` masks."""
+    return _PHONE.search(text) is not None
 
 
 def mask_phone(phone: str | None) -> str:
-    """``13812341234`` -> ``138****1234``."""
+    """``13812341234`` (or ``138 1234 1234``, ``+86-138-1234-1234``) -> ``138****1234``."""
     if not phone:
         return ""
     digits = phone.strip()
+    match = _PHONE.fullmatch(digits)
+    if match:
+        return _masked(match)
     if len(digits) >= 7:
         return digits[:3] + "*" * (len(digits) - 7) + digits[-4:] if len(digits) > 7 else digits[:3] + "****"
     return "*" * len(digits)
@@ -41,5 +63,6 @@ def mask_address(kind: str, value: str | None) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask mainland mobile numbers wherever they appear in free text."""
-    return _PHONE.sub(r"\1****\2", text)
+    """Mask mainland mobile numbers wherever they appear in free text, however they are spelt:
+    spaces, dashes or dots between digits, full-width digits, a +86 / 0086 / 86 prefix."""
+    return _PHONE.sub(_masked, text)

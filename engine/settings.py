@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from carepath.definition.events import EARLIEST, LATEST, EventLimits
+from carepath.store.personal_data import DEFAULT_PRIVATE_PATHS
 
 
 class Settings(BaseSettings):
@@ -17,6 +21,20 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under home by default")
     secret_key: str | None = Field(default=None, description="base64 AES-256 key for contact data")
     key_id: str = "k1"
+    event_max_depth: int = Field(default=32, ge=1, le=200, description="deepest nesting an event payload may have")
+    event_max_payload_bytes: int = Field(default=256 * 1024, ge=1024, description="largest event payload (UTF-8 JSON)")
+    event_earliest: date = Field(default=EARLIEST, description="earliest date an event may carry")
+    event_latest: date = Field(default=LATEST, description="latest date an event may carry")
+    event_private_paths: list[str] = Field(
+        default=list(DEFAULT_PRIVATE_PATHS),
+        description="payload paths (fnmatch) stored encrypted; JSON list in CAREPATH_EVENT_PRIVATE_PATHS")
+    event_scan_text: bool = Field(default=True,
+                                  description="also encrypt payload text holding an ID-card or mobile number")
+
+    def event_limits(self) -> EventLimits:
+        """What an event may carry here (checked by ``Engine.ingest``)."""
+        return EventLimits(max_depth=self.event_max_depth, max_payload_bytes=self.event_max_payload_bytes,
+                           earliest=self.event_earliest, latest=self.event_latest)
 
     # ``carepath serve`` (each may also be given on its command line)
     serve_host: str = Field(default="127.0.0.1", description="address the web hooks app listens on")

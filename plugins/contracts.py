@@ -325,6 +325,10 @@ class Channel(Connector):
         raise NotImplementedError(f"{type(self).__name__} has no lookup")
 
 
+class SourceUnavailable(Exception):
+    """The HIS could not be read now (timeout, refused, 5xx, 429): poll again later, cursor unchanged."""
+
+
 class HisSource(Connector):
     """A hospital information system feed: polls events since a cursor and/or receives pushes.
 
@@ -333,7 +337,12 @@ class HisSource(Connector):
     """
 
     def poll(self, cursor: str | None) -> tuple[Iterable[Any], str | None]:  # pragma: no cover
-        """Return ``(events, new_cursor)``; events are :class:`carepath.definition.events.EventIn`."""
+        """Return ``(events, new_cursor)``; events are :class:`carepath.definition.events.EventIn`.
+
+        The caller stores every event before it stores ``new_cursor``, so a
+        crash in between re-reads, and the events' dedup keys make that
+        harmless. Raise :class:`SourceUnavailable` for transient trouble.
+        """
         raise NotImplementedError
 
 

@@ -41,6 +41,7 @@ from carepath.plugins.contracts import (
     HisSource,
     Message,
     SendResult,
+    SourceUnavailable,
     SurveyProvider,
     secret_fields,
     secret_values,
@@ -334,22 +335,62 @@ class ChannelConformance(ConnectorConformance):
 
 
 class HisSourceConformance(ConnectorConformance):
-    """Checks every :class:`HisSource` passes (set ``connector_class``)."""
+    """Checks every :class:`HisSource` passes (set ``connector_class``).
+
+    Polling sources (``capabilities.network``) implement
+    :meth:`make_network_source`; the suite then checks that a server that
+    does not answer, refuses the connection or answers 5xx/429 makes
+    :meth:`HisSource.poll` raise :class:`SourceUnavailable` within the timeout
+    (so the caller keeps its cursor), never another exception.
+    """
 
     connector_class: ClassVar[type[HisSource]]
+    timeout: ClassVar[float] = 0.5
+    timeout_margin: ClassVar[float] = 1.5
+    UNAVAILABLE_STATUSES: ClassVar[tuple[int, ...]] = (429, 500, 502, 503, 504)
+
+    def make_network_source(self, url: str, timeout: float) -> HisSource:
+        """A source polling ``url`` with a ``timeout`` in seconds (polling sources must override)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_network_source(url, timeout)")
 
     def test_is_his_source(self) -> None:
         assert issubclass(self.connector_type(), HisSource)
+
+    def _poll_unavailable(self, url: str, caplog: pytest.LogCaptureFixture) -> float:
+        if not self.connector_type().capabilities.network:
+            pytest.skip(f"{self.connector_type().__name__}: capabilities.network is False (nothing to poll)")
+        source = self.make_network_source(url, self.timeout)
+        started = time.monotonic()
+        with caplog.at_level(logging.DEBUG):
+            with pytest.raises(SourceUnavailable):
+                source.poll(None)
+        assert_secrets_absent("the logs", caplog.text, self.secrets())
+        return time.monotonic() - started
+
+    def test_poll_timeout_is_unavailable(self, caplog: pytest.LogCaptureFixture) -> None:
+        with silent_server() as server:
+            elapsed = self._poll_unavailable(server.url, caplog)
+        assert elapsed <= self.timeout + self.timeout_margin, f"poll took {elapsed:.1f} s past its timeout"
+
+    def test_poll_refused_is_unavailable(self, caplog: pytest.LogCaptureFixture) -> None:
+        self._poll_unavailable(refused_url(), caplog)
+
+    @pytest.mark.parametrize("status", UNAVAILABLE_STATUSES)
+    def test_poll_server_error_is_unavailable(self, status: int, caplog: pytest.LogCaptureFixture) -> None:
+        with status_server(status) as server:
+            self._poll_unavailable(server.url, caplog)
 
 
 class SurveyProviderConformance(ConnectorConformance):
     """Checks every :class:`SurveyProvider` passes (set ``connector_class``)."""
 
     connector_class: ClassVar[type[SurveyProvider]]
+    #: a survey name ``valid_config`` maps (providers that map surveys refuse unknown names)
+    survey_name: ClassVar[str] = "conformance"
 
     def test_link_is_url_without_secrets(self) -> None:
         provider = self.make_connector()
         assert isinstance(provider, SurveyProvider)
-        link = provider.make_link("conformance", 1, touchpoint_id=1)
+        link = provider.make_link(self.survey_name, 1, touchpoint_id=1)
         assert re.match(r"https?://", link), f"make_link must return an http(s) URL, got {link!r}"
         assert_secrets_absent("the survey link", link, self.secrets())

@@ -21,6 +21,8 @@ class WebContext(Protocol):
     """The running carepath as the web hooks app shows it to plugin routes."""
 
     connectors: Mapping[str, Connector]
+    #: the running ``carepath.engine.Engine`` (database, clock, cipher) for routes that need more than ingest
+    engine: Any
 
     def ingest(self, event: Any) -> Any:
         """Store and apply one inbound event (``carepath.definition.events.EventIn``)."""

@@ -27,6 +27,14 @@ def _mount_optional() -> None:
     from carepath.cli.serve import serve
 
     app.command("serve")(serve)
+    from carepath.cli.hl7 import app as hl7_app
+
+    app.add_typer(hl7_app, name="hl7")
+    from carepath.cli.report import app as report_app
+    from carepath.cli.tasks import app as tasks_app
+
+    app.add_typer(tasks_app, name="tasks")
+    app.add_typer(report_app, name="report")
     try:
         from carepath.cli.plugins import config_app, plugins_app
     except ImportError:  # pragma: no cover - during development only

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Iterable
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from carepath.definition.journey_files import read_journey_file
 from carepath.definition.model import Journey, Send, Stage
 from carepath.definition.registry import known_channel_names, known_template_names
 from carepath.definition.validation import Problem
+from carepath.runtime.migrate import OUTCOMES
 
-app = typer.Typer(name="journeys", help="Check journey definitions written in YAML.", no_args_is_help=True)
+app = typer.Typer(name="journeys", help="Check journey definitions; list and migrate their stored versions.",
+                  no_args_is_help=True)
 
 JOURNEY_SUFFIXES = (".yaml", ".yml")
 
 
 @app.callback()
 def _journeys() -> None:
-    """Check journey definitions written in YAML."""
+    """Check journey definitions; list and migrate their stored versions."""
 
 
 def journey_paths(paths: Iterable[Path]) -> tuple[list[Path], list[Problem]]:
@@ -84,3 +88,108 @@ def validate(
 def _print_problems(console: Console, problems: list[Problem]) -> None:
     for problem in problems:
         console.print(str(problem), style="red", markup=False)
+
+
+def _open_store(db: str | None):
+    """The database named by ``--db`` (file or URL; default: the configured one), never created here."""
+    from sqlalchemy.engine import make_url
+
+    from carepath.cli import _database_url
+    from carepath.store import open_database
+
+    url = _database_url(db)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        Console(stderr=True).print(f"no database at {parsed.database}", style="red", markup=False)
+        raise typer.Exit(2)
+    return open_database(url)
+
+
+def _installed(name: str) -> Journey | None:
+    from carepath.definition.registry import plugin_journeys
+
+    return plugin_journeys().get(name)
+
+
+DB_OPTION = typer.Option("--db", show_default=False,
+                         help="database file or URL (default: CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")
+
+
+@app.command()
+def versions(
+    name: Annotated[str, typer.Argument(help="The journey's name.", show_default=False)],
+    db: Annotated[str | None, DB_OPTION] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the versions as JSON.")] = False,
+) -> None:
+    """List a journey's versions with how many enrollments are active on and exited from each."""
+    from carepath.runtime.versions import version_counts
+
+    store = _open_store(db)
+    try:
+        with store.connect() as conn:
+            rows = version_counts(conn, name, _installed(name))
+    finally:
+        store.dispose()
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    if not rows:
+        Console(stderr=True).print(f"journey {name!r} has no stored versions and is not installed", style="red",
+                                   markup=False)
+        raise typer.Exit(1)
+    table = Table(title=f"versions of {name}")
+    for column in ("version", "first enrolled", "active", "exited", ""):
+        table.add_column(column, justify="right" if column in ("active", "exited") else "left")
+    for r in rows:
+        table.add_row(r.version, f"{r.created_at:%Y-%m-%d %H:%M} UTC" if r.created_at else "-", str(r.active),
+                      str(r.exited), "installed" if r.current else "")
+    Console(highlight=False).print(table)
+
+
+@app.command()
+def migrate(
+    name: Annotated[str, typer.Argument(help="The journey's name.", show_default=False)],
+    to: Annotated[str, typer.Option("--to", help="Target version (a hash or a unique prefix; see `versions`).",
+                                    show_default=False)],
+    from_version: Annotated[str | None, typer.Option("--from", help="Only enrollments pinned to this version.",
+                                                     show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
+    db: Annotated[str | None, DB_OPTION] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Move running enrollments' unsent steps to another version; sent touchpoints never change."""
+    from rich.progress import Progress
+
+    from carepath.runtime.clock import SystemClock
+    from carepath.runtime.migrate import migrate_enrollments
+    from carepath.runtime.versions import VersionError
+
+    store = _open_store(db)
+    errors = Console(stderr=True, highlight=False)
+    try:
+        with Progress(console=errors, transient=True, disable=as_json) as bar:
+            task = bar.add_task("migrating enrollments", total=None)
+            report = migrate_enrollments(store, name, to, now=SystemClock().now(), current=_installed(name),
+                                         from_version=from_version, dry_run=dry_run, actor="cli",
+                                         progress=lambda n, total: bar.update(task, completed=n, total=total))
+    except VersionError as exc:
+        errors.print(str(exc), style="red", markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        store.dispose()
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=f"{name} → {report.to_version}" + (" (dry run)" if dry_run else ""))
+    table.add_column("step")
+    for label in ("kept", "re-timed", "dropped", "added"):
+        table.add_column(label, justify="right")
+    for step, counts in sorted(report.steps.items()):
+        table.add_row(step, *(str(counts[o]) for o in OUTCOMES))
+    table.add_row("total", *(str(report.totals[o]) for o in OUTCOMES), style="bold")
+    console.print(table)
+    origin = ", ".join(f"{v} ({n})" for v, n in sorted(report.from_versions.items())) or "none"
+    verb = "would move" if dry_run else "moved"
+    console.print(f"{verb} {report.enrollments} enrollment(s) from {origin} to {report.to_version}"
+                  + ("; nothing changed (dry run)" if dry_run else ""), markup=False)

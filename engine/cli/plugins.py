@@ -42,7 +42,7 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="print JSON 
         return
     table = Table(title="carepath plugins")
     for column in ("plugin", "version", "hooks", "connectors", "journeys", "templates"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("plugin", "version"))
     for info in infos:
         version = info.version or "?"
         if info.distribution and info.distribution != info.name:

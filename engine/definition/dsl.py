@@ -31,6 +31,7 @@ from carepath.definition.model import (
     OnEvent,
     Send,
     Step,
+    Survey,
     Tag,
     Task,
     Template,
@@ -94,8 +95,14 @@ def send(template: str, via: Iterable[str]) -> Send:
     return Send(template=template, via=list(via))
 
 
-def task(kind: str, *, team: str = "nursing", sla: Dur = "24h", detail: str | None = None) -> Task:
-    return Task(task=kind, team=team, sla=sla, detail=detail)
+def survey(name: str, via: Iterable[str], *, template: str = "survey_invitation", provider: str = "builtin") -> Survey:
+    """A survey link sent with ``template`` (which sees ``survey.link``) through the first usable channel."""
+    return Survey(survey=name, via=list(via), template=template, provider=provider)
+
+
+def task(kind: str, *, team: str = "nursing", sla: Dur = "24h", detail: str | None = None,
+         priority: str = "normal") -> Task:
+    return Task(task=kind, team=team, sla=sla, detail=detail, priority=priority)
 
 
 def tag(*add: str, remove: Iterable[str] = ()) -> Tag:

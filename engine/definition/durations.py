@@ -19,25 +19,27 @@ def parse_duration(value: Any) -> Any:
         sign = -1 if text.startswith("-") else 1
         body = text.lstrip("+-")
         if body and _PART.sub("", body) == "" and _PART.search(body):
-            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(body))
-            return timedelta(seconds=sign * seconds)
+            # one timedelta per part: a float sum would round away microseconds of long durations
+            return sign * sum((timedelta(seconds=float(n) * _UNITS[u]) for n, u in _PART.findall(body)), timedelta())
         if body.isdigit():
             return timedelta(seconds=sign * int(body))
     return value
 
 
 def format_duration(value: timedelta) -> str:
-    """The compact form, used for hashing and export: ``1d2h``."""
-    seconds = int(value.total_seconds())
-    if seconds == 0:
+    """The compact form, used for hashing and export: ``1d2h`` (``1.5s`` below a second); parses back equal."""
+    micros = value // timedelta(microseconds=1)
+    if micros == 0:
         return "0s"
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
+    sign = "-" if micros < 0 else ""
+    seconds, fraction = divmod(abs(micros), 1_000_000)
     out = []
-    for unit in ("d", "h", "m", "s"):
+    for unit in ("d", "h", "m"):
         n, seconds = divmod(seconds, _UNITS[unit])
         if n:
             out.append(f"{n}{unit}")
+    if seconds or fraction:
+        out.append(f"{seconds}.{fraction:06d}".rstrip("0").rstrip(".") + "s")
     return sign + "".join(out)
 
 

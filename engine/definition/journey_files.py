@@ -32,7 +32,7 @@ from carepath.definition.validation import Problem, Reporter, suggest, validate_
 __all__ = ["JourneyFileError", "load_journey_file", "read_journey_file", "read_journey_text", "journey_to_yaml"]
 
 TRIGGER_KEYS = ("on", "before", "after", "every", "after_step")
-ACTION_KEYS = ("send", "task", "tag")
+ACTION_KEYS = ("send", "survey", "task", "tag")
 STEP_KEYS = ("id", "stage", *TRIGGER_KEYS, "when", "condition", *ACTION_KEYS, "category", "missed", "over_cap",
              "description")
 # A scalar given where a mapping is expected fills this field: ``on: visit.checked_in``.

@@ -58,8 +58,12 @@ class AnchorOffset(_Model):
     @classmethod
     def _hhmm(cls, v):
         if isinstance(v, str):
+            # HH:MM as authors write it; HH:MM:SS as the stored definition gives it back
+            text = v.strip()
             try:
-                hh, mm = v.strip().split(":")
+                if text.count(":") == 2:
+                    return time.fromisoformat(text)
+                hh, mm = text.split(":")
                 return time(int(hh), int(mm))
             except ValueError:
                 raise ValueError(f"at must be HH:MM in the patient's time zone, got {v!r}") from None
@@ -109,6 +113,20 @@ class Send(_Model):
     via: list[str] = Field(min_length=1)
 
 
+class Survey(Send):
+    """Send a patient-specific survey link (a signed token, no patient data) with a message template.
+
+    ``template`` renders the invitation; it sees ``survey.link`` and
+    ``survey.name``. ``provider`` is ``builtin`` (carepath's own questionnaire
+    pages) or the name of a configured survey connector (wjx, Tencent Wenjuan).
+    """
+
+    kind: Literal["survey"] = "survey"  # type: ignore[assignment]
+    survey: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    template: str = "survey_invitation"
+    provider: str = "builtin"
+
+
 class Task(_Model):
     """Open a staff work item (call the patient, handle a complaint) with an SLA."""
 
@@ -117,6 +135,7 @@ class Task(_Model):
     team: str = "nursing"
     sla: Duration = timedelta(hours=24)
     detail: str | None = None
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
 
 
 class Tag(_Model):
@@ -127,7 +146,7 @@ class Tag(_Model):
     remove: list[str] = []
 
 
-Action = Annotated[Union[Send, Task, Tag], Field(discriminator="kind")]
+Action = Annotated[Union[Send, Survey, Task, Tag], Field(discriminator="kind")]
 
 
 class Missed(_Model):
@@ -147,6 +166,11 @@ class Step(_Model):
     missed: Missed = Missed()
     over_cap: Literal["defer", "drop"] = "defer"
     description: str | None = None
+
+    @property
+    def touchpoint_action(self) -> str:
+        """What its touchpoints do: ``send`` for every message (a survey invitation too), ``task``, ``tag``."""
+        return "send" if isinstance(self.action, Send) else self.action.kind
 
     @property
     def anchor(self) -> str | None:

@@ -21,8 +21,10 @@ from sqlalchemy import Connection, and_, insert, select, update
 from carepath.runtime.batch_context import BatchContext
 from carepath.definition.context import expression_context
 from carepath.definition.expressions import evaluate, render
-from carepath.definition.model import AfterStep, Category, Send, Step, Tag, Task
+from carepath.definition.model import AfterStep, Category, Send, Step, Survey, Tag, Task
 from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
+from carepath.runtime.survey_links import survey_context
+from carepath.runtime.work_queue import new_task
 from carepath.plugins.contracts import ErrorKind, Message, SendResult, Veto
 from carepath.runtime.policy import zone
 from carepath.runtime.scheduling import executemany_raw, plan_batch
@@ -225,6 +227,8 @@ class Dispatcher:
                 report.add(tp, "failed")
                 return "final", self._final(tp, "failed", now, reason=f"failed: unknown template {action.template!r}")
             try:
+                if isinstance(action, Survey):
+                    expr = {**expr, "survey": survey_context(self.engine, tp, action)}
                 title, body = render(template.title, expr), render(template.body, expr)
             except Exception as exc:  # template bugs are configuration errors: recorded, never raised
                 report.add(tp, "failed")
@@ -234,8 +238,9 @@ class Dispatcher:
             return "send", _Outgoing(tp, step, title, body, template.name, tp.channel_index, expr)
         if isinstance(action, Task):
             return "task", dict(patient_id=tp.patient_id, enrollment_id=tp.enrollment_id, touchpoint_id=tp.id,
-                                kind=action.task, team=action.team, status="open", detail=action.detail,
-                                sla_due_at=now + action.sla, created_at=now)
+                                kind=action.task, team=action.team, detail=action.detail,
+                                **new_task(self.engine.config.team(action.team), now=now, sla=action.sla,
+                                           priority=action.priority))
         if isinstance(action, Tag):
             return "tag", action
         return None  # pragma: no cover - the model admits no other action
@@ -426,9 +431,9 @@ class Dispatcher:
     def _fallback_task(self, o: _Outgoing, now: datetime) -> dict:
         """The last resort: a staff member contacts the patient."""
         return dict(patient_id=o.tp.patient_id, enrollment_id=o.tp.enrollment_id, touchpoint_id=o.tp.id,
-                    kind="contact_patient", team="nursing", status="open",
+                    kind="contact_patient", team="nursing",
                     detail=f"message '{o.template}' of step {o.tp.step} undelivered: " + "; ".join(o.notes),
-                    sla_due_at=now + timedelta(hours=24), created_at=now)
+                    **new_task(self.engine.config.team("nursing"), now=now, sla=timedelta(hours=24)))
 
     def _backoff(self, attempts: int) -> timedelta:
         base = self.backoff * (2 ** (attempts - 1))

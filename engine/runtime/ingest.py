@@ -15,6 +15,7 @@ from carepath.definition.context import expression_context
 from carepath.definition.events import EventIn, PatientIn
 from carepath.definition.expressions import evaluate
 from carepath.definition.model import Category, Journey, OnEvent
+from carepath.runtime.merge import merge_patients
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
@@ -62,9 +63,8 @@ def _store_event(conn: Connection, ev: EventIn, patient_id: int | None, now: dat
 
 
 def stored_payload(ev: EventIn) -> dict[str, Any]:
-    """The payload as kept in events and enrollment context: a patient record is
-    stored (encrypted) on the patient, never in plain text beside the event."""
-    return {k: v for k, v in ev.payload.items() if k != "patient"}
+    """The payload as kept in events and enrollment context (see ``EventIn.stored_payload``)."""
+    return ev.stored_payload()
 
 
 def _anchor_time(ev: EventIn, field_name: str | None) -> datetime:
@@ -148,6 +148,13 @@ class Ingestor:
             for enrollment in conn.execute(select(Enrollment.__table__).where(
                     Enrollment.patient_id == patient_id, Enrollment.status == "active")).all():
                 self._exit(conn, enrollment, "patient deceased", now, result)
+        elif ev.type == "patient.merged":
+            merged = find_patient_id(conn, self.engine.cipher, str(ev.payload.get("merged_mrn") or ""))
+            if merged is None:
+                result.notes.append("patient.merged: no patient with merged_mrn; nothing moved")
+                return
+            merge_patients(conn, survivor=patient_id, merged=merged, now=now, actor=f"event:{ev.source}")
+            result.notes.append("merged record's history moved to this patient")
         elif ev.type == "consent.changed":
             purpose, granted = ev.payload.get("purpose"), ev.payload.get("granted")
             if not isinstance(purpose, str) or not isinstance(granted, bool):

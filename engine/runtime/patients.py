@@ -25,6 +25,10 @@ class PatientRecord:
     deceased: bool
 
 
+#: Record fields stored in more than one column (encrypted value and lookup hash).
+_COLUMNS_OF = {"name": ("name_enc",), "phone": ("phone_enc", "phone_hash"), "openid": ("openid_enc", "openid_hash")}
+
+
 def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: datetime, *, actor: str = "api") -> int:
     """Insert or update by MRN (found through its keyed hash); returns the internal id. Audited."""
     mrn_hash = cipher.lookup_hash(record.mrn)
@@ -35,10 +39,16 @@ def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: dat
         sex=record.sex, conditions=list(record.conditions), tags=list(record.tags), tz=record.tz,
         language=record.language, channel_prefs=list(record.channel_prefs), updated_at=now,
     )
-    existing = conn.execute(select(Patient.id).where(Patient.mrn_hash == mrn_hash)).scalar()
+    found = conn.execute(select(Patient.id, Patient.merged_into).where(Patient.mrn_hash == mrn_hash)).first()
+    if found is not None and found.merged_into is not None:
+        return found.merged_into  # a record under a merged MRN is stale: the surviving record stands
+    existing = found.id if found is not None else None
     fields = sorted(record.model_fields_set - {"mrn"})
     if existing is not None:
-        conn.execute(update(Patient).where(Patient.id == existing).values(**values))
+        # A record updates only the fields it carries: an HIS message with no phone keeps the stored one.
+        columns = {c for f in fields for c in _COLUMNS_OF.get(f, (f,))} | {"key_id", "updated_at"}
+        conn.execute(update(Patient).where(Patient.id == existing).values(
+            **{k: v for k, v in values.items() if k in columns}))
         audit(conn, actor=actor, action="patient.updated", entity="patient", entity_id=existing, at=now,
               detail={"fields": fields})
         return existing
@@ -71,7 +81,12 @@ def upsert_patients_bulk(conn: Connection, cipher: Cipher, records: list[Patient
 
 
 def find_patient_id(conn: Connection, cipher: Cipher, mrn: str) -> int | None:
-    return conn.execute(select(Patient.id).where(Patient.mrn_hash == cipher.lookup_hash(mrn))).scalar()
+    """The patient an MRN names: a merged record's MRN names the patient it was merged into."""
+    row = conn.execute(select(Patient.id, Patient.merged_into).where(
+        Patient.mrn_hash == cipher.lookup_hash(mrn))).first()
+    if row is None:
+        return None
+    return row.merged_into or row.id
 
 
 def load_patients(conn: Connection, cipher: Cipher, ids: Iterable[int], today_at: datetime,

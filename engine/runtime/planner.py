@@ -126,7 +126,7 @@ def apply_policy(items: Iterable[Planned], *, tz_name: str, now: datetime, polic
         if allowed != due:
             in_quiet = not policy.allowed(due, Category.clinical, tz)
             due, reason = allowed, QUIET_HOURS if in_quiet else MARKETING_WINDOW
-        if policy.counts_toward_cap(category) and step.action.kind == "send":
+        if policy.counts_toward_cap(category) and step.touchpoint_action == "send":
             tries = 0
             while load.counts[load.day(due)] >= policy.daily_cap and tries < MAX_DEFER_DAYS:
                 if step.over_cap == "drop":

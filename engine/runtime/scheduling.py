@@ -50,7 +50,7 @@ def touchpoint_rows(enrollment_id: int, patient_id: int, journey: Journey, plann
                     now: datetime) -> list[tuple]:
     """Rows for :func:`insert_touchpoints`, in ``_COLUMNS`` order (the idempotency key at ``KEY``)."""
     return [(enrollment_id, patient_id, journey.name, p.step.id, p.step.stage.value, p.step.category.value,
-             p.step.action.kind, p.occurrence, idempotency_key(enrollment_id, p.step.id, p.occurrence), p.step.anchor,
+             p.step.touchpoint_action, p.occurrence, idempotency_key(enrollment_id, p.step.id, p.occurrence), p.step.anchor,
              p.status, p.planned_at, p.due_at, p.reason, 0, 0, p.event_id, now, now) for p in planned]
 
 

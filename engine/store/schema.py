@@ -73,6 +73,9 @@ class Patient(Base):
     language: Mapped[str] = mapped_column(String(16), default="zh_CN")
     channel_prefs: Mapped[list[str]] = mapped_column(JSON, default=list)
     deceased: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Set when the HIS merged this record into another (HL7 A40, FHIR Patient.link replaced-by):
+    #: its MRN then resolves to the surviving patient.
+    merged_into: Mapped[int | None] = mapped_column(BigId, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -197,6 +200,47 @@ class StaffTask(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     sla_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # the staff work queue: who has it, how urgent, where it stands on its team's escalation chain
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    first_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    assigned_role: Mapped[str | None] = mapped_column(String(64))
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskNote(Base):
+    """A staff member's note on a task (append-only)."""
+
+    __tablename__ = "task_notes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("staff_tasks.id"), index=True)
+    author: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SurveyResponse(Base):
+    """One answered questionnaire, kept as a FHIR QuestionnaireResponse with its scores."""
+
+    __tablename__ = "survey_responses"
+    __table_args__ = (UniqueConstraint("provider", "external_id", name="uq_survey_response_external"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    touchpoint_id: Mapped[int | None] = mapped_column(BigId, unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    journey: Mapped[str | None] = mapped_column(String(128))
+    step: Mapped[str | None] = mapped_column(String(128))
+    survey: Mapped[str] = mapped_column(String(128))
+    provider: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(128))
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    nps: Mapped[int | None] = mapped_column(Integer)
+    satisfaction: Mapped[float | None] = mapped_column(Float)
+    red_flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Consent(Base):
@@ -223,3 +267,12 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class HisCursor(Base):
+    """Where each polled HIS source is up to; advanced only after the events it covers are stored."""
+
+    __tablename__ = "his_cursors"
+    source: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,1 +1,1 @@
-"""The web hooks app that ``carepath serve`` runs: plugin callback routes, ``POST /events``, health and metrics."""
+"""The web side of carepath: the web hooks app and the pages staff use."""

@@ -1,0 +1,37 @@
+"""``POST /hooks/tencent-wenjuan/<connector>/<path_token>``: Tencent Wenjuan pushes, token checked first."""
+
+# No ``from __future__ import annotations``: FastAPI reads the route's annotations at run time.
+from typing import Any
+
+from carepath.connectors.surveys.tencent_wenjuan import TencentWenjuan
+from carepath.plugins.contracts import CallbackRejected, CallbackRequest
+
+
+def tencent_router(prefix: str = "/hooks") -> Any:
+    """``POST {prefix}/tencent-wenjuan/{name}/{path_token}``: the token is checked before the body is read."""
+    from fastapi import APIRouter, HTTPException, Request, Response
+
+    from carepath.plugins.web import web_context
+
+    router = APIRouter()
+
+    @router.post(prefix + "/tencent-wenjuan/{name}/{token}", include_in_schema=False)
+    async def _push(name: str, token: str, request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        connector = web_context(request).connectors.get(name)
+        if not isinstance(connector, TencentWenjuan):
+            raise HTTPException(status_code=404, detail=f"no tencent-wenjuan connector named {name!r}")
+        inbound = CallbackRequest(headers=dict(request.headers), path=request.url.path, method="POST")
+        if not connector.verify_callback(inbound):
+            raise HTTPException(status_code=401, detail="push not authentic")
+        inbound = CallbackRequest(body=await request.body(), headers=inbound.headers, path=inbound.path,
+                                  method="POST")
+        try:
+            await run_in_threadpool(connector.parse_callback, inbound)
+        except CallbackRejected as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        status, body = connector.callback_reply(inbound)
+        return Response(content=body, status_code=status, media_type="application/json")
+
+    return router

@@ -1,0 +1,60 @@
+"""``carepath report surveys``: what patients said, and how fast staff acted on it."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Reports for people: surveys, NPS, task SLAs.", no_args_is_help=True)
+out = Console()
+
+
+def _day(value: Optional[str], default: date) -> datetime:
+    try:
+        day = date.fromisoformat(value) if value else default
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    return datetime.combine(day, time(0), tzinfo=timezone(timedelta(hours=8)))
+
+
+def _pct(value: Optional[float]) -> str:
+    return "" if value is None else f"{value:g}%"
+
+
+@app.command("surveys")
+def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, Asia/Shanghai); default 30 days ago"),
+            until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow"),
+            json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+            db: Optional[str] = typer.Option(None, "--db", help="database file or URL")) -> None:
+    """Response rate, satisfaction and NPS (with its three shares) per journey and step; task SLA compliance."""
+    from carepath.cli import _database_url
+    from carepath.engine import Engine
+    from carepath.survey_report import survey_report
+
+    today = date.today()
+    start, end = _day(since, today - timedelta(days=30)), _day(until, today + timedelta(days=1))
+    engine = Engine(_database_url(db))
+    with engine.db.connect() as conn:
+        report = survey_report(conn, engine.journeys.values(), start, end)
+    if json_out:
+        out.print_json(json.dumps(report.as_dict(), ensure_ascii=False))
+        return
+    table = Table("journey", "step", "invited", "answered", "rate", "satisfaction", "NPS", "promoters", "passives",
+                  "detractors", title=f"surveys {start.date()} – {(end - timedelta(days=1)).date()}")
+    for line in [*report.lines, report.total]:
+        d = line.as_dict()
+        table.add_row(d["journey"], d["step"], str(d["invited"]), str(d["responses"]), _pct(d["response_rate"]),
+                      "" if d["satisfaction"] is None else f"{d['satisfaction']:g}",
+                      "" if d["nps"] is None else f"{d['nps']:+g}", _pct(d["promoters"]), _pct(d["passives"]),
+                      _pct(d["detractors"]))
+    out.print(table)
+    tasks = Table("team", "task", "opened", "closed", "within SLA", "breached", "compliance", title="task SLAs")
+    for t in report.tasks:
+        tasks.add_row(t.team, t.kind, str(t.total), str(t.closed), str(t.within_sla), str(t.breached),
+                      _pct(t.compliance))
+    out.print(tasks)

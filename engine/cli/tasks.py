@@ -1,0 +1,109 @@
+"""``carepath tasks show|claim|note|done``: the staff work queue from the command line."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="The staff work queue: calls, complaints, clinical reviews.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+DB = typer.Option(None, "--db", help="database file or URL (default: CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")
+WHO = typer.Option(..., "--as", help="your staff name (recorded in the audit log)")
+
+
+def _engine(db: Optional[str]):
+    from carepath.cli import _database_url
+    from carepath.engine import Engine
+
+    return Engine(_database_url(db))
+
+
+def _run(operation, *args) -> None:
+    from carepath.runtime.work_queue import TaskError
+
+    try:
+        operation(*args)
+    except TaskError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+@app.command("show")
+def show(task_id: int = typer.Argument(...), who: str = WHO, reveal: bool = typer.Option(
+        False, "--reveal", help="print the patient's phone in clear (audit-logged)"),
+         json_out: bool = typer.Option(False, "--json"), db: Optional[str] = DB) -> None:
+    """One task with its notes; the phone is masked unless --reveal."""
+    from carepath.masking import mask_phone
+    from carepath.runtime.work_queue import TaskError, open_task
+
+    engine = _engine(db)
+    try:
+        task, notes = open_task(engine, task_id, who) if reveal else _masked(engine, task_id)
+    except TaskError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(3) from None
+    phone = task.phone if reveal else mask_phone(task.phone)
+    data = {**{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in task.__dict__.items()},
+            "phone": phone, "notes": [{"at": n.at.isoformat(), "author": n.author, "text": n.text} for n in notes]}
+    if json_out:
+        out.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    table = Table("field", "value", title=f"task {task_id}")
+    for key in ("kind", "team", "status", "priority", "patient_id", "patient", "phone", "claimed_by",
+                "assigned_role", "due", "detail", "resolution"):
+        table.add_row(key, "" if data[key] is None else str(data[key]))
+    out.print(table)
+    for n in data["notes"]:
+        out.print(f"{n['at']} {n['author']}: {n['text']}")
+
+
+def _masked(engine, task_id: int):
+    """The task without its clear-text phone (a phone masked from the stored one)."""
+    from sqlalchemy import select
+
+    from carepath.runtime.work_queue import TaskError, list_tasks
+    from carepath.store.schema import Patient, StaffTask, TaskNote
+
+    found = [t for t in list_tasks(engine, statuses=()) if t.id == task_id]
+    if not found:
+        raise TaskError(f"no task {task_id}")
+    with engine.db.connect() as conn:
+        phone_enc = conn.execute(select(Patient.phone_enc).join(StaffTask, StaffTask.patient_id == Patient.id)
+                                 .where(StaffTask.id == task_id)).scalar()
+        notes = conn.execute(select(TaskNote.__table__).where(TaskNote.task_id == task_id).order_by(TaskNote.id)).all()
+    return found[0].__class__(**{**found[0].__dict__, "phone": engine.cipher.decrypt(phone_enc)}), notes
+
+
+@app.command("claim")
+def claim(task_id: int = typer.Argument(...), who: str = WHO, db: Optional[str] = DB) -> None:
+    """Take a task (its first response)."""
+    from carepath.runtime.work_queue import claim as do_claim
+
+    _run(do_claim, _engine(db), task_id, who)
+    out.print(f"task {task_id} claimed by {who}")
+
+
+@app.command("note")
+def note(task_id: int = typer.Argument(...), text: str = typer.Argument(..., help="what happened"), who: str = WHO,
+         db: Optional[str] = DB) -> None:
+    """Add a note to a task."""
+    from carepath.runtime.work_queue import add_note
+
+    _run(add_note, _engine(db), task_id, who, text)
+    out.print(f"note added to task {task_id}")
+
+
+@app.command("done")
+def done(task_id: int = typer.Argument(...), who: str = WHO,
+         resolution: str = typer.Option("", "--resolution", "-r", help="how it was resolved"),
+         db: Optional[str] = DB) -> None:
+    """Close a task."""
+    from carepath.runtime.work_queue import close
+
+    _run(close, _engine(db), task_id, who, resolution)
+    out.print(f"task {task_id} done")

@@ -1,0 +1,54 @@
+"""Patient-specific survey links: a signed token naming a touchpoint, and nothing about the patient.
+
+The token is ``<touchpoint id>.<keyed hash>``: the hash (the store's lookup
+key) makes it unforgeable, the touchpoint leads to the patient, journey,
+step and survey, and its send time starts the link's lifetime. It is the same
+on every retry of the touchpoint, so a re-sent invitation carries the same link.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from carepath.definition.model import Survey
+from carepath.plugins.contracts import SurveyProvider
+
+if TYPE_CHECKING:
+    from carepath.engine import Engine
+    from carepath.store.crypto import Cipher
+
+BUILTIN = "builtin"
+
+
+class SurveyLinkError(Exception):
+    """No link can be made (an unknown survey provider): the touchpoint fails with this reason."""
+
+
+def survey_token(cipher: "Cipher", touchpoint_id: int) -> str:
+    """The link token of a survey touchpoint."""
+    return f"{touchpoint_id}.{_mac(cipher, touchpoint_id)}"
+
+
+def read_token(cipher: "Cipher", token: str) -> int | None:
+    """The touchpoint a token names, or ``None`` when it is malformed or forged."""
+    head, _, mac = token.partition(".")
+    if not head.isdigit() or len(head) > 18 or not mac:
+        return None
+    return int(head) if hmac.compare_digest(mac, _mac(cipher, int(head))) else None
+
+
+def _mac(cipher: "Cipher", touchpoint_id: int) -> str:
+    return cipher.lookup_hash(f"survey-link:{touchpoint_id}")[:24]
+
+
+def survey_context(engine: "Engine", touchpoint: Any, action: Survey) -> dict[str, str]:
+    """What an invitation template sees as ``survey``: its ``name`` and the patient's ``link``."""
+    if action.provider == BUILTIN:
+        base = engine.config.surveys.base_url.rstrip("/")
+        return {"name": action.survey, "link": f"{base}/s/{survey_token(engine.cipher, touchpoint.id)}"}
+    provider = engine.connectors.get(action.provider)
+    if not isinstance(provider, SurveyProvider):
+        raise SurveyLinkError(f"no survey connector named {action.provider!r}")
+    return {"name": action.survey,
+            "link": provider.make_link(action.survey, touchpoint.patient_id, touchpoint_id=touchpoint.id)}

@@ -1,0 +1,110 @@
+"""Who works the staff queue: teams (escalation chain, working hours), staff members, survey links.
+
+``carepath.toml``::
+
+    [teams.nursing]
+    escalation = ["nurse", "head_nurse", "patient_service"]   # who a breached task goes to next
+    first_response = "2h"           # a task must be claimed within this (working) time
+    working_hours = "08:00-17:30"   # SLAs count only these hours, on these days ...
+    workdays = [1, 2, 3, 4, 5]      # ... (ISO weekdays); leave both out for round the clock
+    timezone = "Asia/Shanghai"
+
+    [staff.wang-li]
+    team = "nursing"
+    role = "nurse"
+    token = {env = "STAFF_WANG_LI_TOKEN"}    # the staff page login token
+
+    [surveys]
+    base_url = "https://carepath.example-hospital.cn"   # where patients open survey links
+    link_ttl = "14d"
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from carepath.definition.durations import Duration
+
+_HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+
+
+class TeamConfig(BaseModel):
+    """One team's queue rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    escalation: list[str] = Field(default_factory=lambda: ["staff"], min_length=1,
+                                  description="roles a task goes to in turn when its SLA is breached")
+    first_response: Duration | None = Field(None, description="time to claim a task (in working time)")
+    working_hours: str | None = Field(None, description='"HH:MM-HH:MM"; SLAs count only these hours')
+    workdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7],
+                                description="ISO weekdays that count (1 = Monday)")
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("working_hours")
+    @classmethod
+    def _hours(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        m = _HOURS.match(v)
+        if not m or not (int(m[1]), int(m[2])) < (int(m[3]), int(m[4])) <= (24, 0):
+            raise ValueError('write working hours as "08:00-17:30" (start before end)')
+        return v
+
+    @field_validator("workdays")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if not v or any(d not in range(1, 8) for d in v):
+            raise ValueError("workdays are ISO weekday numbers 1 (Monday) to 7 (Sunday), at least one")
+        return sorted(set(v))
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (KeyError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    def hours(self) -> tuple[time, time] | None:
+        """The working day's start and end, or ``None`` for round the clock."""
+        if self.working_hours is None:
+            return None
+        m = _HOURS.match(self.working_hours)
+        assert m is not None
+        end = time(23, 59, 59, 999999) if (m[3], m[4]) == ("24", "00") else time(int(m[3]), int(m[4]))
+        return time(int(m[1]), int(m[2])), end
+
+
+class StaffMember(BaseModel):
+    """A person who logs in to the staff page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team: str
+    role: str = "staff"
+    token: SecretStr = Field(description="login token for the staff page (an environment reference)")
+
+    @field_validator("token")
+    @classmethod
+    def _long(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) < 16:
+            raise ValueError("a login token needs at least 16 characters")
+        return v
+
+
+class SurveySettings(BaseModel):
+    """Where patients open built-in survey links, and for how long a link works."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field("http://127.0.0.1:8000", pattern=r"^https?://")
+    link_ttl: Duration = timedelta(days=14)
+
+
+DEFAULT_TEAM = TeamConfig()

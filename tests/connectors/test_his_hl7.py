@@ -1,0 +1,181 @@
+"""HL7 v2 over MLLP: real sockets, the stock outpatient journey, ACK codes and what got stored."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Iterator
+
+import pytest
+
+from carepath.connectors.his.hl7_source import Hl7Source
+from carepath.connectors.his.mllp import MllpClient
+from carepath.definition.journey_files import load_journey_file
+from carepath.journeys import journey_files
+from carepath.store.schema import Event, Patient
+from tests.connectors import hl7_messages as m
+from tests.engine import helpers as h
+
+
+class Listener:
+    """An ``Hl7Source`` listening on a free loopback port in a background event loop."""
+
+    def __init__(self, source: Hl7Source) -> None:
+        self.source = source
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(source.start("127.0.0.1", 0))
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        async def shut() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def engine(database_url, settings, clock):
+    stock = [load_journey_file(path) for path in journey_files()]
+    return h.make_engine(database_url, settings, clock, stock, {"wechat": h.RecordingChannel("wechat"),
+                                                              "sms": h.RecordingChannel("sms")})
+
+
+@pytest.fixture
+def listener(engine) -> Iterator[Listener]:
+    source = Hl7Source.from_options("hl7", {"port": 0})
+    source.bind(engine)
+    running = Listener(source)
+    yield running
+    running.close()
+
+
+def send(listener: Listener, *messages: str, charset: str = "utf-8") -> list[str]:
+    with MllpClient("127.0.0.1", listener.port) as client:
+        return [client.send(text.encode(charset)).decode(charset) for text in messages]
+
+
+def msa(ack: str) -> list[str]:
+    return next(seg for seg in ack.split("\r") if seg.startswith("MSA")).split("|")
+
+
+def err(ack: str) -> list[str]:
+    return next(seg for seg in ack.split("\r") if seg.startswith("ERR")).split("|")
+
+
+def test_booking_reschedule_cancel_leave_the_right_touchpoints(engine, listener):
+    acks = send(listener, m.siu("S12", "C1", start="20260503093000"))
+    assert msa(acks[0])[1:3] == ["AA", "C1"]
+    planned = {t.step: t for t in h.touchpoints(engine) if t.status == "scheduled"}
+    assert planned["visit-reminder"].due_at.isoformat().startswith("2026-05-03T")  # 07:30 Shanghai = 23:30Z the 2nd
+    send(listener, m.siu("S14", "C2", start="20260505143000"))
+    reminder = [t for t in h.touchpoints(engine, step="visit-reminder") if t.status == "scheduled"]
+    assert [t.due_at.isoformat() for t in reminder] == ["2026-05-05T04:30:00+00:00"]  # 12:30 Shanghai
+    send(listener, m.siu("S15", "C3"))
+    assert not [t for t in h.touchpoints(engine) if t.status == "scheduled"]
+    assert [e.status for e in h.enrollments(engine)] == ["exited"]
+
+
+def test_repeated_control_id_is_acknowledged_and_applied_once(engine, listener):
+    first, again = send(listener, m.siu("S12", "C1"), m.siu("S12", "C1"))
+    assert msa(first)[1] == msa(again)[1] == "AA"
+    assert len(h.enrollments(engine)) == 1
+    assert len(h._rows(engine, Event)) == 1
+
+
+def test_malformed_message_gets_ae_naming_the_field_and_stores_nothing(engine, listener):
+    bad_time = m.siu("S12", "C9", start="2026-05-03 morning")
+    no_id = m.siu("S12", "C10", appointment="")
+    acks = send(listener, bad_time, no_id)
+    assert msa(acks[0])[1] == "AE" and err(acks[0])[2].startswith("SCH^1^11^1^4")
+    assert "2026-05-03 morning" in err(acks[0])[8]
+    assert msa(acks[1])[1] == "AE" and err(acks[1])[2].startswith("SCH^1^2")
+    assert h._rows(engine, Event) == [] and h._rows(engine, Patient) == []
+
+
+def test_unsupported_type_is_rejected_and_garbage_still_answered(engine, listener):
+    unsupported = m.message("ADT^A31", "C11", "EVN|A31|20260501100000", m.pid())
+    acks = send(listener, unsupported, "this is not HL7")
+    assert msa(acks[0])[1] == "AR"
+    assert msa(acks[1])[1] in ("AE", "AR")
+    assert h._rows(engine, Event) == []
+
+
+def test_gb18030_feed_is_decoded_and_answered_in_kind(engine, listener):
+    text = m.siu("S12", "C12", department="内分泌科").replace("UNICODE UTF-8", "GB 18030-2000")
+    ack = send(listener, text, charset="gb18030")[0]
+    assert msa(ack)[1] == "AA"
+    event = h._rows(engine, Event)[0]
+    assert event.payload["department"] == "内分泌科"
+
+
+def test_demographics_conditions_and_deceased_from_adt(engine, listener):
+    send(listener, m.siu("S12", "C1"), m.adt("A03", "C2", event_time="20260503110000"))
+    patient = h._rows(engine, Patient)[0]
+    assert patient.conditions == ["E11.9"] and patient.birth_date.isoformat() == "1950-01-01"
+    assert engine.cipher.decrypt(patient.name_enc) == "张三"
+    assert any(t.step == "followup-day3" and t.status == "scheduled" for t in h.touchpoints(engine))
+    ack = send(listener, m.adt("A08", "C3", patient=m.pid(deceased_at="20260504080000")))[0]
+    assert msa(ack)[1] == "AA"
+    assert h._rows(engine, Patient)[0].deceased
+    assert not [t for t in h.touchpoints(engine) if t.status == "scheduled"]
+
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "connectors" / "samples"
+
+
+def test_hl7_send_command_prints_each_ack(engine, listener):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "carepath.cli", "hl7", "send", str(SAMPLES / "booking.hl7"),
+                          str(SAMPLES / "malformed.hl7"), "--port", str(listener.port)],
+                         capture_output=True, text=True, timeout=60, env={**__import__("os").environ, "COLUMNS": "160"})
+    assert run.returncode == 1, run.stderr  # one message was not accepted
+    assert "SAMPLE-1" in run.stdout and "AA" in run.stdout
+    assert "SAMPLE-4" in run.stdout and "AE" in run.stdout and "SCH^1^11^1^4" in run.stdout
+    assert [e.key for e in h.enrollments(engine)] == ["A1001"]
+
+
+def test_merge_moves_history_to_the_surviving_mrn(engine, listener):
+    send(listener, m.siu("S12", "C1", appointment="A1", mrn="OLD1"))
+    merge = m.message("ADT^A40", "C2", "EVN|A40|20260501110000", m.pid("NEW1", "张", "三"), "MRG|OLD1^^^H1^MR")
+    assert msa(send(listener, merge)[0])[1] == "AA"
+    survivor = next(p for p in h._rows(engine, Patient) if p.merged_into is None)
+    assert {e.patient_id for e in h.enrollments(engine)} == {survivor.id}
+    assert {t.patient_id for t in h.touchpoints(engine)} == {survivor.id}
+    send(listener, m.siu("S15", "C3", appointment="A1", mrn="OLD1"))  # a late message naming the old MRN
+    assert [e.status for e in h.enrollments(engine)] == ["exited"]
+
+
+def test_vitals_from_oru_and_local_codes_from_configuration(engine):
+    source = Hl7Source.from_options("hl7", {"codes": {"0101": "心内科"},
+                                            "messages": {"ADT^A04": {"event": "visit.checked_in",
+                                                                     "fields": {"encounter_id": "PV1-19.1",
+                                                                                "department": "PV1-3.1",
+                                                                                "queue_no": "PV1-50.1"},
+                                                                     "required": ["encounter_id"],
+                                                                     "identity": ["encounter_id"]}}})
+    source.bind(engine)
+    oru = m.message("ORU^R01", "C5", m.pid(), "OBR|1|O1|R77|GLU^血糖|||20260501080000|||||||||||||||20260501083000",
+                    "OBX|1|NM|2339-0^Glucose^LN||7.8|mmol/L|||||F|||20260501080000")
+    assert "|AA|" in source.handle(oru.encode()).decode()
+    events = {e.type: e for e in h._rows(engine, Event)}
+    assert events["report.ready"].payload["report_id"] == "R77"
+    assert events["vitals.reading"].payload == {"kind": "glucose", "code": "2339-0", "value": 7.8, "unit": "mmol/L"}
+    a04 = m.adt("A04", "C6", encounter="V9")
+    assert "|AA|" in source.handle(a04.encode()).decode()
+    checked_in = next(e for e in h._rows(engine, Event) if e.type == "visit.checked_in")
+    assert checked_in.payload["department"] == "心内科"
