@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import and_, select, update
 
-from carepath.store.schema import Delivery, StaffTask, Touchpoint
+from carepath.store.schema import Delivery, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
 
 SLA_BREACHED = "carepath.task.sla_breached"
-ESCALATED = "escalated"  # staff task status once its SLA has passed
 
 
 @dataclass(frozen=True)
@@ -76,24 +75,18 @@ def reclaim_leases(engine: "Engine") -> int:
 
 
 def check_task_slas(engine: "Engine") -> JobResult:
-    """Open staff tasks past their SLA become ``escalated``, each with a ``carepath.task.sla_breached`` notice."""
-    now = engine.clock.now()
-    with engine.db.begin() as conn:
-        q = select(StaffTask.id, StaffTask.kind, StaffTask.team, StaffTask.patient_id, StaffTask.sla_due_at).where(
-            StaffTask.status == "open", StaffTask.sla_due_at < now)
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)  # two maintenance runs never report a task twice
-        due = list(conn.execute(q))
-        if due:
-            conn.execute(update(StaffTask).where(StaffTask.id.in_([t.id for t in due]), StaffTask.status == "open")
-                         .values(status=ESCALATED))
-    notices = [Notice(event=SLA_BREACHED, resource_id=f"carepath.task.{t.id}",
-                      labels={"carepath.task-kind": t.kind, "carepath.team": t.team,
-                              "carepath.patient-id": str(t.patient_id)},
-                      payload={"sla_due_at": t.sla_due_at.isoformat(),
-                               "overdue_minutes": int((now - t.sla_due_at).total_seconds() // 60)})
-               for t in due]
-    return JobResult(count=len(due), notices=notices)
+    """Staff tasks past a deadline move up their team's escalation chain
+    (:func:`carepath.runtime.work_queue.check_slas`); each breach is also a
+    ``carepath.task.sla_breached`` notice for Prefect automations."""
+    from carepath.runtime.work_queue import check_slas
+
+    breaches = check_slas(engine)
+    notices = [Notice(event=SLA_BREACHED, resource_id=f"carepath.task.{b.task_id}",
+                      labels={"carepath.task-kind": b.kind, "carepath.team": b.team,
+                              "carepath.patient-id": str(b.patient_id)},
+                      payload={"deadline": b.deadline, "level": b.level, "role": b.role})
+               for b in breaches]
+    return JobResult(count=len(breaches), notices=notices)
 
 
 def _held_event_job() -> Job | None:

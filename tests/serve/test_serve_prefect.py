@@ -87,7 +87,7 @@ def _prefect_state(api_url: str, events: bool = True) -> dict:
 
 
 def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server, database_url, tmp_path, monkeypatch):
-    from carepath.store.schema import StaffTask, Touchpoint
+    from carepath.store.schema import Event, Touchpoint
 
     monkeypatch.setenv("SERVE_TEST_WEBHOOK_SECRET", SINK_SECRET)
     with CountingSink() as sink:
@@ -104,11 +104,11 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
         def settled() -> bool:
             with engine.db.connect() as conn:
                 statuses = dict(conn.execute(select(Touchpoint.step, Touchpoint.status)).all())
-                task = conn.execute(select(StaffTask.status)).scalar()
+                breached = conn.execute(select(Event.id).where(Event.type == "task.sla_breached")).first()
             return (statuses.get("day-one-followup") == "sent" and statuses.get("booking-confirmation") == "failed"
-                    and task == "escalated")
+                    and breached is not None)
 
-        wait_for(settled, 90, "the follow-up sent, the confirmation failed and the staff task escalated")
+        wait_for(settled, 90, "the follow-up sent, the confirmation failed and the staff task's SLA breach recorded")
 
         def clean_outpatient_run() -> bool:  # a later run, with nothing failing
             state = _prefect_state(prefect_server.api_url, events=False)
@@ -162,7 +162,7 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
     assert failed["resource"]["carepath.patient-id"] == "2"
     assert any(r["prefect.resource.id"] == f"prefect.flow-run.{failed_runs[0]['id']}" for r in failed["related"])
     breached = events["carepath.task.sla_breached"]
-    assert breached["resource"]["carepath.task-kind"] == "call_patient" and breached["payload"]["overdue_minutes"] >= 59
+    assert breached["resource"]["carepath.task-kind"] == "call_patient" and breached["payload"]["deadline"] == "resolution"
     engine.close()
 
 
