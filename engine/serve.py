@@ -274,7 +274,6 @@ class Service:
         return self.prefect_server.api_url
 
     def start(self) -> None:
-        from carepath.config import build_connectors, load_config
         from carepath.flows import prefect_defaults, use_engine
         from carepath.web.app import create_app
 
@@ -282,8 +281,7 @@ class Service:
         api_url = self.start_prefect()
         use_engine(self.engine)
         token = os.environ.get(self.options.events_token_env) or None
-        connectors = {**build_connectors(load_config()), **self.engine.channels}
-        app = create_app(self.engine, connectors=connectors, events_token=token,
+        app = create_app(self.engine, events_token=token,
                          events_token_env=self.options.events_token_env, prefect_api_url=api_url)
         self.web = WebServer(app, self.options.host, self.options.port)
         host, port = self.web.start()

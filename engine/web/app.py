@@ -62,13 +62,15 @@ def prefect_ok(api_url: str | None, timeout: float = 2.0) -> tuple[bool, str]:
 def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None, events_token: str | None = None,
                events_token_env: str = "CAREPATH_EVENTS_TOKEN", prefect_api_url: str | None = None,
                routers: list[Any] | None = None) -> FastAPI:
-    """The app for ``engine``. ``routers`` defaults to every plugin's ``carepath_web_routes``.
+    """The app for ``engine``. ``connectors`` defaults to the engine's configured connectors, ``routers`` to
+    every plugin's ``carepath_web_routes``.
 
     ``POST /events`` needs ``Authorization: Bearer <events_token>``; without a
     token configured it is refused (503) and says which variable to set.
     """
     app = FastAPI(title="carepath web hooks", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.carepath = ServeContext(engine, dict(connectors if connectors is not None else engine.channels))
+    app.state.carepath = ServeContext(engine, dict(connectors if connectors is not None
+                                                   else getattr(engine, "connectors", engine.channels)))
     metrics = Metrics(engine)
     if routers is None:
         routers = engine.plugins.web_routers()
