@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -86,6 +87,7 @@ def main() -> int:
             else:
                 raise SystemExit(f"event {i}: no message at the sink after 60 s")
         code = serve.terminate()
+    shutil.rmtree(work, ignore_errors=True)
     ms = [x * 1000 for x in latencies]
     figures = {"events": len(ms), "p50_ms": round(percentile(ms, 50), 1), "p99_ms": round(percentile(ms, 99), 1),
                "mean_ms": round(statistics.mean(ms), 1), "max_ms": round(max(ms), 1), "serve_exit_code": code,
