@@ -28,7 +28,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.serve.helpers import SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env  # noqa: E402
+from tests.serve.helpers import CountingSink, ServeProcess, daytime_zone, serve_env  # noqa: E402
 
 TOKEN = "latency-benchmark-token-0001"
 

@@ -23,7 +23,7 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -117,7 +117,6 @@ class RunPoller:
         self.started = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max(2, min(8, len(self.by_id))), thread_name_prefix="flow-run")
-        self._futures: list[Future] = []
 
     def run(self) -> None:
         """Poll until stopped, then wait for the runs in progress."""
@@ -146,7 +145,7 @@ class RunPoller:
                 if not self._claim(client, run):
                     continue
                 self.busy.add(run.deployment_id)
-            self._futures.append(self._pool.submit(self._execute, run))
+            self._pool.submit(self._execute, run)
             started += 1
         self.started += started
         return started
@@ -176,9 +175,8 @@ class RunPoller:
         return client.set_flow_run_state(run.id, Pending()).status == SetStateStatus.ACCEPT
 
     def _execute(self, run: Any) -> None:
-        from prefect.flow_engine import run_flow
-
         from prefect.client.orchestration import get_client
+        from prefect.flow_engine import run_flow
 
         served = self.by_id[run.deployment_id]
         try:

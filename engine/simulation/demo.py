@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time as _time
 from contextlib import contextmanager
@@ -52,7 +53,7 @@ def _fresh_database(home: Path) -> Path:
 GRACE_SECONDS = 3.0  # after Ctrl-C, how long the flow in hand may take before the demo exits anyway
 
 
-def _exit_now(console: Console, message: str) -> None:
+def _exit_now(message: str) -> None:
     """Leave at once, quietly: the ephemeral Prefect server is stopped first, carepath's state is committed."""
     try:
         from prefect.server.api.server import SubprocessASGIServer
@@ -62,26 +63,27 @@ def _exit_now(console: Console, message: str) -> None:
                 server.server_process.kill()
     except Exception:  # nothing to stop: Prefect never started
         pass
-    console.print(message, soft_wrap=True)
-    console.file.flush()
+    # straight to the terminal: a live progress display would hold console output until it stops
+    sys.__stdout__.write(message + "\n")
+    sys.__stdout__.flush()
     os._exit(130)
 
 
 @contextmanager
-def _stop_on_interrupt(console: Console, db_path: Path):
+def _stop_on_interrupt(db_path: Path):
     """Ctrl-C lets the flow in hand finish its batch and the demo report what ran; if that takes more than
     a few seconds (Prefect's server went down with the terminal's Ctrl-C), it exits at once. No tracebacks."""
     from carepath.flows import request_stop
 
     interrupted = threading.Event()
-    message = f"[yellow]interrupted[/]; what ran so far is in {db_path}"
+    message = f"interrupted; what ran so far is in {db_path}"
 
     def handler(signum, frame):
         if interrupted.is_set():
-            _exit_now(console, message)
+            _exit_now(message)
         interrupted.set()
         request_stop()
-        threading.Timer(GRACE_SECONDS, _exit_now, args=(console, message)).start()
+        threading.Timer(GRACE_SECONDS, _exit_now, args=(message,)).start()
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -118,7 +120,7 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
         by_day.setdefault(ev.occurred_at.astimezone(SHANGHAI).date(), []).append(ev)
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=False) as progress, _stop_on_interrupt(console, db_path) as interrupted:
+    with Progress(*columns, console=console, transient=False) as progress, _stop_on_interrupt(db_path) as interrupted:
         bar = progress.add_task("starting Prefect (ephemeral mode, ~15 s)", total=days)
         for d in range(days):
             if interrupted.is_set():
@@ -147,5 +149,5 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
     console.print(f"one patient's journey:  carepath patients timeline {busiest[0]} --db {db_path}", soft_wrap=True)
     engine.close()
     if interrupted.is_set():
-        _exit_now(console, "[yellow]interrupted[/]: the table shows what ran before Ctrl-C")
+        _exit_now("interrupted: the table shows what ran before Ctrl-C")
     return DemoResult(db_path, busiest[0], elapsed)
