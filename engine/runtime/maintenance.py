@@ -9,6 +9,7 @@ one, call :func:`register` at import time of your module (or add it to
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -89,6 +90,32 @@ def check_task_slas(engine: "Engine") -> JobResult:
     return JobResult(count=len(breaches), notices=notices)
 
 
+_last_polled: dict[str, float] = {}  # HIS source name -> time.monotonic() of this worker's last poll
+
+
+def poll_his_sources(engine: "Engine") -> JobResult:
+    """Poll each configured HIS source that polls (FHIR) once its ``interval`` has passed since this worker
+    last did; a source that is down keeps its cursor and is reported as ``carepath.connector.down``."""
+    from carepath.plugins.contracts import HisSource
+    from carepath.runtime.his_poll import poll_source
+
+    result = JobResult()
+    for name, source in getattr(engine, "connectors", {}).items():
+        if not isinstance(source, HisSource) or type(source).poll is HisSource.poll:
+            continue  # not an HIS source, or push-only (HL7 over MLLP)
+        now = time.monotonic()
+        if name in _last_polled and now - _last_polled[name] < float(getattr(source.config, "interval", 0)):
+            continue
+        _last_polled[name] = now
+        report = poll_source(engine, source)
+        result.count += report.stored
+        if report.unavailable:
+            result.notices.append(Notice(event="carepath.connector.down", resource_id=f"carepath.connector.{name}",
+                                         labels={"carepath.connector-kind": "his"},
+                                         payload={"reason": report.unavailable}))
+    return result
+
+
 def _held_event_job() -> Job | None:
     """Held-event replay, when this installation has it (``carepath.runtime.held``)."""
     try:
@@ -98,7 +125,7 @@ def _held_event_job() -> Job | None:
     return expire_held
 
 
-JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas}
+JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources}
 
 
 def register(name: str, job: Job) -> None:

@@ -10,6 +10,7 @@ from carepath.connectors.outbox import OutboxChannel
 from carepath.definition.dsl import enroll_on, journey, on, send, step, template
 from carepath.definition.events import EventIn, PatientIn
 from carepath.engine import Engine
+from carepath.plugins.contracts import ConnectorConfig, HisSource, SourceUnavailable
 from carepath.runtime import maintenance
 from carepath.store.schema import Delivery, StaffTask, Touchpoint
 
@@ -73,3 +74,43 @@ def test_registered_jobs_run_in_order(monkeypatch):
     names = list(maintenance.jobs())
     assert names[:2] == ["reclaim_leases", "task_sla"] and "inactivity" in names
     assert maintenance.JobResult.of(3).count == 3 and maintenance.JobResult.of(None).count == 0
+
+
+class _FeedConfig(ConnectorConfig):
+    interval: float = 3600.0
+
+
+class _Feed(HisSource):
+    """A polling HIS source (every hour): one booking per poll, or down."""
+
+    type_name = "test-feed"
+    Config = _FeedConfig
+
+    def __init__(self, name: str, clock, down: bool = False) -> None:
+        super().__init__(name)
+        self.clock, self.down, self.polls = clock, down, []
+
+    def poll(self, cursor):
+        self.polls.append(cursor)
+        if self.down:
+            raise SourceUnavailable("connection refused")
+        n = int(cursor or 0)
+        return [EventIn(type="appointment.booked", source=self.name, source_id=str(n), patient_mrn="M1",
+                        occurred_at=self.clock.now(), payload={})], str(n + 1)
+
+
+def test_his_sources_are_polled_with_their_cursor_and_a_down_one_is_reported(database_url, settings, clock):
+    from carepath.runtime.maintenance import _last_polled
+
+    feed, down = _Feed("feed", clock), _Feed("down-feed", clock, down=True)
+    engine = _engine(database_url, settings, clock)
+    engine.connectors.update({"feed": feed, "down-feed": down})
+    _last_polled.clear()
+    first = maintenance.poll_his_sources(engine)
+    assert first.count == 1 and feed.polls == [None]
+    [notice] = first.notices
+    assert (notice.event, notice.resource_id) == ("carepath.connector.down", "carepath.connector.down-feed")
+    assert maintenance.poll_his_sources(engine).count == 0 and feed.polls == [None]  # its interval has not passed
+    _last_polled.clear()
+    assert maintenance.poll_his_sources(engine).count == 1 and feed.polls == [None, "1"]  # the stored cursor
+    engine.close()
