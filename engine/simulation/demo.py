@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import time as _time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -55,17 +55,17 @@ GRACE_SECONDS = 3.0  # after Ctrl-C, how long the flow in hand may take before t
 
 def _exit_now(message: str) -> None:
     """Leave at once, quietly: the ephemeral Prefect server is stopped first, carepath's state is committed."""
-    try:
-        from prefect.server.api.server import SubprocessASGIServer
-
-        for server in list(SubprocessASGIServer._instances.values()):
-            if server.server_process is not None:
-                server.server_process.kill()
-    except Exception:  # nothing to stop: Prefect never started
-        pass
-    # straight to the terminal: a live progress display would hold console output until it stops
-    sys.__stdout__.write(message + "\n")
-    sys.__stdout__.flush()
+    server_module = sys.modules.get("prefect.server.api.server")  # never import here: the main thread may hold the lock
+    for server in list(getattr(getattr(server_module, "SubprocessASGIServer", None), "_instances", {}).values()):
+        if getattr(server, "server_process", None) is not None:
+            server.server_process.kill()
+    # straight to the terminal (file descriptor 1): a live progress display would hold console output
+    for stream in (sys.stdout, sys.__stdout__):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os.write(1, (message + "\n").encode())
     os._exit(130)
 
 
@@ -102,6 +102,8 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     started = _time.monotonic()
     db_path = _fresh_database(home)
+    interrupt = ExitStack()  # from here on, Ctrl-C is the demo's (not a KeyboardInterrupt in some import)
+    interrupted = interrupt.enter_context(_stop_on_interrupt(db_path))
     start = datetime.now(SHANGHAI).date()
     his = generate(patients, days, start, seed)
     from carepath.engine import Engine
@@ -120,7 +122,7 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
         by_day.setdefault(ev.occurred_at.astimezone(SHANGHAI).date(), []).append(ev)
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=False) as progress, _stop_on_interrupt(db_path) as interrupted:
+    with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("starting Prefect (ephemeral mode, ~15 s)", total=days)
         for d in range(days):
             if interrupted.is_set():
@@ -137,6 +139,9 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
                 sent = conn.execute(select(func.count()).select_from(Touchpoint)
                                     .where(Touchpoint.status.in_(("sent", "delivered")))).scalar()
             progress.update(bar, advance=1, description=f"day {d + 1:>2}/{days} {day.isoformat()}  sent {sent}")
+    if interrupted.is_set():
+        engine.close()
+        _exit_now(f"interrupted; what ran so far is in {db_path}")
     with engine.db.connect() as conn:
         console.print(step_table(step_summary(conn), f"{DEMO_JOURNEY}: {patients} patients, {days} days"))
         counts = {name: conn.execute(select(func.count()).select_from(model)).scalar()
@@ -148,6 +153,5 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
     console.print(f"database: {db_path}", soft_wrap=True)
     console.print(f"one patient's journey:  carepath patients timeline {busiest[0]} --db {db_path}", soft_wrap=True)
     engine.close()
-    if interrupted.is_set():
-        _exit_now("interrupted: the table shows what ran before Ctrl-C")
+    interrupt.close()
     return DemoResult(db_path, busiest[0], elapsed)

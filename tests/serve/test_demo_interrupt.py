@@ -23,7 +23,7 @@ def test_ctrl_c_stops_the_demo_quickly_and_quietly(tmp_path):
                             stderr=subprocess.PIPE, start_new_session=True, cwd=tmp_path)
     try:
         wait_for(lambda: (home / "demo.db").exists() or demo.poll() is not None, 120, "the demo to start")
-        time.sleep(2)  # into the first day: Prefect starting, or the first flow running
+        time.sleep(2)  # starting: importing Prefect, starting its server, or the first flow running
         os.killpg(demo.pid, signal.SIGINT)
         started = time.monotonic()
         out, err = demo.communicate(timeout=30)
