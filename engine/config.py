@@ -24,7 +24,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import pydantic
 
@@ -312,3 +312,23 @@ def configured_channel_names(config: CarepathConfig | None = None) -> set[str]:
     """Names journeys may use in ``via=[...]`` (loads the configuration when not given)."""
     config = config if config is not None else load_config()
     return set(DEFAULT_CHANNELS) if config.path is None else set(config.of_kind("channel"))
+
+
+def unmapped_template_problems(config: CarepathConfig, journeys: Iterable[Any]) -> list[ConfigProblem]:
+    """Journey templates a configured channel cannot send (no provider template mapped), per channel."""
+    uses: dict[str, dict[str, list[str]]] = {}  # channel -> template -> "journey/step" users
+    for journey in journeys:
+        for step in journey.steps:
+            action = step.action
+            for name in getattr(action, "via", ()):
+                uses.setdefault(name, {}).setdefault(action.template, []).append(f"{journey.name}/{step.id}")
+    problems = []
+    for name, spec in sorted(config.of_kind("channel").items()):
+        if name not in uses:
+            continue
+        channel = spec.build()
+        for template in channel.unmapped_templates(sorted(uses[name])):  # type: ignore[attr-defined]
+            problems.append(ConfigProblem(f"connectors.{name}.templates",
+                                          f"no provider template for '{template}' "
+                                          f"(used by {', '.join(uses[name][template])})"))
+    return problems

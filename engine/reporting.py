@@ -90,10 +90,12 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
         events.add_row(local(e.occurred_at), e.type, e.source_id, e.outcome or "")
 
     deliveries = defaultdict(list)
-    for d in conn.execute(select(Delivery.touchpoint_id, Delivery.channel, Delivery.status, Delivery.error_code)
+    for d in conn.execute(select(Delivery.touchpoint_id, Delivery.channel, Delivery.status, Delivery.error_code,
+                                 Delivery.cost)
                           .join(Touchpoint, Touchpoint.id == Delivery.touchpoint_id)
                           .where(Touchpoint.patient_id == patient_id).order_by(Delivery.id)):
-        deliveries[d.touchpoint_id].append(f"{d.channel}:{d.status}" + (f"({d.error_code})" if d.error_code else ""))
+        deliveries[d.touchpoint_id].append(f"{d.channel}:{d.status}" + (f"({d.error_code})" if d.error_code else "")
+                                           + (f" [{d.cost:g} segments, cost {d.cost:g}]" if d.cost else ""))
     tps = Table(title=f"touchpoints ({p.tz})")
     for col in ["stage", "step", "planned", "due", "sent", "status", "channel", "deliveries", "reason"]:
         tps.add_column(col)

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from carepath.definition.durations import Duration
+from carepath.plugins.contracts import long_secret
 
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -90,12 +91,7 @@ class StaffMember(BaseModel):
     role: str = "staff"
     token: SecretStr = Field(description="login token for the staff page (an environment reference)")
 
-    @field_validator("token")
-    @classmethod
-    def _long(cls, v: SecretStr) -> SecretStr:
-        if len(v.get_secret_value()) < 16:
-            raise ValueError("a login token needs at least 16 characters")
-        return v
+    _long = field_validator("token")(classmethod(lambda cls, v: long_secret(v)))
 
 
 class SurveySettings(BaseModel):

@@ -16,7 +16,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, SecretBytes, SecretStr
@@ -68,6 +68,8 @@ class SendResult:
     error_code: str | None = None
     error: str | None = None
     cost: float | None = None
+    #: a retryable failure's hint: try again no sooner than this (account problems, rate limits)
+    retry_after: timedelta | None = None
 
     @classmethod
     def sent(cls, provider_id: str | None, cost: float | None = None) -> "SendResult":
@@ -75,9 +77,9 @@ class SendResult:
         return cls(ok=True, provider_id=provider_id, cost=cost)
 
     @classmethod
-    def retryable(cls, code: str, error: str = "") -> "SendResult":
+    def retryable(cls, code: str, error: str = "", retry_after: timedelta | None = None) -> "SendResult":
         """A transient failure (timeout, 5xx, rate limit): retry later on the same channel."""
-        return cls(ok=False, error_kind=ErrorKind.RETRYABLE, error_code=code, error=error)
+        return cls(ok=False, error_kind=ErrorKind.RETRYABLE, error_code=code, error=error, retry_after=retry_after)
 
     @classmethod
     def permanent(cls, code: str, error: str = "") -> "SendResult":
@@ -179,6 +181,13 @@ def _is_secret_annotation(annotation: Any) -> bool:
     if origin in (typing.Union, types.UnionType, typing.Annotated):
         return any(_is_secret_annotation(a) for a in typing.get_args(annotation))
     return False
+
+
+def long_secret(value: SecretStr, minimum: int = 16) -> SecretStr:
+    """A pydantic validator body: a token that guards an endpoint needs ``minimum`` characters."""
+    if len(value.get_secret_value()) < minimum:
+        raise ValueError(f"at least {minimum} characters")
+    return value
 
 
 def secret_fields(config_model: type[BaseModel]) -> set[str]:

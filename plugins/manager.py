@@ -31,6 +31,7 @@ ALLOW_LIST_ENV = "CAREPATH_PLUGINS"
 BUILTIN_PLUGINS = {
     "console": "carepath.connectors.console",
     "outbox": "carepath.connectors.outbox",
+    "sms": "carepath.connectors.sms",
     "his": "carepath.connectors.his",
     "surveys": "carepath.connectors.surveys",
     "staff": "carepath.web.staff",

@@ -37,12 +37,20 @@ def web_context(request: "Request") -> WebContext:
 
 
 def callback_router(type_name: str, prefix: str = "/hooks") -> "APIRouter":
-    """A router with ``GET|POST {prefix}/{type_name}/{name}`` handing callbacks to connector ``name``."""
+    """A router handing ``GET|POST {prefix}/{type_name}/{name}[/...]`` to connector ``name``.
+
+    What follows the name (a secret path token, ``receipts`` or ``replies``)
+    reaches the connector as ``CallbackRequest.path``. A request that fails
+    authentication is answered 401, a malformed one (``ValueError`` while
+    parsing) 400; neither changes anything.
+    """
     from fastapi import APIRouter, HTTPException, Request, Response
 
     router = APIRouter()
 
     @router.api_route(f"{prefix}/{type_name}/{{name}}", methods=["GET", "POST"], include_in_schema=False)
+    @router.api_route(f"{prefix}/{type_name}/{{name}}/{{tail:path}}", methods=["GET", "POST"],
+                      include_in_schema=False)
     async def _callback(name: str, request: Request) -> Response:
         context = web_context(request)
         connector = context.connectors.get(name)
@@ -54,6 +62,8 @@ def callback_router(type_name: str, prefix: str = "/hooks") -> "APIRouter":
             events = connector.handle_callback(inbound)
         except CallbackRejected:
             raise HTTPException(status_code=401, detail="callback not authentic") from None
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=f"malformed callback: {exc}") from None
         for event in events:
             context.ingest(event)
         status, body = connector.callback_reply(inbound)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from carepath.connectors.surveys.questionnaires import Questionnaire, check_answers, load_questionnaires
 from carepath.connectors.surveys.responses import Recorded, record_response, target_of_touchpoint
-from carepath.plugins.contracts import CallbackRejected
+from carepath.plugins.contracts import CallbackRejected, Capabilities, SurveyProvider
 from carepath.runtime.survey_links import read_token, survey_token
 
 if TYPE_CHECKING:
@@ -27,6 +27,24 @@ class SurveyMap(BaseModel):
     id: str = Field(min_length=1, description="the survey's id at the provider (wjx activity, Tencent survey_id)")
     url: str = Field(pattern=r"^https?://", description="the survey's public URL")
     questions: dict[str, str] = Field(description="provider question id -> questionnaire linkId")
+
+
+class MappedSurveys(SurveyProvider):
+    """A provider whose ``Config`` has ``surveys`` (name -> :class:`SurveyMap`) and a link ``param``."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(callbacks=True)
+
+    def __init__(self, name: str, config: Any = None) -> None:
+        super().__init__(name, config)
+        self.engine: Any = None
+
+    def bind(self, engine: Any) -> None:
+        self.engine = engine
+
+    def make_link(self, survey: str, patient_id: int, *, touchpoint_id: int | None = None) -> str:
+        if survey not in self.config.surveys:
+            raise ValueError(f"{self.type_name} connector {self.name!r} maps no survey {survey!r}")
+        return patient_link(self.config.surveys[survey].url, self.config.param, engine_of(self), touchpoint_id)
 
 
 def patient_link(url: str, param: str, engine: "Engine", touchpoint_id: int | None) -> str:

@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
-from carepath.connectors.surveys.provider_maps import SurveyMap, by_provider_id, engine_of, mapped_values, \
-    patient_link, record_push
-from carepath.plugins.contracts import Capabilities, CallbackRejected, CallbackRequest, ConnectorConfig, SurveyProvider
+from carepath.connectors.surveys.provider_maps import MappedSurveys, SurveyMap, by_provider_id, engine_of, mapped_values, \
+    record_push
+from carepath.plugins.contracts import CallbackRejected, CallbackRequest, ConnectorConfig, long_secret
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,7 @@ class TencentWenjuanConfig(ConnectorConfig):
     param: str = Field("respondent_id", description="the link parameter Tencent returns as third_party_user.respondent_id")
     surveys: dict[str, SurveyMap] = Field(default_factory=dict, description="carepath survey name -> Tencent survey")
 
-    @field_validator("path_token")
-    @classmethod
-    def _long(cls, v: SecretStr) -> SecretStr:
-        if len(v.get_secret_value()) < 16:
-            raise ValueError("the path token needs at least 16 characters")
-        return v
+    _long = field_validator("path_token")(classmethod(lambda cls, v: long_secret(v)))
 
 
 def _answer_values(answers: Any) -> dict[str, str]:
@@ -54,23 +49,10 @@ def _answer_values(answers: Any) -> dict[str, str]:
     return values
 
 
-class TencentWenjuan(SurveyProvider):
+class TencentWenjuan(MappedSurveys):
     type_name: ClassVar[str] = "tencent-wenjuan"
     Config = TencentWenjuanConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(callbacks=True)
     emulator: ClassVar[str | None] = "carepath.connectors.surveys.emulators:serve_tencent"
-
-    def __init__(self, name: str, config: TencentWenjuanConfig | None = None) -> None:
-        super().__init__(name, config)
-        self.engine: Any = None
-
-    def bind(self, engine: Any) -> None:
-        self.engine = engine
-
-    def make_link(self, survey: str, patient_id: int, *, touchpoint_id: int | None = None) -> str:
-        if survey not in self.config.surveys:
-            raise ValueError(f"tencent-wenjuan connector {self.name!r} maps no survey {survey!r}")
-        return patient_link(self.config.surveys[survey].url, self.config.param, engine_of(self), touchpoint_id)
 
     def verify_callback(self, request: CallbackRequest) -> bool:
         given = request.path.rstrip("/").rsplit("/", 1)[-1] if request.path else ""

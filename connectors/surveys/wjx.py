@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 
-from carepath.connectors.surveys.provider_maps import SurveyMap, by_provider_id, engine_of, mapped_values, \
-    patient_link, record_push
-from carepath.plugins.contracts import Capabilities, CallbackRejected, CallbackRequest, ConnectorConfig, SurveyProvider
+from carepath.connectors.surveys.provider_maps import MappedSurveys, SurveyMap, by_provider_id, engine_of, mapped_values, \
+    record_push
+from carepath.plugins.contracts import CallbackRejected, CallbackRequest, ConnectorConfig
 
 
 class WjxConfig(ConnectorConfig):
@@ -32,23 +32,10 @@ def wjx_sign(activity: str, index: str, secret: str) -> str:
     return hashlib.sha1(f"{activity}{index}{secret}".encode()).hexdigest()
 
 
-class WjxSurveys(SurveyProvider):
+class WjxSurveys(MappedSurveys):
     type_name: ClassVar[str] = "wjx"
     Config = WjxConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(callbacks=True)
     emulator: ClassVar[str | None] = "carepath.connectors.surveys.emulators:serve_wjx"
-
-    def __init__(self, name: str, config: WjxConfig | None = None) -> None:
-        super().__init__(name, config)
-        self.engine: Any = None
-
-    def bind(self, engine: Any) -> None:
-        self.engine = engine
-
-    def make_link(self, survey: str, patient_id: int, *, touchpoint_id: int | None = None) -> str:
-        if survey not in self.config.surveys:
-            raise ValueError(f"wjx connector {self.name!r} maps no survey {survey!r}")
-        return patient_link(self.config.surveys[survey].url, self.config.param, engine_of(self), touchpoint_id)
 
     def verify_callback(self, request: CallbackRequest) -> bool:
         try:

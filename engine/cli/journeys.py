@@ -13,7 +13,7 @@ from rich.table import Table
 
 from carepath.definition.journey_files import read_journey_file
 from carepath.definition.model import Journey, Send, Stage
-from carepath.definition.registry import known_channel_names, known_template_names
+from carepath.definition.registry import known_channel_names, known_channels, known_template_names
 from carepath.definition.validation import Problem
 from carepath.runtime.migrate import OUTCOMES
 
@@ -69,6 +69,10 @@ def validate(
     _print_problems(console, problems)
     templates = known_template_names()
     channels = set(channel) if channel else known_channel_names()
+    if not channel:
+        instances = known_channels()
+        if set(instances) == channels:  # the channels themselves: their template maps are checked too
+            channels = instances
     for path in files:
         journey, found = read_journey_file(path, known_templates=templates, known_channels=channels)
         if journey is not None and not found:

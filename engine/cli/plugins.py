@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from carepath.config import CONFIG_ENV, DEFAULT_CHANNELS, ConfigError, config_path, load_config
+from carepath.config import (CONFIG_ENV, DEFAULT_CHANNELS, ConfigError, config_path, load_config,
+                             unmapped_template_problems)
 from carepath.plugins.manager import get_plugin_manager
 
 plugins_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -95,4 +96,12 @@ def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
     for name, spec in sorted(config.connectors.items()):
         table.add_row(name, spec.type, spec.kind, f"{spec.cls.__module__}.{spec.cls.__qualname__}")
     console.print(table)
+    from carepath.definition.registry import plugin_journeys
+
+    unmapped = unmapped_template_problems(config, plugin_journeys().values())
+    if unmapped:
+        console.print(f"[bold red]{len(unmapped)} template(s) cannot go out by their channel[/]")
+        for problem in unmapped:
+            console.print(f"  [red]✗[/] {escape(str(problem))}")
+        raise typer.Exit(1)
     console.print("[green]OK[/]")

@@ -42,11 +42,11 @@ Dur = str | timedelta
 
 def journey(name: str, *, enroll: EnrollRule, steps: Iterable[Step], title: str = "", exit: ExitRule | None = None,
             anchors: dict[str, AnchorRule] | None = None, reentry: str = "after_exit", key: str | None = None,
-            templates: Iterable[Template] = (), description: str = "") -> Journey:
-    """Declare a journey."""
+            templates: Iterable[Template] = (), description: str = "", team: str | None = None) -> Journey:
+    """Declare a journey; ``team`` calls the patient when no channel delivered (default nursing)."""
     return Journey(name=name, title=title, description=description, enroll=enroll, exit=exit or ExitRule(),
                    anchors=anchors or {}, reentry=reentry, key=key, steps=list(steps),
-                   templates={t.name: t for t in templates})
+                   templates={t.name: t for t in templates}, team=team)
 
 
 def enroll_on(*events: str, when: str | None = None) -> EnrollRule:
@@ -63,10 +63,15 @@ def anchor(set_by: Iterable[str], field: str | None = None, cancelled_by: Iterab
 
 
 def step(id: str, stage: str, trigger: Any, action: Any, *, when: str | None = None, category: str = "clinical",
-         missed: str = "send", grace: Dur = "12h", over_cap: str = "defer", description: str | None = None) -> Step:
-    """One step: trigger + optional condition (``when``) + action."""
+         missed: str = "send", grace: Dur = "12h", over_cap: str = "defer", confirm_within: Dur | None = None,
+         description: str | None = None) -> Step:
+    """One step: trigger + optional condition (``when``) + action.
+
+    ``confirm_within``: a message not confirmed delivered within this window falls back to the next channel.
+    """
     return Step(id=id, stage=stage, trigger=trigger, action=action, condition=when, category=category,
-                missed=Missed(policy=missed, grace=grace), over_cap=over_cap, description=description)
+                missed=Missed(policy=missed, grace=grace), over_cap=over_cap, confirm_within=confirm_within,
+                description=description)
 
 
 def on(event: str, delay: Dur = "0s") -> OnEvent:

@@ -34,7 +34,7 @@ __all__ = ["JourneyFileError", "load_journey_file", "read_journey_file", "read_j
 TRIGGER_KEYS = ("on", "before", "after", "every", "after_step")
 ACTION_KEYS = ("send", "survey", "task", "tag")
 STEP_KEYS = ("id", "stage", *TRIGGER_KEYS, "when", "condition", *ACTION_KEYS, "category", "missed", "over_cap",
-             "description")
+             "confirm_within", "description")
 # A scalar given where a mapping is expected fills this field: ``on: visit.checked_in``.
 SHORTHAND_FIELD = {"on": "event", "after_step": "step", "task": "task", "tag": "add", "missed": "policy"}
 

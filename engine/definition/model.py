@@ -165,6 +165,9 @@ class Step(_Model):
     category: Category = Category.clinical
     missed: Missed = Missed()
     over_cap: Literal["defer", "drop"] = "defer"
+    #: a sent message not confirmed delivered within this window falls back to the next channel
+    #: of ``via`` (or, after the last, to a staff call): see ``carepath.runtime.fallback``
+    confirm_within: Duration | None = None
     description: str | None = None
 
     @property
@@ -211,6 +214,10 @@ class Template(_Model):
     title: str = ""
 
 
+_LATER_OPTIONS = ("team",)
+_LATER_STEP_OPTIONS = ("confirm_within",)
+
+
 class Journey(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
     title: str = ""
@@ -222,11 +229,25 @@ class Journey(_Model):
     anchors: dict[str, AnchorRule] = {}
     steps: list[Step]
     templates: dict[str, Template] = {}
+    #: the staff team that calls the patient when no channel delivered (default ``nursing``)
+    team: str | None = None
 
     @functools.cached_property
     def version(self) -> str:
-        """Hash of the normalized definition: equal definitions share a version."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"title", "description"}), sort_keys=True)
+        """Hash of the normalized definition: equal definitions share a version.
+
+        Options added after journeys were first stored count only when set, so
+        existing journeys keep their versions.
+        """
+        data = self.model_dump(mode="json", exclude={"title", "description"})
+        for key in _LATER_OPTIONS:
+            if data.get(key) is None:
+                data.pop(key, None)
+        for step in data["steps"]:
+            for key in _LATER_STEP_OPTIONS:
+                if step.get(key) is None:
+                    step.pop(key, None)
+        canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def step(self, step_id: str) -> Step:

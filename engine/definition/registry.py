@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from carepath.definition.model import Journey, Template
 
@@ -52,3 +52,10 @@ def known_channel_names() -> set[str]:
     except ImportError:  # configuration support not installed yet
         return {"console", "outbox"}
     return set(configured_channel_names())
+
+
+def known_channels() -> Mapping[str, Any]:
+    """The channel instances this installation has, by name (their template maps are checked too)."""
+    from carepath.config import build_channels, load_config
+
+    return build_channels(load_config())

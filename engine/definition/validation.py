@@ -80,7 +80,9 @@ def validate_journey(journey: Journey, *, known_templates: Collection[str] | Non
     """Report every semantic problem of ``journey``.
 
     ``known_templates`` are templates available besides the journey's own and
-    ``known_channels`` the installed channels; ``None`` skips that check.
+    ``known_channels`` the installed channels; ``None`` skips that check. Given
+    as channel instances by name, each channel's template map is checked too
+    (``Channel.unmapped_templates``: Chinese SMS and WeChat send only mapped templates).
     """
     report = Reporter(file, lines)
     _check_journey_rules(journey, report)
@@ -203,4 +205,8 @@ def _check_action(journey: Journey, step: Step, prefix: str, known_templates: Co
         for i, channel in enumerate(action.via):
             if channel not in known_channels:
                 report.add(f"unknown channel '{channel}' (known channels: {known})",
+                           f"{prefix}.send.via[{i}]", step.id)
+            elif isinstance(known_channels, Mapping) and known_channels[channel].unmapped_templates([action.template]):
+                report.add(f"template '{action.template}' has no provider template on channel '{channel}' "
+                           f"(map it under [connectors.{channel}.templates.{action.template}])",
                            f"{prefix}.send.via[{i}]", step.id)

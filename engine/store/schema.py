@@ -256,6 +256,24 @@ class Consent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class OperatorAlert(Base):
+    """Something an operator must fix (a connector's account out of balance, bad credentials).
+
+    ``emitted_at`` is set once the alert was published (a Prefect event such as
+    ``carepath.connector.down``); rows are never deleted.
+    """
+
+    __tablename__ = "operator_alerts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(128))
+    code: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[str | None] = mapped_column(Text)
+    emitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_operator_alerts_pending", "emitted_at", "at"),)
+
+
 class AuditEntry(Base):
     """Append-only audit log: who changed journeys, consents and patient data."""
 

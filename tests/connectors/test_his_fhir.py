@@ -14,8 +14,6 @@ from carepath.connectors.his.fhir_emulator import FhirEmulator, appointment_reso
 from carepath.connectors.his.fhir_hook import fhir_router
 from carepath.connectors.his.fhir_source import FhirSource
 from carepath.connectors.his.hl7_source import Hl7Source
-from carepath.definition.journey_files import load_journey_file
-from carepath.journeys import journey_files
 from carepath.plugins.testing import HisSourceConformance
 from carepath.runtime.his_poll import load_cursor, poll_source
 from carepath.store.schema import Event, Patient
@@ -25,13 +23,6 @@ from tests.engine import helpers as h
 
 SH = timezone(timedelta(hours=8))
 SECRET = "rest-hook-secret-for-tests"
-
-
-@pytest.fixture
-def engine(database_url, settings, clock):
-    stock = [load_journey_file(path) for path in journey_files()]
-    return h.make_engine(database_url, settings, clock, stock, {"wechat": h.RecordingChannel("wechat"),
-                                                              "sms": h.RecordingChannel("sms")})
 
 
 @pytest.fixture

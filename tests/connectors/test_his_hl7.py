@@ -10,8 +10,6 @@ import pytest
 
 from carepath.connectors.his.hl7_source import Hl7Source
 from carepath.connectors.his.mllp import MllpClient
-from carepath.definition.journey_files import load_journey_file
-from carepath.journeys import journey_files
 from carepath.store.schema import Event, Patient
 from tests.connectors import hl7_messages as m
 from tests.engine import helpers as h
@@ -44,13 +42,6 @@ class Listener:
         asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
-
-
-@pytest.fixture
-def engine(database_url, settings, clock):
-    stock = [load_journey_file(path) for path in journey_files()]
-    return h.make_engine(database_url, settings, clock, stock, {"wechat": h.RecordingChannel("wechat"),
-                                                              "sms": h.RecordingChannel("sms")})
 
 
 @pytest.fixture

@@ -1,0 +1,256 @@
+"""Journey messages through both SMS providers, end to end over loopback HTTP: the provider emulator
+checks every signature on its own, receipts and replies come back through the web hooks app."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import requests
+from rich.console import Console
+from sqlalchemy import select
+
+from carepath.connectors.sms_common.segments import segment_count
+from carepath.definition.expressions import render
+from carepath.reporting import timeline_tables
+from carepath.runtime.alerts import CONNECTOR_DOWN, pending_alerts
+from carepath.store.schema import Event, OutboxMessage
+
+from tests.connectors.sms_helpers import BODY, PHONE, PROVIDERS, SIGN, Provider, build, close
+
+
+@pytest.fixture(params=sorted(PROVIDERS))
+def provider(request: pytest.FixtureRequest) -> Provider:
+    return PROVIDERS[request.param]
+
+
+@pytest.fixture
+def make(provider, database_url, settings, clock):
+    made = []
+
+    def _make(**kw):
+        made.append(build(provider, database_url, settings, clock, **kw))
+        return made[-1]
+
+    yield _make
+    for setup in made:
+        close(setup)
+
+
+def test_message_reaches_the_provider_signed_with_its_segments_as_cost(make, provider: Provider) -> None:
+    s = make()
+    s.enroll()
+    report = s.dispatch()
+    assert report.sent == 1, report.outcomes
+    assert s.emulator.rejected == [], "the emulator refused a signature"
+    [message] = s.emulator.messages
+    tp = s.touchpoint()
+    assert message.reference == f"{tp.idempotency_key}:sms"  # OutId / SessionContext
+    assert message.template == provider.template_code and message.sign_name == SIGN
+    assert (message.params == {"name": "张"}) if provider.type_name == "aliyun-sms" else (message.params == ["张"])
+    assert message.phone.endswith(PHONE)
+
+    text = f"【{SIGN}】" + render(BODY, {"patient": type("P", (), {"surname": "张"})()})
+    assert len(text) > 70 and segment_count(text) == 2
+    [delivery] = s.deliveries()
+    assert (delivery.status, delivery.channel, delivery.cost) == ("sent", "sms", 2)
+    assert delivery.provider_id == message.provider_id
+
+    console = Console(record=True, width=250)
+    with s.engine.db.connect() as conn:
+        for table in timeline_tables(conn, s.engine.cipher, tp.patient_id):
+            console.print(table)
+    timeline = console.export_text()
+    assert "sms:sent [2 segments, cost 2]" in timeline
+    assert PHONE not in timeline
+
+
+def test_timeout_after_the_provider_accepted_sends_once(make) -> None:
+    s = make(options={"timeout": 0.5}, hooks=True)
+    s.enroll()
+    s.emulator.delay = 1.5  # the provider records the message, then answers too late
+    report = s.dispatch()
+    assert report.sent == 1, report.outcomes  # the lookup found it: no retry needed
+    assert len(s.emulator.messages) == 1
+    [delivery] = s.deliveries()
+    assert delivery.status == "sent"
+    # a retry of the same message (same idempotency key) never reaches the provider again
+    message = s.emulator.messages[0]
+    s.emulator.delay = 0
+    from carepath.plugins.contracts import Message
+
+    again = s.channel.send(Message(idempotency_key=message.reference, channel="sms", patient_id=1, address=PHONE,
+                                   title="", body="x", template="sms_followup", category="clinical",
+                                   context={"patient": {"surname": "张"}}))
+    assert again.ok and len(s.emulator.messages) == 1
+    # the receipt still finds the message found by lookup
+    assert s.emulator.push_receipts(s.hook_url("receipts")) == 200
+    assert s.touchpoint().status == "delivered"
+
+
+def test_blacklisted_number_withdraws_sms_consent_and_the_step_falls_back(make, provider: Provider) -> None:
+    s = make()
+    s.emulator.block(PHONE)
+    s.enroll()
+    report = s.dispatch()
+    assert report.sent == 1, report.outcomes
+    tp = s.touchpoint()
+    assert tp.channel == "outbox" and "fallback" in tp.reason
+    [refused, fallback] = s.deliveries()
+    assert (refused.channel, refused.status, refused.error_kind, refused.error_code) == \
+        ("sms", "failed", "permanent", provider.blacklist_code)
+    assert fallback.channel == "outbox" and fallback.status == "sent"
+    withdrawn = {(c.purpose, c.channel, c.granted) for c in s.consents()}
+    assert withdrawn == {("clinical", "sms", False), ("marketing", "sms", False)}
+    assert s.emulator.messages == []
+
+
+def test_receipt_marks_delivery_once_and_is_acknowledged_as_the_provider_expects(make, provider: Provider) -> None:
+    s = make(hooks=True)
+    s.enroll()
+    s.dispatch()
+    url = s.hook_url("receipts")
+    # a wrong token changes nothing
+    s.emulator.messages[0].delivered = True
+    body = json.dumps(s.emulator.receipt_body(s.emulator.messages), ensure_ascii=False).encode()
+    forged = requests.post(s.hook_url("receipts", token="x" * len("hook-token-0123456789abcdef")), data=body,
+                           timeout=10)
+    assert forged.status_code == 401
+    assert s.deliveries()[0].status == "sent"
+    answer = requests.post(url, data=body, timeout=10)
+    assert answer.status_code == 200
+    expected = {"aliyun-sms": {"code": 0, "msg": "接收成功"}, "tencent-sms": {"result": 0, "errmsg": "OK"}}
+    assert answer.json() == expected[provider.type_name]
+    assert requests.post(url, data=body, timeout=10).status_code == 200  # pushed again: deduplicated
+    [delivery] = s.deliveries()
+    assert delivery.status == "delivered" and s.touchpoint().status == "delivered"
+    receipts = s.rows(Event, type="message.delivered")
+    assert len(receipts) == 1 and receipts[0].patient_id == s.touchpoint().patient_id
+    # a malformed push is refused, nothing stored
+    assert requests.post(url, data=b"{not json", timeout=10).status_code == 400
+    assert len(s.rows(Event)) == 2  # the discharge and the one receipt
+
+
+def test_td_reply_unsubscribes_and_other_replies_are_events(make) -> None:
+    s = make(hooks=True)
+    s.enroll()
+    assert s.emulator.push_reply(s.hook_url("replies"), PHONE, "好的，谢谢") == 200
+    [replied] = s.rows(Event, type="message.replied")
+    assert replied.payload["text"] == "好的，谢谢" and replied.patient_id is not None
+    assert s.consents() == []
+    assert s.emulator.push_reply(s.hook_url("replies"), PHONE, " td ") == 200
+    assert {(c.purpose, c.channel, c.granted) for c in s.consents()} == \
+        {("clinical", "sms", False), ("marketing", "sms", False)}
+    # the journey's message now goes by the next channel, and SMS sends nothing
+    assert s.dispatch().sent == 1
+    assert s.touchpoint().channel == "outbox" and s.emulator.messages == []
+
+
+def test_step_whose_channels_all_fail_opens_a_staff_task(make) -> None:
+    s = make(via=["sms"])
+    s.emulator.block(PHONE)
+    s.enroll()
+    report = s.dispatch()
+    assert report.outcomes["failed"] == 1
+    [task] = s.tasks()
+    assert task.kind in ("call_patient", "contact_patient") and "sms_followup" in task.detail
+
+
+def test_unconfirmed_message_falls_back_then_ends_with_a_call_task(make) -> None:
+    from carepath.runtime.fallback import unconfirmed_fallback
+
+    s = make(via=["sms"], confirm_within="2h", team="cardiology")
+    s.enroll()
+    assert s.dispatch().sent == 1
+    s.clock.advance(timedelta(hours=1))
+    assert unconfirmed_fallback(s.engine) == 0  # still within its window
+    s.clock.advance(timedelta(hours=1, minutes=1))
+    assert unconfirmed_fallback(s.engine) == 1
+    assert unconfirmed_fallback(s.engine) == 0  # once only
+    [task] = s.tasks()
+    assert (task.kind, task.team, task.status) == ("call_patient", "cardiology", "open")
+    assert "张先生/女士您好，您已出院" in task.detail  # the message text
+    assert "sms attempt 1: sent" in task.detail and s.emulator.messages[0].provider_id in task.detail
+    assert s.touchpoint().status == "failed"
+
+
+def test_unconfirmed_message_falls_back_to_the_next_channel(make) -> None:
+    from carepath.runtime.fallback import unconfirmed_fallback
+
+    s = make(via=["sms", "outbox"], confirm_within="30m")
+    s.enroll()
+    assert s.dispatch().sent == 1
+    s.clock.advance(timedelta(minutes=31))
+    assert unconfirmed_fallback(s.engine) == 1
+    assert s.engine.dispatch_due().sent == 1
+    tp = s.touchpoint()
+    assert tp.channel == "outbox" and tp.status == "sent"
+    with s.engine.db.connect() as conn:
+        assert conn.execute(select(OutboxMessage.body)).scalar().startswith("张先生/女士")
+    assert len(s.emulator.messages) == 1 and s.tasks() == []
+
+
+def test_delivered_message_does_not_fall_back(make) -> None:
+    from carepath.runtime.fallback import unconfirmed_fallback
+
+    s = make(via=["sms", "outbox"], confirm_within="30m", hooks=True)
+    s.enroll()
+    s.dispatch()
+    assert s.emulator.push_receipts(s.hook_url("receipts")) == 200
+    s.clock.advance(timedelta(hours=2))
+    assert unconfirmed_fallback(s.engine) == 0
+    assert s.touchpoint().status == "delivered"
+
+
+def test_account_problem_raises_one_alert_and_holds_messages(make, provider: Provider) -> None:
+    s = make(via=["sms"])
+    s.emulator.account_error = provider.account_code
+    for mrn, phone in (("M1", PHONE), ("M2", "13900000002")):
+        s.enroll(mrn, phone)
+    report = s.dispatch()
+    assert report.outcomes["retry"] == 2 and report.outcomes["failed"] == 0
+    calls = s.emulator.calls["SendSms"]
+    assert calls == 1, "the second message was held, not sent into a dead account"
+    [alert] = pending_alerts(s.engine)
+    assert (alert.kind, alert.source, alert.code) == (CONNECTOR_DOWN, f"{provider.type_name}:sms",
+                                                      provider.account_code)
+    assert s.tasks() == []
+
+
+def test_rate_limited_number_rests_before_the_next_try(make, provider: Provider) -> None:
+    s = make(via=["sms"], emulator_options={"daily_limit": 0})
+    s.enroll()
+    report = s.dispatch()
+    assert report.outcomes["retry"] == 1
+    [delivery] = s.deliveries()
+    assert (delivery.error_kind, delivery.error_code) == ("retryable", provider.rate_limit_code)
+    calls = s.emulator.calls["SendSms"]
+    s.clock.advance(timedelta(minutes=5))  # the dispatcher's backoff is over, the number's rest is not
+    s.engine.dispatch_due()
+    assert s.emulator.calls["SendSms"] == calls
+    assert s.deliveries()[-1].error_code == "number_resting"
+
+
+def test_wrong_secret_is_refused_by_the_emulator_with_the_providers_error(make, provider: Provider) -> None:
+    secret = "access_key_secret" if provider.type_name == "aliyun-sms" else "secret_key"
+    s = make(via=["sms"], options={secret: "not-the-right-secret"})
+    s.enroll()
+    s.dispatch()
+    assert s.emulator.rejected == [provider.bad_signature_code]
+    assert s.emulator.messages == []
+    assert s.deliveries()[0].error_code == provider.bad_signature_code
+
+
+def test_failure_receipt_falls_back_without_waiting_for_the_window(make) -> None:
+    from carepath.runtime.fallback import unconfirmed_fallback
+
+    s = make(via=["sms", "outbox"], confirm_within="6h", hooks=True)
+    s.enroll()
+    s.dispatch()
+    assert s.emulator.push_receipts(s.hook_url("receipts"), delivered=False) == 200
+    assert s.touchpoint().status == "failed"
+    assert unconfirmed_fallback(s.engine) == 1
+    assert s.engine.dispatch_due().sent == 1
+    tp = s.touchpoint()
+    assert (tp.channel, tp.status) == ("outbox", "sent") and "a failure receipt" in tp.reason
