@@ -116,6 +116,25 @@ def poll_his_sources(engine: "Engine") -> JobResult:
     return result
 
 
+def publish_alerts(engine: "Engine") -> JobResult:
+    """Operator alerts raised since the last run (:mod:`carepath.runtime.alerts`), as notices, marked published."""
+    from carepath.runtime.alerts import mark_emitted, pending_alerts
+
+    alerts = pending_alerts(engine)
+    notices = [Notice(event=a.kind, resource_id=f"carepath.connector.{a.source}",
+                      labels={"carepath.alert-code": a.code or ""}, payload={"detail": a.detail or ""})
+               for a in alerts]
+    mark_emitted(engine, [a.id for a in alerts])
+    return JobResult(count=len(alerts), notices=notices)
+
+
+def delivery_fallback(engine: "Engine") -> int:
+    """Messages not confirmed delivered within their step's window move on (:mod:`carepath.runtime.fallback`)."""
+    from carepath.runtime.fallback import unconfirmed_fallback
+
+    return unconfirmed_fallback(engine)
+
+
 def _held_event_job() -> Job | None:
     """Held-event replay, when this installation has it (``carepath.runtime.held``)."""
     try:
@@ -125,7 +144,8 @@ def _held_event_job() -> Job | None:
     return expire_held
 
 
-JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources}
+JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources,
+                        "delivery_fallback": delivery_fallback, "alerts": publish_alerts}
 
 
 def register(name: str, job: Job) -> None:

@@ -114,3 +114,17 @@ def test_his_sources_are_polled_with_their_cursor_and_a_down_one_is_reported(dat
     _last_polled.clear()
     assert maintenance.poll_his_sources(engine).count == 1 and feed.polls == [None, "1"]  # the stored cursor
     engine.close()
+
+
+def test_operator_alerts_are_published_once(database_url, settings, clock):
+    from carepath.runtime.alerts import CONNECTOR_DOWN, raise_alert
+
+    engine = _engine(database_url, settings, clock)
+    assert raise_alert(engine, kind=CONNECTOR_DOWN, source="sms-aliyun", code="isv.AMOUNT_NOT_ENOUGH",
+                       detail="account out of balance")
+    result = maintenance.publish_alerts(engine)
+    [notice] = result.notices
+    assert (notice.event, notice.resource_id) == ("carepath.connector.down", "carepath.connector.sms-aliyun")
+    assert notice.payload == {"detail": "account out of balance"}
+    assert maintenance.publish_alerts(engine).count == 0
+    engine.close()
