@@ -77,7 +77,8 @@ def _prefect_state(api_url: str, events: bool = True) -> dict:
                 return {"flows": flows, "runs": runs}
             return {"flows": flows, "runs": runs,
                     "task_runs": await post("/task_runs/filter", page),
-                    "logs": await post("/logs/filter", {**page, "logs": {"flow_run_id": {"any_": ids}}}),
+                    "logs": [log for run_id in ids  # per run: a page of all runs' logs may miss some
+                             for log in await post("/logs/filter", {**page, "logs": {"flow_run_id": {"any_": [run_id]}}})],
                     "artifacts": await post("/artifacts/filter", page),
                     "events": (await post("/events/filter", {"limit": 50, "filter": {
                         "event": {"prefix": ["carepath."]}, "occurred": {"since": since}}}))["events"]}
