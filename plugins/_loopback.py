@@ -48,7 +48,33 @@ class SilentServer:
         return len(self._held)
 
 
-class StatusServer:
+class LoopbackHTTP:
+    """A threaded HTTP server on a loopback port serving ``handler`` from a daemon thread (a context manager)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str = HOST, port: int = 0,
+                 name: str = "carepath-loopback") -> None:
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self.port: int = self._httpd.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name=name, daemon=True)
+
+    def start(self) -> "LoopbackHTTP":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "LoopbackHTTP":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StatusServer(LoopbackHTTP):
     """An HTTP server on 127.0.0.1 answering every request with ``status`` and a small JSON body."""
 
     def __init__(self, status: int) -> None:
@@ -76,20 +102,7 @@ class StatusServer:
             def log_message(self, *args: object) -> None:  # keep test output quiet
                 pass
 
-        self._httpd = ThreadingHTTPServer((HOST, 0), Handler)
-        self._httpd.daemon_threads = True
-        self.port: int = self._httpd.server_address[1]
-        self.url = f"http://{HOST}:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
-                                        name="carepath-status-server", daemon=True)
-
-    def start(self) -> "StatusServer":
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__(Handler, name="carepath-status-server")
 
 
 @contextmanager

@@ -38,6 +38,18 @@ def carepath_templates() -> dict[str, Any]:
 
 
 @hookspec
+def carepath_event_types() -> list[Any]:
+    """Return event types the engine does not know yet: ``carepath.definition.catalog.EventType`` objects.
+
+    Each names its type (``device.alarm``), says what it means and gives a
+    pydantic payload model (subclass ``carepath.definition.catalog.Payload``;
+    a field without a default is required). Journeys may then use the type
+    and ``journeys validate`` checks templates against its fields. A built-in
+    type cannot be redefined.
+    """
+
+
+@hookspec
 def carepath_segments() -> dict[str, str]:
     """Return named segments: segment name -> condition expression over ``patient``.
 

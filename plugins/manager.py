@@ -9,6 +9,7 @@ still load.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.metadata as md
@@ -35,6 +36,7 @@ BUILTIN_PLUGINS = {
     "his": "carepath.connectors.his",
     "surveys": "carepath.connectors.surveys",
     "staff": "carepath.web.staff",
+    "wechat": "carepath.connectors.wechat",
     "journeys": "carepath.journeys",
 }
 
@@ -109,6 +111,13 @@ class PluginManager:
             for cls in batch or []:
                 types[cls.type_name] = cls
         return types
+
+    def event_types(self) -> list[Any]:
+        """Every plugin event type (``EventType`` objects), each marked with the plugin that added it."""
+        found: list[Any] = []
+        for plugin, batch in self._call_each("carepath_event_types"):
+            found.extend(dataclasses.replace(t, source=plugin) for t in batch or [])
+        return found
 
     def segments(self) -> dict[str, str]:
         """Every plugin segment: name -> condition."""

@@ -11,6 +11,7 @@ from carepath.definition.dsl import (after, after_step, anchor, before, enroll_o
                           task, template)
 from carepath.definition.journey_files import (JourneyFileError, journey_to_yaml, load_journey_file, read_journey_file,
                                     read_journey_text)
+from carepath.definition.catalog import EventType, Payload, build_catalogue
 from carepath.definition.model import AfterStep, AnchorOffset, Every, Journey, OnEvent, Send, Tag, Task
 
 DATA = Path(__file__).parent / "data" / "journeys"
@@ -45,6 +46,11 @@ def dsl_twin() -> Journey:
     )
 
 
+def catalogue_with(*names: str) -> dict[str, EventType]:
+    """The built-in event types plus payload-less ``names`` (YAML dialect checks use odd type names)."""
+    return build_catalogue([EventType(name, "a test event", Payload) for name in names])
+
+
 def load(text: str, **known) -> tuple[Journey | None, list]:
     return read_journey_text(text, file="journeys/test.yaml", **known)
 
@@ -77,7 +83,7 @@ def test_dsl_journey_and_its_yaml_twin_share_the_version():
     pytest.param(dsl_twin(), id="outpatient-visit"),
     pytest.param(journey(
         "every-feature", description="all the optional fields",
-        enroll=enroll_on("encounter.discharged"), exit=exit_on(when="patient.deceased"),
+        enroll=enroll_on("encounter.discharged"), exit=exit_on(when="patient.tagged('moved-away')"),
         anchors={"discharge": anchor(["encounter.discharged"])},
         templates=[template("multi", "第一行 {{ patient.name }}\n第二行\n", title="yes")],
         steps=[
@@ -89,7 +95,7 @@ def test_dsl_journey_and_its_yaml_twin_share_the_version():
 ])
 def test_journey_to_yaml_round_trips(original: Journey):
     text = journey_to_yaml(original)
-    again, problems = load(text, known_templates=None)
+    again, problems = load(text, known_templates=None, catalogue=catalogue_with("on"))
     assert problems == []
     assert again == original
     assert again.version == original.version
@@ -122,7 +128,7 @@ enroll: {events: [yes]}
 steps:
   - {id: s, stage: in_visit, on: no, send: {template: t, via: [off]}}
   - {id: t, stage: in_visit, after: {anchor: enrolled, at: 18:00}, tag: x}
-""", known_templates={"t"})
+""", known_templates={"t"}, catalogue=catalogue_with("yes", "no"))
     assert problems == []
     assert j.enroll.events == ["yes"]
     assert j.steps[0].trigger.event == "no"
@@ -223,11 +229,11 @@ steps:
 def test_templates_accept_a_plain_body():
     j, problems = load("""
 name: tpl
-enroll: {events: [a]}
+enroll: {events: [appointment.booked]}
 templates:
   hello: "Hello {{ patient.name }}"
 steps:
-  - {id: s, stage: in_visit, on: a, send: {template: hello, via: [sms]}}
+  - {id: s, stage: in_visit, on: visit.checked_in, send: {template: hello, via: [sms]}}
 """)
     assert problems == []
     assert j.templates["hello"].body == "Hello {{ patient.name }}"

@@ -155,8 +155,8 @@ def test_all_problems_are_reported_at_once():
 
 
 def test_python_journeys_are_validated_without_lines():
-    j = journey("dsl", enroll=enroll_on("a"), steps=[
-        step("s", "in_visit", on("a"), send("t", via=["fax"])),
+    j = journey("dsl", enroll=enroll_on("appointment.booked"), steps=[
+        step("s", "in_visit", on("visit.checked_in"), send("t", via=["fax"])),
         step("u", "post_visit", after("surgery", "1d"), tag("x")),
         step("v", "post_visit", every("1d", count=2), tag("y")),  # the built-in 'enrolled' anchor
         step("w", "pre_visit", before("visit", "-1h"), tag("z")),
@@ -179,8 +179,8 @@ def test_problem_str_omits_missing_parts():
 
 
 def test_after_step_survives_the_dsl():
-    j = journey("dsl", enroll=enroll_on("a"), steps=[
-        step("s", "in_visit", on("a"), tag("x")),
+    j = journey("dsl", enroll=enroll_on("appointment.booked"), steps=[
+        step("s", "in_visit", on("visit.checked_in"), tag("x")),
         step("t", "in_visit", after_step("s", "1h"), tag("y")),
     ])
     assert validate_journey(j, known_templates=set(), known_channels=None) == []

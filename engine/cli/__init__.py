@@ -21,6 +21,9 @@ def _mount_optional() -> None:
     from carepath.cli.journeys import app as journeys_app
 
     app.add_typer(journeys_app, name="journeys")
+    from carepath.cli.events import app as events_app
+
+    app.add_typer(events_app, name="events")
     from carepath.cli.emulator import emulator
 
     app.command("emulator")(emulator)

@@ -13,7 +13,8 @@ from rich.table import Table
 
 from carepath.definition.journey_files import read_journey_file
 from carepath.definition.model import Journey, Send, Stage
-from carepath.definition.registry import known_channel_names, known_channels, known_template_names
+from carepath.definition.registry import (configured_channels, known_channel_names, known_template_names,
+                                          plugin_templates)
 from carepath.definition.validation import Problem
 from carepath.runtime.migrate import OUTCOMES
 
@@ -67,14 +68,13 @@ def validate(
     console = Console(highlight=False, soft_wrap=True)
     files, problems = journey_paths(paths)
     _print_problems(console, problems)
-    templates = known_template_names()
+    provided = plugin_templates()
+    templates = {name: provided.get(name) for name in known_template_names()}
     channels = set(channel) if channel else known_channel_names()
-    if not channel:
-        instances = known_channels()
-        if set(instances) == channels:  # the channels themselves: their template maps are checked too
-            channels = instances
+    instances = {} if channel else configured_channels()
     for path in files:
-        journey, found = read_journey_file(path, known_templates=templates, known_channels=channels)
+        journey, found = read_journey_file(path, known_templates=templates, known_channels=channels,
+                                           channels=instances)
         if journey is not None and not found:
             console.print(f"✓ {path}: {journey_summary(journey)}", style="green", markup=False)
         _print_problems(console, found)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any
 
@@ -41,6 +41,15 @@ class PatientView:
 
     def tagged(self, tag: str) -> bool:
         return tag in self.tags
+
+
+CONTEXT_NAMES = ("patient", "event", "anchors", "journey", "now")
+
+
+def patient_fields() -> frozenset[str]:
+    """What ``patient.X`` may name: fields, properties and methods of :class:`PatientView`."""
+    names = {f.name for f in fields(PatientView)} | {n for n in vars(PatientView) if not n.startswith("_")}
+    return frozenset(names)
 
 
 def local_anchors(anchors: dict[str, datetime | None], tz_name: str) -> dict[str, datetime | None]:

@@ -1,4 +1,9 @@
-"""The one small expression language: sandboxed Jinja2 for conditions and templates."""
+"""The one small expression language: sandboxed Jinja2 for conditions and templates.
+
+Everything runs in the bounded sandbox of :mod:`carepath.definition.sandbox`:
+past one of its limits a render raises :class:`LimitError` and a condition is
+false with the reason.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from jinja2 import StrictUndefined, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateSyntaxError
+from jinja2.environment import Template
+
+from carepath.definition.sandbox import LimitError, environment, limits
+
+__all__ = ["ExpressionError", "LimitError", "Evaluated", "compile_condition", "compile_template", "environment",
+           "evaluate", "render"]
 
 
 class ExpressionError(ValueError):
@@ -25,17 +35,7 @@ class ExpressionError(ValueError):
         super().__init__(f"{message}{where}")
 
 
-def _date(value: Any, fmt: str = "%Y-%m-%d") -> str:
-    return value.strftime(fmt) if hasattr(value, "strftime") else str(value)
-
-
-@functools.lru_cache(maxsize=1)
-def environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-    env.filters["date"] = _date
-    env.filters["time"] = lambda v: _date(v, "%H:%M")
-    env.filters["datetime"] = lambda v: _date(v, "%Y-%m-%d %H:%M")
-    return env
+# ------------------------------------------------------------------ compiling
 
 
 _QUOTED = re.compile(r"'([^']+)'")
@@ -52,11 +52,20 @@ def _column(source: str, exc: TemplateSyntaxError) -> int | None:
     return len(line) + 1  # the parser ran off the end of the expression
 
 
+def _bounded_call(expression: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(expression)
+    def call(**context: Any) -> Any:
+        with limits():
+            return expression(**context)
+
+    return call
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_condition(source: str) -> Callable[..., Any]:
     """Compile a condition such as ``patient.age >= 65 and patient.has("E11")``."""
     try:
-        return environment().compile_expression(source, undefined_to_none=False)
+        return _bounded_call(environment().compile_expression(source, undefined_to_none=False))
     except TemplateSyntaxError:
         pass
     # Parsing it as a print statement gives Jinja's more precise messages.
@@ -69,7 +78,7 @@ def compile_condition(source: str) -> Callable[..., Any]:
 
 
 @functools.lru_cache(maxsize=4096)
-def compile_template(source: str):
+def compile_template(source: str) -> Template:
     """Compile a message template."""
     try:
         return environment().from_string(source)
@@ -84,18 +93,19 @@ class Evaluated:
 
 
 def evaluate(source: str | None, context: dict[str, Any]) -> Evaluated:
-    """Evaluate a condition; a runtime error (undefined name) is false with the reason."""
+    """Evaluate a condition; a runtime error (undefined name, a limit) is false with the reason."""
     if not source:
         return Evaluated(True)
     try:
         return Evaluated(bool(compile_condition(source)(**context)))
     except ExpressionError:
         raise
-    except Exception as exc:  # undefined variables, type errors in user expressions
+    except Exception as exc:  # undefined variables, type errors and limits in user expressions
         return Evaluated(False, f"{type(exc).__name__}: {exc}")
 
 
 def render(source: str, context: dict[str, Any]) -> str:
+    """Render a template in the bounded sandbox; raises :class:`LimitError` past a limit."""
     if "{" not in source:  # plain text: nothing to render
         return source
     return compile_template(source).render(**context)

@@ -20,14 +20,14 @@ import enum
 import re
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, Collection
+from typing import Annotated, Any, Collection, Mapping
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from carepath.definition.durations import format_duration
-from carepath.definition.model import Journey, Step
-from carepath.definition.validation import Problem, Reporter, suggest, validate_journey
+from carepath.definition.model import AfterStep, AnchorOffset, Every, Journey, OnEvent, Step
+from carepath.definition.validation import Problem, Reporter, check_trigger, suggest, validate_journey
 
 __all__ = ["JourneyFileError", "load_journey_file", "read_journey_file", "read_journey_text", "journey_to_yaml"]
 
@@ -262,12 +262,14 @@ def _validate(model: type[BaseModel], data: dict, report: Reporter, prefix: str 
 # ------------------------------------------------------------------- loading
 
 
-def _parse_steps(raw_steps: Any, report: Reporter) -> list[Step] | None:
+def _parse_steps(raw_steps: Any, report: Reporter, header: Journey | None = None) -> list[Step] | None:
+    """The steps, or None when one did not parse; then the trigger of every step is still checked."""
     if not isinstance(raw_steps, list):
         report.add("steps must be a list of steps" if raw_steps is not None else "missing required field 'steps'",
                    "steps")
         return None
     steps: list[Step] = []
+    triggers: list[tuple[Any, str, str | None]] = []
     for i, raw in enumerate(raw_steps):
         path = f"steps[{i}]"
         if not isinstance(raw, dict):
@@ -279,7 +281,35 @@ def _parse_steps(raw_steps: Any, report: Reporter) -> list[Step] | None:
         parsed = _validate(Step, data, report, path, aliases, step_id, reported)
         if parsed is not None and len(report.problems) == before:
             steps.append(parsed)
-    return steps if len(steps) == len(raw_steps) else None
+        trigger = parsed.trigger if parsed is not None else _partial_trigger(data.get("trigger"))
+        if trigger is not None:
+            triggers.append((trigger, path, step_id))
+    if len(steps) == len(raw_steps):
+        return steps
+    ids = [r["id"] for r in raw_steps if isinstance(r, dict) and isinstance(r.get("id"), str)]
+    for trigger, path, step_id in triggers:
+        check_trigger(header.anchors if header else None, trigger, path, step_id, report, ids)
+    return None
+
+
+TRIGGER_MODELS = {"on": OnEvent, "before": AnchorOffset, "after": AnchorOffset, "every": Every,
+                  "after_step": AfterStep}
+
+
+def _partial_trigger(raw: Any) -> BaseModel | None:
+    """The fields of a trigger that did not validate as a whole, each kept if it validates on its own."""
+    model = TRIGGER_MODELS.get(raw.get("kind")) if isinstance(raw, dict) else None
+    if model is None:
+        return None
+    good: dict[str, Any] = {"kind": raw["kind"]}
+    for name, info in model.model_fields.items():
+        if name in raw and name != "kind":
+            try:
+                kind = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+                good[name] = TypeAdapter(kind).validate_python(raw[name])
+            except ValidationError:
+                continue
+    return model.model_construct(**good)
 
 
 def _parse_journey(data: Any, report: Reporter) -> Journey | None:
@@ -291,30 +321,34 @@ def _parse_journey(data: Any, report: Reporter) -> Journey | None:
         top["templates"] = _templates_data(top["templates"])
     before = len(report.problems)
     header = _validate(Journey, {**top, "steps": []}, report)
-    steps = _parse_steps(data.get("steps"), report)
+    steps = _parse_steps(data.get("steps"), report, header)
     if header is None or steps is None or len(report.problems) > before:
         return None
     return _validate(Journey, {**top, "steps": steps}, report)
 
 
 def read_journey_text(text: str, *, file: str | None = None, known_templates: Collection[str] | None = frozenset(),
-                      known_channels: Collection[str] | None = None) -> tuple[Journey | None, list[Problem]]:
+                      known_channels: Collection[str] | None = None, channels: Mapping[str, Any] | None = None,
+                      catalogue: Mapping[str, Any] | None = None) -> tuple[Journey | None, list[Problem]]:
     """Parse and validate journey YAML; the journey is None when it did not parse.
 
     Never raises for mistakes in the text; problems come sorted by line.
+    ``channels`` and ``catalogue`` are passed to :func:`validate_journey`.
     """
     lines: dict[str, int] = {}
-    report = Reporter(file, lines)
+    report = Reporter(file, lines, catalogue)
     data = _parse_yaml(text, report, lines)
     journey = _parse_journey(data, report) if not report.problems else None
     if journey is not None:
         report.problems += validate_journey(journey, known_templates=known_templates,
-                                            known_channels=known_channels, file=file, lines=lines)
+                                            known_channels=known_channels, file=file, lines=lines,
+                                            channels=channels, catalogue=report.catalogue)
     return journey, sorted(report.problems, key=lambda p: (p.line is None, p.line or 0))
 
 
 def read_journey_file(path: str | Path, *, known_templates: Collection[str] | None = frozenset(),
-                      known_channels: Collection[str] | None = None) -> tuple[Journey | None, list[Problem]]:
+                      known_channels: Collection[str] | None = None, channels: Mapping[str, Any] | None = None,
+                      catalogue: Mapping[str, Any] | None = None) -> tuple[Journey | None, list[Problem]]:
     """Load ``path`` and list its problems; never raises for user mistakes.
 
     ``known_templates`` are templates available besides the journey's own
@@ -325,7 +359,8 @@ def read_journey_file(path: str | Path, *, known_templates: Collection[str] | No
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return None, [Problem(f"cannot read journey file: {reason}", file=str(path))]
-    return read_journey_text(text, file=str(path), known_templates=known_templates, known_channels=known_channels)
+    return read_journey_text(text, file=str(path), known_templates=known_templates, known_channels=known_channels,
+                             channels=channels, catalogue=catalogue)
 
 
 def load_journey_file(path: str | Path, *, known_templates: Collection[str] | None = None,

@@ -54,8 +54,14 @@ def known_channel_names() -> set[str]:
     return set(configured_channel_names())
 
 
-def known_channels() -> Mapping[str, Any]:
-    """The channel instances this installation has, by name (their template maps are checked too)."""
-    from carepath.config import build_channels, load_config
+def configured_channels() -> dict[str, Any]:
+    """The configured channel instances (to ask which templates each can send); none if the configuration fails.
 
-    return build_channels(load_config())
+    A configuration that does not load is reported by ``carepath config check``, not here.
+    """
+    try:
+        from carepath.config import build_channels, load_config
+
+        return dict(build_channels(load_config()))
+    except Exception:  # noqa: BLE001 - validation of journeys goes on without channel instances
+        return {}

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, func, select
 from carepath.definition.model import AfterStep, Category, Step
 from carepath.runtime.patients import PatientRecord, consent_state, load_patients
 from carepath.runtime.policy import local_wall, zone
+from carepath.runtime.template_consent import template_purpose
 from carepath.store.schema import Enrollment, Event, Touchpoint
 
 if TYPE_CHECKING:
@@ -85,6 +86,9 @@ class BatchContext:
         purpose = "marketing" if step.category is Category.marketing else "clinical"
         if not self.consent(tp.patient_id, purpose, name):
             return f"no {purpose} consent"
+        template = getattr(step.action, "template", None)
+        if template and not self.consent(tp.patient_id, template_purpose(template), name):
+            return f"template {template} refused on this channel"
         if channel.address_kind != "none" and not self.patients[tp.patient_id].addresses.get(channel.address_kind):
             return f"no {channel.address_kind}"
         return None

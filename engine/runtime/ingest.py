@@ -11,6 +11,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carepath.store.audit import audit
+from carepath.definition.catalog import payload_refusal
 from carepath.definition.context import expression_context
 from carepath.definition.events import EventIn, PatientIn
 from carepath.definition.expressions import evaluate
@@ -120,6 +121,9 @@ class Ingestor:
     def _apply(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
                result: IngestResult) -> None:
         eng = self.engine
+        if refusal := payload_refusal(ev.type, ev.payload):
+            result.notes.append(refusal)
+            return
         patient = load_patients(conn, eng.cipher, [patient_id], now, with_addresses=False)[patient_id]
         self._builtin_effects(conn, ev, patient_id, now, result)
         if patient.deceased or ev.type == "patient.deceased":

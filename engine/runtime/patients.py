@@ -156,3 +156,24 @@ def record_consent(conn: Connection, patient_id: int, purpose: str, granted: boo
           entity_id=patient_id, at=at, detail={"purpose": purpose, "channel": channel})
 
 
+def patients_by_openid(conn: Connection, cipher: Cipher, openid: str) -> list[tuple[int, str]]:
+    """``(id, mrn)`` of the patients bound to ``openid`` (a guardian's WeChat may serve several).
+
+    A merged record counts as the patient it was merged into (once, whichever MRN names it).
+    """
+    rows = conn.execute(select(Patient.id, Patient.mrn_enc, Patient.merged_into)
+                        .where(Patient.openid_hash == cipher.lookup_hash(openid)).order_by(Patient.id)).all()
+    found: dict[int, str] = {}
+    for pid, mrn, merged_into in rows:
+        found.setdefault(merged_into or pid, cipher.decrypt(mrn) or "")
+    return list(found.items())
+
+
+def bind_openid(conn: Connection, cipher: Cipher, patient_id: int, openid: str, now: datetime, *, actor: str) -> bool:
+    """Link a WeChat openid to a patient (encrypted, found again by its keyed hash); ``False`` if no such patient."""
+    changed = conn.execute(update(Patient).where(Patient.id == patient_id).values(
+        openid_enc=cipher.encrypt(openid), openid_hash=cipher.lookup_hash(openid), updated_at=now)).rowcount
+    if not changed:
+        return False
+    audit(conn, actor=actor, action="patient.openid_bound", entity="patient", entity_id=patient_id, at=now)
+    return True

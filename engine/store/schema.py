@@ -249,7 +249,7 @@ class Consent(Base):
     __tablename__ = "consents"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
-    purpose: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(128))  # clinical, marketing, template:<name>
     channel: Mapped[str] = mapped_column(String(64), default="*")
     granted: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[str | None] = mapped_column(String(64))
@@ -272,6 +272,23 @@ class OperatorAlert(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     emitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_operator_alerts_pending", "emitted_at", "at"),)
+
+
+class ConnectorState(Base):
+    """Small state a connector instance shares between workers (a provider access token, used one-time tokens).
+
+    ``version`` and the lease columns make refreshing a compare-and-set: one worker at a time.
+    """
+
+    __tablename__ = "connector_state"
+    connector: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(Base):

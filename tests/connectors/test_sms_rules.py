@@ -151,10 +151,10 @@ def test_configuration_from_carepath_toml(provider, tmp_path: Path, sms_env) -> 
                     "  - {id: b, stage: post_visit, on: encounter.discharged, send: {template: survey_link, via: [sms]}}\n"
                     "templates: {sms_followup: 您好, survey_link: 问卷}\n")
     journey, problems = read_journey_text(journey_text, known_templates=set(),
-                                          known_channels=build_channels(load_config(path)))
+                                          channels=build_channels(load_config(path)))
     assert [p.message for p in problems] == [
-        "template 'survey_link' has no provider template on channel 'sms' "
-        "(map it under [connectors.sms.templates.survey_link])"]
+        "channel 'sms' cannot send template 'survey_link': map it to a provider template under "
+        "[connectors.sms.templates.survey_link] in carepath.toml"]
     assert problems[0].step == "b"
 
 
@@ -198,5 +198,5 @@ def test_journeys_validate_names_templates_an_sms_channel_cannot_send(tmp_path: 
                     "templates: {followup: 您好, survey: 问卷}\n", encoding="utf-8")
     result = CliRunner().invoke(journeys_app, ["validate", str(path)])
     assert result.exit_code == 1, result.output
-    assert "template 'survey' has no provider template on channel 'sms'" in result.output
-    assert "'followup' has no provider" not in result.output
+    assert "channel 'sms' cannot send template 'survey'" in result.output
+    assert "cannot send template 'followup'" not in result.output

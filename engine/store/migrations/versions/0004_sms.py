@@ -1,13 +1,13 @@
 """operator alerts (connector down: account out of balance, credentials refused)
 
-Revision ID: 0002_sms
+Revision ID: 0004_sms
 Revises: 0003_surveys
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = "0002_sms"
+revision = "0004_sms"
 down_revision = "0003_surveys"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,320 @@
+"""The event catalogue: every event type the engine knows, with a typed payload model.
+
+Built-in types are below; plugins add theirs with the ``carepath_event_types``
+hook. The catalogue serves three readers: ingest (a payload of a known type
+that does not fit its model is stored and not applied, with the field named),
+the journey validator (which fields a template or condition may use, and which
+need a default) and ``carepath events types`` / docs/events.md.
+
+A payload may carry more fields than its model names (hospital systems send
+more than the engine reads): extra fields are kept, but journeys can rely only
+on the fields named here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import functools
+import types
+import typing
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal, Union
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class Payload(BaseModel):
+    """Base of payload models: extra fields are kept; numbers are accepted where text is expected."""
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, frozen=True)
+
+
+@dataclass(frozen=True)
+class PayloadField:
+    """One field of a payload model as users see it."""
+
+    name: str
+    type: str
+    required: bool
+    description: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "required": self.required, "description": self.description}
+
+
+@dataclass(frozen=True)
+class EventType:
+    """An event type: its name (``appointment.booked``), what it means, its payload model.
+
+    ``effect`` says what the engine itself does with it besides running
+    journeys (recording consent, marking a death...); ``source`` is
+    ``builtin`` or the plugin that added it.
+    """
+
+    name: str
+    summary: str
+    payload: type[BaseModel]
+    effect: str = ""
+    source: str = "builtin"
+
+    def fields(self) -> list[PayloadField]:
+        return [PayloadField(name, _type_name(info.annotation), info.is_required(), info.description or "")
+                for name, info in self.payload.model_fields.items()]
+
+    def field(self, name: str) -> PayloadField | None:
+        return next((f for f in self.fields() if f.name == name), None)
+
+    def problems(self, payload: dict[str, Any]) -> list[str]:
+        """What is wrong with ``payload`` for this type, each naming the field; empty when it fits."""
+        try:
+            self.payload.model_validate(payload)
+        except ValidationError as exc:
+            return [f"payload field '{'.'.join(map(str, e['loc'])) or '?'}': {e['msg'].removeprefix('Value error, ')}"
+                    for e in exc.errors(include_url=False)]
+        return []
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.name, "summary": self.summary, "effect": self.effect, "source": self.source,
+                "fields": [f.to_json() for f in self.fields()]}
+
+
+_TYPE_NAMES = {str: "text", bool: "true/false", int: "integer", float: "number", datetime: "date-time",
+               AwareDatetime: "date-time with offset", date: "date", dict: "object", list: "list"}
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation) if a is not type(None))
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        return _TYPE_NAMES.get(origin, getattr(origin, "__name__", str(origin)))
+    return _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+# ------------------------------------------------------------------ payloads
+
+_APPOINTMENT_ID = "the HIS appointment number; the episode key of appointment journeys"
+_ENCOUNTER_ID = "the HIS encounter (admission) number"
+
+
+class AppointmentRef(Payload):
+    appointment_id: str = Field(description=_APPOINTMENT_ID)
+
+
+class AppointmentBooked(Payload):
+    # Optional here (a walk-in booking may have none) but required to move or cancel one: a cancellation
+    # without an id would reach every appointment journey of the patient.
+    appointment_id: str | None = Field(None, description=_APPOINTMENT_ID)
+    start: AwareDatetime = Field(description="when the visit starts, ISO 8601 with offset")
+    department: str | None = Field(None, description="clinic department, e.g. 内分泌科")
+    department_code: str | None = Field(None, description="the department's code in the HIS")
+    doctor: str | None = Field(None, description="the doctor's display name")
+    reason: str | None = Field(None, description="why the visit was booked, as the HIS says it")
+    location: str | None = Field(None, description="building, floor or room to go to")
+    fasting: bool | None = Field(None, description="the visit includes tests that need fasting")
+
+
+class AppointmentRescheduled(AppointmentBooked):
+    appointment_id: str = Field(description=_APPOINTMENT_ID)
+    previous_start: AwareDatetime | None = Field(None, description="the slot before the move")
+
+
+class AppointmentCancelled(AppointmentRef):
+    reason: str | None = Field(None, description="why it was cancelled, as the HIS says it")
+
+
+class AppointmentNoShow(AppointmentRef):
+    pass
+
+
+class VisitCheckedIn(Payload):
+    appointment_id: str | None = Field(None, description=_APPOINTMENT_ID + "; absent for walk-ins")
+    encounter_id: str | None = Field(None, description=_ENCOUNTER_ID + " the visit opened")
+    queue_no: int | None = Field(None, description="the patient's number in the department queue")
+    department: str | None = Field(None, description="clinic department")
+    department_code: str | None = Field(None, description="the department's code in the HIS")
+
+
+class QueueCalled(Payload):
+    appointment_id: str | None = Field(None, description=_APPOINTMENT_ID)
+    queue_no: int | None = Field(None, description="the number called")
+    room: str | None = Field(None, description="the consulting room to go to")
+
+
+class ReportReady(Payload):
+    report: str | None = Field(None, description="the report's display name, e.g. 血常规")
+    report_id: str | None = Field(None, description="the report's id in the lab or imaging system")
+    report_code: str | None = Field(None, description="the report's code (LOINC or local)")
+    issued: AwareDatetime | None = Field(None, description="when the report was issued")
+    appointment_id: str | None = Field(None, description=_APPOINTMENT_ID)
+    order_id: str | None = Field(None, description="the order the report answers")
+    abnormal: bool | None = Field(None, description="the report has results outside the reference range")
+
+
+class Encounter(Payload):
+    encounter_id: str | None = Field(None, description=_ENCOUNTER_ID)
+    appointment_id: str | None = Field(None, description=_APPOINTMENT_ID + " (outpatient encounters)")
+    department: str | None = Field(None, description="department or ward")
+    department_code: str | None = Field(None, description="the department's code in the HIS")
+    patient_class: str | None = Field(None, description="inpatient, outpatient, emergency... as the HIS codes it")
+
+
+class EncounterAdmitted(Encounter):
+    admitted_at: AwareDatetime | None = Field(None, description="when the patient was admitted")
+    ward: str | None = Field(None, description="the ward")
+    bed: str | None = Field(None, description="the bed number")
+
+
+class EncounterDischarged(Encounter):
+    discharged_at: AwareDatetime | None = Field(None, description="when the patient left")
+    diagnosis: str | None = Field(None, description="discharge diagnosis (ICD-10 code or text)")
+    disposition: str | None = Field(None, description="where the patient went: home, transfer...")
+
+
+class EncounterReversal(Encounter):
+    cancelled_at: AwareDatetime | None = Field(None, description="when it was reversed")
+    reason: str | None = Field(None, description="why it was reversed")
+
+
+class PatientUpdated(Payload):
+    patient: dict[str, Any] | None = Field(None, description="the patient record (name, phone, birth_date...); "
+                                                             "stored encrypted on the patient, never on the event")
+    updated_at: AwareDatetime | None = Field(None, description="when the HIS changed the record")
+
+
+class PatientMerged(Payload):
+    merged_mrn: str = Field(description="the MRN merged into this event's patient_mrn")
+
+
+class PatientDeceased(Payload):
+    # Text, not a date-time: a death must be applied whatever the HIS wrote here.
+    deceased_at: str | None = Field(None, description="when the patient died (ISO 8601), as the HIS sends it")
+
+
+class ConsentChanged(Payload):
+    purpose: str = Field(description="what the consent covers: clinical, marketing, or template:<name> (one "
+                                     "WeChat subscription template the patient accepted or rejected)")
+    granted: bool = Field(description="true when given, false when withdrawn")
+    channel: str = Field("*", description="the channel it applies to; * for all")
+
+    @field_validator("purpose")
+    @classmethod
+    def _purpose(cls, v: str) -> str:
+        if v in ("clinical", "marketing") or re.fullmatch(r"template:[A-Za-z0-9_\-]+", v):
+            return v
+        raise ValueError("must be clinical, marketing or template:<template name>")
+
+
+class MessageReplied(Payload):
+    text: str = Field(description="what the patient wrote")
+    channel: str | None = Field(None, description="the channel the reply came in on")
+    provider_id: str | None = Field(None, description="the provider's id of the message replied to")
+
+
+class MessageReceipt(Payload):
+    provider_id: str = Field(description="the provider's message id, as recorded when it was sent")
+    reason: str | None = Field(None, description="the provider's status or error text")
+
+
+class SurveyCompleted(Payload):
+    # What carepath's survey connectors send (docs/surveys.md); the scores are always present, possibly null.
+    survey: str = Field(description="the questionnaire's name")
+    nps: int | None = Field(description="the 0-10 likelihood-to-recommend answer, or null")
+    nps_category: Literal["promoter", "passive", "detractor"] | None = Field(
+        description="promoter (9-10), passive (7-8), detractor (0-6), or null")
+    satisfaction: float | None = Field(description="mean of the satisfaction items, or null")
+    red_flags: list[str] = Field(description="ids of the red-flag questions answered yes (empty: none)")
+    response_id: str | None = Field(None, description="the stored survey response")
+    touchpoint_id: int | None = Field(None, description="the invitation it answers")
+    journey: str | None = Field(None, description="the journey that sent the invitation")
+    step: str | None = Field(None, description="the step that sent the invitation")
+    episode_key: str | None = Field(None, description="the episode key of the enrollment invited")
+
+
+class VitalsReading(Payload):
+    kind: str = Field(description="what was measured: systolic_bp, diastolic_bp, heart_rate, glucose, weight, "
+                                  "temperature, spo2...")
+    value: float = Field(description="the reading")
+    unit: str | None = Field(None, description="unit of value, e.g. mmHg, mmol/L")
+    code: str | None = Field(None, description="the measurement's code (LOINC)")
+    device_id: str | None = Field(None, description="the measuring device")
+
+
+BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
+    EventType("appointment.booked", "An outpatient appointment was booked.", AppointmentBooked),
+    EventType("appointment.rescheduled", "An appointment moved to another slot.", AppointmentRescheduled),
+    EventType("appointment.cancelled", "An appointment was cancelled.", AppointmentCancelled),
+    EventType("appointment.no_show", "The patient did not come to an appointment.", AppointmentNoShow),
+    EventType("visit.checked_in", "The patient checked in at the clinic.", VisitCheckedIn),
+    EventType("queue.called", "The patient's queue number was called.", QueueCalled),
+    EventType("report.ready", "A lab or imaging report is available.", ReportReady),
+    EventType("encounter.admitted", "The patient was admitted.", EncounterAdmitted),
+    EventType("encounter.discharged", "The patient was discharged (or an outpatient visit ended).",
+              EncounterDischarged),
+    EventType("encounter.discharge_cancelled", "A discharge was reversed: the patient stays.", EncounterReversal),
+    EventType("encounter.admission_cancelled", "An admission was reversed.", EncounterReversal),
+    EventType("patient.updated", "The HIS changed the patient record.", PatientUpdated,
+              effect="a carried patient record updates the patient (contacts encrypted)"),
+    EventType("patient.merged", "Two records of the same patient were merged in the HIS.", PatientMerged),
+    EventType("patient.deceased", "The patient died.", PatientDeceased,
+              effect="marks the patient deceased and exits every journey; nothing more is sent"),
+    EventType("consent.changed", "The patient gave or withdrew consent.", ConsentChanged,
+              effect="records the consent; marketing needs it granted, clinical messages stop when withdrawn"),
+    EventType("message.replied", "The patient replied to a message.", MessageReplied,
+              effect="after_step triggers with unless: replied are skipped"),
+    EventType("message.delivered", "A provider confirmed delivery.", MessageReceipt,
+              effect="marks the delivery and its touchpoint delivered"),
+    EventType("message.failed", "A provider reported a delivery failure.", MessageReceipt,
+              effect="marks the delivery and its touchpoint failed"),
+    EventType("survey.completed", "The patient completed a survey.", SurveyCompleted),
+    EventType("vitals.reading", "A home or ward device sent a measurement.", VitalsReading),
+)
+
+
+# ------------------------------------------------------------------ catalogue
+
+
+def _plugin_event_types() -> list[EventType]:
+    from carepath.plugins.manager import get_plugin_manager
+
+    return get_plugin_manager().event_types()
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_catalogue() -> dict[str, EventType]:
+    return build_catalogue(_plugin_event_types())
+
+
+def build_catalogue(extra: list[EventType]) -> dict[str, EventType]:
+    """The built-in types plus ``extra``; a built-in name cannot be redefined."""
+    found = {t.name: t for t in BUILTIN_EVENT_TYPES}
+    for event_type in extra:
+        found.setdefault(event_type.name, event_type)
+    return found
+
+
+def event_types() -> dict[str, EventType]:
+    """Every known event type by name (built-in and from plugins; ``reload_event_types()`` re-reads plugins)."""
+    return _cached_catalogue()
+
+
+def reload_event_types() -> None:
+    _cached_catalogue.cache_clear()
+
+
+def payload_problems(event_type: str, payload: dict[str, Any]) -> list[str]:
+    """Problems of ``payload`` for a known ``event_type`` (none for unknown types)."""
+    known = event_types().get(event_type)
+    return known.problems(payload) if known is not None else []
+
+
+def payload_refusal(event_type: str, payload: dict[str, Any]) -> str | None:
+    """The ingest outcome of an event whose payload does not fit its known type, or None when it fits."""
+    problems = payload_problems(event_type, payload)
+    if not problems:
+        return None
+    return f"stored, not applied: {event_type} {'; '.join(problems)}"

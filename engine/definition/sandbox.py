@@ -1,0 +1,388 @@
+"""The bounded Jinja2 sandbox that conditions and templates run in.
+
+The immutable sandbox is *bounded*, so a template can neither hang the dispatcher
+nor exhaust its memory:
+
+- operators that build values (``*``, ``**``, ``+``, ``%``, ``~``), ``range``,
+  ``lipsum``, the padding and joining filters (``center``, ``indent``,
+  ``wordwrap``, ``format``, ``replace``, ``join``, ``batch``, ``tojson``) and
+  the padding string methods (``ljust``, ``rjust``, ``zfill``, ``format``...)
+  check the size of what they would build *before* building it;
+- every loop iteration and every call counts against a per-render budget, and
+  the budget carries a deadline checked as it is spent (no threads, no signals);
+- every filter's and call's text or list result is checked too, so no chain of
+  them (``tojson`` of ``tojson``..., a macro calling itself) grows a value
+  past the limit;
+- the rendered output has a size limit.
+
+Past a limit a :class:`LimitError` names what was too big. Jinja folds
+constant expressions while compiling; the intercepted operators are never
+folded and the bounded filters raise before building anything, so compiling
+(and therefore ``journeys validate``) never evaluates a user expression
+without these limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import re
+import string
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from jinja2 import StrictUndefined, nodes, pass_context
+from jinja2.environment import Template
+from jinja2.filters import FILTERS
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import _PassArg, generate_lorem_ipsum
+
+MAX_VALUE = 100_000  # characters of a string, items of a list, built by one operation
+MAX_OUTPUT = 100_000  # characters of one rendered template
+MAX_INT_BITS = 4096  # an integer built by * or ** (about 1,200 digits)
+MAX_RANGE = 10_000  # items of one range()
+MAX_STEPS = 20_000  # loop iterations plus calls in one render
+TIME_LIMIT = 0.25  # seconds for one render or one condition
+MAX_LIPSUM_WORDS = 10_000
+
+
+class LimitError(Exception):
+    """A template or condition went past one of the sandbox's limits."""
+
+
+# ------------------------------------------------------------------ budgets
+
+
+@dataclass
+class _Budget:
+    deadline: float
+    steps: int = 0
+
+    def spend(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise LimitError(f"more than {MAX_STEPS} loop iterations and calls")
+        if self.steps % 256 == 0 and time.monotonic() > self.deadline:
+            raise LimitError(f"rendering took longer than {TIME_LIMIT:g} s")
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("carepath_render_budget", default=None)
+
+
+@contextlib.contextmanager
+def limits() -> Iterator[_Budget]:
+    """A fresh budget for one render or evaluation (an enclosing one is kept)."""
+    current = _BUDGET.get()
+    if current is not None:
+        yield current
+        return
+    token = _BUDGET.set(_Budget(time.monotonic() + TIME_LIMIT))
+    try:
+        yield _BUDGET.get()  # type: ignore[misc]
+    finally:
+        _BUDGET.reset(token)
+
+
+def _spend() -> None:
+    budget = _BUDGET.get()
+    if budget is not None:  # render() and evaluate() always open one
+        budget.spend()
+
+
+# ------------------------------------------------------------- size checks
+
+
+def _too_big(what: str, size: int, limit: int = MAX_VALUE, unit: str = "long") -> None:
+    if size > limit:
+        raise LimitError(f"{what} would be {size} {unit} (limit {limit})")
+
+
+def _sized(value: Any) -> bool:
+    return isinstance(value, (str, bytes, list, tuple))
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    if operator == "*":
+        for seq, n in ((left, right), (right, left)):
+            if _sized(seq) and _int(n):
+                _too_big(f"repeating a {type(seq).__name__}", len(seq) * max(n, 0))
+        if _int(left) and _int(right):
+            _too_big("an integer product", abs(left).bit_length() + abs(right).bit_length(), MAX_INT_BITS,
+                     "bits long")
+    elif operator == "**" and _int(left) and _int(right) and right > 0 and abs(left) > 1:
+        _too_big("a power", right * abs(left).bit_length(), MAX_INT_BITS, "bits long")
+    elif operator == "+" and _sized(left) and _sized(right):
+        _too_big(f"joining two {type(left).__name__}s", len(left) + len(right))
+    elif operator == "%" and isinstance(left, str):
+        _check_percent(left, right)
+
+
+_PERCENT = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_DIGITS = re.compile(r"\d+")
+
+
+def _width(what: str, width: Any) -> None:
+    if _int(width):
+        _too_big(what, width)
+    elif isinstance(width, str) and width.isdigit():
+        _too_big(what, MAX_VALUE + 1 if len(width) > 6 else int(width))
+
+
+def _longest(values: Iterable[Any]) -> int:
+    return max((len(str(v)) for v in values), default=0)
+
+
+def _check_percent(fmt: str, args: Any) -> None:
+    """``'%*d' % (10**9, 1)``, ``'%1000000000s'`` and many fields of long values: within the limit."""
+    star = False
+    specs = list(_PERCENT.finditer(fmt))
+    for match in specs:
+        for group in match.groups():
+            star = star or group == "*"
+            if group and group != "*":
+                _width("a formatted field", group)
+    values = list(args.values()) if isinstance(args, dict) else list(args) if isinstance(args, tuple) else [args]
+    if star:
+        for arg in values:
+            _width("a formatted field", arg)
+    _too_big("the formatted text", len(fmt) + len(specs) * _longest(values))
+
+
+def _check_braces(fmt: str, args: list[Any]) -> None:
+    """``'{:>1000000000}'.format(1)``, nested widths ``'{:{}}'`` and many fields of long values: within the limit."""
+    try:
+        fields = [f for f in string.Formatter().parse(fmt) if f[1] is not None]
+    except ValueError:
+        return  # str.format reports the syntax error itself
+    for _, _, spec, _ in fields:
+        if not spec:
+            continue
+        for digits in _DIGITS.findall(spec):
+            _width("a formatted field", digits)
+        if "{" in spec:
+            for arg in args:
+                _width("a formatted field", arg)
+    _too_big("the formatted text", len(fmt) + len(fields) * _longest(args))
+
+
+def _check_replace(s: Any, old: Any, new: Any, count: Any = None) -> None:
+    if not (isinstance(s, str) and isinstance(old, str) and isinstance(new, str)):
+        return
+    n = len(s) + 1 if old == "" else s.count(old)
+    if _int(count) and count >= 0:
+        n = min(n, count)
+    _too_big("the replaced text", len(s) + n * (len(new) - len(old)))
+
+
+def _check_lines(s: Any, per_line: int, what: str) -> None:
+    text = str(s)
+    _too_big(what, len(text) + (text.count("\n") + 1) * max(per_line, 0))
+
+
+def _check_wrap(s: str, width: Any, wrapstring: str) -> None:
+    """Two consecutive wrapped lines hold more than ``width`` characters, so there are at most 2n/width + 1."""
+    lines = 2 * len(s) // max(width if _int(width) else 1, 1) + 1
+    _too_big("the wrapped text", len(s) + lines * len(wrapstring))
+
+
+_STR_METHOD_CHECKS: dict[str, Callable[..., None]] = {
+    "center": lambda s, width, *_: _width("a padded text", width),
+    "ljust": lambda s, width, *_: _width("a padded text", width),
+    "rjust": lambda s, width, *_: _width("a padded text", width),
+    "zfill": lambda s, width, *_: _width("a padded text", width),
+    "expandtabs": lambda s, tabsize=8, *_: _too_big("the expanded text", s.count("\t") * max(tabsize, 0) + len(s)),
+    "replace": _check_replace,
+    "format": lambda s, *args, **kw: _check_braces(s, [*args, *kw.values()]),
+    "format_map": lambda s, mapping=None, *_: _check_braces(s, list((mapping or {}).values())),
+}
+
+
+def _check_call(obj: Any, args: tuple, kwargs: dict) -> tuple:
+    """Check a string method call before it runs; returns the arguments to call it with."""
+    obj = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format
+    owner = getattr(obj, "__self__", None)
+    check = _STR_METHOD_CHECKS.get(getattr(obj, "__name__", ""))
+    if isinstance(owner, str) and check is not None:
+        if obj.__name__ in ("format", "format_map"):
+            check(owner, *args, **kwargs)
+        else:
+            check(owner, *args)
+    elif isinstance(owner, str) and obj.__name__ == "join" and args:
+        return (_check_join(owner, args[0]), *args[1:])  # a generator is consumed once: pass the list on
+    return args
+
+
+def _check_join(separator: str, items: Any) -> list:
+    items = list(items)
+    _too_big("the joined text", len(separator) * len(items) + sum(len(str(i)) for i in items))
+    return items
+
+
+# ------------------------------------------------------------------ filters
+
+
+def _bounded_filter(func: Callable, check: Callable[..., None]) -> Callable:
+    """``func`` with ``check`` run on the filter's own arguments first."""
+    skip = 1 if _PassArg.from_obj(func) is not None else 0
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        check(*args[skip:], **kwargs)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _bounded_result(name: str, func: Callable) -> Callable:
+    """``func`` whose text or list result is checked: no chain of filters grows a value past the limit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = func(*args, **kwargs)
+        if _sized(result):
+            _too_big(f"the result of the {name} filter", len(result))
+        return result
+
+    return wrapper
+
+
+def _join_filter(func: Callable) -> Callable:
+    @functools.wraps(func)
+    def wrapper(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        items = list(value)
+        if attribute is None:
+            _check_join(str(d), items)
+        return func(eval_ctx, items, d, attribute)
+
+    return wrapper
+
+
+_FILTER_CHECKS: dict[str, Callable[..., None]] = {
+    "center": lambda value, width=80: _width("a padded text", width),
+    "indent": lambda s, width=4, first=False, blank=False: _check_lines(
+        s, len(width) if isinstance(width, str) else width, "the indented text"),
+    "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True: _check_wrap(
+        str(s), width, wrapstring or "\n"),
+    "format": lambda value, *args, **kwargs: _check_percent(str(value), tuple(args) or kwargs),
+    "replace": lambda s, old, new, count=None: _check_replace(str(s), str(old), str(new), count),
+    "batch": lambda value, linecount, fill_with=None: _width("a batch", linecount),
+    "slice": lambda value, slices, fill_with=None: _width("a slice count", slices),
+    "tojson": lambda value, indent=None: _too_big("a JSON indent", indent if _int(indent) else 0, 100, "spaces"),
+}
+
+
+@pass_context
+def _loop_guard(context: Any, iterable: Any) -> Iterator[Any]:
+    """Wraps every ``{% for %}`` iterable: each iteration spends the render budget."""
+    for item in iterable:
+        _spend()
+        yield item
+
+
+def _concat(parts: list) -> str:
+    """``a ~ b``: the joined text within the limit."""
+    texts = [str(p) for p in parts]
+    _too_big("the joined text", sum(map(len, texts)))
+    return "".join(texts)
+
+
+def _range(*args: int) -> range:
+    numbers = range(*args)
+    _too_big("range()", len(numbers), MAX_RANGE)
+    return numbers
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    _too_big("lipsum()", n * max, MAX_LIPSUM_WORDS, "words long")
+    return generate_lorem_ipsum(n=n, html=html, min=min, max=max)
+
+
+class _BoundedTemplate(Template):
+    """``render`` spends a budget and stops past :data:`MAX_OUTPUT` characters."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        with limits():
+            ctx = self.new_context(dict(*args, **kwargs))
+            out: list[str] = []
+            size = 0
+            try:
+                for piece in self.root_render_func(ctx):
+                    size += len(piece)
+                    if size > MAX_OUTPUT:
+                        raise LimitError(f"the rendered text would be over {MAX_OUTPUT} characters")
+                    out.append(piece)
+            except Exception:
+                self.environment.handle_exception()
+            return "".join(out)
+
+
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The immutable sandbox with bounded operators, calls, loops, filters and output."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    template_class = _BoundedTemplate
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_binop(operator, left, right)
+        result = super().call_binop(context, operator, left, right)
+        if _sized(result):
+            _too_big(f"the result of {operator}", len(result))
+        return result
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _spend()
+        args = _check_call(__obj, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        if _sized(result):
+            _too_big(f"the result of {getattr(__obj, '__name__', 'a call')}()", len(result))
+        return result
+
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
+                  defer_init: bool = False) -> str:
+        _bound_tree(source)
+        return super()._generate(source, name, filename, defer_init=defer_init)
+
+
+def _bound_tree(tree: nodes.Node) -> None:
+    """Route every loop through the loop guard and every ``~`` through the bounded join."""
+    for loop in tree.find_all(nodes.For):
+        loop.iter = nodes.Filter(loop.iter, "_loop_guard", [], [], None, None, lineno=loop.lineno)
+    for parent in tree.find_all(nodes.Node):
+        for field, child in parent.iter_fields():
+            if isinstance(child, nodes.Concat):
+                setattr(parent, field, _as_join(child))
+            elif isinstance(child, list):
+                child[:] = [_as_join(c) if isinstance(c, nodes.Concat) else c for c in child]
+
+
+def _as_join(node: nodes.Concat) -> nodes.Filter:
+    return nodes.Filter(nodes.List(node.nodes, lineno=node.lineno), "_concat", [], [], None, None,
+                        lineno=node.lineno)
+
+
+def _date(value: Any, fmt: str = "%Y-%m-%d") -> str:
+    return value.strftime(fmt) if hasattr(value, "strftime") else str(value)
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> BoundedEnvironment:
+    env = BoundedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    for name, check in _FILTER_CHECKS.items():
+        env.filters[name] = _bounded_filter(FILTERS[name], check)
+    env.filters["join"] = _join_filter(FILTERS["join"])
+    for name, func in list(env.filters.items()):
+        env.filters[name] = _bounded_result(name, func)
+    env.filters["_loop_guard"] = _loop_guard
+    env.filters["_concat"] = _concat
+    env.globals["range"] = _range
+    env.globals["lipsum"] = _lipsum
+    env.filters["date"] = _date
+    env.filters["time"] = lambda v: _date(v, "%H:%M")
+    env.filters["datetime"] = lambda v: _date(v, "%Y-%m-%d %H:%M")
+    return env
