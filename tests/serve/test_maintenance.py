@@ -15,6 +15,10 @@ from carepath.runtime import maintenance
 from carepath.store.schema import Delivery, StaffTask, Touchpoint
 
 
+def _booking(clock) -> dict:
+    return {"start": (clock.now() + timedelta(days=2)).isoformat(), "appointment_id": "A1"}
+
+
 def _engine(database_url, settings, clock) -> Engine:
     j = journey("m-check", enroll=enroll_on("appointment.booked"), templates=[template("hi", "您好")],
                 steps=[step("hi", "pre_visit", on("appointment.booked"), send("hi", ["outbox"]))])
@@ -51,7 +55,7 @@ def test_expired_leases_go_back_to_scheduled(database_url, settings, clock):
     engine.upsert_patient(PatientIn(mrn="M2", phone="13900002222"))
     for n, mrn in enumerate(("M1", "M2")):
         engine.ingest(EventIn(type="appointment.booked", source="his", source_id=str(n), patient_mrn=mrn,
-                              occurred_at=clock.now(), payload={}), dispatch_urgent=False)
+                              occurred_at=clock.now(), payload=_booking(clock)), dispatch_urgent=False)
     dead, alive = engine.dispatcher.claim(limit=10)  # a worker claims both; it dies calling the provider
     with engine.db.begin() as conn:
         conn.execute(update(Touchpoint).where(Touchpoint.id == dead.id)
@@ -96,7 +100,7 @@ class _Feed(HisSource):
             raise SourceUnavailable("connection refused")
         n = int(cursor or 0)
         return [EventIn(type="appointment.booked", source=self.name, source_id=str(n), patient_mrn="M1",
-                        occurred_at=self.clock.now(), payload={})], str(n + 1)
+                        occurred_at=self.clock.now(), payload=_booking(self.clock))], str(n + 1)
 
 
 def test_his_sources_are_polled_with_their_cursor_and_a_down_one_is_reported(database_url, settings, clock):
