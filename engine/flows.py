@@ -1,20 +1,39 @@
-"""Prefect flows: one flow per journey, one task per stage batch.
+"""Prefect flows: one flow per journey, one task per stage batch, and the maintenance flow.
 
 Prefect is the orchestration and observation layer over batches: a flow run
 costs about a second and a task run a tenth of one, so work is never one task
 per touchpoint. The engine itself runs without Prefect; these functions only
 wrap it.
+
+What operations staff see for a journey run: a run named after the journey
+and the window it covered, one task per stage the journey has, logs with
+per-stage counts, a markdown artifact with counts and every failure (masked,
+with the patient id for ``carepath patients timeline``), the final state
+``Completed`` or ``Completed with failures``, and Prefect events
+(``carepath.touchpoint.failed``, ``carepath.touchpoint.quarantined``,
+``carepath.connector.down``) that automations can react to.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: Prefect builds each flow's parameter
+# schema from its annotations at run time, so they must be real types.
 import os
-from datetime import datetime, timedelta
+import threading
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
 
-from carepath.runtime.dispatcher import DispatchReport
 from carepath.definition.model import Stage
+from carepath.masking import mask_text
+from carepath.runtime.dispatcher import DispatchReport
+from carepath.runtime.maintenance import JobResult, Notice
 
 _engine = None
+_stop = threading.Event()
+_failures_checked: dict[str, datetime] = {}  # journey -> when its failures were last reported
+MAX_LISTED_FAILURES = 50  # rows in a run's artifact
+MAX_FAILURE_EVENTS = 100  # Prefect events per run; the artifact lists the rest
+FAILED_STATE_NAME = "Completed with failures"
+MAINTENANCE_FLOW = "carepath-maintenance"
 
 
 def prefect_defaults() -> None:
@@ -33,9 +52,10 @@ def quiet_ephemeral_shutdown() -> None:
 
 
 def use_engine(engine) -> None:
-    """Make flows in this process run against ``engine`` (the demo and tests do this)."""
+    """Make flows in this process run against ``engine`` (serve, the demo and tests do this)."""
     global _engine
     _engine = engine
+    _stop.clear()
 
 
 def current_engine():
@@ -45,6 +65,15 @@ def current_engine():
 
         _engine = Engine()
     return _engine
+
+
+def request_stop() -> None:
+    """Ask running flows to finish the batch in hand and claim nothing more (SIGTERM, Ctrl-C)."""
+    _stop.set()
+
+
+def stop_requested() -> bool:
+    return _stop.is_set()
 
 
 def _ticks(start: datetime | None, end: datetime | None, step: timedelta) -> list[datetime | None]:
@@ -59,44 +88,232 @@ def _ticks(start: datetime | None, end: datetime | None, step: timedelta) -> lis
 
 def dispatch_stage_batch(journey: str, stage: str, start: datetime | None = None, end: datetime | None = None,
                          tick_minutes: int = 30, batch: int = 500) -> DispatchReport:
-    """Dispatch one stage's due work; with ``start``/``end`` sweep a virtual-clock window."""
+    """Dispatch one stage's due work; with ``start``/``end`` sweep a virtual-clock window.
+
+    Batch after batch until nothing is due, or until a stop is requested: the
+    batch in hand is always finished and recorded.
+    """
     engine = current_engine()
     report = DispatchReport()
     for tick in _ticks(start, end, timedelta(minutes=tick_minutes)):
+        if _stop.is_set():
+            break
         if tick is not None:
             engine.clock.set(tick)  # virtual clock: simulation only
-        report.merge(engine.dispatch_due(journey=journey, stage=stage, batch=batch))
+        while True:
+            part = engine.dispatch_due(journey=journey, stage=stage, batch=batch, max_batches=1)
+            report.merge(part)
+            if part.claimed < batch or _stop.is_set():
+                break
     return report
 
 
-def _artifact_rows(journey: str, reports: dict[str, DispatchReport]) -> list[dict]:
-    rows = []
-    for stage, rep in reports.items():
-        for (_, _, step, channel, outcome), n in sorted(rep.by_step.items()):
-            rows.append({"stage": stage, "step": step, "channel": channel, "outcome": outcome, "count": n})
-    return rows
+def journey_stages(journey) -> list[str]:
+    """The stages ``journey`` has steps in, in care-path order."""
+    present = {step.stage for step in journey.steps}
+    return [s.value for s in Stage if s in present or s.value in present]
+
+
+def run_window(journey: str, start: datetime | None, end: datetime | None, scheduled: datetime | None,
+               interval_seconds: int) -> str:
+    """A run's display name: the journey and the window it covered.
+
+    A simulation run names its virtual window; a served run the interval that
+    ended at its scheduled time (it dispatches everything due by then).
+    """
+    if start is None or end is None:
+        # Prefect may hand a pendulum DateTime: plain datetimes subtract predictably
+        end = datetime.fromtimestamp((scheduled or datetime.now(timezone.utc)).timestamp(), timezone.utc)
+        start = end - timedelta(seconds=interval_seconds or 0)
+    fmt = "%H:%M:%S" if (end - start) < timedelta(minutes=1) else "%H:%M"
+    zone = end.strftime("%z")
+    label = "UTC" if zone in ("+0000", "") else f"{zone[:3]}:{zone[3:]}"
+    day = start.strftime("%Y-%m-%d")
+    if start == end:
+        return f"{journey} due by {day} {end.strftime(fmt)} {label}"
+    return f"{journey} {day} {start.strftime(fmt)}–{end.strftime(fmt)} {label}"
+
+
+def _flow_run_namer(journey: str) -> Callable[[], str]:
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        params = flow_run.parameters or {}
+        return run_window(journey, _as_datetime(params.get("start")), _as_datetime(params.get("end")),
+                          flow_run.scheduled_start_time, int(params.get("interval_seconds") or 0))
+
+    return name
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+# ------------------------------------------------------------------ what a run reports
+
+
+def stage_log_line(stage: str, report: DispatchReport) -> str:
+    """``pre_visit: 12 claimed — 10 sent, 2 deferred`` for the run log."""
+    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(report.outcomes.items())) or "nothing due"
+    return f"{stage}: {report.claimed} claimed — {outcomes}"
+
+
+def failure_rows(engine, journey: str, since: datetime) -> list[dict]:
+    """Touchpoints of ``journey`` this worker failed or quarantined after ``since``, reasons masked."""
+    from sqlalchemy import select
+
+    from carepath.store.schema import Touchpoint
+
+    q = (select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.stage, Touchpoint.step, Touchpoint.channel,
+                Touchpoint.status, Touchpoint.reason)
+         .where(Touchpoint.journey == journey, Touchpoint.status.in_(("failed", "quarantined")),
+                Touchpoint.claimed_by == engine.dispatcher.worker_id, Touchpoint.updated_at > since)
+         .order_by(Touchpoint.id))
+    with engine.db.connect() as conn:
+        return [dict(touchpoint=r.id, patient=r.patient_id, stage=r.stage, step=r.step, channel=r.channel or "-",
+                     status=r.status, reason=mask_text(r.reason or ""))
+                for r in conn.execute(q)]
+
+
+def connectors_down(reports: dict[str, DispatchReport]) -> dict[str, Counter]:
+    """Channels that were tried in this run and delivered nothing: every attempt errored."""
+    by_channel: dict[str, Counter] = defaultdict(Counter)
+    for rep in reports.values():
+        for (_, _, _, channel, outcome), n in rep.by_step.items():
+            if channel not in ("-", "staff-task", "tag"):
+                by_channel[channel][outcome] += n
+    return {ch: c for ch, c in by_channel.items() if not c["sent"] and (c["retry"] or c["failed"])}
+
+
+def artifact_markdown(title: str, reports: dict[str, DispatchReport], failures: list[dict]) -> str:
+    """The run's artifact: counts per stage, step, channel and outcome, then the failures and why."""
+    lines = [f"## {title}", "", "| stage | step | channel | outcome | count |", "|---|---|---|---|---|"]
+    rows = [(stage, step, channel, outcome, n) for stage, rep in reports.items()
+            for (_, _, step, channel, outcome), n in sorted(rep.by_step.items())]
+    lines += [f"| {s} | {st} | {c} | {o} | {n} |" for s, st, c, o, n in rows] or ["| — | nothing due | | | 0 |"]
+    if failures:
+        lines += ["", f"### Failures ({len(failures)})", "",
+                  "Each line is one touchpoint; `carepath patients timeline PATIENT` shows the patient's journey.", "",
+                  "| touchpoint | patient | stage | step | channel | status | reason |", "|---|---|---|---|---|---|---|"]
+        for f in failures[:MAX_LISTED_FAILURES]:
+            reason = f["reason"].replace("|", "/")
+            lines.append(f"| {f['touchpoint']} | {f['patient']} | {f['stage']} | {f['step']} | {f['channel']} "
+                         f"| {f['status']} | {reason} |")
+        if len(failures) > MAX_LISTED_FAILURES:
+            lines.append(f"| … | | | | | | and {len(failures) - MAX_LISTED_FAILURES} more |")
+    return "\n".join(lines)
+
+
+def failure_notices(journey: str, failures: list[dict], down: dict[str, Counter]) -> list[Notice]:
+    """Prefect events for a journey run: failed and quarantined touchpoints, connectors down."""
+    notices = [Notice(event=f"carepath.touchpoint.{f['status']}", resource_id=f"carepath.touchpoint.{f['touchpoint']}",
+                      labels={"carepath.journey": journey, "carepath.step": f["step"],
+                              "carepath.channel": f["channel"], "carepath.patient-id": str(f["patient"])},
+                      payload={"reason": f["reason"], "stage": f["stage"]})
+               for f in failures[:MAX_FAILURE_EVENTS]]
+    notices += [Notice(event="carepath.connector.down", resource_id=f"carepath.connector.{channel}",
+                       labels={"carepath.journey": journey},
+                       payload={"retries": counts["retry"], "failed": counts["failed"]})
+                for channel, counts in sorted(down.items())]
+    return notices
+
+
+def emit(notices: list[Notice]) -> int:
+    """Send notices as Prefect events (related to the current flow run when there is one)."""
+    from prefect.events import emit_event
+
+    sent = 0
+    for n in notices:
+        resource = {"prefect.resource.id": n.resource_id, **n.labels}
+        if emit_event(event=n.event, resource=resource, payload=dict(n.payload)) is not None:
+            sent += 1
+    return sent
+
+
+# ------------------------------------------------------------------------ the flows
 
 
 def build_journey_flow(journey: str):
     """The Prefect flow named after ``journey``; each run dispatches its due work by stage."""
     prefect_defaults()
-    from prefect import flow, task
-    from prefect.artifacts import create_table_artifact
+    from prefect import flow, get_run_logger, task
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.states import Completed
 
     stage_task = task(dispatch_stage_batch, name=f"{journey} stage", task_run_name="{stage}",
                       cache_policy=None, retries=0)
 
-    @flow(name=journey, log_prints=False, validate_parameters=True)
+    @flow(name=journey, log_prints=False, validate_parameters=True, flow_run_name=_flow_run_namer(journey))
     def journey_flow(start: datetime | None = None, end: datetime | None = None, tick_minutes: int = 30,
-                     batch: int = 500) -> dict[str, dict[str, int]]:
-        reports = {s.value: stage_task(journey, s.value, start, end, tick_minutes, batch) for s in Stage}
-        rows = _artifact_rows(journey, reports)
-        if rows:
-            create_table_artifact(table=rows, key=f"{journey}-dispatch",
-                                  description=f"Touchpoints dispatched by {journey}, per stage, step and channel")
-        return {stage: dict(rep.outcomes) for stage, rep in reports.items()}
+                     batch: int = 500, interval_seconds: int = 0) -> Any:
+        logger = get_run_logger()
+        engine = current_engine()
+        definition = engine.journeys.get(journey)
+        if definition is None:
+            raise ValueError(f"journey {journey!r} is not loaded by this worker "
+                             f"(loaded: {', '.join(sorted(engine.journeys)) or 'none'})")
+        since = _failures_checked.get(journey) or (min(engine.clock.now(), start or engine.clock.now())
+                                                   - timedelta(microseconds=1))
+        reports: dict[str, DispatchReport] = {}
+        for stage in journey_stages(definition):
+            reports[stage] = stage_task(journey, stage, start, end, tick_minutes, batch)
+            logger.info(stage_log_line(stage, reports[stage]))
+        checked_at = engine.clock.now()
+        failures = failure_rows(engine, journey, since)
+        _failures_checked[journey] = checked_at
+        down = connectors_down(reports)
+        for channel in down:
+            logger.warning("channel %s delivered nothing in this run: every attempt errored", channel)
+        for f in failures[:MAX_LISTED_FAILURES]:
+            logger.info("touchpoint %s (patient %s, step %s) %s: %s", f["touchpoint"], f["patient"], f["step"],
+                           f["status"], f["reason"])
+        emit(failure_notices(journey, failures, down))
+        title = run_window(journey, start, end, None, interval_seconds) if start else f"{journey} v{definition.version}"
+        create_markdown_artifact(markdown=artifact_markdown(title, reports, failures), key=f"{journey}-dispatch",
+                                 description=f"{journey}: touchpoints by stage, step, channel and outcome; failures")
+        result = {stage: dict(rep.outcomes) for stage, rep in reports.items()}
+        if failures:
+            return Completed(name=FAILED_STATE_NAME, data=result,
+                             message=f"{len(failures)} touchpoint(s) failed or quarantined: see the artifact")
+        return result
 
     return journey_flow
+
+
+def run_job(name: str, job: Callable[[Any], Any]) -> JobResult:
+    """Run one maintenance job against the current engine."""
+    return JobResult.of(job(current_engine()))
+
+
+def build_maintenance_flow():
+    """The maintenance flow: one task per job of ``carepath.runtime.maintenance.jobs()``."""
+    prefect_defaults()
+    from prefect import flow, get_run_logger, task
+
+    from carepath.runtime.maintenance import jobs
+
+    job_task = task(run_job, name="maintenance job", task_run_name="{name}", cache_policy=None, retries=0)
+
+    def run_name() -> str:
+        from prefect.runtime import flow_run
+
+        when = datetime.fromtimestamp(flow_run.scheduled_start_time.timestamp(), timezone.utc)
+        return f"maintenance {when:%Y-%m-%d %H:%M:%S} UTC"
+
+    @flow(name=MAINTENANCE_FLOW, log_prints=False, flow_run_name=run_name)
+    def maintenance_flow() -> dict[str, int]:
+        logger = get_run_logger()
+        counts = {}
+        for name, job in jobs().items():
+            result = job_task(name, job)
+            counts[name] = result.count
+            logger.info("%s: %s", name, result.count)
+            emit(result.notices)
+        return counts
+
+    return maintenance_flow
 
 
 _flows: dict[str, object] = {}
@@ -107,3 +324,10 @@ def journey_flow(journey: str):
     if journey not in _flows:
         _flows[journey] = build_journey_flow(journey)
     return _flows[journey]
+
+
+def maintenance_flow():
+    """The (cached) maintenance flow object."""
+    if MAINTENANCE_FLOW not in _flows:
+        _flows[MAINTENANCE_FLOW] = build_maintenance_flow()
+    return _flows[MAINTENANCE_FLOW]

@@ -50,6 +50,20 @@ class Settings(BaseSettings):
         return EventLimits(max_depth=self.event_max_depth, max_payload_bytes=self.event_max_payload_bytes,
                            earliest=self.event_earliest, latest=self.event_latest)
 
+    # ``carepath serve`` (each may also be given on its command line)
+    serve_host: str = Field(default="127.0.0.1", description="address the web hooks app listens on")
+    serve_port: int = Field(default=8787, ge=0, le=65535, description="port of the web hooks app (0: any free port)")
+    dispatch_interval: float = Field(default=30.0, gt=0, description="seconds between runs of each journey")
+    maintenance_interval: float = Field(default=60.0, gt=0, description="seconds between maintenance runs")
+    dispatch_batch: int = Field(default=500, ge=1, le=5000, description="touchpoints a journey run claims at a time")
+    poll_seconds: float = Field(default=2.0, gt=0, description="how often serve asks Prefect for runs to start")
+    prefect_port: int = Field(default=4200, ge=0, le=65535,
+                              description="port of the embedded Prefect server and UI (without PREFECT_API_URL)")
+    events_token_env: str = Field(default="CAREPATH_EVENTS_TOKEN",
+                                  description="environment variable holding the bearer token of POST /events")
+    worker_id: str | None = Field(default=None, description="this worker's name in leases (default host-pid)")
+    lease_seconds: float = Field(default=300.0, gt=0, description="how long a claim lasts before others reclaim it")
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'carepath.db').resolve()}"
 

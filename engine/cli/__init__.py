@@ -43,6 +43,9 @@ def _mount_optional() -> None:
     app.add_typer(lists.touchpoints_app, name="touchpoints")
     app.add_typer(patients.app, name="patients")
     app.command("emulator")(emulator)
+    from carepath.cli.serve import serve
+
+    app.command("serve")(serve)
     from carepath.cli.hl7 import app as hl7_app
 
     app.add_typer(hl7_app, name="hl7")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import time as _time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -46,6 +50,48 @@ def _fresh_database(home: Path) -> Path:
     return path
 
 
+GRACE_SECONDS = 3.0  # after Ctrl-C, how long the flow in hand may take before the demo exits anyway
+
+
+def _exit_now(message: str) -> None:
+    """Leave at once, quietly: the ephemeral Prefect server is stopped first, carepath's state is committed."""
+    server_module = sys.modules.get("prefect.server.api.server")  # never import here: the main thread may hold the lock
+    for server in list(getattr(getattr(server_module, "SubprocessASGIServer", None), "_instances", {}).values()):
+        if getattr(server, "server_process", None) is not None:
+            server.server_process.kill()
+    # straight to the terminal (file descriptor 1): a live progress display would hold console output
+    for stream in (sys.stdout, sys.__stdout__):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os.write(1, (message + "\n").encode())
+    os._exit(130)
+
+
+@contextmanager
+def _stop_on_interrupt(db_path: Path):
+    """Ctrl-C lets the flow in hand finish its batch and the demo report what ran; if that takes more than
+    a few seconds (Prefect's server went down with the terminal's Ctrl-C), it exits at once. No tracebacks."""
+    from carepath.flows import request_stop
+
+    interrupted = threading.Event()
+    message = f"interrupted; what ran so far is in {db_path}"
+
+    def handler(signum, frame):
+        if interrupted.is_set():
+            _exit_now(message)
+        interrupted.set()
+        request_stop()
+        threading.Timer(GRACE_SECONDS, _exit_now, args=(message,)).start()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int = 30, seed: int = 7,
              console: Console | None = None) -> DemoResult:
     """Run the built-in outpatient journey over ``days`` virtual days as Prefect flows."""
@@ -56,6 +102,8 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     started = _time.monotonic()
     db_path = _fresh_database(home)
+    interrupt = ExitStack()  # from here on, Ctrl-C is the demo's (not a KeyboardInterrupt in some import)
+    interrupted = interrupt.enter_context(_stop_on_interrupt(db_path))
     start = datetime.now(SHANGHAI).date()
     his = generate(patients, days, start, seed)
     from carepath.engine import Engine
@@ -77,6 +125,8 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("starting Prefect (ephemeral mode, ~15 s)", total=days)
         for d in range(days):
+            if interrupted.is_set():
+                break
             day = start + timedelta(days=d)
             for ev in by_day.get(day, []):
                 clock.set(ev.occurred_at)
@@ -89,6 +139,9 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
                 sent = conn.execute(select(func.count()).select_from(Touchpoint)
                                     .where(Touchpoint.status.in_(("sent", "delivered")))).scalar()
             progress.update(bar, advance=1, description=f"day {d + 1:>2}/{days} {day.isoformat()}  sent {sent}")
+    if interrupted.is_set():
+        engine.close()
+        _exit_now(f"interrupted; what ran so far is in {db_path}")
     with engine.db.connect() as conn:
         console.print(step_table(step_summary(conn), f"{DEMO_JOURNEY}: {patients} patients, {days} days"))
         counts = {name: conn.execute(select(func.count()).select_from(model)).scalar()
@@ -99,6 +152,7 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
     console.print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {elapsed:.0f} s")
     _closing_notes(console, db_path, home, busiest[0])
     engine.close()
+    interrupt.close()
     return DemoResult(db_path, busiest[0], elapsed)
 
 

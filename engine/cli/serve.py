@@ -1,0 +1,62 @@
+"""``carepath serve``: run journeys continuously as Prefect deployments, with the web hooks app."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+err = Console(stderr=True)
+
+
+def serve(host: Optional[str] = typer.Option(None, help="address of the web hooks app [CAREPATH_SERVE_HOST, 127.0.0.1]"),
+          port: Optional[int] = typer.Option(None, min=0, max=65535,
+                                             help="port of the web hooks app, 0 for any [CAREPATH_SERVE_PORT, 8787]"),
+          interval: Optional[float] = typer.Option(None, min=1, help="seconds between runs of each journey "
+                                                                     "[CAREPATH_DISPATCH_INTERVAL, 30]"),
+          maintenance_interval: Optional[float] = typer.Option(None, min=1, help="seconds between maintenance runs "
+                                                                                 "[CAREPATH_MAINTENANCE_INTERVAL, 60]"),
+          prefect_port: Optional[int] = typer.Option(None, min=0, max=65535,
+                                                     help="port of the local Prefect server and UI when "
+                                                          "PREFECT_API_URL is not set [CAREPATH_PREFECT_PORT, 4200]")) -> None:
+    """Dispatch every journey on an interval as Prefect deployments and serve web hooks, until SIGTERM or Ctrl-C.
+
+    Without PREFECT_API_URL a local Prefect server is started (UI on 127.0.0.1); with it, that server is used.
+    """
+    from datetime import timedelta
+
+    from carepath.config import ConfigError
+    from carepath.serve import ServeOptions, Service, default_worker_id
+    from carepath.settings import Settings
+
+    settings = Settings()
+    options = ServeOptions(host=host or settings.serve_host, port=settings.serve_port if port is None else port,
+                           dispatch_interval=interval or settings.dispatch_interval,
+                           maintenance_interval=maintenance_interval or settings.maintenance_interval,
+                           poll_seconds=settings.poll_seconds, dispatch_batch=settings.dispatch_batch,
+                           prefect_port=settings.prefect_port if prefect_port is None else prefect_port,
+                           home=settings.home, events_token_env=settings.events_token_env)
+    from carepath.engine import Engine
+
+    try:
+        engine = Engine(settings=settings, worker_id=settings.worker_id or default_worker_id(),
+                        lease=timedelta(seconds=settings.lease_seconds))
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1)
+    if not engine.journeys:
+        err.print("[red]no journeys to serve:[/] install a journey plugin or configure journeys")
+        raise typer.Exit(1)
+    service = Service(engine, options, say=lambda line: console.print(line, soft_wrap=True, highlight=False))
+    try:
+        code = service.run()
+    except Exception as exc:  # start-up problems (port in use, Prefect server down) are the operator's to fix
+        from carepath.prefect_server import PrefectServerError
+
+        if not isinstance(exc, (PrefectServerError, RuntimeError, OSError)):
+            raise
+        err.print(f"[red]carepath serve could not start:[/] {exc}")
+        raise typer.Exit(1)
+    raise typer.Exit(code)

@@ -1,0 +1,162 @@
+"""Maintenance jobs the ``carepath-maintenance`` flow runs on an interval.
+
+A job is a function ``job(engine) -> int | JobResult | None``: it does one
+piece of housekeeping and says how many things it changed, plus any
+:class:`Notice` to publish as a Prefect event. Jobs import no Prefect. To add
+one, call :func:`register` at import time of your module (or add it to
+``JOBS`` here); :func:`jobs` is what the flow runs, in order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from sqlalchemy import and_, select, update
+
+from carepath.store.schema import Delivery, Touchpoint
+
+if TYPE_CHECKING:
+    from carepath.engine import Engine
+
+SLA_BREACHED = "carepath.task.sla_breached"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something operations should be told of: published as a Prefect event by the flows."""
+
+    event: str
+    resource_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobResult:
+    """What a job did: a count and the notices to publish."""
+
+    count: int = 0
+    notices: list[Notice] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, value: "int | JobResult | None") -> "JobResult":
+        if isinstance(value, JobResult):
+            return value
+        return cls(count=int(value or 0))
+
+
+Job = Callable[["Engine"], "int | JobResult | None"]
+
+
+def reclaim_leases(engine: "Engine") -> int:
+    """Touchpoints whose worker's lease expired (the worker died) go back to ``scheduled``.
+
+    A provider call that worker had started (a ``sending`` delivery) becomes
+    ``unknown``: nobody knows whether it went out, and the retry, with the same
+    idempotency key, gets its own delivery row. Claims already take expired
+    leases; this keeps backlog metrics true when no dispatch of that journey
+    runs soon. A stalled worker that wakes later changes nothing (fencing).
+    """
+    now = engine.clock.now()
+    expired = and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now)
+    with engine.db.begin() as conn:
+        q = select(Touchpoint.id).where(expired)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        ids = list(conn.execute(q).scalars())
+        if not ids:
+            return 0
+        conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(ids), Delivery.status == "sending")
+                     .values(status="unknown", updated_at=now))
+        conn.execute(update(Touchpoint).where(Touchpoint.id.in_(ids), expired)
+                     .values(status="scheduled", lease_until=None, updated_at=now))
+        return len(ids)
+
+
+def check_task_slas(engine: "Engine") -> JobResult:
+    """Staff tasks past a deadline move up their team's escalation chain
+    (:func:`carepath.runtime.work_queue.check_slas`); each breach is also a
+    ``carepath.task.sla_breached`` notice for Prefect automations."""
+    from carepath.runtime.work_queue import check_slas
+
+    breaches = check_slas(engine)
+    notices = [Notice(event=SLA_BREACHED, resource_id=f"carepath.task.{b.task_id}",
+                      labels={"carepath.task-kind": b.kind, "carepath.team": b.team,
+                              "carepath.patient-id": str(b.patient_id)},
+                      payload={"deadline": b.deadline, "level": b.level, "role": b.role})
+               for b in breaches]
+    return JobResult(count=len(breaches), notices=notices)
+
+
+_last_polled: dict[str, float] = {}  # HIS source name -> time.monotonic() of this worker's last poll
+
+
+def poll_his_sources(engine: "Engine") -> JobResult:
+    """Poll each configured HIS source that polls (FHIR) once its ``interval`` has passed since this worker
+    last did; a source that is down keeps its cursor and is reported as ``carepath.connector.down``."""
+    from carepath.plugins.contracts import HisSource
+    from carepath.runtime.his_poll import poll_source
+
+    result = JobResult()
+    for name, source in getattr(engine, "connectors", {}).items():
+        if not isinstance(source, HisSource) or type(source).poll is HisSource.poll:
+            continue  # not an HIS source, or push-only (HL7 over MLLP)
+        now = time.monotonic()
+        if name in _last_polled and now - _last_polled[name] < float(getattr(source.config, "interval", 0)):
+            continue
+        _last_polled[name] = now
+        report = poll_source(engine, source)
+        result.count += report.stored
+        if report.unavailable:
+            result.notices.append(Notice(event="carepath.connector.down", resource_id=f"carepath.connector.{name}",
+                                         labels={"carepath.connector-kind": "his"},
+                                         payload={"reason": report.unavailable}))
+    return result
+
+
+def publish_alerts(engine: "Engine") -> JobResult:
+    """Operator alerts raised since the last run (:mod:`carepath.runtime.alerts`), as notices, marked published."""
+    from carepath.runtime.alerts import mark_emitted, pending_alerts
+
+    alerts = pending_alerts(engine)
+    notices = [Notice(event=a.kind, resource_id=f"carepath.connector.{a.source}",
+                      labels={"carepath.alert-code": a.code or ""}, payload={"detail": a.detail or ""})
+               for a in alerts]
+    mark_emitted(engine, [a.id for a in alerts])
+    return JobResult(count=len(alerts), notices=notices)
+
+
+def delivery_fallback(engine: "Engine") -> int:
+    """Messages not confirmed delivered within their step's window move on (:mod:`carepath.runtime.fallback`)."""
+    from carepath.runtime.fallback import unconfirmed_fallback
+
+    return unconfirmed_fallback(engine)
+
+
+def _held_event_job() -> Job | None:
+    """Held-event replay, when this installation has it (``carepath.runtime.held``)."""
+    try:
+        from carepath.runtime.held import expire_held  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return expire_held
+
+
+JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources,
+                        "delivery_fallback": delivery_fallback, "alerts": publish_alerts}
+
+
+def register(name: str, job: Job) -> None:
+    """Add a maintenance job (its name is its task run's name in the Prefect UI)."""
+    JOBS[name] = job
+
+
+def jobs() -> dict[str, Job]:
+    """The jobs a maintenance run performs, in order."""
+    found = dict(JOBS)
+    held = _held_event_job()
+    if held is not None:
+        found.setdefault("held_events", held)
+    return found

@@ -1,0 +1,110 @@
+"""The web hooks app: plugin callback routes, ``POST /events``, ``/healthz`` and ``/metrics``.
+
+``carepath serve`` runs it under uvicorn. Plugin routes come from the
+``carepath_web_routes`` hook (usually ``carepath.plugins.web.callback_router``,
+answering ``/hooks/<type>/<name>``) and reach the running engine through
+``app.state.carepath`` (:class:`ServeContext`).
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at run time.
+import hmac
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from carepath.plugins.contracts import Connector
+from carepath.web.events import apply_events, summary
+from carepath.web.metrics import Metrics
+
+
+@dataclass
+class ServeContext:
+    """What plugin routes see (``carepath.plugins.web.WebContext``): the connectors and the ingest function."""
+
+    engine: Any
+    connectors: Mapping[str, Connector] = field(default_factory=dict)
+
+    def ingest(self, event: Any) -> Any:
+        """Store and apply one event; urgent ``on`` steps it triggers are sent before this returns."""
+        return self.engine.ingest(event)
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def database_ok(engine: Any) -> tuple[bool, str]:
+    try:
+        with engine.db.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # health checks report, never raise
+        return False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return True, "ok"
+
+
+def prefect_ok(api_url: str | None, timeout: float = 2.0) -> tuple[bool, str]:
+    if not api_url:
+        return True, "not used (no Prefect API configured)"
+    import httpx
+
+    try:
+        answer = httpx.get(api_url.rstrip("/") + "/health", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return False, f"{api_url} unreachable: {type(exc).__name__}"
+    return (answer.status_code == 200), f"{api_url}: HTTP {answer.status_code}"
+
+
+def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None, events_token: str | None = None,
+               events_token_env: str = "CAREPATH_EVENTS_TOKEN", prefect_api_url: str | None = None,
+               routers: list[Any] | None = None) -> FastAPI:
+    """The app for ``engine``. ``connectors`` defaults to the engine's configured connectors, ``routers`` to
+    every plugin's ``carepath_web_routes``.
+
+    ``POST /events`` needs ``Authorization: Bearer <events_token>``; without a
+    token configured it is refused (503) and says which variable to set.
+    """
+    app = FastAPI(title="carepath web hooks", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.carepath = ServeContext(engine, dict(connectors if connectors is not None
+                                                   else getattr(engine, "connectors", engine.channels)))
+    metrics = Metrics(engine)
+    if routers is None:
+        routers = engine.plugins.web_routers()
+    for router in routers:
+        app.include_router(router)
+
+    @app.post("/events")
+    async def post_events(request: Request) -> JSONResponse:
+        if not events_token:
+            return JSONResponse({"detail": f"POST /events is off: set {events_token_env} to a bearer token"}, 503)
+        if not hmac.compare_digest(_bearer(request).encode(), events_token.encode()):
+            return JSONResponse({"detail": "missing or wrong bearer token"}, 401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        body = await request.body()
+        # ingest and any urgent sends block: off the event loop, so other requests keep flowing
+        outcomes = await run_in_threadpool(apply_events, body, app.state.carepath.ingest)
+        for o in outcomes:
+            metrics.events.labels(o.status).inc()
+        answer = summary(outcomes)
+        if not outcomes:
+            return JSONResponse({**answer, "detail": "no events in the body"}, 400)
+        return JSONResponse(answer, 422 if answer["refused"] else 200)
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        db, db_detail = database_ok(engine)
+        pf, pf_detail = prefect_ok(prefect_api_url)
+        return JSONResponse({"status": "ok" if db and pf else "unavailable",
+                             "database": db_detail, "prefect": pf_detail}, 200 if db and pf else 503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,49 @@
+"""A real Prefect server (``prefect server start``) on loopback, shared by the serve tests of a session.
+
+It takes 30-60 s to come up on a busy two-core machine (migrations, imports),
+so it is launched as soon as collection shows a test that needs it, and
+starts while the tests before it run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from carepath.prefect_server import PrefectServer, PrefectServerError
+
+_QUIET = {f"PREFECT_SERVER_SERVICES_{s}_ENABLED": "false"
+          for s in ("FOREMAN", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS", "LATE_RUNS", "REPOSSESSOR")}
+_server: PrefectServer | None = None
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    global _server
+    if _server is None and any("prefect_server" in getattr(item, "fixturenames", ()) and not _skipped(item)
+                               for item in items):
+        # its own PREFECT_HOME and SQLite database in a temp dir, on a free loopback port
+        _server = PrefectServer(Path(tempfile.mkdtemp(prefix="carepath-prefect-server-")), 0, env=_QUIET).launch()
+
+
+def _skipped(item: pytest.Item) -> bool:
+    return any(mark.args and mark.args[0] is True for mark in item.iter_markers("skipif"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _server is not None:
+        _server.stop()
+        shutil.rmtree(_server.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> PrefectServer:
+    """The running server (``.api_url``, ``.ui_url``)."""
+    if _server is None:
+        pytest.fail("the Prefect server was not launched at collection")
+    try:
+        return _server.wait_healthy(timeout=180)
+    except PrefectServerError as exc:
+        pytest.fail(str(exc))

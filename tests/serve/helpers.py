@@ -1,0 +1,121 @@
+"""Loopback pieces for the serve tests and the latency benchmark: a counting message sink and serve processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from carepath_plugin_example import WebhookEmulator
+
+SINK_SECRET = "serve-test-webhook-secret-01"
+SERVE = [sys.executable, "-c", "from carepath.cli import main; main()", "serve"]
+
+
+class CountingSink(WebhookEmulator):
+    """The example plugin's webhook receiver (signatures checked), counting every accepted POST per
+    ``Idempotency-Key`` so a resend shows, with the time each key first arrived."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(SINK_SECRET)
+        self.delay = delay
+        self.requests: Counter = Counter()
+        self.first_seen: dict[str, float] = {}
+        self.bodies: dict[str, dict] = {}
+
+    def _accept(self, key: str, body: bytes) -> tuple[int, dict]:
+        with self._lock:
+            self.requests[key] += 1
+            self.first_seen.setdefault(key, time.monotonic())
+            self.bodies.setdefault(key, json.loads(body))
+        if self.delay:  # the request is in flight (counted) while the provider takes its time
+            time.sleep(self.delay)
+        return super()._accept(key, body)
+
+    def keys(self) -> set[str]:
+        with self._lock:
+            return set(self.requests)
+
+
+def webhook_config(path: Path, url: str) -> Path:
+    """A carepath.toml whose only channel is the example plugin's webhook, pointed at ``url``."""
+    path.write_text(f'[connectors.webhook]\ntype = "webhook"\nurl = "{url}"\n'
+                    f'secret = {{env = "SERVE_TEST_WEBHOOK_SECRET"}}\ntimeout = 5\naddress = "phone"\n',
+                    encoding="utf-8")
+    return path
+
+
+def daytime_zone(now: datetime | None = None) -> str:
+    """An ``Etc/GMT±N`` zone where it is now between 11:00 and 17:00, so no quiet hours get in the way."""
+    now = now or datetime.now(timezone.utc)
+    for offset in range(-12, 13):
+        if 11 <= (now + timedelta(hours=offset)).hour <= 16:
+            return f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}" if offset else "UTC"
+    raise AssertionError("unreachable: some offset is always in the afternoon")
+
+
+def serve_env(base: dict[str, str], **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_", "CAREPATH_"))}
+    env.update({"SERVE_TEST_WEBHOOK_SECRET": SINK_SECRET, "CAREPATH_SERVE_PORT": "0", "CAREPATH_POLL_SECONDS": "0.5",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "INFO"})
+    env.update(base)
+    env.update(extra)
+    return env
+
+
+class ServeProcess:
+    """``carepath serve`` as a child process; ``url`` is its web hooks app once it is ready."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.process = subprocess.Popen(SERVE, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+        self.url = ""
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 90.0) -> "ServeProcess":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            found = re.search(r"web hooks app: (http://[\d.]+:\d+)", out)
+            if found and "ready" in out:
+                self.url = found.group(1)
+                return self
+            if self.process.poll() is not None:
+                raise AssertionError(f"carepath serve exited with {self.process.returncode}:\n{out}")
+            time.sleep(0.2)
+        raise AssertionError(f"carepath serve not ready after {timeout:.0f} s:\n{self.output()}")
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+        self._log.close()
+
+
+def wait_for(condition, timeout: float, what: str, every: float = 0.3):
+    """Poll ``condition()`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

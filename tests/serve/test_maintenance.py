@@ -1,0 +1,134 @@
+"""Maintenance jobs: staff-task SLA escalation, lease reclaim, the job registry (no Prefect involved)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import insert, select, update
+
+from carepath.connectors.outbox import OutboxChannel
+from carepath.definition.dsl import enroll_on, journey, on, send, step, template
+from carepath.definition.events import EventIn, PatientIn
+from carepath.engine import Engine
+from carepath.plugins.contracts import ConnectorConfig, HisSource, SourceUnavailable
+from carepath.runtime import maintenance
+from carepath.store.schema import Delivery, StaffTask, Touchpoint
+
+
+def _booking(clock) -> dict:
+    return {"start": (clock.now() + timedelta(days=2)).isoformat(), "appointment_id": "A1"}
+
+
+def _engine(database_url, settings, clock) -> Engine:
+    j = journey("m-check", enroll=enroll_on("appointment.booked"), templates=[template("hi", "您好")],
+                steps=[step("hi", "pre_visit", on("appointment.booked"), send("hi", ["outbox"]))])
+    engine = Engine(database_url, journeys=[j], channels={"outbox": OutboxChannel("outbox")}, templates={},
+                    clock=clock, settings=settings)
+    engine.upsert_patient(PatientIn(mrn="M1", phone="13900001111"))
+    return engine
+
+
+def test_tasks_past_their_sla_are_reported_once_as_notices(database_url, settings, clock):
+    engine = _engine(database_url, settings, clock)
+    now = clock.now()
+    with engine.db.begin() as conn:
+        conn.execute(insert(StaffTask), [
+            dict(patient_id=1, kind="call_patient", team="nursing", status="open", sla_due_at=now - timedelta(hours=2),
+                 created_at=now - timedelta(days=1)),
+            dict(patient_id=1, kind="call_patient", team="nursing", status="open", sla_due_at=now + timedelta(hours=2),
+                 created_at=now),
+            dict(patient_id=1, kind="complaint", team="service", status="done", sla_due_at=now - timedelta(hours=2),
+                 created_at=now - timedelta(days=1))])
+    result = maintenance.check_task_slas(engine)
+    assert result.count == 1
+    [notice] = result.notices
+    assert notice.event == "carepath.task.sla_breached" and notice.resource_id == "carepath.task.1"
+    assert notice.labels == {"carepath.task-kind": "call_patient", "carepath.team": "nursing",
+                             "carepath.patient-id": "1"}
+    assert notice.payload["deadline"] == "resolution"
+    assert maintenance.check_task_slas(engine).count == 0  # reported once
+    engine.close()
+
+
+def test_expired_leases_go_back_to_scheduled(database_url, settings, clock):
+    engine = _engine(database_url, settings, clock)
+    engine.upsert_patient(PatientIn(mrn="M2", phone="13900002222"))
+    for n, mrn in enumerate(("M1", "M2")):
+        engine.ingest(EventIn(type="appointment.booked", source="his", source_id=str(n), patient_mrn=mrn,
+                              occurred_at=clock.now(), payload=_booking(clock)), dispatch_urgent=False)
+    dead, alive = engine.dispatcher.claim(limit=10)  # a worker claims both; it dies calling the provider
+    with engine.db.begin() as conn:
+        conn.execute(update(Touchpoint).where(Touchpoint.id == dead.id)
+                     .values(lease_until=clock.now() - timedelta(seconds=1)))
+        conn.execute(insert(Delivery).values(touchpoint_id=dead.id, attempt=1, channel="outbox", status="sending",
+                                             created_at=clock.now(), updated_at=clock.now()))
+    assert maintenance.reclaim_leases(engine) == 1
+    with engine.db.connect() as conn:
+        statuses = dict(conn.execute(select(Touchpoint.id, Touchpoint.status)).all())
+        stale = conn.execute(select(Delivery.status).where(Delivery.touchpoint_id == dead.id)).scalar()
+    assert statuses == {dead.id: "scheduled", alive.id: "claimed"}
+    assert stale == "unknown"  # whether that call went out is unknown; the retry gets its own row
+    assert engine.dispatch_due().sent == 1  # the reclaimed one is sent by the next dispatch
+    engine.close()
+
+
+def test_registered_jobs_run_in_order(monkeypatch):
+    monkeypatch.setattr(maintenance, "JOBS", dict(maintenance.JOBS))
+    maintenance.register("inactivity", lambda engine: 3)
+    names = list(maintenance.jobs())
+    assert names[:2] == ["reclaim_leases", "task_sla"] and "inactivity" in names
+    assert maintenance.JobResult.of(3).count == 3 and maintenance.JobResult.of(None).count == 0
+
+
+class _FeedConfig(ConnectorConfig):
+    interval: float = 3600.0
+
+
+class _Feed(HisSource):
+    """A polling HIS source (every hour): one booking per poll, or down."""
+
+    type_name = "test-feed"
+    Config = _FeedConfig
+
+    def __init__(self, name: str, clock, down: bool = False) -> None:
+        super().__init__(name)
+        self.clock, self.down, self.polls = clock, down, []
+
+    def poll(self, cursor):
+        self.polls.append(cursor)
+        if self.down:
+            raise SourceUnavailable("connection refused")
+        n = int(cursor or 0)
+        return [EventIn(type="appointment.booked", source=self.name, source_id=str(n), patient_mrn="M1",
+                        occurred_at=self.clock.now(), payload=_booking(self.clock))], str(n + 1)
+
+
+def test_his_sources_are_polled_with_their_cursor_and_a_down_one_is_reported(database_url, settings, clock):
+    from carepath.runtime.maintenance import _last_polled
+
+    feed, down = _Feed("feed", clock), _Feed("down-feed", clock, down=True)
+    engine = _engine(database_url, settings, clock)
+    engine.connectors.update({"feed": feed, "down-feed": down})
+    _last_polled.clear()
+    first = maintenance.poll_his_sources(engine)
+    assert first.count == 1 and feed.polls == [None]
+    [notice] = first.notices
+    assert (notice.event, notice.resource_id) == ("carepath.connector.down", "carepath.connector.down-feed")
+    assert maintenance.poll_his_sources(engine).count == 0 and feed.polls == [None]  # its interval has not passed
+    _last_polled.clear()
+    assert maintenance.poll_his_sources(engine).count == 1 and feed.polls == [None, "1"]  # the stored cursor
+    engine.close()
+
+
+def test_operator_alerts_are_published_once(database_url, settings, clock):
+    from carepath.runtime.alerts import CONNECTOR_DOWN, raise_alert
+
+    engine = _engine(database_url, settings, clock)
+    assert raise_alert(engine, kind=CONNECTOR_DOWN, source="sms-aliyun", code="isv.AMOUNT_NOT_ENOUGH",
+                       detail="account out of balance")
+    result = maintenance.publish_alerts(engine)
+    [notice] = result.notices
+    assert (notice.event, notice.resource_id) == ("carepath.connector.down", "carepath.connector.sms-aliyun")
+    assert notice.payload == {"detail": "account out of balance"}
+    assert maintenance.publish_alerts(engine).count == 0
+    engine.close()

@@ -1,0 +1,192 @@
+"""`carepath serve` against a real Prefect server: what operations staff see, read back through the Prefect client.
+
+A real `prefect server start` runs on loopback (its own PREFECT_HOME and SQLite
+database); `carepath serve` runs as a child process with PREFECT_API_URL
+pointing at it, and is stopped with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+
+
+pytestmark = pytest.mark.prefect
+example = pytest.importorskip("carepath_plugin_example",
+                              reason="example plugin not installed: pip install ./docs/examples/carepath-plugin-example")
+from tests.serve.helpers import (SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env,  # noqa: E402
+                                 wait_for, webhook_config)
+
+
+def _seed(database_url: str, home: Path, config: Path) -> dict:
+    """A discharged patient whose follow-up is due (webhook), a booking whose confirmation cannot be sent
+    (no wechat/sms configured) and a staff task past its SLA."""
+    from carepath.config import build_channels, load_config
+    from carepath.definition.events import EventIn, PatientIn
+    from carepath.engine import Engine
+    from carepath.journeys import HERE
+    from carepath.definition.journey_files import load_journey_file
+    from carepath.runtime.clock import VirtualClock
+    from carepath.settings import Settings
+    from carepath.store.schema import StaffTask
+
+    now = datetime.now(timezone.utc)
+    clock = VirtualClock(now - timedelta(days=2))
+    outpatient = load_journey_file(HERE / "outpatient-visit.yaml")
+    engine = Engine(database_url, journeys=[example.followup_journey, outpatient], clock=clock,
+                    channels=build_channels(load_config(config)), settings=Settings(home=home))
+    tz = daytime_zone(now)
+    engine.upsert_patient(PatientIn(mrn="S1", name="张三", phone="13912345678", tz=tz))
+    engine.upsert_patient(PatientIn(mrn="S2", name="李四", phone="13800001111", tz=tz))
+    engine.ingest(EventIn(type="encounter.discharged", source="his", source_id="d1", patient_mrn="S1",
+                          occurred_at=clock.now(), payload={}))
+    booked = engine.ingest(EventIn(type="appointment.booked", source="his", source_id="b1", patient_mrn="S2",
+                                   occurred_at=clock.now(), payload={"appointment_id": "A1", "department": "内科",
+                                                                     "start": (now + timedelta(days=5)).isoformat()}))
+    with engine.db.begin() as conn:
+        conn.execute(insert(StaffTask).values(patient_id=1, kind="call_patient", team="nursing", status="open",
+                                              detail="seeded", sla_due_at=now - timedelta(hours=1),
+                                              created_at=now - timedelta(days=1)))
+    assert booked.enrolled == ["outpatient-visit"]
+    return {"engine": engine, "version": outpatient.version}
+
+
+def _prefect_state(api_url: str, events: bool = True) -> dict:
+    """Flows, flow runs, task runs, logs, artifacts and carepath events, read through the Prefect client."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    page = {"limit": 200, "offset": 0}
+
+    async def read() -> dict:
+        # plain filter bodies: this Prefect client's filter models send nulls the server's validation rejects
+        async with get_client() as client:
+            async def post(path: str, body: dict) -> list | dict:
+                return (await client._client.post(path, json=body)).json()
+
+            flows = {f["id"]: f["name"] for f in await post("/flows/filter", page)}
+            runs = await post("/flow_runs/filter", {**page, "flow_runs": {"state": {"type": {"not_any_": ["SCHEDULED"]}}}})
+            ids = [r["id"] for r in runs]
+            since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+            if not events:
+                return {"flows": flows, "runs": runs}
+            return {"flows": flows, "runs": runs,
+                    "task_runs": await post("/task_runs/filter", page),
+                    "logs": [log for run_id in ids  # per run: a page of all runs' logs may miss some
+                             for log in await post("/logs/filter", {**page, "logs": {"flow_run_id": {"any_": [run_id]}}})],
+                    "artifacts": await post("/artifacts/filter", page),
+                    "events": (await post("/events/filter", {"limit": 50, "filter": {
+                        "event": {"prefix": ["carepath."]}, "occurred": {"since": since}}}))["events"]}
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        return asyncio.run(read())
+
+
+def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server, database_url, tmp_path, monkeypatch):
+    from carepath.store.schema import Event, Touchpoint
+
+    monkeypatch.setenv("SERVE_TEST_WEBHOOK_SECRET", SINK_SECRET)
+    with CountingSink() as sink:
+        config = webhook_config(tmp_path / "carepath.toml", sink.url)
+        home = tmp_path / "home"
+        seeded = _seed(database_url, home, config)
+        engine = seeded["engine"]
+        env = serve_env({"PREFECT_API_URL": prefect_server.api_url, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+                         "CAREPATH_DATABASE_URL": database_url, "CAREPATH_HOME": str(home),
+                         "CAREPATH_CONFIG": str(config), "CAREPATH_DISPATCH_INTERVAL": "2",
+                         "CAREPATH_MAINTENANCE_INTERVAL": "3", "CAREPATH_WORKER_ID": "ops-worker"})
+        serve = ServeProcess(env, tmp_path / "serve.log").wait_ready()
+
+        def settled() -> bool:
+            with engine.db.connect() as conn:
+                statuses = dict(conn.execute(select(Touchpoint.step, Touchpoint.status)).all())
+                breached = conn.execute(select(Event.id).where(Event.type == "task.sla_breached")).first()
+            return (statuses.get("day-one-followup") == "sent" and statuses.get("booking-confirmation") == "failed"
+                    and breached is not None)
+
+        wait_for(settled, 90, "the follow-up sent, the confirmation failed and the staff task's SLA breach recorded")
+
+        def clean_outpatient_run() -> bool:  # a later run, with nothing failing
+            state = _prefect_state(prefect_server.api_url, events=False)
+            return any(state["flows"][r["flow_id"]] == "outpatient-visit" and r["state_name"] == "Completed"
+                       for r in state["runs"])
+
+        wait_for(clean_outpatient_run, 60, "a clean outpatient-visit run", every=1)
+        code = serve.terminate()
+        out = serve.output()
+        assert code == 0, out
+        assert "stopped" in out and "Traceback" not in out
+    assert len(sink.requests) == 1 and sum(sink.requests.values()) == 1  # sent once
+
+    state = _prefect_state(prefect_server.api_url)
+    by_flow: dict[str, list] = {}
+    for run in state["runs"]:
+        by_flow.setdefault(state["flows"][run["flow_id"]], []).append(run)
+    assert {"outpatient-visit", "webhook-followup", "carepath-maintenance"} <= set(by_flow)
+
+    followups = [r for r in by_flow["webhook-followup"] if r["state_type"] == "COMPLETED"]
+    assert followups, "no completed webhook-followup run"
+    assert all(re.fullmatch(r"webhook-followup \d{4}-\d\d-\d\d \d\d:\d\d:\d\d–\d\d:\d\d:\d\d UTC", r["name"])
+               for r in followups), [r["name"] for r in followups]
+    outpatient = by_flow["outpatient-visit"]
+    assert {"journey:outpatient-visit", f"version:{seeded['version']}"} <= set(outpatient[0]["tags"])
+    failed_runs = [r for r in outpatient if r["state_name"] == "Completed with failures"]
+    assert len(failed_runs) == 1, [(r["name"], r["state_name"]) for r in outpatient]
+    assert [r for r in outpatient if r["state_name"] == "Completed"], "a run with nothing failing shows Completed"
+
+    # stage tasks only for the stages a journey has (webhook-followup: post_visit only)
+    followup_ids = {r["id"] for r in by_flow["webhook-followup"]}
+    assert {t["name"] for t in state["task_runs"] if t["flow_run_id"] in followup_ids} == {"post_visit"}
+    maintenance_ids = {r["id"] for r in by_flow["carepath-maintenance"]}
+    assert {"reclaim_leases", "task_sla"} <= {t["name"] for t in state["task_runs"]
+                                              if t["flow_run_id"] in maintenance_ids}
+
+    messages = [log["message"] for log in state["logs"]]
+    assert "post_visit: 1 claimed — 1 sent" in messages
+    assert "pre_visit: 1 claimed — 1 failed" in messages
+
+    [failure_artifact] = [a for a in state["artifacts"] if a["flow_run_id"] == failed_runs[0]["id"]]
+    text = failure_artifact["data"]
+    assert failure_artifact["key"] == "outpatient-visit-dispatch"
+    assert "Failures (1)" in text and "booking-confirmation" in text and "channel not configured" in text
+    assert "carepath patients timeline" in text and "| 2 |" in text  # patient id 2 for the timeline command
+    assert not re.search(r"1[38]\d{9}", text)  # no contact data
+
+    events = {e["event"]: e for e in state["events"]}
+    failed = events["carepath.touchpoint.failed"]
+    assert failed["resource"]["carepath.journey"] == "outpatient-visit"
+    assert failed["resource"]["carepath.patient-id"] == "2"
+    assert any(r["prefect.resource.id"] == f"prefect.flow-run.{failed_runs[0]['id']}" for r in failed["related"])
+    breached = events["carepath.task.sla_breached"]
+    assert breached["resource"]["carepath.task-kind"] == "call_patient" and breached["payload"]["deadline"] == "resolution"
+    engine.close()
+
+
+def test_sigterm_lets_the_send_in_flight_finish_and_records_it(prefect_server, database_url, tmp_path, monkeypatch):
+    from carepath.store.schema import Delivery, Touchpoint
+
+    monkeypatch.setenv("SERVE_TEST_WEBHOOK_SECRET", SINK_SECRET)
+    with CountingSink(delay=3.0) as sink:  # the provider takes 3 s to answer
+        config = webhook_config(tmp_path / "carepath.toml", sink.url)
+        home = tmp_path / "home"
+        engine = _seed(database_url, home, config)["engine"]
+        env = serve_env({"PREFECT_API_URL": prefect_server.api_url, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+                         "CAREPATH_DATABASE_URL": database_url, "CAREPATH_HOME": str(home),
+                         "CAREPATH_CONFIG": str(config), "CAREPATH_DISPATCH_INTERVAL": "2"})
+        serve = ServeProcess(env, tmp_path / "serve.log").wait_ready()
+        wait_for(sink.keys, 60, "the follow-up to reach the provider", every=0.05)
+        code = serve.terminate()  # while the provider is still answering
+        assert code == 0, serve.output()
+    with engine.db.connect() as conn:
+        touchpoint = conn.execute(select(Touchpoint.status, Touchpoint.id).where(
+            Touchpoint.step == "day-one-followup")).one()
+        deliveries = conn.execute(select(Delivery.status, Delivery.provider_id).where(
+            Delivery.touchpoint_id == touchpoint.id)).all()
+    engine.close()
+    assert touchpoint.status == "sent" and deliveries == [("sent", "wh-1")]
+    assert sum(sink.requests.values()) == 1
