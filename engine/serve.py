@@ -256,6 +256,7 @@ class Service:
         self.web: WebServer | None = None
         self.poller: RunPoller | None = None
         self.poller_thread: threading.Thread | None = None
+        self.listeners: Any = None  # carepath.listeners.Listeners: HL7 v2 MLLP and other socket listeners
 
     def start_prefect(self) -> str:
         """The API URL to use: ``PREFECT_API_URL``, or a local server started now (must run before Prefect is imported)."""
@@ -283,6 +284,11 @@ class Service:
                          events_token_env=self.options.events_token_env, prefect_api_url=api_url)
         self.web = WebServer(app, self.options.host, self.options.port)
         host, port = self.web.start()
+        from carepath.listeners import Listeners
+
+        self.listeners = Listeners(self.engine.connectors.values())
+        for bound in self.listeners.start():
+            self.say(f"listening: {bound}")
         self.say(f"web hooks app: http://{host}:{port}  (POST /events, /hooks/<type>/<name>, /healthz, /metrics)")
         if token is None:
             self.say(f"POST /events is off until {self.options.events_token_env} holds a bearer token")
@@ -307,6 +313,8 @@ class Service:
             self.poller_thread.join()
         if self.web is not None:
             self.web.stop()
+        if self.listeners is not None:
+            self.listeners.stop()
         flush_prefect()
         if self.prefect_server is not None:
             self.prefect_server.stop()

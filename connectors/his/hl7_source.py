@@ -87,7 +87,7 @@ class Hl7Source(HisSource):
         text = "duplicate" if outcomes and all(getattr(o, "duplicate", False) for o in outcomes) else ""
         return _encode(ack(msg, "AA", text=text), charset)
 
-    async def start(self, host: str | None = None, port: int | None = None) -> asyncio.base_events.Server:
+    async def listen(self, host: str | None = None, port: int | None = None) -> asyncio.base_events.Server:
         """Start the MLLP listener on the running loop (engine ingest runs in worker threads)."""
 
         async def on_message(raw: bytes) -> bytes:

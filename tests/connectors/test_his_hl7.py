@@ -2,51 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Iterator
 
 import pytest
 
 from carepath.connectors.his.hl7_source import Hl7Source
 from carepath.connectors.his.mllp import MllpClient
+from carepath.listeners import Listeners
 from carepath.store.schema import Event, Patient
 from tests.connectors import hl7_messages as m
 from tests.engine import helpers as h
 
 
 class Listener:
-    """An ``Hl7Source`` listening on a free loopback port in a background event loop."""
+    """An ``Hl7Source`` listening on a free loopback port, started the way ``carepath serve`` starts it."""
 
     def __init__(self, source: Hl7Source) -> None:
-        self.source = source
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.server = self.loop.run_until_complete(source.start("127.0.0.1", 0))
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        self.port = self.server.sockets[0].getsockname()[1]
+        self.listeners = Listeners([source])
+        self.listeners.start()
+        self.port = self.listeners.servers[0].sockets[0].getsockname()[1]
 
     def close(self) -> None:
-        async def shut() -> None:
-            self.server.close()
-            await self.server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        self.listeners.stop()
 
 
 @pytest.fixture
 def listener(engine) -> Iterator[Listener]:
-    source = Hl7Source.from_options("hl7", {"port": 0})
+    source = Hl7Source.from_options("hl7", {"port": 0, "host": "127.0.0.1"})
     source.bind(engine)
     running = Listener(source)
     yield running
