@@ -118,6 +118,12 @@ class _Outgoing:
     lookup: Any = None  # the ``unknown`` attempt to reconcile before sending again (a deliveries row)
 
 
+#: the reason of a touchpoint waiting because its provider said when to come back (``SendResult.retry_after``):
+#: such waits (and a quiet-hours deferral after one) do not use up ``max_attempts``: the operator alert, not
+#: each patient's message, carries a provider outage; crash loops stay bounded by quarantine (``poison_after``)
+PROVIDER_WAIT = "wait:"
+
+
 class Dispatcher:
     """Claims, re-checks, renders, sends and records due touchpoints for one worker.
 
@@ -539,7 +545,8 @@ class Dispatcher:
         while pending:
             now = self.engine.clock.now()
             ready, exhausted = self._pick_channels(pending, ctx)
-            for o in [o for o in ready if o.attempts >= self.max_attempts and not self._reconcile(o)]:
+            for o in [o for o in ready if o.attempts >= self.max_attempts and not self._reconcile(o)
+                      and not (o.tp.reason or "").startswith((PROVIDER_WAIT, "deferred:"))]:
                 # only calls cut off by crashes get here: they count, so crash loops end too
                 o.notes.append(f"{o.channel}: no result after {o.attempts} attempts")
                 ready.remove(o)
@@ -685,15 +692,19 @@ class Dispatcher:
                 o.notes.append(f"{o.channel}: {res.error_code}")
                 o.channel_index += 1
                 pending.append(o)
-            elif o.attempts >= self.max_attempts:
+            elif o.attempts >= self.max_attempts and res.retry_after is None:
+                # a provider that says when to come back (a rate limit, an account held by the connector)
+                # is waited for: the operator alert, not each patient's message, carries the outage
                 o.notes.append(f"{o.channel}: {res.error_code} after {o.attempts} attempts")
                 finals.append(self._give_up(o, now, report, attempts=o.attempts))
                 if o.step.category is not Category.marketing:
                     tasks.append(self._fallback_task(o, now))
             else:
                 report.add(o.tp, "retry", o.channel)
-                finals.append(self._final(o.tp, "scheduled", now, reason=f"retry: {o.channel} {res.error_code}",
-                                          due=now + self._backoff(o.attempts), attempts=o.attempts,
+                wait = max(self._backoff(o.attempts), res.retry_after or timedelta(0))
+                why = f"{PROVIDER_WAIT} {o.channel} {res.error_code}" if res.retry_after else \
+                    f"retry: {o.channel} {res.error_code}"
+                finals.append(self._final(o.tp, "scheduled", now, reason=why, due=now + wait, attempts=o.attempts,
                                           index=o.channel_index))
         return deliveries, finals, tasks
 

@@ -18,6 +18,7 @@ from carepath.runtime.alerts import CONNECTOR_DOWN, pending_alerts
 from carepath.store.schema import Event, OutboxMessage
 
 from tests.connectors.sms_helpers import BODY, PHONE, PROVIDERS, SIGN, Provider, build, close
+from tests.engine import helpers as h
 
 
 @pytest.fixture(params=sorted(PROVIDERS))
@@ -216,6 +217,19 @@ def test_account_problem_raises_one_alert_and_holds_messages(make, provider: Pro
     assert (alert.kind, alert.source, alert.code) == (CONNECTOR_DOWN, f"{provider.type_name}:sms",
                                                       provider.account_code)
     assert s.tasks() == []
+    for _ in range(8):  # a long outage: past max_attempts, the messages wait; nobody is failed one by one
+        s.clock.advance(timedelta(hours=1))
+        s.dispatch()
+    assert [t.status for t in h.touchpoints(s.engine)] == ["scheduled", "scheduled"]
+    alerts = pending_alerts(s.engine)
+    assert s.tasks() == [] and len(alerts) <= 9  # at most one a hold period (30 min), not one a patient
+    assert {(a.source, a.code) for a in alerts} == {(f"{provider.type_name}:sms", provider.account_code)}
+    s.emulator.account_error = None  # the hospital tops up the account
+    s.clock.advance(timedelta(hours=2))  # past the last back-off (at most an hour and a fifth) …
+    s.dispatch()
+    s.clock.advance(timedelta(hours=4))  # and past the night's quiet hours
+    s.dispatch()
+    assert sorted(t.status for t in h.touchpoints(s.engine)) == ["sent", "sent"]
 
 
 def test_rate_limited_number_rests_before_the_next_try(make, provider: Provider) -> None:
@@ -225,11 +239,11 @@ def test_rate_limited_number_rests_before_the_next_try(make, provider: Provider)
     assert report.outcomes["retry"] == 1
     [delivery] = s.deliveries()
     assert (delivery.error_kind, delivery.error_code) == ("retryable", provider.rate_limit_code)
-    calls = s.emulator.calls["SendSms"]
-    s.clock.advance(timedelta(minutes=5))  # the dispatcher's backoff is over, the number's rest is not
+    calls, rows = s.emulator.calls["SendSms"], len(s.deliveries())
+    assert s.touchpoint().due_at >= s.clock.now() + timedelta(minutes=9)  # the dispatcher waits the number's rest
+    s.clock.advance(timedelta(minutes=5))  # the usual back-off is over, the number's rest is not
     s.engine.dispatch_due()
-    assert s.emulator.calls["SendSms"] == calls
-    assert s.deliveries()[-1].error_code == "number_resting"
+    assert s.emulator.calls["SendSms"] == calls and len(s.deliveries()) == rows
 
 
 def test_wrong_secret_is_refused_by_the_emulator_with_the_providers_error(make, provider: Provider) -> None:
