@@ -45,9 +45,11 @@ class CountingSink(WebhookEmulator):
 
 
 def webhook_config(path: Path, url: str) -> Path:
-    """A carepath.toml whose only channel is the example plugin's webhook, pointed at ``url``."""
+    """A carepath.toml whose only channel is the example plugin's webhook, pointed at ``url``, running the stock
+    outpatient journey and the example plugin's follow-up."""
     path.write_text(f'[connectors.webhook]\ntype = "webhook"\nurl = "{url}"\n'
-                    f'secret = {{env = "SERVE_TEST_WEBHOOK_SECRET"}}\ntimeout = 5\naddress = "phone"\n',
+                    f'secret = {{env = "SERVE_TEST_WEBHOOK_SECRET"}}\ntimeout = 5\naddress = "phone"\n'
+                    f'\n[journeys]\nenabled = ["outpatient-visit", "webhook-followup"]\n',
                     encoding="utf-8")
     return path
 

@@ -53,7 +53,9 @@ def test_a_run_with_failed_touchpoints_completes_with_failures(prefect_harness, 
                     settings=settings)
     engine.upsert_patient(PatientIn(mrn="F1", phone="13900001111"))
     engine.ingest(EventIn(type="appointment.booked", source="t", source_id="1", patient_mrn="F1",
-                          occurred_at=clock.now(), payload={}), dispatch_urgent=False)
+                          occurred_at=clock.now(), payload={"appointment_id": "A1",
+                                                             "start": (clock.now() + timedelta(days=2)).isoformat()}),
+                  dispatch_urgent=False)
     use_engine(engine)
     state = journey_flow("fail-check")(return_state=True)
     assert state.is_completed() and state.name == "Completed with failures"
