@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import random
 import resource
 import tempfile
@@ -138,10 +137,9 @@ def naive_prefect_rate(sample: int, home: Path) -> float:
     from zoneinfo import ZoneInfo
 
     from carepath.runtime.clock import VirtualClock
-    from carepath.flows import prefect_defaults, quiet_ephemeral_shutdown
+    from carepath.flows import ephemeral_defaults, quiet_ephemeral_shutdown
 
-    prefect_defaults()
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    ephemeral_defaults()
     from prefect import flow, task
 
     tz = ZoneInfo("Asia/Shanghai")

@@ -43,6 +43,21 @@ def prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 
 
+def ephemeral_defaults() -> None:
+    """Settings for one-shot commands (demo, bench) that run flows on Prefect's ephemeral server.
+
+    That server is a subprocess writing to our terminal; when the command ends it logs cancelled
+    background flushes as errors with tracebacks. Nothing carepath needs is lost there (its own
+    state is in its database), so unless the user chose a level, only its critical logs show."""
+    prefect_defaults()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if not os.environ.get("PREFECT_API_URL"):
+        from prefect.settings import get_current_settings
+
+        if not get_current_settings().api.url:
+            os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+
+
 def quiet_ephemeral_shutdown() -> None:
     """The ephemeral API logs cancelled background flushes as errors when the process exits: nothing
     is lost that carepath needs (its own state is in its database), so keep them off the console."""
@@ -70,10 +85,6 @@ def current_engine():
 def request_stop() -> None:
     """Ask running flows to finish the batch in hand and claim nothing more (SIGTERM, Ctrl-C)."""
     _stop.set()
-
-
-def stop_requested() -> bool:
-    return _stop.is_set()
 
 
 def _ticks(start: datetime | None, end: datetime | None, step: timedelta) -> list[datetime | None]:

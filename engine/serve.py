@@ -114,7 +114,6 @@ class RunPoller:
         self.stop = stop
         self.on_error = on_error
         self.busy: set[UUID] = set()
-        self.started = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max(2, min(8, len(self.by_id))), thread_name_prefix="flow-run")
 
@@ -147,7 +146,6 @@ class RunPoller:
                 self.busy.add(run.deployment_id)
             self._pool.submit(self._execute, run)
             started += 1
-        self.started += started
         return started
 
     @staticmethod

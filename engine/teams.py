@@ -28,7 +28,6 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from carepath.definition.durations import Duration
-from carepath.plugins.contracts import long_secret
 
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -52,7 +51,8 @@ class TeamConfig(BaseModel):
         if v is None:
             return v
         m = _HOURS.match(v)
-        if not m or not (int(m[1]), int(m[2])) < (int(m[3]), int(m[4])) <= (24, 0):
+        if not m or int(m[2]) > 59 or int(m[4]) > 59 \
+                or not (int(m[1]), int(m[2])) < (int(m[3]), int(m[4])) <= (24, 0):
             raise ValueError('write working hours as "08:00-17:30" (start before end)')
         return v
 
@@ -89,9 +89,8 @@ class StaffMember(BaseModel):
 
     team: str
     role: str = "staff"
-    token: SecretStr = Field(description="login token for the staff page (an environment reference)")
+    token: SecretStr = Field(min_length=16, description="login token for the staff page (an environment reference)")
 
-    _long = field_validator("token")(classmethod(lambda cls, v: long_secret(v)))
 
 
 class SurveySettings(BaseModel):

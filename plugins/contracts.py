@@ -183,13 +183,6 @@ def _is_secret_annotation(annotation: Any) -> bool:
     return False
 
 
-def long_secret(value: SecretStr, minimum: int = 16) -> SecretStr:
-    """A pydantic validator body: a token that guards an endpoint needs ``minimum`` characters."""
-    if len(value.get_secret_value()) < minimum:
-        raise ValueError(f"at least {minimum} characters")
-    return value
-
-
 def secret_fields(config_model: type[BaseModel]) -> set[str]:
     """Names of the fields of ``config_model`` declared as ``SecretStr``/``SecretBytes``."""
     return {name for name, f in config_model.model_fields.items() if _is_secret_annotation(f.annotation)}

@@ -43,7 +43,7 @@ from carepath.connectors.sms_common.callbacks import (
     receipt_events,
     reply_events,
 )
-from carepath.connectors.sms_common.config import SmsConfig
+from carepath.connectors.sms_common.config import DEFAULT_OPT_OUT, SmsConfig
 from carepath.connectors.sms_common.numbers import national
 from carepath.connectors.sms_common.segments import segment_count, signed_text
 from carepath.connectors.sms_common.templates import ParamError, TemplateMapping, render_params, unmapped
@@ -94,7 +94,7 @@ class SmsChannel(Channel):
     address_kind: ClassVar[str] = "phone"
     Config: ClassVar[type[SmsConfig]] = SmsConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
-        max_length=500, needs_opt_out_text=True, opt_out_text="拒收请回复R", network=True, callbacks=True,
+        max_length=500, needs_opt_out_text=True, opt_out_text=DEFAULT_OPT_OUT, network=True, callbacks=True,
         lookup=True)
     #: provider code -> outcome; codes not listed are classified by HTTP status
     outcomes: ClassVar[Mapping[str, Outcome]] = {}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from carepath.connectors.sms_common.templates import TemplateMapping
-from carepath.plugins.contracts import ConnectorConfig, long_secret
+from carepath.plugins.contracts import ConnectorConfig
 
 DEFAULT_OPT_OUT = "拒收请回复R"
 
@@ -18,7 +18,7 @@ class SmsConfig(ConnectorConfig):
     templates: dict[str, TemplateMapping] = Field(default_factory=dict,
                                                   description="carepath template -> provider template")
     timeout: float = Field(5.0, gt=0, le=60, description="connect and read timeout in seconds")
-    callback_token: SecretStr | None = Field(None, description="secret path token of "
+    callback_token: SecretStr | None = Field(None, min_length=16, description="secret path token of "
                                                                "/hooks/<type>/<name>/<token>/... (16+ characters)")
     opt_out_text: str = Field(DEFAULT_OPT_OUT, description="text every marketing SMS must carry")
     rate_limit_backoff: float = Field(600, gt=0, description="seconds a number rests after a rate-limit code "
@@ -27,4 +27,3 @@ class SmsConfig(ConnectorConfig):
     lookup_grace: float = Field(0, ge=0, description="seconds during which 'not found' by lookup means "
                                                      "'not known yet' (providers that report late)")
 
-    _long = field_validator("callback_token")(classmethod(lambda cls, v: v if v is None else long_secret(v)))

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import Field, field_validator
 
-from carepath.definition.expressions import ExpressionError, compile_template, render
+from carepath.definition.expressions import check_template, render
 from carepath.plugins.contracts import ConnectorConfig
 
 
@@ -35,10 +35,7 @@ class TemplateMapping(ConnectorConfig):
     @classmethod
     def _compiles(cls, params: dict[str, str]) -> dict[str, str]:
         for name, source in params.items():
-            try:
-                compile_template(source)
-            except ExpressionError as exc:
-                raise ValueError(f"params.{name}: {exc}") from None
+            check_template(source, f"params.{name}")
         return params
 
 
@@ -53,9 +50,10 @@ class ParamError(ValueError):
 def render_params(mapping: TemplateMapping, context: Mapping[str, Any]) -> dict[str, str]:
     """Each provider parameter rendered against ``context``, in the configured order."""
     out: dict[str, str] = {}
+    values = dict(context)
     for name, source in mapping.params.items():
         try:
-            out[name] = render(source, dict(context))
+            out[name] = render(source, values)
         except Exception as exc:  # undefined names, filter errors: a configuration problem
             raise ParamError(name, f"{type(exc).__name__}: {exc}") from None
     return out

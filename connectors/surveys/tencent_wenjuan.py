@@ -18,21 +18,20 @@ import json
 import logging
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from carepath.connectors.surveys.provider_maps import MappedSurveys, SurveyMap, by_provider_id, engine_of, mapped_values, \
     record_push
-from carepath.plugins.contracts import CallbackRejected, CallbackRequest, ConnectorConfig, long_secret
+from carepath.plugins.contracts import CallbackRejected, CallbackRequest, ConnectorConfig
 
 log = logging.getLogger(__name__)
 
 
 class TencentWenjuanConfig(ConnectorConfig):
-    path_token: SecretStr = Field(description="secret in the webhook path ({env = ...}, at least 16 characters)")
+    path_token: SecretStr = Field(min_length=16, description="secret in the webhook path ({env = ...}, at least 16 characters)")
     param: str = Field("respondent_id", description="the link parameter Tencent returns as third_party_user.respondent_id")
     surveys: dict[str, SurveyMap] = Field(default_factory=dict, description="carepath survey name -> Tencent survey")
 
-    _long = field_validator("path_token")(classmethod(lambda cls, v: long_secret(v)))
 
 
 def _answer_values(answers: Any) -> dict[str, str]:

@@ -98,6 +98,7 @@ class WechatChannel(Channel):
                                   encoding_aes_key=key.get_secret_value() if key else None,
                                   max_age=config.callback_max_age)
         self._engine: Any = None
+        self._session = requests.Session()  # one connection pool for sends and token fetches
 
     def bind(self, engine: Any) -> None:
         self._engine = engine
@@ -215,7 +216,7 @@ class WechatChannel(Channel):
         url = self.config.base_url + path
         params = {"access_token": token} if token else None
         try:
-            response = requests.post(url, params=params, json=body, timeout=self.config.timeout)
+            response = self._session.post(url, params=params, json=body, timeout=self.config.timeout)
         except requests.Timeout:
             raise ApiError(ErrorKind.RETRYABLE, "timeout", f"WeChat did not answer within {self.config.timeout:g} s")
         except requests.RequestException as exc:

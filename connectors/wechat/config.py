@@ -7,11 +7,9 @@ from typing import Literal
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
-from carepath.definition.expressions import ExpressionError, compile_template
+from carepath.definition.expressions import check_template
 from carepath.plugins.contracts import ConnectorConfig
 
-#: the three ways an Official Account / Mini Program reaches a user
-KINDS = ("template", "subscribe", "miniprogram")
 _FIELD = re.compile(r"^[a-z_]+[0-9]*$")
 
 
@@ -34,10 +32,7 @@ class TemplateMapping(ConnectorConfig):
         for key, source in data.items():
             if not _FIELD.match(key):
                 raise ValueError(f"data.{key}: WeChat field names look like thing1, time2, phrase3")
-            try:
-                compile_template(source)
-            except ExpressionError as exc:
-                raise ValueError(f"data.{key}: {exc}") from None
+            check_template(source, f"data.{key}")
         return data
 
 

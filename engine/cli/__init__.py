@@ -49,6 +49,9 @@ def _mount_optional() -> None:
     from carepath.cli.hl7 import app as hl7_app
 
     app.add_typer(hl7_app, name="hl7")
+    from carepath.cli.wechat import app as wechat_app
+
+    app.add_typer(wechat_app, name="wechat")
     from carepath.cli.report import app as report_app
     from carepath.cli.tasks import app as tasks_app
 

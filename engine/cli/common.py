@@ -95,8 +95,9 @@ def cli_config(path: Path | None = None):
         fail(str(exc), ExitCode.INVALID)
 
 
-def open_cli_engine(db: str | None, config_file: Path | None = None):
-    """An :class:`Engine` on the configured journeys and channels, for commands that change state."""
+def open_cli_engine(db: str | None, config_file: Path | None = None, *, runs_journeys: bool = True):
+    """An :class:`Engine` on the configured journeys and channels, for commands that change state
+    (``runs_journeys=False``: a command that needs only the channels says nothing about journeys)."""
     from carepath.config import ConfigError, build_channels
     from carepath.definition.registry import enabled_journeys
     from carepath.engine import Engine
@@ -108,12 +109,12 @@ def open_cli_engine(db: str | None, config_file: Path | None = None):
         channels = build_channels(config)
     except ConfigError as exc:
         fail(str(exc), ExitCode.INVALID)
-    if not journeys:
+    if not journeys and runs_journeys:
         where = config.path or "no carepath.toml"
         err_console().print(f"note: no journey runs ({where}: add [journeys] paths = [...] or enabled = [...])",
                             markup=False)
     with store_errors():
-        engine = Engine(database_url(db), journeys=journeys, channels=channels, settings=Settings())
+        engine = Engine(database_url(db), journeys=journeys, channels=channels, settings=Settings(), config=config)
     if engine.created_key is not None:
         err_console().print(f"note: new database, so a new encryption key was written to {engine.created_key}; "
                             "keep it (or set CAREPATH_SECRET_KEY): contact data cannot be read without it",

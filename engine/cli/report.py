@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from carepath.cli.common import open_cli_store, out_console, print_json
+
 app = typer.Typer(help="Reports for people: surveys, NPS, task SLAs.", no_args_is_help=True)
-out = Console()
 
 
 def _day(value: Optional[str], default: date) -> datetime:
@@ -32,18 +31,20 @@ def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-D
             json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
             db: Optional[str] = typer.Option(None, "--db", help="database file or URL")) -> None:
     """Response rate, satisfaction and NPS (with its three shares) per journey and step; task SLA compliance."""
-    from carepath.cli.common import database_url, store_errors
-    from carepath.engine import Engine
+    from carepath.definition.registry import enabled_journeys
     from carepath.survey_report import survey_report
 
     today = date.today()
     start, end = _day(since, today - timedelta(days=30)), _day(until, today + timedelta(days=1))
-    with store_errors():
-        engine = Engine(database_url(db))
-    with engine.db.connect() as conn:
-        report = survey_report(conn, engine.journeys.values(), start, end)
+    journeys = enabled_journeys().values()  # what the engine would run, as before
+    store = open_cli_store(db, read_only=True)  # a report creates no database and no key
+    try:
+        with store.db.connect() as conn:
+            report = survey_report(conn, journeys, start, end)
+    finally:
+        store.db.dispose()
     if json_out:
-        out.print_json(json.dumps(report.as_dict(), ensure_ascii=False))
+        print_json(report.as_dict())
         return
     table = Table("journey", "step", "invited", "answered", "rate", "satisfaction", "NPS", "promoters", "passives",
                   "detractors", title=f"surveys {start.date()} – {(end - timedelta(days=1)).date()}")
@@ -53,6 +54,7 @@ def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-D
                       "" if d["satisfaction"] is None else f"{d['satisfaction']:g}",
                       "" if d["nps"] is None else f"{d['nps']:+g}", _pct(d["promoters"]), _pct(d["passives"]),
                       _pct(d["detractors"]))
+    out = out_console()
     out.print(table)
     tasks = Table("team", "task", "opened", "closed", "within SLA", "breached", "compliance", title="task SLAs")
     for t in report.tasks:

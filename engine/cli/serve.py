@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-console = Console()
-err = Console(stderr=True)
+from carepath.cli.common import fail, out_console, store_errors
 
 
 def serve(host: Optional[str] = typer.Option(None, help="address of the web hooks app [CAREPATH_SERVE_HOST, 127.0.0.1]"),
@@ -41,14 +39,14 @@ def serve(host: Optional[str] = typer.Option(None, help="address of the web hook
     from carepath.engine import Engine
 
     try:
-        engine = Engine(settings=settings, worker_id=settings.worker_id or default_worker_id(),
-                        lease=timedelta(seconds=settings.lease_seconds))
+        with store_errors():  # a bad key or an unreachable database: a clear error, no traceback
+            engine = Engine(settings=settings, worker_id=settings.worker_id or default_worker_id(),
+                            lease=timedelta(seconds=settings.lease_seconds))
     except ConfigError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1)
+        fail(str(exc))
     if not engine.journeys:
-        err.print("[red]no journeys to serve:[/] install a journey plugin or configure journeys")
-        raise typer.Exit(1)
+        fail("no journeys to serve: install a journey plugin or configure journeys")
+    console = out_console()
     service = Service(engine, options, say=lambda line: console.print(line, soft_wrap=True, highlight=False))
     try:
         code = service.run()
@@ -57,6 +55,5 @@ def serve(host: Optional[str] = typer.Option(None, help="address of the web hook
 
         if not isinstance(exc, (PrefectServerError, RuntimeError, OSError)):
             raise
-        err.print(f"[red]carepath serve could not start:[/] {exc}")
-        raise typer.Exit(1)
+        fail(f"carepath serve could not start: {exc}")
     raise typer.Exit(code)

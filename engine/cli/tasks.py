@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from carepath.cli.common import ExitCode, fail, out_console, print_json
+
 app = typer.Typer(help="The staff work queue: calls, complaints, clinical reviews.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
 DB = typer.Option(None, "--db", help="database file or URL (default: CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")
 WHO = typer.Option(..., "--as", help="your staff name (recorded in the audit log)")
 
 
 def _engine(db: Optional[str]):
-    from carepath.cli.common import database_url, store_errors
+    from carepath.cli.common import database_url, open_cli_store, store_errors
     from carepath.engine import Engine
 
+    open_cli_store(db, read_only=True).db.dispose()  # the queue's database must exist: none is created here
     with store_errors():  # a missing or wrong key: a clear error, never a traceback
         return Engine(database_url(db))
 
@@ -30,8 +29,7 @@ def _run(operation, *args) -> None:
     try:
         operation(*args)
     except TaskError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
+        fail(str(exc))
 
 
 @app.command("show")
@@ -44,40 +42,23 @@ def show(task_id: int = typer.Argument(...), who: str = WHO, reveal: bool = type
 
     engine = _engine(db)
     try:
-        task, notes = open_task(engine, task_id, who) if reveal else _masked(engine, task_id)
+        task, notes = open_task(engine, task_id, who if reveal else None)
     except TaskError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(3) from None
+        fail(str(exc), ExitCode.NOT_FOUND)
     phone = task.phone if reveal else mask_phone(task.phone)
     data = {**{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in task.__dict__.items()},
             "phone": phone, "notes": [{"at": n.at.isoformat(), "author": n.author, "text": n.text} for n in notes]}
     if json_out:
-        out.print_json(json.dumps(data, ensure_ascii=False))
+        print_json(data)
         return
     table = Table("field", "value", title=f"task {task_id}")
     for key in ("kind", "team", "status", "priority", "patient_id", "patient", "phone", "claimed_by",
                 "assigned_role", "due", "detail", "resolution"):
         table.add_row(key, "" if data[key] is None else str(data[key]))
+    out = out_console()
     out.print(table)
     for n in data["notes"]:
         out.print(f"{n['at']} {n['author']}: {n['text']}")
-
-
-def _masked(engine, task_id: int):
-    """The task without its clear-text phone (a phone masked from the stored one)."""
-    from sqlalchemy import select
-
-    from carepath.runtime.work_queue import TaskError, list_tasks
-    from carepath.store.schema import Patient, StaffTask, TaskNote
-
-    found = [t for t in list_tasks(engine, statuses=()) if t.id == task_id]
-    if not found:
-        raise TaskError(f"no task {task_id}")
-    with engine.db.connect() as conn:
-        phone_enc = conn.execute(select(Patient.phone_enc).join(StaffTask, StaffTask.patient_id == Patient.id)
-                                 .where(StaffTask.id == task_id)).scalar()
-        notes = conn.execute(select(TaskNote.__table__).where(TaskNote.task_id == task_id).order_by(TaskNote.id)).all()
-    return found[0].__class__(**{**found[0].__dict__, "phone": engine.cipher.decrypt(phone_enc)}), notes
 
 
 @app.command("claim")
@@ -86,7 +67,7 @@ def claim(task_id: int = typer.Argument(...), who: str = WHO, db: Optional[str] 
     from carepath.runtime.work_queue import claim as do_claim
 
     _run(do_claim, _engine(db), task_id, who)
-    out.print(f"task {task_id} claimed by {who}")
+    out_console().print(f"task {task_id} claimed by {who}")
 
 
 @app.command("note")
@@ -96,7 +77,7 @@ def note(task_id: int = typer.Argument(...), text: str = typer.Argument(..., hel
     from carepath.runtime.work_queue import add_note
 
     _run(add_note, _engine(db), task_id, who, text)
-    out.print(f"note added to task {task_id}")
+    out_console().print(f"note added to task {task_id}")
 
 
 @app.command("done")
@@ -107,4 +88,4 @@ def done(task_id: int = typer.Argument(...), who: str = WHO,
     from carepath.runtime.work_queue import close
 
     _run(close, _engine(db), task_id, who, resolution)
-    out.print(f"task {task_id} done")
+    out_console().print(f"task {task_id} done")

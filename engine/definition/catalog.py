@@ -125,6 +125,9 @@ class AppointmentRescheduled(AppointmentBooked):
 
 class AppointmentCancelled(AppointmentRef):
     reason: str | None = Field(None, description="why it was cancelled, as the HIS says it")
+    start: AwareDatetime | None = Field(None, description="when the cancelled visit was to start, if the HIS says "
+                                                          "(for a cancellation notice)")
+    department: str | None = Field(None, description="clinic department of the cancelled visit")
 
 
 class AppointmentNoShow(AppointmentRef):

@@ -86,6 +86,15 @@ def compile_template(source: str) -> Template:
         raise ExpressionError(exc.message or "syntax error", source, exc.lineno, _column(source, exc)) from None
 
 
+def check_template(source: str, where: str) -> None:
+    """Compile ``source`` for a configuration check: a syntax error is a ``ValueError`` led by ``where``
+    (the key path, e.g. ``params.name``), so pydantic reports it under that key."""
+    try:
+        compile_template(source)
+    except ExpressionError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Evaluated:
     value: bool

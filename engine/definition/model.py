@@ -263,5 +263,22 @@ class Journey(_Model):
                 return s
         raise KeyError(step_id)
 
+    @property
+    def calling_team(self) -> str:
+        """The staff team that contacts the patient when no channel delivered."""
+        return self.team or "nursing"
+
+    def farewell_event(self, step: Step) -> str | None:
+        """The exit event ``step`` runs on, if any: such a step (a cancellation notice) is the
+        enrollment's last word and still goes out after that exit."""
+        trigger = step.trigger
+        return trigger.event if isinstance(trigger, OnEvent) and trigger.event in self.exit.events else None
+
+
     def to_json(self) -> dict:
         return self.model_dump(mode="json")
+
+
+def exit_reason(event_type: str) -> str:
+    """What an enrollment's ``exit_reason`` says when an exit event ended it."""
+    return f"exit event {event_type}"

@@ -31,6 +31,7 @@ import re
 import string
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
 from jinja2 import StrictUndefined, nodes, pass_context
@@ -367,6 +368,12 @@ def _as_join(node: nodes.Concat) -> nodes.Filter:
 
 
 def _date(value: Any, fmt: str = "%Y-%m-%d") -> str:
+    """Format a date or time; an ISO 8601 string from an event payload is read as one (at its own offset)."""
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            pass
     return value.strftime(fmt) if hasattr(value, "strftime") else str(value)
 
 

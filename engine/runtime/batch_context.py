@@ -12,6 +12,7 @@ from carepath.definition.model import AfterStep, Category, Step
 from carepath.runtime.patients import PatientRecord, consent_state, load_patients
 from carepath.runtime.policy import local_wall, zone
 from carepath.runtime.template_consent import template_purpose
+from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Delivery, Enrollment, Event, Touchpoint
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class BatchContext:
         self.attempts: dict[int, int] = {}  # provider calls made so far, by touchpoint
         self.unresolved: dict[int, Any] = {}  # the last ``unknown`` call not yet reconciled (a deliveries row)
         self.receipts_waiting = False  # early receipts are kept, waiting for their delivery
+        self._payloads: dict[tuple[str, int], dict] = {}
 
     @classmethod
     def load(cls, conn: Connection, eng: "Engine", tps: list[Any], now: datetime) -> "BatchContext":
@@ -54,6 +56,15 @@ class BatchContext:
         ctx._load_replies(conn, tps)
         ctx._load_sent_today(conn, pids, now)
         return ctx
+
+    def event_payload(self, tp: Any, enrollment: Any) -> dict:
+        """``event.*`` for ``tp``: its event's payload, or the enrolling event's (the enrollment context),
+        with the personal data encrypted at rest decrypted again for rendering (once per batch)."""
+        key = ("event", tp.event_id) if tp.event_id else ("enrollment", tp.enrollment_id)
+        if key not in self._payloads:
+            stored = self.events.get(tp.event_id) if tp.event_id else enrollment.context
+            self._payloads[key] = reveal_payload(stored or {}, self._conn_engine.cipher)
+        return self._payloads[key]
 
     def _load_sent_today(self, conn: Connection, pids: set[int], now: datetime) -> None:
         """Messages each patient was sent so far on their local day (for the cap at send time).

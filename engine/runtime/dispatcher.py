@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
+from carepath.masking import mask_text
 from carepath.runtime.batch_context import BatchContext
 from carepath.definition.context import expression_context
+from carepath.definition.durations import format_duration
 from carepath.definition.expressions import evaluate, render
-from carepath.definition.model import AfterStep, Category, Send, Step, Survey, Tag, Task
+from carepath.definition.model import AfterStep, Category, Send, Step, Survey, Tag, Task, exit_reason
 from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
 from carepath.plugins.contracts import Channel, ErrorKind, LookupResult, LookupStatus, Message, SendResult, Veto
 from carepath.runtime.outages import OutageGuard
@@ -59,9 +61,10 @@ _DELIVERY_RESULT = ("UPDATE deliveries SET status = ?, provider_id = ?, error_ki
                     "cost = ?, updated_at = ? WHERE touchpoint_id = ? AND attempt = ? AND channel = ? "
                     "AND status = 'sending'")
 
-# a dead worker's calls are only in deliveries: count them before the touchpoint is queued again
-_CALLS_MADE = (select(func.coalesce(func.max(Delivery.attempt), 0)).where(Delivery.touchpoint_id == Touchpoint.id)
-               .correlate(Touchpoint).scalar_subquery())
+# a dead worker's calls are only in deliveries: count them whenever a touchpoint is queued again, so the next
+# call gets its own row and a reclaimed call is looked up before it is sent again
+CALLS_MADE = (select(func.coalesce(func.max(Delivery.attempt), 0)).where(Delivery.touchpoint_id == Touchpoint.id)
+              .correlate(Touchpoint).scalar_subquery())
 # Fencing: only rows this worker still holds change.
 _FINAL_SQL = ("UPDATE touchpoints SET status = ?, reason = ?, updated_at = ?, channel = ?, sent_at = ?, due_at = ?, "
               "attempts = ?, channel_index = ?, lease_until = NULL, claims = 0 "
@@ -122,6 +125,15 @@ class _Outgoing:
 #: such waits (and a quiet-hours deferral after one) do not use up ``max_attempts``: the operator alert, not
 #: each patient's message, carries a provider outage; crash loops stay bounded by quarantine (``poison_after``)
 PROVIDER_WAIT = "wait:"
+
+
+def _why_task(journey: str, step: Step) -> str:
+    """What a task whose step gives no ``detail`` is about: its step, and the silence that opened it."""
+    why = f"{step.action.task.replace('_', ' ')}: step {step.id} of {journey}"
+    trigger = step.trigger
+    if isinstance(trigger, AfterStep) and trigger.unless == "replied":
+        why += f" (no reply to {trigger.step} within {format_duration(trigger.delay)})"
+    return why
 
 
 class Dispatcher:
@@ -273,7 +285,7 @@ class Dispatcher:
             return conn.execute(update(Touchpoint).where(Touchpoint.id.in_(list(ids)),
                                                          Touchpoint.status == "quarantined")
                                 .values(status="scheduled", claims=0, due_at=now, updated_at=now,
-                                        reason="released from quarantine", attempts=_CALLS_MADE)).rowcount
+                                        reason="released from quarantine", attempts=CALLS_MADE)).rowcount
 
     # ------------------------------------------------------------------- a batch
 
@@ -350,10 +362,22 @@ class Dispatcher:
 
     # --------------------------------------------------------------- decisions
 
+    def _farewell(self, tp: Any, enrollment: Any) -> bool:
+        """Whether ``tp`` is a step on the very exit event that ended its enrollment (it still goes out)."""
+        journey = self.engine.journey_version(tp.journey, enrollment.version)
+        if journey is None or enrollment.status != "exited":
+            return False
+        try:
+            event = journey.farewell_event(journey.step(tp.step))
+        except KeyError:
+            return False
+        return event is not None and enrollment.exit_reason == exit_reason(event)
+
     def _decide(self, tp: Any, ctx: "BatchContext", now: datetime, report: DispatchReport):
         enrollment = ctx.enrollments.get(tp.enrollment_id)
         patient = ctx.patients.get(tp.patient_id)
-        if enrollment is None or enrollment.status != "active" or patient is None or patient.deceased:
+        if enrollment is None or patient is None or patient.deceased or \
+                (enrollment.status != "active" and not self._farewell(tp, enrollment)):
             report.add(tp, "cancelled")
             why = "patient deceased" if patient is not None and patient.deceased else "enrollment not active"
             return "final", self._final(tp, "cancelled", now, reason=f"cancelled: {why}")
@@ -371,8 +395,7 @@ class Dispatcher:
         if not policy.allowed(now, category, tz):
             report.add(tp, "deferred")
             return "final", self._defer(tp, policy.next_allowed(now, category, tz), QUIET_HOURS, now)
-        event = ctx.events.get(tp.event_id) if tp.event_id else enrollment.context
-        expr = expression_context(patient.view, event=event or {},
+        expr = expression_context(patient.view, event=ctx.event_payload(tp, enrollment),
                                   anchors=anchor_values(enrollment.anchors or {}, enrollment.enrolled_at),
                                   journey=journey.name, now=now)
         check = evaluate(step.condition, expr)
@@ -413,7 +436,8 @@ class Dispatcher:
             return "send", _Outgoing(tp, step, title, body, template.name, tp.channel_index, expr)
         if isinstance(action, Task):
             return "task", dict(patient_id=tp.patient_id, enrollment_id=tp.enrollment_id, touchpoint_id=tp.id,
-                                kind=action.task, team=action.team, detail=action.detail,
+                                kind=action.task, team=action.team,
+                                detail=action.detail or _why_task(journey.name, step),
                                 **new_task(self.engine.config.team(action.team), now=now, sla=action.sla,
                                            priority=action.priority))
         if isinstance(action, Tag):
@@ -739,11 +763,14 @@ class Dispatcher:
                            attempts=o.attempts if attempts is None else attempts)
 
     def _fallback_task(self, o: _Outgoing, now: datetime) -> dict:
-        """The last resort: a staff member contacts the patient."""
+        """The last resort: the journey's team contacts the patient, told what the message said and why it failed."""
+        journey = self.engine.journeys.get(o.tp.journey)
+        team = journey.calling_team if journey else "nursing"
+        detail = (f"Call the patient: message '{o.template}' of step {o.tp.step} was not delivered on any "
+                  f"channel.\nMessage: {mask_text(o.body)}\nWhy: " + "; ".join(o.notes))
         return dict(patient_id=o.tp.patient_id, enrollment_id=o.tp.enrollment_id, touchpoint_id=o.tp.id,
-                    kind="contact_patient", team="nursing",
-                    detail=f"message '{o.template}' of step {o.tp.step} undelivered: " + "; ".join(o.notes),
-                    **new_task(self.engine.config.team("nursing"), now=now, sla=timedelta(hours=24)))
+                    kind="contact_patient", team=team, detail=detail,
+                    **new_task(self.engine.config.team(team), now=now, sla=timedelta(hours=24)))
 
     def _backoff(self, attempts: int) -> timedelta:
         base = self.backoff * (2 ** (attempts - 1))

@@ -24,8 +24,10 @@ from carepath.definition.context import expression_context
 from carepath.definition.durations import format_duration
 from carepath.definition.expressions import render
 from carepath.definition.model import Category, Journey, Send, Step
+from carepath.masking import mask_text
 from carepath.runtime.patients import load_patients
 from carepath.runtime.planner import anchor_values
+from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Delivery, Enrollment, Event, StaffTask, Touchpoint
 
 if TYPE_CHECKING:
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CALL_PATIENT = "call_patient"
-DEFAULT_TEAM = "nursing"
 CALL_SLA = timedelta(hours=4)
 _BATCH = 500
 
@@ -100,11 +101,11 @@ def _move_on(engine: "Engine", conn: Connection, tp: Any, journey: Journey, step
         status="failed", updated_at=now, reason=f"failed: not confirmed delivered on any channel ({why})")).rowcount
     if done and tp.category != Category.marketing.value:
         detail = (f"Call the patient: message '{step.action.template}' of step {tp.step} was not confirmed "
-                  f"delivered.\nMessage: {_message_text(engine, conn, tp, journey, step, now)}\n"
+                  f"delivered.\nMessage: {mask_text(_message_text(engine, conn, tp, journey, step, now))}\n"
                   f"Attempts:\n{_attempts(conn, tp.id)}")
         conn.execute(insert(StaffTask).values(patient_id=tp.patient_id, enrollment_id=tp.enrollment_id,
                                               touchpoint_id=tp.id, kind=CALL_PATIENT,
-                                              team=journey.team or DEFAULT_TEAM, status="open", detail=detail,
+                                              team=journey.calling_team, status="open", detail=detail,
                                               sla_due_at=now + CALL_SLA, created_at=now))
     return done
 
@@ -117,8 +118,9 @@ def _message_text(engine: "Engine", conn: Connection, tp: Any, journey: Journey,
     patient = load_patients(conn, engine.cipher, [tp.patient_id], now, with_addresses=False).get(tp.patient_id)
     enrollment = conn.execute(select(Enrollment.anchors, Enrollment.context, Enrollment.enrolled_at)
                               .where(Enrollment.id == tp.enrollment_id)).one()
-    event = (conn.execute(select(Event.payload).where(Event.id == tp.event_id)).scalar() if tp.event_id
-             else enrollment.context) or {}
+    stored = (conn.execute(select(Event.payload).where(Event.id == tp.event_id)).scalar() if tp.event_id
+              else enrollment.context)
+    event = reveal_payload(stored or {}, engine.cipher)
     try:
         context = expression_context(patient.view, event=event,
                                      anchors=anchor_values(enrollment.anchors or {}, enrollment.enrolled_at),

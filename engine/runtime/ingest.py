@@ -16,7 +16,7 @@ from carepath.definition.catalog import payload_refusal
 from carepath.definition.context import expression_context
 from carepath.definition.events import EventIn, PatientIn
 from carepath.definition.expressions import evaluate
-from carepath.definition.model import Category, Journey, OnEvent
+from carepath.definition.model import Category, Journey, OnEvent, exit_reason
 from carepath.runtime.held import (APPLIED, HELD, PATIENT_MISSING, RESEND, STALE, episode_missing, held_for_episode,
                                    held_for_patient, lock_patients, released)
 from carepath.runtime.merge import merge_patients
@@ -247,8 +247,9 @@ class Ingestor:
         if not new and self._move_anchors(conn, ev, enrollment, journey, tz, now, result) == STALE:
             return
         if ev.type in journey.exit.events and evaluate(journey.exit.condition, ctx).value:
-            self._exit(conn, enrollment, f"exit event {ev.type}", now, result)
-            return
+            self._exit(conn, enrollment, exit_reason(ev.type), now, result)
+            # ``on`` steps of the exit event itself (a cancellation notice) are planned after the exit
+            # cancelled everything else; the dispatcher still sends them.
         self._on_event_steps(conn, ev, event_id, enrollment, journey, tz, now, result)
 
     def _reacts_to(self, journey: Journey) -> frozenset[str]:

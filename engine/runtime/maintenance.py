@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import and_, select, update
 
+from carepath.runtime.dispatcher import CALLS_MADE
+from carepath.runtime.held import expire_held
 from carepath.store.schema import Delivery, Touchpoint
 
 if TYPE_CHECKING:
@@ -71,7 +73,7 @@ def reclaim_leases(engine: "Engine") -> int:
         conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(ids), Delivery.status == "sending")
                      .values(status="unknown", updated_at=now))
         conn.execute(update(Touchpoint).where(Touchpoint.id.in_(ids), expired)
-                     .values(status="scheduled", lease_until=None, updated_at=now))
+                     .values(status="scheduled", lease_until=None, updated_at=now, attempts=CALLS_MADE))
         return len(ids)
 
 
@@ -135,15 +137,6 @@ def delivery_fallback(engine: "Engine") -> int:
     return unconfirmed_fallback(engine)
 
 
-def _held_event_job() -> Job | None:
-    """Held-event replay, when this installation has it (``carepath.runtime.held``)."""
-    try:
-        from carepath.runtime.held import expire_held  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return expire_held
-
-
 JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources,
                         "delivery_fallback": delivery_fallback, "alerts": publish_alerts}
 
@@ -156,7 +149,5 @@ def register(name: str, job: Job) -> None:
 def jobs() -> dict[str, Job]:
     """The jobs a maintenance run performs, in order."""
     found = dict(JOBS)
-    held = _held_event_job()
-    if held is not None:
-        found.setdefault("held_events", held)
+    found.setdefault("held_events", expire_held)  # after the jobs plugins registered, as it always ran
     return found

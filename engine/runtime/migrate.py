@@ -141,7 +141,10 @@ class _Migration:
         known = {r.idempotency_key for r in rows}
         pending = {r.idempotency_key: r for r in rows if r.status == "scheduled"}
         latest: dict[tuple[str, str], tuple[int, str]] = {}  # an anchored occurrence's latest re-planned revision
+        anchored = {s.id for s in target.steps if s.anchor}  # only their occurrences carry ``@<revision>``
         for r in rows:
+            if r.step not in anchored:
+                continue
             base, rev = revision(r.occurrence)
             if latest.get((r.step, base), (-1, ""))[0] < rev:
                 latest[(r.step, base)] = (rev, r.idempotency_key)

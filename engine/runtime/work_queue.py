@@ -195,18 +195,25 @@ def list_tasks(engine: "Engine", *, team: str | None = None, statuses: tuple[str
     return sorted(views, key=lambda v: (rank.get(v.priority, 2), v.due or far, v.id))
 
 
-def open_task(engine: "Engine", task_id: int, who: str) -> tuple[TaskView, list[Any]]:
-    """One task with the patient's phone in clear and its notes; the look is audit-logged."""
-    from carepath.store.schema import TaskNote as Note
+def task_team(engine: "Engine", task_id: int) -> str | None:
+    """The team a task belongs to (``None``: no such task), for checking access before anything else."""
+    with engine.db.connect() as conn:
+        return conn.execute(select(StaffTask.team).where(StaffTask.id == task_id)).scalar()
 
+
+def open_task(engine: "Engine", task_id: int, who: str | None) -> tuple[TaskView, list[Any]]:
+    """One task with the patient's phone in clear and its notes; ``who`` looking is audit-logged
+    (``None``: the caller masks the phone, so nobody saw it)."""
     with engine.db.begin() as conn:
         row = conn.execute(select(StaffTask.__table__, Patient.name_enc, Patient.phone_enc)
                            .join(Patient, Patient.id == StaffTask.patient_id).where(StaffTask.id == task_id)).first()
         if row is None:
             raise TaskError(f"no task {task_id}")
-        notes = conn.execute(select(Note.__table__).where(Note.task_id == task_id).order_by(Note.id)).all()
-        audit(conn, actor=f"staff:{who}", action="task.contact_viewed", entity="task", entity_id=task_id,
-              at=engine.clock.now())
+        notes = conn.execute(select(TaskNote.__table__).where(TaskNote.task_id == task_id)
+                             .order_by(TaskNote.id)).all()
+        if who is not None:
+            audit(conn, actor=f"staff:{who}", action="task.contact_viewed", entity="task", entity_id=task_id,
+                  at=engine.clock.now())
     return _view(engine, row, with_phone=True), notes
 
 

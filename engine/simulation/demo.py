@@ -95,11 +95,10 @@ def _stop_on_interrupt(db_path: Path):
 def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int = 30, seed: int = 7,
              console: Console | None = None) -> DemoResult:
     """Run the built-in outpatient journey over ``days`` virtual days as Prefect flows."""
-    from carepath.flows import journey_flow, prefect_defaults, quiet_ephemeral_shutdown, use_engine
+    from carepath.flows import ephemeral_defaults, journey_flow, quiet_ephemeral_shutdown, use_engine
 
     console = console or Console()
-    prefect_defaults()
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    ephemeral_defaults()
     started = _time.monotonic()
     db_path = _fresh_database(home)
     interrupt = ExitStack()  # from here on, Ctrl-C is the demo's (not a KeyboardInterrupt in some import)

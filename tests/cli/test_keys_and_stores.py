@@ -31,7 +31,8 @@ def _store_with_a_patient(url: str, settings: Settings) -> None:
 
 def test_read_only_commands_in_an_empty_folder_create_nothing(workdir: Path, cli: Cli) -> None:
     for command in (["patients", "timeline", "1"], ["touchpoints", "list"], ["tasks", "list", "--json"],
-                    ["patients", "timeline", "1", "--db", "elsewhere/carepath.db"]):
+                    ["patients", "timeline", "1", "--db", "elsewhere/carepath.db"], ["tasks", "show", "1", "--as", "li"],
+                    ["report", "surveys", "--db", "typo.db"]):
         result = cli(*command)
         assert result.exit_code == 3, (command, result.output)
         assert "error: no database at" in result.stderr and result.stdout == ""

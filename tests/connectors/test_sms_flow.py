@@ -149,13 +149,17 @@ def test_td_reply_unsubscribes_and_other_replies_are_events(make) -> None:
 
 
 def test_step_whose_channels_all_fail_opens_a_staff_task(make) -> None:
-    s = make(via=["sms"])
+    s = make(via=["sms"], team="cardiology")
     s.emulator.block(PHONE)
     s.enroll()
     report = s.dispatch()
     assert report.outcomes["failed"] == 1
     [task] = s.tasks()
-    assert task.kind in ("call_patient", "contact_patient") and "sms_followup" in task.detail
+    assert (task.kind, task.team) == ("contact_patient", "cardiology")
+    assert task.detail.startswith("Call the patient: message 'sms_followup'")
+    assert "张先生/女士您好，您已出院" in task.detail  # the message text
+    assert task.detail.splitlines()[-1] in ("Why: sms: isv.BLACK_KEY_CONTROL_LIMIT",  # the provider's own code
+                                            "Why: sms: FailedOperation.PhoneNumberInBlacklist")
 
 
 def test_unconfirmed_message_falls_back_then_ends_with_a_call_task(make) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+import json
+from urllib.parse import unquote, urlencode
 
 import requests
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from carepath.cli import _mount_optional, app
 from carepath.connectors.wechat.pushes import (
     delivery_report,
     event,
@@ -18,7 +21,8 @@ from carepath.connectors.wechat.pushes import (
 from carepath.definition.events import PatientIn
 from carepath.store.schema import Consent, Delivery, Event, Patient, Touchpoint
 
-from tests.connectors.wechat_support import APPID, OPENID, PATIENT, TEMPLATE_ID, TOKEN, booked, serve_hooks
+from tests.connectors.wechat_support import (AES_KEY, APPID, OPENID, PATIENT, SECRET, TEMPLATE_ID, TOKEN, booked,
+                                           serve_hooks)
 from tests.connectors.wechat_support import emulator, wechat_engine  # noqa: F401 - fixtures
 from tests.engine.helpers import snapshot
 
@@ -188,3 +192,40 @@ def test_a_guardian_bound_to_two_patients_replies_for_both(wechat_engine, emulat
     replies = _rows(engine, Event, Event.type == "message.replied")
     assert sorted(r.patient_id for r in replies) == sorted(ids)
     assert {r.source_id for r in replies} == {"msg:77", "msg:77:1"}
+
+
+def test_carepath_wechat_bind_prints_a_code_that_binds_the_patient_its_mrn_names(
+        wechat_engine, emulator, database_url, tmp_path, monkeypatch):
+    engine = wechat_engine()
+    patient_id = engine.upsert_patient(PatientIn(mrn="M1", name="张三"))
+    for name, value in {"WX_SECRET": SECRET, "WX_TOKEN": TOKEN, "WX_AES_KEY": AES_KEY,
+                        "CAREPATH_HOME": str(tmp_path / "home")}.items():  # the engine's key home
+        monkeypatch.setenv(name, value)
+    for name in ("CAREPATH_SECRET_KEY", "CAREPATH_KEY_FILE", "CAREPATH_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "carepath.toml"
+    config.write_text(f'[connectors.wechat]\ntype = "wechat"\nappid = "{APPID}"\nsecret = {{env = "WX_SECRET"}}\n'
+                      f'token = {{env = "WX_TOKEN"}}\nencoding_aes_key = {{env = "WX_AES_KEY"}}\n'
+                      f'api_base = "{emulator.url}"\n', encoding="utf-8")
+    _mount_optional()
+
+    def bind(*args: str):
+        return CliRunner().invoke(app, ["wechat", "bind", *args, "--config", str(config), "--db", database_url])
+
+    made = bind("M1", "--json")
+    assert made.exit_code == 0, made.output
+    code = json.loads(made.stdout)
+    assert code["patient_id"] == patient_id and len(code["token"]) <= 64
+    ticket = unquote(code["image"].split("ticket=", 1)[1])
+    with serve_hooks(engine) as base:
+        assert emulator.scan(f"{base}/hooks/wechat/wechat", ticket, "oScannedSlip0001").ok
+    with engine.db.connect() as conn:
+        assert engine.cipher.decrypt(conn.execute(select(Patient.openid_enc)).scalar_one()) == "oScannedSlip0001"
+
+    assert "image" not in json.loads(bind("M1", "--token-only", "--json").stdout)
+    unknown = bind("M9")
+    assert unknown.exit_code == 3 and "no patient with MRN M9" in unknown.output
+    elsewhere = bind("M1", "--channel", "sms")
+    assert elsewhere.exit_code == 3 and "no WeChat connector named 'sms' in the configuration (WeChat connectors: wechat)" \
+        in elsewhere.output
+    assert "journey" not in unknown.output  # binding needs no journey; no note about them

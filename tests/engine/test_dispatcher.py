@@ -30,8 +30,8 @@ def make(database_url, settings, clock):
     """Build engines on this test's database: ``make(steps, channels, ...)``."""
     made = []
 
-    def _make(steps, channels, *, patients=(PATIENT,), templates=TEMPLATES, **kw):
-        j = journey("care", enroll=enroll_on("program.joined"), templates=templates, steps=steps)
+    def _make(steps, channels, *, patients=(PATIENT,), templates=TEMPLATES, team=None, **kw):
+        j = journey("care", enroll=enroll_on("program.joined"), templates=templates, steps=steps, team=team)
         eng = h.make_engine(database_url, settings, clock, [j], channels, **kw)
         made.append(eng)
         for p in patients:
@@ -115,7 +115,7 @@ def test_missing_address_falls_to_next_channel(make, clock):
 def test_every_channel_refusing_ends_failed_with_a_staff_task(make, clock):
     wechat = h.RecordingChannel("wechat", address_kind="openid", permanent=lambda m: True)
     sms = h.RecordingChannel("sms", permanent=lambda m: True)
-    eng = make([now_step(via=("wechat", "sms"))], {"wechat": wechat, "sms": sms})
+    eng = make([now_step(via=("wechat", "sms"))], {"wechat": wechat, "sms": sms}, team="chronic-care")
     join(eng, clock)
     report = eng.dispatch_due()
     assert report.outcomes["failed"] == 1
@@ -123,8 +123,32 @@ def test_every_channel_refusing_ends_failed_with_a_staff_task(make, clock):
     assert tp.status == "failed"
     assert tp.reason == "failed: no channel delivered (wechat: refused; sms: refused)"
     [t] = h.staff_tasks(eng)
-    assert (t.kind, t.team, t.status, t.touchpoint_id) == ("contact_patient", "nursing", "open", tp.id)
+    assert (t.kind, t.team, t.status, t.touchpoint_id) == ("contact_patient", "chronic-care", "open", tp.id)
     assert t.sla_due_at == clock.now() + timedelta(hours=24)
+    # what the nurse needs to make the call: what the patient should have read, and why it did not arrive
+    assert t.detail.splitlines() == [
+        "Call the patient: message 't' of step s was not delivered on any channel.",
+        "Message: 张三您好",
+        "Why: wechat: refused; sms: refused"]
+
+
+def test_a_phone_number_in_an_undelivered_message_is_masked_in_its_task(make, clock):
+    sms = h.RecordingChannel("sms", permanent=lambda m: True)
+    eng = make([now_step(tmpl="callback")], {"sms": sms},
+               templates=[template("callback", "{{ patient.name }}，请回电 {{ event.callback }}")])
+    eng.ingest(h.Events(clock, "M1")("program.joined", {"callback": "138 1234 5678"}))
+    eng.dispatch_due()
+    [t] = h.staff_tasks(eng)
+    assert "Message: 张三，请回电 138****5678" in t.detail and "1234" not in t.detail
+
+
+def test_personal_data_encrypted_at_rest_reaches_the_patient_as_written(make, clock):
+    sms = h.RecordingChannel("sms")
+    eng = make([now_step(tmpl="callback")], {"sms": sms},
+               templates=[template("callback", "{{ patient.name }}，请回电 {{ event.callback }}")])
+    eng.ingest(h.Events(clock, "M1")("program.joined", {"callback": "138 1234 5678"}))  # stored encrypted
+    assert eng.dispatch_due().sent == 1
+    assert [m.body for m in sms.messages] == ["张三，请回电 138 1234 5678"]
 
 
 # ------------------------------------------------------------------ retries
@@ -393,6 +417,7 @@ def test_after_step_unless_replied(make, clock):
     assert (calls[p2].status, calls[p2].channel) == ("sent", "staff-task")
     [t] = h.staff_tasks(eng)
     assert (t.kind, t.patient_id, t.touchpoint_id) == ("call_patient", p2, calls[p2].id)
+    assert t.detail == "call patient: step call of care (no reply to ask within 2d)"  # a step without detail
 
 
 # ---------------------------------------------------------- urgent on events

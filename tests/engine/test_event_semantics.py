@@ -167,6 +167,40 @@ def test_a_cancellation_before_its_booking_leaves_nothing_to_send(eng, clock, sm
     assert eng.dispatch_due().sent == 0 and sms.messages == []
 
 
+NOTIFYING = edited(  # asks for a cancellation notice: an ``on`` step of its exit event
+    VISIT, templates={**VISIT.templates, "cancelled": template("cancelled", "您 {{ event.start | datetime }} 的预约已取消")},
+    steps=[*VISIT.steps, step("cancel-notice", "pre_visit", on("appointment.cancelled"), send("cancelled", ["sms"]),
+                              category="transactional")])
+
+
+def test_a_journey_that_asks_sends_a_cancellation_notice_once_and_nothing_else(database_url, settings, clock, sms):
+    with h.running_engine(database_url, settings, clock, [NOTIFYING], {"sms": sms}) as eng:
+        ev = h.Events(clock)
+        eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
+        eng.dispatch_due()
+        cancelled = eng.ingest(ev("appointment.cancelled", {"appointment_id": "A1", "start": slot(11)}, source_id="HIS-C1"))
+        assert cancelled.exited == ["visit"] and cancelled.planned == 1
+        again = eng.ingest(ev("appointment.cancelled", {"appointment_id": "A1", "start": slot(11)}, source_id="HIS-C2"))
+        assert again.planned == 0
+        clock.advance(timedelta(days=20))
+        eng.dispatch_due()
+        assert [m.template for m in sms.messages] == ["confirm", "cancelled"]
+        assert sms.messages[-1].body == "您 2026-05-11 14:00 的预约已取消"
+        assert {t.step: t.status for t in h.touchpoints(eng)} == {"confirm": "sent", "remind": "cancelled",
+                                                                   "cancel-notice": "sent"}
+
+
+def test_a_cancellation_notice_is_not_sent_after_a_death(database_url, settings, clock, sms):
+    with h.running_engine(database_url, settings, clock, [NOTIFYING], {"sms": sms}) as eng:
+        ev = h.Events(clock)
+        eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
+        eng.ingest(ev("appointment.cancelled", {"appointment_id": "A1", "start": slot(11)}))
+        eng.ingest(ev("patient.deceased"))
+        clock.advance(timedelta(days=1))
+        eng.dispatch_due()
+        assert "cancelled" not in [m.template for m in sms.messages]
+
+
 @hsettings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(order=st.permutations(range(4)), days=st.lists(st.integers(8, 25), min_size=3, max_size=3))
 def test_any_arrival_order_ends_at_the_newest_slot(eng, clock, sms, order, days):

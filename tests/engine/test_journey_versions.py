@@ -340,11 +340,13 @@ def test_versions_of_a_missing_database_is_an_error_and_creates_nothing(tmp_path
 
 
 def test_migration_re_times_event_steps_and_drops_removed_ones(database_url, settings, clock, sms):
-    """An ``on`` step whose delay changed moves from the same event; a step gone from the journey is cancelled."""
+    """An ``on`` step whose delay changed moves from the same event; a step gone from the journey is cancelled.
+    (The business key holds an ``@``, which anchored occurrences use to count re-plans.)"""
     def care(delay: str, with_call: bool) -> Journey:
-        steps = [step("survey", "post_visit", on("visit.completed", delay), send("t", ["sms"]))]
+        steps = [step("survey", "post_visit", on("visit.completed", delay, once_per="visit_id"), send("t", ["sms"]))]
         if with_call:
-            steps.append(step("call", "post_visit", on("visit.completed", "3d"), task("call_patient")))
+            steps.append(step("call", "post_visit", on("visit.completed", "3d", once_per="visit_id"),
+                              task("call_patient")))
         return journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "hi")], steps=steps)
 
     old, new = care("2d", True), care("1d", False)
@@ -353,7 +355,7 @@ def test_migration_re_times_event_steps_and_drops_removed_ones(database_url, set
         eng.upsert_patient(PatientIn(mrn="M1"))
         events = h.Events(clock)
         eng.ingest(events("program.joined"))
-        eng.ingest(events("visit.completed"))
+        eng.ingest(events("visit.completed", {"visit_id": "V@east"}))
         with eng.db.begin() as conn:
             store_version(conn, new, clock.now())
         report = migrate_enrollments(eng.db, "care", new.version, now=clock.now())

@@ -69,6 +69,12 @@ def test_expired_leases_go_back_to_scheduled(database_url, settings, clock):
     assert statuses == {dead.id: "scheduled", alive.id: "claimed"}
     assert stale == "unknown"  # whether that call went out is unknown; the retry gets its own row
     assert engine.dispatch_due().sent == 1  # the reclaimed one is sent by the next dispatch
+    with engine.db.connect() as conn:
+        calls = conn.execute(select(Delivery.attempt, Delivery.status).where(Delivery.touchpoint_id == dead.id)
+                             .order_by(Delivery.attempt)).all()
+        attempts = conn.execute(select(Touchpoint.attempts).where(Touchpoint.id == dead.id)).scalar()
+    # the dead call counts, and is looked up before anything is sent again (the provider never had it)
+    assert [tuple(c) for c in calls] == [(1, "unknown"), (2, "not_found"), (3, "sent")] and attempts == 3
     engine.close()
 
 

@@ -106,3 +106,12 @@ def test_the_same_token_on_every_retry_and_none_for_another_key(visit):
     assert survey_token(cipher, 41) == survey_token(cipher, 41)
     assert read_token(cipher, survey_token(cipher, 41)) == 41
     assert read_token(cipher, "41.") is None and read_token(cipher, "x.y") is None
+
+
+def test_working_hours_that_are_not_times_are_refused_when_the_config_loads():
+    import pytest
+    from pydantic import ValidationError
+
+    for bad in ("08:75-17:30", "17:30-08:00", "8-17"):
+        with pytest.raises(ValidationError, match="08:00-17:30"):
+            TeamConfig(working_hours=bad)
