@@ -18,8 +18,8 @@ from carepath.definition.dsl import after, enroll_on, journey, send, step, templ
 from carepath.definition.events import PatientIn
 from carepath.plugins.contracts import Capabilities, LookupResult, Message, SendResult
 from carepath.reporting import timeline_tables
-from carepath.runtime.clock import SystemClock
 from carepath.store.schema import EarlyReceipt, OutboxMessage
+from tests.clocks import DaytimeClock
 from tests.conftest import ON_POSTGRES
 from tests.engine import helpers as h
 
@@ -288,7 +288,7 @@ def test_a_receipt_before_its_delivery_is_kept_and_applied_when_recorded(make, c
 
 def test_slow_provider_renews_its_lease_and_cuts_its_batch_short(make, clock):
     """A provider slower than the lease: no other worker takes over while one sends; the batch stops at its lease."""
-    real = SystemClock()
+    real = DaytimeClock()  # real seconds for the leases, at a time of day messages may go out
     lease = timedelta(seconds=1.2)
     slow = DyingChannel("sms", sleep=0.15)
     a = make(slow, n=16, worker_id="a", eng_clock=real, lease=lease)

@@ -17,13 +17,15 @@ from sqlalchemy import func, select
 from carepath.engine import Engine
 from carepath.settings import Settings
 from carepath.store.schema import Touchpoint
+from tests.clocks import DaytimeClock
 from tests.reliability.sink import SinkChannel, SinkConfig, crash_journey
 
 
-def run(url: str, home: str, sink_url: str, lease: float, ready: Any, done: Any) -> None:
+def run(url: str, home: str, sink_url: str, lease: float, clock_offset: timedelta, ready: Any, done: Any) -> None:
     """Sets ``ready`` once the engine is open, dispatches, sets ``done`` when nothing is scheduled or claimed."""
     engine = Engine(url, journeys=[crash_journey()], channels={"sink": SinkChannel("sink", SinkConfig(url=sink_url))},
-                    templates={}, settings=Settings(home=Path(home)), lease=timedelta(seconds=lease), migrate=False)
+                    templates={}, settings=Settings(home=Path(home)), lease=timedelta(seconds=lease), migrate=False,
+                    clock=DaytimeClock(clock_offset))
     ready.set()
     while True:
         if engine.dispatch_due(batch=50).claimed:
