@@ -27,6 +27,7 @@ from carepath.definition.model import Category, Journey, Send, Step
 from carepath.masking import mask_text
 from carepath.runtime.patients import load_patients
 from carepath.runtime.planner import anchor_values
+from carepath.runtime.work_queue import new_task
 from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Delivery, Enrollment, Event, StaffTask, Touchpoint
 
@@ -103,10 +104,10 @@ def _move_on(engine: "Engine", conn: Connection, tp: Any, journey: Journey, step
         detail = (f"Call the patient: message '{step.action.template}' of step {tp.step} was not confirmed "
                   f"delivered.\nMessage: {mask_text(_message_text(engine, conn, tp, journey, step, now))}\n"
                   f"Attempts:\n{_attempts(conn, tp.id)}")
+        team = journey.calling_team
         conn.execute(insert(StaffTask).values(patient_id=tp.patient_id, enrollment_id=tp.enrollment_id,
-                                              touchpoint_id=tp.id, kind=CALL_PATIENT,
-                                              team=journey.calling_team, status="open", detail=detail,
-                                              sla_due_at=now + CALL_SLA, created_at=now))
+                                              touchpoint_id=tp.id, kind=CALL_PATIENT, team=team, detail=detail,
+                                              **new_task(engine.config.team(team), now=now, sla=CALL_SLA)))
     return done
 
 

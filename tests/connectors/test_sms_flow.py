@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -16,6 +17,7 @@ from carepath.definition.expressions import render
 from carepath.reporting import timeline_tables
 from carepath.runtime.alerts import CONNECTOR_DOWN, pending_alerts
 from carepath.store.schema import Event, OutboxMessage
+from carepath.teams import TeamConfig
 
 from tests.connectors.sms_helpers import BODY, PHONE, PROVIDERS, SIGN, Provider, build, close
 from tests.engine import helpers as h
@@ -166,6 +168,8 @@ def test_unconfirmed_message_falls_back_then_ends_with_a_call_task(make) -> None
     from carepath.runtime.fallback import unconfirmed_fallback
 
     s = make(via=["sms"], confirm_within="2h", team="cardiology")
+    s.engine.config.teams["cardiology"] = TeamConfig(escalation=["nurse", "head_nurse"], first_response="30m",
+                                                     working_hours="08:00-13:00")
     s.enroll()
     assert s.dispatch().sent == 1
     s.clock.advance(timedelta(hours=1))
@@ -175,6 +179,12 @@ def test_unconfirmed_message_falls_back_then_ends_with_a_call_task(make) -> None
     assert unconfirmed_fallback(s.engine) == 0  # once only
     [task] = s.tasks()
     assert (task.kind, task.team, task.status) == ("call_patient", "cardiology", "open")
+    # the team's queue rules apply: its first role, a time to claim, and 4 working hours to resolve
+    opened = s.clock.now()
+    assert opened.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M") == "12:02"
+    assert (task.assigned_role, task.escalation_level) == ("nurse", 0)
+    assert task.first_response_due_at == opened + timedelta(minutes=30)
+    assert task.sla_due_at == opened + timedelta(hours=23), "58 min before 13:00, the rest from 08:00 the next day"
     assert "张先生/女士您好，您已出院" in task.detail  # the message text
     assert "sms attempt 1: sent" in task.detail and s.emulator.messages[0].provider_id in task.detail
     assert s.touchpoint().status == "failed"
