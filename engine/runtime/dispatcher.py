@@ -65,10 +65,18 @@ _DELIVERY_RESULT = ("UPDATE deliveries SET status = ?, provider_id = ?, error_ki
 # call gets its own row and a reclaimed call is looked up before it is sent again
 CALLS_MADE = (select(func.coalesce(func.max(Delivery.attempt), 0)).where(Delivery.touchpoint_id == Touchpoint.id)
               .correlate(Touchpoint).scalar_subquery())
+# a call that was in flight when its worker died: the touchpoint may be what killed it
+_IN_FLIGHT = (select(Delivery.id).where(Delivery.touchpoint_id == Touchpoint.id, Delivery.status == "sending")
+              .correlate(Touchpoint).exists())
 # Fencing: only rows this worker still holds change.
 _FINAL_SQL = ("UPDATE touchpoints SET status = ?, reason = ?, updated_at = ?, channel = ?, sent_at = ?, due_at = ?, "
               "attempts = ?, channel_index = ?, lease_until = NULL, claims = 0 "
               "WHERE id = ? AND status = 'claimed' AND claimed_by = ?")
+
+
+def _deaths(conn: Connection, query: Any) -> dict[int, int]:
+    """Expired touchpoint id -> deaths it is suspected of: its ``claims`` plus one for a call in flight."""
+    return {tp_id: claims + bool(flying) for tp_id, claims, flying in conn.execute(query)}
 
 
 @dataclass
@@ -230,11 +238,8 @@ class Dispatcher:
                 if claimed:
                     take(claimed, Touchpoint.claims + 1)
             else:
-                in_flight = select(Delivery.id).where(Delivery.touchpoint_id == Touchpoint.id,
-                                                      Delivery.status == "sending").exists()
-                found = conn.execute(query(expired, Touchpoint.id, Touchpoint.claims, in_flight)
-                                     .order_by(Touchpoint.due_at).limit(limit + 100)).all()
-                deaths = {tp_id: claims + bool(flying) for tp_id, claims, flying in found}
+                deaths = _deaths(conn, query(expired, Touchpoint.id, Touchpoint.claims, _IN_FLIGHT)
+                                 .order_by(Touchpoint.due_at).limit(limit + 100))
                 quarantined = self._quarantine(conn, [(i, n) for i, n in deaths.items() if n >= self.poison_after],
                                                now)
                 claimed = [i for i, n in deaths.items() if n == 0][:limit]
@@ -253,6 +258,28 @@ class Dispatcher:
             rows = list(conn.execute(select(*_CLAIMED_COLUMNS).where(Touchpoint.id.in_(claimed + suspect))
                                      .order_by(Touchpoint.due_at, Touchpoint.id)))
             return ([r for r in rows if r.id not in suspect], [r for r in rows if r.id in suspect], quarantined)
+
+    def release_abandoned(self, limit: int = 5000) -> tuple[int, list[dict]]:
+        """Expired leases no worker took over (maintenance): ``(released, quarantined touchpoints)``.
+
+        The same rules as a dispatcher's take-over: touchpoints never suspected of killing their worker
+        go back to ``scheduled`` (their calls counted in ``attempts``); one suspected ``poison_after``
+        times is quarantined; other suspects stay for a dispatcher to take over one at a time, so a
+        poison touchpoint never again takes a whole batch down with it.
+        """
+        now = self.engine.clock.now()
+        expired = and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now)
+        with self.engine.db.begin() as conn:
+            q = select(Touchpoint.id, Touchpoint.claims, _IN_FLIGHT).where(expired).order_by(Touchpoint.due_at)
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            deaths = _deaths(conn, q.limit(limit))
+            quarantined = self._quarantine(conn, [(i, n) for i, n in deaths.items() if n >= self.poison_after], now)
+            free = [i for i, n in deaths.items() if n == 0]
+            for at in range(0, len(free), 5000):
+                conn.execute(update(Touchpoint).where(Touchpoint.id.in_(free[at:at + 5000]), expired).values(
+                    status="scheduled", lease_until=None, updated_at=now, attempts=CALLS_MADE))
+        return len(free), quarantined
 
     def _quarantine(self, conn: Connection, poison: list[tuple[int, int]], now: datetime) -> list[dict]:
         """Set aside touchpoints whose workers died ``poison_after`` times while on them."""

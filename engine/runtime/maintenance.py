@@ -13,16 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from sqlalchemy import and_, select, update
-
-from carepath.runtime.dispatcher import CALLS_MADE
 from carepath.runtime.held import expire_held
-from carepath.store.schema import Delivery, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
 
 SLA_BREACHED = "carepath.task.sla_breached"
+QUARANTINED = "carepath.touchpoint.quarantined"
 
 
 @dataclass(frozen=True)
@@ -52,29 +49,24 @@ class JobResult:
 Job = Callable[["Engine"], "int | JobResult | None"]
 
 
-def reclaim_leases(engine: "Engine") -> int:
+def reclaim_leases(engine: "Engine") -> JobResult:
     """Touchpoints whose worker's lease expired (the worker died) go back to ``scheduled``.
 
-    A provider call that worker had started (a ``sending`` delivery) becomes
-    ``unknown``: nobody knows whether it went out, and the retry, with the same
-    idempotency key, gets its own delivery row. Claims already take expired
-    leases; this keeps backlog metrics true when no dispatch of that journey
-    runs soon. A stalled worker that wakes later changes nothing (fencing).
+    Claims already take expired leases; this keeps backlog metrics true when no
+    dispatch of that journey runs soon. It applies the dispatcher's rules
+    (:meth:`~carepath.runtime.dispatcher.Dispatcher.release_abandoned`): a call
+    in flight when the worker died stays ``unknown`` and is looked up before it
+    is sent again; a touchpoint suspected of killing its workers is left to a
+    dispatcher's one-at-a-time take-over or, past ``poison_after``, quarantined
+    (a ``carepath.touchpoint.quarantined`` notice). A stalled worker that wakes
+    later changes nothing (fencing).
     """
-    now = engine.clock.now()
-    expired = and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now)
-    with engine.db.begin() as conn:
-        q = select(Touchpoint.id).where(expired)
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        ids = list(conn.execute(q).scalars())
-        if not ids:
-            return 0
-        conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(ids), Delivery.status == "sending")
-                     .values(status="unknown", updated_at=now))
-        conn.execute(update(Touchpoint).where(Touchpoint.id.in_(ids), expired)
-                     .values(status="scheduled", lease_until=None, updated_at=now, attempts=CALLS_MADE))
-        return len(ids)
+    released, quarantined = engine.dispatcher.release_abandoned()
+    notices = [Notice(event=QUARANTINED, resource_id=f"carepath.touchpoint.{q['touchpoint_id']}",
+                      labels={"carepath.journey": q["journey"], "carepath.step": q["step"]},
+                      payload={"reason": q["reason"], "stage": q["stage"]})
+               for q in quarantined]
+    return JobResult(count=released + len(quarantined), notices=notices)
 
 
 def check_task_slas(engine: "Engine") -> JobResult:

@@ -50,31 +50,67 @@ def test_tasks_past_their_sla_are_reported_once_as_notices(database_url, setting
     engine.close()
 
 
+def _claimed(engine, clock, n: int) -> list:
+    """``n`` bookings (patients M1…), their touchpoints claimed by one worker."""
+    for i in range(n):
+        mrn = f"M{i + 1}"
+        engine.upsert_patient(PatientIn(mrn=mrn, phone=f"1390000{i:04d}"))
+        engine.ingest(EventIn(type="appointment.booked", source="his", source_id=str(i), patient_mrn=mrn,
+                              occurred_at=clock.now(), payload=_booking(clock)), dispatch_urgent=False)
+    return engine.dispatcher.claim(limit=10)
+
+
+def _worker_died(engine, clock, tp_ids: list[int], *, claims: int = 0, calling: int | None = None) -> None:
+    """The worker holding ``tp_ids`` died: leases run out; ``calling`` was in a provider call."""
+    with engine.db.begin() as conn:
+        conn.execute(update(Touchpoint).where(Touchpoint.id.in_(tp_ids))
+                     .values(lease_until=clock.now() - timedelta(seconds=1), claims=claims))
+        if calling is not None:
+            conn.execute(insert(Delivery).values(touchpoint_id=calling, attempt=1, channel="outbox",
+                                                 status="sending", created_at=clock.now(), updated_at=clock.now()))
+
+
+def _rows(engine, *cols, **where):
+    with engine.db.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(*cols).filter_by(**where).order_by(*cols))]
+
+
 def test_expired_leases_go_back_to_scheduled(database_url, settings, clock):
     engine = _engine(database_url, settings, clock)
-    engine.upsert_patient(PatientIn(mrn="M2", phone="13900002222"))
-    for n, mrn in enumerate(("M1", "M2")):
-        engine.ingest(EventIn(type="appointment.booked", source="his", source_id=str(n), patient_mrn=mrn,
-                              occurred_at=clock.now(), payload=_booking(clock)), dispatch_urgent=False)
-    dead, alive = engine.dispatcher.claim(limit=10)  # a worker claims both; it dies calling the provider
-    with engine.db.begin() as conn:
-        conn.execute(update(Touchpoint).where(Touchpoint.id == dead.id)
-                     .values(lease_until=clock.now() - timedelta(seconds=1)))
-        conn.execute(insert(Delivery).values(touchpoint_id=dead.id, attempt=1, channel="outbox", status="sending",
-                                             created_at=clock.now(), updated_at=clock.now()))
-    assert maintenance.reclaim_leases(engine) == 1
-    with engine.db.connect() as conn:
-        statuses = dict(conn.execute(select(Touchpoint.id, Touchpoint.status)).all())
-        stale = conn.execute(select(Delivery.status).where(Delivery.touchpoint_id == dead.id)).scalar()
-    assert statuses == {dead.id: "scheduled", alive.id: "claimed"}
-    assert stale == "unknown"  # whether that call went out is unknown; the retry gets its own row
-    assert engine.dispatch_due().sent == 1  # the reclaimed one is sent by the next dispatch
-    with engine.db.connect() as conn:
-        calls = conn.execute(select(Delivery.attempt, Delivery.status).where(Delivery.touchpoint_id == dead.id)
-                             .order_by(Delivery.attempt)).all()
-        attempts = conn.execute(select(Touchpoint.attempts).where(Touchpoint.id == dead.id)).scalar()
+    waiting, dead, alive = _claimed(engine, clock, 3)
+    # the worker rendered `waiting` and `dead` (rendering takes a claim back) and died calling the provider on `dead`
+    _worker_died(engine, clock, [waiting.id, dead.id], calling=dead.id)
+    result = maintenance.reclaim_leases(engine)
+    assert (result.count, result.notices) == (1, [])
+    statuses = dict(_rows(engine, Touchpoint.id, Touchpoint.status))
+    # the one in flight may be what killed the worker: it waits for a dispatcher to take it over on its own
+    assert statuses == {waiting.id: "scheduled", dead.id: "claimed", alive.id: "claimed"}
+    assert engine.dispatch_due().sent == 2
     # the dead call counts, and is looked up before anything is sent again (the provider never had it)
-    assert [tuple(c) for c in calls] == [(1, "unknown"), (2, "not_found"), (3, "sent")] and attempts == 3
+    assert _rows(engine, Delivery.attempt, Delivery.status, touchpoint_id=dead.id) == [
+        (1, "unknown"), (2, "not_found"), (3, "sent")]
+    assert _rows(engine, Touchpoint.attempts, id=dead.id) == [(3,)]
+    assert _rows(engine, Delivery.attempt, Delivery.status, touchpoint_id=waiting.id) == [(1, "sent")]
+    engine.close()
+
+
+def test_a_touchpoint_that_keeps_killing_its_workers_is_quarantined_by_maintenance(database_url, settings, clock):
+    engine = _engine(database_url, settings, clock)
+    poison, healthy = _claimed(engine, clock, 2)
+    # both claimed twice before, and each time the worker died in `poison`'s provider call (e.g. the process ran
+    # out of memory); `healthy` was never reached, so it was never suspected
+    _worker_died(engine, clock, [poison.id], claims=engine.dispatcher.poison_after - 1, calling=poison.id)
+    _worker_died(engine, clock, [healthy.id])
+    result = maintenance.reclaim_leases(engine)
+    assert result.count == 2
+    [notice] = result.notices
+    assert (notice.event, notice.resource_id) == ("carepath.touchpoint.quarantined", f"carepath.touchpoint.{poison.id}")
+    assert notice.labels == {"carepath.journey": "m-check", "carepath.step": "hi"}
+    assert "release it once the cause is fixed" in notice.payload["reason"]
+    assert dict(_rows(engine, Touchpoint.id, Touchpoint.status)) == {
+        poison.id: "quarantined", healthy.id: "scheduled"}
+    assert _rows(engine, Delivery.status, touchpoint_id=poison.id) == [("unknown",)]
+    assert engine.dispatch_due().sent == 1 and maintenance.reclaim_leases(engine).count == 0
     engine.close()
 
 
