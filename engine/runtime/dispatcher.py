@@ -30,11 +30,11 @@ from carepath.runtime.batch_context import BatchContext
 from carepath.definition.context import expression_context
 from carepath.definition.durations import format_duration
 from carepath.definition.expressions import evaluate, render
-from carepath.definition.model import AfterStep, Category, Send, Step, Survey, Tag, Task, exit_reason
+from carepath.definition.model import AfterStep, Category, Send, Step, Tag, Task, exit_reason
 from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
 from carepath.plugins.contracts import Channel, ErrorKind, LookupResult, LookupStatus, Message, SendResult, Veto
 from carepath.runtime.outages import OutageGuard
-from carepath.runtime.survey_links import survey_context
+from carepath.runtime.survey_links import with_survey
 from carepath.runtime.work_queue import new_task
 from carepath.runtime.policy import zone
 from carepath.runtime.receipts import apply_early_receipts
@@ -452,8 +452,7 @@ class Dispatcher:
                 report.add(tp, "failed")
                 return "final", self._final(tp, "failed", now, reason=f"failed: unknown template {action.template!r}")
             try:
-                if isinstance(action, Survey):
-                    expr = {**expr, "survey": survey_context(self.engine, tp, action)}
+                expr = with_survey(self.engine, expr, tp, action)
                 title, body = render(template.title, expr), render(template.body, expr)
             except Exception as exc:  # template bugs are configuration errors: recorded, never raised
                 report.add(tp, "failed")

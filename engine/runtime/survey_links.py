@@ -42,6 +42,11 @@ def _mac(cipher: "Cipher", touchpoint_id: int) -> str:
     return cipher.lookup_hash(f"survey-link:{touchpoint_id}")[:24]
 
 
+def with_survey(engine: "Engine", context: dict[str, Any], touchpoint: Any, action: Any) -> dict[str, Any]:
+    """``context`` plus ``survey`` when ``action`` is a survey invitation (what its template renders with)."""
+    return {**context, "survey": survey_context(engine, touchpoint, action)} if isinstance(action, Survey) else context
+
+
 def survey_context(engine: "Engine", touchpoint: Any, action: Survey) -> dict[str, str]:
     """What an invitation template sees as ``survey``: its ``name`` and the patient's ``link``."""
     if action.provider == BUILTIN:

@@ -6,13 +6,15 @@ from datetime import datetime, timedelta, timezone
 
 import requests
 
+from carepath.definition.dsl import after, enroll_on, journey, step, survey, template
+from carepath.runtime.fallback import unconfirmed_fallback
 from carepath.runtime.survey_links import read_token, survey_token
 from carepath.runtime.work_queue import check_slas, claim, close
 from carepath.runtime.working_hours import add_working_time
 from carepath.store.schema import Event, StaffTask, SurveyResponse
 from carepath.teams import TeamConfig
 from tests.engine import helpers as h
-from tests.surveys.conftest import SH
+from tests.surveys.conftest import SH, config
 
 
 def answer(live, token: str, **fields: str) -> requests.Response:
@@ -115,3 +117,22 @@ def test_working_hours_that_are_not_times_are_refused_when_the_config_loads():
     for bad in ("08:75-17:30", "17:30-08:00", "8-17"):
         with pytest.raises(ValidationError, match="08:00-17:30"):
             TeamConfig(working_hours=bad)
+
+
+def test_an_unconfirmed_survey_invitation_ends_with_a_call_task_that_quotes_the_link(database_url, settings, clock):
+    invite = template("invite", "请评价本次就诊：{{ survey.link }}")
+    j = journey("follow", enroll=enroll_on("program.joined"), templates=[invite], steps=[
+        step("ask", "post_visit", after("enrolled", "0s"), survey("outpatient-satisfaction", ["wechat"],
+                                                                  template="invite"), confirm_within="2h")])
+    wechat = h.RecordingChannel("wechat", address_kind="none")
+    with h.running_engine(database_url, settings, clock, [j], {"wechat": wechat}, config=config(),
+                          connectors={}) as engine:
+        engine.enroll_many("follow", [(1, {})])
+        assert engine.dispatch_due().sent == 1
+        [sent] = wechat.messages
+        clock.advance(timedelta(hours=3))
+        assert unconfirmed_fallback(engine) == 1
+        [task] = tasks(engine)
+    # the nurse reads the message the patient was sent, link included, not a rendering error
+    assert task.kind == "call_patient" and f"Message: {sent.body}" in task.detail
+    assert "http://survey.example/s/" in task.detail
