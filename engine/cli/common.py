@@ -20,6 +20,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+DB_HELP = "database file or URL (default: $CAREPATH_DATABASE_URL or ./.carepath/carepath.db)"
+CONFIG_HELP = "carepath.toml (default: $CAREPATH_CONFIG or ./carepath.toml)"
+#: ``--db`` and ``--config`` as every command spells them
+DB_OPTION = typer.Option(None, "--db", help=DB_HELP, show_default=False)
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help=CONFIG_HELP, show_default=False)
+
 PIPED_WIDTH = 100  # tables are laid out to fit this when output is not a terminal and COLUMNS is unset
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from carepath.cli.common import err_console, open_cli_engine, out_console, print_json
+from carepath.cli.common import CONFIG_OPTION, DB_OPTION, err_console, open_cli_engine, out_console, print_json
 
 if TYPE_CHECKING:
     from carepath.runtime.dispatcher import DispatchReport
@@ -19,10 +19,8 @@ def dispatch(until_idle: bool = typer.Option(False, "--until-idle", help="batch 
              journey: Optional[str] = typer.Option(None, "--journey", help="only this journey's touchpoints"),
              batch: int = typer.Option(500, "--batch", min=1, help="touchpoints claimed per batch"),
              as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-             config: Optional[Path] = typer.Option(None, "--config", "-c", help="carepath.toml (default: "
-                                                   "$CAREPATH_CONFIG or ./carepath.toml)"),
-             db: Optional[str] = typer.Option(None, "--db", help="database file or URL (default: "
-                                              "$CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")) -> None:
+             config: Optional[Path] = CONFIG_OPTION,
+             db: Optional[str] = DB_OPTION) -> None:
     """Dispatch due touchpoints: send, defer (quiet hours, caps), retry, fall back, open staff tasks."""
     engine = open_cli_engine(db, config)
     try:

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from carepath.cli.common import ExitCode, err_console, fail, open_cli_engine, out_console, print_json
+from carepath.cli.common import (CONFIG_OPTION, DB_OPTION, ExitCode, err_console, fail, open_cli_engine, out_console, print_json)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Events: the types the engine knows, and feeding it events from the hospital's systems.")
@@ -45,10 +45,8 @@ def types(as_json: bool = typer.Option(False, "--json", help="print JSON instead
 @app.command("ingest")
 def ingest(source: str = typer.Argument(..., metavar="FILE|-", help="JSON lines, one event per line ('-': stdin)"),
            as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-           config: Optional[Path] = typer.Option(None, "--config", "-c", help="carepath.toml (default: "
-                                                 "$CAREPATH_CONFIG or ./carepath.toml)"),
-           db: Optional[str] = typer.Option(None, "--db", help="database file or URL (default: "
-                                            "$CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")) -> None:
+           config: Optional[Path] = CONFIG_OPTION,
+           db: Optional[str] = DB_OPTION) -> None:
     """Store and apply events; a bad line is reported with its number and not applied, the rest are.
 
     Running the same file again changes nothing (events are kept once per source and source_id).

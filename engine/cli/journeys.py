@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from carepath.cli.common import print_json
+from carepath.cli.common import DB_HELP, print_json
 from carepath.definition.journey_files import read_journey_file
 from carepath.definition.model import Journey, Send, Stage
 from carepath.definition.registry import (configured_channels, known_channel_names, known_template_names,
@@ -119,8 +119,7 @@ def _installed(name: str) -> Journey | None:
     return plugin_journeys().get(name)
 
 
-DB_OPTION = typer.Option("--db", show_default=False,
-                         help="database file or URL (default: CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")
+DB_OPTION = typer.Option("--db", show_default=False, help=DB_HELP)
 
 
 @app.command()

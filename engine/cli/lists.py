@@ -7,13 +7,11 @@ from typing import Optional
 
 import typer
 
-from carepath.cli.common import open_cli_store, out_console, print_json
+from carepath.cli.common import DB_OPTION, open_cli_store, out_console, print_json
 
 touchpoints_app = typer.Typer(no_args_is_help=True, add_completion=False,
                               help="Touchpoints: scheduled, sent, failed, cancelled messages and tasks.")
 
-DB = typer.Option(None, "--db", help="database file or URL (default: $CAREPATH_DATABASE_URL or "
-                                      "./.carepath/carepath.db)")
 PATIENT = typer.Option(None, "--patient", help="only this patient id")
 JOURNEY = typer.Option(None, "--journey", help="only this journey")
 STEP = typer.Option(None, "--step", help="only this step id")
@@ -48,7 +46,7 @@ def list_touchpoints(status: Optional[str] = typer.Option(None, "--status", help
                                                           "failed, skipped, cancelled, claimed"),
                      patient: Optional[int] = PATIENT, journey: Optional[str] = JOURNEY,
                      step: Optional[str] = STEP, limit: int = LIMIT, as_json: bool = JSON,
-                     db: Optional[str] = DB) -> None:
+                     db: Optional[str] = DB_OPTION) -> None:
     """Touchpoints with status, due and sent times, channel and reason."""
     rows = _rows("touchpoints", db, patient=patient, status=status, journey=journey, step=step, limit=limit)
     _show("touchpoints", rows, as_json, limit)
@@ -56,7 +54,7 @@ def list_touchpoints(status: Optional[str] = typer.Option(None, "--status", help
 
 def list_tasks(status: Optional[str] = typer.Option(None, "--status", help="open, done, cancelled"),
                patient: Optional[int] = PATIENT, journey: Optional[str] = JOURNEY, step: Optional[str] = STEP,
-               limit: int = LIMIT, as_json: bool = JSON, db: Optional[str] = DB) -> None:
+               limit: int = LIMIT, as_json: bool = JSON, db: Optional[str] = DB_OPTION) -> None:
     """Staff tasks with team, SLA and the journey step that opened them."""
     rows = _rows("tasks", db, patient=patient, status=status, journey=journey, step=step, limit=limit)
     _show("tasks", rows, as_json, limit)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from carepath.cli.common import ExitCode, fail, open_cli_store, out_console, print_json
+from carepath.cli.common import DB_OPTION, ExitCode, fail, open_cli_store, out_console, print_json
 
 app = typer.Typer(help="Look at patients (contacts always masked).", no_args_is_help=True, add_completion=False)
 
@@ -14,8 +14,7 @@ app = typer.Typer(help="Look at patients (contacts always masked).", no_args_is_
 @app.command("timeline")
 def timeline(patient_id: int = typer.Argument(..., help="internal patient id"),
              as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
-             db: Optional[str] = typer.Option(None, "--db", help="database file or URL (default: "
-                                                                 "$CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")
+             db: Optional[str] = DB_OPTION
              ) -> None:
     """One patient's journey: events, touchpoints with due and sent times, deliveries, staff tasks."""
     from carepath.reporting import timeline_data, timeline_tables

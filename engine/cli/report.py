@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from carepath.cli.common import open_cli_store, out_console, print_json
+from carepath.cli.common import DB_OPTION, open_cli_store, out_console, print_json
 
 app = typer.Typer(help="Reports for people: surveys, NPS, task SLAs.", no_args_is_help=True)
 
@@ -29,7 +29,7 @@ def _pct(value: Optional[float]) -> str:
 def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, Asia/Shanghai); default 30 days ago"),
             until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow"),
             json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
-            db: Optional[str] = typer.Option(None, "--db", help="database file or URL")) -> None:
+            db: Optional[str] = DB_OPTION) -> None:
     """Response rate, satisfaction and NPS (with its three shares) per journey and step; task SLA compliance."""
     from carepath.definition.registry import enabled_journeys
     from carepath.survey_report import survey_report

@@ -7,10 +7,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from carepath.cli.common import ExitCode, fail, out_console, print_json
+from carepath.cli.common import DB_OPTION, ExitCode, fail, out_console, print_json
 
 app = typer.Typer(help="The staff work queue: calls, complaints, clinical reviews.", no_args_is_help=True)
-DB = typer.Option(None, "--db", help="database file or URL (default: CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")
 WHO = typer.Option(..., "--as", help="your staff name (recorded in the audit log)")
 
 
@@ -35,7 +34,7 @@ def _run(operation, *args) -> None:
 @app.command("show")
 def show(task_id: int = typer.Argument(...), who: str = WHO, reveal: bool = typer.Option(
         False, "--reveal", help="print the patient's phone in clear (audit-logged)"),
-         json_out: bool = typer.Option(False, "--json"), db: Optional[str] = DB) -> None:
+         json_out: bool = typer.Option(False, "--json"), db: Optional[str] = DB_OPTION) -> None:
     """One task with its notes; the phone is masked unless --reveal."""
     from carepath.masking import mask_phone
     from carepath.runtime.work_queue import TaskError, open_task
@@ -62,7 +61,7 @@ def show(task_id: int = typer.Argument(...), who: str = WHO, reveal: bool = type
 
 
 @app.command("claim")
-def claim(task_id: int = typer.Argument(...), who: str = WHO, db: Optional[str] = DB) -> None:
+def claim(task_id: int = typer.Argument(...), who: str = WHO, db: Optional[str] = DB_OPTION) -> None:
     """Take a task (its first response)."""
     from carepath.runtime.work_queue import claim as do_claim
 
@@ -72,7 +71,7 @@ def claim(task_id: int = typer.Argument(...), who: str = WHO, db: Optional[str] 
 
 @app.command("note")
 def note(task_id: int = typer.Argument(...), text: str = typer.Argument(..., help="what happened"), who: str = WHO,
-         db: Optional[str] = DB) -> None:
+         db: Optional[str] = DB_OPTION) -> None:
     """Add a note to a task."""
     from carepath.runtime.work_queue import add_note
 
@@ -83,7 +82,7 @@ def note(task_id: int = typer.Argument(...), text: str = typer.Argument(..., hel
 @app.command("done")
 def done(task_id: int = typer.Argument(...), who: str = WHO,
          resolution: str = typer.Option("", "--resolution", "-r", help="how it was resolved"),
-         db: Optional[str] = DB) -> None:
+         db: Optional[str] = DB_OPTION) -> None:
     """Close a task."""
     from carepath.runtime.work_queue import close
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from carepath.cli.common import ExitCode, fail, open_cli_engine, out_console, print_json
+from carepath.cli.common import CONFIG_OPTION, DB_OPTION, ExitCode, fail, open_cli_engine, out_console, print_json
 from carepath.definition.durations import format_duration
 
 app = typer.Typer(help="WeChat: link patients' WeChat accounts to their records.", no_args_is_help=True,
@@ -21,10 +21,8 @@ def bind(mrn: str = typer.Argument(..., help="the patient's MRN (medical record 
          token_only: bool = typer.Option(False, "--token-only", help="only make the signed token, without calling "
                                          "WeChat (for a QR code or H5 link the hospital makes itself)"),
          as_json: bool = typer.Option(False, "--json", help="print JSON"),
-         config: Optional[Path] = typer.Option(None, "--config", "-c", help="carepath.toml (default: "
-                                               "$CAREPATH_CONFIG or ./carepath.toml)"),
-         db: Optional[str] = typer.Option(None, "--db", help="database file or URL (default: "
-                                                             "$CAREPATH_DATABASE_URL or ./.carepath/carepath.db)")
+         config: Optional[Path] = CONFIG_OPTION,
+         db: Optional[str] = DB_OPTION
          ) -> None:
     """Make a binding QR code for the patient MRN names (print it on the appointment slip).
 
