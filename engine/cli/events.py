@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from carepath.cli.common import (CONFIG_OPTION, DB_OPTION, ExitCode, err_console, fail, open_cli_engine, out_console, print_json)
+from carepath.cli.common import (CONFIG_OPTION, DB_OPTION, ExitCode, err_console, fail, open_cli_engine, out_console,
+                                  print_json)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Events: the types the engine knows, and feeding it events from the hospital's systems.")
