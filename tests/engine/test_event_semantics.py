@@ -190,6 +190,22 @@ def test_a_journey_that_asks_sends_a_cancellation_notice_once_and_nothing_else(d
                                                                    "cancel-notice": "sent"}
 
 
+def test_a_cancellation_notice_that_prints_the_cleared_anchor_is_never_sent_as_none(database_url, settings, clock,
+                                                                                     sms):
+    """The cancellation cleared the appointment anchor: "CANCELLED None" must not reach the patient."""
+    careless = edited(NOTIFYING, templates={**NOTIFYING.templates, "cancelled": template(
+        "cancelled", "CANCELLED {{ anchors.appointment | datetime }}")})
+    with h.running_engine(database_url, settings, clock, [careless], {"sms": sms}) as eng:
+        ev = h.Events(clock)
+        eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
+        eng.dispatch_due()
+        eng.ingest(ev("appointment.cancelled", {"appointment_id": "A1"}))
+        eng.dispatch_due()
+        assert [m.body for m in sms.messages] == ["已预约 2026-05-11 14:00"]
+        notice = next(t for t in h.touchpoints(eng) if t.step == "cancel-notice")
+        assert notice.status == "failed" and "the datetime filter got no value" in notice.reason
+
+
 def test_a_cancellation_notice_is_not_sent_after_a_death(database_url, settings, clock, sms):
     with h.running_engine(database_url, settings, clock, [NOTIFYING], {"sms": sms}) as eng:
         ev = h.Events(clock)
