@@ -122,6 +122,28 @@ def test_hl7_send_command_prints_each_ack(engine, listener):
     assert [e.key for e in h.enrollments(engine)] == ["A1001"]
 
 
+def test_hl7_send_raw_sends_a_broken_file_as_it_is(engine, listener, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    broken = tmp_path / "broken.hl7"  # a stray first line before MSH, segments ended by LF
+    broken.write_bytes(b"garbage before the header\n" + (SAMPLES / "booking.hl7").read_bytes().replace(b"\r", b"\n"))
+
+    def hl7_send(*options: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "carepath.cli", "hl7", "send", str(broken), *options,
+                               "--port", str(listener.port)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "COLUMNS": "160"})
+
+    raw = hl7_send("--raw")
+    assert raw.returncode == 1, raw.stderr  # the listener refused it: it got the file as it is
+    assert "AE" in raw.stdout and "MSH" in raw.stdout and "does not start with an MSH segment" in raw.stdout
+    assert h._rows(engine, Event) == []
+    repaired = hl7_send()  # without --raw the stray line is dropped and the line ends repaired
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert [e.key for e in h.enrollments(engine)] == ["A1001"]
+
+
 def test_merge_moves_history_to_the_surviving_mrn(engine, listener):
     send(listener, m.siu("S12", "C1", appointment="A1", mrn="OLD1"))
     merge = m.message("ADT^A40", "C2", "EVN|A40|20260501110000", m.pid("NEW1", "张", "三"), "MRG|OLD1^^^H1^MR")
