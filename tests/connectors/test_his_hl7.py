@@ -144,6 +144,28 @@ def test_hl7_send_raw_sends_a_broken_file_as_it_is(engine, listener, tmp_path):
     assert [e.key for e in h.enrollments(engine)] == ["A1001"]
 
 
+PHONE_STYLES = {
+    # XTN components as Chinese HIS systems send them: use code, equipment, country code, then the mobile number
+    "country code and number in components": ("^PRN^CP^^86^13812345678", "13812345678"),
+    "area code and local number": ("^PRN^PH^^86^010^62345678~^PRN^CP^^86^^13900001111", "13900001111"),
+    "e-mail first, then a landline": ("^NET^Internet^zhang@example.cn~^PRN^PH^^^021^61234567", "02161234567"),
+    "fax first, then the number in component 1": ("^WPN^FX^^86^010^6000000~+86 139-1234-5678^PRN^PH", "13912345678"),
+    "unformatted number (component 12)": ("^PRN^CP^^^^^^^^^13712345678", "13712345678"),
+    "abroad": ("^PRN^CP^^852^^91234567", "+85291234567"),
+    "only a business number (PID-14)": ("|^WPN^CP^^86^13611112222", "13611112222"),
+}
+
+
+@pytest.mark.parametrize("style", sorted(PHONE_STYLES))
+def test_the_patients_phone_is_read_from_xtn_components(engine, listener, style):
+    pid13, expected = PHONE_STYLES[style]
+    patient = m.pid().replace("||13812345678", "||" + pid13)
+    assert msa(send(listener, m.message("SIU^S12", "P1", "SCH|A1^HIS|A1^HIS|||||^复诊||30|min|^^^20260503093000",
+                                        patient))[0])[1] == "AA"
+    [row] = h._rows(engine, Patient)
+    assert engine.cipher.decrypt(row.phone_enc) == expected
+
+
 def test_merge_moves_history_to_the_surviving_mrn(engine, listener):
     send(listener, m.siu("S12", "C1", appointment="A1", mrn="OLD1"))
     merge = m.message("ADT^A40", "C2", "EVN|A40|20260501110000", m.pid("NEW1", "张", "三"), "MRG|OLD1^^^H1^MR")
