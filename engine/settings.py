@@ -23,6 +23,11 @@ from carepath.definition.events import EARLIEST, LATEST, EventLimits
 from carepath.store.personal_data import DEFAULT_PRIVATE_PATHS
 
 
+#: whole replies that mean "stop sending me messages" (``CAREPATH_UNSUBSCRIBE_WORDS``): the SMS opt-out
+#: conventions (回R拒收, 回T/TD退订) and the words themselves
+DEFAULT_UNSUBSCRIBE_WORDS = ("R", "T", "TD", "退订", "取消订阅")
+
+
 class Settings(BaseSettings):
     """Where carepath keeps its state, how it reaches its database and where its key comes from."""
 
@@ -44,6 +49,9 @@ class Settings(BaseSettings):
         description="payload paths (fnmatch) stored encrypted; JSON list in CAREPATH_EVENT_PRIVATE_PATHS")
     event_scan_text: bool = Field(default=True,
                                   description="also encrypt payload text holding an ID-card or mobile number")
+    unsubscribe_words: list[str] = Field(
+        default=list(DEFAULT_UNSUBSCRIBE_WORDS), min_length=1,
+        description="whole replies that withdraw consent, from any channel (JSON list in CAREPATH_UNSUBSCRIBE_WORDS)")
 
     def event_limits(self) -> EventLimits:
         """What an event may carry here (checked by ``Engine.ingest``)."""

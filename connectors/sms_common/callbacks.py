@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from carepath.connectors.sms_common.numbers import national
-from carepath.connectors.sms_common.replies import is_unsubscribe
 from carepath.definition.events import EventIn
 from carepath.plugins.contracts import CallbackRequest
 from carepath.store.schema import Delivery, Patient, Touchpoint
@@ -157,14 +156,8 @@ def receipt_events(channel: "SmsChannel", receipts: Iterable[Receipt]) -> list[E
 
 
 def reply_events(channel: "SmsChannel", replies: Iterable[Reply]) -> list[EventIn]:
-    """Unsubscribe keywords withdraw SMS consent; any other text is a ``message.replied`` event."""
+    """Every reply is a ``message.replied`` event; the engine reads unsubscribe words (``carepath.runtime.unsubscribe``)."""
     resolver = PatientResolver(channel.engine)
-    events: list[EventIn] = []
-    for r in replies:
-        mrn = resolver.by_phone(r.phone) or ""
-        if is_unsubscribe(r.text):
-            events += consent_withdrawals(channel, mrn, f"reply:{r.source_id}", r.at, f"replied {r.text.strip()!r}")
-        else:
-            events.append(EventIn(type="message.replied", source=channel.source, source_id=f"reply:{r.source_id}",
-                                  patient_mrn=mrn, occurred_at=r.at, payload={"text": r.text, "channel": channel.name}))
-    return events
+    return [EventIn(type="message.replied", source=channel.source, source_id=f"reply:{r.source_id}",
+                    patient_mrn=resolver.by_phone(r.phone) or "", occurred_at=r.at,
+                    payload={"text": r.text, "channel": channel.name}) for r in replies]

@@ -24,6 +24,7 @@ from carepath.runtime.work_queue import OPEN_STATUSES
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt
+from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
 from carepath.store.crypto import Cipher
@@ -241,7 +242,7 @@ class Ingestor:
             result.hold_key = self._episode_key(ev)
             return
         patient = load_patients(conn, eng.cipher, [patient_id], now, with_addresses=False)[patient_id]
-        self._builtin_effects(conn, ev, patient_id, now, result)
+        self._builtin_effects(conn, ev, event_id, patient_id, now, result)
         if patient.deceased or ev.type == "patient.deceased":
             return
         ctx = expression_context(patient.view, event=ev.payload, now=now)
@@ -320,7 +321,7 @@ class Ingestor:
             result.urgent_touchpoints += sub.urgent_touchpoints
             enrollment = conn.execute(select(Enrollment.__table__).where(Enrollment.id == enrollment_id)).one()
 
-    def _builtin_effects(self, conn: Connection, ev: EventIn, patient_id: int, now: datetime,
+    def _builtin_effects(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
                          result: IngestResult) -> None:
         if ev.type == "patient.deceased":
             conn.execute(update(Patient).where(Patient.id == patient_id).values(deceased=True, updated_at=now))
@@ -346,6 +347,11 @@ class Ingestor:
             record_consent(conn, patient_id, purpose, granted, channel=str(ev.payload.get("channel", "*")),
                            source=ev.source, at=ev.occurred_at)
             result.notes.append(f"consent {purpose} {'granted' if granted else 'withdrawn'}")
+        elif ev.type == "message.replied":
+            withdrawal = apply_reply(conn, self.engine, ev, patient_id, ev.occurred_at)
+            if withdrawal is not None:
+                conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
+                result.notes.append(withdrawal.summary())
         elif ev.type in RECEIPT_STATUSES:
             provider_id = ev.payload.get("provider_id")
             if not provider_id:

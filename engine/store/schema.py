@@ -110,6 +110,8 @@ class Event(Base):
     hold_key: Mapped[str | None] = mapped_column(String(255))  # the episode key an event is held for
     #: who delivered it: ``events-api:<system>``, ``hook:<connector>``, ``mllp:<connector>``, ``cli``
     received_via: Mapped[str | None] = mapped_column(String(128))
+    #: what an inbound text meant to the engine (``unsubscribe``; see carepath.runtime.unsubscribe)
+    intent: Mapped[str | None] = mapped_column(String(32))
     __table_args__ = (UniqueConstraint("source", "source_id", name="uq_event_source"),
                       Index("ix_events_held", "status", "mrn_hash"))
 
