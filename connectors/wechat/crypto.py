@@ -89,9 +89,11 @@ def parse_xml(body: bytes | str) -> dict[str, Any]:
         raise ValueError("XML with a DOCTYPE or entities is refused")
     try:
         root = ET.fromstring(text)
+        return _element(root)
     except ET.ParseError as exc:
         raise ValueError(f"not XML: {exc}") from None
-    return _element(root)
+    except RecursionError:
+        raise ValueError("XML nested too deeply") from None
 
 
 def _element(node: ET.Element) -> dict[str, Any]:

@@ -17,21 +17,27 @@ it, so:
   is then ``superseded`` (:func:`supersede_refused`), as it is when a new
   booking for that episode enrolls.
 
-``carepath events list --status refused`` lists what is left to fix.
+``carepath events list --status refused`` lists what is left to fix, and
+also the authentic callback bodies a connector could not use
+(:func:`record_rejected`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
 from sqlalchemy import Connection, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from carepath.runtime.alerts import record_alert
+from carepath.store.personal_data import mask_identifiers, protect_payload
 from carepath.store.schema import Event
 
 if TYPE_CHECKING:
     from carepath.definition.events import EventIn
+    from carepath.engine import Engine
 
 REFUSED, SUPERSEDED = "refused", "superseded"
 EVENT_REFUSED = "carepath.event.refused"
@@ -73,3 +79,39 @@ def alert_refused(conn: Connection, ev: "EventIn", event_id: int, reasons: list[
               f"{'; '.join(reasons)}. Fix it at the source and send it again; "
               "`carepath events list --status refused` lists every refused event")
     record_alert(conn, now=now, kind=EVENT_REFUSED, source=ev.source, code=ev.type, detail=detail[:2000])
+
+
+# -- authentic inbound bodies that could not be used -------------------------------------------------------
+
+CALLBACK_REJECTED = "carepath.callback.rejected"
+REJECTED_TYPE = "inbound.rejected"
+_EXCERPT = 16 * 1024
+
+
+def record_rejected(engine: "Engine", *, source: str, route: str, reason: str, body: bytes,
+                    received_via: str | None = None) -> None:
+    """Keep an authentic callback body that could not be used, for operators, and raise an alert.
+
+    Stored as an event of type ``inbound.rejected`` with status ``refused`` (so
+    ``carepath events list --status refused`` shows it, never applied): the
+    reason, a masked preview (mobile and ID-card numbers hidden), and the
+    first 16 KiB encrypted like any personal data. The same body twice is kept
+    once. ``route`` must not hold a secret (no path token).
+    """
+    digest = hashlib.sha256(body).hexdigest()
+    text = body[:_EXCERPT].decode("utf-8", "replace")
+    preview = mask_identifiers(text[:300]).replace("\n", " ")
+    now = engine.clock.now()
+    payload = protect_payload({"route": route, "reason": reason[:500], "bytes": len(body), "sha256": digest,
+                               "preview": preview, "body": text}, engine.cipher, ("body",), scan_text=False)
+    values = dict(source=source[:64], source_id=f"rejected:{digest[:40]}", type=REJECTED_TYPE, patient_id=None,
+                  occurred_at=now, received_at=now, payload=payload, status=REFUSED, received_via=received_via,
+                  outcome=f"{route}: refused, {reason[:300]}; body ({len(body):,} bytes, masked): {preview[:160]}")
+    with engine.db.begin() as conn:
+        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[conn.dialect.name]
+        stored = conn.execute(insert(Event).values(**values).on_conflict_do_nothing(
+            index_elements=["source", "source_id"]).returning(Event.id)).scalar()
+        if stored is not None:
+            record_alert(conn, now=now, kind=CALLBACK_REJECTED, source=source, code=route[:128],
+                         detail=f"event {stored}: {route} refused an authentic body: {reason[:500]} "
+                                "(`carepath events list --status refused --type inbound.rejected`)")
