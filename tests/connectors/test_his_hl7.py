@@ -196,3 +196,52 @@ def test_vitals_from_oru_and_local_codes_from_configuration(engine):
     assert "|AA|" in source.handle(a04.encode()).decode()
     checked_in = next(e for e in h._rows(engine, Event) if e.type == "visit.checked_in")
     assert checked_in.payload["department"] == "心内科"
+
+
+def _listening(engine, **options) -> Listener:
+    source = Hl7Source.from_options("hl7", {"port": 0, "host": "127.0.0.1", **options})
+    source.bind(engine)
+    return Listener(source)
+
+
+def _closed_without_answer(sock) -> bool:
+    import socket
+
+    sock.settimeout(5)
+    try:
+        return sock.recv(1024) == b""
+    except (ConnectionResetError, socket.timeout):
+        return True
+
+
+def test_the_listener_refuses_peers_outside_allow_from(engine):
+    import socket
+
+    running = _listening(engine, allow_from=["10.20.0.0/16"])
+    try:
+        with socket.create_connection(("127.0.0.1", running.port)) as sock:
+            sock.sendall(b"\x0b" + m.siu("S12", "X1").encode() + b"\x1c\x0d")
+            assert _closed_without_answer(sock)
+    finally:
+        running.close()
+    assert h._rows(engine, Event) == []
+
+
+def test_the_listener_bounds_connections_per_peer_and_slow_frames(engine):
+    import socket
+
+    running = _listening(engine, max_connections_per_peer=2, frame_timeout=0.5)
+    try:
+        first, second = (socket.create_connection(("127.0.0.1", running.port)) for _ in range(2))
+        third = socket.create_connection(("127.0.0.1", running.port))
+        assert _closed_without_answer(third)  # a third connection from the same address
+        first.sendall(b"\x0b" + m.siu("S12", "S1").encode()[:40])  # starts a frame, never finishes it
+        assert _closed_without_answer(first)
+        second.close()
+        third.close()
+        first.close()
+        assert msa(send(running, m.siu("S12", "S2"))[0])[1] == "AA"  # the slots are free again
+    finally:
+        running.close()
+    [stored] = h._rows(engine, Event)  # only the message that arrived whole
+    assert stored.received_via == "mllp:hl7"
