@@ -57,9 +57,9 @@ def unusable_callback(context: WebContext, source: str, route: str, inbound: Cal
     ``carepath.runtime.refused.record_rejected``). ``route`` must hold no secret.
     """
     from fastapi import HTTPException
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import InterfaceError, OperationalError
 
-    if isinstance(exc, (SQLAlchemyError, OSError)):
+    if isinstance(exc, (OperationalError, InterfaceError)):  # the database went away, not the body
         log.warning("%s: not stored, the database is unavailable: %s", route, type(exc).__name__)
         return HTTPException(status_code=503, detail="not stored: the database is unavailable; send it again",
                              headers={"Retry-After": "30"})
@@ -117,6 +117,7 @@ def callback_router(type_name: str, prefix: str = "/hooks") -> "APIRouter":
         route = f"{request.method} {prefix}/{type_name}/{name}"  # without the path token that may follow
         try:
             events = await run_in_threadpool(connector.parse_callback, inbound)
+            checked(context, events)
             for event in events:
                 await run_in_threadpool(ingest_via, context, event, f"hook:{name}")
         except Exception as exc:  # noqa: BLE001 - every failure gets its answer; none shows a trace
@@ -126,6 +127,21 @@ def callback_router(type_name: str, prefix: str = "/hooks") -> "APIRouter":
         return Response(content=body, status_code=status, media_type="application/json")
 
     return router
+
+
+def checked(context: WebContext, events: list[Any]) -> list[Any]:
+    """``events``, each checked against the installation's limits before any is stored, so that a callback
+    refused for one of its events applies none (raises ``carepath.definition.events.EventRejected``)."""
+    engine = getattr(context, "engine", None)
+    settings = getattr(engine, "settings", None)
+    if settings is None:
+        return events
+    from carepath.definition.events import check_event
+
+    limits = settings.event_limits()
+    for event in events:
+        check_event(event, limits)
+    return events
 
 
 def ingest_via(context: WebContext, event: Any, via: str) -> Any:

@@ -20,7 +20,7 @@ def fhir_router(prefix: str = "/webhooks/fhir") -> "APIRouter":
     from starlette.concurrency import run_in_threadpool
 
     from carepath.connectors.his.fhir_source import FhirSource
-    from carepath.plugins.web import ingest_via, unusable_callback, web_context
+    from carepath.plugins.web import checked, ingest_via, unusable_callback, web_context
     from carepath.runtime.his_poll import poll_source
 
     router = APIRouter()
@@ -44,7 +44,7 @@ def fhir_router(prefix: str = "/webhooks/fhir") -> "APIRouter":
             return Response(content=report.summary(), status_code=503 if report.unavailable else 200,
                             media_type="text/plain")
         try:
-            events = await run_in_threadpool(source.parse_callback, inbound)
+            events = checked(context, await run_in_threadpool(source.parse_callback, inbound))
             for event in events:
                 await run_in_threadpool(ingest_via, context, event, f"hook:{name}")
         except Exception as exc:  # noqa: BLE001 - answered 400 (kept for operators) or 503, never a trace

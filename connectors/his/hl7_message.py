@@ -98,7 +98,9 @@ def decode(raw: bytes, default_charset: str = "utf-8") -> str:
 
 def parse(raw: bytes, default_charset: str = "utf-8") -> Hl7Message:
     """Decode and parse; problems name the segment or field."""
-    text = decode(raw, default_charset).replace("\r\n", "\r").replace("\n", "\r").strip("\r")
+    text = decode(raw, default_charset).replace("\r\n", "\r").replace("\n", "\r")
+    # empty and nameless segments (a doubled CR, a stray "|...") make the library's segment look-ups fail
+    text = "\r".join(s for s in text.split("\r") if s.strip() and s[:1] not in "|^~\\&")
     try:
         parsed = hl7.parse(text)
     except Exception as exc:  # the library raises several kinds for malformed input

@@ -171,6 +171,13 @@ class Ingestor:
             result = IngestResult("stored", event_id)
             mrn_hash = eng.cipher.lookup_hash(ev.patient_mrn)
             lock_patients(conn, [mrn_hash])
+            if refusal := payload_refusal(ev.type, ev.payload):  # kept for operators; nothing of it applied,
+                result.refused.append(refusal)                  # not even a patient record it carries
+                result.hold_key = self._episode_key(ev)
+                self._record(conn, event_id, result, find_patient_id(conn, eng.cipher, ev.patient_mrn),
+                             mrn_hash=mrn_hash)
+                alert_refused(conn, ev, event_id, result.refused, now)
+                return result
             patient_id = self._resolve_patient(conn, ev, now, result)
             if patient_id is None:
                 result.held.append(PATIENT_MISSING)

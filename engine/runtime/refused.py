@@ -28,12 +28,12 @@ import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carepath.runtime.alerts import record_alert
 from carepath.store.personal_data import mask_identifiers, protect_payload
-from carepath.store.schema import Event
+from carepath.store.schema import Event, Patient
 
 if TYPE_CHECKING:
     from carepath.definition.events import EventIn
@@ -55,10 +55,12 @@ def reopen_refused(conn: Connection, ev: "EventIn", values: dict[str, Any]) -> i
 
 
 def refused_episodes(conn: Connection, patient_id: int, enroll_types: Iterable[str], key: str) -> list[int]:
-    """Ids of this patient's refused enrolling events (of ``enroll_types``) for episode ``key``."""
+    """Ids of this patient's refused enrolling events (of ``enroll_types``) for episode ``key``
+    (refused before the patient was registered too: they are found by the MRN's hash)."""
+    mrn_hash = select(Patient.mrn_hash).where(Patient.id == patient_id).scalar_subquery()
     return list(conn.execute(select(Event.id).where(
-        Event.patient_id == patient_id, Event.status == REFUSED, Event.hold_key == key,
-        Event.type.in_(list(enroll_types)))).scalars())
+        or_(Event.patient_id == patient_id, Event.mrn_hash == mrn_hash), Event.status == REFUSED,
+        Event.hold_key == key, Event.type.in_(list(enroll_types)))).scalars())
 
 
 def supersede_refused(conn: Connection, ids: Iterable[int], *, by_event: int, by_type: str, now: datetime) -> int:
@@ -68,7 +70,7 @@ def supersede_refused(conn: Connection, ids: Iterable[int], *, by_event: int, by
         return 0
     when = now.strftime("%Y-%m-%d %H:%M UTC")
     return conn.execute(update(Event).where(Event.id.in_(ids), Event.status == REFUSED).values(
-        status=SUPERSEDED,
+        status=SUPERSEDED, mrn_hash=None,
         outcome=func.coalesce(Event.outcome, "") + f"; superseded {when}: event {by_event} ({by_type}) started "
                                                    "the episode")).rowcount or 0
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from carepath.definition.events import EventIn, printable
 from carepath.masking import mask_text
@@ -107,7 +107,7 @@ def _ingested(at: str, event: EventIn, ingest: Callable[[EventIn], Any]) -> Even
         result = ingest(event)
     except (ValueError, TypeError) as exc:  # EventRejected and the like: the event is at fault
         return EventOutcome(at, "refused", detail=mask_text(f"not applied: {printable(str(exc))}"))
-    except (SQLAlchemyError, OSError) as exc:  # the store is down: the sender should send it again later
+    except (OperationalError, InterfaceError) as exc:  # the store is down: the sender should send it again later
         log.warning("POST /events %s not stored: %s", at, type(exc).__name__)
         return EventOutcome(at, UNAVAILABLE, detail="not stored: the database is unavailable; send it again")
     except Exception:  # a bug of ours: logged, never shown to the sender

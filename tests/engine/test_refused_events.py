@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from carepath.definition.dsl import anchor, before, enroll_on, exit_on, journey, on, send, step, template
 from carepath.runtime.maintenance import publish_alerts
-from carepath.store.schema import Event, OperatorAlert
+from carepath.store.schema import Event, OperatorAlert, Patient
 
 from tests.engine import helpers as h
 
@@ -114,11 +114,13 @@ def test_a_reschedule_of_another_episode_does_not_start_one(eng, clock):
     assert _events(eng)["B1"] == ("appointment.booked", "refused")
 
 
-def test_a_refused_event_waiting_for_its_patient_is_refused_when_the_patient_arrives(eng, clock):
+def test_a_booking_refused_before_its_patient_was_registered_is_repaired_all_the_same(eng, clock):
     from carepath.definition.events import PatientIn
 
     ev = h.Events(clock, mrn="M2")
-    assert eng.ingest(ev("appointment.booked", {"appointment_id": "A9"}, source_id="B9")).state == "held"
+    booked = eng.ingest(ev("appointment.booked", {"appointment_id": "A9", "patient": {"name": "李四"}}, source_id="B9"))
+    assert booked.state == "refused"
+    assert len(h._rows(eng, Patient)) == 1  # its patient record was not applied either: nothing of it is
     eng.upsert_patient(PatientIn(mrn="M2", name="李四"))
     assert _events(eng)["B9"] == ("appointment.booked", "refused")
     fixed = eng.ingest(ev("appointment.rescheduled", {"appointment_id": "A9", "start": slot(12)}, source_id="R9"))

@@ -97,6 +97,28 @@ token = {env = "T_BRIDGE_TOKEN"}
 """ % {"appid": APPID}
 
 
+def hostile_engine(folder: Path, monkeypatch, database_url: str, settings):  # noqa: ANN001, ANN201
+    """An engine for the hostile hospital (its secrets set in the environment through ``monkeypatch``)."""
+    from carepath.config import load_config
+    from carepath.definition.registry import enabled_journeys
+    from carepath.engine import Engine
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    config = load_config(write_hospital(folder))
+    return Engine(database_url, settings=settings, config=config, journeys=enabled_journeys(config).values())
+
+
+def applied_state(engine) -> dict:  # noqa: ANN001
+    """Every table but what is kept for operators about refused input (refused events, rejected bodies,
+    alerts): what a refused request must not change."""
+    from tests.engine import helpers as h
+
+    snap = h.snapshot(engine, exclude=("operator_alerts",))
+    snap["events"] = [row for row in snap["events"] if row[9] not in ("refused",)]
+    return snap
+
+
 def write_hospital(folder: Path) -> Path:
     """carepath.toml of the hostile hospital in ``folder``; returns its path."""
     path = folder / "carepath.toml"

@@ -13,17 +13,15 @@ import requests
 from sqlalchemy import func, select
 
 from carepath.config import load_config
-from carepath.definition.registry import enabled_journeys
-from carepath.engine import Engine
 from carepath.serve import WebServer
 from carepath.store.schema import Event, OperatorAlert
 from carepath.web.app import create_app
 from carepath.web.clients import WeakToken
 from carepath.web.limits import CALLBACK, EVENTS, FORM, READ, ClassLimits, InboundLimits
 
-from tests.engine import helpers as h
-from tests.serve.hostile import (DEFAULT_TOKEN, SECRETS, GuardedApp, nested_json, routes, stream_post, wechat_envelope,
-                                 wechat_query, wjx_body, write_hospital)
+
+from tests.serve.hostile import (DEFAULT_TOKEN, SECRETS, GuardedApp, applied_state, hostile_engine, nested_json, routes,
+                                 stream_post, wechat_envelope, wechat_query, wjx_body, write_hospital)
 
 HIS_EAST = {"Authorization": f"Bearer {SECRETS['T_HIS_EAST_TOKEN']}"}
 BRIDGE = {"Authorization": f"Bearer {SECRETS['T_BRIDGE_TOKEN']}"}
@@ -32,10 +30,7 @@ SMS_HOOK = f"/hooks/aliyun-sms/sms/{SECRETS['T_SMS_HOOK']}"
 
 @pytest.fixture
 def hospital(tmp_path, monkeypatch, database_url, settings):
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    config = load_config(write_hospital(tmp_path))
-    engine = Engine(database_url, settings=settings, config=config, journeys=enabled_journeys(config).values())
+    engine = hostile_engine(tmp_path, monkeypatch, database_url, settings)
     yield engine
     engine.close()
 
@@ -65,11 +60,7 @@ def _count(engine, *where) -> int:
         return conn.execute(select(func.count()).select_from(Event).where(*where)).scalar_one()
 
 
-def _applied(engine) -> dict:
-    """Everything but the record of refused bodies: what a refused request must not change."""
-    snap = h.snapshot(engine, exclude=("operator_alerts",))
-    snap["events"] = [row for row in snap["events"] if row[3] != "inbound.rejected"]
-    return snap
+_applied = applied_state
 
 
 def test_ten_thousand_deep_json_gets_a_4xx_on_every_route(hospital, app_url):
