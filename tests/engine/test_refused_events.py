@@ -3,7 +3,7 @@ correction (a reschedule with a valid start, or the booking sent again) starts t
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,6 +14,7 @@ from carepath.runtime.maintenance import publish_alerts
 from carepath.store.schema import Event, OperatorAlert, Patient
 
 from tests.engine import helpers as h
+from tests.engine.test_event_semantics import slot, sms  # noqa: F401 - sms is a fixture
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -37,17 +38,8 @@ BAD_STARTS = {
 }
 
 
-def slot(day: int, hh: int = 14) -> str:
-    return datetime.combine(date(2026, 5, day), time(hh), tzinfo=SH).isoformat()
-
-
 @pytest.fixture
-def sms() -> h.RecordingChannel:
-    return h.RecordingChannel("sms")
-
-
-@pytest.fixture
-def eng(database_url, settings, clock, sms):
+def eng(database_url, settings, clock, sms):  # noqa: F811 - sms: the recording channel of the semantics tests
     with h.running_engine(database_url, settings, clock, [VISIT], {"sms": sms}) as engine:
         yield engine
 
