@@ -4,31 +4,23 @@ correction (a reschedule with a valid start, or the booking sent again) starts t
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from carepath.definition.dsl import anchor, before, enroll_on, exit_on, journey, on, send, step, template
+from carepath.definition.dsl import on, send, step, template
 from carepath.runtime.maintenance import publish_alerts
 from carepath.store.schema import Event, OperatorAlert, Patient
 
 from tests.engine import helpers as h
-from tests.engine.test_event_semantics import slot, sms  # noqa: F401 - sms is a fixture
+from tests.engine.test_event_semantics import SH, edited, slot, sms  # noqa: F401 - sms is a fixture
+from tests.engine.test_event_semantics import VISIT as BASE_VISIT
 
-SH = ZoneInfo("Asia/Shanghai")
-
-VISIT = journey(
-    "visit", enroll=enroll_on("appointment.booked"), key="appointment_id", reentry="per_key",
-    exit=exit_on("appointment.cancelled"),
-    anchors={"appointment": anchor(["appointment.booked", "appointment.rescheduled"], field="start",
-                                   cancelled_by=["appointment.cancelled"])},
-    templates=[template("remind", "提醒：就诊时间 {{ anchors.appointment | datetime }}"),
-               template("moved", "您的预约已改到 {{ anchors.appointment | datetime }}")],
-    steps=[step("remind", "pre_visit", before("appointment", "1d", at="18:00"), send("remind", ["sms"]),
-                category="transactional"),
-           step("moved", "pre_visit", on("appointment.rescheduled"), send("moved", ["sms"]),
-                category="transactional")])
+# the semantics tests' visit journey, with a notice on a reschedule instead of the confirmation and report
+VISIT = edited(BASE_VISIT, templates={**BASE_VISIT.templates,
+                                      "moved": template("moved", "您的预约已改到 {{ anchors.appointment | datetime }}")},
+               steps=[BASE_VISIT.step("remind"), step("moved", "pre_visit", on("appointment.rescheduled"),
+                                                       send("moved", ["sms"]), category="transactional")])
 
 BAD_STARTS = {
     "missing": {},
