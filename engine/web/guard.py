@@ -8,8 +8,8 @@ content type of ``POST /events`` (415). While the route reads the body it
 counts the bytes as they arrive and stops at the limit (413: a chunked upload
 without a length is cut off just the same, so memory stays flat), and answers
 408 when the body stalls. Any exception a route lets escape is logged with an
-incident id and answered 500 naming only that id; a route's 401 or 403
-counts against its source.
+incident id and answered 500 naming only that id; a route's 401 (a refused
+authentication) counts against its source.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class InboundGuard:
             if state["status"] is None:
                 await answer(send, 500, f"internal error (incident {incident}, logged)")
         finally:
-            if state["status"] in (401, 403) and self.limiter.failed(key, self.limits.auth_failures,
+            if state["status"] == 401 and self.limiter.failed(key, self.limits.auth_failures,
                                                                      self.limits.lockout):
                 log.warning("inbound: %s locked out of %s routes for %.0f s after %d refused authentications",
                             key[0], key[1], self.limits.lockout, self.limits.auth_failures)

@@ -13,7 +13,7 @@ class          routes                                      body limit (default)
 
 Each source address gets a request budget per class (a token bucket: ``rate``
 requests a second, bursts of ``burst``) and is locked out of a class for
-``lockout`` seconds after ``auth_failures`` refused authentications (401/403)
+``lockout`` seconds after ``auth_failures`` refused authentications (401)
 within that time. Limits are per worker process.
 """
 
