@@ -42,10 +42,11 @@ import pydantic
 from carepath.plugins.contracts import Channel, Connector, ConnectorConfig, connector_kind, secret_fields
 from carepath.plugins.manager import PluginManager, get_plugin_manager
 from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
+from carepath.web.clients import EventsClient
 
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
-SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys")
+SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "events_api")
 JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -100,6 +101,8 @@ class CarepathConfig:
     teams: dict[str, TeamConfig] = field(default_factory=dict)
     staff: dict[str, StaffMember] = field(default_factory=dict)
     surveys: SurveySettings = field(default_factory=SurveySettings)
+    #: the systems that may post to ``POST /events``, each with its own token (``[events_api.<system>]``)
+    events_api: dict[str, EventsClient] = field(default_factory=dict)
 
     def team(self, name: str) -> TeamConfig:
         """A team's rules (the defaults for a team the file does not declare)."""
@@ -142,10 +145,11 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     teams = validator.tables("teams", data.get("teams", {}), TeamConfig)
     staff = validator.tables("staff", data.get("staff", {}), StaffMember)
     surveys = validator.table("surveys", data.get("surveys", {}), SurveySettings)
+    events_api = validator.tables("events_api", data.get("events_api", {}), EventsClient)
     if problems:
         raise ConfigError(problems, file)
     return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
-                          teams=teams, staff=staff, surveys=surveys or SurveySettings())
+                          teams=teams, staff=staff, surveys=surveys or SurveySettings(), events_api=events_api)
 
 
 class _Validator:

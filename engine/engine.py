@@ -169,17 +169,18 @@ class Engine:
 
     # ------------------------------------------------------------------ events
 
-    def ingest(self, event: EventIn, *, dispatch_urgent: bool = True) -> IngestResult:
+    def ingest(self, event: EventIn, *, dispatch_urgent: bool = True, received_via: str | None = None) -> IngestResult:
         """Store an event once and apply it; urgent ``on`` steps are dispatched inline.
 
         Raises :class:`~carepath.definition.events.EventRejected`, storing nothing, for an event
         outside this installation's limits. Personal data in the stored payload is encrypted.
+        ``received_via`` records who delivered it (``events-api:<system>``, ``hook:<connector>``, ...).
         """
         event = check_event(event, self.settings.event_limits())
         event = event.with_stored_payload(protect_payload(event.stored_payload(), self.cipher,
                                                           self.settings.event_private_paths,
                                                           scan_text=self.settings.event_scan_text))
-        result = self.ingestor.ingest(event)
+        result = self.ingestor.ingest(event, received_via)
         if not result.duplicate:
             self.plugins.notify_event(event)
         if dispatch_urgent and result.urgent_touchpoints:

@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 from sqlalchemy import Connection, func, select
 
-from carepath.masking import mask_name, mask_openid, mask_phone
+from carepath.masking import mask_name, mask_openid, mask_phone, mask_text
 from carepath.runtime.policy import zone
 from carepath.store.crypto import Cipher
 from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
@@ -204,6 +204,28 @@ def task_rows(conn: Connection, *, patient: int | None = None, status: str | Non
                                                                          StaffTask.id.desc()).limit(limit)
     return [{**r._asdict(), "created_at": _iso(r.created_at), "sla_due_at": _iso(r.sla_due_at)}
             for r in conn.execute(q)]
+
+
+def event_rows(conn: Connection, *, status: str | None = None, patient: int | None = None, source: str | None = None,
+               type_: str | None = None, limit: int | None = None) -> list[dict]:
+    """Stored events, newest received first, with their status and outcome (masked; no payload)."""
+    q = select(Event.id, Event.patient_id, Event.type, Event.source, Event.source_id, Event.occurred_at,
+               Event.received_at, Event.status, Event.outcome, Event.received_via)
+    for column, value in ((Event.status, status), (Event.patient_id, patient), (Event.source, source),
+                          (Event.type, type_)):
+        if value is not None:
+            q = q.where(column == value)
+    q = q.order_by(Event.received_at.desc(), Event.id.desc()).limit(limit)
+    return [{**r._asdict(), "occurred_at": _iso(r.occurred_at), "received_at": _iso(r.received_at),
+             "outcome": mask_text(r.outcome or "")} for r in conn.execute(q)]
+
+
+def event_table(rows: list[dict], title: str) -> Table:
+    """Events as a table; times in UTC."""
+    return _table(title, ["id", "patient", "received", "type", "source", "source id", "status", "outcome"],
+                  [[str(r["id"]), str(r["patient_id"] or "—"), _local(_parse(r["received_at"]), "UTC"), r["type"],
+                    r["source"] + (f" (via {r['received_via']})" if r.get("received_via") else ""), r["source_id"],
+                    r["status"], r["outcome"]] for r in rows])
 
 
 def touchpoint_table(rows: list[dict], title: str) -> Table:

@@ -274,10 +274,14 @@ class Service:
         from carepath.flows import prefect_defaults, use_engine
         from carepath.web.app import create_app
 
+        from carepath.web.clients import EventsAuth
+
+        token = os.environ.get(self.options.events_token_env) or None
+        # a weak events token stops serve before anything starts (WeakToken is a RuntimeError: a clear error)
+        EventsAuth.build(self.engine.config.events_api, token, self.options.events_token_env)
         prefect_defaults()
         api_url = self.start_prefect()
         use_engine(self.engine)
-        token = os.environ.get(self.options.events_token_env) or None
         app = create_app(self.engine, events_token=token,
                          events_token_env=self.options.events_token_env, prefect_api_url=api_url)
         self.web = WebServer(app, self.options.host, self.options.port)
@@ -288,8 +292,9 @@ class Service:
         for bound in self.listeners.start():
             self.say(f"listening: {bound}")
         self.say(f"web hooks app: http://{host}:{port}  (POST /events, /hooks/<type>/<name>, /healthz, /metrics)")
-        if token is None:
-            self.say(f"POST /events is off until {self.options.events_token_env} holds a bearer token")
+        if not app.state.events_auth.systems:
+            self.say(f"POST /events is off until {self.options.events_token_env} holds a bearer token "
+                     "(or carepath.toml has [events_api.<system>] tokens)")
         journeys = sorted(self.engine.journeys)
         served = deployments_for(self.engine, journeys, self.options.dispatch_interval,
                                  self.options.maintenance_interval, self.options.dispatch_batch)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from carepath.definition.durations import Duration
 from carepath.definition.events import EARLIEST, LATEST, EventLimits
 from carepath.store.personal_data import DEFAULT_PRIVATE_PATHS
+
+if TYPE_CHECKING:
+    from carepath.web.limits import InboundLimits
+
+
+#: whole replies that mean "stop sending me messages" (``CAREPATH_UNSUBSCRIBE_WORDS``): the SMS opt-out
+#: conventions (回R拒收, 回T/TD退订) and the words themselves
+DEFAULT_UNSUBSCRIBE_WORDS = ("R", "T", "TD", "退订", "取消订阅")
 
 
 class Settings(BaseSettings):
@@ -44,6 +53,9 @@ class Settings(BaseSettings):
         description="payload paths (fnmatch) stored encrypted; JSON list in CAREPATH_EVENT_PRIVATE_PATHS")
     event_scan_text: bool = Field(default=True,
                                   description="also encrypt payload text holding an ID-card or mobile number")
+    unsubscribe_words: list[str] = Field(
+        default=list(DEFAULT_UNSUBSCRIBE_WORDS), min_length=1,
+        description="whole replies that withdraw consent, from any channel (JSON list in CAREPATH_UNSUBSCRIBE_WORDS)")
 
     def event_limits(self) -> EventLimits:
         """What an event may carry here (checked by ``Engine.ingest``)."""
@@ -61,8 +73,41 @@ class Settings(BaseSettings):
                               description="port of the embedded Prefect server and UI (without PREFECT_API_URL)")
     events_token_env: str = Field(default="CAREPATH_EVENTS_TOKEN",
                                   description="environment variable holding the bearer token of POST /events")
+    # what the web hooks app takes in (carepath.web.limits; docs/security.md)
+    inbound_events_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="largest POST /events body")
+    inbound_events_max_count: int = Field(default=1000, ge=1, description="most events in one POST /events")
+    inbound_callback_max_bytes: int = Field(default=1024 * 1024, ge=1024,
+                                            description="largest body of a provider callback (/hooks, /webhooks)")
+    inbound_form_max_bytes: int = Field(default=64 * 1024, ge=1024, description="largest survey or staff form post")
+    inbound_events_rate: float = Field(default=50, ge=0, description="POST /events requests a second per source "
+                                                                     "(bursts of 4x; 0: no limit)")
+    inbound_callback_rate: float = Field(default=100, ge=0, description="callback requests a second per source")
+    inbound_form_rate: float = Field(default=10, ge=0, description="survey and staff page requests a second per source")
+    inbound_read_rate: float = Field(default=20, ge=0, description="/healthz and /metrics requests a second per source")
+    inbound_auth_failures: int = Field(default=10, ge=0, description="refused authentications (401/403) a source "
+                                                                     "may have before it is locked out (0: never)")
+    inbound_lockout_seconds: float = Field(default=300, gt=0, description="how long such a source is locked out")
+    inbound_body_timeout: float = Field(default=30, gt=0, description="seconds a request body may pause between "
+                                                                      "two pieces before it is answered 408")
+    inbound_trusted_proxies: list[str] = Field(default_factory=list, description="addresses of your reverse proxies, "
+                                               "whose X-Forwarded-For names the real source (JSON list)")
     worker_id: str | None = Field(default=None, description="this worker's name in leases (default host-pid)")
     lease_seconds: float = Field(default=300.0, gt=0, description="how long a claim lasts before others reclaim it")
+
+    def inbound_limits(self) -> "InboundLimits":
+        """What the web hooks app takes in, per class of route and per source (``carepath.web.limits``)."""
+        from carepath.web.limits import CALLBACK, EVENTS, FORM, READ, ClassLimits, InboundLimits
+
+        def limits(max_bytes: int, rate: float) -> ClassLimits:
+            return ClassLimits(max_bytes, rate=rate, burst=max(10, int(rate * 4)))
+
+        return InboundLimits(classes={EVENTS: limits(self.inbound_events_max_bytes, self.inbound_events_rate),
+                                      CALLBACK: limits(self.inbound_callback_max_bytes, self.inbound_callback_rate),
+                                      FORM: limits(self.inbound_form_max_bytes, self.inbound_form_rate),
+                                      READ: limits(0, self.inbound_read_rate)},
+                             max_events=self.inbound_events_max_count, auth_failures=self.inbound_auth_failures,
+                             lockout=self.inbound_lockout_seconds, body_timeout=self.inbound_body_timeout,
+                             trusted_proxies=frozenset(self.inbound_trusted_proxies))
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'carepath.db').resolve()}"

@@ -315,6 +315,15 @@ class Channel(Connector):
         """
         return []
 
+    def unsubscribe_consents(self, channels: Mapping[str, "Channel"]) -> list[tuple[str, str]]:
+        """The ``(purpose, channel name)`` consents an unsubscribe reply ("TD", "退订") received on this
+        channel withdraws; ``channels`` are every configured channel by name.
+
+        The engine reads the reply (:mod:`carepath.runtime.unsubscribe`); the channel only says how far
+        it reaches. Default: clinical and marketing messages on this channel.
+        """
+        return [("clinical", self.name), ("marketing", self.name)]
+
     def lookup(self, message: Message, attempted_at: datetime) -> LookupResult:
         """Ask the provider whether an earlier call for ``message`` was accepted.
 

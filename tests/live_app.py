@@ -21,8 +21,8 @@ class WebContext:
     def connectors(self) -> dict[str, Any]:
         return self.engine.connectors
 
-    def ingest(self, event: Any) -> Any:
-        return self.engine.ingest(event)
+    def ingest(self, event: Any, received_via: str | None = None) -> Any:
+        return self.engine.ingest(event, received_via=received_via)
 
 
 def plugin_app(engine: Any) -> Any:

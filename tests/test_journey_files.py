@@ -171,6 +171,7 @@ def test_broken_yaml_is_a_problem_with_a_line_not_an_exception():
     ("name: a\nname: b\nenroll: {events: [x]}\nsteps: []\n", "duplicate key 'name' (first at line 1)"),
     ("a: !!python/object:os.system x\n", "could not determine a constructor"),
     ("a: &x [*x]\nname: a\n", "missing required field 'enroll'"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 64 levels"),  # RecursionError before
 ])
 def test_malformed_documents_are_problems(text: str, message: str):
     j, problems = load(text)

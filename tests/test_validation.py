@@ -234,3 +234,33 @@ def test_cli_walks_folders_and_reports_missing_paths(registry, tmp_path: Path):
     assert "missing.yaml: no such file or folder" in result.output
     assert "broken-syntax.yaml:8: invalid YAML" in result.output
     assert "a.yml: outpatient-visit" in result.output
+
+
+CANCEL_NOTICE = """\
+name: visit
+enroll: {events: [appointment.booked]}
+exit: {events: [appointment.cancelled]}
+anchors:
+  appointment: {set_by: [appointment.booked], field: start, cancelled_by: [appointment.cancelled]}
+templates:
+  cancelled: {title: 已取消, body: "CANCELLED {{ anchors.appointment | datetime }}"}
+steps:
+  - id: notice
+    stage: pre_visit
+    on: appointment.cancelled
+    send: {template: cancelled, via: [sms]}
+    category: transactional
+"""
+
+
+def test_a_step_triggered_by_the_event_that_clears_its_anchor_is_reported():
+    [problem] = check(CANCEL_NOTICE)
+    assert (problem.step, problem.field, problem.line) == ("notice", "templates.cancelled.body", 7)
+    assert problem.message.startswith("anchor 'appointment' is cleared by appointment.cancelled, the event that "
+                                      "triggers step 'notice' (on appointment.cancelled): it has no value")
+    # the fixes the message offers are accepted
+    assert check(CANCEL_NOTICE.replace("anchors.appointment | datetime", "event.start | datetime(missing='')")) == []
+    assert check(CANCEL_NOTICE.replace("anchors.appointment | datetime",
+                                       "anchors.appointment | datetime(missing='原定时间')")) == []
+    # a step on another event still reads the anchor freely
+    assert check(CANCEL_NOTICE.replace("on: appointment.cancelled", "on: appointment.booked")) == []

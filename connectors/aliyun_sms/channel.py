@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Mapping
 
 from carepath.connectors.sms_common.callbacks import BEIJING, lookup_provider_id
 from carepath.connectors.sms_common.numbers import national
 from carepath.connectors.aliyun_sms.config import AliyunSmsConfig
-from carepath.connectors.aliyun_sms.signing import signed_params
+from carepath.connectors.aliyun_sms.signing import canonical_query, signed_params, v3_headers
 from carepath.connectors.sms_common.channel import Outcome, ProviderAnswer, SmsChannel
 from carepath.connectors.sms_common.templates import TemplateMapping
 from carepath.plugins.contracts import LookupResult, LookupStatus, Message
@@ -49,7 +50,7 @@ _DELIVERED = {"1": None, "2": False, "3": True}
 
 
 class AliyunSmsChannel(SmsChannel):
-    """Alibaba Cloud SMS (dysmsapi 2017-05-25, RPC signature 1.0)."""
+    """Alibaba Cloud SMS (dysmsapi 2017-05-25), signed V3 (ACS3-HMAC-SHA256) or, as configured, RPC V1."""
 
     type_name: ClassVar[str] = "aliyun-sms"
     Config = AliyunSmsConfig
@@ -58,9 +59,17 @@ class AliyunSmsChannel(SmsChannel):
 
     def _call(self, action: str, params: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         cfg = self.config
-        body = signed_params(cfg.access_key_id, cfg.access_key_secret.get_secret_value(), action,
-                             {"RegionId": cfg.region_id, **params}, method="POST", now=self.now())
-        return self._post_json(cfg.endpoint.rstrip("/") + "/", data=body)
+        secret = cfg.access_key_secret.get_secret_value()
+        base = cfg.endpoint.rstrip("/") + "/"
+        if cfg.signature_version == "v1":
+            body = signed_params(cfg.access_key_id, secret, action, {"RegionId": cfg.region_id, **params},
+                                 method="POST", now=self.now())
+            return self._post_json(base, data=body)
+        # parameters in the form body, not the URL: phone numbers stay out of access and debug logs
+        body = canonical_query({"RegionId": cfg.region_id, **params}).encode()
+        headers = v3_headers(cfg.access_key_id, secret, action, urlsplit(base).netloc, {}, body=body,
+                             now=self.now())
+        return self._post_json(base, data=body, headers=headers)
 
     def _submit(self, message: Message, mapping: TemplateMapping, params: dict[str, str],
                 sign_name: str) -> ProviderAnswer:

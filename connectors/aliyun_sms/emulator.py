@@ -1,8 +1,12 @@
 """A loopback emulator of Alibaba Cloud SMS (dysmsapi 2017-05-25) for tests and ``carepath emulator aliyun-sms``.
 
-It checks every call's RPC signature with its own implementation of the
-algorithm (a bad one is answered HTTP 400 ``SignatureDoesNotMatch``), the
-timestamp (15 minutes) and nonce reuse, then serves ``SendSms`` and
+It checks every call's signature with its own implementation of both
+algorithms Alibaba Cloud takes, V3 (``ACS3-HMAC-SHA256`` in the
+``Authorization`` header, as the current official SDK signs) and the RPC V1
+(HMAC-SHA1 ``Signature`` parameter): a bad one is answered HTTP 400
+``SignatureDoesNotMatch`` with the service's "server string to sign is:"
+text, which the official SDKs read. It checks the timestamp (15 minutes) and
+nonce reuse, then serves ``SendSms`` and
 ``QuerySendDetails`` with the real response shapes and codes: a blacklisted
 number gets ``isv.BLACK_KEY_CONTROL_LIMIT``, a number over its daily limit
 ``isv.BUSINESS_LIMIT_CONTROL``. Receipts and replies are pushed in the
@@ -18,6 +22,7 @@ import json
 import os
 import re
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import parse_qsl, quote
@@ -35,12 +40,33 @@ def _rfc3986(text: str) -> str:
     return quote(text.encode("utf-8"), safe="-_.~")
 
 
-def expected_signature(secret: str, method: str, params: dict[str, str]) -> str:
-    """The emulator's own computation of the RPC signature 1.0 of ``params``."""
+def rpc_string_to_sign(method: str, params: dict[str, str]) -> str:
+    """The emulator's own RPC V1 string to sign of ``params``."""
     pairs = sorted((k, v) for k, v in params.items() if k != "Signature")
     query = "&".join(_rfc3986(k) + "=" + _rfc3986(v) for k, v in pairs)
-    text = method + "&" + _rfc3986("/") + "&" + _rfc3986(query)
+    return method + "&" + _rfc3986("/") + "&" + _rfc3986(query)
+
+
+def expected_signature(secret: str, method: str, params: dict[str, str]) -> str:
+    """The emulator's own computation of the RPC signature 1.0 of ``params``."""
+    text = rpc_string_to_sign(method, params)
     return base64.b64encode(hmac.new((secret + "&").encode(), text.encode(), hashlib.sha1).digest()).decode()
+
+
+_V3 = re.compile(r"^ACS3-HMAC-SHA256 Credential=(?P<id>[^,]+),SignedHeaders=(?P<signed>[a-z0-9;\-]+),"
+                 r"Signature=(?P<sig>[0-9a-f]{64})$")
+_V3_REQUIRED = ("host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce",
+                "x-acs-content-sha256")
+
+
+def v3_string_to_sign(method: str, query: dict[str, str], headers: dict[str, str], signed: list[str],
+                      body: bytes) -> str:
+    """The emulator's own V3 (ACS3-HMAC-SHA256) string to sign of a request as received."""
+    canonical_query = "&".join(f"{_rfc3986(k)}={_rfc3986(v)}" for k, v in sorted(query.items()))
+    canonical_headers = "".join(f"{name}:{headers.get(name, '').strip()}\n" for name in signed)
+    request = "\n".join([method, "/", canonical_query, canonical_headers, ";".join(signed),
+                         hashlib.sha256(body).hexdigest()])
+    return "ACS3-HMAC-SHA256\n" + hashlib.sha256(request.encode()).hexdigest()
 
 
 def _beijing(at: datetime) -> str:
@@ -59,19 +85,26 @@ class AliyunSmsEmulator(SmsEmulator):
         self.templates = templates
         self.sign_names = sign_names
         self._nonces: set[str] = set()
+        self.signatures: Counter[str] = Counter()  # accepted calls by signature version (v3, v1)
 
     # -- the API ---------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-        query = path.split("?", 1)[1] if "?" in path else ""
-        params = dict(parse_qsl(query, keep_blank_values=True))
-        if method == "POST" and body:
+        query = dict(parse_qsl(path.split("?", 1)[1] if "?" in path else "", keep_blank_values=True))
+        params = dict(query)
+        if method == "POST" and body and "json" not in headers.get("content-type", ""):
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        refused = self._authenticate(method, params)
+        if headers.get("authorization", "").startswith("ACS3-HMAC-SHA256"):
+            refused = self._authenticate_v3(method, query, headers, body)
+            action = headers.get("x-acs-action", "")
+            self.signatures["v3"] += refused is None
+        else:
+            refused = self._authenticate(method, params)
+            action = params.get("Action", "")
+            self.signatures["v1"] += refused is None
         if refused is not None:
             self.rejected.append(refused[1]["Code"])
             return refused
-        action = params.get("Action", "")
         self.calls[action] += 1
         if action == "SendSms":
             return self._send(params)
@@ -95,18 +128,45 @@ class AliyunSmsEmulator(SmsEmulator):
             return 400, self._error("InvalidParameter", "SignatureMethod/SignatureVersion not supported.")
         expected = expected_signature(self.access_key_secret, method, params)
         if not hmac.compare_digest(expected, params["Signature"]):
-            return 400, self._error("SignatureDoesNotMatch",
-                                    "Specified signature is not matched with our calculation.")
+            return self._signature_mismatch(rpc_string_to_sign(method, params))
+        return self._fresh(params["Timestamp"], params["SignatureNonce"])
+
+    def _authenticate_v3(self, method: str, query: dict[str, str], headers: dict[str, str],
+                         body: bytes) -> tuple[int, dict] | None:
+        match = _V3.match(headers.get("authorization", ""))
+        if match is None:
+            return 400, self._error("IncompleteSignature", "The request signature does not conform to Aliyun "
+                                                           "standards.")
+        signed = match["signed"].split(";")
+        missing = [h for h in _V3_REQUIRED if h not in signed or not headers.get(h)]
+        if missing:
+            return 400, self._error("MissingParameter", f"The header {missing[0]!r} is not signed or not given.")
+        if match["id"] != self.access_key_id:
+            return 404, self._error("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+        if headers["x-acs-content-sha256"] != hashlib.sha256(body).hexdigest():
+            return 400, self._error("InvalidParameter", "x-acs-content-sha256 does not match the body.")
+        to_sign = v3_string_to_sign(method, query, headers, signed, body)
+        expected = hmac.new(self.access_key_secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, match["sig"]):
+            return self._signature_mismatch(to_sign)
+        return self._fresh(headers["x-acs-date"], headers["x-acs-signature-nonce"])
+
+    def _signature_mismatch(self, string_to_sign: str) -> tuple[int, dict]:
+        # the service's own words; the official SDKs read the string to sign after the colon
+        return 400, self._error("SignatureDoesNotMatch", "Specified signature is not matched with our calculation. "
+                                                         f"server string to sign is:{string_to_sign}")
+
+    def _fresh(self, timestamp: str, nonce: str) -> tuple[int, dict] | None:
         try:
-            at = datetime.strptime(params["Timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            at = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         except ValueError:
             return 400, self._error("InvalidTimeStamp.Format", "Specified time stamp is not valid.")
         if abs(self.clock() - at) > _SKEW:
             return 400, self._error("InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
         with self._lock:
-            if params["SignatureNonce"] in self._nonces:
+            if nonce in self._nonces:
                 return 400, self._error("SignatureNonceUsed", "Specified signature nonce was used already.")
-            self._nonces.add(params["SignatureNonce"])
+            self._nonces.add(nonce)
         return None
 
     def _answer(self, code: str, message: str, **extra: Any) -> tuple[int, dict]:

@@ -123,6 +123,20 @@ class FhirEmulator:
             bundle["link"].append({"relation": "next", "url": f"{self.base_url}/{kind}?{urlencode(nxt)}"})
         return bundle
 
+    def capability_statement(self) -> dict[str, Any]:
+        """``GET /metadata``: what this server is, as a FHIR R4 CapabilityStatement (clients read it first)."""
+        searches = [{"name": "_lastUpdated", "type": "date"}, {"name": "_count", "type": "number"}]
+        return {
+            "resourceType": "CapabilityStatement", "status": "active", "date": _instant(datetime.now(timezone.utc)),
+            "publisher": "carepath", "kind": "instance", "fhirVersion": "4.0.1", "format": ["json"],
+            "software": {"name": "carepath FHIR emulator"},
+            "implementation": {"description": "loopback FHIR R4 server for tests", "url": self.base_url},
+            "rest": [{"mode": "server", "resource": [
+                {"type": kind, "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "update"}],
+                 "searchParam": searches + ([{"name": "_include", "type": "string"}] if kind != "Patient" else [])}
+                for kind in ("Patient", "Appointment", "Encounter", "DiagnosticReport", "Observation")]}],
+        }
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         emulator = self
 
@@ -153,7 +167,9 @@ class FhirEmulator:
                     return
                 url = urlsplit(self.path)
                 parts = [p for p in url.path.split("/") if p][1:]  # after /fhir
-                if len(parts) == 1:
+                if parts == ["metadata"]:
+                    self._answer(200, emulator.capability_statement())
+                elif len(parts) == 1:
                     self._answer(200, emulator.search(parts[0], parse_qs(url.query)))
                 elif len(parts) == 2 and (tuple(parts)) in emulator.resources:
                     self._answer(200, emulator.resources[(parts[0], parts[1])])

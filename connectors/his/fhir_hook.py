@@ -8,7 +8,7 @@ mapped and stored directly. The secret is checked before the body is read.
 # No ``from __future__ import annotations``: FastAPI reads the route's annotations at run time.
 from typing import TYPE_CHECKING
 
-from carepath.plugins.contracts import CallbackRejected, CallbackRequest
+from carepath.plugins.contracts import CallbackRequest
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 def fhir_router(prefix: str = "/webhooks/fhir") -> "APIRouter":
     """Routes for every configured ``fhir`` connector, by name."""
     from fastapi import APIRouter, HTTPException, Request, Response
+    from starlette.concurrency import run_in_threadpool
 
     from carepath.connectors.his.fhir_source import FhirSource
-    from carepath.plugins.web import web_context
+    from carepath.plugins.web import checked, ingest_via, unusable_callback, web_context
     from carepath.runtime.his_poll import poll_source
 
     router = APIRouter()
@@ -38,18 +39,17 @@ def fhir_router(prefix: str = "/webhooks/fhir") -> "APIRouter":
             raise HTTPException(status_code=401, detail="notification not authentic")
         inbound = CallbackRequest(body=await request.body(), headers=inbound.headers, query=inbound.query,
                                   method=inbound.method, path=inbound.path)
-        try:
-            events = source.parse_callback(inbound)
-        except (CallbackRejected, ValueError) as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
         if not inbound.body.strip():
-            from starlette.concurrency import run_in_threadpool
-
             report = await run_in_threadpool(poll_source, source.engine, source)
             return Response(content=report.summary(), status_code=503 if report.unavailable else 200,
                             media_type="text/plain")
-        for event in events:
-            context.ingest(event)
+        try:
+            events = checked(context, await run_in_threadpool(source.parse_callback, inbound))
+            for event in events:
+                await run_in_threadpool(ingest_via, context, event, f"hook:{name}")
+        except Exception as exc:  # noqa: BLE001 - answered 400 (kept for operators) or 503, never a trace
+            raise unusable_callback(context, getattr(source.config, "system", name), f"{request.method} {prefix}/{name}",
+                                    inbound, exc, via=f"hook:{name}") from None
         return Response(content=f"{len(events)} event(s) stored", media_type="text/plain")
 
     return router

@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr
 from carepath.connectors.his import fhir_cursor
 from carepath.connectors.his.fhir_client import FhirClient
 from carepath.connectors.his.fhir_mapping import FhirProblem, ResourceMapper, icd10_codes, mrn_of, patient_record, version_of
-from carepath.plugins.contracts import Capabilities, CallbackRejected, CallbackRequest, ConnectorConfig, HisSource
+from carepath.plugins.contracts import Capabilities, CallbackRequest, ConnectorConfig, HisSource
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,15 @@ class FhirSource(HisSource):
             return []
         try:
             resource = json.loads(request.body)
-        except ValueError:
-            raise CallbackRejected("notification body is not JSON") from None
-        if resource.get("resourceType") == "Bundle":  # a subscription-notification bundle
-            resources = [e["resource"] for e in resource.get("entry") or [] if "resource" in e]
+        except (ValueError, RecursionError):
+            raise ValueError("notification body is not JSON") from None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise ValueError("notification body is not a FHIR resource (a JSON object with a resourceType)")
+        if resource["resourceType"] == "Bundle":  # a subscription-notification bundle
+            entries = resource.get("entry") or []
+            if not isinstance(entries, list):
+                raise ValueError("Bundle.entry must be a list")
+            resources = [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
         else:
             resources = [resource]
         events: list[Any] = []

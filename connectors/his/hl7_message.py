@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import hl7
 
 from carepath.connectors.his.hl7_mapping import MessageMap
+from carepath.connectors.his.hl7_phone import patient_phone
 from carepath.connectors.his.identity import his_event
 from carepath.definition.events import EventIn
 
@@ -97,7 +98,9 @@ def decode(raw: bytes, default_charset: str = "utf-8") -> str:
 
 def parse(raw: bytes, default_charset: str = "utf-8") -> Hl7Message:
     """Decode and parse; problems name the segment or field."""
-    text = decode(raw, default_charset).replace("\r\n", "\r").replace("\n", "\r").strip("\r")
+    text = decode(raw, default_charset).replace("\r\n", "\r").replace("\n", "\r")
+    # empty and nameless segments (a doubled CR, a stray "|...") make the library's segment look-ups fail
+    text = "\r".join(s for s in text.split("\r") if s.strip() and s[:1] not in "|^~\\&")
     try:
         parsed = hl7.parse(text)
     except Exception as exc:  # the library raises several kinds for malformed input
@@ -139,7 +142,8 @@ def _patient_record(msg: Hl7Message, tz: ZoneInfo, codes: Mapping[str, str]) -> 
     family, given = msg.value("PID-5.1"), msg.value("PID-5.2")
     if family or given:
         record["name"] = f"{family}{given}" if _cjk(family + given) else " ".join(p for p in (given, family) if p)
-    phone = msg.value("PID-13.1|PID-13.12|PID-14.1")
+    pid = msg.segments("PID")
+    phone = patient_phone(pid[0]) if pid else ""
     if phone:
         record["phone"] = phone
     birth = msg.value("PID-7.1")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
@@ -19,14 +20,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from carepath.connectors.sms_common.numbers import national
-from carepath.connectors.sms_common.replies import is_unsubscribe
 from carepath.definition.events import EventIn
+from carepath.masking import mask_phone
 from carepath.plugins.contracts import CallbackRequest
 from carepath.store.schema import Delivery, Patient, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.connectors.sms_common.channel import SmsChannel
 
+log = logging.getLogger(__name__)
 KINDS = ("receipts", "replies")
 SMS_PURPOSES = ("clinical", "marketing")
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -150,6 +152,9 @@ def receipt_events(channel: "SmsChannel", receipts: Iterable[Receipt]) -> list[E
     for r in receipts:
         provider_id = resolver.known_provider_id(r)
         mrn = resolver.by_provider_id(provider_id) or resolver.by_phone(r.phone) or ""
+        if not mrn and channel.engine is not None:
+            _unknown(channel, "receipt", r.phone)
+            continue
         events.append(EventIn(type="message.delivered" if r.delivered else "message.failed", source=channel.source,
                               source_id=f"receipt:{r.provider_id}", patient_mrn=mrn, occurred_at=r.at,
                               payload={"provider_id": provider_id, "code": r.code, "channel": channel.name}))
@@ -157,14 +162,21 @@ def receipt_events(channel: "SmsChannel", receipts: Iterable[Receipt]) -> list[E
 
 
 def reply_events(channel: "SmsChannel", replies: Iterable[Reply]) -> list[EventIn]:
-    """Unsubscribe keywords withdraw SMS consent; any other text is a ``message.replied`` event."""
+    """Every reply is a ``message.replied`` event; the engine reads unsubscribe words (``carepath.runtime.unsubscribe``)."""
     resolver = PatientResolver(channel.engine)
-    events: list[EventIn] = []
+    events = []
     for r in replies:
         mrn = resolver.by_phone(r.phone) or ""
-        if is_unsubscribe(r.text):
-            events += consent_withdrawals(channel, mrn, f"reply:{r.source_id}", r.at, f"replied {r.text.strip()!r}")
-        else:
-            events.append(EventIn(type="message.replied", source=channel.source, source_id=f"reply:{r.source_id}",
-                                  patient_mrn=mrn, occurred_at=r.at, payload={"text": r.text, "channel": channel.name}))
+        if not mrn and channel.engine is not None:
+            _unknown(channel, "reply", r.phone)
+            continue
+        events.append(EventIn(type="message.replied", source=channel.source, source_id=f"reply:{r.source_id}",
+                              patient_mrn=mrn, occurred_at=r.at, payload={"text": r.text, "channel": channel.name}))
     return events
+
+
+def _unknown(channel: "SmsChannel", what: str, phone: str) -> None:
+    """A push about a number no patient has (a message another system sent on a shared account): acknowledged,
+    so that the provider does not push the whole batch again, and logged (masked)."""
+    log.info("%s %s: %s for %s, which is no patient's number: acknowledged, not stored", channel.type_name,
+             channel.name, what, mask_phone(phone))

@@ -35,6 +35,7 @@ from sqlalchemy import select
 from urllib3.exceptions import NewConnectionError
 
 from carepath.connectors.sms_common.callbacks import (
+    SMS_PURPOSES,
     PatientResolver,
     Receipt,
     Reply,
@@ -139,6 +140,12 @@ class SmsChannel(Channel):
         if self.engine is None:
             return [self.name]
         return sorted(n for n, c in self.engine.channels.items() if isinstance(c, SmsChannel)) or [self.name]
+
+    def unsubscribe_consents(self, channels: Mapping[str, Channel]) -> list[tuple[str, str]]:
+        """An SMS opt-out ("TD", "退订") reaches the number, whichever SMS account carries it: both purposes
+        on every SMS channel."""
+        names = sorted(n for n, c in channels.items() if isinstance(c, SmsChannel)) or [self.name]
+        return [(purpose, name) for name in names for purpose in SMS_PURPOSES]
 
     def unmapped_templates(self, names: Iterable[str]) -> list[str]:
         return unmapped(self.config.templates, names)

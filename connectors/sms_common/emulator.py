@@ -50,6 +50,9 @@ class Recorded:
 class SmsEmulator:
     """Start with ``with Emulator(...) as emu:``; ``emu.url`` is the provider endpoint."""
 
+    #: the provider's own ``Content-Type`` (official SDKs compare it exactly before they look for an error)
+    content_type = "application/json;charset=utf-8"
+
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, daily_limit: int = 10,
                  clock: Callable[[], datetime] | None = None) -> None:
         self.daily_limit = daily_limit
@@ -188,7 +191,7 @@ class SmsEmulator:
                 data = json.dumps(answer, ensure_ascii=False).encode()
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json;charset=utf-8")
+                    self.send_header("Content-Type", emulator.content_type)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)

@@ -8,7 +8,10 @@ payload {survey_id, answer_id, third_party_user {respondent_id}, answer}}``;
 ``answer.delete`` are acknowledged and logged (a response, once given, is
 what the journeys acted on). Answers are read from ``payload.answer``: a list
 of ``{question_id, value}`` (a scale or text) or ``{question_id, options:
-[{index, checked}]}`` (a choice).
+[{index, checked}]}`` (a choice). A push of another shape (not an object, an
+unknown action, no payload, no answer list, an unmapped survey) is refused
+with a ``ValueError`` naming what is wrong: the route answers 400 and keeps
+the body (masked) for operators; nothing is silently dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pydantic import Field, SecretStr
 
 from carepath.connectors.surveys.provider_maps import MappedSurveys, SurveyMap, by_provider_id, engine_of, mapped_values, \
     record_push
-from carepath.plugins.contracts import CallbackRejected, CallbackRequest, ConnectorConfig
+from carepath.plugins.contracts import CallbackRequest, ConnectorConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +37,21 @@ class TencentWenjuanConfig(ConnectorConfig):
 
 
 
+ACTIONS = ("answer.create", "answer.update", "answer.delete")
+
+
 def _answer_values(answers: Any) -> dict[str, str]:
+    """``payload.answer`` as provider question id -> value; ``ValueError`` naming the item of another shape."""
+    if not isinstance(answers, list):
+        raise ValueError("payload.answer must be a list of answers")
     values: dict[str, str] = {}
-    for item in answers if isinstance(answers, list) else []:
-        if not isinstance(item, dict) or "question_id" not in item:
-            continue
+    for i, item in enumerate(answers):
+        if not isinstance(item, dict) or not isinstance(item.get("question_id"), (str, int)):
+            raise ValueError(f"payload.answer[{i}] is not an answer with a question_id")
         qid = str(item["question_id"])
         if "options" in item:
+            if not isinstance(item["options"], list):
+                raise ValueError(f"payload.answer[{i}].options must be a list")
             checked = [str(o.get("index")) for o in item["options"] if isinstance(o, dict) and o.get("checked")]
             values[qid] = ",".join(checked)
         elif "value" in item:
@@ -60,21 +71,32 @@ class TencentWenjuan(MappedSurveys):
     def parse_callback(self, request: CallbackRequest) -> list[Any]:
         try:
             data = json.loads(request.body)
-        except ValueError:
-            raise CallbackRejected("push body is not JSON") from None
-        payload = data.get("payload") or {}
-        if data.get("action") != "answer.create":
-            log.info("tencent-wenjuan %s: %s for answer %s acknowledged, not applied", self.name,
-                     data.get("action"), payload.get("answer_id"))
+        except (ValueError, RecursionError):
+            raise ValueError("push body is not JSON") from None
+        if not isinstance(data, dict):
+            raise ValueError("push body is not a JSON object")
+        action, payload = data.get("action"), data.get("payload")
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {str(action)[:40]!r} (expected {', '.join(ACTIONS)})")
+        if not isinstance(payload, dict):
+            raise ValueError("push has no payload object")
+        if action != "answer.create":
+            log.info("tencent-wenjuan %s: %s for answer %s acknowledged, not applied", self.name, action,
+                     str(payload.get("answer_id"))[:40])
             return []
-        found = by_provider_id(self.config.surveys, str(payload.get("survey_id", "")))
+        if not payload.get("answer_id") or not payload.get("survey_id"):
+            raise ValueError("payload needs survey_id and answer_id")
+        values = _answer_values(payload.get("answer"))
+        found = by_provider_id(self.config.surveys, str(payload["survey_id"]))
         if found is None:
-            raise CallbackRejected(f"Tencent survey {payload.get('survey_id')!r} is not mapped to a carepath survey")
+            raise ValueError(f"Tencent survey {str(payload['survey_id'])[:40]!r} is not mapped to a carepath survey "
+                             f"(add it under [connectors.{self.name}.surveys])")
         name, survey_map = found
-        token = str((payload.get("third_party_user") or {}).get("respondent_id", ""))
+        user = payload.get("third_party_user")
+        token = str(user.get("respondent_id", "")) if isinstance(user, dict) else ""
         record_push(engine_of(self), provider=f"tencent-wenjuan:{self.name}", name=name, survey_map=survey_map,
-                    values=mapped_values(name, survey_map, _answer_values(payload.get("answer"))), token=token,
-                    external_id=str(payload.get("answer_id") or data.get("id")))
+                    values=mapped_values(name, survey_map, values), token=token,
+                    external_id=str(payload["answer_id"])[:128])
         return []
 
     def callback_reply(self, request: CallbackRequest) -> tuple[int, str]:

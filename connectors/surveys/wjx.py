@@ -38,9 +38,9 @@ class WjxSurveys(MappedSurveys):
     emulator: ClassVar[str | None] = "carepath.connectors.surveys.emulators:serve_wjx"
 
     def verify_callback(self, request: CallbackRequest) -> bool:
-        try:
+        try:  # the sign is inside the body: reading it is part of checking it (bounded by the route's limit)
             data = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         if not isinstance(data, dict) or not isinstance(data.get("sign"), str):
             return False

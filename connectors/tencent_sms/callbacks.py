@@ -35,4 +35,6 @@ def parse_replies(body: bytes) -> list[Reply]:
             replies.append(Reply(source_id=digest, phone=str(i["mobile"]), text=str(i["text"]), at=at))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"reply lacks field {exc}") from None
+    except (OverflowError, OSError):  # a time past what a clock can hold
+        raise ValueError("reply time is not a Unix time") from None
     return replies

@@ -26,6 +26,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
+import logging
+
 from carepath.definition.events import EventIn
 from carepath.runtime.template_consent import template_purpose
 
@@ -46,6 +48,7 @@ class Directory(Protocol):
 
 
 STATUS_DELIVERED = "success"
+log = logging.getLogger(__name__)
 
 
 class CallbackParser:
@@ -77,23 +80,24 @@ class CallbackParser:
 
     # -- deliveries -----------------------------------------------------------------------
 
-    def _delivery(self, openid: str, source_id: str, at: datetime, msg_id: Any, ok: bool, status: str) -> EventIn:
-        mrns = self.directory.patients(openid)
+    def _delivery(self, openid: str, source_id: str, at: datetime, msg_id: Any, ok: bool,
+                  status: str) -> list[EventIn]:
         payload = {"provider_id": str(msg_id), "channel": self.connector, "status": status}
         if not ok:
             payload["error"] = status
-        return EventIn(type="message.delivered" if ok else "message.failed", source=self.source,
-                       source_id=source_id, patient_mrn=mrns[0] if mrns else "", occurred_at=at, payload=payload)
+        return self._for_each_patient(openid, "message.delivered" if ok else "message.failed", source_id, at,
+                                      payload)[:1]
 
     def _job_finished(self, fields: Mapping[str, Any], openid: str, base: str, at: datetime) -> list[EventIn]:
         status = str(fields.get("Status", ""))
         msg_id = fields.get("MsgID") or fields.get("MsgId")
-        return [self._delivery(openid, f"{base}:{msg_id}", at, msg_id, status == STATUS_DELIVERED, status)]
+        return self._delivery(openid, f"{base}:{msg_id}", at, msg_id, status == STATUS_DELIVERED, status)
 
     def _subscribe_sent(self, fields: Mapping[str, Any], openid: str, base: str, at: datetime) -> list[EventIn]:
-        return [self._delivery(openid, f"{base}:{item.get('MsgID')}", at, item.get("MsgID"),
-                               str(item.get("ErrorCode", "")) == "0", str(item.get("ErrorStatus") or "success"))
-                for item in fields.get("List", [])]
+        return [event for item in fields.get("List", [])
+                for event in self._delivery(openid, f"{base}:{item.get('MsgID')}", at, item.get("MsgID"),
+                                            str(item.get("ErrorCode", "")) == "0",
+                                            str(item.get("ErrorStatus") or "success"))]
 
     # -- consent --------------------------------------------------------------------------
 
@@ -132,8 +136,13 @@ class CallbackParser:
 
     def _for_each_patient(self, openid: str, type_: str, source_id: str, at: datetime,
                           payload: dict[str, Any]) -> list[EventIn]:
-        """One event per patient the openid is bound to (a guardian may hold several); one unassigned otherwise."""
-        mrns = self.directory.patients(openid) or [""]
+        """One event per patient the openid is bound to (a guardian may hold several); none for a follower who is
+        bound to no patient (logged: WeChat gets its "success", so it does not tell the follower we failed)."""
+        mrns = self.directory.patients(openid)
+        if not mrns:
+            log.info("wechat %s: %s from a follower bound to no patient: acknowledged, not stored", self.connector,
+                     type_)
+            return []
         return [EventIn(type=type_, source=self.source, source_id=source_id if i == 0 else f"{source_id}:{i}",
                         patient_mrn=mrn, occurred_at=at, payload=dict(payload))
                 for i, mrn in enumerate(mrns)]

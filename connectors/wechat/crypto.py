@@ -89,28 +89,41 @@ def parse_xml(body: bytes | str) -> dict[str, Any]:
         raise ValueError("XML with a DOCTYPE or entities is refused")
     try:
         root = ET.fromstring(text)
+        return _element(root)
     except ET.ParseError as exc:
         raise ValueError(f"not XML: {exc}") from None
-    return _element(root)
+    except RecursionError:
+        raise ValueError("XML nested too deeply") from None
 
 
 def _element(node: ET.Element) -> dict[str, Any]:
+    """Text of each child; groups as dicts; ``List`` items as a list. ``ValueError`` for a shape WeChat never sends
+    (an element that is text in one place and a group or list in another)."""
     out: dict[str, Any] = {}
     for child in node:
         if len(child):
             item = _element(child)
             # <SubscribeMsgPopupEvent><List>..</List><List>..</List></SubscribeMsgPopupEvent>: every List an item
             if child.tag == "List":
-                out.setdefault("List", []).append(item)
+                _slot(out, "List", list).append(item)
             else:
                 for key, value in item.items():
                     if key == "List":
-                        out.setdefault("List", []).extend(value)
+                        _slot(out, "List", list).extend(value)
                     else:
-                        out.setdefault(child.tag, {})[key] = value
+                        _slot(out, child.tag, dict)[key] = value
+        elif child.tag in out or child.tag == "List":
+            raise ValueError(f"<{child.tag}> appears twice, or as text where a group is expected")
         else:
             out[child.tag] = (child.text or "").strip()
     return out
+
+
+def _slot(out: dict[str, Any], tag: str, kind: type) -> Any:
+    value = out.setdefault(tag, kind())
+    if not isinstance(value, kind):
+        raise ValueError(f"<{tag}> is text in one place and a group in another")
+    return value
 
 
 def to_xml(fields: Mapping[str, Any], root: str = "xml") -> str:

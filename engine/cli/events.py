@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from carepath.cli.common import (CONFIG_OPTION, DB_OPTION, ExitCode, err_console, fail, open_cli_engine, out_console,
-                                  print_json)
+from carepath.cli.common import (CONFIG_OPTION, DB_OPTION, ExitCode, err_console, fail, open_cli_engine,
+                                  open_cli_store, out_console, print_json)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Events: the types the engine knows, and feeding it events from the hospital's systems.")
@@ -76,6 +76,35 @@ def ingest(source: str = typer.Argument(..., metavar="FILE|-", help="JSON lines,
         errors.print(f"{name}:{error.line}: {error.message}", style="red", markup=False)
     if report.errors:
         fail(f"{len(report.errors)} of {report.lines} line(s) not applied (the others were)", ExitCode.INVALID)
+
+
+EVENT_STATUSES = "applied, resend, stale, held, expired, refused, superseded"
+
+
+@app.command("list")
+def list_events(status: Optional[str] = typer.Option(None, "--status", help=f"only events in this state: "
+                                                                            f"{EVENT_STATUSES}"),
+                patient: Optional[int] = typer.Option(None, "--patient", help="only this patient id"),
+                source: Optional[str] = typer.Option(None, "--source", help="only events from this source"),
+                kind: Optional[str] = typer.Option(None, "--type", help="only events of this type"),
+                limit: int = typer.Option(50, "--limit", min=1, help="at most this many rows, newest first"),
+                as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+                db: Optional[str] = DB_OPTION) -> None:
+    """Stored events with their state and outcome; `--status refused` lists what a source must fix and resend."""
+    from carepath.reporting import event_rows, event_table
+
+    store = open_cli_store(db, read_only=True)
+    try:
+        with store.db.connect() as conn:
+            rows = event_rows(conn, status=status, patient=patient, source=source, type_=kind, limit=limit)
+    finally:
+        store.db.dispose()
+    if as_json:
+        print_json({"events": rows})
+        return
+    more = " (the newest; --limit for more)" if len(rows) == limit else ""
+    what = f"{status} events" if status else "events"
+    out_console().print(event_table(rows, f"{len(rows)} {what}{more}; received times in UTC"))
 
 
 def _read_lines(source: str) -> list[str]:

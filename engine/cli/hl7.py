@@ -36,7 +36,10 @@ def _fields(ack: str, segment: str) -> list[str]:
 def send(files: List[Path] = typer.Argument(..., help="files of HL7 v2 messages ('-' for standard input)"),
          host: str = typer.Option("127.0.0.1", help="MLLP listener address"),
          port: int = typer.Option(2575, help="MLLP listener port"),
-         timeout: float = typer.Option(10.0, help="seconds to wait for each acknowledgement")) -> None:
+         timeout: float = typer.Option(10.0, help="seconds to wait for each acknowledgement"),
+         raw: bool = typer.Option(False, "--raw", help="send each file as it is, one frame per file: no split "
+                                                       "into messages, no line-ending repair (to try a listener "
+                                                       "with a broken message)")) -> None:
     """Send every message of FILES over one MLLP connection; exit 1 if any is not accepted (AA)."""
     from carepath.connectors.his.hl7_message import CHARSETS, raw_control_id
     from carepath.connectors.his.mllp import MllpClient
@@ -44,11 +47,12 @@ def send(files: List[Path] = typer.Argument(..., help="files of HL7 v2 messages 
     batches = []
     for path in files:
         try:
-            raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+            content = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
         except OSError as exc:
             err.print(f"[red]cannot read {path}: {exc.strerror}[/]")
             raise typer.Exit(3) from None  # not found (docs/cli.md)
-        batches += [(str(path), n, message) for n, message in enumerate(split_messages(raw), start=1)]
+        messages = [content] if raw else split_messages(content)
+        batches += [(str(path), n, message) for n, message in enumerate(messages, start=1)]
     if not batches:
         err.print("[red]no HL7 message (no line starting with MSH) in the given files[/]")
         raise typer.Exit(1)  # invalid input (docs/cli.md)

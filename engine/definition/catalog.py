@@ -268,7 +268,8 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("consent.changed", "The patient gave or withdrew consent.", ConsentChanged,
               effect="records the consent; marketing needs it granted, clinical messages stop when withdrawn"),
     EventType("message.replied", "The patient replied to a message.", MessageReplied,
-              effect="after_step triggers with unless: replied are skipped"),
+              effect="after_step triggers with unless: replied are skipped; a whole reply of an unsubscribe "
+                     "word (TD, 退订, ...) withdraws the consent the channel's rule names instead"),
     EventType("message.delivered", "A provider confirmed delivery.", MessageReceipt,
               effect="marks the delivery and its touchpoint delivered"),
     EventType("message.failed", "A provider reported a delivery failure.", MessageReceipt,

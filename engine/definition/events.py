@@ -1,7 +1,7 @@
 """What the engine takes in: normalized events and patient records, and the checks that guard the door.
 
 An event that cannot be stored the same way on SQLite and PostgreSQL, or that
-would hurt the engine (a payload nested thousands deep, NaN, a NUL byte, a date
+would hurt the engine (a payload nested thousands deep, NaN, a NUL byte, a lone surrogate, a date
 in year 1), is refused with :class:`EventRejected` naming the field, before
 anything is stored. :func:`parse_event` turns raw input into a checked event;
 ``Engine.ingest`` checks again with the installation's limits.
@@ -54,13 +54,31 @@ class EventLimits:
     latest: date = LATEST
 
 
-def _no_nul(value: str) -> str:
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored alike on SQLite and PostgreSQL (a NUL, a lone surrogate), else None."""
     if "\x00" in value:
-        raise ValueError("contains a NUL character")
+        return "contains a NUL character"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (f"contains a lone surrogate (U+{ord(value[exc.start]):04X} at character {exc.start + 1}), "
+                    "which is not text UTF-8 can store")
+    return None
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates spelt as ``\\udXXX`` escapes, so that a message naming it can be encoded."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _storable(value: str) -> str:
+    if problem := text_problem(value):
+        raise ValueError(problem)
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(_storable)]
 
 
 def _in_range(value: datetime | date, earliest: date = EARLIEST, latest: date = LATEST) -> None:
@@ -172,7 +190,7 @@ def _refuse_constant(name: str) -> float:
 def check_event(event: EventIn, limits: EventLimits = EventLimits()) -> EventIn:
     """The event with a JSON-safe payload (dates as ISO text), or :class:`EventRejected`.
 
-    Checked: identifier lengths and NUL characters, ``occurred_at`` and dates in the
+    Checked: identifier lengths, NUL characters and lone surrogates, ``occurred_at`` and dates in the
     payload within ``limits.earliest .. limits.latest``, nesting depth, NaN and
     Infinity, payload size, values that are not JSON data, and a patient record
     carrying its own ``mrn`` (the event's ``patient_mrn`` names the patient).
@@ -184,8 +202,8 @@ def check_event(event: EventIn, limits: EventLimits = EventLimits()) -> EventIn:
             raise EventRejected(name, "required text")
         if len(value) > width:
             raise EventRejected(name, f"{len(value)} characters, at most {width} allowed")
-        if "\x00" in value:
-            raise EventRejected(name, "contains a NUL character")
+        if problem := text_problem(value):
+            raise EventRejected(name, problem)
     try:
         _in_range(event.occurred_at, limits.earliest, limits.latest)
     except ValueError as exc:
@@ -236,8 +254,9 @@ class _Normalizer:
             for key, item in value.items():
                 if not isinstance(key, str):
                     raise EventRejected(f"{path}.{key}", "keys must be text")
-                self._text(key, f"{path}.{key}")
-                out[key] = self.value(item, f"{path}.{key}")
+                here = f"{path}.{printable(key)}"
+                self._text(key, here)
+                out[key] = self.value(item, here)
             return out
         if isinstance(value, (list, tuple)):
             return [self.value(item, f"{path}[{i}]") for i, item in enumerate(value)]
@@ -247,8 +266,8 @@ class _Normalizer:
         raise EventRejected(path, f"{type(value).__name__} is not JSON data (text, number, true/false, list, object)")
 
     def _text(self, value: str, path: str) -> str:
-        if "\x00" in value:
-            raise EventRejected(path, "contains a NUL character")
+        if problem := text_problem(value):
+            raise EventRejected(path, problem)
         if _ISO_DATE.match(value):
             try:
                 moment = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -21,6 +21,8 @@ from jinja2.exceptions import SecurityError
 from carepath.definition.sandbox import LimitError, environment, limits
 
 GUARD_FILTERS = {"default", "d"}
+# Filters that print a fallback for a missing value when given ``missing=...``.
+FALLBACK_FILTERS = {"date", "time", "datetime"}
 GUARD_TESTS = {"defined", "undefined", "none"}
 # Filters whose string arguments name attributes to read.
 ATTRIBUTE_FILTERS = {"attr", "map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique", "min", "max"}
@@ -85,6 +87,9 @@ def _chain(node: nodes.Node) -> tuple[str, tuple[str, ...]] | None:
 def _guard(node: nodes.Node, parent: nodes.Node | None) -> str | None:
     """``"default"`` or ``"test"`` when ``node`` is guarded against being undefined, else None."""
     if isinstance(parent, nodes.Filter) and parent.node is node and parent.name in GUARD_FILTERS:
+        return "default"
+    if isinstance(parent, nodes.Filter) and parent.node is node and parent.name in FALLBACK_FILTERS \
+            and any(kw.key == "missing" for kw in parent.kwargs):
         return "default"
     if isinstance(parent, nodes.Test) and parent.node is node and parent.name in GUARD_TESTS:
         return "test"

@@ -70,9 +70,24 @@ def _use_core_scalars(cls: type) -> type:
     return cls
 
 
+#: deepest nesting of lists and mappings a journey file may have (journeys need fewer than ten levels)
+MAX_DEPTH = 64
+
+
 @_use_core_scalars
 class _Loader(yaml.SafeLoader):
-    pass
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Stops past :data:`MAX_DEPTH` levels with a YAML error at the place (composing is recursive)."""
+        if self._depth >= MAX_DEPTH and not self.check_event(yaml.AliasEvent, yaml.ScalarEvent):
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                              self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _YAML11 = yaml.resolver.Resolver()
@@ -126,6 +141,47 @@ def _index_lines(node: yaml.Node, path: str, report: Reporter, lines: dict[str, 
             _index_lines(item, _child(path, i), report, lines, active)
 
 
+#: values aliases may add to a document (``*name`` repeats its anchor's whole value): more is refused
+MAX_ALIAS_EXPANSION = 5000
+
+
+def _alias_expansion(root: yaml.Node) -> tuple[int, int | None]:
+    """How many values following every alias adds to the document, and the line of one repeated anchor.
+
+    Counted in linear time over the node graph (an alias is the same node object
+    again), so a "billion laughs" file of nested aliases is measured, not expanded.
+    An alias of a value that contains it (recursive) counts once, as indexing does.
+    """
+    size: dict[int, int] = {}
+    busy: set[int] = set()
+    shared_line: int | None = None
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            busy.discard(key)
+            size[key] = 1 + sum(size.get(id(c), 1) for c in _children(node))
+            continue
+        if key in size or key in busy:
+            if shared_line is None:
+                shared_line = node.start_mark.line + 1
+            continue
+        busy.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in size and id(c) not in busy)
+    distinct = len(size)
+    return size[id(root)] - distinct, shared_line
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def _yaml_problem(exc: yaml.YAMLError, report: Reporter) -> None:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     if not isinstance(exc, yaml.MarkedYAMLError) or mark is None:
@@ -146,10 +202,19 @@ def _parse_yaml(text: str, report: Reporter, lines: dict[str, int]) -> Any:
             report.add("the file is empty: a journey needs name, enroll and steps")
             return None
         lines[""] = node.start_mark.line + 1
+        extra, line = _alias_expansion(node)
+        if extra > MAX_ALIAS_EXPANSION:
+            report.add(f"aliases expand to {extra:,} more values, over the limit of {MAX_ALIAS_EXPANSION:,} "
+                       "(nested aliases of aliases, a \"billion laughs\" file?): write the repeated parts out "
+                       "or alias fewer of them", line=line)
+            return None
         _index_lines(node, "", report, lines)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         _yaml_problem(exc, report)
+        return None
+    except RecursionError:
+        report.add("the document is nested too deeply to read (hundreds of levels of lists or mappings)")
         return None
     finally:
         loader.dispose()

@@ -38,6 +38,7 @@ class Scope:
     declared: frozenset[str]
     certain: frozenset[str]
     extras: Mapping[str, frozenset[str]] = field(default_factory=dict)  # more names and their fields
+    cleared: frozenset[str] = frozenset()  # anchors the triggering event cancels: empty when the step runs
 
 
 def _anchors_set_by(journey: Journey, event_types: tuple[str, ...]) -> set[str]:
@@ -62,9 +63,12 @@ def step_scope(journey: Journey, step: Step) -> Scope:
         certain.add(step.trigger.anchor)
     extras = {"survey": SURVEY_FIELDS} if isinstance(step.action, Survey) else {}
     if isinstance(step.trigger, OnEvent):
-        certain |= _anchors_set_by(journey, (step.trigger.event,))
-        return Scope(f"step '{step.id}' (on {step.trigger.event})", (step.trigger.event,), declared,
-                     frozenset(certain), extras)
+        event = step.trigger.event
+        certain |= _anchors_set_by(journey, (event,))
+        # the event moves anchors before its ``on`` steps are planned: one it cancels is gone by then
+        cleared = frozenset(name for name, rule in journey.anchors.items() if event in rule.cancelled_by)
+        return Scope(f"step '{step.id}' (on {event})", (event,), declared, frozenset(certain - cleared), extras,
+                     cleared)
     return Scope(f"step '{step.id}' (enrolled by {', '.join(enrolled_by)})", enrolled_by, declared,
                  frozenset(certain), extras)
 
@@ -136,6 +140,12 @@ def _anchor(use: Use, scope: Scope, catalogue: Mapping[str, EventType]) -> str |
         return f"{scope.where} sees no anchors (they are set by enrolling)"
     if name not in scope.declared:
         return f"unknown anchor '{name}'{suggest(name, scope.declared)} (anchors: {', '.join(sorted(scope.declared))})"
+    if name in scope.cleared and not use.guarded:
+        event = scope.events[0]
+        return (f"anchor '{name}' is cleared by {event}, the event that triggers {scope.where}: it has no value "
+                f"when this step runs (a notice would print nothing, or fail); print the event's own field "
+                f"instead (e.g. `event.start`, when {event} carries it) or write "
+                f"`anchors.{name} | datetime(missing='...')`")
     if name not in scope.certain and not use.guarded:
         return (f"anchor '{name}' may not be set yet when {scope.where} runs: a send fails then; "
                 f"write `anchors.{name} | default(none)`")

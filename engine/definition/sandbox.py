@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
-from jinja2 import StrictUndefined, nodes, pass_context
+from jinja2 import StrictUndefined, Undefined, nodes, pass_context
 from jinja2.environment import Template
 from jinja2.filters import FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -367,14 +367,41 @@ def _as_join(node: nodes.Concat) -> nodes.Filter:
                         lineno=node.lineno)
 
 
-def _date(value: Any, fmt: str = "%Y-%m-%d") -> str:
-    """Format a date or time; an ISO 8601 string from an event payload is read as one (at its own offset)."""
+_NO_FALLBACK = object()
+
+
+class MissingValue(ValueError):
+    """A date or time filter was given no value (``None``, an anchor an event cleared)."""
+
+
+def _date(value: Any, fmt: str = "%Y-%m-%d", missing: Any = _NO_FALLBACK, *, name: str = "date") -> str:
+    """Format a date or time; an ISO 8601 string from an event payload is read as one (at its own offset).
+
+    A missing value (``None``, undefined, empty text) fails the render rather than print ``None``:
+    a cancellation notice must not say "cancelled None". ``missing=`` gives the text to print instead.
+    """
+    if isinstance(value, Undefined) or value is None or (isinstance(value, str) and not value.strip()):
+        if missing is not _NO_FALLBACK:
+            return str(missing)
+        if isinstance(value, Undefined):
+            str(value)  # strict undefined: its own error names the variable
+        raise MissingValue(f"the {name} filter got no value: the time it should print is missing (an anchor the "
+                           f"event cleared, or a field it did not carry); print another value, guard it with "
+                           f"{{% if ... %}}, or write | {name}(missing='...')")
     if isinstance(value, str) and len(value) <= 64:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
             pass
     return value.strftime(fmt) if hasattr(value, "strftime") else str(value)
+
+
+def _time(value: Any, missing: Any = _NO_FALLBACK) -> str:
+    return _date(value, "%H:%M", missing, name="time")
+
+
+def _datetime(value: Any, missing: Any = _NO_FALLBACK) -> str:
+    return _date(value, "%Y-%m-%d %H:%M", missing, name="datetime")
 
 
 @functools.lru_cache(maxsize=1)
@@ -390,6 +417,6 @@ def environment() -> BoundedEnvironment:
     env.globals["range"] = _range
     env.globals["lipsum"] = _lipsum
     env.filters["date"] = _date
-    env.filters["time"] = lambda v: _date(v, "%H:%M")
-    env.filters["datetime"] = lambda v: _date(v, "%Y-%m-%d %H:%M")
+    env.filters["time"] = _time
+    env.filters["datetime"] = _datetime
     return env

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Sequence
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from carepath.store.schema import OperatorAlert
 
@@ -44,15 +44,21 @@ def raise_alert(engine: "Engine", *, kind: str, source: str, code: str | None, d
 
     Returns whether a new row was written. ``detail`` must carry no contact data or secret.
     """
-    now = engine.clock.now()
-    log.error("operator alert %s from %s: %s (%s)", kind, source, detail, code)
     with engine.db.begin() as conn:
-        recent = conn.execute(select(OperatorAlert.id).where(
-            OperatorAlert.kind == kind, OperatorAlert.source == source, OperatorAlert.code == code,
-            OperatorAlert.at > now - quiet_for).limit(1)).first()
-        if recent is not None:
-            return False
-        conn.execute(insert(OperatorAlert).values(at=now, kind=kind, source=source, code=code, detail=detail))
+        return record_alert(conn, now=engine.clock.now(), kind=kind, source=source, code=code, detail=detail,
+                            quiet_for=quiet_for)
+
+
+def record_alert(conn: Connection, *, now: datetime, kind: str, source: str, code: str | None, detail: str,
+                 quiet_for: timedelta = timedelta(minutes=30)) -> bool:
+    """:func:`raise_alert` inside a transaction the caller holds (the alert commits with its cause)."""
+    log.error("operator alert %s from %s: %s (%s)", kind, source, detail, code)
+    recent = conn.execute(select(OperatorAlert.id).where(
+        OperatorAlert.kind == kind, OperatorAlert.source == source, OperatorAlert.code == code,
+        OperatorAlert.at > now - quiet_for).limit(1)).first()
+    if recent is not None:
+        return False
+    conn.execute(insert(OperatorAlert).values(at=now, kind=kind, source=source[:128], code=code, detail=detail))
     return True
 
 

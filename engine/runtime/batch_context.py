@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, or_, select
 
 from carepath.definition.model import AfterStep, Category, Step
 from carepath.runtime.patients import PatientRecord, consent_state, load_patients
@@ -142,7 +142,8 @@ class BatchContext:
                 Touchpoint.enrollment_id.in_({tp.enrollment_id for tp in followers}), Touchpoint.sent_at.is_not(None))):
             self.source_sent[(enrollment_id, step, occurrence)] = sent_at
         for pid, at in conn.execute(select(Event.patient_id, Event.occurred_at).where(
-                Event.patient_id.in_({tp.patient_id for tp in followers}), Event.type == "message.replied")):
+                Event.patient_id.in_({tp.patient_id for tp in followers}), Event.type == "message.replied",
+                or_(Event.intent.is_(None), Event.intent != "unsubscribe"))):  # "TD" answers no follow-up
             self.replies[pid].append(at)
 
     def _is_unless(self, tp: Any) -> bool:

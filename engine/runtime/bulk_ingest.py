@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError
 
 from carepath.definition.events import EventIn
+from carepath.runtime.refused import REFUSED
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -77,8 +78,8 @@ def _field_problem(error: dict) -> str:
     return f"{where}: {plain_message(error)}"
 
 
-def ingest_lines(engine: "Engine", lines: Iterable[str], *,
-                 progress: Callable[[int], None] | None = None) -> BulkReport:
+def ingest_lines(engine: "Engine", lines: Iterable[str], *, progress: Callable[[int], None] | None = None,
+                 received_via: str | None = "cli") -> BulkReport:
     """Ingest every non-blank line; ``progress`` is called with each line number."""
     report = BulkReport()
     for number, text in enumerate(lines, start=1):
@@ -92,12 +93,15 @@ def ingest_lines(engine: "Engine", lines: Iterable[str], *,
             report.errors.append(LineError(number, event))
             continue
         try:
-            result = engine.ingest(event)
+            result = engine.ingest(event, received_via=received_via)
         except (ValueError, DataError, IntegrityError) as exc:  # rolled back: nothing of this line applied
             report.errors.append(LineError(number, f"not applied: {str(exc).splitlines()[0]}"))
             continue
         if result.duplicate:
             report.duplicates[event.type] += 1
+            continue
+        if result.state == REFUSED:  # kept for operators; the same line sent again is applied once it is fixed
+            report.errors.append(LineError(number, f"refused: {'; '.join(result.refused)}"))
             continue
         report.stored[event.type] += 1
         report.planned[event.type] += result.planned

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -17,13 +16,16 @@ from carepath.definition.context import expression_context
 from carepath.definition.events import EventIn, PatientIn
 from carepath.definition.expressions import evaluate
 from carepath.definition.model import Category, Journey, OnEvent, exit_reason
-from carepath.runtime.held import (APPLIED, HELD, PATIENT_MISSING, RESEND, STALE, episode_missing, held_for_episode,
-                                   held_for_patient, lock_patients, released)
+from carepath.runtime.held import (PATIENT_MISSING, STALE, episode_missing, held_for_episode, held_for_patient,
+                                   lock_patients, released)
+from carepath.runtime.ingest_result import IngestResult
 from carepath.runtime.merge import merge_patients
 from carepath.runtime.work_queue import OPEN_STATUSES
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt
+from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
+from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
 from carepath.store.crypto import Cipher
 from carepath.store.personal_data import reveal_payload
@@ -33,67 +35,19 @@ if TYPE_CHECKING:
     from carepath.engine import Engine
 
 
-@dataclass
-class IngestResult:
-    """What one ``Engine.ingest`` call did; ``duplicate`` events change nothing.
-
-    ``state`` is what the stored event became: applied, resend (it repeated a
-    fact already acted on), stale (older than what it would change), held
-    (waiting for its patient or enrollment).
-    """
-
-    status: str  # stored | duplicate
-    event_id: int | None
-    enrolled: list[str] = field(default_factory=list)
-    exited: list[str] = field(default_factory=list)
-    anchors: list[str] = field(default_factory=list)
-    planned: int = 0
-    urgent_touchpoints: list[int] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    resent: list[str] = field(default_factory=list)  # on steps already planned for this business identity
-    stale: list[str] = field(default_factory=list)
-    held: list[str] = field(default_factory=list)  # why the event waits
-    released: int = 0  # held events applied because of this one
-    cancelled_tasks: int = 0
-    hold_key: str | None = None  # the episode key a held event waits for
-
-    @property
-    def duplicate(self) -> bool:
-        return self.status == "duplicate"
-
-    @property
-    def state(self) -> str:
-        if self.held:
-            return HELD
-        acted = self.enrolled or self.exited or self.anchors or self.planned or self.released
-        if self.stale and not acted:
-            return STALE
-        if self.resent and not acted:
-            return RESEND
-        return APPLIED
-
-    def summary(self) -> str:
-        if self.duplicate:
-            return "duplicate event: already stored, nothing changed"
-        parts = [f"enrolled {', '.join(self.enrolled)}" if self.enrolled else "",
-                 f"exited {', '.join(self.exited)}" if self.exited else "",
-                 f"anchors {', '.join(self.anchors)}" if self.anchors else "",
-                 f"{self.planned} touchpoint(s) planned" if self.planned else "",
-                 f"{self.cancelled_tasks} open staff task(s) cancelled" if self.cancelled_tasks else "",
-                 *(f"resend: {r}" for r in self.resent), *(f"stale: {s}" for s in self.stale),
-                 f"{self.released} held event(s) applied" if self.released else "", *self.notes,
-                 *(f"held: {h}" for h in self.held)]
-        return "; ".join(p for p in parts if p) or "stored; no journey affected"
-
-
-def _store_event(conn: Connection, ev: EventIn, patient_id: int | None, now: datetime) -> int | None:
+def _store_event(conn: Connection, ev: EventIn, patient_id: int | None, now: datetime,
+                 received_via: str | None = None) -> int | None:
     values = dict(source=ev.source, source_id=ev.source_id, type=ev.type, patient_id=patient_id,
-                  occurred_at=ev.occurred_at, received_at=now, payload=stored_payload(ev))
+                  occurred_at=ev.occurred_at, received_at=now, payload=stored_payload(ev),
+                  received_via=received_via[:128] if received_via else None)
     dialect = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(conn.dialect.name)
     if dialect is None:  # pragma: no cover - other databases are not supported yet
         raise RuntimeError(f"unsupported database {conn.dialect.name}")
     stmt = dialect(Event).values(**values).on_conflict_do_nothing(index_elements=["source", "source_id"])
-    return conn.execute(stmt.returning(Event.id)).scalar()
+    stored = conn.execute(stmt.returning(Event.id)).scalar()
+    if stored is None:  # seen before: changes nothing, unless it was refused (the source sends it corrected)
+        stored = reopen_refused(conn, ev, values)
+    return stored
 
 
 def stored_payload(ev: EventIn) -> dict[str, Any]:
@@ -149,16 +103,24 @@ class Ingestor:
         self.engine = engine
         self._reactions: dict[tuple[str, str], frozenset[str]] = {}
 
-    def ingest(self, ev: EventIn) -> IngestResult:
+    def ingest(self, ev: EventIn, received_via: str | None = None) -> IngestResult:
+        """Store ``ev`` once and apply it; ``received_via`` names who delivered it (kept on the event)."""
         eng = self.engine
         now = eng.clock.now()
         with eng.db.begin() as conn:
-            event_id = _store_event(conn, ev, None, now)
+            event_id = _store_event(conn, ev, None, now, received_via)
             if event_id is None:
                 return IngestResult("duplicate", None)
             result = IngestResult("stored", event_id)
             mrn_hash = eng.cipher.lookup_hash(ev.patient_mrn)
             lock_patients(conn, [mrn_hash])
+            if refusal := payload_refusal(ev.type, ev.payload):  # kept for operators; nothing of it applied,
+                result.refused.append(refusal)                  # not even a patient record it carries
+                result.hold_key = self._episode_key(ev)
+                self._record(conn, event_id, result, find_patient_id(conn, eng.cipher, ev.patient_mrn),
+                             mrn_hash=mrn_hash)
+                alert_refused(conn, ev, event_id, result.refused, now)
+                return result
             patient_id = self._resolve_patient(conn, ev, now, result)
             if patient_id is None:
                 result.held.append(PATIENT_MISSING)
@@ -173,6 +135,8 @@ class Ingestor:
             for row in waiting[len(earlier):]:
                 self._apply_held(conn, row, patient_id, now, result)
             self._record(conn, event_id, result, patient_id)
+            if result.state == REFUSED:
+                alert_refused(conn, ev, event_id, result.refused, now)
         return result
 
     def release_for_patients(self, conn: Connection, patients: Mapping[str, int], now: datetime) -> IngestResult:
@@ -202,6 +166,9 @@ class Ingestor:
                 mrn_hash=None, hold_key=sub.hold_key, outcome=f"{row.outcome}; patient registered; {sub.summary()}"))
             return
         released(conn, row, status=sub.state, summary=sub.summary(), now=now)
+        if sub.state == REFUSED:  # waited for its patient, and does not fit its type: as if refused on arrival
+            conn.execute(update(Event).where(Event.id == row.id).values(hold_key=sub.hold_key))
+            alert_refused(conn, _fact(row, self.engine.cipher), row.id, sub.refused, now)
         total.released += 1
 
     def _resolve_patient(self, conn: Connection, ev: EventIn, now: datetime, result: IngestResult) -> int | None:
@@ -221,14 +188,15 @@ class Ingestor:
                result: IngestResult) -> None:
         eng = self.engine
         if refusal := payload_refusal(ev.type, ev.payload):
-            result.notes.append(refusal)
+            result.refused.append(refusal)
+            result.hold_key = self._episode_key(ev)
             return
         patient = load_patients(conn, eng.cipher, [patient_id], now, with_addresses=False)[patient_id]
-        self._builtin_effects(conn, ev, patient_id, now, result)
+        self._builtin_effects(conn, ev, event_id, patient_id, now, result)
         if patient.deceased or ev.type == "patient.deceased":
             return
         ctx = expression_context(patient.view, event=ev.payload, now=now)
-        new_ids = self._enroll(conn, ev, patient_id, patient.view.tz, ctx, now, result)
+        new_ids = self._enroll(conn, ev, event_id, patient_id, patient.view.tz, ctx, now, result)
         active = conn.execute(select(Enrollment.__table__).where(Enrollment.patient_id == patient_id,
                                                                  Enrollment.status == "active")).all()
         for enrollment in active:
@@ -303,7 +271,7 @@ class Ingestor:
             result.urgent_touchpoints += sub.urgent_touchpoints
             enrollment = conn.execute(select(Enrollment.__table__).where(Enrollment.id == enrollment_id)).one()
 
-    def _builtin_effects(self, conn: Connection, ev: EventIn, patient_id: int, now: datetime,
+    def _builtin_effects(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
                          result: IngestResult) -> None:
         if ev.type == "patient.deceased":
             conn.execute(update(Patient).where(Patient.id == patient_id).values(deceased=True, updated_at=now))
@@ -329,6 +297,11 @@ class Ingestor:
             record_consent(conn, patient_id, purpose, granted, channel=str(ev.payload.get("channel", "*")),
                            source=ev.source, at=ev.occurred_at)
             result.notes.append(f"consent {purpose} {'granted' if granted else 'withdrawn'}")
+        elif ev.type == "message.replied":
+            withdrawal = apply_reply(conn, self.engine, ev, patient_id, ev.occurred_at)
+            if withdrawal is not None:
+                conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
+                result.notes.append(withdrawal.summary())
         elif ev.type in RECEIPT_STATUSES:
             provider_id = ev.payload.get("provider_id")
             if not provider_id:
@@ -337,12 +310,28 @@ class Ingestor:
                 result.notes.append(f"no delivery with provider id {provider_id!r} yet: "
                                     "the receipt is kept and applied when it is recorded")
 
-    def _enroll(self, conn: Connection, ev: EventIn, patient_id: int, tz: str, ctx: dict[str, Any],
-                now: datetime, result: IngestResult) -> set[int]:
+    def _episode_key(self, ev: EventIn) -> str | None:
+        """The episode key of the first keyed journey ``ev`` enrolls on (kept on a refused event)."""
+        for journey in self.engine.journeys.values():
+            if ev.type in journey.enroll.events and journey.key and ev.payload.get(journey.key) is not None:
+                return str(ev.payload[journey.key])
+        return None
+
+    def _starts_refused_episode(self, conn: Connection, journey: Journey, ev: EventIn, patient_id: int) -> bool:
+        """Whether ``ev`` (not an enrolling event) starts an episode whose enrolling event was refused:
+        it is about that episode and sets one of the journey's anchors (a reschedule with a valid start)."""
+        if not journey.key or ev.payload.get(journey.key) is None \
+                or not any(ev.type in rule.set_by for rule in journey.anchors.values()):
+            return False
+        return bool(refused_episodes(conn, patient_id, journey.enroll.events, str(ev.payload[journey.key])))
+
+    def _enroll(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, tz: str,
+                ctx: dict[str, Any], now: datetime, result: IngestResult) -> set[int]:
         eng = self.engine
         created: set[int] = set()
         for journey in eng.journeys.values():
-            if ev.type not in journey.enroll.events:
+            stands_in = ev.type not in journey.enroll.events
+            if stands_in and not self._starts_refused_episode(conn, journey, ev, patient_id):
                 continue
             check = evaluate(journey.enroll.condition, ctx)
             if not check.value:
@@ -356,12 +345,17 @@ class Ingestor:
             if not self._may_enroll(conn, journey, patient_id, key):
                 continue
             anchors: dict[str, str | None] = {}
+            refusals = []
             for name, rule in journey.anchors.items():
                 if ev.type in rule.set_by:
                     try:
                         anchors[name] = _anchor_time(ev, rule.field).isoformat()
                     except ValueError as exc:
-                        result.notes.append(f"{journey.name}: anchor {name}: {exc}")
+                        refusals.append(f"{journey.name}: not enrolled, anchor {name}: {exc}")
+            if refusals:  # an episode without its clinical time would remind nobody: refuse, repairable
+                result.refused += refusals
+                result.hold_key = result.hold_key or key
+                continue
             enrollment_id = conn.execute(insert(Enrollment).values(
                 patient_id=patient_id, journey=journey.name, version=journey.version, key=key, status="active",
                 anchors=anchors, anchor_times={name: ev.occurred_at.isoformat() for name in anchors},
@@ -372,6 +366,12 @@ class Ingestor:
                                                    now=now, policy=eng.policy)
             result.enrolled.append(journey.name)
             created.add(enrollment_id)
+            if key is not None:
+                repaired = supersede_refused(conn, refused_episodes(conn, patient_id, journey.enroll.events, key),
+                                             by_event=event_id, by_type=ev.type, now=now)
+                if stands_in or repaired:
+                    result.notes.append(f"{journey.name}: episode {key} started by this {ev.type}"
+                                        f"{' (its refused booking superseded)' if repaired else ''}")
         return created
 
     def _may_enroll(self, conn: Connection, journey: Journey, patient_id: int, key: str | None) -> bool:

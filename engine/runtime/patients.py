@@ -148,12 +148,13 @@ def consent_state(conn: Connection, patient_ids: Iterable[int]) -> dict[tuple[in
 
 
 def record_consent(conn: Connection, patient_id: int, purpose: str, granted: bool, *, channel: str = "*",
-                   source: str, at: datetime) -> None:
-    """Append to the consent history (the newest row is in force) and to the audit log."""
+                   source: str, at: datetime, reason: str | None = None) -> None:
+    """Append to the consent history (the newest row is in force) and to the audit log (with ``reason``)."""
     conn.execute(insert(Consent).values(patient_id=patient_id, purpose=purpose, channel=channel, granted=granted,
                                         source=source, at=at))
+    detail = {"purpose": purpose, "channel": channel, **({"reason": reason} if reason else {})}
     audit(conn, actor=f"event:{source}", action="consent.granted" if granted else "consent.withdrawn", entity="patient",
-          entity_id=patient_id, at=at, detail={"purpose": purpose, "channel": channel})
+          entity_id=patient_id, at=at, detail=detail)
 
 
 def patients_by_openid(conn: Connection, cipher: Cipher, openid: str) -> list[tuple[int, str]]:

@@ -119,7 +119,9 @@ def apply_policy(items: Iterable[Planned], *, tz_name: str, now: datetime, polic
         due, reason = item.planned_at, None
         if due < now:
             if step.missed.policy == "send" and now - due <= step.missed.grace:
-                due, reason = now, MISSED_LATE
+                # urgent work always goes at once (an urgent ``on`` step fires on an event that occurred
+                # moments before it arrived): that is no late send worth a label
+                due, reason = now, None if category is Category.urgent else MISSED_LATE
             else:
                 out.append(_decided(item, due, "skipped", MISSED_SKIPPED))
                 continue

@@ -16,7 +16,7 @@ from fnmatch import translate
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Protocol
 
-from carepath.masking import contains_phone
+from carepath.masking import contains_phone, mask_text
 
 ENCRYPTED = "$encrypted"
 DEFAULT_PRIVATE_PATHS = (
@@ -41,6 +41,11 @@ def contains_id_card(text: str) -> bool:
         if number[-1] == check:
             return True
     return False
+
+
+def mask_identifiers(text: str) -> str:
+    """``text`` with mainland mobile numbers (``138****1234``) and ID-card numbers (``110105********002X``) masked."""
+    return _ID_CARD.sub(lambda m: m.group()[:6] + "*" * 8 + m.group()[-4:], mask_text(text))
 
 
 def protect_payload(payload: dict[str, Any], cipher: _Cipher, patterns: Iterable[str] = DEFAULT_PRIVATE_PATHS,

@@ -103,10 +103,15 @@ class Event(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     outcome: Mapped[str | None] = mapped_column(Text)
-    # applied | resend | stale | held | expired (see carepath.runtime.held)
+    # applied | resend | stale | held | expired (see carepath.runtime.held) | refused | superseded
+    # (carepath.runtime.refused)
     status: Mapped[str] = mapped_column(String(16), default="applied", server_default="applied")
     mrn_hash: Mapped[str | None] = mapped_column(String(64))  # kept while held for a patient not registered
     hold_key: Mapped[str | None] = mapped_column(String(255))  # the episode key an event is held for
+    #: who delivered it: ``events-api:<system>``, ``hook:<connector>``, ``mllp:<connector>``, ``cli``
+    received_via: Mapped[str | None] = mapped_column(String(128))
+    #: what an inbound text meant to the engine (``unsubscribe``; see carepath.runtime.unsubscribe)
+    intent: Mapped[str | None] = mapped_column(String(32))
     __table_args__ = (UniqueConstraint("source", "source_id", name="uq_event_source"),
                       Index("ix_events_held", "status", "mrn_hash"))
 

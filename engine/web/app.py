@@ -3,11 +3,13 @@
 ``carepath serve`` runs it under uvicorn. Plugin routes come from the
 ``carepath_web_routes`` hook (usually ``carepath.plugins.web.callback_router``,
 answering ``/hooks/<type>/<name>``) and reach the running engine through
-``app.state.carepath`` (:class:`ServeContext`).
+``app.state.carepath`` (:class:`ServeContext`). Every route sits behind the
+inbound guard (:mod:`carepath.web.guard`: body limits, per-source rate limits
+and lock-outs, no trace to the caller); ``POST /events`` takes a bearer token
+per integrating system (:mod:`carepath.web.clients`).
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at run time.
-import hmac
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -17,7 +19,10 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from carepath.plugins.contracts import Connector
-from carepath.web.events import apply_events, summary
+from carepath.web.clients import EventsAuth, may_send
+from carepath.web.events import UNAVAILABLE, apply_events, split_body, summary
+from carepath.web.guard import InboundGuard
+from carepath.web.limits import InboundLimits
 from carepath.web.metrics import Metrics
 
 
@@ -28,9 +33,12 @@ class ServeContext:
     engine: Any
     connectors: Mapping[str, Connector] = field(default_factory=dict)
 
-    def ingest(self, event: Any) -> Any:
-        """Store and apply one event; urgent ``on`` steps it triggers are sent before this returns."""
-        return self.engine.ingest(event)
+    def ingest(self, event: Any, received_via: str | None = None) -> Any:
+        """Store and apply one event; urgent ``on`` steps it triggers are sent before this returns.
+
+        ``received_via`` names who delivered it (``hook:<connector>``), kept on the stored event.
+        """
+        return self.engine.ingest(event, received_via=received_via)
 
 
 def _bearer(request: Request) -> str:
@@ -61,14 +69,21 @@ def prefect_ok(api_url: str | None, timeout: float = 2.0) -> tuple[bool, str]:
 
 def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None, events_token: str | None = None,
                events_token_env: str = "CAREPATH_EVENTS_TOKEN", prefect_api_url: str | None = None,
-               routers: list[Any] | None = None) -> FastAPI:
+               routers: list[Any] | None = None, limits: InboundLimits | None = None) -> FastAPI:
     """The app for ``engine``. ``connectors`` defaults to the engine's configured connectors, ``routers`` to
-    every plugin's ``carepath_web_routes``.
+    every plugin's ``carepath_web_routes``, ``limits`` to the engine's settings (``CAREPATH_INBOUND_*``).
 
-    ``POST /events`` needs ``Authorization: Bearer <events_token>``; without a
-    token configured it is refused (503) and says which variable to set.
+    ``POST /events`` needs ``Authorization: Bearer <token>`` of a system of
+    ``[events_api.<system>]`` in carepath.toml, or ``events_token`` (the
+    system ``default``); with neither it is refused (503) and says what to
+    set. A weak token raises :class:`carepath.web.clients.WeakToken`.
     """
+    auth = EventsAuth.build(getattr(getattr(engine, "config", None), "events_api", {}), events_token,
+                            events_token_env)
+    limits = limits or engine.settings.inbound_limits()
     app = FastAPI(title="carepath web hooks", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(InboundGuard, limits=limits)
+    app.state.events_auth = auth
     app.state.carepath = ServeContext(engine, dict(connectors if connectors is not None
                                                    else getattr(engine, "connectors", engine.channels)))
     metrics = Metrics(engine)
@@ -79,19 +94,32 @@ def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None
 
     @app.post("/events")
     async def post_events(request: Request) -> JSONResponse:
-        if not events_token:
-            return JSONResponse({"detail": f"POST /events is off: set {events_token_env} to a bearer token"}, 503)
-        if not hmac.compare_digest(_bearer(request).encode(), events_token.encode()):
+        if not auth.systems:
+            return JSONResponse({"detail": f"POST /events is off: set {events_token_env} to a bearer token, or "
+                                           "give each system its own under [events_api.<system>] in carepath.toml"},
+                                503)
+        system = auth.identify(_bearer(request))
+        if system is None:  # checked before a byte of the body is read
             return JSONResponse({"detail": "missing or wrong bearer token"}, 401,
                                 headers={"WWW-Authenticate": "Bearer"})
-        body = await request.body()
+        body = await request.body()  # bounded by the guard
+        items = await run_in_threadpool(split_body, body)
+        if len(items) > limits.max_events:
+            return JSONResponse({"detail": f"{len(items)} events in one request, at most {limits.max_events} "
+                                           "(CAREPATH_INBOUND_EVENTS_MAX_COUNT): split the batch; none was applied"},
+                                413)
+        via = f"events-api:{system.name}"
         # ingest and any urgent sends block: off the event loop, so other requests keep flowing
-        outcomes = await run_in_threadpool(apply_events, body, app.state.carepath.ingest)
+        outcomes = await run_in_threadpool(apply_events, items,
+                                           lambda event: app.state.carepath.ingest(event, received_via=via),
+                                           lambda source: may_send(system, source))
         for o in outcomes:
             metrics.events.labels(o.status).inc()
-        answer = summary(outcomes)
+        answer = {**summary(outcomes), "system": system.name}
         if not outcomes:
             return JSONResponse({**answer, "detail": "no events in the body"}, 400)
+        if answer.get(UNAVAILABLE):
+            return JSONResponse(answer, 503, headers={"Retry-After": "30"})
         return JSONResponse(answer, 422 if answer["refused"] else 200)
 
     @app.get("/healthz")

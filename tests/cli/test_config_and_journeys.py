@@ -117,3 +117,30 @@ def test_version_usage_errors_and_widths(hospital: Path, cli: Cli, monkeypatch: 
     monkeypatch.setenv("COLUMNS", "72")
     narrow = cli("config", "check")
     assert max(len(line) for line in narrow.stdout.splitlines()) <= 72
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """Each level lists the one before ten times: 10**levels values once every alias is followed."""
+    lines = ["lol0: &lol0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n" + JOURNEY
+
+
+def test_journeys_validate_refuses_an_alias_bomb_at_once(hospital: Path, cli: Cli) -> None:
+    import time
+
+    (hospital / "journeys" / "bomb.yaml").write_text(_alias_bomb(), encoding="utf-8")
+    started = time.monotonic()
+    answer = cli("journeys", "validate", "journeys/bomb.yaml", "--json")
+    elapsed = time.monotonic() - started
+    assert answer.exit_code == 1, answer.output
+    [problem] = json.loads(answer.stdout)["problems"]
+    assert problem["message"].startswith("aliases expand to 12,345,678,990 more values, over the limit")
+    assert problem["line"] == 1
+    # following every alias took minutes before; a measured file is refused in milliseconds (bound kept loose)
+    assert elapsed < 5, elapsed
+    # a journey that shares a value through an alias is still fine
+    shared = JOURNEY.replace("send: {template: confirmation, via: [sms]}", "send: {template: confirmation, via: &sms [sms]}")
+    (hospital / "journeys" / "bomb.yaml").write_text(shared.replace("template: reminder, via: [sms]",
+                                                                    "template: reminder, via: *sms"))
+    assert cli("journeys", "validate", "journeys/bomb.yaml").exit_code == 0

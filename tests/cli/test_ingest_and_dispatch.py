@@ -89,3 +89,26 @@ def test_ingest_from_stdin_then_dispatch_and_list_what_was_sent(hospital: Path, 
         assert max(len(line) for line in table.stdout.splitlines()) <= 100
         assert "13800001111" not in table.stdout
     assert "13800001111" not in ingested.stdout + dispatched.stdout
+
+
+def test_a_refused_booking_is_listed_for_operators_and_applied_once_sent_again_corrected(hospital: Path, cli: Cli,
+                                                                                      database_url: str) -> None:
+    bad = json.loads(event_line("C1-booked", "M1", patient=PATIENT))
+    bad["payload"]["start"] = "明天上午"  # words, not a time
+    (hospital / "events.jsonl").write_text(json.dumps(bad, ensure_ascii=False) + "\n", encoding="utf-8")
+    first = cli("events", "ingest", "events.jsonl", "--db", database_url)
+    assert first.exit_code == 1 and "events.jsonl:1: refused: stored, not applied: appointment.booked payload " \
+                                    "field 'start'" in first.stderr, first.output
+    listed = cli("events", "list", "--status", "refused", "--json", "--db", database_url)
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.stdout)["events"]
+    assert (row["source_id"], row["status"], row["received_via"]) == ("C1-booked", "refused", "cli")
+    assert "payload field 'start'" in row["outcome"]
+    table = cli("events", "list", "--status", "refused", "--db", database_url)
+    assert "1 refused events" in table.stdout and "C1-booked" in table.stdout
+
+    (hospital / "events.jsonl").write_text(event_line("C1-booked", "M1", patient=PATIENT) + "\n", encoding="utf-8")
+    fixed = cli("events", "ingest", "events.jsonl", "--json", "--db", database_url)
+    assert json.loads(fixed.stdout)["stored"] == {"appointment.booked": 1}, fixed.output
+    assert json.loads(cli("events", "list", "--status", "refused", "--json", "--db", database_url).stdout) == \
+        {"events": []}

@@ -122,6 +122,50 @@ def test_hl7_send_command_prints_each_ack(engine, listener):
     assert [e.key for e in h.enrollments(engine)] == ["A1001"]
 
 
+def test_hl7_send_raw_sends_a_broken_file_as_it_is(engine, listener, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    broken = tmp_path / "broken.hl7"  # a stray first line before MSH, segments ended by LF
+    broken.write_bytes(b"garbage before the header\n" + (SAMPLES / "booking.hl7").read_bytes().replace(b"\r", b"\n"))
+
+    def hl7_send(*options: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "carepath.cli", "hl7", "send", str(broken), *options,
+                               "--port", str(listener.port)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "COLUMNS": "160"})
+
+    raw = hl7_send("--raw")
+    assert raw.returncode == 1, raw.stderr  # the listener refused it: it got the file as it is
+    assert "AE" in raw.stdout and "MSH" in raw.stdout and "does not start with an MSH segment" in raw.stdout
+    assert h._rows(engine, Event) == []
+    repaired = hl7_send()  # without --raw the stray line is dropped and the line ends repaired
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert [e.key for e in h.enrollments(engine)] == ["A1001"]
+
+
+PHONE_STYLES = {
+    # XTN components as Chinese HIS systems send them: use code, equipment, country code, then the mobile number
+    "country code and number in components": ("^PRN^CP^^86^13812345678", "13812345678"),
+    "area code and local number": ("^PRN^PH^^86^010^62345678~^PRN^CP^^86^^13900001111", "13900001111"),
+    "e-mail first, then a landline": ("^NET^Internet^zhang@example.cn~^PRN^PH^^^021^61234567", "02161234567"),
+    "fax first, then the number in component 1": ("^WPN^FX^^86^010^6000000~+86 139-1234-5678^PRN^PH", "13912345678"),
+    "unformatted number (component 12)": ("^PRN^CP^^^^^^^^^13712345678", "13712345678"),
+    "abroad": ("^PRN^CP^^852^^91234567", "+85291234567"),
+    "only a business number (PID-14)": ("|^WPN^CP^^86^13611112222", "13611112222"),
+}
+
+
+@pytest.mark.parametrize("style", sorted(PHONE_STYLES))
+def test_the_patients_phone_is_read_from_xtn_components(engine, listener, style):
+    pid13, expected = PHONE_STYLES[style]
+    patient = m.pid().replace("||13812345678", "||" + pid13)
+    assert msa(send(listener, m.message("SIU^S12", "P1", "SCH|A1^HIS|A1^HIS|||||^复诊||30|min|^^^20260503093000",
+                                        patient))[0])[1] == "AA"
+    [row] = h._rows(engine, Patient)
+    assert engine.cipher.decrypt(row.phone_enc) == expected
+
+
 def test_merge_moves_history_to_the_surviving_mrn(engine, listener):
     send(listener, m.siu("S12", "C1", appointment="A1", mrn="OLD1"))
     merge = m.message("ADT^A40", "C2", "EVN|A40|20260501110000", m.pid("NEW1", "张", "三"), "MRG|OLD1^^^H1^MR")
@@ -152,3 +196,52 @@ def test_vitals_from_oru_and_local_codes_from_configuration(engine):
     assert "|AA|" in source.handle(a04.encode()).decode()
     checked_in = next(e for e in h._rows(engine, Event) if e.type == "visit.checked_in")
     assert checked_in.payload["department"] == "心内科"
+
+
+def _listening(engine, **options) -> Listener:
+    source = Hl7Source.from_options("hl7", {"port": 0, "host": "127.0.0.1", **options})
+    source.bind(engine)
+    return Listener(source)
+
+
+def _closed_without_answer(sock) -> bool:
+    import socket
+
+    sock.settimeout(5)
+    try:
+        return sock.recv(1024) == b""
+    except (ConnectionResetError, socket.timeout):
+        return True
+
+
+def test_the_listener_refuses_peers_outside_allow_from(engine):
+    import socket
+
+    running = _listening(engine, allow_from=["10.20.0.0/16"])
+    try:
+        with socket.create_connection(("127.0.0.1", running.port)) as sock:
+            sock.sendall(b"\x0b" + m.siu("S12", "X1").encode() + b"\x1c\x0d")
+            assert _closed_without_answer(sock)
+    finally:
+        running.close()
+    assert h._rows(engine, Event) == []
+
+
+def test_the_listener_bounds_connections_per_peer_and_slow_frames(engine):
+    import socket
+
+    running = _listening(engine, max_connections_per_peer=2, frame_timeout=0.5)
+    try:
+        first, second = (socket.create_connection(("127.0.0.1", running.port)) for _ in range(2))
+        third = socket.create_connection(("127.0.0.1", running.port))
+        assert _closed_without_answer(third)  # a third connection from the same address
+        first.sendall(b"\x0b" + m.siu("S12", "S1").encode()[:40])  # starts a frame, never finishes it
+        assert _closed_without_answer(first)
+        second.close()
+        third.close()
+        first.close()
+        assert msa(send(running, m.siu("S12", "S2"))[0])[1] == "AA"  # the slots are free again
+    finally:
+        running.close()
+    [stored] = h._rows(engine, Event)  # only the message that arrived whole
+    assert stored.received_via == "mllp:hl7"

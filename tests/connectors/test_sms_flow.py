@@ -130,9 +130,10 @@ def test_receipt_marks_delivery_once_and_is_acknowledged_as_the_provider_expects
     assert delivery.status == "delivered" and s.touchpoint().status == "delivered"
     receipts = s.rows(Event, type="message.delivered")
     assert len(receipts) == 1 and receipts[0].patient_id == s.touchpoint().patient_id
-    # a malformed push is refused, nothing stored
+    # a malformed push is refused, nothing applied; the body is kept (masked) for operators
     assert requests.post(url, data=b"{not json", timeout=10).status_code == 400
-    assert len(s.rows(Event)) == 2  # the discharge and the one receipt
+    assert [(e.type, e.status) for e in s.rows(Event)][2:] == [("inbound.rejected", "refused")]
+    assert len([e for e in s.rows(Event) if e.type != "inbound.rejected"]) == 2  # the discharge and the receipt
 
 
 def test_td_reply_unsubscribes_and_other_replies_are_events(make) -> None:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from carepath.cli.plugins import config_app
 from carepath.config import ConfigError, build_channels, load_config
 from carepath.connectors.sms_common.replies import is_unsubscribe
+from carepath.runtime.unsubscribe import reply_intent
 from carepath.connectors.sms_common.segments import segment_count
 from carepath.definition.events import EventIn, PatientIn
 from carepath.definition.journey_files import read_journey_text
@@ -34,10 +35,14 @@ def test_segment_count(text: str, segments: int) -> None:
 
 
 @pytest.mark.parametrize("text, stop", [("R", True), ("r", True), (" TD ", True), ("td\n", True), ("退订", True),
-                                        (" 退订 ", True), ("TDX", False), ("R 谢谢", False), ("好的", False),
+                                        (" 退订 ", True), ("退订。", True), ("TD!", True), ("T", True),
+                                        ("TDX", False), ("R 谢谢", False), ("好的", False), ("请问怎么退订？", False),
                                         ("", False)])
 def test_unsubscribe_keywords(text: str, stop: bool) -> None:
-    assert is_unsubscribe(text) is stop
+    assert (reply_intent(text) == "unsubscribe") is stop
+    assert (reply_intent(text, ["stop", "不要再发"]) == "unsubscribe") is (text.strip() in ("stop",))
+    with pytest.deprecated_call(match="carepath.runtime.unsubscribe.reply_intent"):
+        assert is_unsubscribe(text) is stop  # the old name still answers, for one release
 
 
 def _message(template: str = "sms_followup", category: str = "clinical", body: str = "您好", **context) -> Message:

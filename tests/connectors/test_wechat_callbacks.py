@@ -183,6 +183,22 @@ def test_unfollow_withdraws_consent_on_this_channel_only(wechat_engine, emulator
     assert emulator.sent == [] and _rows(engine, Touchpoint)[0].channel == "outbox"
 
 
+def test_a_tuiding_reply_on_wechat_withdraws_wechat_consent_and_says_so(wechat_engine, emulator, clock):
+    """"退订" typed into the Official Account stops WeChat messages, as the SMS "TD" stops SMS."""
+    engine = wechat_engine()
+    engine.upsert_patient(PATIENT)
+    with serve_hooks(engine) as base:
+        assert emulator.push(f"{base}/hooks/wechat/wechat", text_message(OPENID, "退订", msg_id=81)).ok
+    assert {(c.purpose, c.channel, c.granted) for c in _rows(engine, Consent)} == {
+        ("clinical", "wechat", False), ("marketing", "wechat", False)}
+    [reply] = _rows(engine, Event, Event.type == "message.replied")
+    assert reply.intent == "unsubscribe" and "unsubscribe reply '退订': withdrew clinical and marketing on wechat" \
+        in reply.outcome
+    engine.ingest(booked(clock))
+    engine.dispatch_due()
+    assert emulator.sent == [] and _rows(engine, Touchpoint)[0].channel == "outbox"
+
+
 def test_a_guardian_bound_to_two_patients_replies_for_both(wechat_engine, emulator):
     engine = wechat_engine()
     ids = engine.upsert_patients([PatientIn(mrn="C1", name="小明", openid="oParent00000001"),

@@ -190,6 +190,22 @@ def test_a_journey_that_asks_sends_a_cancellation_notice_once_and_nothing_else(d
                                                                    "cancel-notice": "sent"}
 
 
+def test_a_cancellation_notice_that_prints_the_cleared_anchor_is_never_sent_as_none(database_url, settings, clock,
+                                                                                     sms):
+    """The cancellation cleared the appointment anchor: "CANCELLED None" must not reach the patient."""
+    careless = edited(NOTIFYING, templates={**NOTIFYING.templates, "cancelled": template(
+        "cancelled", "CANCELLED {{ anchors.appointment | datetime }}")})
+    with h.running_engine(database_url, settings, clock, [careless], {"sms": sms}) as eng:
+        ev = h.Events(clock)
+        eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(11)}))
+        eng.dispatch_due()
+        eng.ingest(ev("appointment.cancelled", {"appointment_id": "A1"}))
+        eng.dispatch_due()
+        assert [m.body for m in sms.messages] == ["已预约 2026-05-11 14:00"]
+        notice = next(t for t in h.touchpoints(eng) if t.step == "cancel-notice")
+        assert notice.status == "failed" and "the datetime filter got no value" in notice.reason
+
+
 def test_a_cancellation_notice_is_not_sent_after_a_death(database_url, settings, clock, sms):
     with h.running_engine(database_url, settings, clock, [NOTIFYING], {"sms": sms}) as eng:
         ev = h.Events(clock)
@@ -502,3 +518,20 @@ def test_a_reschedule_racing_its_booking_is_never_left_waiting(database_url, set
     finally:
         for engine in engines:
             engine.close()
+
+
+def test_an_urgent_step_sent_on_arrival_is_not_labelled_a_late_send(database_url, settings, clock, sms):
+    """The check-in happened 20 seconds before the HIS told us: the queue notice goes at once, unlabelled;
+    a transactional step on an event that old still says it went late."""
+    queue = edited(VISIT, templates={**VISIT.templates, "queue": template("queue", "请到3号诊室")},
+                   steps=[*VISIT.steps, step("queue", "in_visit", on("visit.checked_in"), send("queue", ["sms"]),
+                                             category="urgent")])
+    with h.running_engine(database_url, settings, clock, [queue], {"sms": sms}) as eng:
+        ev = h.Events(clock)
+        eng.ingest(ev("appointment.booked", {"appointment_id": "A1", "start": slot(1, 12)}))
+        eng.ingest(ev("visit.checked_in", {"appointment_id": "A1"}, occurred_at=clock.now() - timedelta(seconds=20)))
+        eng.ingest(ev("report.ready", {"appointment_id": "A1", "report_id": "R1"},
+                      occurred_at=clock.now() - timedelta(seconds=20)))
+        eng.dispatch_due()
+        sent = {t.step: (t.status, t.reason) for t in h.touchpoints(eng) if t.step in ("queue", "report")}
+        assert sent == {"queue": ("sent", None), "report": ("sent", "missed: sent late within grace")}

@@ -73,6 +73,14 @@ HOSTILE = {
                                         "payload.patient.mrn", "patient_mrn names the patient"),
     "a huge integer": (base(payload={"n": 10**5000}), "payload.n", "64-bit"),
     "a set is not JSON": (base(payload={"tags": {"a"}}), "payload.tags", "not JSON data"),
+    # a lone surrogate (as json.loads makes of "\\ud800") cannot be encoded as UTF-8 on either database
+    "lone surrogate in a payload value": (base(payload={"note": "a\ud800b"}), "payload.note", "lone surrogate"),
+    "lone surrogate deep in a list": (base(payload={"visit": {"notes": ["ok", "\udfff"]}}), "payload.visit.notes[1]",
+                                      "U+DFFF"),
+    "lone surrogate in a payload key": (base(payload={"no\ud800te": "x"}), "payload.no\\ud800te", "lone surrogate"),
+    "lone surrogate in source_id": (base(source_id="S\udc801"), "source_id", "lone surrogate"),
+    "lone surrogate in a patient record": (base(payload={"patient": {"name": "张\ud83d"}}), "payload.patient.name",
+                                           "lone surrogate"),
 }
 
 

@@ -142,5 +142,5 @@ class TestTencentWenjuanConformance(SurveyProviderConformance):
     def good_callback(self, connector):
         from carepath.plugins.contracts import CallbackRequest
 
-        return CallbackRequest(body=b"{}", path=f"/hooks/tencent-wenjuan/{connector.name}/{PATH_TOKEN}",
-                               method="POST")
+        return CallbackRequest(body=b'{"action": "answer.update", "payload": {"answer_id": "a-1"}}',
+                               path=f"/hooks/tencent-wenjuan/{connector.name}/{PATH_TOKEN}", method="POST")
