@@ -41,11 +41,13 @@ import pydantic
 
 from carepath.plugins.contracts import Channel, Connector, ConnectorConfig, connector_kind, secret_fields
 from carepath.plugins.manager import PluginManager, get_plugin_manager
+from carepath.definition.segments import SegmentError, SegmentSet, build_segment_set
+from carepath.runtime.click_settings import ClickSettings
 from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
 
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
-SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys")
+SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "segments", "clicks")
 JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -100,6 +102,8 @@ class CarepathConfig:
     teams: dict[str, TeamConfig] = field(default_factory=dict)
     staff: dict[str, StaffMember] = field(default_factory=dict)
     surveys: SurveySettings = field(default_factory=SurveySettings)
+    segments: SegmentSet = field(default_factory=lambda: _default_segments())  # carepath.definition.segments
+    clicks: ClickSettings = field(default_factory=ClickSettings)  # carepath.runtime.clicks
 
     def team(self, name: str) -> TeamConfig:
         """A team's rules (the defaults for a team the file does not declare)."""
@@ -108,6 +112,14 @@ class CarepathConfig:
     def of_kind(self, kind: str) -> dict[str, ConnectorSpec]:
         """The connector specs of one kind (``channel``, ``his``, ``survey``) by name."""
         return {n: s for n, s in self.connectors.items() if s.kind == kind}
+
+
+def _default_segments() -> SegmentSet:
+    """Without a carepath.toml: the shipped segments and the plugins' (a plugin's broken segment is left out)."""
+    try:
+        return build_segment_set(plugin_segments=get_plugin_manager().segments())
+    except SegmentError:
+        return build_segment_set()
 
 
 def config_path(path: str | Path | None = None) -> Path:
@@ -142,10 +154,13 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     teams = validator.tables("teams", data.get("teams", {}), TeamConfig)
     staff = validator.tables("staff", data.get("staff", {}), StaffMember)
     surveys = validator.table("surveys", data.get("surveys", {}), SurveySettings)
+    clicks = validator.table("clicks", data.get("clicks", {}), ClickSettings)
+    segments = validator.segments(data.get("segments", {}), file.resolve().parent)
     if problems:
         raise ConfigError(problems, file)
     return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
-                          teams=teams, staff=staff, surveys=surveys or SurveySettings())
+                          teams=teams, staff=staff, surveys=surveys or SurveySettings(), segments=segments,
+                          clicks=clicks or ClickSettings())
 
 
 class _Validator:
@@ -195,6 +210,19 @@ class _Validator:
                 self.problem(f"journeys.paths[{i}]", f"no such file or folder: {path}")
             resolved.append(path)
         return resolved, enabled
+
+    def segments(self, table: Any, base: Path) -> SegmentSet:
+        """``[segments]``: options, ``[segments.<name>]`` tables and the segment files of ``paths``."""
+        if not isinstance(table, dict):
+            self.problem("segments", "must be a table: [segments] options and [segments.<name>] segments")
+            return build_segment_set()
+        try:
+            return build_segment_set(table, base, self.manager.segments())
+        except SegmentError as exc:
+            for text in exc.problems:
+                where, _, message = text.partition(": ")
+                self.problem(where, message)
+            return SegmentSet()
 
     def _strings(self, value: Any, path: str, what: str) -> list[str]:
         if isinstance(value, list) and all(isinstance(v, str) and v for v in value):

@@ -221,6 +221,12 @@ def _check_expression(source: str | None, field: str, report: Reporter, step: st
             "attributes", line, step)
     for message, line in checks.constant_failures(tree, source):
         add(message, line, step)
+    if what == "condition":
+        from carepath.definition.segment_checks import unknown_segments
+        from carepath.definition.segments import configured_segments
+
+        for message, line in unknown_segments(source, configured_segments().segments):
+            add(message, line, step)
     found = checks.uses(tree)
     for step_id, scope in scopes:
         for message, line in check_uses(found, scope, report.catalogue):
