@@ -207,7 +207,7 @@ def _survey(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> 
 for _type, _updaters in {
         "message.replied": [counts("reply")], "message.clicked": [counts("click")],
         "survey.completed": [counts("survey"), _survey], "checkin.recorded": [counts("checkin")],
-        "visit.checked_in": [counts("visit"), _visit], "encounter.admitted": [counts("admission"), _admitted],
+        "visit.checked_in": [counts("visit"), _visit], "encounter.admitted": [_admitted, counts("admission")],
         "encounter.discharged": [counts("discharge"), _discharged], "report.ready": [counts("report"), _report],
         "encounter.admission_cancelled": [_admission_reversed],
         "encounter.discharge_cancelled": [_discharge_reversed]}.items():
