@@ -210,7 +210,9 @@ for _type, _updaters in {
         "visit.checked_in": [counts("visit"), _visit], "encounter.admitted": [_admitted, counts("admission")],
         "encounter.discharged": [counts("discharge"), _discharged], "report.ready": [counts("report"), _report],
         "encounter.admission_cancelled": [_admission_reversed],
-        "encounter.discharge_cancelled": [_discharge_reversed]}.items():
+        "encounter.discharge_cancelled": [_discharge_reversed],
+        # the sensitive consent decides which diagnoses segments see: membership is evaluated again
+        "consent.changed": [lambda conn, cipher, pid, ev, now: None]}.items():
     for _u in _updaters:
         register_updater(_type, _u)
 
