@@ -84,6 +84,25 @@ def portrait_fields() -> dict[str, tuple[str, str]]:
     return out
 
 
+def _kind_field(name: str) -> tuple[str, Any] | None:
+    """``clicks_30d`` -> ``("click", 30)``, ``clicks_total`` -> ``("click", "total")``,
+    ``last_click_days`` -> ``("click", "last")``; ``None`` for any other name."""
+    index = _FIELD_INDEX.get(len(KINDS))
+    if index is None:
+        index = {}
+        for kind in KINDS.values():
+            index[f"{kind.plural}_total"] = (kind.name, "total")
+            index[f"last_{kind.name}_days"] = (kind.name, "last")
+            for days in WINDOWS:
+                index[f"{kind.plural}_{days}d"] = (kind.name, days)
+        _FIELD_INDEX.clear()
+        _FIELD_INDEX[len(KINDS)] = index
+    return index.get(name)
+
+
+_FIELD_INDEX: dict[int, dict[str, tuple[str, Any]]] = {}
+
+
 @dataclass(frozen=True)
 class KindFacts:
     total: int = 0
@@ -100,7 +119,7 @@ class PortraitView:
     """
 
     __slots__ = ("_kinds", "_facts", "_load_facts", "admitted", "programmes", "segments", "today",
-                 "_sensitive", "_consented", "last_interaction_at", "_tz", "_record_codes")
+                 "_sensitive", "_consented", "last_interaction_at", "_tz", "_record_codes", "_memo")
 
     def __init__(self, *, kinds: Mapping[str, KindFacts] | None = None, facts: Mapping[str, Any] | None = None,
                  load_facts: Any = None, admitted: bool = False, programmes: tuple[str, ...] = (),
@@ -119,6 +138,7 @@ class PortraitView:
         self.last_interaction_at = last_interaction_at
         self._tz = tz  # the patient's zone: days are counted in patient-local days
         self._record_codes = tuple(record_codes)  # conditions on the patient record (diagnoses without dates)
+        self._memo: dict[str, Any] = {}  # derived fields, computed once per view (segments read them many times)
 
     # -- facts -------------------------------------------------------------------
     def _doc(self) -> Mapping[str, Any]:
@@ -193,7 +213,10 @@ class PortraitView:
         return None if self.last_interaction_at is None else self._days(self.last_interaction_at)
 
     def _interactions(self, days: int) -> int:
-        return sum(self.count(k.name, days) for k in KINDS.values() if k.interaction)
+        key = f"interactions{days}"
+        if key not in self._memo:
+            self._memo[key] = sum(self.count(k.name, days) for k in KINDS.values() if k.interaction)
+        return self._memo[key]
 
     @property
     def interactions_30d(self) -> int:
@@ -204,16 +227,13 @@ class PortraitView:
         return self._interactions(90)
 
     def __getattr__(self, name: str) -> Any:
-        for kind in KINDS.values():
-            if name.startswith(kind.plural + "_"):
-                rest = name[len(kind.plural) + 1:]
-                if rest == "total":
-                    return self.count(kind.name)
-                if rest.endswith("d") and rest[:-1].isdigit() and int(rest[:-1]) in WINDOWS:
-                    return self.count(kind.name, int(rest[:-1]))
-            if name == f"last_{kind.name}_days":
-                return self.days_since(kind.name)
-        raise AttributeError(f"patient.portrait has no field {name!r}")
+        found = _kind_field(name)
+        if found is None:
+            raise AttributeError(f"patient.portrait has no field {name!r}")
+        kind, what = found
+        if what == "last":
+            return self.days_since(kind)
+        return self.count(kind, None if what == "total" else what)
 
     def as_dict(self) -> dict[str, Any]:
         """Every field with its value (functions left out): what ``carepath patients show`` prints."""

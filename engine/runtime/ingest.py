@@ -260,7 +260,7 @@ class Ingestor:
         A derived event may enroll a patient, which changes their segments again: that goes three levels
         deep at most (a cycle of segments and journeys stops there, with a note)."""
         total = result if result is not None else IngestResult("stored", None)
-        derived = [(pid, ev) for pid, ev in derived if ev.type in self._listened()]
+        derived = [(pid, ev) for pid, ev in derived if ev.type in self.listened()]
         if self._depth >= 3 and derived:
             total.notes.append(f"{len(derived)} segment change(s) recorded but not applied to journeys: "
                                "segments and journeys changing each other three levels deep")
@@ -293,7 +293,7 @@ class Ingestor:
             # cancelled everything else; the dispatcher still sends them.
         self._on_event_steps(conn, ev, event_id, enrollment, journey, tz, now, result)
 
-    def _listened(self) -> frozenset[str]:
+    def listened(self) -> frozenset[str]:
         """Event types some running journey enrolls, exits or triggers on (derived events of other types are
         not stored: the segment history is in ``segment_members`` all the same)."""
         if getattr(self, "_listened_for", None) is not self.engine.journeys:

@@ -52,7 +52,7 @@ _INTERACTION_SQL = ("UPDATE portraits SET last_interaction_at = :at, interaction
                     "OR last_interaction_at < :at)")
 
 
-def _utc(conn: Connection, at: datetime) -> Any:
+def raw_time(conn: Connection, at: datetime) -> Any:
     """A datetime as this database's raw SQL takes it (SQLite stores naive UTC text)."""
     at = at.astimezone(zone("UTC"))
     return at.replace(tzinfo=None).isoformat(sep=" ") if conn.dialect.name == "sqlite" else at
@@ -72,12 +72,12 @@ def record_facts(conn: Connection, facts: Iterable[tuple[int, str, datetime, str
             moved[pid] = max(moved.get(pid, at), at)
     if not counts:
         return
-    conn.execute(text(_COUNT_SQL), [dict(p=p, k=k, n=n, at=_utc(conn, at)) for (p, k), (n, at) in counts.items()])
+    conn.execute(text(_COUNT_SQL), [dict(p=p, k=k, n=n, at=raw_time(conn, at)) for (p, k), (n, at) in counts.items()])
     conn.execute(text(_DAY_SQL), [dict(p=p, k=k, d=d, n=n) for (p, k, d), n in days.items()])
     if moved:
-        raw_now = _utc(conn, now)
-        conn.execute(text(_ROW_SQL), [dict(p=p, f=False, now=raw_now) for p in moved])
-        conn.execute(text(_INTERACTION_SQL), [dict(p=p, at=_utc(conn, at), now=raw_now) for p, at in moved.items()])
+        raw_now = raw_time(conn, now)
+        conn.execute(ROW_STATEMENT, [dict(p=p, now=raw_now) for p in moved])
+        conn.execute(text(_INTERACTION_SQL), [dict(p=p, at=raw_time(conn, at), now=raw_now) for p, at in moved.items()])
         # a patient who did something is not idle: an idle message not yet sent is cancelled (it re-arms)
         cancel_idle(conn, list(moved), "cancelled: the patient interacted again", now)
 
@@ -90,33 +90,40 @@ def record_fact(conn: Connection, patient_id: int, kind: str, at: datetime, tz: 
     record_facts(conn, [(patient_id, kind, at, tz)], now or at)
 
 
+_CANCEL_IDLE_SQL = text("UPDATE touchpoints SET status = 'cancelled', reason = :why, updated_at = :now "
+                        "WHERE patient_id = :p AND status = 'scheduled' AND occurrence LIKE :idle")
+
+
 def cancel_idle(conn: Connection, patient_ids: list[int], reason: str, now: datetime) -> None:
     """Cancel idle-trigger messages not yet sent to these patients (they are no longer idle)."""
-    for start in range(0, len(patient_ids), 5000):
-        conn.execute(update(Touchpoint).where(
-            Touchpoint.patient_id.in_(patient_ids[start:start + 5000]), Touchpoint.status == "scheduled",
-            Touchpoint.occurrence.like(IDLE_PREFIX + "%")).values(status="cancelled", reason=reason, updated_at=now))
+    if patient_ids:
+        raw_now = raw_time(conn, now)
+        conn.execute(_CANCEL_IDLE_SQL, [dict(why=reason, now=raw_now, p=p, idle=IDLE_PREFIX + "%")
+                                        for p in patient_ids])
 
 
 # ------------------------------------------------------------------ the fact document (encrypted)
 
 
-def _read_doc(conn: Connection, cipher: Cipher, patient_id: int, now: datetime) -> dict[str, Any]:
-    ensure_row(conn, patient_id, now)
-    q = select(Portrait.facts_enc).where(Portrait.patient_id == patient_id)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    return json.loads(cipher.decrypt(conn.execute(q).scalar()) or "{}")
+_DOC_SQL = text("SELECT facts_enc FROM portraits WHERE patient_id = :p")
+_DOC_LOCKED_SQL = text("SELECT facts_enc FROM portraits WHERE patient_id = :p FOR UPDATE")
+_ADMITTED = {True: text("UPDATE portraits SET admitted = :a WHERE patient_id = :p").bindparams(a=True),
+             False: text("UPDATE portraits SET admitted = :a WHERE patient_id = :p").bindparams(a=False)}
+_WRITE_DOC_SQL = text("UPDATE portraits SET facts_enc = :doc, key_id = :key, updated_at = :now WHERE patient_id = :p")
 
 
 def change_facts(conn: Connection, cipher: Cipher, patient_id: int, now: datetime,
-                 change: Callable[[dict[str, Any]], None], **columns: Any) -> None:
-    """Read, change and write back a patient's fact document (encrypted), plus plain ``columns``."""
-    doc = _read_doc(conn, cipher, patient_id, now)
+                 change: Callable[[dict[str, Any]], None], admitted: bool | None = None) -> None:
+    """Read, change and write back a patient's fact document (encrypted); ``admitted`` sets that flag too."""
+    ensure_row(conn, patient_id, now)
+    token = conn.execute(_DOC_LOCKED_SQL if conn.dialect.name == "postgresql" else _DOC_SQL,
+                         {"p": patient_id}).scalar()
+    doc = json.loads(cipher.decrypt(token) or "{}")
     change(doc)
-    conn.execute(update(Portrait).where(Portrait.patient_id == patient_id).values(
-        facts_enc=cipher.encrypt(json.dumps(doc, ensure_ascii=False, default=str)), key_id=cipher.current,
-        updated_at=now, **columns))
+    conn.execute(_WRITE_DOC_SQL, {"doc": cipher.encrypt(json.dumps(doc, ensure_ascii=False, default=str)),
+                                  "key": cipher.current, "now": raw_time(conn, now), "p": patient_id})
+    if admitted is not None:
+        conn.execute(_ADMITTED[admitted], {"p": patient_id})
 
 
 def _push(doc: dict[str, Any], name: str, item: dict[str, Any]) -> None:
@@ -146,12 +153,22 @@ def register_updater(event_type: str, updater: Updater) -> None:
     UPDATERS[event_type].append(updater)
 
 
+class Counted(list):
+    """Facts an updater counted while a caller collects them (:func:`apply_event` with ``collect``), to be
+    written together with :func:`record_facts`: ``(patient id, kind, at, zone)`` each."""
+
+
 def counts(kind: str) -> Updater:
     """An updater that counts one fact of ``kind`` at the event's time."""
 
-    def update_(conn: Connection, cipher: Any, patient_id: int, ev: Any, now: datetime) -> None:
-        record_fact(conn, patient_id, kind, ev.occurred_at, now=now)
+    def update_(conn: Connection, cipher: Any, patient_id: int, ev: Any, now: datetime,
+                collect: Counted | None = None, tz: str | None = None) -> None:
+        if collect is not None and tz is not None:
+            collect.append((patient_id, kind, ev.occurred_at, tz))
+        else:
+            record_fact(conn, patient_id, kind, ev.occurred_at, tz, now=now)
 
+    update_.counts = kind  # type: ignore[attr-defined]
     return update_
 
 
@@ -185,11 +202,13 @@ def _discharged(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime)
 
 
 def _admission_reversed(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
-    change_facts(conn, cipher, pid, now, lambda d: None, admitted=False)
+    ensure_row(conn, pid, now)
+    conn.execute(_ADMITTED[False], {"p": pid})
 
 
 def _discharge_reversed(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
-    change_facts(conn, cipher, pid, now, lambda d: None, admitted=True)
+    ensure_row(conn, pid, now)
+    conn.execute(_ADMITTED[True], {"p": pid})
 
 
 def _report(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
@@ -217,8 +236,12 @@ for _type, _updaters in {
         register_updater(_type, _u)
 
 
-def apply_event(conn: Connection, cipher: Cipher, patient_id: int, ev: Any, now: datetime) -> bool:
-    """Apply an event to the patient's portrait; whether anything in it changed."""
+def apply_event(conn: Connection, cipher: Cipher, patient_id: int, ev: Any, now: datetime,
+                collect: Counted | None = None, tz: str | None = None) -> bool:
+    """Apply an event to the patient's portrait; whether anything in it changed.
+
+    With ``collect`` (and the patient's zone ``tz``), counted facts are appended to it for the
+    caller to write in bulk (:func:`record_facts`) instead of one by one."""
     changed = False
     record = ev.payload.get("patient")
     if isinstance(record, dict) and record.get("conditions"):
@@ -226,7 +249,10 @@ def apply_event(conn: Connection, cipher: Cipher, patient_id: int, ev: Any, now:
         change_facts(conn, cipher, patient_id, now, lambda d: add_diagnoses(d, codes, ev.occurred_at))
         changed = True
     for updater in UPDATERS.get(ev.type, ()):
-        updater(conn, cipher, patient_id, ev, now)
+        if getattr(updater, "counts", None) and collect is not None:
+            updater(conn, cipher, patient_id, ev, now, collect, tz)
+        else:
+            updater(conn, cipher, patient_id, ev, now)
         changed = True
     return changed
 
@@ -336,6 +362,9 @@ def prune_days(conn: Connection, now: datetime) -> int:
     return conn.execute(delete(PortraitDay).where(PortraitDay.day < oldest)).rowcount or 0
 
 
+ROW_STATEMENT = text(_ROW_SQL).bindparams(f=False)
+
+
 def ensure_row(conn: Connection, patient_id: int, now: datetime) -> None:
     """Create the patient's portrait row when it does not exist yet."""
-    conn.execute(text(_ROW_SQL), dict(p=patient_id, f=False, now=_utc(conn, now)))
+    conn.execute(ROW_STATEMENT, dict(p=patient_id, now=raw_time(conn, now)))

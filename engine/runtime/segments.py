@@ -18,10 +18,11 @@ in the sensitive categories.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable
 
-from sqlalchemy import Connection, extract, insert, or_, select, update
+from sqlalchemy import Connection, extract, insert, or_, select, text, update
 
 from carepath.definition.context import expression_context
 from carepath.definition.events import EventIn
@@ -29,7 +30,7 @@ from carepath.definition.expressions import evaluate
 from carepath.definition.portrait import WINDOWS
 from carepath.definition.segments import Segment, SegmentSet
 from carepath.runtime.patients import load_patients
-from carepath.runtime.portrait import ensure_row, with_portraits
+from carepath.runtime.portrait import ROW_STATEMENT, raw_time, with_portraits
 from carepath.store.schema import Enrollment, Patient, Portrait, PortraitDay, SegmentMember, StoreMeta
 
 if TYPE_CHECKING:
@@ -45,8 +46,89 @@ def members_of(view: Any, segments: SegmentSet, now: datetime) -> set[str]:
     if not view.portrait.sensitive_consent:  # the patient record's conditions follow the same rule
         view = dataclasses.replace(view, conditions=tuple(c for c in view.conditions
                                                           if not segments.sensitive_code(c)))
+    signature = _signature(segments)
+    key = signature(view) if signature is not None else None
+    cache = _MEMBERS.setdefault(id(segments), {})
+    if key is not None and key in cache:
+        return set(cache[key])
+    found = _evaluate(view, segments, now)
+    if key is not None:
+        if len(cache) > 50_000:
+            cache.clear()
+        cache[key] = frozenset(found)
+    return found
+
+
+#: membership by the values the segment conditions read (few distinct ones among many patients)
+_MEMBERS: dict[int, dict[tuple, frozenset[str]]] = {}
+_SIGNATURES: dict[int, Any] = {}
+_METHOD_DATA = {"has": ("v", "conditions"), "tagged": ("v", "tags")}
+
+
+def _signature(segments: SegmentSet) -> Any:
+    """A function giving the values every segment condition reads of a patient (so equal values mean equal
+    membership), or ``None`` when a condition reads something else (``now``, the whole patient)."""
+    key = id(segments)
+    if key in _SIGNATURES:
+        return _SIGNATURES[key]
+    from carepath.definition import expression_checks as checks
+
+    parts: list[tuple[str, str]] = []
+    usable = True
+    for seg in segments.segments.values():
+        tree = checks.parse(seg.when, condition=True)
+        if tree is None:
+            usable = False
+            break
+        for use in checks.uses(tree):
+            if use.root != "patient" or not use.path:
+                usable = False
+            elif use.path[0] == "portrait":
+                if len(use.path) < 2:
+                    usable = False
+                else:
+                    parts.append(("p", "diagnoses" if use.path[1] == "has_diagnosis" else use.path[1]))
+            else:
+                parts.append(_METHOD_DATA.get(use.path[0], ("v", use.path[0])))
+    fields = sorted(set(parts))
+
+    def signature(view: Any) -> tuple:
+        return tuple(getattr(view if where == "v" else view.portrait, name) for where, name in fields)
+
+    _SIGNATURES.clear()
+    _SIGNATURES[key] = signature if usable else None
+    return _SIGNATURES[key]
+
+
+def _evaluate(view: Any, segments: SegmentSet, now: datetime) -> set[str]:
     ctx = expression_context(view, now=now)
+    names, combined = _combined(segments)
+    if combined is not None:
+        try:  # every condition in one evaluation (one sandbox context instead of one per segment)
+            return {name for name, hit in zip(names, combined(**ctx)) if hit}
+        except Exception:  # noqa: BLE001 - a condition failing for this patient: evaluate them one by one
+            pass
     return {s.name for s in segments.segments.values() if evaluate(s.when, ctx).value}
+
+
+_COMBINED: dict[int, tuple[list[str], Any]] = {}
+
+
+def _combined(segments: SegmentSet) -> tuple[list[str], Any]:
+    """The names of the segments and one compiled condition giving the truth of each, in order."""
+    key = id(segments)
+    if key not in _COMBINED:
+        from carepath.definition.expressions import compile_condition
+
+        names = list(segments.segments)
+        source = "[" + ", ".join(f"(({segments.segments[n].when}) and true)" for n in names) + "]"
+        try:
+            compiled = compile_condition(source) if names else None
+        except Exception:  # noqa: BLE001 - each condition compiles alone (checked at load)
+            compiled = None
+        _COMBINED.clear()
+        _COMBINED[key] = (names, compiled)
+    return _COMBINED[key]
 
 
 def _programmes(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
@@ -57,40 +139,50 @@ def _programmes(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
     return {pid: sorted(names) for pid, names in out.items()}
 
 
+_LEAVE = text("UPDATE segment_members SET left_at = :now WHERE segment = :s AND patient_id = :p AND left_at IS NULL")
+_ENTER = text("INSERT INTO segment_members (segment, patient_id, entered_at) VALUES (:s, :p, :now)")
+_ROW = text("UPDATE portraits SET segments = :segments, programmes = :programmes, updated_at = :now "
+            "WHERE patient_id = :p")
+
+
 def refresh(conn: Connection, engine: "Engine", patient_ids: Iterable[int], now: datetime) -> list[tuple[int, EventIn]]:
-    """Re-evaluate the segments of these patients; ``(patient id, event)`` for each entry and exit."""
+    """Re-evaluate the segments of these patients; ``(patient id, event)`` for each entry and exit that a
+    running journey listens to (every stay is recorded in ``segment_members`` either way)."""
     segments: SegmentSet = engine.config.segments
     ids = sorted(set(patient_ids))
     if not ids:
         return []
+    listened = engine.ingestor.listened()
     records = load_patients(conn, engine.cipher, ids, now, with_addresses=False)
     programmes = _programmes(conn, list(records))
-    for pid in records:
-        ensure_row(conn, pid, now)
+    raw_now = raw_time(conn, now)
+    conn.execute(ROW_STATEMENT, [dict(p=pid, now=raw_now) for pid in records])
     records = with_portraits(conn, engine.cipher, records, now, segments.sensitive_code)
     derived: list[tuple[int, EventIn]] = []
+    leave, enter, rows = [], [], []
     for pid, record in records.items():
         view = record.view
-        view.portrait.programmes = fresh_programmes = tuple(programmes[pid])
+        fresh = tuple(programmes[pid])
+        old_programmes, view.portrait.programmes = view.portrait.programmes, fresh
         now_in = set() if record.deceased else members_of(view, segments, now)
         was_in = set(view.portrait.segments)
-        for name in sorted(was_in - now_in):
-            closed = conn.execute(update(SegmentMember).where(
-                SegmentMember.segment == name, SegmentMember.patient_id == pid, SegmentMember.left_at.is_(None))
-                .values(left_at=now).returning(SegmentMember.id)).scalars().first()
-            derived.append((pid, _event(LEFT, segments.segments.get(name), name, pid, closed, now)))
-        for name in sorted(now_in - was_in):
-            row = conn.execute(insert(SegmentMember).values(segment=name, patient_id=pid, entered_at=now)
-                               .returning(SegmentMember.id)).scalar_one()
-            derived.append((pid, _event(ENTERED, segments.segments[name], name, pid, row, now)))
-        conn.execute(update(Portrait).where(Portrait.patient_id == pid).values(
-            segments=sorted(now_in), programmes=list(fresh_programmes), updated_at=now))
+        for kind, names, out in ((LEFT, sorted(was_in - now_in), leave), (ENTERED, sorted(now_in - was_in), enter)):
+            for name in names:
+                out.append(dict(s=name, p=pid, now=raw_now))
+                if kind in listened:
+                    derived.append((pid, _event(kind, segments.segments.get(name), name, pid, now)))
+        if now_in != was_in or fresh != old_programmes:
+            rows.append(dict(segments=json.dumps(sorted(now_in)), programmes=json.dumps(list(fresh)), now=raw_now,
+                             p=pid))
+    for statement, params in ((_LEAVE, leave), (_ENTER, enter), (_ROW, rows)):
+        if params:
+            conn.execute(statement, params)
     return derived
 
 
-def _event(kind: str, segment: Segment | None, name: str, pid: int, stay: int | None, now: datetime) -> EventIn:
+def _event(kind: str, segment: Segment | None, name: str, pid: int, now: datetime) -> EventIn:
     payload = {"segment": name, "dimension": segment.dimension if segment else "custom"}
-    return EventIn.model_construct(type=kind, source=SOURCE, source_id=f"{kind}:{name}:{pid}:{stay}",
+    return EventIn.model_construct(type=kind, source=SOURCE, source_id=f"{kind}:{name}:{pid}:{now.isoformat()}",
                                    patient_mrn="", occurred_at=now, payload=payload)
 
 
