@@ -55,7 +55,8 @@ _INTERACTION_SQL = ("UPDATE portraits SET last_interaction_at = :at, interaction
 def raw_time(conn: Connection, at: datetime) -> Any:
     """A datetime as this database's raw SQL takes it (SQLite stores naive UTC text)."""
     at = at.astimezone(zone("UTC"))
-    return at.replace(tzinfo=None).isoformat(sep=" ") if conn.dialect.name == "sqlite" else at
+    # SQLite: the text SQLAlchemy itself stores, so comparisons between the two agree
+    return at.strftime("%Y-%m-%d %H:%M:%S.%f") if conn.dialect.name == "sqlite" else at
 
 
 def record_facts(conn: Connection, facts: Iterable[tuple[int, str, datetime, str]], now: datetime) -> None:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from typer.testing import CliRunner
 
 from carepath.config import load_config
 from carepath.runtime.patients import load_patients
 from carepath.runtime.portrait import with_portraits
+
+
+@contextmanager
+def sms_engine(database_url: str, settings: Any, clock: Any, journeys: list[Any], **kw: Any) -> Iterator[Any]:
+    """An engine running ``journeys`` with a recording ``sms`` channel (``engine.sms``) and patient M1."""
+    from tests.engine import helpers as h
+
+    sms = h.RecordingChannel("sms")
+    with h.running_engine(database_url, settings, clock, journeys, {"sms": sms}, **kw) as engine:
+        engine.sms = sms
+        yield engine
 
 
 def config_file(tmp_path: Path, text: str = "") -> Path:

@@ -10,6 +10,7 @@ from carepath.definition.dsl import enroll_on, idle, journey, send, step, templa
 from carepath.definition.journey_files import read_journey_text
 from carepath.runtime.idle import plan_idle
 from tests.engine import helpers as h
+from tests.portrait.helpers import sms_engine
 
 DAY = timedelta(days=1)
 
@@ -22,9 +23,7 @@ def _journey():
 
 @pytest.fixture
 def eng(database_url, settings, clock):
-    sms = h.RecordingChannel("sms")
-    with h.running_engine(database_url, settings, clock, [_journey()], {"sms": sms}) as engine:
-        engine.sms = sms
+    with sms_engine(database_url, settings, clock, [_journey()]) as engine:
         yield engine
 
 

@@ -12,7 +12,7 @@ from carepath.definition.expressions import evaluate
 from carepath.definition.journey_files import read_journey_text
 from carepath.definition.events import PatientIn
 from tests.engine import helpers as h
-from tests.portrait.helpers import cli, view
+from tests.portrait.helpers import sms_engine, cli, view
 
 DAY = timedelta(days=1)
 
@@ -25,7 +25,7 @@ def _journey():
 
 @pytest.fixture
 def eng(database_url, settings, clock):
-    with h.running_engine(database_url, settings, clock, [_journey()], {"sms": h.RecordingChannel("sms")}) as e:
+    with sms_engine(database_url, settings, clock, [_journey()]) as e:
         yield e
 
 
