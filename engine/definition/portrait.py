@@ -45,7 +45,7 @@ for _name, _plural, _interaction, _meaning in (
         ("checkin", "checkins", True, "check-ins (打卡) recorded"),
         ("visit", "visits", True, "outpatient visits (check-ins at the clinic)"),
         ("admission", "admissions", True, "admissions"),
-        ("discharge", "discharges", True, "discharges"),
+        ("discharge", "discharges", True, "discharges from a stay (not the end of an outpatient visit)"),
         ("report", "reports", False, "lab and imaging reports issued"),
         ("community", "communities_joined", True, "patient communities joined")):
     register_kind(_name, _plural, interaction=_interaction, meaning=_meaning)

@@ -191,7 +191,18 @@ def _admitted(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -
     cancel_idle(conn, [pid], "cancelled: the patient was admitted", now)
 
 
+INPATIENT_CLASSES = {"inpatient", "i", "imp", "住院"}
+_ADMITTED_NOW = text("SELECT admitted FROM portraits WHERE patient_id = :p")
+
+
 def _discharged(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
+    """The end of a stay counts as a discharge; the end of an outpatient visit (the same event type from many
+    HIS, told apart by ``patient_class`` or by no admission before it) counts as nothing more than its visit."""
+    was_admitted = conn.execute(_ADMITTED_NOW, {"p": pid}).scalar()
+    inpatient = bool(was_admitted) or str(ev.payload.get("patient_class") or "").strip().lower() in INPATIENT_CLASSES
+    if inpatient:
+        record_fact(conn, pid, "discharge", ev.occurred_at, now=now)
+
     def change(d: dict) -> None:
         if d.get("admissions"):
             d["admissions"][-1]["discharged_at"] = ev.occurred_at.isoformat()
@@ -228,7 +239,7 @@ for _type, _updaters in {
         "message.replied": [counts("reply")], "message.clicked": [counts("click")],
         "survey.completed": [counts("survey"), _survey], "checkin.recorded": [counts("checkin")],
         "visit.checked_in": [counts("visit"), _visit], "encounter.admitted": [_admitted, counts("admission")],
-        "encounter.discharged": [counts("discharge"), _discharged], "report.ready": [counts("report"), _report],
+        "encounter.discharged": [_discharged], "report.ready": [counts("report"), _report],
         "encounter.admission_cancelled": [_admission_reversed],
         "encounter.discharge_cancelled": [_discharge_reversed],
         # the sensitive consent decides which diagnoses segments see: membership is evaluated again

@@ -123,3 +123,13 @@ steps:
     assert "patient.portrait has no field 'clickz_30d'; did you mean 'clicks_30d'?" in messages
     assert "unknown segment 'activty-low'; did you mean 'activity-low'?" in messages
     assert "replies_90d" not in messages
+
+
+def test_the_end_of_an_outpatient_visit_is_no_discharge(eng, clock):
+    ev = h.Events(clock)
+    eng.ingest(ev("visit.checked_in", {"department": "眼科"}))
+    eng.ingest(ev("encounter.discharged", {"patient_class": "outpatient"}))  # many HIS end a clinic visit so
+    p = view(eng).portrait
+    assert (p.visits_30d, p.discharges_30d) == (1, 0)
+    eng.ingest(ev("encounter.discharged", {"patient_class": "inpatient", "encounter_id": "E9"}))
+    assert view(eng).portrait.discharges_30d == 1
