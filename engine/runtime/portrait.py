@@ -52,6 +52,9 @@ _INTERACTION_SQL = ("UPDATE portraits SET last_interaction_at = :at, interaction
                     "OR last_interaction_at < :at)")
 
 
+_COUNT, _DAY, _INTERACTION = text(_COUNT_SQL), text(_DAY_SQL), text(_INTERACTION_SQL)
+
+
 def raw_time(conn: Connection, at: datetime) -> Any:
     """A datetime as this database's raw SQL takes it (SQLite stores naive UTC text)."""
     at = at.astimezone(zone("UTC"))
@@ -73,12 +76,12 @@ def record_facts(conn: Connection, facts: Iterable[tuple[int, str, datetime, str
             moved[pid] = max(moved.get(pid, at), at)
     if not counts:
         return
-    conn.execute(text(_COUNT_SQL), [dict(p=p, k=k, n=n, at=raw_time(conn, at)) for (p, k), (n, at) in counts.items()])
-    conn.execute(text(_DAY_SQL), [dict(p=p, k=k, d=d, n=n) for (p, k, d), n in days.items()])
+    conn.execute(_COUNT, [dict(p=p, k=k, n=n, at=raw_time(conn, at)) for (p, k), (n, at) in counts.items()])
+    conn.execute(_DAY, [dict(p=p, k=k, d=d, n=n) for (p, k, d), n in days.items()])
     if moved:
         raw_now = raw_time(conn, now)
         conn.execute(ROW_STATEMENT, [dict(p=p, now=raw_now) for p in moved])
-        conn.execute(text(_INTERACTION_SQL), [dict(p=p, at=raw_time(conn, at), now=raw_now) for p, at in moved.items()])
+        conn.execute(_INTERACTION, [dict(p=p, at=raw_time(conn, at), now=raw_now) for p, at in moved.items()])
         # a patient who did something is not idle: an idle message not yet sent is cancelled (it re-arms)
         cancel_idle(conn, list(moved), "cancelled: the patient interacted again", now)
 
@@ -308,11 +311,22 @@ def record_delivered(conn: Connection, touchpoint_id: int, at: datetime) -> None
 # ------------------------------------------------------------------ reading
 
 
-def _window_sum(days: int, start: date) -> Any:
+def _window_sum(days: int) -> Any:
     return (select(func.coalesce(func.sum(PortraitDay.n), 0))
             .where(PortraitDay.patient_id == PortraitCount.patient_id, PortraitDay.kind == PortraitCount.kind,
-                   PortraitDay.day >= bindparam(f"d{days}", start - timedelta(days=days - 1)))
+                   PortraitDay.day >= bindparam(f"d{days}"))
             .correlate(PortraitCount).scalar_subquery().label(f"n{days}"))
+
+
+_CONSENT = (select(Consent.granted).where(Consent.patient_id == Portrait.patient_id,
+                                          Consent.purpose == SENSITIVE_PURPOSE, Consent.channel == "*")
+            .order_by(Consent.at.desc(), Consent.id.desc()).limit(1).correlate(Portrait).scalar_subquery())
+#: the one query a batch makes: portrait rows, their counts with the window sums, the sensitive consent
+_LOAD = (select(Portrait.patient_id, Portrait.facts_enc, Portrait.admitted, Portrait.last_interaction_at,
+                Portrait.programmes, Portrait.segments, _CONSENT.label("consented"), PortraitCount.kind,
+                PortraitCount.total, PortraitCount.last_at, *(_window_sum(d) for d in WINDOWS))
+         .outerjoin(PortraitCount, PortraitCount.patient_id == Portrait.patient_id)
+         .where(Portrait.patient_id.in_(bindparam("ids", expanding=True))))
 
 
 def load_portraits(conn: Connection, cipher: Cipher, zones: Mapping[int, str], now: datetime,
@@ -323,20 +337,13 @@ def load_portraits(conn: Connection, cipher: Cipher, zones: Mapping[int, str], n
     for pid, tz in zones.items():
         by_zone[tz].append(pid)
     out: dict[int, PortraitView] = {}
-    consent = (select(Consent.granted).where(Consent.patient_id == Portrait.patient_id,
-                                             Consent.purpose == SENSITIVE_PURPOSE, Consent.channel == "*")
-               .order_by(Consent.at.desc(), Consent.id.desc()).limit(1).correlate(Portrait).scalar_subquery())
     for tz_name, ids in by_zone.items():
         tz = zone(tz_name)
         today = now.astimezone(tz).date()
+        windows = {f"d{d}": today - timedelta(days=d - 1) for d in WINDOWS}
         for start in range(0, len(ids), 5000):
-            q = (select(Portrait.patient_id, Portrait.facts_enc, Portrait.admitted, Portrait.last_interaction_at,
-                        Portrait.programmes, Portrait.segments, consent.label("consented"), PortraitCount.kind,
-                        PortraitCount.total, PortraitCount.last_at, *(_window_sum(d, today) for d in WINDOWS))
-                 .outerjoin(PortraitCount, PortraitCount.patient_id == Portrait.patient_id)
-                 .where(Portrait.patient_id.in_(ids[start:start + 5000])))
             rows: dict[int, list] = defaultdict(list)
-            for r in conn.execute(q):
+            for r in conn.execute(_LOAD, {"ids": ids[start:start + 5000], **windows}):
                 rows[r.patient_id].append(r)
             for pid, found in rows.items():
                 first = found[0]
@@ -360,12 +367,13 @@ def with_portraits(conn: Connection, cipher: Cipher, patients: dict[int, Any], n
                    sensitive: Callable[[str], bool] | None = None) -> dict[int, Any]:
     """``patients`` (loaded :class:`~carepath.runtime.patients.PatientRecord` by id) with their portraits attached
     to ``patient.portrait`` (one bulk query per time zone)."""
-    from dataclasses import replace
-
     found = load_portraits(conn, cipher, {pid: p.view.tz for pid, p in patients.items()}, now, sensitive)
     for pid, p in patients.items():
         found[pid]._record_codes = tuple(p.view.conditions)
-    return {pid: replace(p, view=replace(p.view, portrait=found[pid])) for pid, p in patients.items()}
+        # the views were just loaded for this caller alone: the portrait is attached in place (no copies on the
+        # dispatcher's hot path)
+        object.__setattr__(p.view, "portrait", found[pid])
+    return patients
 
 
 def prune_days(conn: Connection, now: datetime) -> int:
