@@ -134,6 +134,11 @@ class SegmentSet:
     segments: dict[str, Segment] = field(default_factory=dict)
     settings: SegmentSettings = field(default_factory=SegmentSettings)
 
+    @functools.cached_property
+    def fingerprint(self) -> tuple:
+        """What the segments' membership depends on: names, conditions and sensitive codes (a cache key)."""
+        return (tuple((n, s.when) for n, s in self.segments.items()), tuple(self.settings.sensitive_codes))
+
     def sensitive_code(self, code: str) -> bool:
         return matcher(tuple(self.settings.sensitive_codes))(code)
 

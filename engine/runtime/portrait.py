@@ -31,6 +31,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 
 from carepath.definition.portrait import KINDS, WINDOWS, KindFacts, PortraitView
 from carepath.runtime.policy import zone
+from carepath.runtime.scheduling import executemany_raw
 from carepath.store.crypto import Cipher
 from carepath.store.schema import Consent, Patient, Portrait, PortraitCount, PortraitDay, Touchpoint
 
@@ -39,11 +40,11 @@ RECENT = 20  # visits, admissions and reports kept in the fact document (counts 
 SENSITIVE_PURPOSE = "sensitive"  # the consent purpose for processing sensitive personal information
 IDLE_PREFIX = "idle:"  # occurrence of the touchpoints idle triggers plan
 
-_COUNT_SQL = ("INSERT INTO portrait_counts (patient_id, kind, total, last_at) VALUES (:p, :k, :n, :at) "
+_COUNT_SQL = ("INSERT INTO portrait_counts (patient_id, kind, total, last_at) VALUES (?, ?, ?, ?) "
               "ON CONFLICT (patient_id, kind) DO UPDATE SET total = portrait_counts.total + excluded.total, "
               "last_at = CASE WHEN portrait_counts.last_at IS NULL OR excluded.last_at > portrait_counts.last_at "
               "THEN excluded.last_at ELSE portrait_counts.last_at END")
-_DAY_SQL = ("INSERT INTO portrait_days (patient_id, kind, day, n) VALUES (:p, :k, :d, :n) "
+_DAY_SQL = ("INSERT INTO portrait_days (patient_id, kind, day, n) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (patient_id, kind, day) DO UPDATE SET n = portrait_days.n + excluded.n")
 _ROW_SQL = ("INSERT INTO portraits (patient_id, admitted, interaction_seq, programmes, segments, updated_at) "
             "VALUES (:p, :f, 0, '[]', '[]', :now) ON CONFLICT (patient_id) DO NOTHING")
@@ -52,7 +53,7 @@ _INTERACTION_SQL = ("UPDATE portraits SET last_interaction_at = :at, interaction
                     "OR last_interaction_at < :at)")
 
 
-_COUNT, _DAY, _INTERACTION = text(_COUNT_SQL), text(_DAY_SQL), text(_INTERACTION_SQL)
+_INTERACTION = text(_INTERACTION_SQL)
 
 
 def raw_time(conn: Connection, at: datetime) -> Any:
@@ -76,8 +77,11 @@ def record_facts(conn: Connection, facts: Iterable[tuple[int, str, datetime, str
             moved[pid] = max(moved.get(pid, at), at)
     if not counts:
         return
-    conn.execute(_COUNT, [dict(p=p, k=k, n=n, at=raw_time(conn, at)) for (p, k), (n, at) in counts.items()])
-    conn.execute(_DAY, [dict(p=p, k=k, d=d, n=n) for (p, k, d), n in days.items()])
+    # straight through the driver: this runs on the dispatcher's hot path for every message sent
+    executemany_raw(conn, _COUNT_SQL, [(p, k, n, at) for (p, k), (n, at) in counts.items()], (3,))
+    sqlite = conn.dialect.name == "sqlite"
+    executemany_raw(conn, _DAY_SQL, [(p, k, d.isoformat() if sqlite else d, n) for (p, k, d), n in days.items()],
+                    ())
     if moved:
         raw_now = raw_time(conn, now)
         conn.execute(ROW_STATEMENT, [dict(p=p, now=raw_now) for p in moved])

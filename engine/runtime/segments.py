@@ -48,7 +48,9 @@ def members_of(view: Any, segments: SegmentSet, now: datetime) -> set[str]:
                                                           if not segments.sensitive_code(c)))
     signature = _signature(segments)
     key = signature(view) if signature is not None else None
-    cache = _MEMBERS.setdefault(id(segments), {})
+    if len(_MEMBERS) > 8 and segments.fingerprint not in _MEMBERS:
+        _MEMBERS.clear()
+    cache = _MEMBERS.setdefault(segments.fingerprint, {})
     if key is not None and key in cache:
         return set(cache[key])
     found = _evaluate(view, segments, now)
@@ -60,15 +62,15 @@ def members_of(view: Any, segments: SegmentSet, now: datetime) -> set[str]:
 
 
 #: membership by the values the segment conditions read (few distinct ones among many patients)
-_MEMBERS: dict[int, dict[tuple, frozenset[str]]] = {}
-_SIGNATURES: dict[int, Any] = {}
+_MEMBERS: dict[tuple, dict[tuple, frozenset[str]]] = {}
+_SIGNATURES: dict[tuple, Any] = {}
 _METHOD_DATA = {"has": ("v", "conditions"), "tagged": ("v", "tags")}
 
 
 def _signature(segments: SegmentSet) -> Any:
     """A function giving the values every segment condition reads of a patient (so equal values mean equal
     membership), or ``None`` when a condition reads something else (``now``, the whole patient)."""
-    key = id(segments)
+    key = segments.fingerprint
     if key in _SIGNATURES:
         return _SIGNATURES[key]
     from carepath.definition import expression_checks as checks
@@ -111,12 +113,12 @@ def _evaluate(view: Any, segments: SegmentSet, now: datetime) -> set[str]:
     return {s.name for s in segments.segments.values() if evaluate(s.when, ctx).value}
 
 
-_COMBINED: dict[int, tuple[list[str], Any]] = {}
+_COMBINED: dict[tuple, tuple[list[str], Any]] = {}
 
 
 def _combined(segments: SegmentSet) -> tuple[list[str], Any]:
     """The names of the segments and one compiled condition giving the truth of each, in order."""
-    key = id(segments)
+    key = segments.fingerprint
     if key not in _COMBINED:
         from carepath.definition.expressions import compile_condition
 
