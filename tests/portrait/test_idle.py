@@ -10,7 +10,6 @@ from carepath.definition.dsl import enroll_on, idle, journey, send, step, templa
 from carepath.definition.journey_files import read_journey_text
 from carepath.runtime.idle import plan_idle
 from tests.engine import helpers as h
-from tests.portrait.helpers import sms_engine
 
 DAY = timedelta(days=1)
 
@@ -22,9 +21,8 @@ def _journey():
 
 
 @pytest.fixture
-def eng(database_url, settings, clock):
-    with sms_engine(database_url, settings, clock, [_journey()]) as engine:
-        yield engine
+def journeys():
+    return [_journey()]
 
 
 def _tick(engine, clock, days: float) -> int:

@@ -12,7 +12,7 @@ from carepath.definition.expressions import evaluate
 from carepath.definition.journey_files import read_journey_text
 from carepath.definition.events import PatientIn
 from tests.engine import helpers as h
-from tests.portrait.helpers import sms_engine, cli, view
+from tests.portrait.helpers import cli, view
 
 DAY = timedelta(days=1)
 
@@ -24,9 +24,8 @@ def _journey():
 
 
 @pytest.fixture
-def eng(database_url, settings, clock):
-    with sms_engine(database_url, settings, clock, [_journey()]) as e:
-        yield e
+def journeys():
+    return [_journey()]
 
 
 def test_engagement_counts_follow_events_and_windows_age_without_any(eng, clock):

@@ -14,7 +14,7 @@ from carepath.definition.segments import SegmentError, build_segment_set
 from carepath.runtime.segments import refresh_time_edges
 from carepath.store.schema import Event
 from tests.engine import helpers as h
-from tests.portrait.helpers import sms_engine, cli, config_file, loaded_config, view
+from tests.portrait.helpers import cli, config_file, loaded_config, view
 
 DAY = timedelta(days=1)
 
@@ -32,9 +32,8 @@ def _segment_events(engine, dimension: str = "behaviour") -> list[tuple[str, str
 
 
 @pytest.fixture
-def eng(database_url, settings, clock):
-    with sms_engine(database_url, settings, clock, [_reactivation()]) as e:
-        yield e
+def journeys():
+    return [_reactivation()]
 
 
 def test_a_patient_who_stops_replying_moves_to_low_activity_and_is_enrolled(eng, clock):
