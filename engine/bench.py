@@ -203,9 +203,13 @@ def run_bench(sizes: list[int], postgres: str | None, naive_sample: int, as_json
         if not as_json:
             console.print(f"naive Prefect sample ({naive_sample} touchpoints, one task each)…")
         naive = naive_prefect_rate(naive_sample, home)
+        if not as_json:
+            console.print(f"portrait updates for {PORTRAIT_EVENTS:,} events…")
+        portrait_s = portrait_update_seconds(home)  # issue 20
     biggest = max(out_sizes, key=lambda e: e["patients"])
     result = {"sizes": out_sizes, "naive_prefect_per_s": round(naive, 2),
-              "ratio_vs_naive": round(biggest["dispatch_per_s"]["sqlite"] / naive, 1) if naive else None}
+              "ratio_vs_naive": round(biggest["dispatch_per_s"]["sqlite"] / naive, 1) if naive else None,
+              "portrait_updates_100k_events_s": round(portrait_s, 1)}
     if as_json:
         print(json.dumps(result, indent=2))
     else:
@@ -219,4 +223,53 @@ def run_bench(sizes: list[int], postgres: str | None, naive_sample: int, as_json
         console.print(table)
         console.print(f"naive one-task-per-touchpoint: {result['naive_prefect_per_s']}/s; "
                       f"ratio at {biggest['patients']} on SQLite: {result['ratio_vs_naive']}×")
+        console.print(f"portrait updates for {PORTRAIT_EVENTS:,} events (SQLite): {portrait_s:.1f} s")
     return result
+
+
+# ------------------------------------------------------------------ portrait (issue 20)
+
+PORTRAIT_EVENTS = 100_000
+_PORTRAIT_MIX = (("message.replied", {"text": "好的"}), ("message.replied", {"text": "收到"}),
+                 ("message.clicked", {"touchpoint_id": 1, "link": 1}), ("visit.checked_in", {"department": "内科"}),
+                 ("survey.completed", {"survey": "nps", "nps": 9, "nps_category": "promoter", "satisfaction": 4.0,
+                                       "red_flags": []}),
+                 ("report.ready", {"report": "血常规"}), ("appointment.booked", {"start": "2026-06-09T09:00:00+08:00"}))
+
+
+def portrait_update_seconds(home: Path, events: int = PORTRAIT_EVENTS, patients: int = 10_000,
+                            per_transaction: int = 1000) -> float:
+    """Seconds to apply ``events`` mixed events to the portraits of ``patients`` (facts, then the segment
+    membership of the patients they touched, per transaction), on SQLite; what ingest adds per event."""
+    from zoneinfo import ZoneInfo
+
+    from carepath.definition.events import EventIn
+    from carepath.runtime.clock import VirtualClock
+    from carepath.runtime.portrait import Counted, apply_event, record_facts
+    from carepath.runtime.segments import refresh
+
+    clock = VirtualClock(datetime(2026, 6, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
+    engine = _engine(f"sqlite:///{home / 'portrait.db'}", home, clock)
+    ids: list[int] = []
+    for i in range(0, patients, CHUNK):
+        ids += engine.upsert_patients(_patients(min(CHUNK, patients - i), first=10_000_000 + i))
+    rng = random.Random(20)
+    t0 = time.perf_counter()
+    for start in range(0, events, per_transaction):
+        now = clock.now()
+        touched: set[int] = set()
+        facts = Counted()
+        with engine.db.begin() as conn:
+            for _ in range(min(per_transaction, events - start)):
+                kind, payload = _PORTRAIT_MIX[rng.randrange(len(_PORTRAIT_MIX))]
+                pid = ids[rng.randrange(len(ids))]
+                ev = EventIn.model_construct(type=kind, source="bench", source_id="", patient_mrn="",
+                                             occurred_at=now, payload=payload)
+                if apply_event(conn, engine.cipher, pid, ev, now, facts, "Asia/Shanghai"):
+                    touched.add(pid)
+            record_facts(conn, facts, now)
+            refresh(conn, engine, touched, now)
+        clock.advance(timedelta(minutes=10))
+    seconds = time.perf_counter() - t0
+    engine.close()
+    return seconds

@@ -41,12 +41,14 @@ import pydantic
 
 from carepath.plugins.contracts import Channel, Connector, ConnectorConfig, connector_kind, secret_fields
 from carepath.plugins.manager import PluginManager, get_plugin_manager
+from carepath.definition.segments import SegmentError, SegmentSet, build_segment_set
+from carepath.runtime.click_settings import ClickSettings
 from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
 from carepath.web.clients import EventsClient
 
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
-SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "events_api")
+SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "events_api", "segments", "clicks")
 JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -103,6 +105,8 @@ class CarepathConfig:
     surveys: SurveySettings = field(default_factory=SurveySettings)
     #: the systems that may post to ``POST /events``, each with its own token (``[events_api.<system>]``)
     events_api: dict[str, EventsClient] = field(default_factory=dict)
+    segments: SegmentSet = field(default_factory=lambda: _default_segments())  # carepath.definition.segments
+    clicks: ClickSettings = field(default_factory=ClickSettings)  # carepath.runtime.clicks
 
     def team(self, name: str) -> TeamConfig:
         """A team's rules (the defaults for a team the file does not declare)."""
@@ -111,6 +115,14 @@ class CarepathConfig:
     def of_kind(self, kind: str) -> dict[str, ConnectorSpec]:
         """The connector specs of one kind (``channel``, ``his``, ``survey``) by name."""
         return {n: s for n, s in self.connectors.items() if s.kind == kind}
+
+
+def _default_segments() -> SegmentSet:
+    """Without a carepath.toml: the shipped segments and the plugins' (a plugin's broken segment is left out)."""
+    try:
+        return build_segment_set(plugin_segments=get_plugin_manager().segments())
+    except SegmentError:
+        return build_segment_set()
 
 
 def config_path(path: str | Path | None = None) -> Path:
@@ -146,10 +158,13 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     staff = validator.tables("staff", data.get("staff", {}), StaffMember)
     surveys = validator.table("surveys", data.get("surveys", {}), SurveySettings)
     events_api = validator.tables("events_api", data.get("events_api", {}), EventsClient)
+    clicks = validator.table("clicks", data.get("clicks", {}), ClickSettings)
+    segments = validator.segments(data.get("segments", {}), file.resolve().parent)
     if problems:
         raise ConfigError(problems, file)
     return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
-                          teams=teams, staff=staff, surveys=surveys or SurveySettings(), events_api=events_api)
+                          teams=teams, staff=staff, surveys=surveys or SurveySettings(), events_api=events_api,
+                          segments=segments, clicks=clicks or ClickSettings())
 
 
 class _Validator:
@@ -199,6 +214,19 @@ class _Validator:
                 self.problem(f"journeys.paths[{i}]", f"no such file or folder: {path}")
             resolved.append(path)
         return resolved, enabled
+
+    def segments(self, table: Any, base: Path) -> SegmentSet:
+        """``[segments]``: options, ``[segments.<name>]`` tables and the segment files of ``paths``."""
+        if not isinstance(table, dict):
+            self.problem("segments", "must be a table: [segments] options and [segments.<name>] segments")
+            return build_segment_set()
+        try:
+            return build_segment_set(table, base, self.manager.segments())
+        except SegmentError as exc:
+            for text in exc.problems:
+                where, _, message = text.partition(": ")
+                self.problem(where, message)
+            return SegmentSet()
 
     def _strings(self, value: Any, path: str, what: str) -> list[str]:
         if isinstance(value, list) and all(isinstance(v, str) and v for v in value):

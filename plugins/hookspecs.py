@@ -51,10 +51,12 @@ def carepath_event_types() -> list[Any]:
 
 @hookspec
 def carepath_segments() -> dict[str, str]:
-    """Return named segments: segment name -> condition expression over ``patient``.
+    """Return named segments: segment name -> condition expression over ``patient`` (and ``patient.portrait``),
+    or name -> a mapping ``{when, dimension, title, description, sensitive}``.
 
     Example: ``{"elderly-diabetic": 'patient.age >= 65 and patient.has("E11")'}``.
-    Segments are usable in enrollment rules and step conditions.
+    Conditions use them as ``patient.in_segment("elderly-diabetic")``; entering or
+    leaving one is a ``segment.entered`` / ``segment.left`` event (docs/segments.md).
     """
 
 

@@ -119,9 +119,9 @@ class PluginManager:
             found.extend(dataclasses.replace(t, source=plugin) for t in batch or [])
         return found
 
-    def segments(self) -> dict[str, str]:
-        """Every plugin segment: name -> condition."""
-        found: dict[str, str] = {}
+    def segments(self) -> dict[str, Any]:
+        """Every plugin segment: name -> condition (or a mapping with ``when``, ``dimension``, ``title``)."""
+        found: dict[str, Any] = {}
         for _, batch in self._call_each("carepath_segments"):
             for name, condition in (batch or {}).items():
                 found.setdefault(name, condition)

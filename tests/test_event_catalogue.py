@@ -50,7 +50,7 @@ def test_payload_problems_name_the_field():
     assert payload_problems("appointment.booked", {"appointment_id": "A1", "start": "2026-05-05T10:00:00"}) == [
         "payload field 'start': Input should have timezone info"]
     assert payload_problems("consent.changed", {"purpose": "ads", "granted": "maybe"}) == [
-        "payload field 'purpose': must be clinical, marketing or template:<template name>",
+        "payload field 'purpose': must be clinical, marketing, sensitive or template:<template name>",
         "payload field 'granted': Input should be a valid boolean, unable to interpret input"]
     assert payload_problems("vitals.alert", {"anything": 1}) == []  # not in the catalogue: not checked
     assert payload_refusal("message.delivered", {}) == \

@@ -59,6 +59,9 @@ def _mount_optional() -> None:
     app.add_typer(tasks_app, name="tasks")
     app.add_typer(report_app, name="report")
     app.add_typer(plugins_app, name="plugins")
+    from carepath.cli.segments import app as segments_app
+
+    app.add_typer(segments_app, name="segments")
     app.add_typer(config_app, name="config")
 
 

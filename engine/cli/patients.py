@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from carepath.cli.common import DB_OPTION, ExitCode, fail, open_cli_store, out_console, print_json
+from carepath.cli.common import (CONFIG_OPTION, DB_OPTION, ExitCode, cli_config, fail, open_cli_store, out_console,
+                                 print_json)
 
 app = typer.Typer(help="Look at patients (contacts always masked).", no_args_is_help=True, add_completion=False)
 
@@ -38,3 +40,36 @@ def timeline(patient_id: int = typer.Argument(..., help="internal patient id"),
     finally:
         store.db.dispose()
     fail(f"no patient with id {patient_id} in {shown_url(store.url)}", ExitCode.NOT_FOUND)
+
+
+@app.command("show")
+def show(patient_id: int = typer.Argument(..., help="internal patient id"),
+         as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+         db: Optional[str] = DB_OPTION, config: Optional[Path] = CONFIG_OPTION) -> None:
+    """One patient's portrait: clinical and engagement facts and segments (name masked, sensitive diagnoses hidden)."""
+    from datetime import datetime, timezone
+
+    from rich.table import Table
+
+    from carepath.portrait_report import portrait_data
+    from carepath.store.database import shown_url
+
+    segments = cli_config(config).segments
+    store = open_cli_store(db, read_only=True)
+    try:
+        with store.db.connect() as conn:
+            data = portrait_data(conn, store.cipher, patient_id, segments, datetime.now(timezone.utc))
+    finally:
+        store.db.dispose()
+    if data is None:
+        fail(f"no patient with id {patient_id} in {shown_url(store.url)}", ExitCode.NOT_FOUND)
+    if as_json:
+        print_json(data)
+        return
+    p = data["patient"]
+    table = Table("field", "value", title=f"patient {p['id']}: {p['name']} ({p['sex'] or '?'}, "
+                                          f"{p['age'] if p['age'] is not None else '?'})")
+    for name, value in data["portrait"].items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else "" if value is None else str(value)
+        table.add_row(name, shown)
+    out_console().print(table)

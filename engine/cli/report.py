@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from carepath.cli.common import DB_OPTION, open_cli_store, out_console, print_json
+from carepath.cli.common import CONFIG_OPTION, DB_OPTION, ExitCode, cli_config, fail, open_cli_store, out_console, print_json
 
-app = typer.Typer(help="Reports for people: surveys, NPS, task SLAs.", no_args_is_help=True)
+app = typer.Typer(help="Reports for people: surveys, NPS, task SLAs, content performance.", no_args_is_help=True)
 
 
 def _day(value: Optional[str], default: date) -> datetime:
@@ -61,3 +62,56 @@ def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-D
         tasks.add_row(t.team, t.kind, str(t.total), str(t.closed), str(t.within_sla), str(t.breached),
                       _pct(t.compliance))
     out.print(tasks)
+
+
+def _rated(n: int, rate: Optional[float]) -> str:
+    return f"{n} ({rate:g}%)" if rate is not None else str(n)
+
+
+@app.command("content")
+def content(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, Asia/Shanghai); default 30 days ago"),
+            until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow"),
+            json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+            chart: Optional[Path] = typer.Option(None, "--chart", help="also draw a PNG bar chart of the rates "
+                                                                       "per template to this file"),
+            segments_too: bool = typer.Option(True, "--segments/--no-segments", help="a line per template and "
+                                                                                     "segment too"),
+            db: Optional[str] = DB_OPTION, config: Optional[Path] = CONFIG_OPTION) -> None:
+    """Per template and segment: messages sent, delivered, clicked, replied, with rates and the numbers behind them."""
+    from carepath.content_chart import ChartError, draw_chart
+    from carepath.content_report import content_report
+
+    today = date.today()
+    start, end = _day(since, today - timedelta(days=30)), _day(until, today + timedelta(days=1))
+    segments = cli_config(config).segments
+    store = open_cli_store(db, read_only=True)
+    try:
+        with store.db.connect() as conn:
+            report = content_report(conn, start, end, segments, by_segment=segments_too)
+    finally:
+        store.db.dispose()
+    if chart is not None:
+        overall = [line.as_dict() for line in report.overall()]
+        if not overall:
+            fail(f"no message was sent from {start.date()} to {end.date()}: no chart drawn")
+        try:
+            draw_chart(overall, f"内容效果 {start.date()} – {(end - timedelta(days=1)).date()}", chart)
+        except ChartError as exc:
+            fail(str(exc), ExitCode.INVALID)
+    if json_out:
+        print_json(report.as_dict())
+        return
+    table = Table("template", "segment", "sent", "delivered", "clicked", "replied",
+                  title=f"content {start.date()} – {(end - timedelta(days=1)).date()} (rates of messages sent)")
+    for line in report.lines:
+        d = line.as_dict()
+        if d["suppressed"]:
+            table.add_row(d["title"], d["segment"], "withheld: sensitive segment below the group size", "", "", "")
+            continue
+        table.add_row(f"{d['title']} ({d['template']})" if d["title"] != d["template"] else d["template"],
+                      d["segment"] or "all", str(d["sent"]), _rated(d["delivered"], d["delivery_rate"]),
+                      _rated(d["clicked"], d["click_rate"]), _rated(d["replied"], d["reply_rate"]))
+    out = out_console()
+    out.print(table)
+    if chart is not None:
+        out.print(f"chart: {chart}")

@@ -199,17 +199,19 @@ class PatientDeceased(Payload):
 
 
 class ConsentChanged(Payload):
-    purpose: str = Field(description="what the consent covers: clinical, marketing, or template:<name> (one "
-                                     "WeChat subscription template the patient accepted or rejected)")
+    purpose: str = Field(description="what the consent covers: clinical, marketing, sensitive (separate consent to "
+                                     "process sensitive personal information, e.g. sensitive diagnoses in "
+                                     "segments), or template:<name> (one WeChat subscription template the "
+                                     "patient accepted or rejected)")
     granted: bool = Field(description="true when given, false when withdrawn")
     channel: str = Field("*", description="the channel it applies to; * for all")
 
     @field_validator("purpose")
     @classmethod
     def _purpose(cls, v: str) -> str:
-        if v in ("clinical", "marketing") or re.fullmatch(r"template:[A-Za-z0-9_\-]+", v):
+        if v in ("clinical", "marketing", "sensitive") or re.fullmatch(r"template:[A-Za-z0-9_\-]+", v):
             return v
-        raise ValueError("must be clinical, marketing or template:<template name>")
+        raise ValueError("must be clinical, marketing, sensitive or template:<template name>")
 
 
 class MessageReplied(Payload):
@@ -236,6 +238,18 @@ class SurveyCompleted(Payload):
     journey: str | None = Field(None, description="the journey that sent the invitation")
     step: str | None = Field(None, description="the step that sent the invitation")
     episode_key: str | None = Field(None, description="the episode key of the enrollment invited")
+
+
+class MessageClicked(Payload):
+    touchpoint_id: int = Field(description="the message (touchpoint) whose link was opened")
+    link: int | None = Field(None, description="which tracked link of the message (its id in tracked_links)")
+    journey: str | None = Field(None, description="the journey that sent the message")
+    step: str | None = Field(None, description="the step that sent the message")
+
+
+class SegmentChange(Payload):
+    segment: str = Field(description="the segment's name, e.g. activity-low")
+    dimension: str = Field(description="its dimension: clinical, behaviour, value, demographic or custom")
 
 
 class VitalsReading(Payload):
@@ -274,7 +288,13 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
               effect="marks the delivery and its touchpoint delivered"),
     EventType("message.failed", "A provider reported a delivery failure.", MessageReceipt,
               effect="marks the delivery and its touchpoint failed"),
+    EventType("message.clicked", "The patient opened a tracked link in a message (once per link and message).",
+              MessageClicked, effect="counts a click on the patient's portrait (clicks_30d...)"),
     EventType("survey.completed", "The patient completed a survey.", SurveyCompleted),
+    EventType("segment.entered", "The patient entered a segment (carepath derives it from the portrait).",
+              SegmentChange),
+    EventType("segment.left", "The patient left a segment (carepath derives it from the portrait).",
+              SegmentChange),
     EventType("vitals.reading", "A home or ward device sent a measurement.", VitalsReading),
 )
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any
 
+from carepath.definition.portrait import EMPTY, PortraitView
 from carepath.runtime.policy import zone
 
 
@@ -23,6 +24,8 @@ class PatientView:
     language: str
     today: date
     extra: dict[str, Any] = field(default_factory=dict)
+    #: clinical and engagement facts (``patient.portrait.clicks_30d``): see docs/segments.md
+    portrait: PortraitView = EMPTY
 
     @property
     def age(self) -> int | None:
@@ -41,6 +44,10 @@ class PatientView:
 
     def tagged(self, tag: str) -> bool:
         return tag in self.tags
+
+    def in_segment(self, name: str) -> bool:
+        """Whether the patient is in the named segment now (``patient.in_segment("elderly-diabetic")``)."""
+        return name in self.portrait.segments
 
 
 CONTEXT_NAMES = ("patient", "event", "anchors", "journey", "now")

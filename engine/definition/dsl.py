@@ -21,6 +21,7 @@ from typing import Any, Iterable
 from carepath.definition.model import (
     ENROLLED,
     AfterStep,
+    Idle,
     AnchorOffset,
     AnchorRule,
     EnrollRule,
@@ -97,6 +98,11 @@ def every(interval: Dur, *, anchor: str = ENROLLED, start: Dur = "0s", at: str |
 def after_step(step: str, delay: Dur, *, outcome: str = "sent", unless: str | None = None) -> AfterStep:
     """E.g. ``after_step("survey", "48h", unless="replied")``."""
     return AfterStep(step=step, delay=delay, outcome=outcome, unless=unless)
+
+
+def idle(days: int) -> Idle:
+    """Once per idle period: when the patient has not interacted for ``days`` (re-arms after the next interaction)."""
+    return Idle(days=days)
 
 
 def send(template: str, via: Iterable[str]) -> Send:

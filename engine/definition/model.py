@@ -106,7 +106,21 @@ class AfterStep(_Model):
     unless: Literal["replied"] | None = None
 
 
-Trigger = Annotated[Union[OnEvent, AnchorOffset, Every, AfterStep], Field(discriminator="kind")]
+class Idle(_Model):
+    """Run once when the patient has not interacted for ``days`` (no reply, click, survey answer, check-in,
+    visit...; counted from enrollment when they never did).
+
+    It fires once per idle period and re-arms after the patient's next interaction. A
+    patient who is admitted, deceased or has no consent for the step's category is
+    never "reactivated"; an interaction or an admission before the message goes out
+    cancels it. The maintenance flow plans these (``carepath.runtime.idle``).
+    """
+
+    kind: Literal["idle"] = "idle"
+    days: int
+
+
+Trigger = Annotated[Union[OnEvent, AnchorOffset, Every, AfterStep, Idle], Field(discriminator="kind")]
 
 # ----------------------------------------------------------------- actions
 

@@ -105,6 +105,15 @@ def check_uses(found: list[Use], scope: Scope, catalogue: Mapping[str, EventType
 def _patient(use: Use, scope: Scope, catalogue: Mapping[str, EventType]) -> str | None:
     name = use.path[0]
     known = patient_fields()
+    if name == "portrait" and len(use.path) > 1:
+        from carepath.definition.portrait import portrait_fields
+
+        fields = portrait_fields()
+        field_name = use.path[1]
+        if field_name in fields:
+            return None
+        return (f"patient.portrait has no field '{field_name}'{suggest(field_name, fields)} "
+                "(its fields are listed in docs/segments.md)")
     if name in known:
         return None
     return f"patient has no field '{name}'{suggest(name, known)} (patient fields: {', '.join(sorted(known))})"

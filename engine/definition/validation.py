@@ -20,7 +20,7 @@ from carepath.definition import expression_checks as checks
 from carepath.definition.catalog import EventType, event_types
 from carepath.definition.durations import format_duration
 from carepath.definition.expressions import ExpressionError, compile_condition, compile_template
-from carepath.definition.model import ENROLLED, AfterStep, AnchorOffset, Every, Journey, OnEvent, Send, Step
+from carepath.definition.model import ENROLLED, AfterStep, AnchorOffset, Every, Idle, Journey, OnEvent, Send, Step
 from carepath.definition.reach import (Scope, check_uses, enroll_scope, exit_scope, step_scope, suggest,
                                        unused_scope)
 
@@ -30,6 +30,7 @@ MIN_INTERVAL = timedelta(hours=1)
 MAX_UNTIL = 3 * 365 * DAY
 MAX_GRACE = 30 * DAY
 MAX_COUNT = 1000
+MAX_IDLE_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ def validate_journey(journey: Journey, *, known_templates: Collection[str] | Non
             report.add(f"duplicate step id '{step.id}'", f"{prefix}.id", step.id)
         seen.add(step.id)
         check_trigger(journey.anchors, step.trigger, prefix, step.id, report, ids)
+        if isinstance(step.trigger, Idle) and step.category.value == "urgent":
+            report.add("an idle step reaches out to a quiet patient: it cannot be urgent (use clinical or "
+                       "marketing)", f"{prefix}.category", step.id)
         _check_action(journey, step, prefix, known_templates, known_channels, channels or {}, report)
         _check_condition(step.condition, _condition_path(prefix, lines), report, step_scope(journey, step), step.id)
         _check_range(step.missed.grace, timedelta(0), MAX_GRACE, f"{prefix}.missed.grace", report, step.id)
@@ -221,6 +225,12 @@ def _check_expression(source: str | None, field: str, report: Reporter, step: st
             "attributes", line, step)
     for message, line in checks.constant_failures(tree, source):
         add(message, line, step)
+    if what == "condition":
+        from carepath.definition.segment_checks import unknown_segments
+        from carepath.definition.segments import configured_segments
+
+        for message, line in unknown_segments(source, configured_segments().segments):
+            add(message, line, step)
     found = checks.uses(tree)
     for step_id, scope in scopes:
         for message, line in check_uses(found, scope, report.catalogue):
@@ -282,6 +292,10 @@ def check_trigger(anchors: Mapping[str, Any] | None, t: Any, prefix: str, step_i
     if isinstance(t, Every) and count is not None and until is not None:
         report.add("every takes count or until, not both: they conflict (keep the one you mean)",
                    f"{prefix}.every.until", step_id)
+    days = getattr(t, "days", None)
+    if isinstance(t, Idle) and days is not None and not 1 <= days <= MAX_IDLE_DAYS:
+        report.add(f"idle days {days} is out of range: must be between 1 and {MAX_IDLE_DAYS}",
+                   f"{prefix}.idle.days", step_id)
     anchor = getattr(t, "anchor", None)
     if isinstance(t, (AnchorOffset, Every)) and anchors is not None and anchor is not None:
         _check_anchor(anchors, anchor, f"{prefix}.{t.kind}.anchor", report, step_id)

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, func, or_, select
 from carepath.definition.model import AfterStep, Category, Step
 from carepath.runtime.patients import PatientRecord, consent_state, load_patients
 from carepath.runtime.policy import local_wall, zone
+from carepath.runtime.portrait import with_portraits
 from carepath.runtime.template_consent import template_purpose
 from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Delivery, Enrollment, Event, Touchpoint
@@ -49,6 +50,8 @@ class BatchContext:
             select(Enrollment.__table__).where(Enrollment.id.in_(enrollment_ids)))}
         pids = {tp.patient_id for tp in tps}
         ctx.patients = load_patients(conn, eng.cipher, pids, now)
+        # issue 20: the patients' portraits and segments (patient.portrait, patient.in_segment), one bulk query
+        ctx.patients = with_portraits(conn, eng.cipher, ctx.patients, now, eng.config.segments.sensitive_code)
         event_ids = [tp.event_id for tp in tps if tp.event_id]
         if event_ids:
             ctx.events = dict(conn.execute(select(Event.id, Event.payload).where(Event.id.in_(event_ids))).all())

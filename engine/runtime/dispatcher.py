@@ -34,6 +34,8 @@ from carepath.definition.model import AfterStep, Category, Send, Step, Tag, Task
 from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, Planned, anchor_values
 from carepath.plugins.contracts import Channel, ErrorKind, LookupResult, LookupStatus, Message, SendResult, Veto
 from carepath.runtime.outages import OutageGuard
+from carepath.runtime.clicks import tracked  # issue 20
+from carepath.runtime.portrait import record_sends, sent_messages  # issue 20
 from carepath.runtime.survey_links import with_survey
 from carepath.runtime.work_queue import new_task
 from carepath.runtime.policy import zone
@@ -454,6 +456,7 @@ class Dispatcher:
             try:
                 expr = with_survey(self.engine, expr, tp, action)
                 title, body = render(template.title, expr), render(template.body, expr)
+                body = tracked(self.engine, tp.id, body)  # issue 20: links go through the click redirect
             except Exception as exc:  # template bugs are configuration errors: recorded, never raised
                 report.add(tp, "failed")
                 return "final", self._final(tp, "failed", now, reason=f"failed: template {template.name}: {exc}")
@@ -517,6 +520,7 @@ class Dispatcher:
             self._apply_tags(conn, [(ctx.by_id[tp_id].patient_id, action) for tp_id, action in tags if tp_id in held],
                              now)
             self._plan_followers(conn, [f for f in finals if f["b_status"] in ("sent", "failed")], ctx, now)
+            record_sends(conn, sent_messages(finals, ctx), now)  # issue 20: messages sent, on the portrait
             provider_ids = [d[1] for d in deliveries if d[1] and d[0] in ("sent", "reconciled")]
             if provider_ids and ctx.receipts_waiting:  # receipts that came before these ids were recorded
                 apply_early_receipts(conn, now, provider_ids)

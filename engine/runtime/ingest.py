@@ -22,6 +22,8 @@ from carepath.runtime.ingest_result import IngestResult
 from carepath.runtime.merge import merge_patients
 from carepath.runtime.work_queue import OPEN_STATUSES
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
+from carepath.runtime.portrait import apply_event as update_portrait, with_portraits
+from carepath.runtime.segments import refresh as refresh_segments
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt
 from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
@@ -102,6 +104,7 @@ class Ingestor:
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
         self._reactions: dict[tuple[str, str], frozenset[str]] = {}
+        self._depth = 0  # derived events applying derived events (segments entered because of an enrollment)
 
     def ingest(self, ev: EventIn, received_via: str | None = None) -> IngestResult:
         """Store ``ev`` once and apply it; ``received_via`` names who delivered it (kept on the event)."""
@@ -191,10 +194,16 @@ class Ingestor:
             result.refused.append(refusal)
             result.hold_key = self._episode_key(ev)
             return
-        patient = load_patients(conn, eng.cipher, [patient_id], now, with_addresses=False)[patient_id]
+        portrait_changed = update_portrait(conn, eng.cipher, patient_id, ev, now)
+        patient = with_portraits(conn, eng.cipher, load_patients(conn, eng.cipher, [patient_id], now,
+                                                                 with_addresses=False), now,
+                                 eng.config.segments.sensitive_code)[patient_id]
         self._builtin_effects(conn, ev, event_id, patient_id, now, result)
         if patient.deceased or ev.type == "patient.deceased":
+            if ev.type == "patient.deceased":
+                self.apply_derived(conn, refresh_segments(conn, eng, [patient_id], now), now, result)
             return
+        enrolled, exited = len(result.enrolled), len(result.exited)
         ctx = expression_context(patient.view, event=ev.payload, now=now)
         new_ids = self._enroll(conn, ev, event_id, patient_id, patient.view.tz, ctx, now, result)
         active = conn.execute(select(Enrollment.__table__).where(Enrollment.patient_id == patient_id,
@@ -208,6 +217,38 @@ class Ingestor:
         self._hold_for_missing_episode(conn, ev, patient_id, result)
         for enrollment_id in sorted(new_ids):
             self._release_episode(conn, enrollment_id, patient, now, result)
+        if portrait_changed or len(result.enrolled) > enrolled or len(result.exited) > exited:
+            self.apply_derived(conn, refresh_segments(conn, eng, [patient_id], now), now, result)
+
+    def apply_derived(self, conn: Connection, derived: list[tuple[int, EventIn]], now: datetime,
+                      result: IngestResult | None = None) -> IngestResult:
+        """Store and apply events the engine derived (``segment.entered`` / ``segment.left``) in the caller's
+        transaction, so a journey enrolls or exits on them with the change that caused them.
+
+        A derived event may enroll a patient, which changes their segments again: that goes three levels
+        deep at most (a cycle of segments and journeys stops there, with a note)."""
+        total = result if result is not None else IngestResult("stored", None)
+        derived = [(pid, ev) for pid, ev in derived if ev.type in self.listened()]
+        if self._depth >= 3 and derived:
+            total.notes.append(f"{len(derived)} segment change(s) recorded but not applied to journeys: "
+                               "segments and journeys changing each other three levels deep")
+            return total
+        self._depth += 1
+        try:
+            for patient_id, ev in derived:
+                event_id = _store_event(conn, ev, patient_id, now)
+                if event_id is None:  # stored by an earlier run of the same change
+                    continue
+                sub = IngestResult("stored", event_id)
+                self._apply(conn, ev, event_id, patient_id, now, sub)
+                self._record(conn, event_id, sub, patient_id)
+                total.urgent_touchpoints += sub.urgent_touchpoints
+                total.enrolled += sub.enrolled
+                total.exited += sub.exited
+                total.notes.append(f"{ev.type} {ev.payload['segment']}")
+        finally:
+            self._depth -= 1
+        return total
 
     def _apply_to(self, conn: Connection, ev: EventIn, event_id: int, enrollment: Any, journey: Journey, tz: str,
                   ctx: dict[str, Any], now: datetime, result: IngestResult, *, new: bool) -> None:
@@ -219,6 +260,14 @@ class Ingestor:
             # ``on`` steps of the exit event itself (a cancellation notice) are planned after the exit
             # cancelled everything else; the dispatcher still sends them.
         self._on_event_steps(conn, ev, event_id, enrollment, journey, tz, now, result)
+
+    def listened(self) -> frozenset[str]:
+        """Event types some running journey enrolls, exits or triggers on (derived events of other types are
+        not stored: the segment history is in ``segment_members`` all the same)."""
+        if getattr(self, "_listened_for", None) is not self.engine.journeys:
+            types = {t for j in self.engine.journeys.values() for t in (*j.enroll.events, *self._reacts_to(j))}
+            self._listened_types, self._listened_for = frozenset(types), self.engine.journeys
+        return self._listened_types
 
     def _reacts_to(self, journey: Journey) -> frozenset[str]:
         """Event types that change an enrollment of ``journey`` (other than enrolling)."""

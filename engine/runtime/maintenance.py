@@ -129,8 +129,24 @@ def delivery_fallback(engine: "Engine") -> int:
     return unconfirmed_fallback(engine)
 
 
+def segments_over_time(engine: "Engine") -> int:
+    """Segment membership of patients whose 30/90-day windows or age moved today
+    (:func:`carepath.runtime.segments.refresh_time_edges`), with their entry and exit events."""
+    from carepath.runtime.segments import refresh_time_edges
+
+    return refresh_time_edges(engine)
+
+
+def idle_patients(engine: "Engine") -> int:
+    """Idle triggers: plan the steps of patients silent for their step's days (:mod:`carepath.runtime.idle`)."""
+    from carepath.runtime.idle import plan_idle
+
+    return plan_idle(engine)
+
+
 JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources,
-                        "delivery_fallback": delivery_fallback, "alerts": publish_alerts}
+                        "delivery_fallback": delivery_fallback, "alerts": publish_alerts,
+                        "segments": segments_over_time, "idle": idle_patients}
 
 
 def register(name: str, job: Job) -> None:

@@ -12,6 +12,7 @@ from typing import Iterable
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from carepath.runtime.portrait import record_delivered
 from carepath.store.schema import Delivery, EarlyReceipt, Touchpoint
 
 RECEIPT_STATUSES = {"message.delivered": "delivered", "message.failed": "failed"}
@@ -51,6 +52,9 @@ def apply_early_receipts(conn: Connection, now: datetime, provider_ids: Iterable
 
 
 def _apply(conn: Connection, delivery_id: int, touchpoint_id: int, status: str, now: datetime) -> None:
+    if status == "delivered" and conn.execute(update(Delivery).where(
+            Delivery.id == delivery_id, Delivery.status != "delivered").values(updated_at=now)).rowcount:
+        record_delivered(conn, touchpoint_id, now)  # the patient's portrait counts it once
     conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(status=status, updated_at=now))
     conn.execute(update(Touchpoint).where(Touchpoint.id == touchpoint_id, Touchpoint.status.in_(("sent", "delivered")))
                  .values(status=status, updated_at=now))

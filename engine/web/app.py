@@ -91,6 +91,9 @@ def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None
         routers = engine.plugins.web_routers()
     for router in routers:
         app.include_router(router)
+    from carepath.web.clicks import click_router
+
+    app.include_router(click_router(engine))  # tracked links in messages (carepath.runtime.clicks)
 
     @app.post("/events")
     async def post_events(request: Request) -> JSONResponse:

@@ -1,0 +1,394 @@
+"""The patient portrait, kept up to date as facts arrive (never recomputed from scratch).
+
+Write side:
+
+- :func:`record_fact` counts one fact of a kind (``reply``, ``click``, ``visit``...) for a
+  patient: its all-time total and last time (``portrait_counts``), its patient-local day
+  (``portrait_days``, whose sums are the 30- and 90-day counts) and, for an interaction
+  kind, the patient's last interaction. Other modules record their facts with one call
+  (``record_fact(conn, patient_id, "checkin", at)``) after declaring the kind once with
+  :func:`carepath.definition.portrait.register_kind`.
+- :data:`UPDATERS` maps an event type to what it changes; ingest calls :func:`apply_event`
+  for every event it applies. ``register_updater("checkin.recorded", counts("checkin"))``
+  is how a new event type feeds the portrait.
+- the dispatcher records messages sent (:func:`record_sends`), receipts record deliveries.
+
+Why per-day rows: a window count must drop when a click becomes 31 days old even if nothing
+happens that day. Summing the day rows in the window at read time is always right, costs one
+indexed range per patient and kind, and needs no job to run at midnight; only segment
+membership (which must emit events) is refreshed when a window edge passes
+(:mod:`carepath.runtime.segments`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from typing import Any, Callable, Iterable, Mapping
+
+from sqlalchemy import Connection, bindparam, delete, func, select, text, update
+
+from carepath.definition.portrait import KINDS, WINDOWS, KindFacts, PortraitView
+from carepath.runtime.policy import zone
+from carepath.runtime.scheduling import executemany_raw
+from carepath.store.crypto import Cipher
+from carepath.store.schema import Consent, Patient, Portrait, PortraitCount, PortraitDay, Touchpoint
+
+KEEP_DAYS = max(WINDOWS) + 1  # day rows older than this are pruned by maintenance
+RECENT = 20  # visits, admissions and reports kept in the fact document (counts are kept apart)
+SENSITIVE_PURPOSE = "sensitive"  # the consent purpose for processing sensitive personal information
+IDLE_PREFIX = "idle:"  # occurrence of the touchpoints idle triggers plan
+
+_COUNT_SQL = ("INSERT INTO portrait_counts (patient_id, kind, total, last_at) VALUES (?, ?, ?, ?) "
+              "ON CONFLICT (patient_id, kind) DO UPDATE SET total = portrait_counts.total + excluded.total, "
+              "last_at = CASE WHEN portrait_counts.last_at IS NULL OR excluded.last_at > portrait_counts.last_at "
+              "THEN excluded.last_at ELSE portrait_counts.last_at END")
+_DAY_SQL = ("INSERT INTO portrait_days (patient_id, kind, day, n) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (patient_id, kind, day) DO UPDATE SET n = portrait_days.n + excluded.n")
+_ROW_SQL = ("INSERT INTO portraits (patient_id, admitted, interaction_seq, programmes, segments, updated_at) "
+            "VALUES (:p, :f, 0, '[]', '[]', :now) ON CONFLICT (patient_id) DO NOTHING")
+_INTERACTION_SQL = ("UPDATE portraits SET last_interaction_at = :at, interaction_seq = interaction_seq + 1, "
+                    "updated_at = :now WHERE patient_id = :p AND (last_interaction_at IS NULL "
+                    "OR last_interaction_at < :at)")
+
+
+_INTERACTION = text(_INTERACTION_SQL)
+
+
+def raw_time(conn: Connection, at: datetime) -> Any:
+    """A datetime as this database's raw SQL takes it (SQLite stores naive UTC text)."""
+    at = at.astimezone(zone("UTC"))
+    # SQLite: the text SQLAlchemy itself stores, so comparisons between the two agree
+    return at.strftime("%Y-%m-%d %H:%M:%S.%f") if conn.dialect.name == "sqlite" else at
+
+
+def record_facts(conn: Connection, facts: Iterable[tuple[int, str, datetime, str]], now: datetime) -> None:
+    """Count facts ``(patient id, kind, at, patient's zone name)`` in bulk (a few statements for any number)."""
+    counts: dict[tuple[int, str], list] = {}
+    days: dict[tuple[int, str, date], int] = defaultdict(int)
+    moved: dict[int, datetime] = {}
+    for pid, kind, at, tz in facts:
+        entry = counts.setdefault((pid, kind), [0, at])
+        entry[0] += 1
+        entry[1] = max(entry[1], at)
+        days[(pid, kind, at.astimezone(zone(tz)).date())] += 1
+        if KINDS.get(kind) is not None and KINDS[kind].interaction:
+            moved[pid] = max(moved.get(pid, at), at)
+    if not counts:
+        return
+    # straight through the driver: this runs on the dispatcher's hot path for every message sent
+    executemany_raw(conn, _COUNT_SQL, [(p, k, n, at) for (p, k), (n, at) in counts.items()], (3,))
+    sqlite = conn.dialect.name == "sqlite"
+    executemany_raw(conn, _DAY_SQL, [(p, k, d.isoformat() if sqlite else d, n) for (p, k, d), n in days.items()],
+                    ())
+    if moved:
+        raw_now = raw_time(conn, now)
+        conn.execute(ROW_STATEMENT, [dict(p=p, now=raw_now) for p in moved])
+        conn.execute(_INTERACTION, [dict(p=p, at=raw_time(conn, at), now=raw_now) for p, at in moved.items()])
+        # a patient who did something is not idle: an idle message not yet sent is cancelled (it re-arms)
+        cancel_idle(conn, list(moved), "cancelled: the patient interacted again", now)
+
+
+def record_fact(conn: Connection, patient_id: int, kind: str, at: datetime, tz: str | None = None,
+                now: datetime | None = None) -> None:
+    """Count one fact of ``kind`` for a patient at ``at`` (``tz``: the patient's zone, read when not given)."""
+    if tz is None:
+        tz = conn.execute(select(Patient.tz).where(Patient.id == patient_id)).scalar() or "Asia/Shanghai"
+    record_facts(conn, [(patient_id, kind, at, tz)], now or at)
+
+
+_CANCEL_IDLE_SQL = text("UPDATE touchpoints SET status = 'cancelled', reason = :why, updated_at = :now "
+                        "WHERE patient_id = :p AND status = 'scheduled' AND occurrence LIKE :idle")
+
+
+def cancel_idle(conn: Connection, patient_ids: list[int], reason: str, now: datetime) -> None:
+    """Cancel idle-trigger messages not yet sent to these patients (they are no longer idle)."""
+    if patient_ids:
+        raw_now = raw_time(conn, now)
+        conn.execute(_CANCEL_IDLE_SQL, [dict(why=reason, now=raw_now, p=p, idle=IDLE_PREFIX + "%")
+                                        for p in patient_ids])
+
+
+# ------------------------------------------------------------------ the fact document (encrypted)
+
+
+_DOC_SQL = text("SELECT facts_enc FROM portraits WHERE patient_id = :p")
+_DOC_LOCKED_SQL = text("SELECT facts_enc FROM portraits WHERE patient_id = :p FOR UPDATE")
+_ADMITTED = {True: text("UPDATE portraits SET admitted = :a WHERE patient_id = :p").bindparams(a=True),
+             False: text("UPDATE portraits SET admitted = :a WHERE patient_id = :p").bindparams(a=False)}
+_WRITE_DOC_SQL = text("UPDATE portraits SET facts_enc = :doc, key_id = :key, updated_at = :now WHERE patient_id = :p")
+
+
+def change_facts(conn: Connection, cipher: Cipher, patient_id: int, now: datetime,
+                 change: Callable[[dict[str, Any]], None], admitted: bool | None = None) -> None:
+    """Read, change and write back a patient's fact document (encrypted); ``admitted`` sets that flag too."""
+    ensure_row(conn, patient_id, now)
+    token = conn.execute(_DOC_LOCKED_SQL if conn.dialect.name == "postgresql" else _DOC_SQL,
+                         {"p": patient_id}).scalar()
+    doc = json.loads(cipher.decrypt(token) or "{}")
+    change(doc)
+    conn.execute(_WRITE_DOC_SQL, {"doc": cipher.encrypt(json.dumps(doc, ensure_ascii=False, default=str)),
+                                  "key": cipher.current, "now": raw_time(conn, now), "p": patient_id})
+    if admitted is not None:
+        conn.execute(_ADMITTED[admitted], {"p": patient_id})
+
+
+def _push(doc: dict[str, Any], name: str, item: dict[str, Any]) -> None:
+    doc[name] = ([*doc.get(name, []), item])[-RECENT:]
+
+
+def add_diagnoses(doc: dict[str, Any], codes: Iterable[str], at: datetime) -> None:
+    """Each code with the first and last time it was seen."""
+    found = {d["code"]: d for d in doc.get("diagnoses", [])}
+    for raw in codes:
+        code = str(raw).strip().upper()
+        if not code:
+            continue
+        entry = found.setdefault(code, {"code": code, "first": at.date().isoformat()})
+        entry["last"] = at.date().isoformat()
+    doc["diagnoses"] = list(found.values())
+
+
+# ------------------------------------------------------------------ event updaters
+
+Updater = Callable[[Connection, Any, int, Any, datetime], None]  # (conn, cipher, patient id, event, now)
+UPDATERS: dict[str, list[Updater]] = defaultdict(list)
+
+
+def register_updater(event_type: str, updater: Updater) -> None:
+    """Make events of ``event_type`` change the portrait (several updaters may share a type)."""
+    UPDATERS[event_type].append(updater)
+
+
+class Counted(list):
+    """Facts an updater counted while a caller collects them (:func:`apply_event` with ``collect``), to be
+    written together with :func:`record_facts`: ``(patient id, kind, at, zone)`` each."""
+
+
+def counts(kind: str) -> Updater:
+    """An updater that counts one fact of ``kind`` at the event's time."""
+
+    def update_(conn: Connection, cipher: Any, patient_id: int, ev: Any, now: datetime,
+                collect: Counted | None = None, tz: str | None = None) -> None:
+        if collect is not None and tz is not None:
+            collect.append((patient_id, kind, ev.occurred_at, tz))
+        else:
+            record_fact(conn, patient_id, kind, ev.occurred_at, tz, now=now)
+
+    update_.counts = kind  # type: ignore[attr-defined]
+    return update_
+
+
+def _department(ev: Any) -> str | None:
+    return ev.payload.get("department") or ev.payload.get("ward")
+
+
+def _visit(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
+    change_facts(conn, cipher, pid, now, lambda d: (_push(d, "visits", {
+        "at": ev.occurred_at.isoformat(), "department": _department(ev)}), d.update(last_department=_department(ev))))
+
+
+def _admitted(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
+    def change(d: dict) -> None:
+        _push(d, "admissions", {"at": ev.occurred_at.isoformat(), "department": _department(ev)})
+        d["last_department"] = _department(ev)
+
+    change_facts(conn, cipher, pid, now, change, admitted=True)
+    cancel_idle(conn, [pid], "cancelled: the patient was admitted", now)
+
+
+INPATIENT_CLASSES = {"inpatient", "i", "imp", "住院"}
+_ADMITTED_NOW = text("SELECT admitted FROM portraits WHERE patient_id = :p")
+
+
+def _discharged(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
+    """The end of a stay counts as a discharge; the end of an outpatient visit (the same event type from many
+    HIS, told apart by ``patient_class`` or by no admission before it) counts as nothing more than its visit."""
+    was_admitted = conn.execute(_ADMITTED_NOW, {"p": pid}).scalar()
+    inpatient = bool(was_admitted) or str(ev.payload.get("patient_class") or "").strip().lower() in INPATIENT_CLASSES
+    if inpatient:
+        record_fact(conn, pid, "discharge", ev.occurred_at, now=now)
+
+    def change(d: dict) -> None:
+        if d.get("admissions"):
+            d["admissions"][-1]["discharged_at"] = ev.occurred_at.isoformat()
+        diagnosis = ev.payload.get("diagnosis")
+        if isinstance(diagnosis, str) and diagnosis.strip() and " " not in diagnosis.strip():
+            add_diagnoses(d, [diagnosis], ev.occurred_at)
+
+    change_facts(conn, cipher, pid, now, change, admitted=False)
+
+
+def _admission_reversed(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
+    ensure_row(conn, pid, now)
+    conn.execute(_ADMITTED[False], {"p": pid})
+
+
+def _discharge_reversed(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
+    ensure_row(conn, pid, now)
+    conn.execute(_ADMITTED[True], {"p": pid})
+
+
+def _report(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
+    change_facts(conn, cipher, pid, now, lambda d: _push(d, "reports", {
+        "at": ev.occurred_at.isoformat(), "report": ev.payload.get("report"), "abnormal": ev.payload.get("abnormal")}))
+
+
+def _survey(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
+    p = ev.payload
+    change_facts(conn, cipher, pid, now, lambda d: d.update(survey={
+        "name": p.get("survey"), "nps": p.get("nps"), "satisfaction": p.get("satisfaction"),
+        "at": ev.occurred_at.isoformat()}))
+
+
+for _type, _updaters in {
+        "message.replied": [counts("reply")], "message.clicked": [counts("click")],
+        "survey.completed": [counts("survey"), _survey], "checkin.recorded": [counts("checkin")],
+        "visit.checked_in": [counts("visit"), _visit], "encounter.admitted": [_admitted, counts("admission")],
+        "encounter.discharged": [_discharged], "report.ready": [counts("report"), _report],
+        "encounter.admission_cancelled": [_admission_reversed],
+        "encounter.discharge_cancelled": [_discharge_reversed],
+        # the sensitive consent decides which diagnoses segments see: membership is evaluated again
+        "consent.changed": [lambda conn, cipher, pid, ev, now: None]}.items():
+    for _u in _updaters:
+        register_updater(_type, _u)
+
+
+def apply_event(conn: Connection, cipher: Cipher, patient_id: int, ev: Any, now: datetime,
+                collect: Counted | None = None, tz: str | None = None) -> bool:
+    """Apply an event to the patient's portrait; whether anything in it changed.
+
+    With ``collect`` (and the patient's zone ``tz``), counted facts are appended to it for the
+    caller to write in bulk (:func:`record_facts`) instead of one by one."""
+    changed = False
+    record = ev.payload.get("patient")
+    if isinstance(record, dict) and record.get("conditions"):
+        codes = [c for c in record["conditions"] if isinstance(c, str)]
+        change_facts(conn, cipher, patient_id, now, lambda d: add_diagnoses(d, codes, ev.occurred_at))
+        changed = True
+    for updater in UPDATERS.get(ev.type, ()):
+        if getattr(updater, "counts", None) and collect is not None:
+            updater(conn, cipher, patient_id, ev, now, collect, tz)
+        else:
+            updater(conn, cipher, patient_id, ev, now)
+        changed = True
+    return changed
+
+
+def record_diagnoses(conn: Connection, cipher: Cipher, patient_id: int, codes: Iterable[str], at: datetime) -> None:
+    """Add diagnoses from a patient record (registration, an HIS update) with the time they were seen."""
+    codes = list(codes)
+    if codes:
+        change_facts(conn, cipher, patient_id, at, lambda d: add_diagnoses(d, codes, at))
+
+
+# ------------------------------------------------------------------ dispatcher and receipts
+
+
+_NOT_MESSAGES = ("staff-task", "tag")  # channels a "sent" touchpoint names when it sent no message
+
+
+def sent_messages(finals: Iterable[dict], ctx: Any) -> list[tuple[int, str]]:
+    """``(patient id, zone)`` of the messages among a dispatcher batch's results (``finals``) that were sent."""
+    out = []
+    for f in finals:
+        if f["b_status"] == "sent" and f["b_channel"] not in _NOT_MESSAGES:
+            pid = ctx.by_id[f["b_id"]].patient_id
+            out.append((pid, ctx.patients[pid].view.tz))
+    return out
+
+
+def record_sends(conn: Connection, sent: Iterable[tuple[int, str]], now: datetime) -> None:
+    """Messages sent now: ``(patient id, patient's zone)`` each (the dispatcher's results, in bulk)."""
+    record_facts(conn, [(pid, "message", now, tz) for pid, tz in sent], now)
+
+
+def record_delivered(conn: Connection, touchpoint_id: int, at: datetime) -> None:
+    """A provider confirmed delivery of a touchpoint's message."""
+    row = conn.execute(select(Touchpoint.patient_id, Patient.tz).join(Patient, Patient.id == Touchpoint.patient_id)
+                       .where(Touchpoint.id == touchpoint_id)).first()
+    if row is not None:
+        record_facts(conn, [(row.patient_id, "delivered", at, row.tz)], at)
+
+
+# ------------------------------------------------------------------ reading
+
+
+def _window_sum(days: int) -> Any:
+    return (select(func.coalesce(func.sum(PortraitDay.n), 0))
+            .where(PortraitDay.patient_id == PortraitCount.patient_id, PortraitDay.kind == PortraitCount.kind,
+                   PortraitDay.day >= bindparam(f"d{days}"))
+            .correlate(PortraitCount).scalar_subquery().label(f"n{days}"))
+
+
+_CONSENT = (select(Consent.granted).where(Consent.patient_id == Portrait.patient_id,
+                                          Consent.purpose == SENSITIVE_PURPOSE, Consent.channel == "*")
+            .order_by(Consent.at.desc(), Consent.id.desc()).limit(1).correlate(Portrait).scalar_subquery())
+#: the one query a batch makes: portrait rows, their counts with the window sums, the sensitive consent
+_LOAD = (select(Portrait.patient_id, Portrait.facts_enc, Portrait.admitted, Portrait.last_interaction_at,
+                Portrait.programmes, Portrait.segments, _CONSENT.label("consented"), PortraitCount.kind,
+                PortraitCount.total, PortraitCount.last_at, *(_window_sum(d) for d in WINDOWS))
+         .outerjoin(PortraitCount, PortraitCount.patient_id == Portrait.patient_id)
+         .where(Portrait.patient_id.in_(bindparam("ids", expanding=True))))
+
+
+def load_portraits(conn: Connection, cipher: Cipher, zones: Mapping[int, str], now: datetime,
+                   sensitive: Callable[[str], bool] | None = None) -> dict[int, PortraitView]:
+    """Portraits of the patients ``{id: zone name}``, with segment membership and the sensitive consent:
+    one query per time zone (patient-local days), in chunks of 5000 patients."""
+    by_zone: dict[str, list[int]] = defaultdict(list)
+    for pid, tz in zones.items():
+        by_zone[tz].append(pid)
+    out: dict[int, PortraitView] = {}
+    for tz_name, ids in by_zone.items():
+        tz = zone(tz_name)
+        today = now.astimezone(tz).date()
+        windows = {f"d{d}": today - timedelta(days=d - 1) for d in WINDOWS}
+        for start in range(0, len(ids), 5000):
+            rows: dict[int, list] = defaultdict(list)
+            for r in conn.execute(_LOAD, {"ids": ids[start:start + 5000], **windows}):
+                rows[r.patient_id].append(r)
+            for pid, found in rows.items():
+                first = found[0]
+                kinds = {r.kind: KindFacts(r.total, r.last_at, {d: getattr(r, f"n{d}") for d in WINDOWS})
+                         for r in found if r.kind is not None}
+                out[pid] = PortraitView(
+                    kinds=kinds, load_facts=_lazy(cipher, first.facts_enc), admitted=bool(first.admitted),
+                    programmes=tuple(first.programmes or ()), segments=tuple(first.segments or ()), today=today,
+                    sensitive=sensitive, consented=bool(first.consented),
+                    last_interaction_at=first.last_interaction_at, tz=tz)
+        for pid in ids:  # patients with no facts yet: an empty portrait of their day
+            out.setdefault(pid, PortraitView(today=today, sensitive=sensitive, tz=tz))
+    return out
+
+
+def _lazy(cipher: Cipher, token: str | None) -> Callable[[], dict]:
+    return lambda: json.loads(cipher.decrypt(token) or "{}")
+
+
+def with_portraits(conn: Connection, cipher: Cipher, patients: dict[int, Any], now: datetime,
+                   sensitive: Callable[[str], bool] | None = None) -> dict[int, Any]:
+    """``patients`` (loaded :class:`~carepath.runtime.patients.PatientRecord` by id) with their portraits attached
+    to ``patient.portrait`` (one bulk query per time zone)."""
+    found = load_portraits(conn, cipher, {pid: p.view.tz for pid, p in patients.items()}, now, sensitive)
+    for pid, p in patients.items():
+        found[pid]._record_codes = tuple(p.view.conditions)
+        # the views were just loaded for this caller alone: the portrait is attached in place (no copies on the
+        # dispatcher's hot path)
+        object.__setattr__(p.view, "portrait", found[pid])
+    return patients
+
+
+def prune_days(conn: Connection, now: datetime) -> int:
+    """Delete day rows older than every window (they no longer count anywhere)."""
+    oldest = (now - timedelta(days=KEEP_DAYS + 1)).date()
+    return conn.execute(delete(PortraitDay).where(PortraitDay.day < oldest)).rowcount or 0
+
+
+ROW_STATEMENT = text(_ROW_SQL).bindparams(f=False)
+
+
+def ensure_row(conn: Connection, patient_id: int, now: datetime) -> None:
+    """Create the patient's portrait row when it does not exist yet."""
+    conn.execute(ROW_STATEMENT, dict(p=patient_id, now=raw_time(conn, now)))
