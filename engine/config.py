@@ -215,24 +215,13 @@ class _Validator:
         if not isinstance(data, dict):
             self.problem(path, "must be a table")
             return None
-        secrets = secret_fields(model)
-        resolved: dict[str, Any] = {}
-        for key, value in data.items():
-            if _is_env_ref(value):
-                var = value["env"]
-                if isinstance(var, str) and var in self.environ:
-                    resolved[key] = self.environ[var]
-                else:
-                    self.problem(f"{path}.{key}", f"environment variable {var} is not set")
-            elif key in secrets:
-                self.problem(f"{path}.{key}", "is a secret: reference an environment variable, "
-                                              f'{key} = {{env = "NAME"}}, never a literal value')
-            else:
-                resolved[key] = value
+        resolved, refused = self.options(path, secret_fields(model), data)
         try:
             return model.model_validate(resolved)
         except pydantic.ValidationError as exc:
             for error in exc.errors():
+                if error["loc"] and error["loc"][0] in refused:
+                    continue  # already reported (a literal secret, an unset variable), not "required key missing"
                 where = ".".join([path, *map(str, error["loc"])])
                 if error["type"] == "extra_forbidden":
                     self.problem(where, f"unknown key (known: {', '.join(model.model_fields)})")
@@ -257,7 +246,7 @@ class _Validator:
         if cls is None:
             self.problem(f"{base}.type", self._unknown_type(type_name))
             return None
-        options, refused = self.options(name, cls, {k: v for k, v in table.items() if k != "type"})
+        options, refused = self.options(base, secret_fields(cls.Config), {k: v for k, v in table.items() if k != "type"})
         try:
             config = cls.Config.model_validate(options)
         except pydantic.ValidationError as exc:
@@ -273,13 +262,13 @@ class _Validator:
             return None
         return ConnectorSpec(name=name, type=type_name, kind=connector_kind(cls), cls=cls, config=config)
 
-    def options(self, name: str, cls: type[Connector], raw: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
-        """Resolve ``{env = "NAME"}`` references and refuse literal secrets: ``(options, refused keys)``."""
-        secrets = secret_fields(cls.Config)
+    def options(self, base: str, secrets: Iterable[str], raw: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+        """Resolve ``{env = "NAME"}`` references and refuse literal secrets of the table at ``base``:
+        ``(options, refused keys)``; each refused key is reported once, naming the variable to set."""
         resolved: dict[str, Any] = {}
         refused: set[str] = set()
         for key, value in raw.items():
-            path = f"connectors.{name}.{key}"
+            path = f"{base}.{key}"
             if _is_env_ref(value):
                 var = value["env"]
                 if not isinstance(var, str) or not var:
@@ -293,7 +282,7 @@ class _Validator:
                 refused.add(key)
             elif key in secrets:
                 self.hidden.update(_texts(value))
-                suggestion = re.sub(r"[^A-Z0-9]+", "_", f"{name}_{key}".upper())
+                suggestion = re.sub(r"[^A-Z0-9]+", "_", f"{base.split('.', 1)[-1]}_{key}".upper())
                 self.problem(path, f"is a secret: reference an environment variable, "
                                    f"{key} = {{env = \"{suggestion}\"}}, never a literal value")
                 refused.add(key)
@@ -373,6 +362,16 @@ def build_channels(config: CarepathConfig, manager: PluginManager | None = None)
         types = (manager or get_plugin_manager()).connector_types()
         return {name: types[type_name](name) for name, type_name in DEFAULT_CHANNELS.items()}
     return build_connectors(config, "channel")  # type: ignore[return-value]
+
+
+def installed_channel_names(manager: PluginManager | None = None) -> set[str]:
+    """Channel names a journey may use where no carepath.toml names the instances: every installed
+    channel type (``console``, ``wechat``, ``aliyun-sms`` ...) and what each one is (``sms``)."""
+    names: set[str] = set()
+    for type_name, cls in (manager or get_plugin_manager()).connector_types().items():
+        if connector_kind(cls) == "channel":
+            names.update(n for n in (type_name, getattr(cls, "medium", "")) if n)
+    return names
 
 
 def configured_channel_names(config: CarepathConfig | None = None) -> set[str]:

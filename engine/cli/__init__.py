@@ -7,10 +7,25 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
-from carepath.cli.common import ExitCode, err_console, out_console
+from carepath.cli.common import ExitCode, config_failed, err_console, out_console
 
-app = typer.Typer(name="carepath", help="Patient journeys for hospitals, run as Prefect flows.",
+
+class _Commands(TyperGroup):
+    """The root command group: a carepath.toml that does not load ends any command the same way,
+    one line per problem and exit 1, wherever the command happened to read it."""
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        from carepath.config import ConfigError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            config_failed(exc)
+
+
+app = typer.Typer(name="carepath", help="Patient journeys for hospitals, run as Prefect flows.", cls=_Commands,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
@@ -91,7 +106,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err_console().print("[yellow]interrupted[/]")
+        err_console().print("interrupted", style="yellow")
         sys.exit(int(ExitCode.INTERRUPTED))
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from carepath.cli.common import ExitCode, err_console, out_console
+from carepath.cli.common import ExitCode, err_console, labelled, out_console
 from carepath.config import (CONFIG_ENV, DEFAULT_CHANNELS, ConfigError, config_path, load_config,
                              unmapped_template_problems)
 from carepath.plugins.manager import get_plugin_manager
@@ -46,10 +46,10 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="print JSON 
             version = f"{info.distribution} {version}"
         hooks = ", ".join(h.removeprefix("carepath_") for h in info.hooks) or "-"
         if info.problems:
-            hooks += "\n[red]" + escape("\n".join(info.problems)) + "[/]"
+            hooks = Text(hooks + "\n") + Text("\n".join(info.problems), style="red")
         provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in (
             ("connectors", info.connectors), ("journeys", info.journeys), ("templates", info.templates)) if names)
-        table.add_row(info.name + (" (built-in)" if info.builtin else ""), version, hooks, escape(provides) or "-")
+        table.add_row(info.name + (" (built-in)" if info.builtin else ""), version, hooks, provides or "-")
     console = out_console()
     console.print(table)
     if manager.failures:
@@ -57,7 +57,7 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="print JSON 
         broken.add_column("plugin")
         broken.add_column("reason", overflow="fold")
         for failure in manager.failures:
-            broken.add_row(escape(failure.name), escape(failure.reason))
+            broken.add_row(failure.name, failure.reason)
         console.print(broken)
     if manager.disabled:
         console.print(f"not in CAREPATH_PLUGINS (not loaded): {', '.join(manager.disabled)}")
@@ -88,9 +88,9 @@ def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
                                   ensure_ascii=False, indent=2))
         else:
             errors = err_console()
-            errors.print(f"[bold red]{escape(str(where))}: {len(exc.problems)} problem(s)[/]")
+            errors.print(f"{where}: {len(exc.problems)} problem(s)", style="bold red")
             for problem in exc.problems:
-                errors.print(f"  [red]✗[/] {escape(str(problem))}")
+                errors.print(labelled("  ✗", "red", str(problem)))
         raise typer.Exit(int(ExitCode.NOT_FOUND if exc.missing else ExitCode.INVALID)) from None
     unmapped = unmapped_template_problems(config, journeys.values())
     if as_json:
@@ -118,8 +118,8 @@ def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
     console.print(f"journeys enabled: {names or 'none (add a [journeys] table)'}", soft_wrap=True)
     if unmapped:
         errors = err_console()
-        errors.print(f"[bold red]{len(unmapped)} template(s) cannot go out by their channel[/]")
+        errors.print(f"{len(unmapped)} template(s) cannot go out by their channel", style="bold red")
         for problem in unmapped:
-            errors.print(f"  [red]✗[/] {escape(str(problem))}")
+            errors.print(labelled("  ✗", "red", str(problem)))
         raise typer.Exit(int(ExitCode.INVALID))
-    console.print("[green]OK[/]")
+    console.print("OK", style="green")

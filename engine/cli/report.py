@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from carepath.cli.common import DB_OPTION, open_cli_store, out_console, print_json
+from carepath.cli.common import CONFIG_OPTION, DB_OPTION, cli_config, cli_journeys, open_cli_store, out_console, print_json
 
 app = typer.Typer(help="Reports for people: surveys, NPS, task SLAs.", no_args_is_help=True)
 
@@ -29,16 +30,15 @@ def _pct(value: Optional[float]) -> str:
 def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, Asia/Shanghai); default 30 days ago"),
             until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow"),
             json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
-            db: Optional[str] = DB_OPTION) -> None:
+            config: Optional[Path] = CONFIG_OPTION, db: Optional[str] = DB_OPTION) -> None:
     """Response rate, satisfaction and NPS (with its three shares) per journey and step; task SLA compliance."""
-    from carepath.definition.registry import enabled_journeys
     from carepath.survey_report import survey_report
 
     today = date.today()
     start, end = _day(since, today - timedelta(days=30)), _day(until, today + timedelta(days=1))
-    journeys = enabled_journeys().values()  # what the engine would run, as before
     store = open_cli_store(db, read_only=True)  # a report creates no database and no key
     try:
+        journeys = cli_journeys(cli_config(config)).values()  # what the engine would run
         with store.db.connect() as conn:
             report = survey_report(conn, journeys, start, end)
     finally:

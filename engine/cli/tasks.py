@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from carepath.cli.common import DB_OPTION, ExitCode, fail, out_console, print_json
+from carepath.cli.common import CONFIG_OPTION, DB_OPTION, ExitCode, fail, out_console, print_json
 
 app = typer.Typer(help="The staff work queue: calls, complaints, clinical reviews.", no_args_is_help=True)
-WHO = typer.Option(..., "--as", help="your staff name (recorded in the audit log)")
+WHO = typer.Option(..., "--as", help="your staff name: a [staff.NAME] of carepath.toml (recorded in the audit log)")
 
 
-def _engine(db: Optional[str]):
-    from carepath.cli.common import database_url, open_cli_store, store_errors
-    from carepath.engine import Engine
+def _engine(db: Optional[str], config: Optional[Path], who: str, action: str):
+    """The engine on the queue's database, once ``who`` is known to be configured staff allowed to ``action``."""
+    from carepath.cli.common import open_cli_engine, open_cli_store
+    from carepath.teams import StaffError, staff_member
 
     open_cli_store(db, read_only=True).db.dispose()  # the queue's database must exist: none is created here
-    with store_errors():  # a missing or wrong key: a clear error, never a traceback
-        return Engine(database_url(db))
+    engine = open_cli_engine(db, config, runs_journeys=False)
+    try:
+        staff_member(engine.config.staff, who, action=action)
+    except StaffError as exc:
+        engine.close()
+        fail(str(exc))
+    return engine
 
 
 def _run(operation, *args) -> None:
@@ -34,12 +41,13 @@ def _run(operation, *args) -> None:
 @app.command("show")
 def show(task_id: int = typer.Argument(...), who: str = WHO, reveal: bool = typer.Option(
         False, "--reveal", help="print the patient's phone in clear (audit-logged)"),
-         json_out: bool = typer.Option(False, "--json"), db: Optional[str] = DB_OPTION) -> None:
+         json_out: bool = typer.Option(False, "--json"), config: Optional[Path] = CONFIG_OPTION,
+         db: Optional[str] = DB_OPTION) -> None:
     """One task with its notes; the phone is masked unless --reveal."""
     from carepath.masking import mask_phone
     from carepath.runtime.work_queue import TaskError, open_task
 
-    engine = _engine(db)
+    engine = _engine(db, config, who, "view")
     try:
         task, notes = open_task(engine, task_id, who if reveal else None)
     except TaskError as exc:
@@ -61,30 +69,31 @@ def show(task_id: int = typer.Argument(...), who: str = WHO, reveal: bool = type
 
 
 @app.command("claim")
-def claim(task_id: int = typer.Argument(...), who: str = WHO, db: Optional[str] = DB_OPTION) -> None:
+def claim(task_id: int = typer.Argument(...), who: str = WHO, config: Optional[Path] = CONFIG_OPTION,
+          db: Optional[str] = DB_OPTION) -> None:
     """Take a task (its first response)."""
     from carepath.runtime.work_queue import claim as do_claim
 
-    _run(do_claim, _engine(db), task_id, who)
+    _run(do_claim, _engine(db, config, who, "claim"), task_id, who)
     out_console().print(f"task {task_id} claimed by {who}")
 
 
 @app.command("note")
 def note(task_id: int = typer.Argument(...), text: str = typer.Argument(..., help="what happened"), who: str = WHO,
-         db: Optional[str] = DB_OPTION) -> None:
+         config: Optional[Path] = CONFIG_OPTION, db: Optional[str] = DB_OPTION) -> None:
     """Add a note to a task."""
     from carepath.runtime.work_queue import add_note
 
-    _run(add_note, _engine(db), task_id, who, text)
+    _run(add_note, _engine(db, config, who, "note"), task_id, who, text)
     out_console().print(f"note added to task {task_id}")
 
 
 @app.command("done")
 def done(task_id: int = typer.Argument(...), who: str = WHO,
          resolution: str = typer.Option("", "--resolution", "-r", help="how it was resolved"),
-         db: Optional[str] = DB_OPTION) -> None:
+         config: Optional[Path] = CONFIG_OPTION, db: Optional[str] = DB_OPTION) -> None:
     """Close a task."""
     from carepath.runtime.work_queue import close
 
-    _run(close, _engine(db), task_id, who, resolution)
+    _run(close, _engine(db, config, who, "close"), task_id, who, resolution)
     out_console().print(f"task {task_id} done")

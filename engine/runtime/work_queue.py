@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from carepath.engine import Engine
 
 OPEN_STATUSES = ("open", "claimed", "escalated")
+TASK_STATUSES = (*OPEN_STATUSES, "done", "cancelled")
 DEFAULT_RESPONSE_WINDOW = timedelta(hours=4)
 
 

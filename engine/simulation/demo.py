@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
 
+from carepath.config import CarepathConfig
 from carepath.runtime.clock import VirtualClock
 from carepath.connectors.outbox import OutboxChannel, OutboxConfig
 from carepath.reporting import step_summary, step_table
@@ -111,8 +112,9 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
 
     journey = load_journey_file(HERE / f"{DEMO_JOURNEY}.yaml")
     clock = VirtualClock(datetime.combine(start, time(0), tzinfo=SHANGHAI))
+    # the demo brings its own journey and channels: a carepath.toml in this folder is not read
     engine = Engine(f"sqlite:///{db_path}", journeys=[journey], channels=demo_channels(), templates={},
-                    clock=clock, settings=Settings(home=home))
+                    clock=clock, settings=Settings(home=home), config=CarepathConfig())
     engine.upsert_patients(his.patients)
     use_engine(engine)
     flow = journey_flow(journey.name)
