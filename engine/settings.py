@@ -15,7 +15,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
-from pydantic import Field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carepath.definition.durations import Duration
@@ -29,6 +31,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAREPATH_", extra="ignore")
 
     home: Path = Field(default=Path(".carepath"), description="state folder for the embedded default")
+    timezone: str = Field(default="Asia/Shanghai",
+                          description="the hospital's time zone: the days reports count and their default range")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under home by default")
     secret_key: str | None = Field(default=None, description="base64 AES-256 key for contact data")
     key_file: Path | None = Field(default=None, description="key file used when no secret_key is set")
@@ -44,6 +48,15 @@ class Settings(BaseSettings):
         description="payload paths (fnmatch) stored encrypted; JSON list in CAREPATH_EVENT_PRIVATE_PATHS")
     event_scan_text: bool = Field(default=True,
                                   description="also encrypt payload text holding an ID-card or mobile number")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)") from None
+        return value
 
     def event_limits(self) -> EventLimits:
         """What an event may carry here (checked by ``Engine.ingest``)."""

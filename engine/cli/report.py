@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Optional
 
@@ -14,12 +14,11 @@ from carepath.cli.common import CONFIG_OPTION, DB_OPTION, cli_config, cli_journe
 app = typer.Typer(help="Reports for people: surveys, NPS, task SLAs.", no_args_is_help=True)
 
 
-def _day(value: Optional[str], default: date) -> datetime:
+def _day(value: Optional[str]) -> Optional[date]:
     try:
-        day = date.fromisoformat(value) if value else default
+        return date.fromisoformat(value) if value else None
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
-    return datetime.combine(day, time(0), tzinfo=timezone(timedelta(hours=8)))
 
 
 def _pct(value: Optional[float]) -> str:
@@ -27,15 +26,20 @@ def _pct(value: Optional[float]) -> str:
 
 
 @app.command("surveys")
-def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, Asia/Shanghai); default 30 days ago"),
-            until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow"),
+def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, in the hospital's time zone "
+                                                        "CAREPATH_TIMEZONE, default Asia/Shanghai); default 30 days ago"),
+            until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow there"),
             json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
             config: Optional[Path] = CONFIG_OPTION, db: Optional[str] = DB_OPTION) -> None:
     """Response rate, satisfaction and NPS (with its three shares) per journey and step; task SLA compliance."""
+    from zoneinfo import ZoneInfo
+
+    from carepath.reporting import report_days
+    from carepath.runtime.clock import SystemClock
+    from carepath.settings import Settings
     from carepath.survey_report import survey_report
 
-    today = date.today()
-    start, end = _day(since, today - timedelta(days=30)), _day(until, today + timedelta(days=1))
+    start, end = report_days(_day(since), _day(until), ZoneInfo(Settings().timezone), SystemClock().now())
     store = open_cli_store(db, read_only=True)  # a report creates no database and no key
     try:
         journeys = cli_journeys(cli_config(config)).values()  # what the engine would run

@@ -52,18 +52,37 @@ def show(task_id: int = typer.Argument(...), who: str = WHO, reveal: bool = type
         task, notes = open_task(engine, task_id, who if reveal else None)
     except TaskError as exc:
         fail(str(exc), ExitCode.NOT_FOUND)
+    from carepath.runtime.task_survey import survey_behind_task
+
     phone = task.phone if reveal else mask_phone(task.phone)
+    survey = survey_behind_task(engine, task_id)
     data = {**{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in task.__dict__.items()},
-            "phone": phone, "notes": [{"at": n.at.isoformat(), "author": n.author, "text": n.text} for n in notes]}
+            "phone": phone, "notes": [{"at": n.at.isoformat(), "author": n.author, "text": n.text} for n in notes],
+            "survey": survey.to_json() if survey else None}
     if json_out:
         print_json(data)
         return
     table = Table("field", "value", title=f"task {task_id}")
+    from carepath.runtime.work_queue import DEADLINE_LABELS
+
     for key in ("kind", "team", "status", "priority", "patient_id", "patient", "phone", "claimed_by",
                 "assigned_role", "due", "detail", "resolution"):
-        table.add_row(key, "" if data[key] is None else str(data[key]))
+        value = "" if data[key] is None else str(data[key])
+        if key == "due" and task.deadline:  # which deadline: the first response, or the resolution
+            key, value = f"due ({DEADLINE_LABELS[task.deadline]})", value
+        table.add_row(key, value)
     out = out_console()
     out.print(table)
+    if survey is not None:
+        said = Table("question", "answer", title=f"what the patient answered ({survey.survey}, "
+                                                  f"{survey.received_at:%Y-%m-%d %H:%M} UTC): NPS "
+                                                  f"{'-' if survey.nps is None else survey.nps}, satisfaction "
+                                                  f"{'-' if survey.satisfaction is None else survey.satisfaction}"
+                                                  + (f", red flags: {', '.join(survey.red_flags)}"
+                                                     if survey.red_flags else ""))
+        for question, answer in survey.answers:
+            said.add_row(question, answer)
+        out.print(said)
     for n in data["notes"]:
         out.print(f"{n['at']} {n['author']}: {n['text']}")
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -13,11 +16,14 @@ from sqlalchemy import func, select
 from carepath.config import CarepathConfig
 from carepath.engine import Engine
 from carepath.journeys import journey_files
+from carepath.reporting import report_days
 from carepath.settings import Settings
 from carepath.store import open_database
 from carepath.store.schema import Event
 
 from tests.cli.conftest import CONFIG, Cli, event_line, noon_zone
+
+SH = ZoneInfo("Asia/Shanghai")
 
 BROKEN = """\
 [connectors.wechat]
@@ -154,11 +160,16 @@ def test_versions_marks_the_hospitals_own_journey_live_and_a_missing_one_is_not_
 def test_only_configured_staff_act_on_tasks(hospital: Path, cli: Cli, database_url: str, monkeypatch) -> None:
     monkeypatch.setenv("STAFF_WANG_LI_TOKEN", "a-long-enough-staff-token")
     (hospital / "carepath.toml").write_text(CONFIG + '\n[staff.wang-li]\nteam = "nursing"\n'
-                                            'token = {env = "STAFF_WANG_LI_TOKEN"}\n', encoding="utf-8")
+                                            'token = {env = "STAFF_WANG_LI_TOKEN"}\n'
+                                            '\n[teams.nursing]\nfirst_response = "2h"\n', encoding="utf-8")
     old = {"name": "王小明", "phone": "13800001111", "birth_date": "1946-03-02", "tz": noon_zone()}
     assert cli("events", "ingest", "-", "--db", database_url, input=event_line("A1-booked", "M1", patient=old)
                ).exit_code == 0
     assert cli("dispatch", "--until-idle", "--db", database_url).exit_code == 0
+    [open_task] = json.loads(cli("tasks", "list", "--json", "--db", database_url).stdout)["tasks"]
+    assert open_task["deadline"] == "first_response" and open_task["deadline_at"] == open_task["first_response_due_at"]
+    listed = cli("tasks", "list", "--db", database_url).stdout
+    assert "first response" in listed  # which deadline it is
     stranger = cli("tasks", "claim", "1", "--as", "wang-lee", "--db", database_url)
     assert stranger.exit_code == 1
     assert "'wang-lee' is not a configured staff member; did you mean 'wang-li'?" in stranger.stderr
@@ -167,3 +178,29 @@ def test_only_configured_staff_act_on_tasks(hospital: Path, cli: Cli, database_u
     claimed = cli("tasks", "claim", "1", "--as", "wang-li", "--db", database_url)
     assert claimed.exit_code == 0, claimed.output
     assert "task 1 claimed by wang-li" in claimed.stdout
+    [taken] = json.loads(cli("tasks", "list", "--json", "--db", database_url).stdout)["tasks"]
+    assert taken["deadline"] == "resolution" and taken["deadline_at"] == taken["sla_due_at"]
+    shown = cli("tasks", "show", "1", "--as", "wang-li", "--db", database_url)
+    assert "due (resolution)" in shown.stdout
+
+
+def test_report_days_are_the_hospitals_days() -> None:
+    now = datetime(2026, 5, 10, 0, 30, tzinfo=SH)  # 16:30 on 9 May in UTC
+    assert report_days(None, None, SH, now) == (datetime(2026, 4, 10, tzinfo=SH), datetime(2026, 5, 11, tzinfo=SH))
+    assert report_days(date(2026, 5, 1), date(2026, 6, 1), SH, now) == (datetime(2026, 5, 1, tzinfo=SH),
+                                                                        datetime(2026, 6, 1, tzinfo=SH))
+
+
+def test_report_surveys_counts_today_in_the_hospitals_zone_whatever_the_servers(workdir: Path, cli: Cli,
+                                                                                 monkeypatch) -> None:
+    monkeypatch.delenv("CAREPATH_CONFIG")
+    _empty_store()
+    monkeypatch.setenv("TZ", "Etc/GMT+12")  # a server clock 20 hours behind Shanghai
+    time.tzset()
+    try:
+        report = json.loads(cli("report", "surveys", "--json").stdout)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    tomorrow = datetime.now(SH).date() + timedelta(days=1)
+    assert report["until"] == datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=SH).isoformat()
