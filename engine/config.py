@@ -11,6 +11,8 @@ connector type registered by a plugin, every other key goes to that type's
     appid = "wx1234567890"
     secret = {env = "WECHAT_SECRET"}     # secrets: always an environment reference
 
+``[web] public_url`` is the address patients' links start with (carepath.web.links).
+
 The ``[journeys]`` table says which journeys run::
 
     [journeys]
@@ -42,10 +44,11 @@ import pydantic
 from carepath.plugins.contracts import Channel, Connector, ConnectorConfig, connector_kind, secret_fields
 from carepath.plugins.manager import PluginManager, get_plugin_manager
 from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
+from carepath.web.links import WebSettings
 
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
-SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys")
+SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "web")
 JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -100,6 +103,7 @@ class CarepathConfig:
     teams: dict[str, TeamConfig] = field(default_factory=dict)
     staff: dict[str, StaffMember] = field(default_factory=dict)
     surveys: SurveySettings = field(default_factory=SurveySettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     def team(self, name: str) -> TeamConfig:
         """A team's rules (the defaults for a team the file does not declare)."""
@@ -142,10 +146,11 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     teams = validator.tables("teams", data.get("teams", {}), TeamConfig)
     staff = validator.tables("staff", data.get("staff", {}), StaffMember)
     surveys = validator.table("surveys", data.get("surveys", {}), SurveySettings)
+    web = validator.table("web", data.get("web", {}), WebSettings)
     if problems:
         raise ConfigError(problems, file)
     return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
-                          teams=teams, staff=staff, surveys=surveys or SurveySettings())
+                          teams=teams, staff=staff, surveys=surveys or SurveySettings(), web=web or WebSettings())
 
 
 class _Validator:

@@ -71,6 +71,8 @@ class Engine:
             config = load_config() if channels is None or connectors is None else CarepathConfig()
         #: teams, staff and survey settings of ``carepath.toml`` (the defaults when there is none)
         self.config = config
+        #: the address ``carepath serve`` bound its web hooks app to (links default to it), once it has
+        self.served_at: str | None = None
         if channels is None:
             from carepath.plugins.manager import get_plugin_manager
 

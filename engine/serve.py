@@ -282,12 +282,18 @@ class Service:
                          events_token_env=self.options.events_token_env, prefect_api_url=api_url)
         self.web = WebServer(app, self.options.host, self.options.port)
         host, port = self.web.start()
+        from carepath.web.links import public_base
+
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        self.engine.served_at = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
         from carepath.listeners import Listeners
 
         self.listeners = Listeners(self.engine.connectors.values())
         for bound in self.listeners.start():
             self.say(f"listening: {bound}")
         self.say(f"web hooks app: http://{host}:{port}  (POST /events, /hooks/<type>/<name>, /healthz, /metrics)")
+        self.say(f"patients' links start with {public_base(self.engine.config, self.engine.settings, self.engine.served_at)}"
+                 " ([web] public_url in carepath.toml)")
         if token is None:
             self.say(f"POST /events is off until {self.options.events_token_env} holds a bearer token")
         journeys = sorted(self.engine.journeys)

@@ -16,8 +16,7 @@
     token = {env = "STAFF_WANG_LI_TOKEN"}    # the staff page login token
 
     [surveys]
-    base_url = "https://carepath.example-hospital.cn"   # where patients open survey links
-    link_ttl = "14d"
+    link_ttl = "14d"                # how long a survey link works ([web] public_url: where it points)
 """
 
 from __future__ import annotations
@@ -139,11 +138,12 @@ def staff_member(staff: Mapping[str, StaffMember], name: str, *, action: str) ->
 
 
 class SurveySettings(BaseModel):
-    """Where patients open built-in survey links, and for how long a link works."""
+    """How long a built-in survey link works (where it points: ``[web] public_url``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field("http://127.0.0.1:8000", pattern=r"^https?://")
+    base_url: str | None = Field(None, pattern=r"^https?://",
+                                 description="older name of [web] public_url, read for this release")
     link_ttl: Duration = timedelta(days=14)
 
 

@@ -92,10 +92,15 @@ def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
             for problem in exc.problems:
                 errors.print(labelled("  ✗", "red", str(problem)))
         raise typer.Exit(int(ExitCode.NOT_FOUND if exc.missing else ExitCode.INVALID)) from None
+    from carepath.settings import Settings
+    from carepath.web.links import link_warnings, public_base
+
     unmapped = unmapped_template_problems(config, journeys.values())
+    warnings = link_warnings(config, Settings())
     if as_json:
         typer.echo(json.dumps({"file": str(config.path) if config.path else None, "ok": not unmapped,
                                "unmapped_templates": [str(p) for p in unmapped],
+                               "public_url": public_base(config, Settings()), "warnings": warnings,
                                "connectors": [{"name": n, "type": s.type, "kind": s.kind}
                                               for n, s in sorted(config.connectors.items())],
                                "journeys": [{"name": j.name, "version": j.version} for j in journeys.values()]},
@@ -104,6 +109,8 @@ def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
             raise typer.Exit(int(ExitCode.INVALID))
         return
     console = out_console()
+    for warning in warnings:
+        err_console().print(labelled("warning:", "bold yellow", warning))
     if config.path is None:
         console.print(f"no {config_path(path)} found: using the default channels "
                       f"{', '.join(DEFAULT_CHANNELS)}; no journeys enabled")
@@ -116,6 +123,7 @@ def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
     console.print(table)
     names = ", ".join(f"{j.name} ({j.version})" for j in journeys.values())
     console.print(f"journeys enabled: {names or 'none (add a [journeys] table)'}", soft_wrap=True)
+    console.print(f"patients' links start with: {public_base(config, Settings())}", soft_wrap=True)
     if unmapped:
         errors = err_console()
         errors.print(f"{len(unmapped)} template(s) cannot go out by their channel", style="bold red")
