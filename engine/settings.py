@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     events_token_env: str = Field(default="CAREPATH_EVENTS_TOKEN",
                                   description="environment variable holding the bearer token of POST /events")
     worker_id: str | None = Field(default=None, description="this worker's name in leases (default host-pid)")
+    instance: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$",
+                                 description="this installation's name on a Prefect server: its deployments are "
+                                             "carepath-<instance> (default: derived from the database)")
     lease_seconds: float = Field(default=300.0, gt=0, description="how long a claim lasts before others reclaim it")
 
     def resolved_database_url(self) -> str:

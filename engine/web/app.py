@@ -9,7 +9,7 @@ answering ``/hooks/<type>/<name>``) and reach the running engine through
 # No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at run time.
 import hmac
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -61,12 +61,13 @@ def prefect_ok(api_url: str | None, timeout: float = 2.0) -> tuple[bool, str]:
 
 def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None, events_token: str | None = None,
                events_token_env: str = "CAREPATH_EVENTS_TOKEN", prefect_api_url: str | None = None,
-               routers: list[Any] | None = None) -> FastAPI:
+               routers: list[Any] | None = None, scheduler: Callable[[], tuple[bool, str]] | None = None) -> FastAPI:
     """The app for ``engine``. ``connectors`` defaults to the engine's configured connectors, ``routers`` to
     every plugin's ``carepath_web_routes``.
 
     ``POST /events`` needs ``Authorization: Bearer <events_token>``; without a
-    token configured it is refused (503) and says which variable to set.
+    token configured it is refused (503) and says which variable to set. ``scheduler`` (``carepath serve``)
+    tells ``/healthz`` whether this instance's runs are being started, and why not.
     """
     app = FastAPI(title="carepath web hooks", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.carepath = ServeContext(engine, dict(connectors if connectors is not None
@@ -98,8 +99,10 @@ def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None
     def healthz() -> JSONResponse:
         db, db_detail = database_ok(engine)
         pf, pf_detail = prefect_ok(prefect_api_url)
-        return JSONResponse({"status": "ok" if db and pf else "unavailable",
-                             "database": db_detail, "prefect": pf_detail}, 200 if db and pf else 503)
+        sc, sc_detail = scheduler() if scheduler is not None else (True, "not checked (no scheduler in this process)")
+        ok = db and pf and sc
+        return JSONResponse({"status": "ok" if ok else "unavailable", "database": db_detail, "prefect": pf_detail,
+                             "scheduler": sc_detail}, 200 if ok else 503)
 
     @app.get("/metrics")
     def prometheus() -> Response:
