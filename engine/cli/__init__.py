@@ -83,9 +83,14 @@ def demo(patients: int = typer.Option(300, min=1, max=20000, help="synthetic pat
          seed: int = typer.Option(7, help="random seed of the synthetic HIS"),
          home: Path = typer.Option(Path(".carepath"), help="where the demo database goes")) -> None:
     """Run the built-in outpatient journey on synthetic patients for a virtual month, as Prefect flows."""
-    from carepath.simulation.demo import run_demo
+    try:
+        from carepath.simulation.demo import run_demo
 
-    run_demo(home=home, patients=patients, days=days, seed=seed, console=out_console())
+        run_demo(home=home, patients=patients, days=days, seed=seed, console=out_console())
+    except KeyboardInterrupt:  # before the demo's own Ctrl-C handling is in place, or raised past it: one line
+        from carepath.simulation.demo import exit_now, interrupted_message
+
+        exit_now(interrupted_message(home))
 
 
 @app.command()
