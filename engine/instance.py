@@ -27,7 +27,11 @@ def instance_name(configured: str | None, database_url: str) -> str:
     url = make_url(database_url)
     # the database's address without the password (a rotated password is the same installation)
     address = f"{url.get_backend_name()}://{url.username or ''}@{url.host or ''}:{url.port or ''}/{url.database or ''}"
-    stem = PurePath(url.database or "memory").stem if url.get_backend_name() == "sqlite" else (url.database or "db")
+    stem = url.database or "db"
+    if url.get_backend_name() == "sqlite":
+        path = PurePath(url.database or "memory")
+        # ./.carepath/carepath.db says nothing: the hospital's folder that holds it does
+        stem = path.parent.parent.name if path.stem == "carepath" and path.parent.name == ".carepath" else path.stem
     stem = re.sub(r"[^a-z0-9_\-]+", "-", stem.lower()).strip("-")[:40] or "db"
     return f"{stem}-{hashlib.sha256(address.encode()).hexdigest()[:8]}"
 

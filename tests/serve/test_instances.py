@@ -15,7 +15,8 @@ from tests.serve.helpers import CountingSink, ServeProcess, serve_env, wait_for,
 def test_the_instance_comes_from_the_database_or_its_setting() -> None:
     one = instance_name(None, "sqlite:////srv/hospital-a/.carepath/carepath.db")
     assert one == instance_name(None, "sqlite:////srv/hospital-a/.carepath/carepath.db")
-    assert one.startswith("carepath-") and one != instance_name(None, "sqlite:////srv/hospital-b/.carepath/carepath.db")
+    assert one.startswith("hospital-a-") and instance_name(None, "sqlite:////srv/hospital-b/.carepath/carepath.db"
+                                                           ).startswith("hospital-b-")
     pg = instance_name(None, "postgresql://carepath:secret@db.example:5432/care_prod")
     assert pg.startswith("care_prod-") and "secret" not in pg
     assert pg == instance_name(None, "postgresql://carepath:rotated@db.example:5432/care_prod")  # same database
