@@ -15,13 +15,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carepath.definition.durations import Duration
-from carepath.definition.events import EARLIEST, LATEST, EventLimits
+from carepath.definition.events import EARLIEST, LATEST, EventLimits, check_zone
 from carepath.store.personal_data import DEFAULT_PRIVATE_PATHS
 
 
@@ -49,14 +47,7 @@ class Settings(BaseSettings):
     event_scan_text: bool = Field(default=True,
                                   description="also encrypt payload text holding an ID-card or mobile number")
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)") from None
-        return value
+    _zone = field_validator("timezone")(lambda v: check_zone(v))
 
     def event_limits(self) -> EventLimits:
         """What an event may carry here (checked by ``Engine.ingest``)."""

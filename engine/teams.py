@@ -24,11 +24,11 @@ from __future__ import annotations
 import re
 from datetime import date, time, timedelta
 from typing import Literal, Mapping
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from carepath.definition.durations import Duration
+from carepath.definition.events import check_zone
 
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -68,14 +68,7 @@ class TeamConfig(BaseModel):
             raise ValueError("workdays are ISO weekday numbers 1 (Monday) to 7 (Sunday), at least one")
         return sorted(set(v))
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (KeyError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+    _zone = field_validator("timezone")(lambda v: check_zone(v))
 
     @property
     def round_the_clock(self) -> bool:

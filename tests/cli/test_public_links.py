@@ -15,15 +15,9 @@ from carepath.settings import Settings
 from carepath.teams import SurveySettings
 from carepath.web.links import WebSettings, is_loopback
 
-from tests.cli.conftest import Cli
+from tests.cli.conftest import Cli, wechat_toml
 
-WECHAT = """\
-[connectors.wechat]
-type = "wechat"
-appid = "wx1234567890abcd"
-secret = {env = "LINKS_WX_SECRET"}
-token = {env = "LINKS_WX_TOKEN"}
-"""
+WECHAT = wechat_toml("LINKS_WX_SECRET", "LINKS_WX_TOKEN")
 
 
 def _link(database_url: str, settings: Settings, config: CarepathConfig, served_at: str | None = None) -> str:

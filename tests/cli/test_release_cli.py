@@ -21,21 +21,12 @@ from carepath.settings import Settings
 from carepath.store import open_database
 from carepath.store.schema import Event
 
-from tests.cli.conftest import CONFIG, Cli, event_line, noon_zone
+from tests.cli.conftest import CONFIG, Cli, event_line, noon_zone, wechat_toml
 
 SH = ZoneInfo("Asia/Shanghai")
 
-BROKEN = """\
-[connectors.wechat]
-type = "wechat"
-appid = "wx1234567890abcd"
-secret = {env = "CP_TEST_UNSET_SECRET"}
-token = {env = "CP_TEST_UNSET_TOKEN"}
-
-[staff.wang-li]
-team = "nursing"
-token = {env = "CP_TEST_UNSET_STAFF_TOKEN"}
-"""
+BROKEN = wechat_toml("CP_TEST_UNSET_SECRET", "CP_TEST_UNSET_TOKEN") + (
+    '\n[staff.wang-li]\nteam = "nursing"\ntoken = {env = "CP_TEST_UNSET_STAFF_TOKEN"}\n')
 
 #: every command that reads carepath.toml
 READS_CONFIG = [
