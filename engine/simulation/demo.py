@@ -114,12 +114,12 @@ def run_tags(journey) -> list[str]:  # noqa: ANN001 - a Journey
 def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int = 30, seed: int = 7,
              console: Console | None = None) -> DemoResult:
     """Run the built-in outpatient journey over ``days`` virtual days as Prefect flows."""
-    from prefect import tags
-
     from carepath.flows import ephemeral_defaults, journey_flow, quiet_ephemeral_shutdown, use_engine
 
     console = console or Console()
-    ephemeral_defaults()
+    ephemeral_defaults()  # before Prefect is imported: its settings (the server's start-up timeout) are read then
+    from prefect import tags
+
     server = prefect_server_url()
     started = _time.monotonic()
     db_path = _fresh_database(home)
