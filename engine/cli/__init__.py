@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-from pathlib import Path
-from typing import Optional
 
-import typer
-from typer.core import TyperGroup
 
-from carepath.cli.common import ExitCode, config_failed, err_console, out_console
+def _interrupted_while_starting(signum, frame) -> None:  # noqa: ANN001
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+# Ctrl-C while the command line is still importing (a second or more on a busy machine) ends in one line,
+# not in a traceback through whatever module was loading; the handler before is back once this module is.
+try:
+    _before_import = signal.signal(signal.SIGINT, _interrupted_while_starting)
+except ValueError:  # imported outside the main thread: nothing to guard
+    _before_import = None
+
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from carepath.cli.common import ExitCode, config_failed, err_console, out_console  # noqa: E402
 
 
 class _Commands(TyperGroup):
@@ -107,13 +123,16 @@ def bench(json_out: bool = typer.Option(False, "--json", help="print the figures
 
 
 def main() -> None:
-    _mount_optional()
     try:
+        _mount_optional()  # imports every command group: seconds on a busy machine, and Ctrl-C may come then
         app()
     except KeyboardInterrupt:
         err_console().print("interrupted", style="yellow")
         sys.exit(int(ExitCode.INTERRUPTED))
 
+
+if _before_import is not None:
+    signal.signal(signal.SIGINT, _before_import)
 
 if __name__ == "__main__":
     main()
