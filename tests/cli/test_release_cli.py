@@ -195,3 +195,12 @@ def test_report_surveys_counts_today_in_the_hospitals_zone_whatever_the_servers(
         time.tzset()
     tomorrow = datetime.now(SH).date() + timedelta(days=1)
     assert report["until"] == datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=SH).isoformat()
+
+
+def test_serve_takes_config_and_db_like_every_command(workdir: Path, cli: Cli) -> None:
+    missing = cli("serve", "--config", "elsewhere.toml", "--db", "elsewhere.db")
+    assert missing.exit_code == 3 and "no configuration file at elsewhere.toml" in missing.stderr
+    (workdir / "site.toml").write_text('[connectors.sms]\ntype = "outbox"\n', encoding="utf-8")
+    nothing = cli("serve", "--config", "site.toml", "--db", "site.db")  # valid, but runs no journey
+    assert nothing.exit_code == 1 and "no journeys to serve (site.toml: add [journeys]" in nothing.stderr
+    assert (workdir / "site.db").exists()  # the database --db named, not the default one
