@@ -6,6 +6,7 @@ import threading
 from typing import ClassVar, Literal
 
 from rich.console import Console
+from rich.text import Text
 
 from carepath.masking import mask_address, mask_text
 from carepath.plugins.contracts import Channel, ConnectorConfig, Message, SendResult
@@ -27,7 +28,8 @@ class ConsoleChannel(Channel):
         self.address_kind = self.config.address  # type: ignore[misc]
         self._seen: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._console = Console(stderr=False, highlight=False)
+        # a patient's message is printed as written: no rich markup ([b]) or emoji codes (:100:)
+        self._console = Console(stderr=False, highlight=False, markup=False, emoji=False)
 
     def send(self, message: Message) -> SendResult:
         with self._lock:
@@ -36,7 +38,8 @@ class ConsoleChannel(Channel):
             provider_id = f"console-{len(self._seen) + 1}"
             self._seen[message.idempotency_key] = provider_id
         to = mask_address(self.address_kind, message.address) or f"patient {message.patient_id}"
-        self._console.print(f"[bold]{self.name}[/] → {to}: {mask_text(message.title)} {mask_text(message.body)}")
+        self._console.print(Text.assemble((self.name, "bold"), f" → {to}: {mask_text(message.title)} "
+                                                               f"{mask_text(message.body)}"))
         return SendResult.sent(provider_id)
 
 

@@ -186,7 +186,7 @@ def run_bench(sizes: list[int], postgres: str | None, naive_sample: int, as_json
             if scratch:
                 targets.append(("postgresql", scratch[0], scratch[1]))
             elif postgres and not as_json:
-                console.print(f"[yellow]PostgreSQL at {postgres} not reachable: SQLite only[/]")
+                console.print(f"PostgreSQL at {postgres} not reachable: SQLite only", style="yellow", markup=False)
             for name, url, drop in targets:
                 if not as_json:
                     console.print(f"{size} patients on {name}…")

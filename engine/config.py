@@ -11,6 +11,8 @@ connector type registered by a plugin, every other key goes to that type's
     appid = "wx1234567890"
     secret = {env = "WECHAT_SECRET"}     # secrets: always an environment reference
 
+``[web] public_url`` is the address patients' links start with (carepath.web.links).
+
 The ``[journeys]`` table says which journeys run::
 
     [journeys]
@@ -45,10 +47,11 @@ from carepath.definition.segments import SegmentError, SegmentSet, build_segment
 from carepath.runtime.click_settings import ClickSettings
 from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
 from carepath.web.clients import EventsClient
+from carepath.web.links import WebSettings
 
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
-SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "events_api", "segments", "clicks")
+SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "web", "events_api", "segments", "clicks")
 JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -107,6 +110,7 @@ class CarepathConfig:
     events_api: dict[str, EventsClient] = field(default_factory=dict)
     segments: SegmentSet = field(default_factory=lambda: _default_segments())  # carepath.definition.segments
     clicks: ClickSettings = field(default_factory=ClickSettings)  # carepath.runtime.clicks
+    web: WebSettings = field(default_factory=WebSettings)
 
     def team(self, name: str) -> TeamConfig:
         """A team's rules (the defaults for a team the file does not declare)."""
@@ -157,14 +161,15 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     teams = validator.tables("teams", data.get("teams", {}), TeamConfig)
     staff = validator.tables("staff", data.get("staff", {}), StaffMember)
     surveys = validator.table("surveys", data.get("surveys", {}), SurveySettings)
+    web = validator.table("web", data.get("web", {}), WebSettings)
     events_api = validator.tables("events_api", data.get("events_api", {}), EventsClient)
     clicks = validator.table("clicks", data.get("clicks", {}), ClickSettings)
     segments = validator.segments(data.get("segments", {}), file.resolve().parent)
     if problems:
         raise ConfigError(problems, file)
     return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
-                          teams=teams, staff=staff, surveys=surveys or SurveySettings(), events_api=events_api,
-                          segments=segments, clicks=clicks or ClickSettings())
+                          teams=teams, staff=staff, surveys=surveys or SurveySettings(), web=web or WebSettings(),
+                          events_api=events_api, segments=segments, clicks=clicks or ClickSettings())
 
 
 class _Validator:
@@ -247,24 +252,13 @@ class _Validator:
         if not isinstance(data, dict):
             self.problem(path, "must be a table")
             return None
-        secrets = secret_fields(model)
-        resolved: dict[str, Any] = {}
-        for key, value in data.items():
-            if _is_env_ref(value):
-                var = value["env"]
-                if isinstance(var, str) and var in self.environ:
-                    resolved[key] = self.environ[var]
-                else:
-                    self.problem(f"{path}.{key}", f"environment variable {var} is not set")
-            elif key in secrets:
-                self.problem(f"{path}.{key}", "is a secret: reference an environment variable, "
-                                              f'{key} = {{env = "NAME"}}, never a literal value')
-            else:
-                resolved[key] = value
+        resolved, refused = self.options(path, secret_fields(model), data)
         try:
             return model.model_validate(resolved)
         except pydantic.ValidationError as exc:
             for error in exc.errors():
+                if error["loc"] and error["loc"][0] in refused:
+                    continue  # already reported (a literal secret, an unset variable), not "required key missing"
                 where = ".".join([path, *map(str, error["loc"])])
                 if error["type"] == "extra_forbidden":
                     self.problem(where, f"unknown key (known: {', '.join(model.model_fields)})")
@@ -289,7 +283,7 @@ class _Validator:
         if cls is None:
             self.problem(f"{base}.type", self._unknown_type(type_name))
             return None
-        options, refused = self.options(name, cls, {k: v for k, v in table.items() if k != "type"})
+        options, refused = self.options(base, secret_fields(cls.Config), {k: v for k, v in table.items() if k != "type"})
         try:
             config = cls.Config.model_validate(options)
         except pydantic.ValidationError as exc:
@@ -305,13 +299,13 @@ class _Validator:
             return None
         return ConnectorSpec(name=name, type=type_name, kind=connector_kind(cls), cls=cls, config=config)
 
-    def options(self, name: str, cls: type[Connector], raw: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
-        """Resolve ``{env = "NAME"}`` references and refuse literal secrets: ``(options, refused keys)``."""
-        secrets = secret_fields(cls.Config)
+    def options(self, base: str, secrets: Iterable[str], raw: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+        """Resolve ``{env = "NAME"}`` references and refuse literal secrets of the table at ``base``:
+        ``(options, refused keys)``; each refused key is reported once, naming the variable to set."""
         resolved: dict[str, Any] = {}
         refused: set[str] = set()
         for key, value in raw.items():
-            path = f"connectors.{name}.{key}"
+            path = f"{base}.{key}"
             if _is_env_ref(value):
                 var = value["env"]
                 if not isinstance(var, str) or not var:
@@ -325,7 +319,7 @@ class _Validator:
                 refused.add(key)
             elif key in secrets:
                 self.hidden.update(_texts(value))
-                suggestion = re.sub(r"[^A-Z0-9]+", "_", f"{name}_{key}".upper())
+                suggestion = re.sub(r"[^A-Z0-9]+", "_", f"{base.split('.', 1)[-1]}_{key}".upper())
                 self.problem(path, f"is a secret: reference an environment variable, "
                                    f"{key} = {{env = \"{suggestion}\"}}, never a literal value")
                 refused.add(key)
@@ -405,6 +399,16 @@ def build_channels(config: CarepathConfig, manager: PluginManager | None = None)
         types = (manager or get_plugin_manager()).connector_types()
         return {name: types[type_name](name) for name, type_name in DEFAULT_CHANNELS.items()}
     return build_connectors(config, "channel")  # type: ignore[return-value]
+
+
+def installed_channel_names(manager: PluginManager | None = None) -> set[str]:
+    """Channel names a journey may use where no carepath.toml names the instances: every installed
+    channel type (``console``, ``wechat``, ``aliyun-sms`` ...) and what each one is (``sms``)."""
+    names: set[str] = set()
+    for type_name, cls in (manager or get_plugin_manager()).connector_types().items():
+        if connector_kind(cls) == "channel":
+            names.update(n for n in (type_name, getattr(cls, "medium", "")) if n)
+    return names
 
 
 def configured_channel_names(config: CarepathConfig | None = None) -> set[str]:

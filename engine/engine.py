@@ -14,7 +14,8 @@ from sqlalchemy.pool import NullPool
 
 from carepath.runtime.clock import Clock, SystemClock
 from carepath.runtime.dispatcher import DispatchReport, Dispatcher
-from carepath.definition.events import EventIn, PatientIn, check_event
+from carepath.definition.catalog import unknown_type_problem
+from carepath.definition.events import EventIn, EventRejected, PatientIn, check_event
 from carepath.runtime.ingest import IngestResult, Ingestor
 from carepath.definition.model import Journey, Template
 from carepath.runtime.patients import upsert_patient, upsert_patients_bulk
@@ -70,6 +71,8 @@ class Engine:
             config = load_config() if channels is None or connectors is None else CarepathConfig()
         #: teams, staff and survey settings of ``carepath.toml`` (the defaults when there is none)
         self.config = config
+        #: the address ``carepath serve`` bound its web hooks app to (links default to it), once it has
+        self.served_at: str | None = None
         if channels is None:
             from carepath.plugins.manager import get_plugin_manager
 
@@ -173,10 +176,15 @@ class Engine:
         """Store an event once and apply it; urgent ``on`` steps are dispatched inline.
 
         Raises :class:`~carepath.definition.events.EventRejected`, storing nothing, for an event
-        outside this installation's limits. Personal data in the stored payload is encrypted.
-        ``received_via`` records who delivered it (``events-api:<system>``, ``hook:<connector>``, ...).
+        outside this installation's limits or of a type the event catalogue does not know (a typo such as
+        ``appointment.bokked`` must not be stored and silently never acted on). Personal data in the stored
+        payload is encrypted. ``received_via`` records who delivered it (``events-api:<system>``,
+        ``hook:<connector>``, ...).
         """
         event = check_event(event, self.settings.event_limits())
+        unknown = unknown_type_problem(event.type)
+        if unknown is not None:
+            raise EventRejected("type", unknown)
         event = event.with_stored_payload(protect_payload(event.stored_payload(), self.cipher,
                                                           self.settings.event_private_paths,
                                                           scan_text=self.settings.event_scan_text))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from rich import box
@@ -30,6 +30,17 @@ class StepRow:
     step: str
     channel: str
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def report_days(since: date | None, until: date | None, tz: tzinfo, now: datetime,
+                default_days: int = 30) -> tuple[datetime, datetime]:
+    """A report's range as instants: from the start of day ``since`` to the start of day ``until`` in the
+    hospital's zone ``tz``; by default the last ``default_days`` days there, today included (a survey
+    answered at 07:00 in Shanghai is today's, whatever the server's own clock says)."""
+    today = now.astimezone(tz).date()
+    first = since or today - timedelta(days=default_days)
+    end = until or today + timedelta(days=1)
+    return (datetime.combine(first, time(0)).replace(tzinfo=tz), datetime.combine(end, time(0)).replace(tzinfo=tz))
 
 
 def step_summary(conn: Connection) -> list[StepRow]:
@@ -155,7 +166,7 @@ def _delivery(d: dict[str, Any]) -> str:
 
 
 # Columns that must stay on one line (ids, times, statuses): the free-text ones wrap around them.
-_NO_WRAP = {"id", "patient", "when", "received", "planned", "due", "sent", "created", "SLA due", "status", "stage", "channel",
+_NO_WRAP = {"next deadline", "id", "patient", "when", "received", "planned", "due", "sent", "created", "SLA due", "status", "stage", "channel",
             "type"}
 
 
@@ -195,15 +206,23 @@ def touchpoint_rows(conn: Connection, *, patient: int | None = None, status: str
 def task_rows(conn: Connection, *, patient: int | None = None, status: str | None = None,
               journey: str | None = None, step: str | None = None, limit: int | None = None) -> list[dict]:
     """Staff tasks, newest first, with the journey and step that opened them."""
+    from carepath.runtime.work_queue import OPEN_STATUSES, next_deadline
+
     q = select(StaffTask.id, StaffTask.patient_id, Touchpoint.journey, Touchpoint.step, StaffTask.kind,
-               StaffTask.team, StaffTask.status, StaffTask.created_at, StaffTask.sla_due_at, StaffTask.detail,
-               StaffTask.resolution,
+               StaffTask.team, StaffTask.status, StaffTask.created_at, StaffTask.first_response_due_at,
+               StaffTask.sla_due_at, StaffTask.claimed_by, StaffTask.detail, StaffTask.resolution,
                Patient.tz).join(Patient, Patient.id == StaffTask.patient_id) \
         .outerjoin(Touchpoint, Touchpoint.id == StaffTask.touchpoint_id)
     q = _filtered(q, StaffTask, patient, status, journey, step).order_by(StaffTask.created_at.desc(),
                                                                          StaffTask.id.desc()).limit(limit)
-    return [{**r._asdict(), "created_at": _iso(r.created_at), "sla_due_at": _iso(r.sla_due_at)}
-            for r in conn.execute(q)]
+    rows = []
+    for r in conn.execute(q):
+        deadline, due = next_deadline(r.claimed_by, r.first_response_due_at, r.sla_due_at) \
+            if r.status in OPEN_STATUSES else (None, None)
+        rows.append({**r._asdict(), "created_at": _iso(r.created_at), "sla_due_at": _iso(r.sla_due_at),
+                     "first_response_due_at": _iso(r.first_response_due_at), "deadline": deadline,
+                     "deadline_at": _iso(due)})
+    return rows
 
 
 def event_rows(conn: Connection, *, status: str | None = None, patient: int | None = None, source: str | None = None,
@@ -238,12 +257,15 @@ def touchpoint_table(rows: list[dict], title: str) -> Table:
 
 def task_table(rows: list[dict], title: str) -> Table:
     """Staff tasks as a table; times in each patient's own zone."""
-    return _table(title, ["id", "patient", "kind", "team", "status", "journey / step", "created", "SLA due",
+    from carepath.runtime.work_queue import DEADLINE_LABELS
+
+    return _table(title, ["id", "patient", "kind", "team", "status", "journey / step", "created", "next deadline",
                           "detail"],
                   [[str(r["id"]), str(r["patient_id"]), r["kind"], r["team"],
                     r["status"] + (f" ({r['resolution']})" if r.get("resolution") else ""),
                     f"{r['journey'] or '—'} / {r['step'] or '—'}", _local(_parse(r["created_at"]), r["tz"]),
-                    _local(_parse(r["sla_due_at"]), r["tz"]), r["detail"] or ""] for r in rows])
+                    f"{DEADLINE_LABELS[r['deadline']]}\n{_local(_parse(r['deadline_at']), r['tz'])}"
+                    if r["deadline"] else "", r["detail"] or ""] for r in rows])
 
 
 def _parse(value: str | None) -> datetime | None:

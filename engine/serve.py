@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, Callable
 from uuid import UUID
 
+from carepath.instance import TAG_PREFIX, deployment_name, instance_name, instances_on, port_in_use
+
 log = logging.getLogger("carepath.serve")
-DEPLOYMENT_NAME = "carepath-serve"
 
 
 @dataclass
@@ -45,24 +46,29 @@ class Served:
     parameters: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     deployment_id: UUID | None = None
+    deployment: str = deployment_name("default")  # its name on the server: carepath-<instance>
 
 
 def deployments_for(engine: Any, journeys: list[str], dispatch_interval: float, maintenance_interval: float,
-                    batch: int = 500) -> list[Served]:
-    """One deployment per journey plus the maintenance deployment."""
+                    batch: int = 500, instance: str = "default") -> list[Served]:
+    """One deployment per journey plus the maintenance deployment, named and tagged for ``instance``."""
     from carepath.flows import journey_flow, maintenance_flow
 
     served = []
+    mine = ["carepath", f"{TAG_PREFIX}{instance}"]
     for name in journeys:
         journey = engine.journeys[name]
         served.append(Served(name=name, flow=journey_flow(name), interval=dispatch_interval,
-                             tags=["carepath", f"journey:{name}", f"version:{journey.version}"],
+                             tags=[*mine, f"journey:{name}", f"version:{journey.version}"],
                              parameters={"interval_seconds": int(dispatch_interval), "batch": batch},
                              description=f"Dispatches the due work of journey {name} "
-                                         f"(version {journey.version}) every {dispatch_interval:g} s."))
+                                         f"(version {journey.version}) every {dispatch_interval:g} s "
+                                         f"for carepath instance {instance}.",
+                             deployment=deployment_name(instance)))
     served.append(Served(name="maintenance", flow=maintenance_flow(), interval=maintenance_interval,
-                         tags=["carepath", "maintenance"],
-                         description="Lease reclaim, staff-task SLA checks, held-event replay."))
+                         tags=[*mine, "maintenance"], deployment=deployment_name(instance),
+                         description=f"Lease reclaim, staff-task SLA checks, held-event replay for carepath "
+                                     f"instance {instance}."))
     return served
 
 
@@ -71,7 +77,7 @@ def _registered(client: Any, s: Served) -> UUID | None:
     from prefect.exceptions import ObjectNotFound
 
     try:
-        existing = client.read_deployment_by_name(f"{s.flow.name}/{DEPLOYMENT_NAME}")
+        existing = client.read_deployment_by_name(f"{s.flow.name}/{s.deployment}")
     except ObjectNotFound:
         return None
     intervals = [getattr(x.schedule, "interval", None) for x in existing.schedules if x.active]
@@ -96,7 +102,7 @@ def apply_deployments(served: list[Served]) -> None:
                 s.deployment_id = _registered(client, s)
             if s.deployment_id is None:
                 s.deployment_id = s.flow.to_deployment(
-                    name=DEPLOYMENT_NAME, interval=timedelta(seconds=s.interval), tags=s.tags,
+                    name=s.deployment, interval=timedelta(seconds=s.interval), tags=s.tags,
                     parameters=s.parameters, description=s.description).apply()
         except Exception as exc:  # an unreachable or refusing server is the operator's to fix: say which
             url = os.environ.get("PREFECT_API_URL", "the Prefect API")
@@ -115,22 +121,47 @@ class RunPoller:
         self.on_error = on_error
         self.busy: set[UUID] = set()
         self._lock = threading.Lock()
+        self.last_ok: datetime | None = None  # the last poll the Prefect server answered
+        self.failing_since: datetime | None = None
+        self.last_error: str | None = None
         self._pool = ThreadPoolExecutor(max_workers=max(2, min(8, len(self.by_id))), thread_name_prefix="flow-run")
 
     def run(self) -> None:
-        """Poll until stopped, then wait for the runs in progress."""
+        """Poll until stopped, then wait for the runs in progress.
+
+        A poll is not retried: the next round is the retry, so a Prefect server that went away shows at
+        once in ``/healthz`` (and a stop is not held up by a client backing off)."""
         from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
         try:
-            with get_client(sync_client=True) as client:
+            with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as client:
                 while not self.stop.is_set():
                     try:
                         self.poll_once(client)
+                        self.last_ok, self.failing_since, self.last_error = datetime.now(timezone.utc), None, None
                     except Exception as exc:  # the server may be restarting: try again next round
-                        self.on_error(f"could not poll Prefect for runs: {type(exc).__name__}: {exc}")
+                        self.failing_since = self.failing_since or datetime.now(timezone.utc)
+                        self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                        self.on_error(f"could not poll Prefect for runs: {self.last_error}")
                     self.stop.wait(self.poll_seconds)
         finally:
             self._pool.shutdown(wait=True)
+
+    def health(self, api_url: str) -> tuple[bool, str]:
+        """Whether this process is starting its scheduled runs, and if not, why."""
+        now = datetime.now(timezone.utc)
+        if self.failing_since is not None:
+            return False, (f"no scheduler: the Prefect server at {api_url} has not answered since "
+                           f"{self.failing_since:%H:%M:%S} UTC ({self.last_error}); no journey run starts here "
+                           f"until it is back")
+        if self.last_ok is None:
+            return False, f"starting: the first poll of {api_url} is pending"
+        stale = max(30.0, 5 * self.poll_seconds)
+        if (now - self.last_ok).total_seconds() > stale:
+            return False, f"no scheduler: the last poll of {api_url} was at {self.last_ok:%H:%M:%S} UTC, over " \
+                          f"{stale:g} s ago"
+        return True, f"ok: {len(self.by_id)} deployment(s) polled on {api_url}, last at {self.last_ok:%H:%M:%S} UTC"
 
     def poll_once(self, client: Any) -> int:
         """Claim and start every due run whose deployment is idle here; returns how many started."""
@@ -255,17 +286,33 @@ class Service:
         self.poller: RunPoller | None = None
         self.poller_thread: threading.Thread | None = None
         self.listeners: Any = None  # carepath.listeners.Listeners: HL7 v2 MLLP and other socket listeners
+        self.instance = instance_name(engine.settings.instance, engine.database_url)
+        self.api_url: str | None = None
 
     def start_prefect(self) -> str:
-        """The API URL to use: ``PREFECT_API_URL``, or a local server started now (must run before Prefect is imported)."""
+        """The API URL to use: ``PREFECT_API_URL`` (joined, saying which other carepath instances serve there),
+        or this instance's own local server started now (on another free port when the chosen one is taken,
+        saying by whom). Must run before Prefect is imported."""
         url = os.environ.get("PREFECT_API_URL")
         if url:
-            self.say(f"Prefect API: {url}")
+            others = [i for i in instances_on(url) or [] if i != self.instance]
+            self.say(f"Prefect API: {url} (joined: " + (f"carepath instance(s) {', '.join(others)} also serve there"
+                                                        if others else "no other carepath instance serves there")
+                     + f"; this is instance {self.instance})")
             return url
-        from carepath.prefect_server import PrefectServer
+        from carepath.prefect_server import PrefectServer, free_port
 
-        self.say(f"starting a local Prefect server on 127.0.0.1:{self.options.prefect_port} …")
-        self.prefect_server = PrefectServer(self.options.home / "prefect", self.options.prefect_port).start()
+        port = self.options.prefect_port
+        if port and port_in_use("127.0.0.1", port):
+            others = instances_on(f"http://127.0.0.1:{port}/api")
+            whose = ("something that is not a Prefect server" if others is None else
+                     f"the Prefect server of carepath instance(s) {', '.join(others)}" if others else
+                     "a Prefect server with no carepath deployments")
+            port = free_port()
+            self.say(f"127.0.0.1:{self.options.prefect_port} is taken by {whose}: this instance ({self.instance}) "
+                     f"starts its own Prefect server on 127.0.0.1:{port} (to share one, set PREFECT_API_URL)")
+        self.say(f"starting a local Prefect server on 127.0.0.1:{port} …")
+        self.prefect_server = PrefectServer(self.options.home / "prefect", port).start()
         os.environ["PREFECT_API_URL"] = self.prefect_server.api_url
         self.say(f"Prefect UI: {self.prefect_server.ui_url}  (its log: {self.prefect_server.log_path})")
         return self.prefect_server.api_url
@@ -280,30 +327,45 @@ class Service:
         # a weak events token stops serve before anything starts (WeakToken is a RuntimeError: a clear error)
         EventsAuth.build(self.engine.config.events_api, token, self.options.events_token_env)
         prefect_defaults()
-        api_url = self.start_prefect()
+        api_url = self.api_url = self.start_prefect()
         use_engine(self.engine)
-        app = create_app(self.engine, events_token=token,
-                         events_token_env=self.options.events_token_env, prefect_api_url=api_url)
+        app = create_app(self.engine, events_token=token, events_token_env=self.options.events_token_env,
+                         prefect_api_url=api_url, scheduler=self.scheduler_health)
         self.web = WebServer(app, self.options.host, self.options.port)
         host, port = self.web.start()
+        from carepath.web.links import public_base
+
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        self.engine.served_at = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
         from carepath.listeners import Listeners
 
         self.listeners = Listeners(self.engine.connectors.values())
         for bound in self.listeners.start():
             self.say(f"listening: {bound}")
         self.say(f"web hooks app: http://{host}:{port}  (POST /events, /hooks/<type>/<name>, /healthz, /metrics)")
+        self.say(f"patients' links start with {public_base(self.engine.config, self.engine.settings, self.engine.served_at)}"
+                 " ([web] public_url in carepath.toml)")
         if not app.state.events_auth.systems:
             self.say(f"POST /events is off until {self.options.events_token_env} holds a bearer token "
                      "(or carepath.toml has [events_api.<system>] tokens)")
         journeys = sorted(self.engine.journeys)
         served = deployments_for(self.engine, journeys, self.options.dispatch_interval,
-                                 self.options.maintenance_interval, self.options.dispatch_batch)
+                                 self.options.maintenance_interval, self.options.dispatch_batch, self.instance)
         apply_deployments(served)
-        self.say(f"deployments: {', '.join(f'{s.name} every {s.interval:g} s' for s in served)}")
+        self.say(f"deployments of instance {self.instance} ({served[0].deployment}): "
+                 f"{', '.join(f'{s.name} every {s.interval:g} s' for s in served)}")
         self.say(f"worker {self.engine.dispatcher.worker_id} ready; SIGTERM or Ctrl-C stops it")
         self.poller = RunPoller(served, self.options.poll_seconds, self.stop, on_error=self.say)
         self.poller_thread = threading.Thread(target=self.poller.run, name="run-poller", daemon=True)
         self.poller_thread.start()
+
+    def scheduler_health(self) -> tuple[bool, str]:
+        """For ``/healthz``: whether this instance's scheduled runs are being started, and if not, why."""
+        if self.poller is None or self.poller_thread is None:
+            return False, f"starting: registering the deployments of instance {self.instance} with {self.api_url}"
+        if not self.poller_thread.is_alive():
+            return False, "no scheduler: the run poller has stopped" + (" (shutting down)" if self.stop.is_set() else "")
+        return self.poller.health(self.api_url or "")
 
     def shutdown(self) -> None:
         """Finish in-flight work and stop, in reverse order of starting."""

@@ -16,11 +16,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carepath.definition.durations import Duration
-from carepath.definition.events import EARLIEST, LATEST, EventLimits
+from carepath.definition.events import EARLIEST, LATEST, EventLimits, check_zone
 from carepath.store.personal_data import DEFAULT_PRIVATE_PATHS
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAREPATH_", extra="ignore")
 
     home: Path = Field(default=Path(".carepath"), description="state folder for the embedded default")
+    timezone: str = Field(default="Asia/Shanghai",
+                          description="the hospital's time zone: the days reports count and their default range")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under home by default")
     secret_key: str | None = Field(default=None, description="base64 AES-256 key for contact data")
     key_file: Path | None = Field(default=None, description="key file used when no secret_key is set")
@@ -56,6 +58,8 @@ class Settings(BaseSettings):
     unsubscribe_words: list[str] = Field(
         default=list(DEFAULT_UNSUBSCRIBE_WORDS), min_length=1,
         description="whole replies that withdraw consent, from any channel (JSON list in CAREPATH_UNSUBSCRIBE_WORDS)")
+
+    _zone = field_validator("timezone")(lambda v: check_zone(v))
 
     def event_limits(self) -> EventLimits:
         """What an event may carry here (checked by ``Engine.ingest``)."""
@@ -92,6 +96,9 @@ class Settings(BaseSettings):
     inbound_trusted_proxies: list[str] = Field(default_factory=list, description="addresses of your reverse proxies, "
                                                "whose X-Forwarded-For names the real source (JSON list)")
     worker_id: str | None = Field(default=None, description="this worker's name in leases (default host-pid)")
+    instance: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$",
+                                 description="this installation's name on a Prefect server: its deployments are "
+                                             "carepath-<instance> (default: derived from the database)")
     lease_seconds: float = Field(default=300.0, gt=0, description="how long a claim lasts before others reclaim it")
 
     def inbound_limits(self) -> "InboundLimits":

@@ -7,6 +7,7 @@
     first_response = "2h"           # a task must be claimed within this (working) time
     working_hours = "08:00-17:30"   # SLAs count only these hours, on these days ...
     workdays = [1, 2, 3, 4, 5]      # ... (ISO weekdays); leave both out for round the clock
+    calendar = "china"              # public holidays off, adjusted working days (调休) on; "none": workdays only
     timezone = "Asia/Shanghai"
 
     [staff.wang-li]
@@ -15,19 +16,19 @@
     token = {env = "STAFF_WANG_LI_TOKEN"}    # the staff page login token
 
     [surveys]
-    base_url = "https://carepath.example-hospital.cn"   # where patients open survey links
-    link_ttl = "14d"
+    link_ttl = "14d"                # how long a survey link works ([web] public_url: where it points)
 """
 
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, time, timedelta
+from typing import Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from carepath.definition.durations import Duration
+from carepath.definition.events import check_zone
 
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -43,6 +44,10 @@ class TeamConfig(BaseModel):
     working_hours: str | None = Field(None, description='"HH:MM-HH:MM"; SLAs count only these hours')
     workdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7],
                                 description="ISO weekdays that count (1 = Monday)")
+    calendar: Literal["china", "none"] = Field(
+        "china", description="china: the official calendar of mainland China overrides workdays (public "
+                             "holidays are off, adjusted working days are on); none: workdays only. "
+                             "A round-the-clock team (no working_hours, every weekday) never pauses")
     timezone: str = "Asia/Shanghai"
 
     @field_validator("working_hours")
@@ -63,14 +68,23 @@ class TeamConfig(BaseModel):
             raise ValueError("workdays are ISO weekday numbers 1 (Monday) to 7 (Sunday), at least one")
         return sorted(set(v))
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (KeyError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+    _zone = field_validator("timezone")(lambda v: check_zone(v))
+
+    @property
+    def round_the_clock(self) -> bool:
+        """No working hours and every weekday: deadlines are plain elapsed time."""
+        return self.working_hours is None and len(self.workdays) == 7
+
+    def is_working_day(self, day: date) -> bool:
+        """Whether the team works on local date ``day``: its weekdays, with the official calendar's public
+        holidays off and adjusted working days on (``calendar = "china"``)."""
+        if self.calendar == "china":
+            from carepath.runtime.workdays import official_day
+
+            kind = official_day(day)
+            if kind is not None:
+                return kind == "adjusted_workday"
+        return day.isoweekday() in self.workdays
 
     def hours(self) -> tuple[time, time] | None:
         """The working day's start and end, or ``None`` for round the clock."""
@@ -93,12 +107,36 @@ class StaffMember(BaseModel):
 
 
 
+class StaffError(Exception):
+    """A name that may not act on the staff queue (not a configured ``[staff.NAME]``)."""
+
+
+def staff_member(staff: Mapping[str, StaffMember], name: str, *, action: str) -> StaffMember:
+    """The configured staff member ``name`` who is about to ``action`` (``claim``, ``note``, ``close``,
+    ``view``) a task; :class:`StaffError` naming the configured names otherwise.
+
+    The one place that decides who may act on the queue (the command line's ``--as``): roles and
+    accounts extend it here.
+    """
+    member = staff.get(name)
+    if member is None:
+        from carepath.definition.reach import suggest
+
+        if not staff:
+            raise StaffError(f"{name!r} cannot {action} tasks: no staff are configured (add [staff.{name}] with "
+                             f"team, role and token to carepath.toml)")
+        raise StaffError(f"{name!r} is not a configured staff member{suggest(name, staff)} "
+                         f"(configured: {', '.join(sorted(staff))}; [staff.NAME] in carepath.toml)")
+    return member
+
+
 class SurveySettings(BaseModel):
-    """Where patients open built-in survey links, and for how long a link works."""
+    """How long a built-in survey link works (where it points: ``[web] public_url``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field("http://127.0.0.1:8000", pattern=r"^https?://")
+    base_url: str | None = Field(None, pattern=r"^https?://",
+                                 description="older name of [web] public_url, read for this release")
     link_ttl: Duration = timedelta(days=14)
 
 

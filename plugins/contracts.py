@@ -289,13 +289,18 @@ class Channel(Connector):
     """A way to reach a patient (WeChat, SMS, console, outbox, ...).
 
     Subclasses set ``type_name``, ``address_kind`` (which patient contact it
-    needs: ``phone``, ``openid``, ``none``) and ``Config``; they implement
-    :meth:`send`. :meth:`send_batch` may be overridden when the provider takes
-    many messages per call. ``send`` never raises for provider trouble: it
-    returns a :class:`SendResult` classified retryable or permanent.
+    needs: ``phone``, ``openid``, ``none``), optionally ``medium`` and
+    ``Config``; they implement :meth:`send`. :meth:`send_batch` may be
+    overridden when the provider takes many messages per call. ``send`` never
+    raises for provider trouble: it returns a :class:`SendResult` classified
+    retryable or permanent.
     """
 
     address_kind: ClassVar[str] = "phone"
+    #: what the channel is to a patient (``sms``, ``wechat``): the instance name journeys conventionally use
+    #: for it (``via: [wechat, sms]``), accepted by ``carepath journeys validate`` where no carepath.toml
+    #: names the instances; empty when only the type name applies
+    medium: ClassVar[str] = ""
 
     def send(self, message: Message) -> SendResult:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -17,7 +17,9 @@ from carepath.runtime.clock import VirtualClock
 from carepath.settings import Settings
 from carepath.store import open_database, upgrade
 from carepath.store.schema import Base
+from tests.event_types import install as _install_test_event_types
 
+_install_test_event_types()  # the tests' own event types (program.joined ...), declared as a plugin would
 PG_URL = os.environ.get("CAREPATH_TEST_DATABASE_URL", "")
 ON_POSTGRES = PG_URL.startswith("postgresql")
 

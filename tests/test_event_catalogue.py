@@ -52,6 +52,6 @@ def test_payload_problems_name_the_field():
     assert payload_problems("consent.changed", {"purpose": "ads", "granted": "maybe"}) == [
         "payload field 'purpose': must be clinical, marketing, sensitive or template:<template name>",
         "payload field 'granted': Input should be a valid boolean, unable to interpret input"]
-    assert payload_problems("vitals.alert", {"anything": 1}) == []  # not in the catalogue: not checked
+    assert payload_problems("device.alarm", {"anything": 1}) == []  # not in the catalogue: not checked
     assert payload_refusal("message.delivered", {}) == \
         "stored, not applied: message.delivered payload field 'provider_id': Field required"

@@ -190,10 +190,12 @@ def test_after_step_survives_the_dsl():
 
 
 @pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the installation provides, without loading plugins."""
+def registry(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The installation's templates (without loading plugins), in a folder without carepath.toml: the
+    channels are the installed channel types (wechat, console, sms ...)."""
     monkeypatch.setattr(cli_journeys, "known_template_names", lambda: {"queue_info", "bp_check"})
-    monkeypatch.setattr(cli_journeys, "known_channel_names", lambda: {"wechat", "sms", "console"})
+    monkeypatch.delenv("CAREPATH_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 def run(*args: str):

@@ -224,8 +224,7 @@ def test_cli_reports_run_time_failures_with_file_line_and_step(tmp_path, monkeyp
     from carepath.cli import journeys as cli_journeys
 
     monkeypatch.setattr(cli_journeys, "known_template_names", lambda: set())
-    monkeypatch.setattr(cli_journeys, "known_channel_names", lambda: {"sms"})
-    monkeypatch.setattr(cli_journeys, "configured_channels", lambda: {"sms": MappedSms("sms")})
+    monkeypatch.setattr(cli_journeys, "_channels_to_check", lambda given, config: ({"sms"}, {"sms": MappedSms("sms")}))
     path = tmp_path / "reach.yaml"
     path.write_text(BASE.replace("您的{{ event.report | default('检查') }}", "{{ pateint.surname }}"), encoding="utf-8")
     result = CliRunner().invoke(cli_journeys.app, ["validate", str(path)])

@@ -93,6 +93,7 @@ class SmsChannel(Channel):
     """Base of the Chinese SMS channels (template-only, no provider deduplication)."""
 
     address_kind: ClassVar[str] = "phone"
+    medium: ClassVar[str] = "sms"
     Config: ClassVar[type[SmsConfig]] = SmsConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
         max_length=500, needs_opt_out_text=True, opt_out_text=DEFAULT_OPT_OUT, network=True, callbacks=True,

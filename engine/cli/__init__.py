@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-from pathlib import Path
-from typing import Optional
 
-import typer
 
-from carepath.cli.common import ExitCode, err_console, out_console
+def _interrupted_while_starting(signum, frame) -> None:  # noqa: ANN001
+    os.write(2, b"interrupted\n")
+    os._exit(130)
 
-app = typer.Typer(name="carepath", help="Patient journeys for hospitals, run as Prefect flows.",
+
+# Ctrl-C while the command line is still importing (a second or more on a busy machine) ends in one line,
+# not in a traceback through whatever module was loading; the handler before is back once this module is.
+try:
+    _before_import = signal.signal(signal.SIGINT, _interrupted_while_starting)
+except ValueError:  # imported outside the main thread: nothing to guard
+    _before_import = None
+
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from carepath.cli.common import ExitCode, config_failed, err_console, out_console  # noqa: E402
+
+
+class _Commands(TyperGroup):
+    """The root command group: a carepath.toml that does not load ends any command the same way,
+    one line per problem and exit 1, wherever the command happened to read it."""
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        from carepath.config import ConfigError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            config_failed(exc)
+
+
+app = typer.Typer(name="carepath", help="Patient journeys for hospitals, run as Prefect flows.", cls=_Commands,
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
@@ -71,9 +102,14 @@ def demo(patients: int = typer.Option(300, min=1, max=20000, help="synthetic pat
          seed: int = typer.Option(7, help="random seed of the synthetic HIS"),
          home: Path = typer.Option(Path(".carepath"), help="where the demo database goes")) -> None:
     """Run the built-in outpatient journey on synthetic patients for a virtual month, as Prefect flows."""
-    from carepath.simulation.demo import run_demo
+    try:
+        from carepath.simulation.demo import run_demo
 
-    run_demo(home=home, patients=patients, days=days, seed=seed, console=out_console())
+        run_demo(home=home, patients=patients, days=days, seed=seed, console=out_console())
+    except KeyboardInterrupt:  # before the demo's own Ctrl-C handling is in place, or raised past it: one line
+        from carepath.simulation.demo import exit_now, interrupted_message
+
+        exit_now(interrupted_message(home))
 
 
 @app.command()
@@ -90,13 +126,16 @@ def bench(json_out: bool = typer.Option(False, "--json", help="print the figures
 
 
 def main() -> None:
-    _mount_optional()
     try:
+        _mount_optional()  # imports every command group: seconds on a busy machine, and Ctrl-C may come then
         app()
     except KeyboardInterrupt:
-        err_console().print("[yellow]interrupted[/]")
+        err_console().print("interrupted", style="yellow")
         sys.exit(int(ExitCode.INTERRUPTED))
 
+
+if _before_import is not None:
+    signal.signal(signal.SIGINT, _before_import)
 
 if __name__ == "__main__":
     main()

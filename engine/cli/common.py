@@ -18,7 +18,7 @@ from typing import Any, Iterator, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 DB_HELP = "database file or URL (default: $CAREPATH_DATABASE_URL or ./.carepath/carepath.db)"
 CONFIG_HELP = "carepath.toml (default: $CAREPATH_CONFIG or ./carepath.toml)"
@@ -37,21 +37,31 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+#: what every console prints literally: a user's text, a journey, a file path (``visit.yaml:100:``), a patient's
+#: message. Rich would otherwise read ``[bold]`` as markup and ``:100:`` as an emoji; colour comes from ``style=``.
+LITERAL = {"markup": False, "emoji": False, "highlight": False}
+
+
 def out_console(**kwargs: Any) -> Console:
-    """Standard output: the terminal's width, else ``COLUMNS``, else 100 columns."""
+    """Standard output: the terminal's width, else ``COLUMNS``, else 100 columns; text printed as given."""
     width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH
-    return Console(width=width, highlight=False, **kwargs)
+    return Console(width=width, **{**LITERAL, **kwargs})
 
 
-def err_console() -> Console:
-    """Standard error, for problems and progress."""
+def err_console(**kwargs: Any) -> Console:
+    """Standard error, for problems and progress; text printed as given."""
     width = None if sys.stderr.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH
-    return Console(stderr=True, width=width, highlight=False, soft_wrap=True)
+    return Console(stderr=True, width=width, **{"soft_wrap": True, **LITERAL, **kwargs})
+
+
+def labelled(label: str, style: str, text: str) -> Text:
+    """``label`` in ``style`` followed by ``text`` exactly as given (``error: ...``, ``✗ ...``)."""
+    return Text.assemble((label, style), " ", text)
 
 
 def fail(message: str, code: ExitCode = ExitCode.INVALID) -> NoReturn:
     """Print ``error: message`` on standard error and exit with ``code``."""
-    err_console().print(f"[bold red]error:[/] {escape(message)}")
+    err_console().print(labelled("error:", "bold red", message))
     raise typer.Exit(int(code))
 
 
@@ -89,6 +99,18 @@ def open_cli_store(db: str | None, *, read_only: bool):
         return open_store(Settings(), database_url(db), read_only=read_only)
 
 
+def config_failed(exc: Any) -> NoReturn:
+    """A configuration that does not load: one line per problem, naming the file and the key (and the
+    environment variable when one is unset), never a traceback; exit 1, or 3 for a named file that is not there."""
+    if exc.missing:
+        fail(f"no configuration file at {exc.problems[0].path}", ExitCode.NOT_FOUND)
+    errors = err_console()
+    where = f"{exc.source}: " if exc.source else ""
+    for problem in exc.problems:
+        errors.print(labelled("error:", "bold red", f"{where}{problem}"))
+    raise typer.Exit(int(ExitCode.INVALID))
+
+
 def cli_config(path: Path | None = None):
     """carepath.toml for a command; a missing file named by ``--config`` or ``$CAREPATH_CONFIG`` is an error."""
     from carepath.config import ConfigError, load_config
@@ -96,31 +118,40 @@ def cli_config(path: Path | None = None):
     try:
         return load_config(path, require=True)
     except ConfigError as exc:
-        if exc.missing:
-            fail(f"no configuration file at {exc.problems[0].path}", ExitCode.NOT_FOUND)
-        fail(str(exc), ExitCode.INVALID)
+        config_failed(exc)
 
 
-def open_cli_engine(db: str | None, config_file: Path | None = None, *, runs_journeys: bool = True):
-    """An :class:`Engine` on the configured journeys and channels, for commands that change state
-    (``runs_journeys=False``: a command that needs only the channels says nothing about journeys)."""
-    from carepath.config import ConfigError, build_channels
+def cli_journeys(config: Any) -> dict[str, Any]:
+    """The journeys carepath.toml enables; a journey file or name it gets wrong ends the command
+    like any configuration problem."""
+    from carepath.config import ConfigError
     from carepath.definition.registry import enabled_journeys
+
+    try:
+        return enabled_journeys(config)
+    except ConfigError as exc:
+        config_failed(exc)
+
+
+def open_cli_engine(db: str | None, config_file: Path | None = None, *, runs_journeys: bool = True,
+                    **options: Any):
+    """An :class:`Engine` on the configured journeys and channels, for commands that change state
+    (``runs_journeys=False``: a command that needs only the channels says nothing about journeys;
+    ``options`` go to the Engine: ``worker_id``, ``lease``)."""
+    from carepath.config import build_channels
     from carepath.engine import Engine
     from carepath.settings import Settings
 
     config = cli_config(config_file)
-    try:
-        journeys = list(enabled_journeys(config).values())
-        channels = build_channels(config)
-    except ConfigError as exc:
-        fail(str(exc), ExitCode.INVALID)
+    journeys = list(cli_journeys(config).values())
+    channels = build_channels(config)
     if not journeys and runs_journeys:
         where = config.path or "no carepath.toml"
         err_console().print(f"note: no journey runs ({where}: add [journeys] paths = [...] or enabled = [...])",
                             markup=False)
     with store_errors():
-        engine = Engine(database_url(db), journeys=journeys, channels=channels, settings=Settings(), config=config)
+        engine = Engine(database_url(db), journeys=journeys, channels=channels, settings=Settings(), config=config,
+                        **options)
     if engine.created_key is not None:
         err_console().print(f"note: new database, so a new encryption key was written to {engine.created_key}; "
                             "keep it (or set CAREPATH_SECRET_KEY): contact data cannot be read without it",

@@ -6,9 +6,7 @@ import importlib
 from typing import Callable
 
 import typer
-from rich.console import Console
-
-console = Console(stderr=True)
+from carepath.cli.common import err_console
 
 
 def emulators() -> dict[str, str]:
@@ -32,7 +30,7 @@ def emulator(name: str = typer.Argument(..., help="connector type, e.g. wechat")
     known = emulators()
     if name not in known:
         names = ", ".join(known) or "none installed"
-        console.print(f"[red]no emulator for connector type {name!r}[/] (emulators: {names})")
+        err_console().print(f"no emulator for connector type {name!r} (emulators: {names})", style="red")
         raise typer.Exit(3)  # not found (docs/cli.md)
     try:
         load_emulator(known[name])(host, port)

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import List
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from carepath.cli.common import err_console, out_console
 
 app = typer.Typer(help="HL7 v2 over MLLP: try a listener with message files.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
 
 
 def split_messages(raw: bytes) -> list[bytes]:
@@ -49,12 +49,12 @@ def send(files: List[Path] = typer.Argument(..., help="files of HL7 v2 messages 
         try:
             content = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
         except OSError as exc:
-            err.print(f"[red]cannot read {path}: {exc.strerror}[/]")
+            err_console().print(f"cannot read {path}: {exc.strerror}", style="red")
             raise typer.Exit(3) from None  # not found (docs/cli.md)
         messages = [content] if raw else split_messages(content)
         batches += [(str(path), n, message) for n, message in enumerate(messages, start=1)]
     if not batches:
-        err.print("[red]no HL7 message (no line starting with MSH) in the given files[/]")
+        err_console().print("no HL7 message (no line starting with MSH) in the given files", style="red")
         raise typer.Exit(1)  # invalid input (docs/cli.md)
     table = Table("file", "#", "control id", "ack", "text", "error at", title=f"MLLP {host}:{port}")
     refused = 0
@@ -68,12 +68,12 @@ def send(files: List[Path] = typer.Argument(..., help="files of HL7 v2 messages 
                 code = msa[1] if len(msa) > 1 else "?"
                 refused += code != "AA"
                 style = "green" if code == "AA" else "red"
-                table.add_row(name, str(n), raw_control_id(message), f"[{style}]{code}[/]",
+                table.add_row(name, str(n), raw_control_id(message), Text(code, style=style),
                               msa[3] if len(msa) > 3 else "", er[2] if len(er) > 2 else "")
     except OSError as exc:
-        err.print(f"[red]MLLP {host}:{port}: {exc.strerror or exc}[/]")
+        err_console().print(f"MLLP {host}:{port}: {exc.strerror or exc}", style="red")
         raise typer.Exit(1) from None
-    out.print(table)
+    out_console().print(table)
     if refused:
         raise typer.Exit(1)
 

@@ -6,17 +6,18 @@ import json
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Iterable
+from typing import Annotated, Iterable, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from carepath.cli.common import DB_HELP, print_json
+from carepath.cli.common import (CONFIG_OPTION, DB_HELP, ExitCode, cli_config, cli_journeys, err_console,
+                                 out_console, print_json)
+from carepath.config import build_channels, configured_channel_names, installed_channel_names
 from carepath.definition.journey_files import read_journey_file
 from carepath.definition.model import Journey, Send, Stage
-from carepath.definition.registry import (configured_channels, known_channel_names, known_template_names,
-                                          plugin_templates)
+from carepath.definition.registry import known_template_names, plugin_templates
 from carepath.definition.validation import Problem
 from carepath.runtime.migrate import OUTCOMES
 
@@ -63,19 +64,20 @@ def validate(
     paths: Annotated[list[Path], typer.Argument(help="Journey YAML files, or folders holding them.",
                                                 show_default=False)],
     channel: Annotated[list[str] | None, typer.Option(
-        "--channel", help="A channel name the journeys may use (repeat it); default: the installed channels.",
+        "--channel", help="A channel name the journeys may use (repeat it); default: the channels of "
+                          "carepath.toml, or the installed channel types where there is none.",
         show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+    config_file: Path | None = CONFIG_OPTION,
 ) -> None:
     """Report every problem in journey files; exit 1 if there is any."""
-    console = Console(highlight=False, soft_wrap=True, quiet=as_json)
+    console = out_console(soft_wrap=True, quiet=as_json)
     files, problems = journey_paths(paths)
     valid: list[dict[str, str]] = []
     _print_problems(console, problems)
     provided = plugin_templates()
     templates = {name: provided.get(name) for name in known_template_names()}
-    channels = set(channel) if channel else known_channel_names()
-    instances = {} if channel else configured_channels()
+    channels, instances = _channels_to_check(channel, config_file)
     for path in files:
         journey, found = read_journey_file(path, known_templates=templates, known_channels=channels,
                                            channels=instances)
@@ -96,6 +98,22 @@ def validate(
     console.print(f"{len(files)} journey file(s) valid", style="bold green", markup=False)
 
 
+def _channels_to_check(given: list[str] | None, config_file: Path | None) -> tuple[set[str], dict]:
+    """The channel names journeys may use and the configured instances that check their templates:
+    ``--channel`` names; else carepath.toml's channels; else, with no carepath.toml, every installed
+    channel type (and a note saying so)."""
+    if given:
+        return set(given), {}
+    config = cli_config(config_file)
+    if config.path is not None:
+        return configured_channel_names(config), dict(build_channels(config))
+    names = installed_channel_names()
+    err_console().print(f"note: no carepath.toml here, so channel names are checked against the installed channel "
+                        f"types: {', '.join(sorted(names))} (in a hospital's folder, against its "
+                        f"[connectors.NAME] instances)", style="dim")
+    return names, {}
+
+
 def _print_problems(console: Console, problems: list[Problem]) -> None:
     for problem in problems:
         console.print(str(problem), style="red", markup=False)
@@ -113,10 +131,18 @@ def _open_store(db: str | None):
         fail(str(exc), ExitCode.NOT_FOUND)
 
 
-def _installed(name: str) -> Journey | None:
+def _live(name: str, config_file: Path | None) -> tuple[Journey | None, bool]:
+    """The definition of journey ``name`` here and whether it runs: the journey carepath.toml enables
+    (a hospital's own YAML file or a plugin's), else a plugin's journey that is installed but not enabled."""
     from carepath.definition.registry import plugin_journeys
 
-    return plugin_journeys().get(name)
+    running = cli_journeys(cli_config(config_file)).get(name)
+    return (running, True) if running is not None else (plugin_journeys().get(name), False)
+
+
+def _not_found(message: str) -> NoReturn:
+    err_console().print(message, style="red")
+    raise typer.Exit(int(ExitCode.NOT_FOUND))
 
 
 DB_OPTION = typer.Option("--db", show_default=False, help=DB_HELP)
@@ -127,30 +153,32 @@ def versions(
     name: Annotated[str, typer.Argument(help="The journey's name.", show_default=False)],
     db: Annotated[str | None, DB_OPTION] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the versions as JSON.")] = False,
+    config_file: Path | None = CONFIG_OPTION,
 ) -> None:
-    """List a journey's versions with how many enrollments are active on and exited from each."""
+    """List a journey's versions with how many enrollments are active on and exited from each, and which
+    version is live here (the definition carepath.toml enables)."""
     from carepath.runtime.versions import version_counts
 
     store = _open_store(db)
     try:
+        current, live = _live(name, config_file)
         with store.connect() as conn:
-            rows = version_counts(conn, name, _installed(name))
+            rows = version_counts(conn, name, current)
     finally:
         store.dispose()
-    if as_json:
-        typer.echo(json.dumps([r.to_json() for r in rows], indent=2))
-        return
     if not rows:
-        Console(stderr=True).print(f"journey {name!r} has no stored versions and is not installed", style="red",
-                                   markup=False)
-        raise typer.Exit(1)
+        _not_found(f"journey {name!r} has no stored versions and is neither enabled nor installed")
+    if as_json:
+        typer.echo(json.dumps([{**r.to_json(), "live": r.current and live} for r in rows], indent=2))
+        return
     table = Table(title=f"versions of {name}")
     for column in ("version", "first enrolled", "active", "exited", ""):
         table.add_column(column, justify="right" if column in ("active", "exited") else "left")
+    mark = "live" if live else "installed, not enabled"
     for r in rows:
         table.add_row(r.version, f"{r.created_at:%Y-%m-%d %H:%M} UTC" if r.created_at else "-", str(r.active),
-                      str(r.exited), "installed" if r.current else "")
-    Console(highlight=False).print(table)
+                      str(r.exited), mark if r.current else "")
+    out_console().print(table)
 
 
 @app.command()
@@ -163,31 +191,35 @@ def migrate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
     db: Annotated[str | None, DB_OPTION] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+    config_file: Path | None = CONFIG_OPTION,
 ) -> None:
     """Move running enrollments' unsent steps to another version; sent touchpoints never change."""
     from rich.progress import Progress
 
     from carepath.runtime.clock import SystemClock
     from carepath.runtime.migrate import migrate_enrollments
-    from carepath.runtime.versions import VersionError
+    from carepath.runtime.versions import VersionError, VersionNotFound
 
     store = _open_store(db)
-    errors = Console(stderr=True, highlight=False)
+    errors = err_console()
     try:
+        current, _ = _live(name, config_file)
         with Progress(console=errors, transient=True, disable=as_json) as bar:
             task = bar.add_task("migrating enrollments", total=None)
-            report = migrate_enrollments(store, name, to, now=SystemClock().now(), current=_installed(name),
+            report = migrate_enrollments(store, name, to, now=SystemClock().now(), current=current,
                                          from_version=from_version, dry_run=dry_run, actor="cli",
                                          progress=lambda n, total: bar.update(task, completed=n, total=total))
+    except VersionNotFound as exc:
+        _not_found(str(exc))
     except VersionError as exc:
-        errors.print(str(exc), style="red", markup=False)
-        raise typer.Exit(1) from None
+        errors.print(str(exc), style="red")
+        raise typer.Exit(int(ExitCode.INVALID)) from None
     finally:
         store.dispose()
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = out_console(soft_wrap=True)
     table = Table(title=f"{name} → {report.to_version}" + (" (dry run)" if dry_run else ""))
     table.add_column("step")
     for label in ("kept", "re-timed", "dropped", "added"):

@@ -3,11 +3,14 @@ sent and handed to staff."""
 
 from __future__ import annotations
 
+import enum
 from typing import Optional
 
 import typer
 
 from carepath.cli.common import DB_OPTION, open_cli_store, out_console, print_json
+from carepath.runtime.work_queue import TASK_STATUSES
+from carepath.store.schema import TOUCHPOINT_STATUSES
 
 touchpoints_app = typer.Typer(no_args_is_help=True, add_completion=False,
                               help="Touchpoints: scheduled, sent, failed, cancelled messages and tasks.")
@@ -41,20 +44,30 @@ def _show(kind: str, rows: list[dict], as_json: bool, limit: int) -> None:
     out_console().print((touchpoint_table if kind == "touchpoints" else task_table)(rows, title))
 
 
+#: ``--status`` takes only these (anything else is a usage error, exit 2, listing them)
+TouchpointStatus = enum.Enum("TouchpointStatus", {s: s for s in TOUCHPOINT_STATUSES}, type=str)
+TaskStatus = enum.Enum("TaskStatus", {s: s for s in TASK_STATUSES}, type=str)
+
+
+def _status(statuses: tuple[str, ...]):  # noqa: ANN202 - a typer option
+    return typer.Option(None, "--status", show_default=False, help=f"only this status: {', '.join(statuses)}")
+
+
 @touchpoints_app.command("list")
-def list_touchpoints(status: Optional[str] = typer.Option(None, "--status", help="scheduled, sent, delivered, "
-                                                          "failed, skipped, cancelled, claimed"),
+def list_touchpoints(status: Optional[TouchpointStatus] = _status(TOUCHPOINT_STATUSES),
                      patient: Optional[int] = PATIENT, journey: Optional[str] = JOURNEY,
                      step: Optional[str] = STEP, limit: int = LIMIT, as_json: bool = JSON,
                      db: Optional[str] = DB_OPTION) -> None:
     """Touchpoints with status, due and sent times, channel and reason."""
-    rows = _rows("touchpoints", db, patient=patient, status=status, journey=journey, step=step, limit=limit)
+    rows = _rows("touchpoints", db, patient=patient, status=status and status.value, journey=journey, step=step,
+                 limit=limit)
     _show("touchpoints", rows, as_json, limit)
 
 
-def list_tasks(status: Optional[str] = typer.Option(None, "--status", help="open, done, cancelled"),
+def list_tasks(status: Optional[TaskStatus] = _status(TASK_STATUSES),
                patient: Optional[int] = PATIENT, journey: Optional[str] = JOURNEY, step: Optional[str] = STEP,
                limit: int = LIMIT, as_json: bool = JSON, db: Optional[str] = DB_OPTION) -> None:
     """Staff tasks with team, SLA and the journey step that opened them."""
-    rows = _rows("tasks", db, patient=patient, status=status, journey=journey, step=step, limit=limit)
+    rows = _rows("tasks", db, patient=patient, status=status and status.value, journey=journey, step=step,
+                 limit=limit)
     _show("tasks", rows, as_json, limit)

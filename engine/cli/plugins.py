@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from carepath.cli.common import ExitCode, err_console, out_console
+from carepath.cli.common import ExitCode, err_console, labelled, out_console
 from carepath.config import (CONFIG_ENV, DEFAULT_CHANNELS, ConfigError, config_path, load_config,
                              unmapped_template_problems)
 from carepath.plugins.manager import get_plugin_manager
@@ -46,10 +46,10 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="print JSON 
             version = f"{info.distribution} {version}"
         hooks = ", ".join(h.removeprefix("carepath_") for h in info.hooks) or "-"
         if info.problems:
-            hooks += "\n[red]" + escape("\n".join(info.problems)) + "[/]"
+            hooks = Text(hooks + "\n") + Text("\n".join(info.problems), style="red")
         provides = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in (
             ("connectors", info.connectors), ("journeys", info.journeys), ("templates", info.templates)) if names)
-        table.add_row(info.name + (" (built-in)" if info.builtin else ""), version, hooks, escape(provides) or "-")
+        table.add_row(info.name + (" (built-in)" if info.builtin else ""), version, hooks, provides or "-")
     console = out_console()
     console.print(table)
     if manager.failures:
@@ -57,7 +57,7 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="print JSON 
         broken.add_column("plugin")
         broken.add_column("reason", overflow="fold")
         for failure in manager.failures:
-            broken.add_row(escape(failure.name), escape(failure.reason))
+            broken.add_row(failure.name, failure.reason)
         console.print(broken)
     if manager.disabled:
         console.print(f"not in CAREPATH_PLUGINS (not loaded): {', '.join(manager.disabled)}")
@@ -88,14 +88,19 @@ def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
                                   ensure_ascii=False, indent=2))
         else:
             errors = err_console()
-            errors.print(f"[bold red]{escape(str(where))}: {len(exc.problems)} problem(s)[/]")
+            errors.print(f"{where}: {len(exc.problems)} problem(s)", style="bold red")
             for problem in exc.problems:
-                errors.print(f"  [red]✗[/] {escape(str(problem))}")
+                errors.print(labelled("  ✗", "red", str(problem)))
         raise typer.Exit(int(ExitCode.NOT_FOUND if exc.missing else ExitCode.INVALID)) from None
+    from carepath.settings import Settings
+    from carepath.web.links import link_warnings, public_base
+
     unmapped = unmapped_template_problems(config, journeys.values())
+    warnings = link_warnings(config, Settings())
     if as_json:
         typer.echo(json.dumps({"file": str(config.path) if config.path else None, "ok": not unmapped,
                                "unmapped_templates": [str(p) for p in unmapped],
+                               "public_url": public_base(config, Settings()), "warnings": warnings,
                                "connectors": [{"name": n, "type": s.type, "kind": s.kind}
                                               for n, s in sorted(config.connectors.items())],
                                "journeys": [{"name": j.name, "version": j.version} for j in journeys.values()]},
@@ -104,6 +109,8 @@ def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
             raise typer.Exit(int(ExitCode.INVALID))
         return
     console = out_console()
+    for warning in warnings:
+        err_console().print(labelled("warning:", "bold yellow", warning))
     if config.path is None:
         console.print(f"no {config_path(path)} found: using the default channels "
                       f"{', '.join(DEFAULT_CHANNELS)}; no journeys enabled")
@@ -116,10 +123,11 @@ def check(path: Optional[Path] = typer.Option(None, "--config", "-c",
     console.print(table)
     names = ", ".join(f"{j.name} ({j.version})" for j in journeys.values())
     console.print(f"journeys enabled: {names or 'none (add a [journeys] table)'}", soft_wrap=True)
+    console.print(f"patients' links start with: {public_base(config, Settings())}", soft_wrap=True)
     if unmapped:
         errors = err_console()
-        errors.print(f"[bold red]{len(unmapped)} template(s) cannot go out by their channel[/]")
+        errors.print(f"{len(unmapped)} template(s) cannot go out by their channel", style="bold red")
         for problem in unmapped:
-            errors.print(f"  [red]✗[/] {escape(str(problem))}")
+            errors.print(labelled("  ✗", "red", str(problem)))
         raise typer.Exit(int(ExitCode.INVALID))
-    console.print("[green]OK[/]")
+    console.print("OK", style="green")

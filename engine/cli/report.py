@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from carepath.cli.common import CONFIG_OPTION, DB_OPTION, ExitCode, cli_config, fail, open_cli_store, out_console, print_json
+from carepath.cli.common import (CONFIG_OPTION, DB_OPTION, ExitCode, cli_config, cli_journeys, fail, open_cli_store,
+                                 out_console, print_json)
 
 app = typer.Typer(help="Reports for people: surveys, NPS, task SLAs, content performance.", no_args_is_help=True)
 
 
-def _day(value: Optional[str], default: date) -> datetime:
+def _day(value: Optional[str]) -> Optional[date]:
     try:
-        day = date.fromisoformat(value) if value else default
+        return date.fromisoformat(value) if value else None
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
-    return datetime.combine(day, time(0), tzinfo=timezone(timedelta(hours=8)))
 
 
 def _pct(value: Optional[float]) -> str:
@@ -27,19 +27,23 @@ def _pct(value: Optional[float]) -> str:
 
 
 @app.command("surveys")
-def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, Asia/Shanghai); default 30 days ago"),
-            until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow"),
+def surveys(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, in the hospital's time zone "
+                                                        "CAREPATH_TIMEZONE, default Asia/Shanghai); default 30 days ago"),
+            until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow there"),
             json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
-            db: Optional[str] = DB_OPTION) -> None:
+            config: Optional[Path] = CONFIG_OPTION, db: Optional[str] = DB_OPTION) -> None:
     """Response rate, satisfaction and NPS (with its three shares) per journey and step; task SLA compliance."""
-    from carepath.definition.registry import enabled_journeys
+    from zoneinfo import ZoneInfo
+
+    from carepath.reporting import report_days
+    from carepath.runtime.clock import SystemClock
+    from carepath.settings import Settings
     from carepath.survey_report import survey_report
 
-    today = date.today()
-    start, end = _day(since, today - timedelta(days=30)), _day(until, today + timedelta(days=1))
-    journeys = enabled_journeys().values()  # what the engine would run, as before
+    start, end = report_days(_day(since), _day(until), ZoneInfo(Settings().timezone), SystemClock().now())
     store = open_cli_store(db, read_only=True)  # a report creates no database and no key
     try:
+        journeys = cli_journeys(cli_config(config)).values()  # what the engine would run
         with store.db.connect() as conn:
             report = survey_report(conn, journeys, start, end)
     finally:
@@ -69,8 +73,9 @@ def _rated(n: int, rate: Optional[float]) -> str:
 
 
 @app.command("content")
-def content(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, Asia/Shanghai); default 30 days ago"),
-            until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow"),
+def content(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, in the hospital's time zone "
+                                                        "CAREPATH_TIMEZONE, default Asia/Shanghai); default 30 days ago"),
+            until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow there"),
             json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
             chart: Optional[Path] = typer.Option(None, "--chart", help="also draw a PNG bar chart of the rates "
                                                                        "per template to this file"),
@@ -78,11 +83,15 @@ def content(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-D
                                                                                      "segment too"),
             db: Optional[str] = DB_OPTION, config: Optional[Path] = CONFIG_OPTION) -> None:
     """Per template and segment: messages sent, delivered, clicked, replied, with rates and the numbers behind them."""
+    from zoneinfo import ZoneInfo
+
     from carepath.content_chart import ChartError, draw_chart
     from carepath.content_report import content_report
+    from carepath.reporting import report_days
+    from carepath.runtime.clock import SystemClock
+    from carepath.settings import Settings
 
-    today = date.today()
-    start, end = _day(since, today - timedelta(days=30)), _day(until, today + timedelta(days=1))
+    start, end = report_days(_day(since), _day(until), ZoneInfo(Settings().timezone), SystemClock().now())
     segments = cli_config(config).segments
     store = open_cli_store(db, read_only=True)
     try:

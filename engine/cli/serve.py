@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from carepath.cli.common import fail, out_console, store_errors
+from carepath.cli.common import CONFIG_OPTION, DB_OPTION, fail, open_cli_engine, out_console
 
 
 def serve(host: Optional[str] = typer.Option(None, help="address of the web hooks app [CAREPATH_SERVE_HOST, 127.0.0.1]"),
@@ -18,14 +19,14 @@ def serve(host: Optional[str] = typer.Option(None, help="address of the web hook
                                                                                  "[CAREPATH_MAINTENANCE_INTERVAL, 60]"),
           prefect_port: Optional[int] = typer.Option(None, min=0, max=65535,
                                                      help="port of the local Prefect server and UI when "
-                                                          "PREFECT_API_URL is not set [CAREPATH_PREFECT_PORT, 4200]")) -> None:
+                                                          "PREFECT_API_URL is not set [CAREPATH_PREFECT_PORT, 4200]"),
+          config: Optional[Path] = CONFIG_OPTION, db: Optional[str] = DB_OPTION) -> None:
     """Dispatch every journey on an interval as Prefect deployments and serve web hooks, until SIGTERM or Ctrl-C.
 
     Without PREFECT_API_URL a local Prefect server is started (UI on 127.0.0.1); with it, that server is used.
     """
     from datetime import timedelta
 
-    from carepath.config import ConfigError
     from carepath.serve import ServeOptions, Service, default_worker_id
     from carepath.settings import Settings
 
@@ -36,16 +37,13 @@ def serve(host: Optional[str] = typer.Option(None, help="address of the web hook
                            poll_seconds=settings.poll_seconds, dispatch_batch=settings.dispatch_batch,
                            prefect_port=settings.prefect_port if prefect_port is None else prefect_port,
                            home=settings.home, events_token_env=settings.events_token_env)
-    from carepath.engine import Engine
-
-    try:
-        with store_errors():  # a bad key or an unreachable database: a clear error, no traceback
-            engine = Engine(settings=settings, worker_id=settings.worker_id or default_worker_id(),
-                            lease=timedelta(seconds=settings.lease_seconds))
-    except ConfigError as exc:
-        fail(str(exc))
+    # a configuration that does not load, a bad key or an unreachable database: a clear error, no traceback
+    engine = open_cli_engine(db, config, runs_journeys=False, worker_id=settings.worker_id or default_worker_id(),
+                             lease=timedelta(seconds=settings.lease_seconds))
     if not engine.journeys:
-        fail("no journeys to serve: install a journey plugin or configure journeys")
+        engine.close()
+        fail(f"no journeys to serve ({engine.config.path or 'no carepath.toml'}: add [journeys] paths = [...] "
+             f"or enabled = [...])")
     console = out_console()
     service = Service(engine, options, say=lambda line: console.print(line, soft_wrap=True, highlight=False))
     try:

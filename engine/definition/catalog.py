@@ -252,6 +252,17 @@ class SegmentChange(Payload):
     dimension: str = Field(description="its dimension: clinical, behaviour, value, demographic or custom")
 
 
+class TaskSlaBreached(Payload):
+    # What carepath.runtime.work_queue.check_slas stores for every breach it escalates.
+    task_id: int = Field(description="the staff task")
+    kind: str = Field(description="the task's kind, e.g. complaint, call_patient")
+    team: str = Field(description="the team it belongs to")
+    deadline: Literal["first_response", "resolution"] = Field(
+        description="which deadline passed: first_response (nobody claimed it) or resolution (not closed)")
+    level: int = Field(description="the escalation level it moved to (0 is the team's first role)")
+    role: str = Field(description="the role it is now assigned to")
+
+
 class VitalsReading(Payload):
     kind: str = Field(description="what was measured: systolic_bp, diastolic_bp, heart_rate, glucose, weight, "
                                   "temperature, spo2...")
@@ -296,6 +307,8 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("segment.left", "The patient left a segment (carepath derives it from the portrait).",
               SegmentChange),
     EventType("vitals.reading", "A home or ward device sent a measurement.", VitalsReading),
+    EventType("task.sla_breached", "A staff task missed a deadline and moved up its team's escalation chain.",
+              TaskSlaBreached),
 )
 
 
@@ -328,6 +341,20 @@ def event_types() -> dict[str, EventType]:
 
 def reload_event_types() -> None:
     _cached_catalogue.cache_clear()
+
+
+def unknown_type_problem(event_type: str) -> str | None:
+    """Why an event of ``event_type`` is refused at ingest (a type the catalogue does not know, with the
+    nearest known name), or None for a known type."""
+    known = event_types()
+    if event_type in known:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(event_type, sorted(known), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return (f"unknown event type '{event_type}'{hint} (`carepath events types` lists the known ones; a plugin "
+            f"adds its own with the carepath_event_types hook)")
 
 
 def payload_problems(event_type: str, payload: dict[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Iterable
 
+from carepath.definition.durations import CalendarDuration
 from carepath.definition.model import (
     ENROLLED,
     AfterStep,
@@ -38,7 +39,7 @@ from carepath.definition.model import (
     Template,
 )
 
-Dur = str | timedelta
+Dur = str | timedelta | CalendarDuration  # "3d", "1mo", timedelta(days=3)
 
 
 def journey(name: str, *, enroll: EnrollRule, steps: Iterable[Step], title: str = "", exit: ExitRule | None = None,

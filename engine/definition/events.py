@@ -26,6 +26,17 @@ EARLIEST, LATEST = date(1900, 1, 1), date(2199, 12, 31)
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
 
 
+def check_zone(name: str) -> str:
+    """``name`` when it is an IANA time zone (``Asia/Shanghai``), else a ValueError saying so."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
+
+
 class EventRejected(ValueError):
     """An event refused at the door; nothing of it was stored.
 
@@ -153,16 +164,7 @@ class PatientIn(BaseModel):
             _in_range(v)
         return v
 
-    @field_validator("tz")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+    _zone = field_validator("tz")(lambda v: check_zone(v))
 
 
 def parse_event(data: Mapping[str, Any] | str | bytes, limits: EventLimits = EventLimits()) -> EventIn:

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Collection, Mapping
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from carepath.definition.durations import format_duration
+from carepath.definition.durations import CalendarDuration, format_duration
 from carepath.definition.model import AfterStep, AnchorOffset, Every, Idle, Journey, OnEvent, Step
 from carepath.definition.validation import Problem, Reporter, check_trigger, suggest, validate_journey
 
@@ -455,7 +455,7 @@ def _plain(value: Any) -> Any:
         return value.value
     if isinstance(value, time):
         return value.strftime("%H:%M:%S" if value.second else "%H:%M")
-    if isinstance(value, timedelta):
+    if isinstance(value, (timedelta, CalendarDuration)):
         return format_duration(value)
     return value
 

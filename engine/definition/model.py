@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from carepath.definition.durations import Duration
+from carepath.definition.durations import CalendarSpan, Duration
 
 ENROLLED = "enrolled"  # built-in anchor: the enrollment instant
 
@@ -48,7 +48,7 @@ class OnEvent(_Model):
 
     kind: Literal["on"] = "on"
     event: str
-    delay: Duration = timedelta(0)
+    delay: CalendarSpan = timedelta(0)
     once_per: str | None = None
 
 
@@ -57,7 +57,7 @@ class AnchorOffset(_Model):
 
     kind: Literal["before", "after"]
     anchor: str
-    offset: Duration = timedelta(0)
+    offset: CalendarSpan = timedelta(0)
     at: time | None = None
 
     @field_validator("at", mode="before")
@@ -80,12 +80,12 @@ class Every(_Model):
     """Repeat every ``interval`` from ``anchor + start``, until ``count`` or ``until`` after the anchor."""
 
     kind: Literal["every"] = "every"
-    interval: Duration
+    interval: CalendarSpan
     anchor: str = ENROLLED
-    start: Duration = timedelta(0)
+    start: CalendarSpan = timedelta(0)
     at: time | None = None
     count: int | None = None
-    until: Duration | None = None
+    until: CalendarSpan | None = None
 
     _hhmm = field_validator("at", mode="before")(AnchorOffset._hhmm.__func__)
 
@@ -101,7 +101,7 @@ class AfterStep(_Model):
 
     kind: Literal["after_step"] = "after_step"
     step: str
-    delay: Duration = timedelta(0)
+    delay: CalendarSpan = timedelta(0)
     outcome: Literal["sent", "failed"] = "sent"
     unless: Literal["replied"] | None = None
 

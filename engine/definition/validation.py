@@ -18,7 +18,7 @@ from typing import Any, Callable, Collection, Iterator, Mapping
 
 from carepath.definition import expression_checks as checks
 from carepath.definition.catalog import EventType, event_types
-from carepath.definition.durations import format_duration
+from carepath.definition.durations import CalendarDuration, for_range_checks, format_duration
 from carepath.definition.expressions import ExpressionError, compile_condition, compile_template
 from carepath.definition.model import ENROLLED, AfterStep, AnchorOffset, Every, Idle, Journey, OnEvent, Send, Step
 from carepath.definition.reach import (Scope, check_uses, enroll_scope, exit_scope, step_scope, suggest,
@@ -251,9 +251,9 @@ def _syntax_message(exc: ExpressionError) -> str:
     return f'{message}{position} at the end of "{shown}"' if text else f"{message}{position}"
 
 
-def _check_range(value: timedelta | None, low: timedelta, high: timedelta, field: str,
+def _check_range(value: timedelta | CalendarDuration | None, low: timedelta, high: timedelta, field: str,
                  report: Reporter, step: str, hint: str = "") -> None:
-    if value is None or low <= value <= high:
+    if value is None or low <= for_range_checks(value) <= high:
         return
     report.add(f"{format_duration(value)} is out of range: must be between {format_duration(low)} "
                f"and {format_duration(high)}{hint}", field, step)
@@ -283,7 +283,8 @@ def check_trigger(anchors: Mapping[str, Any] | None, t: Any, prefix: str, step_i
     """
     for value, low, high, field in _trigger_durations(t, prefix):
         hint = " (a negative 'before' offset is an 'after')" if (
-            isinstance(t, AnchorOffset) and t.kind == "before" and value is not None and value < timedelta(0)) else ""
+            isinstance(t, AnchorOffset) and t.kind == "before" and value is not None
+            and for_range_checks(value) < timedelta(0)) else ""
         _check_range(value, low, high, field, report, step_id, hint)
     count, until = getattr(t, "count", None), getattr(t, "until", None)
     if isinstance(t, Every) and count is not None and not 1 <= count <= MAX_COUNT:

@@ -36,12 +36,11 @@ PREVIEW_AGENTS = ("bot", "spider", "crawler", "preview", "facebookexternalhit", 
 
 
 def public_base_url(engine: "Engine") -> str:
-    """The public address of the web hooks app patients open links on (no trailing slash).
+    """The public address of the web hooks app patients open links on (no trailing slash): ``[web] public_url``,
+    else where ``carepath serve`` listens (:func:`carepath.web.links.public_base`)."""
+    from carepath.web.links import public_base
 
-    The one place links read it: today ``[surveys] base_url``; point it at the public
-    base URL setting when there is one.
-    """
-    return engine.config.surveys.base_url.rstrip("/")
+    return public_base(engine.config, engine.settings, getattr(engine, "served_at", None))
 
 
 def _b36(n: int) -> str:

@@ -421,7 +421,7 @@ class Dispatcher:
         category = step.category
         tz = zone(patient.view.tz)
         policy = self.engine.policy
-        if not policy.allowed(now, category, tz):
+        if isinstance(step.action, Send) and not policy.allowed(now, category, tz):  # tasks, tags: no quiet hours
             report.add(tp, "deferred")
             return "final", self._defer(tp, policy.next_allowed(now, category, tz), QUIET_HOURS, now)
         expr = expression_context(patient.view, event=ctx.event_payload(tp, enrollment),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
 from pydantic import ValidationError
@@ -510,7 +510,7 @@ class Ingestor:
             if ids else {}
         result.resent += [f"{journey.name}.{s.id} already planned for {identities[s.id]}"
                           for s in steps if s.id not in fresh.values()]
-        urgent = {s.id for s in steps if s.category is Category.urgent and s.trigger.delay.total_seconds() == 0}
+        urgent = {s.id for s in steps if s.category is Category.urgent and s.trigger.delay == timedelta(0)}
         result.urgent_touchpoints += [tid for tid, step in fresh.items() if step in urgent]
 
 

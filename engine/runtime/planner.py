@@ -14,6 +14,7 @@ from typing import Iterable, Mapping
 
 from dateutil.rrule import DAILY, HOURLY, rrule
 
+from carepath.definition.durations import CalendarDuration, add, for_range_checks
 from carepath.definition.model import ENROLLED, AnchorOffset, Category, Every, Step
 from carepath.runtime.policy import Policy, local_wall, zone
 
@@ -68,10 +69,12 @@ def _occurrences(trig: AnchorOffset | Every, base: datetime, tz_name: str) -> li
     # memoized: appointment slots repeat across thousands of enrollments (callers must not mutate)
     tz = zone(tz_name)
     if isinstance(trig, AnchorOffset):
-        when = base - trig.offset if trig.kind == "before" else base + trig.offset
+        when = add(base, -trig.offset if trig.kind == "before" else trig.offset, tz)
         return [("0", _anchored(trig.at, when, tz))]
-    first = base + trig.start
-    end = base + trig.until if trig.until is not None else None
+    first = add(base, trig.start, tz)
+    end = add(base, trig.until, tz) if trig.until is not None else None
+    if isinstance(trig.interval, CalendarDuration):
+        return _calendar_series(trig, first, end, tz)
     if trig.at is not None:
         # whole-day intervals repeat at the same local wall time across DST changes
         local_first = first.astimezone(tz).replace(tzinfo=None)
@@ -95,6 +98,25 @@ def _occurrences(trig: AnchorOffset | Every, base: datetime, tz_name: str) -> li
     while (trig.count is None or n < trig.count) and (end is None or when <= end):
         out.append((str(n), when))
         n, when = n + 1, when + trig.interval
+    return out
+
+
+def _calendar_series(trig: Every, first: datetime, end: datetime | None, tz) -> list[tuple[str, datetime]]:  # noqa: ANN001
+    """``every`` in calendar months: occurrence k is k intervals after the first on the patient's calendar
+    (a 31st falls on a shorter month's last day and comes back on the 31st), at ``at`` when given."""
+    if for_range_checks(trig.interval) <= timedelta(0):
+        return []
+    if trig.at is not None:
+        at_first = _anchored(trig.at, first, tz)
+        first = at_first if at_first >= first else local_wall(
+            first.astimezone(tz).date() + timedelta(days=1), trig.at, tz)
+    out: list[tuple[str, datetime]] = []
+    while trig.count is None or len(out) < trig.count:
+        when = add(first, trig.interval * len(out), tz)
+        when = _anchored(trig.at, when, tz)  # the same wall time, whatever the offset that day
+        if end is not None and when > end:
+            break
+        out.append((str(len(out)), when))
     return out
 
 
@@ -125,7 +147,9 @@ def apply_policy(items: Iterable[Planned], *, tz_name: str, now: datetime, polic
             else:
                 out.append(_decided(item, due, "skipped", MISSED_SKIPPED))
                 continue
-        allowed = policy.next_allowed(due, category, tz)
+        # quiet hours keep messages from patients at night; a staff task or a tag is no message: it is due
+        # at once, and a task counts its deadlines in its team's working hours (carepath.runtime.working_hours)
+        allowed = policy.next_allowed(due, category, tz) if step.touchpoint_action == "send" else due
         if allowed != due:
             in_quiet = not policy.allowed(due, Category.clinical, tz)
             due, reason = allowed, QUIET_HOURS if in_quiet else MARKETING_WINDOW

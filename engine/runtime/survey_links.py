@@ -50,8 +50,9 @@ def with_survey(engine: "Engine", context: dict[str, Any], touchpoint: Any, acti
 def survey_context(engine: "Engine", touchpoint: Any, action: Survey) -> dict[str, str]:
     """What an invitation template sees as ``survey``: its ``name`` and the patient's ``link``."""
     if action.provider == BUILTIN:
-        base = engine.config.surveys.base_url.rstrip("/")
-        return {"name": action.survey, "link": f"{base}/s/{survey_token(engine.cipher, touchpoint.id)}"}
+        from carepath.web.links import public_url
+
+        return {"name": action.survey, "link": public_url(engine, f"/s/{survey_token(engine.cipher, touchpoint.id)}")}
     provider = engine.connectors.get(action.provider)
     if not isinstance(provider, SurveyProvider):
         raise SurveyLinkError(f"no survey connector named {action.provider!r}")

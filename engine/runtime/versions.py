@@ -16,6 +16,10 @@ class VersionError(ValueError):
     """A version named by an operator does not exist or is ambiguous; the message says which exist."""
 
 
+class VersionNotFound(VersionError):
+    """The journey has no such version (or no versions at all): not found, not ambiguous."""
+
+
 @dataclass(frozen=True)
 class VersionCount:
     """One version of a journey and how many enrollments are pinned to it."""
@@ -74,11 +78,12 @@ def resolve_version(conn: Connection, name: str, wanted: str, current: Journey |
         JourneyVersion.journey == name)).all())
     known = set(stored) | ({current.version} if current is not None else set())
     if not known:
-        raise VersionError(f"journey {name!r} has no stored versions and is not installed")
+        raise VersionNotFound(f"journey {name!r} has no stored versions and is neither enabled nor installed")
     matches = sorted(v for v in known if v.startswith(wanted.strip())) if wanted.strip() else []
     if len(matches) != 1:
         problem = "matches several versions" if matches else "is not a version of this journey"
-        raise VersionError(f"{wanted!r} {problem}; versions of {name}: {', '.join(sorted(known))}")
+        raise (VersionError if matches else VersionNotFound)(
+            f"{wanted!r} {problem}; versions of {name}: {', '.join(sorted(known))}")
     version = matches[0]
     if current is not None and version == current.version:
         return current

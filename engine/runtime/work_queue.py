@@ -26,7 +26,21 @@ if TYPE_CHECKING:
     from carepath.engine import Engine
 
 OPEN_STATUSES = ("open", "claimed", "escalated")
+TASK_STATUSES = (*OPEN_STATUSES, "done", "cancelled")
 DEFAULT_RESPONSE_WINDOW = timedelta(hours=4)
+
+
+#: what each deadline is called on the command line (the staff page says 首次响应 / 处理完成)
+DEADLINE_LABELS = {"first_response": "first response", "resolution": "resolution"}
+
+
+def next_deadline(claimed_by: str | None, first_response_due_at: datetime | None,
+                  sla_due_at: datetime | None) -> tuple[str | None, datetime | None]:
+    """The deadline a task works to now, ``(which, when)``: its first response while nobody has claimed it
+    (when its team sets one), else its resolution; ``(None, None)`` when the clock has stopped."""
+    if claimed_by is None and first_response_due_at is not None:
+        return "first_response", first_response_due_at
+    return ("resolution", sla_due_at) if sla_due_at is not None else (None, None)
 
 
 class TaskError(Exception):
@@ -172,6 +186,7 @@ class TaskView:
     due: datetime | None
     created_at: datetime
     escalation_level: int
+    deadline: str | None = None  # which deadline ``due`` is: first_response | resolution
 
     def overdue(self, now: datetime) -> bool:
         return self.due is not None and self.due <= now and self.status in OPEN_STATUSES
@@ -220,8 +235,8 @@ def open_task(engine: "Engine", task_id: int, who: str | None) -> tuple[TaskView
 def _view(engine: "Engine", row: Any, *, with_phone: bool) -> TaskView:
     from carepath.masking import mask_name
 
-    due = row.first_response_due_at if row.claimed_by is None and row.first_response_due_at else row.sla_due_at
+    deadline, due = next_deadline(row.claimed_by, row.first_response_due_at, row.sla_due_at)
     return TaskView(row.id, row.kind, row.team, row.status, row.priority, row.patient_id,
                     mask_name(engine.cipher.decrypt(row.name_enc)),
                     engine.cipher.decrypt(row.phone_enc) if with_phone else None, row.claimed_by, row.assigned_role,
-                    row.detail, row.resolution, due, row.created_at, row.escalation_level)
+                    row.detail, row.resolution, due, row.created_at, row.escalation_level, deadline)

@@ -1,4 +1,5 @@
-"""Deadlines counted in a team's working time (08:00–17:30 on workdays), or round the clock."""
+"""Deadlines counted in a team's working time (08:00–17:30 on its working days, the official Chinese calendar's
+holidays off and adjusted working days on), or round the clock."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ from carepath.teams import TeamConfig
 
 def add_working_time(start: datetime, duration: timedelta, team: TeamConfig) -> datetime:
     """``start`` plus ``duration`` of the team's working time (UTC-aware in, UTC-aware out)."""
-    hours = team.hours()
-    if hours is None and len(team.workdays) == 7:
+    if team.round_the_clock:
         return start + duration
+    hours = team.hours()
     tz = ZoneInfo(team.timezone)
     local = start.astimezone(tz)
     left = duration
     for _ in range(3660):  # ten years of days: a bound, never reached by a sane SLA
         day = local.date()
-        if day.isoweekday() in team.workdays:
+        if team.is_working_day(day):
             open_at, close_at = hours or (datetime.min.time(), None)
             begin = datetime.combine(day, open_at, tzinfo=tz)
             end = datetime.combine(day, close_at, tzinfo=tz) if close_at else datetime.combine(

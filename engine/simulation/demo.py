@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
 
+from carepath.config import CarepathConfig
 from carepath.runtime.clock import VirtualClock
 from carepath.connectors.outbox import OutboxChannel, OutboxConfig
 from carepath.reporting import step_summary, step_table
@@ -53,7 +54,13 @@ def _fresh_database(home: Path) -> Path:
 GRACE_SECONDS = 3.0  # after Ctrl-C, how long the flow in hand may take before the demo exits anyway
 
 
-def _exit_now(message: str) -> None:
+def interrupted_message(home: Path) -> str:
+    """The one line a Ctrl-C of the demo ends with."""
+    db_path = (home / "demo.db").resolve()
+    return f"interrupted; what ran so far is in {db_path}" if db_path.exists() else "interrupted before the demo began"
+
+
+def exit_now(message: str) -> None:
     """Leave at once, quietly: the ephemeral Prefect server is stopped first, carepath's state is committed."""
     server_module = sys.modules.get("prefect.server.api.server")  # never import here: the main thread may hold the lock
     for server in list(getattr(getattr(server_module, "SubprocessASGIServer", None), "_instances", {}).values()):
@@ -80,10 +87,10 @@ def _stop_on_interrupt(db_path: Path):
 
     def handler(signum, frame):
         if interrupted.is_set():
-            _exit_now(message)
+            exit_now(message)
         interrupted.set()
         request_stop()
-        threading.Timer(GRACE_SECONDS, _exit_now, args=(message,)).start()
+        threading.Timer(GRACE_SECONDS, exit_now, args=(message,)).start()
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -92,13 +99,28 @@ def _stop_on_interrupt(db_path: Path):
         signal.signal(signal.SIGINT, previous)
 
 
+def prefect_server_url() -> str | None:
+    """The Prefect server the demo's runs go to (``PREFECT_API_URL`` or the profile's), or None: ephemeral mode."""
+    from prefect.settings import get_current_settings
+
+    return os.environ.get("PREFECT_API_URL") or get_current_settings().api.url or None
+
+
+def run_tags(journey) -> list[str]:  # noqa: ANN001 - a Journey
+    """What a demo run is tagged with in the Prefect UI: as a served run of the journey, plus ``demo``."""
+    return ["carepath", f"journey:{journey.name}", f"version:{journey.version}", "demo"]
+
+
 def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int = 30, seed: int = 7,
              console: Console | None = None) -> DemoResult:
     """Run the built-in outpatient journey over ``days`` virtual days as Prefect flows."""
     from carepath.flows import ephemeral_defaults, journey_flow, quiet_ephemeral_shutdown, use_engine
 
     console = console or Console()
-    ephemeral_defaults()
+    ephemeral_defaults()  # before Prefect is imported: its settings (the server's start-up timeout) are read then
+    from prefect import tags
+
+    server = prefect_server_url()
     started = _time.monotonic()
     db_path = _fresh_database(home)
     interrupt = ExitStack()  # from here on, Ctrl-C is the demo's (not a KeyboardInterrupt in some import)
@@ -111,8 +133,9 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
 
     journey = load_journey_file(HERE / f"{DEMO_JOURNEY}.yaml")
     clock = VirtualClock(datetime.combine(start, time(0), tzinfo=SHANGHAI))
+    # the demo brings its own journey and channels: a carepath.toml in this folder is not read
     engine = Engine(f"sqlite:///{db_path}", journeys=[journey], channels=demo_channels(), templates={},
-                    clock=clock, settings=Settings(home=home))
+                    clock=clock, settings=Settings(home=home), config=CarepathConfig())
     engine.upsert_patients(his.patients)
     use_engine(engine)
     flow = journey_flow(journey.name)
@@ -122,7 +145,8 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("starting Prefect (ephemeral mode, ~15 s)", total=days)
+        bar = progress.add_task(f"Prefect server {server}" if server else "starting Prefect (ephemeral mode, ~15 s)",
+                                total=days)
         for d in range(days):
             if interrupted.is_set():
                 break
@@ -131,8 +155,9 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
                 clock.set(ev.occurred_at)
                 engine.ingest(ev)
             day_start = datetime.combine(day, time(0), tzinfo=SHANGHAI)
-            flow(start=day_start, end=day_start + timedelta(hours=23, minutes=30), tick_minutes=30)
-            if d == 0:
+            with tags(*run_tags(journey)):
+                flow(start=day_start, end=day_start + timedelta(hours=23, minutes=30), tick_minutes=30)
+            if d == 0 and not server:
                 quiet_ephemeral_shutdown()
             with engine.db.connect() as conn:
                 sent = conn.execute(select(func.count()).select_from(Touchpoint)
@@ -140,7 +165,7 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
             progress.update(bar, advance=1, description=f"day {d + 1:>2}/{days} {day.isoformat()}  sent {sent}")
     if interrupted.is_set():
         engine.close()
-        _exit_now(f"interrupted; what ran so far is in {db_path}")
+        exit_now(f"interrupted; what ran so far is in {db_path}")
     with engine.db.connect() as conn:
         console.print(step_table(step_summary(conn), f"{DEMO_JOURNEY}: {patients} patients, {days} days"))
         counts = {name: conn.execute(select(func.count()).select_from(model)).scalar()
@@ -149,7 +174,7 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
                                .order_by(func.count().desc(), Touchpoint.patient_id).limit(1)).first()
     elapsed = _time.monotonic() - started
     console.print(", ".join(f"{v} {k}" for k, v in counts.items()) + f"; {elapsed:.0f} s")
-    _closing_notes(console, db_path, home, busiest[0])
+    _closing_notes(console, db_path, home, busiest[0], server)
     engine.close()
     interrupt.close()
     return DemoResult(db_path, busiest[0], elapsed)
@@ -164,7 +189,7 @@ LEGEND = (
 )
 
 
-def _closing_notes(console: Console, db_path: Path, home: Path, patient_id: int) -> None:
+def _closing_notes(console: Console, db_path: Path, home: Path, patient_id: int, server: str | None) -> None:
     """The legend, where staff tasks are, one patient's timeline and how to see the runs in the Prefect UI."""
     env = "" if home.resolve() == Path(".carepath").resolve() else f"CAREPATH_HOME={home} "
     console.print(LEGEND, style="dim")
@@ -172,6 +197,11 @@ def _closing_notes(console: Console, db_path: Path, home: Path, patient_id: int)
     console.print(f"staff tasks (nurse calls, failed sends):  {env}carepath tasks list --db {db_path}", soft_wrap=True)
     console.print(f"one patient's journey:  {env}carepath patients timeline {patient_id} --db {db_path}",
                   soft_wrap=True)
+    if server:
+        ui = server.rstrip("/").removesuffix("/api")
+        console.print(f"Prefect UI: the runs are on the Prefect server at {ui}, flow {DEMO_JOURNEY}, tagged demo "
+                      f"and journey:{DEMO_JOURNEY}.", soft_wrap=True)
+        return
     console.print("Prefect UI: the demo ran Prefect in ephemeral mode, which keeps no runs. To watch them, start a "
                   "server with `prefect server start` (or `carepath serve`), then run "
                   "`PREFECT_API_URL=http://127.0.0.1:4200/api carepath demo` and open http://127.0.0.1:4200.")

@@ -134,6 +134,10 @@ class Enrollment(Base):
     __table_args__ = (Index("ix_enrollments_patient", "patient_id", "journey", "status"),)
 
 
+#: every status a touchpoint row can have (``carepath touchpoints list --status`` takes these)
+TOUCHPOINT_STATUSES = ("scheduled", "claimed", "sent", "delivered", "failed", "skipped", "cancelled", "quarantined")
+
+
 class Touchpoint(Base):
     """One scheduled execution of a step: the outbox row."""
 

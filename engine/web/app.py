@@ -11,7 +11,7 @@ per integrating system (:mod:`carepath.web.clients`).
 
 # No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at run time.
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -69,7 +69,8 @@ def prefect_ok(api_url: str | None, timeout: float = 2.0) -> tuple[bool, str]:
 
 def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None, events_token: str | None = None,
                events_token_env: str = "CAREPATH_EVENTS_TOKEN", prefect_api_url: str | None = None,
-               routers: list[Any] | None = None, limits: InboundLimits | None = None) -> FastAPI:
+               routers: list[Any] | None = None, limits: InboundLimits | None = None,
+               scheduler: Callable[[], tuple[bool, str]] | None = None) -> FastAPI:
     """The app for ``engine``. ``connectors`` defaults to the engine's configured connectors, ``routers`` to
     every plugin's ``carepath_web_routes``, ``limits`` to the engine's settings (``CAREPATH_INBOUND_*``).
 
@@ -77,6 +78,8 @@ def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None
     ``[events_api.<system>]`` in carepath.toml, or ``events_token`` (the
     system ``default``); with neither it is refused (503) and says what to
     set. A weak token raises :class:`carepath.web.clients.WeakToken`.
+    ``scheduler`` (``carepath serve``) tells ``/healthz`` whether this instance's runs are
+    being started, and why not.
     """
     auth = EventsAuth.build(getattr(getattr(engine, "config", None), "events_api", {}), events_token,
                             events_token_env)
@@ -129,8 +132,10 @@ def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None
     def healthz() -> JSONResponse:
         db, db_detail = database_ok(engine)
         pf, pf_detail = prefect_ok(prefect_api_url)
-        return JSONResponse({"status": "ok" if db and pf else "unavailable",
-                             "database": db_detail, "prefect": pf_detail}, 200 if db and pf else 503)
+        sc, sc_detail = scheduler() if scheduler is not None else (True, "not checked (no scheduler in this process)")
+        ok = db and pf and sc
+        return JSONResponse({"status": "ok" if ok else "unavailable", "database": db_detail, "prefect": pf_detail,
+                             "scheduler": sc_detail}, 200 if ok else 503)
 
     @app.get("/metrics")
     def prometheus() -> Response:

@@ -44,8 +44,17 @@ def member_for(engine: Any, token: Optional[str]) -> Optional[Member]:
     return found
 
 
+#: which deadline a task's time is, as the staff page says it
+DEADLINES = {"first_response": "首次响应", "resolution": "处理完成"}
+
+
 def _local(value: Any, tz: str) -> str:
     return value.astimezone(ZoneInfo(tz)).strftime("%m-%d %H:%M") if value is not None else ""
+
+
+def _shown(task: Any, tz: str) -> dict[str, Any]:
+    """A task as the pages show it: its deadline in the member's zone, named (首次响应 / 处理完成)."""
+    return dict(task.__dict__, due=_local(task.due, tz), deadline=DEADLINES.get(task.deadline or "", ""))
 
 
 def staff_router() -> "APIRouter":
@@ -55,6 +64,7 @@ def staff_router() -> "APIRouter":
 
     from carepath.plugins.web import web_context
     from carepath.runtime import work_queue
+    from carepath.runtime.task_survey import survey_behind_task
 
     router = APIRouter()
 
@@ -75,7 +85,7 @@ def staff_router() -> "APIRouter":
             return render("staff_login.html", title="登录", member=None, error=None)
         tasks = await run_in_threadpool(work_queue.list_tasks, engine, team=member.team)
         now = engine.clock.now()
-        rows = [dict(t.__dict__, due=_local(t.due, member.timezone), overdue=t.overdue(now)) for t in tasks]
+        rows = [dict(_shown(t, member.timezone), overdue=t.overdue(now)) for t in tasks]
         return render("staff_list.html", title="待办", member=member, tasks=rows)
 
     @router.post("/staff/login", include_in_schema=False)
@@ -105,10 +115,13 @@ def staff_router() -> "APIRouter":
             task, notes = await run_in_threadpool(work_queue.open_task, engine, task_id, member.name)
         except work_queue.TaskError as exc:
             return render("staff_login.html", 404, title="未找到", member=member, error=str(exc))
-        view = dict(task.__dict__, due=_local(task.due, member.timezone))
+        view = _shown(task, member.timezone)
         notes = [dict(n._mapping, at=_local(n.at, member.timezone)) for n in notes]
+        survey = await run_in_threadpool(survey_behind_task, engine, task_id)
+        said = None if survey is None else dict(survey.to_json(), received_at=_local(survey.received_at,
+                                                                                      member.timezone))
         return render("staff_task.html", title=f"任务 {task_id}", member=member, task=view, notes=notes,
-                      open=task.status in work_queue.OPEN_STATUSES)
+                      open=task.status in work_queue.OPEN_STATUSES, survey=said)
 
     async def act(request: Request, task_id: int, operation: Any, *args: Any) -> Any:
         engine, member = current(request)

@@ -51,6 +51,12 @@ paths = ["journeys"]
 Cli = Callable[..., Result]
 
 
+def wechat_toml(secret_env: str, token_env: str) -> str:
+    """A ``[connectors.wechat]`` table whose secrets come from these environment variables."""
+    return (f'[connectors.wechat]\ntype = "wechat"\nappid = "wx1234567890abcd"\n'
+            f'secret = {{env = "{secret_env}"}}\ntoken = {{env = "{token_env}"}}\n')
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty folder as the current directory, with its own key home and no carepath.toml yet."""

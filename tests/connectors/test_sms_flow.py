@@ -169,8 +169,9 @@ def test_unconfirmed_message_falls_back_then_ends_with_a_call_task(make) -> None
     from carepath.runtime.fallback import unconfirmed_fallback
 
     s = make(via=["sms"], confirm_within="2h", team="cardiology")
+    # a ward team that works every morning, public holidays too (1 May, the test's day, is Labour Day)
     s.engine.config.teams["cardiology"] = TeamConfig(escalation=["nurse", "head_nurse"], first_response="30m",
-                                                     working_hours="08:00-13:00")
+                                                     working_hours="08:00-13:00", calendar="none")
     s.enroll()
     assert s.dispatch().sent == 1
     s.clock.advance(timedelta(hours=1))

@@ -225,7 +225,8 @@ def _db(url: str):
 
 
 def _cli(*args: str):
-    return CliRunner().invoke(cli_journeys.app, list(args))
+    """``carepath journeys ARGS`` where no carepath.toml enables anything (the installed journeys only)."""
+    return CliRunner().invoke(cli_journeys.app, list(args), env={"CAREPATH_CONFIG": ""})
 
 
 def test_versions_lists_enrollment_counts(database_url, settings, clock, sms, old_enrollment):
@@ -247,7 +248,7 @@ def test_versions_lists_enrollment_counts(database_url, settings, clock, sms, ol
     table = _cli("versions", "visit", "--db", database_url)
     assert table.exit_code == 0 and old_enrollment in table.output and edited.version in table.output
     missing = _cli("versions", "nope", "--db", database_url)
-    assert missing.exit_code == 1 and "no stored versions" in missing.output
+    assert missing.exit_code == 3 and "no stored versions" in missing.output  # 3: not found
 
 
 EXPECTED_STEPS = {
@@ -325,7 +326,7 @@ def before_rows_row(snapshot: dict, step_id: str) -> tuple:
 
 def test_migrate_refuses_an_unknown_version(database_url, settings, clock, sms, old_enrollment):
     result = _cli("migrate", "visit", "--to", "zzz", "--db", database_url)
-    assert result.exit_code == 1 and "not a version of this journey" in result.output
+    assert result.exit_code == 3 and "not a version of this journey" in result.output  # 3: not found
     assert old_enrollment in result.output
     with pytest.raises(VersionError):
         with _db(database_url) as db:

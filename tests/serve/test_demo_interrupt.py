@@ -1,4 +1,5 @@
-"""Ctrl-C in `carepath demo` stops within seconds, without a traceback (a terminal's Ctrl-C: the whole group)."""
+"""Ctrl-C in `carepath demo` stops within seconds in one line (a terminal's Ctrl-C: the whole group), at any
+moment; and a demo run on a real Prefect server is tagged like a served run and says where its runs are."""
 
 from __future__ import annotations
 
@@ -8,22 +9,28 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 
 from tests.serve.helpers import wait_for
 
 pytestmark = pytest.mark.prefect
+DEMO = [sys.executable, "-c", "from carepath.cli import main; main()", "demo"]
 
 
-def test_ctrl_c_stops_the_demo_quickly_and_quietly(tmp_path):
+@pytest.mark.parametrize("moment", ["while it starts", "while a day runs"])
+def test_ctrl_c_stops_the_demo_quickly_in_one_line(tmp_path, moment):
     home = tmp_path / "demo"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
-    demo = subprocess.Popen([sys.executable, "-c", "from carepath.cli import main; main()", "demo", "--patients", "40",
-                             "--days", "30", "--home", str(home)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, cwd=tmp_path)
+    env.pop("PREFECT_API_URL", None)
+    demo = subprocess.Popen([*DEMO, "--patients", "40", "--days", "30", "--home", str(home)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, cwd=tmp_path)
     try:
-        wait_for(lambda: (home / "demo.db").exists() or demo.poll() is not None, 120, "the demo to start")
-        time.sleep(2)  # starting: importing Prefect, starting its server, or the first flow running
+        if moment == "while it starts":
+            time.sleep(1.5)  # importing carepath and Prefect
+        else:
+            wait_for(lambda: (home / "demo.db").exists() or demo.poll() is not None, 120, "the demo to start")
+            time.sleep(2)  # starting Prefect's server, or the first flow running
         os.killpg(demo.pid, signal.SIGINT)
         started = time.monotonic()
         out, err = demo.communicate(timeout=30)
@@ -31,7 +38,23 @@ def test_ctrl_c_stops_the_demo_quickly_and_quietly(tmp_path):
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
+    said = [line for line in (out.decode() + err.decode()).splitlines() if line.strip()]
     assert demo.returncode == 130
     assert took < 10, f"took {took:.1f} s to stop"
-    assert "Traceback" not in err.decode() + out.decode()
-    assert "interrupted" in out.decode()
+    assert len(said) == 1 and said[0].startswith("interrupted"), said
+
+
+def test_a_demo_on_a_prefect_server_is_tagged_and_says_where_its_runs_are(tmp_path, prefect_server):
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": prefect_server.api_url}
+    run = subprocess.run([*DEMO, "--patients", "10", "--days", "2", "--home", str(tmp_path / "demo")], env=env,
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "ephemeral" not in run.stdout
+    assert f"the runs are on the Prefect server at {prefect_server.ui_url}, flow outpatient-visit, tagged demo" \
+        in run.stdout
+    runs = httpx.post(f"{prefect_server.api_url}/flow_runs/filter", timeout=10,
+                      json={"limit": 50, "flow_runs": {"tags": {"all_": ["demo"]}}}).json()
+    assert len(runs) == 2
+    for tags in (set(r["tags"]) for r in runs):
+        assert {"carepath", "journey:outpatient-visit", "demo"} <= tags
+        assert any(t.startswith("version:") for t in tags)

@@ -50,11 +50,18 @@ def test_a_patient_answers_3_of_10_and_staff_close_the_complaint(visit, live, br
     click_and_wait(browser, "login")
     listing = browser.find_element(By.ID, "tasks").text
     assert "complaint" in listing and "13912345678" not in listing and "李*" in listing
+    assert "首次响应" in listing  # which deadline: nobody has claimed it yet
     shot(browser, "staff-list.png")
     click_and_wait(browser, f"task-{complaint.id}")
     assert browser.find_element(By.ID, "phone").text == "13912345678"  # opened: the nurse needs the number
+    # what the patient said and scored, beside the task
+    assert browser.find_element(By.ID, "survey-nps").text == "3"
+    assert browser.find_element(By.ID, "survey-satisfaction").text == "2.0"
+    answers = browser.find_element(By.ID, "survey-answers").text
+    assert "候诊时间太长" in answers and "您有多大可能向亲友推荐本院" in answers
     shot(browser, "staff-task.png")
     click_and_wait(browser, "claim")
+    assert browser.find_element(By.ID, "deadline").text.startswith("处理完成")  # claimed: the resolution counts now
     browser.find_element(By.ID, "note-text").send_keys("已致电，患者接受道歉")
     click_and_wait(browser, "add-note")
     browser.find_element(By.ID, "resolution").send_keys("安排专人陪诊")

@@ -9,6 +9,7 @@ import requests
 from carepath.definition.dsl import after, enroll_on, journey, step, survey, template
 from carepath.runtime.fallback import unconfirmed_fallback
 from carepath.runtime.survey_links import read_token, survey_token
+from carepath.runtime.task_survey import survey_behind_task
 from carepath.runtime.work_queue import check_slas, claim, close
 from carepath.runtime.working_hours import add_working_time
 from carepath.store.schema import Event, StaffTask, SurveyResponse
@@ -43,6 +44,12 @@ def test_a_detractor_gets_a_complaint_task_with_a_24h_sla(visit, live):
     assert complaint.team == "patient_service" and complaint.priority == "high"
     assert complaint.sla_due_at - complaint.created_at == timedelta(hours=24)
     assert complaint.assigned_role == "service_desk"
+    said = survey_behind_task(visit.engine, complaint.id)  # what the one who calls back reads first
+    assert (said.survey, said.nps, said.satisfaction) == ("outpatient-satisfaction", 3, 2)
+    assert ("您有多大可能向亲友推荐本院？", "3") in said.answers or any(a == "3" for _, a in said.answers)
+    assert any(a == "等了两个小时" for _, a in said.answers)
+    others = [t.id for t in tasks(visit.engine) if t.kind != "complaint"]
+    assert all(survey_behind_task(visit.engine, task_id) is None for task_id in others)
 
 
 def test_reused_forged_and_expired_links_store_nothing(visit, live):
@@ -97,9 +104,9 @@ def test_unanswered_past_the_sla_escalates_and_emits_an_event(visit, live):
 
 def test_working_hours_stretch_a_deadline_over_the_night_and_weekend():
     team = TeamConfig(working_hours="08:00-17:30", workdays=[1, 2, 3, 4, 5])
-    friday_4pm = datetime(2026, 5, 8, 16, 0, tzinfo=SH)
+    friday_4pm = datetime(2026, 5, 15, 16, 0, tzinfo=SH)  # (not the Friday before 9 May, a worked Saturday)
     due = add_working_time(friday_4pm, timedelta(hours=4), team)
-    assert due.astimezone(SH) == datetime(2026, 5, 11, 10, 30, tzinfo=SH)  # 1.5 h Friday, 2.5 h Monday
+    assert due.astimezone(SH) == datetime(2026, 5, 18, 10, 30, tzinfo=SH)  # 1.5 h Friday, 2.5 h Monday
     assert add_working_time(friday_4pm, timedelta(hours=4), TeamConfig()) == friday_4pm + timedelta(hours=4)
 
 

@@ -31,7 +31,7 @@ def test_report_gives_the_nps_of_known_answers(visit, live, settings, database_u
     assert [(x.journey, x.step) for x in report.lines] == [("outpatient-visit", "survey-day7")]
 
     env = {**os.environ, "CAREPATH_DATABASE_URL": database_url, "CAREPATH_HOME": str(settings.home),
-           "COLUMNS": "120"}
+           "COLUMNS": "120", "CAREPATH_CONFIG": ""}  # no carepath.toml: the installed journeys
     run = subprocess.run([sys.executable, "-m", "carepath.cli", "report", "surveys", "--since", "2026-05-01",
                           "--until", "2026-06-01", "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
