@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from carepath.bench.floor import Floor, dispatch_floor, planning_floor
+from carepath.bench.floor import dispatch_floor, planning_floor
 from carepath.bench.report import print_tables
 from carepath.bench.runs import DispatchFigures, dispatch, plan_in_child
 from carepath.bench.workload import HORIZON, Scratch, load_average, scratch_postgres
