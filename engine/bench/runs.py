@@ -59,6 +59,12 @@ def _plan(size: int, url: str, home: str) -> PlanFigures:
         touchpoints += eng.enroll_many(BENCH_JOURNEY, items[i:i + CHUNK], context=BOOKING)
     seconds = time.perf_counter() - t0
     eng.close()
+    if url.startswith("postgresql"):  # statistics as autovacuum would have them (see floor.analyze)
+        from carepath.bench.floor import _Raw, analyze
+
+        raw = _Raw(url)
+        analyze(raw)
+        raw.close()
     return PlanFigures(touchpoints, seconds, _rss_mib())
 
 

@@ -10,6 +10,7 @@ SQLAlchemy's ``UTCDateTime`` uses, so rows read either way compare alike.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
@@ -62,3 +63,27 @@ def chunks(ids: Iterable[Any], size: int = ID_CHUNK) -> Iterable[list[Any]]:
     items = list(ids)
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+_JSON: dict[str, Any] = {}
+
+
+def json_value(value: Any) -> Any:
+    """A JSON list column as a tuple: SQLite gives text (decoded once per distinct text), PostgreSQL a list."""
+    if value is None:
+        return ()
+    if not isinstance(value, str):
+        return tuple(value)
+    found = _JSON.get(value)
+    if found is None:
+        if len(_JSON) > 10000:
+            _JSON.clear()
+        found = _JSON[value] = tuple(json.loads(value))
+    return found
+
+
+def json_dict(value: Any) -> Any:
+    """A JSON object column as a dict (SQLite gives text, PostgreSQL the object)."""
+    if value is None:
+        return {}
+    return json.loads(value) if isinstance(value, str) else value
