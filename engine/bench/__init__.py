@@ -25,10 +25,11 @@ from carepath.bench.workload import HORIZON, Scratch, load_average, scratch_post
 __all__ = ["run_bench", "scratch_postgres"]
 
 
-def _floors(kind: str, home: Path, postgres: str | None, size: int, batch: int) -> dict:
-    d = dispatch_floor(kind, home, postgres, size, batch=batch)
+def _floors(kind: str, home: Path, postgres: str | None, size: int, batch: int, dispatching: bool) -> dict:
+    d = dispatch_floor(kind, home, postgres, size, batch=batch) if dispatching else None
     p = planning_floor(kind, home, postgres, size)
-    return {"dispatch_messages_per_s": round(d.per_s), "planning_per_s": round(p.per_s), "load": d.load}
+    return {"dispatch_messages_per_s": round(d.per_s) if d else None, "planning_per_s": round(p.per_s),
+            "load": load_average()}
 
 
 def _mean_floor(before: dict, after: dict, key: str) -> float:
@@ -56,9 +57,9 @@ def _dispatch_entry(fig: DispatchFigures, floor: float, one: DispatchFigures | N
 
 
 def _one_database(kind: str, size: int, home: Path, postgres: str | None, workers: list[int], batch: int,
-                  say) -> dict:
+                  say, dispatching: bool = True) -> dict:
     say(f"{size} patients on {kind}: floor before …")
-    before = _floors(kind, home, postgres, size, batch)
+    before = _floors(kind, home, postgres, size, batch, dispatching)
     runs: list[DispatchFigures] = []
     plan = None
     for n in workers:
@@ -66,13 +67,15 @@ def _one_database(kind: str, size: int, home: Path, postgres: str | None, worker
             say(f"{size} patients on {kind}: planning …")
             planned = plan_in_child(size, url, home)
             plan = plan or (planned, load_average())
+            if not dispatching:
+                break
             say(f"{size} patients on {kind}: dispatch with {n} worker(s) …")
             runs.append(dispatch(url, home, n, batch, planned.touchpoints))
     say(f"{size} patients on {kind}: floor after …")
-    after = _floors(kind, home, postgres, size, batch)
+    after = _floors(kind, home, postgres, size, batch, dispatching)
     plan_fig, plan_load = plan
     plan_per_s = plan_fig.touchpoints / plan_fig.seconds
-    dispatch_floor_per_s = _mean_floor(before, after, "dispatch_messages_per_s")
+    dispatch_floor_per_s = _mean_floor(before, after, "dispatch_messages_per_s") if dispatching else 0
     return {"patients": size, "database": kind, "touchpoints_planned": plan_fig.touchpoints,
             "floor": {"before": before, "after": after},
             "planning": {"touchpoints_per_s": round(plan_per_s), "seconds": round(plan_fig.seconds, 2),
@@ -84,8 +87,10 @@ def _one_database(kind: str, size: int, home: Path, postgres: str | None, worker
 
 def run_bench(sizes: list[int], postgres: str | None, *, workers: list[int] = (1, 2, 4), batch: int = 500,
               naive_sample: int = 0, latency: int = 0, peers: bool = False, as_json: bool = False,
-              console: Console | None = None) -> dict:
-    """Run every size on SQLite (one worker) and PostgreSQL (each worker count) when reachable."""
+              console: Console | None = None, dispatch_max: int = 100_000) -> dict:
+    """Run every size on SQLite (one worker) and PostgreSQL (each worker count) when reachable.
+
+    Sizes above ``dispatch_max`` are planned only (their dispatch would take most of an hour)."""
     console = console or Console()
 
     def say(text: str) -> None:
@@ -100,9 +105,11 @@ def run_bench(sizes: list[int], postgres: str | None, *, workers: list[int] = (1
         if postgres and not pg_ok:
             say(f"PostgreSQL at {postgres} not reachable: SQLite only")
         for size in sizes:
-            result["runs"].append(_one_database("sqlite", size, home, None, [1], batch, say))
+            dispatching = size <= dispatch_max
+            result["runs"].append(_one_database("sqlite", size, home, None, [1], batch, say, dispatching))
             if pg_ok:
-                result["runs"].append(_one_database("postgresql", size, home, postgres, list(workers), batch, say))
+                result["runs"].append(_one_database("postgresql", size, home, postgres, list(workers), batch, say,
+                                                    dispatching))
         if latency:
             from carepath.bench.latency import serve_latency
 
@@ -118,6 +125,12 @@ def run_bench(sizes: list[int], postgres: str | None, *, workers: list[int] = (1
 
             say(f"naive Prefect sample ({naive_sample} touchpoints, one task each) …")
             result["naive_prefect_messages_per_s"] = round(naive_prefect_rate(naive_sample, home), 2)
+    for kind in ("sqlite", "postgresql"):  # cost per touchpoint against the smallest size on the same database
+        same = [r for r in result["runs"] if r["database"] == kind]
+        if same:
+            base = min(same, key=lambda r: r["patients"])["planning"]["seconds_per_million"]
+            for r in same:
+                r["planning"]["cost_vs_smallest"] = round(r["planning"]["seconds_per_million"] / base, 2)
     if as_json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:

@@ -26,15 +26,15 @@ def print_tables(result: dict, console: Console) -> None:
                           f"{floor['after']['dispatch_messages_per_s']:,}", _load(d["load"]))
     console.print(table)
     table = Table(title="carepath bench: planning")
-    for col in ["patients", "db", "touchpoints", "planned/s", "× floor", "floor/s (before/after)", "peak RSS MiB",
-                "load 1/5/15"]:
+    for col in ["patients", "db", "touchpoints", "planned/s", "× floor", "floor/s (before/after)",
+                "cost/touchpoint vs smallest", "peak RSS MiB", "load 1/5/15"]:
         table.add_column(col, justify="right")
     for r in runs:
         p, floor = r["planning"], r["floor"]
         table.add_row(f"{r['patients']:,}", r["database"], f"{r['touchpoints_planned']:,}",
                       f"{p['touchpoints_per_s']:,}", f"{p['ratio_to_floor']:.3f}",
                       f"{floor['before']['planning_per_s']:,} / {floor['after']['planning_per_s']:,}",
-                      f"{p['peak_rss_mib']}", _load(p["load"]))
+                      f"{p.get('cost_vs_smallest', 1.0):.2f}", f"{p['peak_rss_mib']}", _load(p["load"]))
     console.print(table)
     multi = [(r, d) for r in runs for d in r["dispatch"] if d.get("db_cpu_s") is not None]
     if multi:

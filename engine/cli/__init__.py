@@ -85,13 +85,15 @@ def bench(json_out: bool = typer.Option(False, "--json", help="print the figures
           peers: bool = typer.Option(False, "--peers", help="also run procrastinate and pgqueuer on the same jobs "
                                                             "(pip install 'carepath[peers]')"),
           naive_sample: int = typer.Option(0, help="touchpoints in the one-Prefect-task-per-touchpoint sample "
-                                                   "(0 skips it)")) -> None:
+                                                   "(0 skips it)"),
+          dispatch_max: int = typer.Option(100_000, help="larger sizes are planned only (planning cost and "
+                                                         "peak RSS at 1M patients)")) -> None:
     """Messages sent per second, claims and planning on SQLite and PostgreSQL, each against the same run's floor."""
     from carepath.bench import run_bench
 
     run_bench([int(s) for s in sizes.split(",") if s.strip()], postgres or None,
               workers=[int(w) for w in workers.split(",") if w.strip()], batch=batch, naive_sample=naive_sample,
-              latency=latency, peers=peers, as_json=json_out, console=out_console())
+              latency=latency, peers=peers, as_json=json_out, console=out_console(), dispatch_max=dispatch_max)
 
 
 def main() -> None:
