@@ -152,7 +152,10 @@ class Dispatcher(ClaimsAndLeases, Quarantine, Decisions, FencedWrites, ProviderC
         return ctx
 
     def _process(self, tps: list[Any], ctx: BatchContext, report: DispatchReport) -> None:
-        """Decide every touchpoint, write the decisions in one transaction, then send."""
+        """Decide every touchpoint, write the decisions in one transaction, then send.
+
+        A decision is written before any provider call that follows it; when there is something to
+        send, in the transaction that also writes the first call's ``sending`` rows."""
         now = self.engine.clock.now()
         finals: list[dict] = []  # touchpoint updates
         tasks: list[dict] = []
@@ -177,6 +180,8 @@ class Dispatcher(ClaimsAndLeases, Quarantine, Decisions, FencedWrites, ProviderC
                 tag_changes.append((tp.id, payload))
                 finals.append(self._final(tp, "sent", now, reason=None, channel="tag"))
                 report.add(tp, "sent", "tag")
-        self._commit(finals, tasks, tag_changes, ctx, now, survived=[tp.id for tp in tps])
-        if outgoing:
-            self._send_rounds(outgoing, ctx, report)
+        survived = [tp.id for tp in tps]
+        if outgoing:  # the decisions go in with the first call's ``sending`` rows
+            self._send_rounds(outgoing, ctx, report, decided=(finals, tasks, tag_changes, survived))
+        else:
+            self._commit(finals, tasks, tag_changes, ctx, now, survived=survived)

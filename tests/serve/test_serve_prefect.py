@@ -125,9 +125,13 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
 
     state = _prefect_state(prefect_server.api_url)
     by_flow: dict[str, list] = {}
-    for run in state["runs"]:
-        by_flow.setdefault(state["flows"][run["flow_id"]], []).append(run)
+    due_now: dict[str, list] = {}
+    for run in state["runs"]:  # a journey's due-now run (woken by ingest) is apart from its scheduled runs
+        into = due_now if " due now (from " in run["name"] else by_flow
+        into.setdefault(state["flows"][run["flow_id"]], []).append(run)
     assert {"outpatient-visit", "webhook-followup", "carepath-maintenance"} <= set(by_flow)
+    assert {name: [r["state_type"] for r in runs] for name, runs in due_now.items()} == {
+        "outpatient-visit": ["COMPLETED"], "webhook-followup": ["COMPLETED"]}  # one per journey, ended at SIGTERM
 
     followups = [r for r in by_flow["webhook-followup"] if r["state_type"] == "COMPLETED"]
     assert followups, "no completed webhook-followup run"

@@ -33,11 +33,22 @@ VETOED = "vetoed"
 class ProviderCalls:
     """Sending rounds and what each call's results become (mixed into the dispatcher)."""
 
-    def _send_rounds(self, outgoing: list[Outgoing], ctx: "BatchContext", report: "DispatchReport") -> None:
+    def _send_rounds(self, outgoing: list[Outgoing], ctx: "BatchContext", report: "DispatchReport",
+                     decided: tuple[list, list, list, list] = ([], [], [], [])) -> None:
         """Try channels in order; a permanent error or missing address falls to the next at once.
 
         Each provider call (a send, a ``send_batch`` chunk or a lookup) is recorded as it returns.
+        ``decided``: the batch's decisions ``(finals, tasks, tag changes, survived)``, written in the
+        same transaction as the first call's ``sending`` rows (one commit fewer per batch).
         """
+        carry = [decided]
+
+        def commit(finals: list[dict], tasks: list[dict], now: datetime, deliveries: list[tuple],
+                   starting: list[Outgoing] = ()) -> list[Outgoing]:
+            d_finals, d_tasks, d_tags, d_survived = carry.pop() if carry else ([], [], [], [])
+            return self._commit(d_finals + finals, d_tasks + tasks, d_tags, ctx, now, deliveries, starting=starting,
+                                survived=d_survived)
+
         pending = outgoing
         while pending:
             now = self.engine.clock.now()
@@ -60,18 +71,18 @@ class ProviderCalls:
                 now = self.engine.clock.now()
                 if self._past_lease(now):
                     finals += self._release([o for _, g in calls[i:] for o in g] + pending, now, report)
-                    self._commit(finals, tasks, [], ctx, now, deliveries)
+                    commit(finals, tasks, now, deliveries)
                     return
                 for o in group:
                     o.attempts += 1
-                group = self._commit(finals, tasks, [], ctx, now, deliveries, starting=group)
+                group = commit(finals, tasks, now, deliveries, starting=group)
                 finals, tasks = [], []
                 done = (group, self._lookup(group[0], ctx) if lookup and group else self._send(group, ctx), lookup)
             deliveries = []
             if done is not None:
                 deliveries, more_finals, more_tasks = self._outcomes(*done, ctx, report, pending)
                 finals, tasks = finals + more_finals, tasks + more_tasks
-            self._commit(finals, tasks, [], ctx, self.engine.clock.now(), deliveries)
+            commit(finals, tasks, self.engine.clock.now(), deliveries)
 
     def _pick_channels(self, pending: Iterable[Outgoing], ctx: "BatchContext") -> tuple[list[Outgoing], list[Outgoing]]:
         ready, exhausted = [], []
