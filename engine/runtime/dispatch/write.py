@@ -76,12 +76,12 @@ class FencedWrites:
         if not (finals or tasks or tags or deliveries or starting or survived):
             return []
         with self.engine.db.begin() as conn:
-            executemany_raw(conn, DELIVERY_RESULT, list(deliveries))
+            executemany_raw(conn, DELIVERY_RESULT, list(deliveries), time_positions=(6,))
             held = self._still_held(conn, [f["b_id"] for f in finals] + [o.tp.id for o in starting])
             finals = [f for f in finals if f["b_id"] in held]
             executemany_raw(conn, FINAL_SQL, [(f["b_status"], f["b_reason"], f["b_now"], f["b_channel"], f["b_sent"],
                                                f["b_due"], f["b_attempts"], f["b_index"], f["b_id"], self.worker_id)
-                                              for f in finals])
+                                              for f in finals], time_positions=(2, 4, 5))
             tasks = [t for t in tasks if t["touchpoint_id"] in held]
             if tasks:
                 conn.execute(insert(StaffTask), tasks)
@@ -96,7 +96,8 @@ class FencedWrites:
                               "AND status = 'claimed' AND claimed_by = ? AND claims > 0", [*part, self.worker_id])
             start = [o for o in starting if o.tp.id in held]
             t = db_time(conn, now)
-            executemany_raw(conn, DELIVERY_INSERT, [(o.tp.id, o.attempts, o.channel, "sending", t, t) for o in start])
+            executemany_raw(conn, DELIVERY_INSERT, [(o.tp.id, o.attempts, o.channel, "sending", t, t) for o in start],
+                            time_positions=())
             self._held -= {f["b_id"] for f in finals}
             renewed = self._renew(conn, now)
         if renewed:
