@@ -80,6 +80,7 @@ def _one_database(kind: str, size: int, home: Path, postgres: str | None, worker
             "floor": {"before": before, "after": after},
             "planning": {"touchpoints_per_s": round(plan_per_s), "seconds": round(plan_fig.seconds, 2),
                          "ratio_to_floor": round(plan_per_s / _mean_floor(before, after, "planning_per_s"), 3),
+                         "seconds_per_million": round(plan_fig.seconds / plan_fig.touchpoints * 1e6, 2),
                          "peak_rss_mib": round(plan_fig.peak_rss_mib, 1), "load": plan_load},
             "dispatch": [_dispatch_entry(r, dispatch_floor_per_s, runs[0] if r is not runs[0] else None)
                          for r in runs]}
@@ -87,10 +88,11 @@ def _one_database(kind: str, size: int, home: Path, postgres: str | None, worker
 
 def run_bench(sizes: list[int], postgres: str | None, *, workers: list[int] = (1, 2, 4), batch: int = 500,
               naive_sample: int = 0, latency: int = 0, peers: bool = False, as_json: bool = False,
-              console: Console | None = None, dispatch_max: int = 100_000) -> dict:
+              console: Console | None = None, dispatch_max: int = 100_000, out: Path | None = None) -> dict:
     """Run every size on SQLite (one worker) and PostgreSQL (each worker count) when reachable.
 
-    Sizes above ``dispatch_max`` are planned only (their dispatch would take most of an hour)."""
+    Sizes above ``dispatch_max`` are planned only (their dispatch would take most of an hour). With
+    ``out``, the JSON is written there after every run, so a long bench keeps what it measured."""
     console = console or Console()
 
     def say(text: str) -> None:
@@ -107,19 +109,23 @@ def run_bench(sizes: list[int], postgres: str | None, *, workers: list[int] = (1
         for size in sizes:
             dispatching = size <= dispatch_max
             result["runs"].append(_one_database("sqlite", size, home, None, [1], batch, say, dispatching))
+            _save(result, out)
             if pg_ok:
                 result["runs"].append(_one_database("postgresql", size, home, postgres, list(workers), batch, say,
                                                     dispatching))
+                _save(result, out)
         if latency:
             from carepath.bench.latency import serve_latency
 
             say(f"event-to-send latency under carepath serve, {latency} events/s …")
             result["latency"] = serve_latency(home, rate=latency, postgres=postgres if pg_ok else None, say=say)
+            _save(result, out)
         if peers and pg_ok:
             from carepath.bench.peers import run_peers
 
             say("peers: procrastinate and pgqueuer on the same jobs …")
             result["peers"] = run_peers(home, postgres, sizes[0], say=say)
+            _save(result, out)
         if naive_sample:
             from carepath.bench.naive import naive_prefect_rate
 
@@ -131,11 +137,17 @@ def run_bench(sizes: list[int], postgres: str | None, *, workers: list[int] = (1
             base = min(same, key=lambda r: r["patients"])["planning"]["seconds_per_million"]
             for r in same:
                 r["planning"]["cost_vs_smallest"] = round(r["planning"]["seconds_per_million"] / base, 2)
+    _save(result, out)
     if as_json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         print_tables(result, console)
     return result
+
+
+def _save(result: dict, out: Path | None) -> None:
+    if out is not None:
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _reachable(postgres: str) -> bool:

@@ -87,13 +87,15 @@ def bench(json_out: bool = typer.Option(False, "--json", help="print the figures
           naive_sample: int = typer.Option(0, help="touchpoints in the one-Prefect-task-per-touchpoint sample "
                                                    "(0 skips it)"),
           dispatch_max: int = typer.Option(100_000, help="larger sizes are planned only (planning cost and "
-                                                         "peak RSS at 1M patients)")) -> None:
+                                                         "peak RSS at 1M patients)"),
+          out: Optional[Path] = typer.Option(None, help="also write the JSON here, after every run")) -> None:
     """Messages sent per second, claims and planning on SQLite and PostgreSQL, each against the same run's floor."""
     from carepath.bench import run_bench
 
     run_bench([int(s) for s in sizes.split(",") if s.strip()], postgres or None,
               workers=[int(w) for w in workers.split(",") if w.strip()], batch=batch, naive_sample=naive_sample,
-              latency=latency, peers=peers, as_json=json_out, console=out_console(), dispatch_max=dispatch_max)
+              latency=latency, peers=peers, as_json=json_out, console=out_console(), dispatch_max=dispatch_max,
+              out=out)
 
 
 def main() -> None:
