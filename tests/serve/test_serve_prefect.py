@@ -131,8 +131,8 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
         into = due_now if " due now (from " in run["name"] else by_flow
         into.setdefault(state["flows"][run["flow_id"]], []).append(run)
     assert {"outpatient-visit", "webhook-followup", "carepath-maintenance"} <= set(by_flow)
-    ours = {name: [r for r in runs if r["start_time"] and datetime.fromisoformat(r["start_time"]) >= started]  # the server is the session's
-            for name, runs in due_now.items()}
+    ours = {name: [r for r in runs if r["start_time"] and datetime.fromisoformat(r["start_time"]) >= started]
+            for name, runs in due_now.items()}  # the Prefect server is the session's: other tests' runs are there
     assert {name: [r["state_type"] for r in runs] for name, runs in ours.items() if runs} == {
         "outpatient-visit": ["COMPLETED"], "webhook-followup": ["COMPLETED"]}  # one per journey, ended at SIGTERM
 
