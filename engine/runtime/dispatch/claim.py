@@ -71,9 +71,12 @@ class ClaimsAndLeases:
         """``(due, abandoned, receipts kept)`` in one read that takes no lock: what an empty sweep costs."""
         now = self.engine.clock.now()
         where, params = _filters(journey, stage, ids)
-        text = ("SELECT (SELECT 1 FROM touchpoints WHERE status = 'scheduled' AND due_at <= ?" + where + " LIMIT 1), "
-                "(SELECT 1 FROM touchpoints WHERE status = 'claimed' AND lease_until < ?" + where + " LIMIT 1), "
-                "(SELECT 1 FROM early_receipts LIMIT 1)")
+        # in (status, due_at) index order: without it PostgreSQL may plan a scan of the whole table for LIMIT 1,
+        # which finds nothing due only after reading every row
+        text = ("SELECT (SELECT 1 FROM touchpoints WHERE status = 'scheduled' AND due_at <= ?" + where +
+                " ORDER BY status, due_at LIMIT 1), "
+                "(SELECT 1 FROM touchpoints WHERE status = 'claimed' AND lease_until < ?" + where +
+                " ORDER BY status, due_at LIMIT 1), (SELECT 1 FROM early_receipts LIMIT 1)")
         with self.engine.db.connect() as conn:
             t = db_time(conn, now)
             cursor = conn.connection.driver_connection.cursor()  # no transaction: no write lock on SQLite
