@@ -34,6 +34,7 @@ class Wakeup:
         self._waiting: set[str] = set()
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
+        self.listening = threading.Event()  # set while this worker LISTENs (PostgreSQL)
         self.notifications = 0  # received from the database (other workers and this one)
 
     def notify(self, journeys: Iterable[str]) -> None:
@@ -94,13 +95,14 @@ class Wakeup:
             try:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    self.notify([EVERY_JOURNEY])  # anything announced while not listening
+                    self.listening.set()  # (what was announced while not listening, the scheduled runs send)
                     delay = 0.1
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self.notifications += 1
                             self.notify([note.payload or EVERY_JOURNEY])
             except Exception as exc:  # the database restarting: listen again once it is back
+                self.listening.clear()
                 log.warning("due-now listener lost its connection (%s); listening again", type(exc).__name__)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)

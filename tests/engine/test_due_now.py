@@ -75,7 +75,7 @@ def test_an_ingest_on_one_worker_wakes_the_dispatchers_of_the_others(database_ur
     try:
         a.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
         b.wakeup.listen(b.database_url)
-        assert b.wakeup.wait("care", timeout=30)  # listening: it wakes every journey once when it connects
+        assert b.wakeup.listening.wait(timeout=30)
         a.ingest(h.Events(clock)("program.joined"))
         assert b.wakeup.wait("care", timeout=30), "worker b was not told of worker a's due-now touchpoint"
         assert b.dispatch_due(journey="care").messages == 1
