@@ -1,8 +1,13 @@
 """Profile the dispatch sweep (cProfile) and group the time by where it goes: python benchmarks/profile_dispatch.py 3000 out.pstats"""
-import cProfile, pstats, sys, tempfile, time, collections, io
+import collections
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
-from carepath.bench.workload import *
+from carepath.bench.workload import BENCH_JOURNEY, BOOKING, CHUNK, START, add_patients, bookings, engine
 from carepath.runtime.clock import VirtualClock
 if __name__ == "__main__":
     size = int(sys.argv[1]); out = sys.argv[2]
