@@ -27,11 +27,12 @@ from carepath.plugins.contracts import (
     SendResult,
 )
 from carepath.plugins.hookspecs import hookimpl
-from carepath.runtime.scheduling import executemany_raw
+from carepath.runtime.dispatch.statements import db_time, fetch
 from carepath.store.schema import OutboxMessage
 
+# one statement per call; the ids come back with it (only keys seen before are read again)
 _INSERT = ("INSERT INTO outbox_messages (idempotency_key, channel, patient_id, address_masked, title, body, created_at) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING")
+           "VALUES {values} ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id")
 
 
 class OutboxConfig(ConnectorConfig):
@@ -84,11 +85,17 @@ class OutboxChannel(Channel):
             keys = [m.idempotency_key for m in todo]
             with self._engine.db.begin() as conn:
                 # a key seen before keeps its first row: that is the provider-side dedup
-                executemany_raw(conn, _INSERT, [(m.idempotency_key, self.name, m.patient_id,
-                                                 mask_address(self.address_kind, m.address), m.title, m.body, now)
-                                                for m in todo])
-                ids = dict(conn.execute(select(OutboxMessage.idempotency_key, OutboxMessage.id)
-                                        .where(OutboxMessage.idempotency_key.in_(keys))).all())
+                t = db_time(conn, now)
+                for at in range(0, len(todo), 1000):
+                    part = todo[at:at + 1000]
+                    params = [v for m in part for v in (m.idempotency_key, self.name, m.patient_id,
+                                                        mask_address(self.address_kind, m.address), m.title, m.body, t)]
+                    ids.update(fetch(conn, _INSERT.format(values=", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part))),
+                                     params))
+                seen = [k for k in keys if k not in ids]
+                if seen:
+                    ids.update(conn.execute(select(OutboxMessage.idempotency_key, OutboxMessage.id)
+                                            .where(OutboxMessage.idempotency_key.in_(seen))).all())
         return [r if r is not None else SendResult.sent(f"outbox-{ids[m.idempotency_key]}")
                 for m, r in zip(messages, results)]
 

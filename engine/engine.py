@@ -23,6 +23,7 @@ from carepath.runtime.planner import anchor_values
 from carepath.plugins.contracts import Channel, Connector
 from carepath.runtime.policy import Policy
 from carepath.runtime.versions import store_version
+from carepath.runtime.wakeup import Wakeup
 from carepath.runtime.scheduling import insert_enrollments, plan_new_enrollments
 from carepath.settings import Settings
 from carepath.store import open_store
@@ -93,6 +94,8 @@ class Engine:
         self.plugins = get_plugin_manager()
         self.ingestor = Ingestor(self)
         self.dispatcher = Dispatcher(self, worker_id=worker_id, max_attempts=max_attempts, lease=lease)
+        #: due-now wake-ups: ingest signals them, ``carepath serve``'s due-now dispatchers wait on them
+        self.wakeup = Wakeup()
 
     # --------------------------------------------------------------- journeys
 
@@ -193,6 +196,8 @@ class Engine:
             self.plugins.notify_event(event)
         if dispatch_urgent and result.urgent_touchpoints:
             self.dispatcher.run_batch(ids=result.urgent_touchpoints, limit=len(result.urgent_touchpoints))
+        if result.due_now:  # due-now dispatchers (carepath serve) need not wait for the schedule
+            self.wakeup.announce(self.db, result.due_now)
         return result
 
     def enroll_many(self, journey_name: str, items: Sequence[tuple[int, Mapping[str, datetime | None]]],
@@ -225,6 +230,7 @@ class Engine:
         return self.dispatcher.dispatch_due(journey=journey, stage=stage, batch=batch, max_batches=max_batches)
 
     def close(self) -> None:
+        self.wakeup.stop()
         self.db.dispose()
         if self._sqlite_reader is not None:
             self._sqlite_reader.dispose()

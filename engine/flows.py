@@ -293,6 +293,67 @@ def build_journey_flow(journey: str):
     return journey_flow
 
 
+def due_now_loop(journey: str, engine, *, batch: int = 500, max_wakeups: int = 0, wait_seconds: float = 0.5,
+                 on_report: Callable[[DispatchReport], None] | None = None) -> DispatchReport:
+    """Dispatch ``journey``'s due work each time ingest announces touchpoints due now, until a stop is asked.
+
+    Runs on its own dispatcher (this worker's id with ``-now``), so it never shares a batch's state
+    with the scheduled runs; claims keep the two from taking the same touchpoint.
+    """
+    from carepath.runtime.dispatcher import Dispatcher
+
+    main = engine.dispatcher
+    dispatcher = Dispatcher(engine, worker_id=f"{main.worker_id}-now"[:64], lease=main.lease,
+                            max_attempts=main.max_attempts, backoff=main.backoff, poison_after=main.poison_after,
+                            chunk=main.chunk)
+    total, wakes = DispatchReport(), 0
+    while not _stop.is_set() and not (max_wakeups and wakes >= max_wakeups):
+        if not engine.wakeup.wait(journey, timeout=wait_seconds):
+            continue
+        wakes += 1
+        part = dispatcher.dispatch_due(journey=journey, batch=batch)
+        total.merge(part)
+        if on_report is not None:
+            on_report(part)
+    return total
+
+
+def build_due_now_flow(journey: str):
+    """The journey's flow run that sends its due-now touchpoints as ingest announces them (``carepath serve``).
+
+    It carries the journey's name, so operators find it next to the journey's scheduled runs: one
+    long run per worker, a log line per wake-up that dispatched anything, the failure and
+    quarantine events of scheduled runs, and its totals when serve stops.
+    """
+    prefect_defaults()
+    from prefect import flow, get_run_logger
+
+    def run_name() -> str:
+        return f"{journey} due now (from {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC)"
+
+    @flow(name=journey, log_prints=False, flow_run_name=run_name)
+    def due_now_flow(batch: int = 500, max_wakeups: int = 0) -> dict:
+        logger = get_run_logger()
+        logger.info("sending %s's touchpoints as soon as ingest plans them due now", journey)
+
+        def report(part: DispatchReport) -> None:
+            if part.claimed:
+                logger.info(stage_log_line("due now", part))
+            notices = [Notice(event="carepath.touchpoint.quarantined",
+                              resource_id=f"carepath.touchpoint.{q['touchpoint_id']}",
+                              labels={"carepath.journey": journey, "carepath.step": q["step"]},
+                              payload={"reason": mask_text(q["reason"] or ""), "stage": q["stage"]})
+                       for q in part.quarantined]
+            if notices:
+                emit(notices)
+
+        total = due_now_loop(journey, current_engine(), batch=batch, max_wakeups=max_wakeups, on_report=report)
+        logger.info(stage_log_line("due now, in all", total))
+        return dict(total.outcomes)
+
+    return due_now_flow
+
+
 def run_job(name: str, job: Callable[[Any], Any]) -> JobResult:
     """Run one maintenance job against the current engine."""
     return JobResult.of(job(current_engine()))
@@ -335,6 +396,14 @@ def journey_flow(journey: str):
     if journey not in _flows:
         _flows[journey] = build_journey_flow(journey)
     return _flows[journey]
+
+
+def due_now_flow(journey: str):
+    """The (cached) due-now flow object for a journey."""
+    key = f"{journey} due now"
+    if key not in _flows:
+        _flows[key] = build_due_now_flow(journey)
+    return _flows[key]
 
 
 def maintenance_flow():

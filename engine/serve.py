@@ -8,6 +8,9 @@ One process holds one engine and runs:
   shared engine (no process spawned per run). Several workers may serve the
   same deployments: a run is started by the worker whose ``Pending`` proposal
   the Prefect server accepts, so each run happens once.
+- a due-now flow run per journey that sends touchpoints due now as soon as ingest plans them
+  (woken in-process, and on PostgreSQL by ``NOTIFY`` from any worker), instead of waiting for
+  the journey's next scheduled run;
 - the web hooks app under uvicorn.
 
 SIGTERM (or Ctrl-C) stops claiming work, lets running flow runs finish the
@@ -219,6 +222,37 @@ class RunPoller:
                 self.busy.discard(run.deployment_id)
 
 
+class DueNowRunners:
+    """One thread per journey running its due-now flow (:func:`carepath.flows.due_now_flow`), restarted if it fails."""
+
+    def __init__(self, engine: Any, journeys: list[str], batch: int, stop: threading.Event,
+                 on_error: Callable[[str], None] = log.error) -> None:
+        self.engine, self.journeys, self.batch, self.stop, self.on_error = engine, journeys, batch, stop, on_error
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.engine.wakeup.listen(self.engine.database_url)  # PostgreSQL: other workers' ingests wake us too
+        for name in self.journeys:
+            thread = threading.Thread(target=self._run, args=(name,), name=f"due-now-{name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _run(self, journey: str) -> None:
+        from carepath.flows import due_now_flow
+
+        while not self.stop.is_set():
+            try:
+                due_now_flow(journey)(batch=self.batch)
+            except Exception as exc:  # recorded by Prefect as the run's state; start listening again
+                self.on_error(f"due-now run of {journey} raised {type(exc).__name__}: {exc}")
+                self.stop.wait(1.0)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=60)
+        self.engine.wakeup.stop()
+
+
 class WebServer:
     """uvicorn in a thread; ``stop()`` lets in-flight requests finish."""
 
@@ -288,6 +322,7 @@ class Service:
         self.listeners: Any = None  # carepath.listeners.Listeners: HL7 v2 MLLP and other socket listeners
         self.instance = instance_name(engine.settings.instance, engine.database_url)
         self.api_url: str | None = None
+        self.due_now: DueNowRunners | None = None
 
     def start_prefect(self) -> str:
         """The API URL to use: ``PREFECT_API_URL`` (joined, saying which other carepath instances serve there),
@@ -358,6 +393,9 @@ class Service:
         self.poller = RunPoller(served, self.options.poll_seconds, self.stop, on_error=self.say)
         self.poller_thread = threading.Thread(target=self.poller.run, name="run-poller", daemon=True)
         self.poller_thread.start()
+        self.due_now = DueNowRunners(self.engine, journeys, self.options.dispatch_batch, self.stop, on_error=self.say)
+        self.due_now.start()
+        self.say("due-now touchpoints are sent as soon as ingest plans them (one 'due now' run per journey)")
 
     def scheduler_health(self) -> tuple[bool, str]:
         """For ``/healthz``: whether this instance's scheduled runs are being started, and if not, why."""
@@ -376,6 +414,8 @@ class Service:
         request_stop()
         if self.poller_thread is not None:
             self.poller_thread.join()
+        if self.due_now is not None:
+            self.due_now.join()
         if self.web is not None:
             self.web.stop()
         if self.listeners is not None:

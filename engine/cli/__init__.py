@@ -116,13 +116,27 @@ def demo(patients: int = typer.Option(300, min=1, max=20000, help="synthetic pat
 def bench(json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
           sizes: str = typer.Option("10000,100000", help="enrolled patients per size, comma separated"),
           postgres: Optional[str] = typer.Option("postgresql://postgres@127.0.0.1:5432/postgres",
-                                                 help="server to create a scratch database on ('' to skip)"),
-          naive_sample: int = typer.Option(200, help="touchpoints in the one-task-per-touchpoint sample")) -> None:
-    """Planning and dispatch rates on SQLite and PostgreSQL, and the naive Prefect way for comparison."""
+                                                 help="server to create scratch databases on ('' to skip)"),
+          workers: str = typer.Option("1,2,4", help="PostgreSQL dispatcher processes per run, comma separated"),
+          batch: int = typer.Option(500, help="touchpoints per claim (serve's default)"),
+          latency: int = typer.Option(0, help="events per second for the event-to-send latency run under "
+                                              "carepath serve (0 skips it)"),
+          peers: bool = typer.Option(False, "--peers", help="also run procrastinate and pgqueuer on the same jobs "
+                                                            "(pip install 'carepath[peers]')"),
+          naive_sample: int = typer.Option(0, help="touchpoints in the one-Prefect-task-per-touchpoint sample "
+                                                   "(0 skips it)"),
+          dispatch_max: int = typer.Option(100_000, help="larger sizes are planned only (planning cost and "
+                                                         "peak RSS at 1M patients)"),
+          portrait_events: int = typer.Option(100_000, help="events applied to patients' portraits and segments "
+                                                            "for the portrait upkeep figure (0 skips it)"),
+          out: Optional[Path] = typer.Option(None, help="also write the JSON here, after every run")) -> None:
+    """Messages sent per second, claims and planning on SQLite and PostgreSQL, each against the same run's floor."""
     from carepath.bench import run_bench
 
-    run_bench([int(s) for s in sizes.split(",") if s.strip()], postgres or None, naive_sample, json_out,
-              out_console())
+    run_bench([int(s) for s in sizes.split(",") if s.strip()], postgres or None,
+              workers=[int(w) for w in workers.split(",") if w.strip()], batch=batch, naive_sample=naive_sample,
+              latency=latency, peers=peers, as_json=json_out, console=out_console(), dispatch_max=dispatch_max,
+              out=out, portrait_events=portrait_events)
 
 
 def main() -> None:

@@ -6,20 +6,45 @@ from collections import Counter, defaultdict
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, or_, select
 
 from carepath.definition.model import AfterStep, Category, Step
+from carepath.runtime.dispatch.statements import chunks, db_time, fetch, in_list, json_dict, py_time
 from carepath.runtime.patients import PatientRecord, consent_state, load_patients
 from carepath.runtime.policy import local_wall, zone
 from carepath.runtime.portrait import with_portraits
 from carepath.runtime.template_consent import template_purpose
 from carepath.store.personal_data import reveal_payload
-from carepath.store.schema import Delivery, Enrollment, Event, Touchpoint
+from carepath.store.schema import Delivery, Event, Touchpoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
 
 MAX_GRACE = timedelta(days=31)  # the validator caps missed.grace at 30 days
+
+
+class EnrollmentRow:
+    """An enrollment as a batch reads it; its JSON columns are decoded only when a step needs them."""
+
+    __slots__ = ("id", "version", "status", "exit_reason", "enrolled_at", "_anchors", "_context")
+
+    def __init__(self, id: int, version: str, status: str, exit_reason: str | None, enrolled_at: Any,
+                 anchors: Any, context: Any) -> None:
+        self.id, self.version, self.status, self.exit_reason = id, version, status, exit_reason
+        self.enrolled_at = py_time(enrolled_at)
+        self._anchors, self._context = anchors, context
+
+    @property
+    def anchors(self) -> dict:
+        if not isinstance(self._anchors, dict):
+            self._anchors = json_dict(self._anchors)
+        return self._anchors
+
+    @property
+    def context(self) -> dict:
+        if not isinstance(self._context, dict):
+            self._context = json_dict(self._context)
+        return self._context
 
 
 class BatchContext:
@@ -46,15 +71,19 @@ class BatchContext:
         ctx._conn_engine = eng
         ctx.by_id = {tp.id: tp for tp in tps}
         enrollment_ids = list({tp.enrollment_id for tp in tps})
-        ctx.enrollments = {e.id: e for e in conn.execute(
-            select(Enrollment.__table__).where(Enrollment.id.in_(enrollment_ids)))}
+        for part in chunks(enrollment_ids):
+            ctx.enrollments.update((row[0], EnrollmentRow(*row)) for row in fetch(
+                conn, "SELECT id, version, status, exit_reason, enrolled_at, anchors, context FROM enrollments "
+                      f" WHERE id IN ({in_list(part)})",
+                part))
         pids = {tp.patient_id for tp in tps}
         ctx.patients = load_patients(conn, eng.cipher, pids, now)
-        # issue 20: the patients' portraits and segments (patient.portrait, patient.in_segment), one bulk query
+        # the patients' portraits and segments (patient.portrait, patient.in_segment), one bulk query per zone
         ctx.patients = with_portraits(conn, eng.cipher, ctx.patients, now, eng.config.segments.sensitive_code)
-        event_ids = [tp.event_id for tp in tps if tp.event_id]
-        if event_ids:
-            ctx.events = dict(conn.execute(select(Event.id, Event.payload).where(Event.id.in_(event_ids))).all())
+        event_ids = list({tp.event_id for tp in tps if tp.event_id})
+        for part in chunks(event_ids):
+            ctx.events.update((i, json_dict(payload)) for i, payload in fetch(
+                conn, f"SELECT id, payload FROM events WHERE id IN ({in_list(part)})", part))
         ctx.consents = consent_state(conn, pids)
         ctx._load_replies(conn, tps)
         ctx._load_sent_today(conn, pids, now)
@@ -79,17 +108,20 @@ class BatchContext:
         for pid in pids:
             if pid in self.patients:
                 by_zone[self.patients[pid].view.tz].append(pid)
+        urgent = Category.urgent.value
         for tz_name, ids in by_zone.items():
             tz = zone(tz_name)
             today = now.astimezone(tz).date()
             midnight = local_wall(today, time(0), tz)
-            q = (select(Touchpoint.patient_id, func.count()).where(
-                Touchpoint.patient_id.in_(ids), Touchpoint.due_at >= midnight - MAX_GRACE, Touchpoint.due_at <= now,
-                Touchpoint.sent_at >= midnight, func.coalesce(Touchpoint.status, "").in_(("sent", "delivered")),
-                Touchpoint.action == "send", Touchpoint.category != Category.urgent.value)
-                 .group_by(Touchpoint.patient_id))
-            for pid, n in conn.execute(q):
-                self.sent_today[(pid, today)] = n
+            for part in chunks(ids):
+                rows = fetch(conn, "SELECT patient_id, count(*) FROM touchpoints WHERE patient_id IN "
+                                   f"({in_list(part)}) AND due_at >= ? AND due_at <= ? AND sent_at >= ? "
+                                   "AND coalesce(status, '') IN ('sent', 'delivered') AND action = 'send' "
+                                   "AND category != ? GROUP BY patient_id",
+                             [*part, db_time(conn, midnight - MAX_GRACE), db_time(conn, now),
+                              db_time(conn, midnight), urgent])
+                for pid, n in rows:
+                    self.sent_today[(pid, today)] = n
 
     def load_attempts(self, conn: Connection, ids: list[int], inconclusive_code: str) -> None:
         """Calls made so far for ``ids`` (touchpoints retried or reclaimed) and their unreconciled ``unknown`` call.
@@ -154,8 +186,7 @@ class BatchContext:
         journey = self._conn_engine.journey_version(tp.journey, enrollment.version) if enrollment else None
         if journey is None:
             return False
-        try:
-            trig = journey.step(tp.step).trigger
-        except KeyError:
-            return False
-        return isinstance(trig, AfterStep) and trig.unless == "replied"
+        from carepath.runtime.dispatch.decide import step_of
+
+        step = step_of(journey, tp.step)
+        return step is not None and isinstance(step.trigger, AfterStep) and step.trigger.unless == "replied"

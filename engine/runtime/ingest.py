@@ -164,6 +164,7 @@ class Ingestor:
         self._apply(conn, _fact(row, self.engine.cipher), row.id, patient_id, now, sub)
         conn.execute(update(Event).where(Event.id == row.id).values(patient_id=patient_id))
         total.urgent_touchpoints += sub.urgent_touchpoints
+        total.due_now += sub.due_now
         if sub.held:  # the patient is known now, but its episode is not enrolled yet
             conn.execute(update(Event).where(Event.id == row.id).values(
                 mrn_hash=None, hold_key=sub.hold_key, outcome=f"{row.outcome}; patient registered; {sub.summary()}"))
@@ -318,6 +319,7 @@ class Ingestor:
             released(conn, row, status=sub.state, summary=sub.summary(), now=now)
             result.released += 1
             result.urgent_touchpoints += sub.urgent_touchpoints
+            result.due_now += sub.due_now
             enrollment = conn.execute(select(Enrollment.__table__).where(Enrollment.id == enrollment_id)).one()
 
     def _builtin_effects(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
@@ -512,6 +514,8 @@ class Ingestor:
                           for s in steps if s.id not in fresh.values()]
         urgent = {s.id for s in steps if s.category is Category.urgent and s.trigger.delay == timedelta(0)}
         result.urgent_touchpoints += [tid for tid, step in fresh.items() if step in urgent]
+        if any(p.due_at <= now and p.step.id not in urgent and p.step.id in fresh.values() for p in planned):
+            result.due_now.append(journey.name)
 
 
 def _utc(when: datetime) -> str:

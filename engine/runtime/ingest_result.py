@@ -25,6 +25,7 @@ class IngestResult:
     anchors: list[str] = field(default_factory=list)
     planned: int = 0
     urgent_touchpoints: list[int] = field(default_factory=list)
+    due_now: list[str] = field(default_factory=list)  # journeys that planned touchpoints due now (wake-ups)
     notes: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)  # on steps already planned for this business identity
     stale: list[str] = field(default_factory=list)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Iterable, Iterator, Mapping
 
 from sqlalchemy import Connection, insert, select, update
@@ -91,24 +91,31 @@ def find_patient_id(conn: Connection, cipher: Cipher, mrn: str) -> int | None:
 
 def load_patients(conn: Connection, cipher: Cipher, ids: Iterable[int], today_at: datetime,
                   *, with_addresses: bool = True) -> dict[int, PatientRecord]:
-    """Patients by id, decrypted, with ``today`` in each patient's own zone."""
+    """Patients by id, decrypted, with ``today`` in each patient's own zone.
+
+    Read through the driver (the dispatcher loads a batch's patients with it): rows as plain
+    tuples, JSON lists decoded once per distinct text.
+    """
+    from carepath.runtime.dispatch.statements import fetch, in_list, json_value
+
     out: dict[int, PatientRecord] = {}
     id_list = list(set(ids))
+    today: dict[str, date] = {}
     for chunk_start in range(0, len(id_list), 5000):
         chunk = id_list[chunk_start:chunk_start + 5000]
-        for p in conn.execute(select(*_LOADED).where(Patient.id.in_(chunk))):
+        rows = fetch(conn, f"SELECT id, name_enc, phone_enc, openid_enc, birth_date, sex, conditions, tags, tz, "
+                           f"language, deceased FROM patients WHERE id IN ({in_list(chunk)})", chunk)
+        for pid, name_enc, phone_enc, openid_enc, birth, sex, conditions, tags, tz, language, deceased in rows:
+            if tz not in today:
+                today[tz] = today_at.astimezone(zone(tz)).date()
             view = PatientView(
-                id=p.id, name=cipher.decrypt(p.name_enc) or "", sex=p.sex, birth_date=p.birth_date,
-                conditions=tuple(p.conditions or ()), tags=tuple(p.tags or ()), tz=p.tz, language=p.language,
-                today=today_at.astimezone(zone(p.tz)).date(),
+                id=pid, name=cipher.decrypt(name_enc) or "", sex=sex,
+                birth_date=date.fromisoformat(birth) if isinstance(birth, str) else birth,
+                conditions=json_value(conditions), tags=json_value(tags), tz=tz, language=language, today=today[tz],
             )
-            addresses = Addresses(cipher, phone=p.phone_enc, openid=p.openid_enc) if with_addresses else {}
-            out[p.id] = PatientRecord(view, addresses, bool(p.deceased))
+            addresses = Addresses(cipher, phone=phone_enc, openid=openid_enc) if with_addresses else {}
+            out[pid] = PatientRecord(view, addresses, bool(deceased))
     return out
-
-
-_LOADED = (Patient.id, Patient.name_enc, Patient.phone_enc, Patient.openid_enc, Patient.birth_date, Patient.sex,
-           Patient.conditions, Patient.tags, Patient.tz, Patient.language, Patient.deceased)
 
 
 class Addresses(Mapping[str, str | None]):
@@ -136,14 +143,16 @@ class Addresses(Mapping[str, str | None]):
 
 def consent_state(conn: Connection, patient_ids: Iterable[int]) -> dict[tuple[int, str, str], bool]:
     """Consent in force per ``(patient, purpose, channel)``; ``channel='*'`` covers all channels."""
+    from carepath.runtime.dispatch.statements import fetch, in_list
+
     state: dict[tuple[int, str, str], bool] = {}
     ids = list(set(patient_ids))
     for start in range(0, len(ids), 5000):
-        rows = conn.execute(select(Consent.patient_id, Consent.purpose, Consent.channel, Consent.granted)
-                            .where(Consent.patient_id.in_(ids[start:start + 5000]))
-                            .order_by(Consent.at, Consent.id)).all()
+        part = ids[start:start + 5000]
+        rows = fetch(conn, f"SELECT patient_id, purpose, channel, granted FROM consents "
+                           f"WHERE patient_id IN ({in_list(part)}) ORDER BY at, id", part)
         for pid, purpose, channel, granted in rows:
-            state[(pid, purpose, channel)] = granted
+            state[(pid, purpose, channel)] = bool(granted)
     return state
 
 

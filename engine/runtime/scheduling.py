@@ -50,9 +50,26 @@ _INSERT = f"INSERT INTO touchpoints ({', '.join(_COLUMNS)}) VALUES ({', '.join([
 def touchpoint_rows(enrollment_id: int, patient_id: int, journey: Journey, planned: Iterable[Planned],
                     now: datetime) -> list[tuple]:
     """Rows for :func:`insert_touchpoints`, in ``_COLUMNS`` order (the idempotency key at ``KEY``)."""
-    return [(enrollment_id, patient_id, journey.name, p.step.id, p.step.stage.value, p.step.category.value,
-             p.step.touchpoint_action, p.occurrence, idempotency_key(enrollment_id, p.step.id, p.occurrence),
-             p.step.anchor, p.anchor_at, p.status, p.planned_at, p.due_at, p.reason, 0, 0, p.event_id, now, now) for p in planned]
+    rows = []
+    for p in planned:
+        step_id, stage, category, action, anchor = _step_columns(p.step)
+        rows.append((enrollment_id, patient_id, journey.name, step_id, stage, category, action, p.occurrence,
+                     f"{enrollment_id}:{step_id}:{p.occurrence}", anchor, p.anchor_at, p.status, p.planned_at,
+                     p.due_at, p.reason, 0, 0, p.event_id, now, now))
+    return rows
+
+
+_STEP_COLUMNS: dict[int, tuple] = {}  # id(step) -> (step, columns): the step object kept, so an id is never reused
+
+
+def _step_columns(step) -> tuple:
+    """A step's constant columns (id, stage, category, action, anchor), worked out once per step object
+    (the key is the same as :func:`~carepath.runtime.planner.idempotency_key` makes)."""
+    found = _STEP_COLUMNS.get(id(step))
+    if found is None or found[0] is not step:
+        found = _STEP_COLUMNS[id(step)] = (step, (step.id, step.stage.value, step.category.value,
+                                                  step.touchpoint_action, step.anchor))
+    return found[1]
 
 
 class _SqliteTimes(dict):

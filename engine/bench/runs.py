@@ -1,0 +1,196 @@
+"""Planning and dispatch runs: one child process plans, then 1..N dispatcher processes share the sweep.
+
+Dispatch sweeps a virtual clock hour by hour over the journey's horizon, so quiet hours,
+caps, conditions, consent, fallbacks and follower steps run as in production. With several
+workers, each hour's due work is shared by claims (``FOR UPDATE SKIP LOCKED``) and the
+workers move to the next hour together. Messages sent are counted where they arrive: the
+outbox rows the two ``outbox`` channels wrote.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from carepath.bench.workload import (BENCH_JOURNEY, BOOKING, CHUNK, HORIZON, START, add_patients, bookings, engine,
+                                     load_average)
+
+
+@dataclass
+class PlanFigures:
+    touchpoints: int
+    seconds: float
+    peak_rss_mib: float
+
+
+@dataclass
+class DispatchFigures:
+    workers: int
+    seconds: float
+    claims: int
+    messages: int  # outbox rows written: what reached the provider
+    followers_planned: int
+    worker_cpu_s: float
+    db_cpu_s: float | None
+    peak_rss_mib: float
+    load: list[float]
+    lock_waits: dict = field(default_factory=dict)
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _plan(size: int, url: str, home: str) -> PlanFigures:
+    """Add ``size`` patients (not timed) and enroll each on the journey (timed); runs in a child process."""
+    from carepath.runtime.clock import VirtualClock
+
+    eng = engine(url, Path(home), VirtualClock(START))
+    items = bookings(add_patients(eng, size), seed=size)
+    t0 = time.perf_counter()
+    touchpoints = 0
+    for i in range(0, len(items), CHUNK):
+        touchpoints += eng.enroll_many(BENCH_JOURNEY, items[i:i + CHUNK], context=BOOKING)
+    seconds = time.perf_counter() - t0
+    eng.close()
+    if url.startswith("postgresql"):  # statistics as autovacuum would have them (see floor.analyze)
+        from carepath.bench.floor import _Raw, analyze
+
+        raw = _Raw(url)
+        analyze(raw)
+        raw.close()
+    return PlanFigures(touchpoints, seconds, _rss_mib())
+
+
+def plan_in_child(size: int, url: str, home: Path) -> PlanFigures:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(_plan, (size, url, str(home)))
+
+
+def _worker(url: str, home: str, index: int, batch: int, ends, ticks, out) -> None:
+    """One dispatcher process: every hour of the horizon, dispatch all that is due, then wait for the others."""
+    from carepath.runtime.clock import VirtualClock
+    from carepath.runtime.dispatcher import DispatchReport
+
+    clock = VirtualClock(START)
+    eng = engine(url, Path(home), clock, worker_id=f"bench-{index}")
+    with eng.db.connect() as conn:  # connected before the clock starts
+        conn.exec_driver_sql("SELECT 1")
+    report = DispatchReport()
+    hours = int(HORIZON / timedelta(hours=1))
+    ends.wait()
+    cpu0 = os.times()
+    for hour in range(1, hours + 1):
+        clock.set(START + timedelta(hours=hour))
+        report.merge(eng.dispatch_due(batch=batch))
+        ticks.wait()
+    cpu1 = os.times()
+    out.put(dict(claims=report.claimed, cpu=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), rss=_rss_mib()))
+    ends.wait()  # the parent reads the database's CPU time before the connections close
+    ends.wait()
+    eng.close()
+
+
+class _PostgresWatch(threading.Thread):
+    """Samples the scratch database's backends: CPU time (from /proc) and lock waits (pg_stat_activity)."""
+
+    def __init__(self, url: str, every: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        import psycopg
+
+        self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+        self.db = url.rsplit("/", 1)[1]
+        self.every = every
+        self.stop = threading.Event()
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.samples = 0
+        self.waiting_samples = 0
+        self.most_waiting = 0
+        self.events: dict[str, int] = {}
+        self.ticks = os.sysconf("SC_CLK_TCK")
+        self.cpu_readable = True
+
+    def _cpu(self, pid: int) -> float | None:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / self.ticks
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def sample(self, first: bool = False) -> None:
+        rows = self.conn.execute("SELECT pid, wait_event_type, wait_event FROM pg_stat_activity "
+                                 "WHERE datname = %s AND pid <> pg_backend_pid()", (self.db,)).fetchall()
+        waiting = 0
+        for pid, kind, name in rows:
+            cpu = self._cpu(pid)
+            if cpu is None:
+                self.cpu_readable = False
+            else:
+                self.first.setdefault(pid, cpu if first else 0.0)
+                self.last[pid] = cpu
+            if kind == "Lock":
+                waiting += 1
+                self.events[name] = self.events.get(name, 0) + 1
+        self.samples += 1
+        self.waiting_samples += bool(waiting)
+        self.most_waiting = max(self.most_waiting, waiting)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.sample()
+
+    def db_cpu(self) -> float | None:
+        return sum(self.last[p] - self.first[p] for p in self.last) if self.cpu_readable else None
+
+    def lock_waits(self) -> dict:
+        return {"samples": self.samples, "samples_with_lock_waits": self.waiting_samples,
+                "most_backends_waiting": self.most_waiting, "wait_events": self.events}
+
+
+def dispatch(url: str, home: Path, workers: int, batch: int, planned: int) -> DispatchFigures:
+    """Run ``workers`` dispatcher processes over the horizon; count what reached the outbox."""
+    ctx = multiprocessing.get_context("spawn")
+    ends, ticks, out = ctx.Barrier(workers + 1), ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, str(home), i, batch, ends, ticks, out)) for i in range(workers)]
+    for p in procs:
+        p.start()
+    watch = _PostgresWatch(url) if url.startswith("postgresql") else None
+    ends.wait(timeout=600)
+    t0 = time.perf_counter()
+    if watch:
+        watch.sample(first=True)
+        watch.start()
+    parts = [out.get(timeout=3600) for _ in procs]
+    seconds = time.perf_counter() - t0
+    ends.wait(timeout=600)
+    db_cpu, locks = None, {}
+    if watch:
+        watch.stop.set()
+        watch.join()
+        watch.sample()
+        db_cpu, locks = watch.db_cpu(), watch.lock_waits()
+        watch.conn.close()
+    load = load_average()
+    ends.wait(timeout=600)
+    for p in procs:
+        p.join()
+    from sqlalchemy import create_engine, text
+
+    db = create_engine(url if not url.startswith("postgresql://") else url.replace("postgresql://",
+                                                                                     "postgresql+psycopg://", 1))
+    with db.connect() as conn:
+        messages = conn.execute(text("SELECT count(*) FROM outbox_messages")).scalar_one()
+        total = conn.execute(text("SELECT count(*) FROM touchpoints")).scalar_one()
+    db.dispose()
+    return DispatchFigures(workers=workers, seconds=seconds, claims=sum(p["claims"] for p in parts), messages=messages,
+                           followers_planned=total - planned, worker_cpu_s=sum(p["cpu"] for p in parts),
+                           db_cpu_s=db_cpu, peak_rss_mib=max(p["rss"] for p in parts), load=load, lock_waits=locks)

@@ -1,0 +1,193 @@
+"""Claims and leases: who may work on a touchpoint, for how long, and what happens when a worker dies.
+
+Guarantees kept here: a touchpoint is leased to one worker at a time (``FOR UPDATE SKIP LOCKED``
+on PostgreSQL, the write lock on SQLite); a lease is renewed while its batch runs and a batch
+stops rather than outlive it; only rows a worker still holds change when it writes (fencing,
+:meth:`ClaimsAndLeases._still_held`); an abandoned lease is taken over after the batch's due
+work, its call in flight marked ``unknown`` (to be reconciled, never blindly re-sent), and a
+touchpoint suspected of killing its worker is taken over alone. An empty sweep costs one read
+that takes no lock.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from datetime import datetime
+from typing import Any, Sequence
+
+from sqlalchemy import Connection, and_, func, select, update
+
+from carepath.runtime.dispatch.statements import (chunks, db_time, execute, fetch, in_list, is_postgres, py_time,
+                                                  sql_for)
+from carepath.store.schema import Delivery, Touchpoint
+
+# what a batch reads of each claimed touchpoint (fewer columns: fewer conversions on the hot path)
+CLAIMED_COLUMNS = ("id", "enrollment_id", "patient_id", "journey", "step", "stage", "occurrence", "idempotency_key",
+                   "due_at", "reason", "attempts", "channel_index", "event_id", "claims")
+Claimed = namedtuple("Claimed", CLAIMED_COLUMNS)
+_DUE_AT = CLAIMED_COLUMNS.index("due_at")
+_RETURNING = ", ".join(CLAIMED_COLUMNS)
+
+# a dead worker's calls are only in deliveries: count them whenever a touchpoint is queued again, so the next
+# call gets its own row and a reclaimed call is looked up before it is sent again
+CALLS_MADE = (select(func.coalesce(func.max(Delivery.attempt), 0)).where(Delivery.touchpoint_id == Touchpoint.id)
+              .correlate(Touchpoint).scalar_subquery())
+# a call that was in flight when its worker died: the touchpoint may be what killed it
+IN_FLIGHT = (select(Delivery.id).where(Delivery.touchpoint_id == Touchpoint.id, Delivery.status == "sending")
+             .correlate(Touchpoint).exists())
+_IN_FLIGHT_SQL = "EXISTS (SELECT 1 FROM deliveries d WHERE d.touchpoint_id = touchpoints.id AND d.status = 'sending')"
+
+
+def _claimed(row: tuple) -> Claimed:
+    values = list(row)
+    values[_DUE_AT] = py_time(values[_DUE_AT])
+    return Claimed(*values)
+
+
+def _filters(journey: str | None, stage: str | None, ids: Sequence[int] | None) -> tuple[str, list[Any]]:
+    where, params = "", []
+    if journey:
+        where += " AND journey = ?"
+        params.append(journey)
+    if stage:
+        where += " AND stage = ?"
+        params.append(stage)
+    if ids is not None:
+        where += f" AND id IN ({in_list(ids) or 'NULL'})"
+        params += list(ids)
+    return where, params
+
+
+def deaths(conn: Connection, query: Any) -> dict[int, int]:
+    """Expired touchpoint id -> deaths it is suspected of: its ``claims`` plus one for a call in flight."""
+    return {tp_id: claims + bool(flying) for tp_id, claims, flying in conn.execute(query)}
+
+
+class ClaimsAndLeases:
+    """Claiming, taking over, renewing and checking leases (mixed into :class:`~carepath.runtime.dispatcher.Dispatcher`)."""
+
+    def _work_waiting(self, journey: str | None, stage: str | None,
+                      ids: Sequence[int] | None) -> tuple[bool, bool, bool]:
+        """``(due, abandoned, receipts kept)`` in one read that takes no lock: what an empty sweep costs."""
+        now = self.engine.clock.now()
+        where, params = _filters(journey, stage, ids)
+        # in (status, due_at) index order: without it PostgreSQL may plan a scan of the whole table for LIMIT 1,
+        # which finds nothing due only after reading every row
+        text = ("SELECT (SELECT 1 FROM touchpoints WHERE status = 'scheduled' AND due_at <= ?" + where +
+                " ORDER BY status, due_at LIMIT 1), "
+                "(SELECT 1 FROM touchpoints WHERE status = 'claimed' AND lease_until < ?" + where +
+                " ORDER BY status, due_at LIMIT 1), (SELECT 1 FROM early_receipts LIMIT 1)")
+        with self.engine.db.connect() as conn:
+            t = db_time(conn, now)
+            cursor = conn.connection.driver_connection.cursor()  # no transaction: no write lock on SQLite
+            cursor.execute(sql_for(conn, text), [t, *params, t, *params])
+            due, abandoned, receipts = cursor.fetchone()
+            cursor.close()
+        return bool(due), bool(abandoned), bool(receipts)
+
+    def _claim_due(self, conn: Connection, limit: int, journey: str | None, stage: str | None,
+                   ids: Sequence[int] | None, now: datetime) -> list[Claimed]:
+        """Lease up to ``limit`` due touchpoints in one statement, oldest due first (the (status, due_at) index
+        order: no sort of the whole backlog after an outage)."""
+        where, params = _filters(journey, stage, ids)
+        lock = " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
+        rows = fetch(conn, "UPDATE touchpoints SET status = 'claimed', lease_until = ?, claimed_by = ?, updated_at = ?, "
+                           "claims = claims + 1 WHERE id IN (SELECT id FROM touchpoints WHERE status = 'scheduled' "
+                           f"AND due_at <= ?{where} ORDER BY status, due_at LIMIT ?{lock}) RETURNING {_RETURNING}",
+                     [db_time(conn, now + self.lease), self.worker_id, db_time(conn, now), db_time(conn, now), *params,
+                      limit])
+        return sorted(map(_claimed, rows), key=lambda r: (r.due_at, r.id))
+
+    def _claim(self, limit: int, journey: str | None, stage: str | None, ids: Sequence[int] | None, *,
+               abandoned: bool) -> tuple[list[Any], list[Any], list[dict]]:
+        """Due touchpoints, or (``abandoned``) those whose lease ran out: ``(claimed rows, a suspect's row,
+        quarantined touchpoints)``.
+
+        ``claims`` counts the deaths of workers a touchpoint may have caused: a claim adds one, getting
+        through rendering takes it back, and a call in flight when its worker died (a ``sending`` row)
+        adds one. Abandoned touchpoints never suspected are taken over together; a suspect alone, so it
+        can only take itself down again; one suspected ``poison_after`` times is quarantined.
+        """
+        now = self.engine.clock.now()
+        with self.engine.db.begin() as conn:
+            if not abandoned:
+                return self._claim_due(conn, limit, journey, stage, ids, now), [], []
+            expired = and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now)
+            q = select(Touchpoint.id, Touchpoint.claims, IN_FLIGHT).where(expired)
+            if journey:
+                q = q.where(Touchpoint.journey == journey)
+            if stage:
+                q = q.where(Touchpoint.stage == stage)
+            if ids is not None:
+                q = q.where(Touchpoint.id.in_(list(ids)))
+            q = q.order_by(Touchpoint.due_at).limit(limit + 100)
+            found = deaths(conn, q.with_for_update(skip_locked=True) if is_postgres(conn) else q)
+            quarantined = self._quarantine(conn, [(i, n) for i, n in found.items() if n >= self.poison_after], now)
+            claimed = [i for i, n in found.items() if n == 0][:limit]
+            suspects = sorted((n, i) for i, n in found.items() if 0 < n < self.poison_after)
+            suspect = [suspects[0][1]] if suspects else []
+
+            def take(tp_ids: list[int], claims) -> None:
+                conn.execute(update(Touchpoint).where(Touchpoint.id.in_(tp_ids)).values(
+                    status="claimed", lease_until=now + self.lease, claimed_by=self.worker_id, updated_at=now,
+                    claims=claims))
+
+            if claimed:
+                take(claimed, 1)
+            if suspect:
+                take(suspect, found[suspect[0]] + 1)
+            if not (claimed or suspect):
+                return [], [], quarantined
+            # the dead worker's call in flight: its outcome is unknown; the row is kept
+            conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(claimed + suspect),
+                                                Delivery.status == "sending").values(status="unknown", updated_at=now))
+            rows = [_claimed(r) for r in fetch(conn, f"SELECT {_RETURNING} FROM touchpoints WHERE id IN "
+                                                     f"({in_list(claimed + suspect)})", claimed + suspect)]
+            rows.sort(key=lambda r: (r.due_at, r.id))
+            return [r for r in rows if r.id not in suspect], [r for r in rows if r.id in suspect], quarantined
+
+    def release_abandoned(self, limit: int = 5000) -> tuple[int, list[dict]]:
+        """Expired leases no worker took over (maintenance): ``(released, quarantined touchpoints)``.
+
+        The same rules as a dispatcher's take-over: touchpoints never suspected of killing their worker
+        go back to ``scheduled`` (their calls counted in ``attempts``); one suspected ``poison_after``
+        times is quarantined; other suspects stay for a dispatcher to take over one at a time, so a
+        poison touchpoint never again takes a whole batch down with it.
+        """
+        now = self.engine.clock.now()
+        expired = and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now)
+        with self.engine.db.begin() as conn:
+            q = select(Touchpoint.id, Touchpoint.claims, IN_FLIGHT).where(expired).order_by(Touchpoint.due_at)
+            if is_postgres(conn):
+                q = q.with_for_update(skip_locked=True)
+            found = deaths(conn, q.limit(limit))
+            quarantined = self._quarantine(conn, [(i, n) for i, n in found.items() if n >= self.poison_after], now)
+            free = [i for i, n in found.items() if n == 0]
+            for part in chunks(free):
+                conn.execute(update(Touchpoint).where(Touchpoint.id.in_(part), expired).values(
+                    status="scheduled", lease_until=None, updated_at=now, attempts=CALLS_MADE))
+        return len(free), quarantined
+
+    def _renew(self, conn: Connection, now: datetime) -> bool:
+        """Extend this worker's lease on the batch's unfinished touchpoints (every third of a lease)."""
+        if self._renew_at is None or now < self._renew_at or not self._held:
+            return False
+        for part in chunks(self._held):
+            execute(conn, f"UPDATE touchpoints SET lease_until = ? WHERE id IN ({in_list(part)}) "
+                          "AND status = 'claimed' AND claimed_by = ?",
+                    [db_time(conn, now + self.lease), *part, self.worker_id])
+        return True
+
+    def _still_held(self, conn: Connection, ids: list[int]) -> set[int]:
+        """The touchpoints among ``ids`` still claimed by this worker, locked for this transaction (fencing)."""
+        held: set[int] = set()
+        lock = " FOR UPDATE" if is_postgres(conn) else ""
+        for part in chunks(ids):
+            held.update(r[0] for r in fetch(conn, f"SELECT id FROM touchpoints WHERE id IN ({in_list(part)}) "
+                                                  f"AND status = 'claimed' AND claimed_by = ?{lock}",
+                                            [*part, self.worker_id]))
+        return held
+
+    def _past_lease(self, now: datetime) -> bool:
+        """Has this batch run for a whole lease? Then it stops rather than outlive it."""
+        return self._batch_started is not None and now >= self._batch_started + self.lease
