@@ -247,9 +247,18 @@ class DueNowRunners:
                 self.on_error(f"due-now run of {journey} raised {type(exc).__name__}: {exc}")
                 self.stop.wait(1.0)
 
-    def join(self) -> None:
+    def join(self, timeout: float = 30.0) -> None:
+        """Wait for the runs to finish their batch and report their end, ``timeout`` seconds for all together.
+
+        A run whose sends are done but whose Prefect server is gone would retry its final report for minutes;
+        stopping does not wait for that (the run then shows as still running in the Prefect UI, and a
+        touchpoint it held is protected by its lease like any other worker's)."""
+        deadline = time.monotonic() + timeout
         for thread in self.threads:
-            thread.join(timeout=60)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        late = [t.name for t in self.threads if t.is_alive()]
+        if late:
+            self.on_error(f"{', '.join(late)}: no end reported to Prefect within {timeout:g} s; stopping anyway")
         self.engine.wakeup.stop()
 
 

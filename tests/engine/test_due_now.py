@@ -19,7 +19,7 @@ from tests.engine import helpers as h
 
 CARE = journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "{{ patient.name }}您好")],
                steps=[step("welcome", "pre_visit", on("program.joined"), send("t", ["sms"])),
-                      step("later", "post_visit", on("visit.done", delay="3d"), send("t", ["sms"]))])
+                      step("later", "post_visit", on("visit.completed", delay="3d"), send("t", ["sms"]))])
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_an_ingested_due_now_message_is_sent_by_the_woken_dispatcher(engine, clo
 def test_an_event_that_plans_nothing_due_now_wakes_no_one(engine, clock):
     engine.ingest(h.Events(clock)("program.joined"))
     assert engine.wakeup.wait("care", timeout=1)  # the enrollment's welcome is due now
-    result = engine.ingest(h.Events(clock)("visit.done"))
+    result = engine.ingest(h.Events(clock)("visit.completed"))
     assert result.planned == 1 and result.due_now == []
     assert not engine.wakeup.wait("care", timeout=0.3)
 
