@@ -43,6 +43,7 @@ import pydantic
 
 from carepath.plugins.contracts import Channel, Connector, ConnectorConfig, connector_kind, secret_fields
 from carepath.plugins.manager import PluginManager, get_plugin_manager
+from carepath.definition.preferences import NAME, PreferenceField
 from carepath.definition.segments import SegmentError, SegmentSet, build_segment_set
 from carepath.runtime.click_settings import ClickSettings
 from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
@@ -51,7 +52,8 @@ from carepath.web.links import WebSettings
 
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
-SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "web", "events_api", "segments", "clicks")
+SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "web", "events_api", "segments", "clicks",
+            "preferences")
 JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -110,6 +112,8 @@ class CarepathConfig:
     events_api: dict[str, EventsClient] = field(default_factory=dict)
     segments: SegmentSet = field(default_factory=lambda: _default_segments())  # carepath.definition.segments
     clicks: ClickSettings = field(default_factory=ClickSettings)  # carepath.runtime.clicks
+    #: preferences patients may set beyond the built-in ones (``[preferences.<name>]``; issue 19)
+    preferences: dict[str, PreferenceField] = field(default_factory=dict)
     web: WebSettings = field(default_factory=WebSettings)
 
     def team(self, name: str) -> TeamConfig:
@@ -165,11 +169,13 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     events_api = validator.tables("events_api", data.get("events_api", {}), EventsClient)
     clicks = validator.table("clicks", data.get("clicks", {}), ClickSettings)
     segments = validator.segments(data.get("segments", {}), file.resolve().parent)
+    preferences = validator.preferences(data.get("preferences", {}))
     if problems:
         raise ConfigError(problems, file)
     return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
                           teams=teams, staff=staff, surveys=surveys or SurveySettings(), web=web or WebSettings(),
-                          events_api=events_api, segments=segments, clicks=clicks or ClickSettings())
+                          events_api=events_api, segments=segments, clicks=clicks or ClickSettings(),
+                          preferences=preferences)
 
 
 class _Validator:
@@ -232,6 +238,16 @@ class _Validator:
                 where, _, message = text.partition(": ")
                 self.problem(where, message)
             return SegmentSet()
+
+    def preferences(self, table: Any) -> dict[str, PreferenceField]:
+        """``[preferences.<name>]``: preferences patients may set, each a lowercase name (issue 19)."""
+        found = self.tables("preferences", table, PreferenceField)
+        for name in table if isinstance(table, dict) else ():
+            if not NAME.match(name):
+                self.problem(f"preferences.{name}", "a preference name is lowercase letters, digits and _ "
+                                                    "(e.g. exercise_time)")
+                found.pop(name, None)
+        return found
 
     def _strings(self, value: Any, path: str, what: str) -> list[str]:
         if isinstance(value, list) and all(isinstance(v, str) and v for v in value):

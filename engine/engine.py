@@ -25,6 +25,8 @@ from carepath.runtime.policy import Policy
 from carepath.runtime.versions import store_version
 from carepath.runtime.wakeup import Wakeup
 from carepath.runtime.scheduling import insert_enrollments, plan_new_enrollments
+from carepath.runtime.horizon import plan_new as plan_new_horizon  # issue 19
+from carepath.runtime.preferences import apply as apply_preferences  # issue 19
 from carepath.settings import Settings
 from carepath.store import open_store
 from carepath.store.personal_data import protect_payload
@@ -162,6 +164,8 @@ class Engine:
         now = self.clock.now()
         with self.db.begin() as conn:
             patient_id = upsert_patient(conn, self.cipher, record, now)
+            if record.preferences:  # issue 19: merged into the stored ones, what they move re-timed
+                apply_preferences(conn, self, patient_id, record.preferences, now, actor="api")
             self.ingestor.release_for_patients(conn, {self.cipher.lookup_hash(record.mrn): patient_id}, now)
             return patient_id
 
@@ -169,6 +173,9 @@ class Engine:
         now = self.clock.now()
         with self.db.begin() as conn:
             ids = upsert_patients_bulk(conn, self.cipher, list(records), now)
+            for record, patient_id in zip(records, ids):  # issue 19
+                if record.preferences:
+                    apply_preferences(conn, self, patient_id, record.preferences, now, actor="api")
             self.ingestor.release_for_patients(conn, {self.cipher.lookup_hash(r.mrn): pid
                                                       for r, pid in zip(records, ids)}, now)
             return ids
@@ -220,7 +227,8 @@ class Engine:
             tzs = dict(conn.execute(select(Patient.id, Patient.tz).where(
                 Patient.id.in_(list({pid for pid, _ in items})))).all())
             plan_items = [(eid, pid, tzs[pid], anchor_values(a, now)) for eid, (pid, _), a in zip(ids, items, stored)]
-            return plan_new_enrollments(conn, plan_items, journey, now=now, policy=self.policy)
+            planned = plan_new_enrollments(conn, plan_items, journey, now=now, policy=self.policy)
+            return planned + plan_new_horizon(conn, self, ids, journey, now)  # issue 19
 
     # --------------------------------------------------------------- dispatch
 

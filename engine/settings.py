@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(default=None, description="base64 AES-256 key for contact data")
     key_file: Path | None = Field(default=None, description="key file used when no secret_key is set")
     key_id: str = "k1"
+    planning_horizon: Duration = Field(default=timedelta(days=14), description="how far ahead open-ended steps are "
+                                       "planned (a journey's horizon overrides it); the maintenance flow moves it on")
     held_event_max_age: Duration = Field(default=timedelta(days=7),
                                           description="how long an event waits for its patient or enrollment (7d, 12h, ...)")
     event_max_depth: int = Field(default=32, ge=1, le=200, description="deepest nesting an event payload may have")

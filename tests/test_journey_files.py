@@ -194,7 +194,7 @@ def test_each_bad_step_is_reported_with_its_line():
         "%s:6: step 'reminder', field steps[0].before.offset: not a duration: '1x' (write e.g. 30m, 2h30m, 1d or 1w)"
         % problems[0].file,
         "%s:12: step 'two-triggers', field steps[2]: a step needs exactly one trigger among on, before, after, "
-        "every, after_step, idle; found on, after" % problems[0].file,
+        "every, after_step, idle, calendar; found on, after" % problems[0].file,
         "%s:17: step 'two-triggers', field steps[2].colour: unknown step field 'colour'" % problems[0].file,
     ]
     assert not any("pydantic" in r or "http" in r for r in rendered)
@@ -207,7 +207,7 @@ enroll: {events: []}
 steps:
   - id: s
     stage: in_visit
-    every: {interval: 1d}
+    every: {at: "09:00"}
     send: {template: t}
   - id: t
     stage: in_visit
@@ -218,12 +218,12 @@ steps:
     found = {(p.field, p.line) for p in problems}
     assert ("name", 2) in found
     assert ("enroll.events", 3) in found
-    assert ("steps[0].every", 7) in found  # every needs an end
+    assert ("steps[0].every", 7) in found  # every needs a rhythm
     assert ("steps[0].send.via", 8) in found  # missing: line of the parent
     assert ("steps[1].on.delay", 11) in found
     assert ("steps[1].task.team", 12) in found
     assert ("steps[1].missed", 13) in found
-    assert any(p.message == "every needs an end: count or until" for p in problems)
+    assert any(p.message == "every takes an interval or an rrule (one of them)" for p in problems)
     assert any(p.message == "missing required field 'via'" for p in problems)
 
 

@@ -189,6 +189,17 @@ class PatientUpdated(Payload):
     updated_at: AwareDatetime | None = Field(None, description="when the HIS changed the record")
 
 
+_CHOSEN = "HH:MM in the patient's time zone; null clears it (the preference's default applies again)"
+
+
+class PreferencesUpdated(Payload):
+    """Issue 19: preferences a hospital declares in carepath.toml come as further fields of the same form."""
+
+    medication_time: str | None = Field(None, description="when the patient takes their medication: " + _CHOSEN)
+    measurement_time: str | None = Field(None, description="when the patient measures at home: " + _CHOSEN)
+    checkin_time: str | None = Field(None, description="when the patient prefers a daily check-in prompt: " + _CHOSEN)
+
+
 class PatientMerged(Payload):
     merged_mrn: str = Field(description="the MRN merged into this event's patient_mrn")
 
@@ -288,6 +299,10 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("patient.updated", "The HIS changed the patient record.", PatientUpdated,
               effect="a carried patient record updates the patient (contacts encrypted)"),
     EventType("patient.merged", "Two records of the same patient were merged in the HIS.", PatientMerged),
+    EventType("patient.preferences_updated", "The patient chose a time (for their medication reminder...).",
+              PreferencesUpdated, effect="merges the values into the patient's preferences (encrypted) and re-times "
+                                         "every future occurrence of the steps that use them; unknown preferences "
+                                         "or values that are no time refuse the event"),
     EventType("patient.deceased", "The patient died.", PatientDeceased,
               effect="marks the patient deceased and exits every journey; nothing more is sent"),
     EventType("consent.changed", "The patient gave or withdrew consent.", ConsentChanged,

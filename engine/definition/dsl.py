@@ -22,6 +22,7 @@ from carepath.definition.durations import CalendarDuration
 from carepath.definition.model import (
     ENROLLED,
     AfterStep,
+    Calendar,
     Idle,
     AnchorOffset,
     AnchorRule,
@@ -44,11 +45,17 @@ Dur = str | timedelta | CalendarDuration  # "3d", "1mo", timedelta(days=3)
 
 def journey(name: str, *, enroll: EnrollRule, steps: Iterable[Step], title: str = "", exit: ExitRule | None = None,
             anchors: dict[str, AnchorRule] | None = None, reentry: str = "after_exit", key: str | None = None,
-            templates: Iterable[Template] = (), description: str = "", team: str | None = None) -> Journey:
-    """Declare a journey; ``team`` calls the patient when no channel delivered (default nursing)."""
+            templates: Iterable[Template] = (), description: str = "", team: str | None = None,
+            horizon: Dur | None = None, pause_on: Iterable[str] = (), resume_on: Iterable[str] = ()) -> Journey:
+    """Declare a journey; ``team`` calls the patient when no channel delivered (default nursing).
+
+    ``horizon``: how far ahead open-ended steps are planned; ``pause_on``/``resume_on``: events that pause and
+    resume the programme's planned steps (an admission, the discharge).
+    """
     return Journey(name=name, title=title, description=description, enroll=enroll, exit=exit or ExitRule(),
                    anchors=anchors or {}, reentry=reentry, key=key, steps=list(steps),
-                   templates={t.name: t for t in templates}, team=team)
+                   templates={t.name: t for t in templates}, team=team, horizon=horizon,
+                   pause_on=list(pause_on) or None, resume_on=list(resume_on) or None)
 
 
 def enroll_on(*events: str, when: str | None = None) -> EnrollRule:
@@ -64,18 +71,22 @@ def anchor(set_by: Iterable[str], field: str | None = None, cancelled_by: Iterab
     return AnchorRule(set_by=list(set_by), field=field, cancelled_by=list(cancelled_by))
 
 
-def step(id: str, stage: str, trigger: Any, action: Any, *, when: str | None = None, category: str = "clinical",
+def step(id: str, stage: str, trigger: Any, action: Any, *, when: str | None = None, category: str | None = None,
          missed: str = "send", grace: Dur = "12h", over_cap: str = "defer", resend_on_move: bool = True,
-         confirm_within: Dur | None = None, description: str | None = None) -> Step:
+         confirm_within: Dur | None = None, description: str | None = None, workdays_only: bool | None = None,
+         ) -> Step:
     """One step: trigger + optional condition (``when``) + action.
 
     ``resend_on_move=False``: a message already sent is not sent again when its anchor moves.
     ``confirm_within``: a message not confirmed delivered within this window falls back to the next channel.
+    ``workdays_only``: only on official working days. A calendar step's ``category`` defaults to marketing.
     """
-    return Step(id=id, stage=stage, trigger=trigger, action=action, condition=when, category=category,
+    data = dict(id=id, stage=stage, trigger=trigger, action=action, condition=when,
                 missed=Missed(policy=missed, grace=grace), over_cap=over_cap, resend_on_move=resend_on_move,
-                confirm_within=confirm_within,
-                description=description)
+                confirm_within=confirm_within, description=description, workdays_only=workdays_only)
+    if category is not None:
+        data["category"] = category
+    return Step(**data)
 
 
 def on(event: str, delay: Dur = "0s", *, once_per: str | None = None) -> OnEvent:
@@ -91,9 +102,16 @@ def after(anchor: str, offset: Dur = "0s", *, at: str | None = None) -> AnchorOf
     return AnchorOffset(kind="after", anchor=anchor, offset=offset, at=at)
 
 
-def every(interval: Dur, *, anchor: str = ENROLLED, start: Dur = "0s", at: str | None = None,
-          count: int | None = None, until: Dur | None = None) -> Every:
-    return Every(interval=interval, anchor=anchor, start=start, at=at, count=count, until=until)
+def every(interval: Dur | None = None, *, rrule: str | None = None, anchor: str = ENROLLED, start: Dur = "0s",
+          at: str | None = None, count: int | None = None, until: Dur | None = None) -> Every:
+    """Repeat by ``interval`` or an RFC 5545 ``rrule``; without ``count`` or ``until``, until the exit (planned on
+    the rolling horizon). ``at``: ``"09:00"`` or ``"patient.preferences.medication_time"``."""
+    return Every(interval=interval, rrule=rrule, anchor=anchor, start=start, at=at, count=count, until=until)
+
+
+def calendar(moment: str | None = None, *, date: str | None = None, at: str = "09:00") -> Calendar:
+    """Each year on ``moment`` (``birthday``, ``中秋``, ``world-diabetes-day``...) or ``date`` (``"MM-DD"``) at ``at``."""
+    return Calendar(moment=moment, date=date, at=at)
 
 
 def after_step(step: str, delay: Dur, *, outcome: str = "sent", unless: str | None = None) -> AfterStep:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from collections.abc import Mapping as AbcMapping
 from decimal import Decimal
-from typing import Annotated, Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Literal, Mapping
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
@@ -156,6 +156,10 @@ class PatientIn(BaseModel):
     tz: str = Field(default="Asia/Shanghai", max_length=64)
     language: Text = Field(default="zh_CN", max_length=16)
     channel_prefs: list[Annotated[Text, Field(max_length=64)]] = []
+    #: issue 19: ``lunar`` when the patient keeps their birthday on the lunar calendar (birth_date stays Gregorian)
+    birthday_calendar: Literal["gregorian", "lunar"] | None = None
+    #: issue 19: times of day the patient chose (``{"medication_time": "20:30"}``); merged into the stored ones
+    preferences: dict[Annotated[str, Field(max_length=48)], str | None] | None = Field(default=None, max_length=32)
 
     @field_validator("birth_date")
     @classmethod

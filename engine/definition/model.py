@@ -6,10 +6,11 @@ import enum
 import functools
 import hashlib
 import json
+import re
 from datetime import time, timedelta
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from carepath.definition.durations import CalendarSpan, Duration
 
@@ -52,6 +53,33 @@ class OnEvent(_Model):
     once_per: str | None = None
 
 
+def _wall_time(v, *, chosen: bool = False):
+    """``at`` as authors write it: ``HH:MM`` (or ``HH:MM:SS`` as a stored definition gives it back), or, where
+    ``chosen``, ``patient.preferences.NAME``: the time the patient chose (issue 19)."""
+    if isinstance(v, str):
+        text = v.strip()
+        if text.startswith(PREFERENCE_PREFIX):
+            if not chosen:
+                raise ValueError("a patient-chosen time (patient.preferences...) works on every and calendar "
+                                 "triggers; write HH:MM here")
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", text[len(PREFERENCE_PREFIX):]):
+                raise ValueError(f"at {v!r}: name a preference, e.g. patient.preferences.medication_time")
+            return text
+        try:
+            if text.count(":") == 2:
+                return time.fromisoformat(text)
+            hh, mm = text.split(":")
+            return time(int(hh), int(mm))
+        except ValueError:
+            raise ValueError(f"at must be HH:MM in the patient's time zone"
+                             f"{' or patient.preferences.NAME' if chosen else ''}, got {v!r}") from None
+    return v
+
+
+#: ``at: patient.preferences.medication_time``: the time of day the patient chose (carepath.definition.preferences)
+PREFERENCE_PREFIX = "patient.preferences."
+
+
 class AnchorOffset(_Model):
     """``before``/``after`` an anchor by ``offset``, optionally at a patient-local time of day."""
 
@@ -63,37 +91,51 @@ class AnchorOffset(_Model):
     @field_validator("at", mode="before")
     @classmethod
     def _hhmm(cls, v):
-        if isinstance(v, str):
-            # HH:MM as authors write it; HH:MM:SS as the stored definition gives it back
-            text = v.strip()
-            try:
-                if text.count(":") == 2:
-                    return time.fromisoformat(text)
-                hh, mm = text.split(":")
-                return time(int(hh), int(mm))
-            except ValueError:
-                raise ValueError(f"at must be HH:MM in the patient's time zone, got {v!r}") from None
-        return v
+        return _wall_time(v)
 
 
 class Every(_Model):
-    """Repeat every ``interval`` from ``anchor + start``, until ``count`` or ``until`` after the anchor."""
+    """Repeat every ``interval`` (or by an RFC 5545 ``rrule``) from ``anchor + start``, until ``count`` or
+    ``until`` after the anchor, or without an end: then until the enrollment exits, planned on a rolling
+    horizon (:mod:`carepath.runtime.horizon`). ``at`` is a patient-local time of day or the time the patient
+    chose (``patient.preferences.medication_time``)."""
 
     kind: Literal["every"] = "every"
-    interval: CalendarSpan
+    interval: CalendarSpan | None = None
     anchor: str = ENROLLED
     start: CalendarSpan = timedelta(0)
-    at: time | None = None
+    at: time | str | None = None
     count: int | None = None
     until: CalendarSpan | None = None
+    #: issue 19: a calendar rule, e.g. ``FREQ=MONTHLY;BYDAY=1MO`` (the first Monday of each month)
+    rrule: str | None = None
 
-    _hhmm = field_validator("at", mode="before")(AnchorOffset._hhmm.__func__)
+    @field_validator("at", mode="before")
+    @classmethod
+    def _hhmm(cls, v):
+        return _wall_time(v, chosen=True)
+
+    @field_validator("rrule")
+    @classmethod
+    def _rule(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from carepath.definition.calendar_rules import check_rrule
+
+        return check_rrule(v)
 
     @model_validator(mode="after")
-    def _has_end(self):
-        if self.count is None and self.until is None:
-            raise ValueError("every needs an end: count or until")
+    def _one_rhythm(self):
+        if (self.interval is None) == (self.rrule is None):
+            raise ValueError("every takes an interval or an rrule (one of them)")
         return self
+
+    @property
+    def open_ended(self) -> bool:
+        """No end: runs until the enrollment exits (``count`` and ``until`` absent, no COUNT/UNTIL in the rule)."""
+        if self.count is not None or self.until is not None:
+            return False
+        return self.rrule is None or not re.search(r"(^|;)(COUNT|UNTIL)=", self.rrule.upper())
 
 
 class AfterStep(_Model):
@@ -120,7 +162,35 @@ class Idle(_Model):
     days: int
 
 
-Trigger = Annotated[Union[OnEvent, AnchorOffset, Every, AfterStep, Idle], Field(discriminator="kind")]
+class Calendar(_Model):
+    """A calendar moment each year at a patient-local time: the patient's ``birthday`` (lunar where their record
+    says so), a named festival (``moment: 中秋``; :data:`carepath.definition.calendar_rules.MOMENTS`) or a fixed
+    Gregorian day (``date: "05-12"``). Planned on the rolling horizon; its steps default to ``marketing``."""
+
+    kind: Literal["calendar"] = "calendar"
+    moment: str | None = None
+    date: str | None = None
+    at: time | str = time(9, 0)
+
+    _hhmm = field_validator("at", mode="before")(Every._hhmm.__func__)
+
+    @field_validator("moment", "date")
+    @classmethod
+    def _day(cls, v: str | None, info: ValidationInfo) -> str | None:
+        from carepath.definition.calendar_rules import check_moment, check_month_day
+
+        if v is None:
+            return v
+        return check_moment(v) if info.field_name == "moment" else check_month_day(v)
+
+    @model_validator(mode="after")
+    def _one_day(self):
+        if (self.moment is None) == (self.date is None):
+            raise ValueError("calendar takes a moment (birthday or a festival) or a date (MM-DD), one of them")
+        return self
+
+
+Trigger = Annotated[Union[OnEvent, AnchorOffset, Every, AfterStep, Idle, Calendar], Field(discriminator="kind")]
 
 # ----------------------------------------------------------------- actions
 
@@ -190,6 +260,20 @@ class Step(_Model):
     #: of ``via`` (or, after the last, to a staff call): see ``carepath.runtime.fallback``
     confirm_within: Duration | None = None
     description: str | None = None
+    #: issue 19: only on official working days (carepath.runtime.workdays): a recurring step leaves the other
+    #: days out, any other step moves to the same time on the next working day
+    workdays_only: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _greetings_are_marketing(cls, data):
+        """A calendar moment (a birthday or festival greeting) is ``marketing`` unless the step says otherwise."""
+        if isinstance(data, dict) and "category" not in data:
+            trigger = data.get("trigger")
+            kind = trigger.get("kind") if isinstance(trigger, dict) else getattr(trigger, "kind", None)
+            if kind == "calendar":
+                data = {**data, "category": Category.marketing}
+        return data
 
     @property
     def touchpoint_action(self) -> str:
@@ -235,8 +319,9 @@ class Template(_Model):
     title: str = ""
 
 
-_LATER_OPTIONS = ("team",)
-_LATER_STEP_OPTIONS = ("confirm_within",)
+_LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on")
+_LATER_STEP_OPTIONS = ("confirm_within", "workdays_only")
+_LATER_TRIGGER_OPTIONS = ("rrule",)  # issue 19
 
 
 class Journey(_Model):
@@ -252,6 +337,11 @@ class Journey(_Model):
     templates: dict[str, Template] = {}
     #: the staff team that calls the patient when no channel delivered (default ``nursing``)
     team: str | None = None
+    #: issue 19: how far ahead open-ended steps are planned (default: the CAREPATH_PLANNING_HORIZON setting)
+    horizon: Duration | None = None
+    #: issue 19: events that pause the programme's planned steps (an admission), and those that resume it
+    pause_on: list[str] | None = None
+    resume_on: list[str] | None = None
 
     @functools.cached_property
     def version(self) -> str:
@@ -262,12 +352,15 @@ class Journey(_Model):
         """
         data = self.model_dump(mode="json", exclude={"title", "description"})
         for key in _LATER_OPTIONS:
-            if data.get(key) is None:
+            if data.get(key) in (None, []):
                 data.pop(key, None)
         for step in data["steps"]:
             for key in _LATER_STEP_OPTIONS:
                 if step.get(key) is None:
                     step.pop(key, None)
+            for key in _LATER_TRIGGER_OPTIONS:
+                if step["trigger"].get(key, "") is None:
+                    step["trigger"].pop(key)
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -20,7 +20,9 @@ from carepath.definition import expression_checks as checks
 from carepath.definition.catalog import EventType, event_types
 from carepath.definition.durations import CalendarDuration, for_range_checks, format_duration
 from carepath.definition.expressions import ExpressionError, compile_condition, compile_template
-from carepath.definition.model import ENROLLED, AfterStep, AnchorOffset, Every, Idle, Journey, OnEvent, Send, Step
+from carepath.definition.model import (ENROLLED, AfterStep, AnchorOffset, Calendar, Every, Idle, Journey, OnEvent,
+                                       Send, Step)
+from carepath.definition.programme_checks import check_chosen_time, check_programme  # issue 19
 from carepath.definition.reach import (Scope, check_uses, enroll_scope, exit_scope, step_scope, suggest,
                                        unused_scope)
 
@@ -109,6 +111,9 @@ def validate_journey(journey: Journey, *, known_templates: Collection[str] | Non
         if isinstance(step.trigger, Idle) and step.category.value == "urgent":
             report.add("an idle step reaches out to a quiet patient: it cannot be urgent (use clinical or "
                        "marketing)", f"{prefix}.category", step.id)
+        if isinstance(step.trigger, Calendar) and step.category.value == "urgent":  # issue 19
+            report.add("a calendar moment (a greeting) cannot be urgent: it would bypass quiet hours and caps",
+                       f"{prefix}.category", step.id)
         _check_action(journey, step, prefix, known_templates, known_channels, channels or {}, report)
         _check_condition(step.condition, _condition_path(prefix, lines), report, step_scope(journey, step), step.id)
         _check_range(step.missed.grace, timedelta(0), MAX_GRACE, f"{prefix}.missed.grace", report, step.id)
@@ -122,6 +127,7 @@ def _check_journey_rules(journey: Journey, report: Reporter) -> None:
                    "reentry")
     _check_condition(journey.enroll.condition, "enroll.condition", report, enroll_scope(journey))
     _check_condition(journey.exit.condition, "exit.condition", report, exit_scope(journey))
+    check_programme(journey, report)  # issue 19
 
 
 def _event_type_fields(journey: Journey) -> Iterator[tuple[str, str, str | None]]:
@@ -134,6 +140,9 @@ def _event_type_fields(journey: Journey) -> Iterator[tuple[str, str, str | None]
         for key in ("set_by", "cancelled_by"):
             for i, name in enumerate(getattr(rule, key)):
                 yield name, f"anchors.{anchor}.{key}[{i}]", None
+    for key in ("pause_on", "resume_on"):  # issue 19
+        for i, name in enumerate(getattr(journey, key) or []):
+            yield name, f"{key}[{i}]", None
     for i, step in enumerate(journey.steps):
         if isinstance(step.trigger, OnEvent):
             yield step.trigger.event, f"steps[{i}].on.event", step.id
@@ -297,6 +306,7 @@ def check_trigger(anchors: Mapping[str, Any] | None, t: Any, prefix: str, step_i
     if isinstance(t, Idle) and days is not None and not 1 <= days <= MAX_IDLE_DAYS:
         report.add(f"idle days {days} is out of range: must be between 1 and {MAX_IDLE_DAYS}",
                    f"{prefix}.idle.days", step_id)
+    check_chosen_time(t, prefix, step_id, report)  # issue 19
     anchor = getattr(t, "anchor", None)
     if isinstance(t, (AnchorOffset, Every)) and anchors is not None and anchor is not None:
         _check_anchor(anchors, anchor, f"{prefix}.{t.kind}.anchor", report, step_id)

@@ -26,11 +26,12 @@ MAX_GRACE = timedelta(days=31)  # the validator caps missed.grace at 30 days
 class EnrollmentRow:
     """An enrollment as a batch reads it; its JSON columns are decoded only when a step needs them."""
 
-    __slots__ = ("id", "version", "status", "exit_reason", "enrolled_at", "_anchors", "_context")
+    __slots__ = ("id", "version", "status", "exit_reason", "enrolled_at", "_anchors", "_context", "paused_since")
 
     def __init__(self, id: int, version: str, status: str, exit_reason: str | None, enrolled_at: Any,
-                 anchors: Any, context: Any) -> None:
+                 anchors: Any, context: Any, paused_since: Any = None) -> None:
         self.id, self.version, self.status, self.exit_reason = id, version, status, exit_reason
+        self.paused_since = paused_since  # set while a pause_on event holds the programme (only tested for None)
         self.enrolled_at = py_time(enrolled_at)
         self._anchors, self._context = anchors, context
 
@@ -73,7 +74,7 @@ class BatchContext:
         enrollment_ids = list({tp.enrollment_id for tp in tps})
         for part in chunks(enrollment_ids):
             ctx.enrollments.update((row[0], EnrollmentRow(*row)) for row in fetch(
-                conn, "SELECT id, version, status, exit_reason, enrolled_at, anchors, context FROM enrollments "
+                conn, "SELECT id, version, status, exit_reason, enrolled_at, anchors, context, paused_since FROM enrollments "
                       f" WHERE id IN ({in_list(part)})",
                 part))
         pids = {tp.patient_id for tp in tps}

@@ -25,6 +25,8 @@ from carepath.runtime.patients import find_patient_id, load_patients, record_con
 from carepath.runtime.portrait import apply_event as update_portrait, with_portraits
 from carepath.runtime.segments import refresh as refresh_segments
 from carepath.runtime.planner import Planned, anchor_values
+from carepath.runtime import horizon, pause  # issue 19
+from carepath.runtime.pause import pause_events  # issue 19
 from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt
 from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
@@ -185,8 +187,26 @@ class Ingestor:
                 fields = ", ".join(f"patient.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
                 result.notes.append(f"patient record not applied ({fields})")
             else:
-                return upsert_patient(conn, self.engine.cipher, patient, now, actor=f"event:{ev.source}")
+                patient_id = upsert_patient(conn, self.engine.cipher, patient, now, actor=f"event:{ev.source}")
+                if patient.preferences:  # issue 19: merged, and what they move re-timed
+                    self._preferences(conn, patient_id, patient.preferences, now, f"event:{ev.source}", result,
+                                      refuse=False)
+                return patient_id
         return find_patient_id(conn, self.engine.cipher, ev.patient_mrn)
+
+    def _preferences(self, conn: Connection, patient_id: int, values: Mapping[str, Any], now: datetime, actor: str,
+                     result: IngestResult, *, refuse: bool = True) -> None:
+        """Issue 19: apply preference values (carepath.runtime.preferences). Bad ones change nothing and are named:
+        a ``patient.preferences_updated`` event is refused (repairable), a patient record gets a note."""
+        from carepath.runtime.preferences import PreferenceError, apply as apply_preferences
+
+        try:
+            result.notes.append(apply_preferences(conn, self.engine, patient_id, values, now, actor=actor))
+        except PreferenceError as exc:
+            if refuse:
+                result.refused += [f"stored, not applied: payload field {p}" for p in exc.problems]
+            else:
+                result.notes.append(f"patient record preferences not applied ({'; '.join(exc.problems)})")
 
     def _apply(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
                result: IngestResult) -> None:
@@ -260,6 +280,10 @@ class Ingestor:
             self._exit(conn, enrollment, exit_reason(ev.type), now, result)
             # ``on`` steps of the exit event itself (a cancellation notice) are planned after the exit
             # cancelled everything else; the dispatcher still sends them.
+        elif ev.type in pause_events(journey):  # issue 19: an admission pauses, a discharge resumes
+            outcome = pause.apply(conn, enrollment, journey, ev.type, ev.occurred_at, now, self.engine.policy, tz)
+            if outcome:
+                result.notes.append(outcome)
         self._on_event_steps(conn, ev, event_id, enrollment, journey, tz, now, result)
 
     def listened(self) -> frozenset[str]:
@@ -278,6 +302,7 @@ class Ingestor:
             for rule in journey.anchors.values():
                 types.update(rule.set_by, rule.cancelled_by)
             types.update(s.trigger.event for s in journey.steps if isinstance(s.trigger, OnEvent))
+            types.update(pause_events(journey))  # issue 19
             self._reactions[key] = frozenset(types)
         return self._reactions[key]
 
@@ -353,6 +378,9 @@ class Ingestor:
             if withdrawal is not None:
                 conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
                 result.notes.append(withdrawal.summary())
+        elif ev.type == "patient.preferences_updated":  # issue 19
+            values = {k: v for k, v in ev.payload.items() if k != "patient"}
+            self._preferences(conn, patient_id, values, now, f"event:{ev.source}", result)
         elif ev.type in RECEIPT_STATUSES:
             provider_id = ev.payload.get("provider_id")
             if not provider_id:
@@ -415,6 +443,7 @@ class Ingestor:
             result.planned += plan_new_enrollments(conn, [(enrollment_id, patient_id, tz,
                                                           anchor_values(anchors, now))], journey,
                                                    now=now, policy=eng.policy)
+            result.planned += horizon.plan_new(conn, eng, [enrollment_id], journey, now)  # issue 19
             result.enrolled.append(journey.name)
             created.add(enrollment_id)
             if key is not None:
@@ -484,6 +513,7 @@ class Ingestor:
             again = f", {counts['resent']} planned again" if counts["resent"] else ""
             result.anchors.append(f"{journey.name}.{name} {state} ({counts['moved']} moved, "
                                   f"{counts['cancelled']} cancelled, {counts['added']} added{again})")
+            horizon.anchor_changed(conn, self.engine, enrollment, journey, name, now)  # issue 19
         return None
 
     def _exit(self, conn: Connection, enrollment: Any, reason: str, now: datetime,

@@ -144,9 +144,17 @@ def idle_patients(engine: "Engine") -> int:
     return plan_idle(engine)
 
 
+def extend_horizons(engine: "Engine") -> int:
+    """Issue 19: plan the next stretch of open-ended steps (:mod:`carepath.runtime.horizon`)."""
+    from carepath.runtime.horizon import extend_horizons as extend
+
+    return extend(engine)
+
+
 JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources,
                         "delivery_fallback": delivery_fallback, "alerts": publish_alerts,
-                        "segments": segments_over_time, "idle": idle_patients}
+                        "segments": segments_over_time, "idle": idle_patients,
+                        "horizon": extend_horizons}  # issue 19
 
 
 def register(name: str, job: Job) -> None:

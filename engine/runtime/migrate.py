@@ -28,6 +28,7 @@ from typing import Any, Callable
 from sqlalchemy import Connection, Engine as SAEngine, bindparam, select, update
 
 from carepath.definition.model import AfterStep, Journey, OnEvent, Step
+from carepath.runtime.horizon import migrated as horizon_migrated  # issue 19
 from carepath.runtime.planner import (DayLoad, Planned, anchor_values, apply_policy, idempotency_key, occurrences,
                                       revision)
 from carepath.runtime.policy import Policy
@@ -152,6 +153,10 @@ class _Migration:
         new_steps = {s.id: s for s in target.steps}
         anchors = anchor_values(enrollment.anchors or {}, enrollment.enrolled_at)
         kept: set[str] = set()
+        kept, given_back = horizon_migrated(conn, enrollment.id, pending, old_steps, new_steps)  # issue 19
+        for key, step_id in given_back.items():
+            pending.pop(key)
+            report.count(step_id, "retimed")
         replan: list[Planned] = []
         for step in target.steps:  # anchored occurrences of the target version
             for occurrence, when in occurrences(step, anchors, enrollment.tz):

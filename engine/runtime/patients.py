@@ -38,12 +38,13 @@ def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: dat
         openid_hash=cipher.lookup_hash(record.openid), key_id=cipher.current, birth_date=record.birth_date,
         sex=record.sex, conditions=list(record.conditions), tags=list(record.tags), tz=record.tz,
         language=record.language, channel_prefs=list(record.channel_prefs), updated_at=now,
+        birthday_calendar=record.birthday_calendar,  # issue 19 (preferences: carepath.runtime.preferences)
     )
     found = conn.execute(select(Patient.id, Patient.merged_into).where(Patient.mrn_hash == mrn_hash)).first()
     if found is not None and found.merged_into is not None:
         return found.merged_into  # a record under a merged MRN is stale: the surviving record stands
     existing = found.id if found is not None else None
-    fields = sorted(record.model_fields_set - {"mrn"})
+    fields = sorted(record.model_fields_set - {"mrn", "preferences"})
     if existing is not None:
         # A record updates only the fields it carries: an HIS message with no phone keeps the stored one.
         columns = {c for f in fields for c in _COLUMNS_OF.get(f, (f,))} | {"key_id", "updated_at"}
@@ -71,6 +72,7 @@ def upsert_patients_bulk(conn: Connection, cipher: Cipher, records: list[Patient
             openid_enc=cipher.encrypt(r.openid), openid_hash=cipher.lookup_hash(r.openid), key_id=cipher.current,
             birth_date=r.birth_date, sex=r.sex, conditions=list(r.conditions), tags=list(r.tags), tz=r.tz,
             language=r.language, channel_prefs=list(r.channel_prefs), created_at=now, updated_at=now,
+            birthday_calendar=r.birthday_calendar,
         ) for h, r in fresh])
         audit(conn, actor="api", action="patients.imported", entity="patient", at=now, detail={"count": len(fresh)})
     for h, r in zip(hashes, records):

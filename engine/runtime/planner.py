@@ -17,6 +17,8 @@ from dateutil.rrule import DAILY, HOURLY, rrule
 from carepath.definition.durations import CalendarDuration, add, for_range_checks
 from carepath.definition.model import ENROLLED, AnchorOffset, Category, Every, Step
 from carepath.runtime.policy import Policy, local_wall, zone
+from carepath.runtime.series import on_horizon  # issue 19
+from carepath.runtime.workdays import on_workday  # issue 19
 
 MAX_DEFER_DAYS = 60
 
@@ -56,7 +58,7 @@ def occurrences(step: Step, anchors: Mapping[str, datetime | None], tz_name: str
     triggers are planned when their event or outcome happens.
     """
     trig = step.trigger
-    if not isinstance(trig, (AnchorOffset, Every)):
+    if not isinstance(trig, (AnchorOffset, Every)) or on_horizon(step):  # issue 19: carepath.runtime.horizon
         return []
     base = anchors.get(trig.anchor)
     if base is None:
@@ -147,12 +149,16 @@ def apply_policy(items: Iterable[Planned], *, tz_name: str, now: datetime, polic
             else:
                 out.append(_decided(item, due, "skipped", MISSED_SKIPPED))
                 continue
+        if step.workdays_only and not isinstance(step.trigger, Every):  # issue 19: the next working day
+            due = on_workday(due, tz)
         # quiet hours keep messages from patients at night; a staff task or a tag is no message: it is due
         # at once, and a task counts its deadlines in its team's working hours (carepath.runtime.working_hours)
         allowed = policy.next_allowed(due, category, tz) if step.touchpoint_action == "send" else due
         if allowed != due:
             in_quiet = not policy.allowed(due, Category.clinical, tz)
             due, reason = allowed, QUIET_HOURS if in_quiet else MARKETING_WINDOW
+            if step.workdays_only:  # issue 19: deferred onto a holiday: on to the next working day
+                due = policy.next_allowed(on_workday(due, tz), category, tz)
         if policy.counts_toward_cap(category) and step.touchpoint_action == "send":
             tries = 0
             while load.counts[load.day(due)] >= policy.daily_cap and tries < MAX_DEFER_DAYS:

@@ -12,6 +12,7 @@ from carepath.definition.model import Category, Journey
 from carepath.runtime.planner import (CAP_DROPPED, MISSED_SKIPPED, DayLoad, Planned, apply_policy, idempotency_key,
                                       plan_anchored, revised, revision)
 from carepath.runtime.policy import Policy
+from carepath.runtime.series import on_horizon  # issue 19
 from carepath.store.schema import Touchpoint
 
 PENDING = ("scheduled",)
@@ -244,7 +245,7 @@ def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: 
     cancelled, added and resent (planned again) touchpoints.
     """
     counts = {"moved": 0, "cancelled": 0, "added": 0, "resent": 0}
-    steps = [s for s in journey.steps if s.anchor == anchor]
+    steps = [s for s in journey.steps if s.anchor == anchor and not on_horizon(s)]  # issue 19: horizon.anchor_changed
     if not steps:
         return counts
     latest: dict[tuple[str, str], tuple[int, object]] = {}

@@ -13,7 +13,7 @@ needs "the next working day" (a ``workdays_only`` trigger, a reminder that waits
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Literal
 
@@ -56,3 +56,17 @@ def is_workday(day: date) -> bool:
     """Whether ``day`` is an official working day in mainland China."""
     kind = official_day(day)
     return kind == "adjusted_workday" or (kind is None and day.isoweekday() <= 5)
+
+
+def on_workday(when: datetime, tz: tzinfo) -> datetime:
+    """``when`` if its local day is a working day, else the same wall time on the next working day (issue 19:
+    ``workdays_only`` steps)."""
+    from carepath.runtime.policy import local_wall
+
+    local = when.astimezone(tz)
+    day = local.date()
+    if is_workday(day):
+        return when
+    while not is_workday(day):
+        day += timedelta(days=1)
+    return local_wall(day, local.time().replace(tzinfo=None), tz)

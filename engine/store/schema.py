@@ -78,6 +78,10 @@ class Patient(Base):
     merged_into: Mapped[int | None] = mapped_column(BigId, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: issue 19: the times of day the patient chose (``{"medication_time": "20:00"}``), JSON encrypted
+    preferences_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: issue 19: ``lunar`` when the patient keeps their birthday on the lunar calendar (else Gregorian)
+    birthday_calendar: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
 
 class JourneyVersion(Base):
@@ -131,7 +135,26 @@ class Enrollment(Base):
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
     exited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     exit_reason: Mapped[str | None] = mapped_column(Text)
+    #: issue 19: since when the programme is paused (a ``pause_on`` event), None while it runs
+    paused_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: issue 19: ``occurred_at`` of the last pause or resume applied (an older one is stale)
+    pause_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     __table_args__ = (Index("ix_enrollments_patient", "patient_id", "journey", "status"),)
+
+
+class Horizon(Base):
+    """Issue 19: how far an open-ended step of an enrollment is planned (:mod:`carepath.runtime.horizon`).
+
+    ``planned_until``: every occurrence up to this instant has its touchpoint; None once the series ended.
+    """
+
+    __tablename__ = "horizons"
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(128), primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    planned_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_horizons_due", "step", "planned_until"),)
 
 
 #: every status a touchpoint row can have (``carepath touchpoints list --status`` takes these)

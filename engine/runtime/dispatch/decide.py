@@ -22,7 +22,9 @@ from carepath.definition.durations import format_duration
 from carepath.definition.expressions import evaluate, render
 from carepath.definition.model import AfterStep, Category, Journey, Send, Step, Tag, Task, exit_reason
 from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, anchor_values
+from carepath.runtime.pause import PAUSED, paused_step
 from carepath.runtime.policy import zone
+from carepath.runtime.workdays import is_workday, on_workday
 from carepath.runtime.clicks import tracked
 from carepath.runtime.survey_links import with_survey
 from carepath.runtime.work_queue import new_task
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 #: such waits (and a quiet-hours deferral after one) do not use up ``max_attempts``: the operator alert, not
 #: each patient's message, carries a provider outage; crash loops stay bounded by quarantine (``poison_after``)
 PROVIDER_WAIT = "wait:"
+NOT_WORKDAY = "deferred: not a working day"
 
 
 @dataclass
@@ -111,8 +114,17 @@ class Decisions:
         if step is None:
             report.add(tp, "skipped")
             return "final", self._final(tp, "skipped", now, reason="skipped: step not in pinned journey version")
+        if enrollment.paused_since is not None and paused_step(step):  # the programme is paused (pause_on)
+            report.add(tp, "skipped")
+            return "final", self._final(tp, "skipped", now, reason=PAUSED)
         category = step.category
         policy = self.engine.policy
+        if step.workdays_only:  # deferred onto a holiday: on to the next working day (调休 included)
+            tz = zone(patient.view.tz)
+            if not is_workday(now.astimezone(tz).date()):
+                report.add(tp, "deferred")
+                return "final", self._defer(tp, policy.next_allowed(on_workday(now, tz), category, tz), NOT_WORKDAY,
+                                            now)
         # staff tasks and tags are no messages: they follow their team's working hours, not quiet hours
         if isinstance(step.action, Send) and not self._allowed(now, category, patient.view.tz):
             tz = zone(patient.view.tz)
