@@ -17,9 +17,11 @@ with the patient id for ``carepath patients timeline``), the final state
 # No ``from __future__ import annotations``: Prefect builds each flow's parameter
 # schema from its annotations at run time, so they must be real types.
 import os
+import sys
 import threading
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 from carepath.definition.model import Stage
@@ -56,6 +58,26 @@ def ephemeral_defaults() -> None:
 
         if not get_current_settings().api.url:
             os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+
+
+def start_ephemeral_server(log_path: Path) -> None:
+    """Start Prefect's ephemeral server now, its output going to ``log_path`` rather than the terminal.
+
+    A terminal's Ctrl-C reaches that server too, and it answers with its own words ("Aborted!") after
+    the one line a command ends with; started here, with its standard error on a file, it stays quiet.
+    Safe to call once per process (Prefect starts it only once)."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log_path, "ab") as log:
+            os.dup2(log.fileno(), 2)  # the child inherits descriptor 2
+            SubprocessASGIServer().start()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def quiet_ephemeral_shutdown() -> None:

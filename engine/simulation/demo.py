@@ -99,6 +99,11 @@ def _stop_on_interrupt(db_path: Path):
         signal.signal(signal.SIGINT, previous)
 
 
+def _leave(engine, db_path: Path) -> None:  # noqa: ANN001 - an Engine
+    engine.close()
+    exit_now(f"interrupted; what ran so far is in {db_path}")
+
+
 def prefect_server_url() -> str | None:
     """The Prefect server the demo's runs go to (``PREFECT_API_URL`` or the profile's), or None: ephemeral mode."""
     from prefect.settings import get_current_settings
@@ -114,7 +119,8 @@ def run_tags(journey) -> list[str]:  # noqa: ANN001 - a Journey
 def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int = 30, seed: int = 7,
              console: Console | None = None) -> DemoResult:
     """Run the built-in outpatient journey over ``days`` virtual days as Prefect flows."""
-    from carepath.flows import ephemeral_defaults, journey_flow, quiet_ephemeral_shutdown, use_engine
+    from carepath.flows import (ephemeral_defaults, journey_flow, quiet_ephemeral_shutdown,
+                                start_ephemeral_server, use_engine)
 
     console = console or Console()
     ephemeral_defaults()  # before Prefect is imported: its settings (the server's start-up timeout) are read then
@@ -143,13 +149,18 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
     for ev in his.events:
         by_day.setdefault(ev.occurred_at.astimezone(SHANGHAI).date(), []).append(ev)
 
+    if not server and not interrupted.is_set():
+        with console.status("starting Prefect (ephemeral mode, ~15 s)"):
+            start_ephemeral_server(home / "prefect-server.log")
+    if interrupted.is_set():
+        _leave(engine, db_path)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(f"Prefect server {server}" if server else "starting Prefect (ephemeral mode, ~15 s)",
+        bar = progress.add_task(f"Prefect server {server}" if server else "Prefect (ephemeral mode)",
                                 total=days)
         for d in range(days):
-            if interrupted.is_set():
-                break
+            if interrupted.is_set():  # leave from inside: a stopping progress bar would print itself first
+                _leave(engine, db_path)
             day = start + timedelta(days=d)
             for ev in by_day.get(day, []):
                 clock.set(ev.occurred_at)
@@ -164,8 +175,7 @@ def run_demo(*, home: Path = Path(".carepath"), patients: int = 300, days: int =
                                     .where(Touchpoint.status.in_(("sent", "delivered")))).scalar()
             progress.update(bar, advance=1, description=f"day {d + 1:>2}/{days} {day.isoformat()}  sent {sent}")
     if interrupted.is_set():
-        engine.close()
-        exit_now(f"interrupted; what ran so far is in {db_path}")
+        _leave(engine, db_path)
     with engine.db.connect() as conn:
         console.print(step_table(step_summary(conn), f"{DEMO_JOURNEY}: {patients} patients, {days} days"))
         counts = {name: conn.execute(select(func.count()).select_from(model)).scalar()
