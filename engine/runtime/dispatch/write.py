@@ -90,7 +90,7 @@ class FencedWrites:
                              now)
             self._plan_followers(conn, [f for f in finals if f["b_status"] in ("sent", "failed")], ctx, now)
             record_sends(conn, sent_messages(finals, ctx), now)  # messages sent, on the patients' portraits
-            provider_ids = [d[1] for d in deliveries if d[1] and d[0] in ("sent", "reconciled")]
+            provider_ids = [d[1] for d in deliveries if d[1] and d[0] in ("sent", "reconciled", "pending_confirmation")]
             if provider_ids and ctx.receipts_waiting:  # receipts that came before these ids were recorded
                 apply_early_receipts(conn, now, provider_ids)
             for part in chunks(survived):
