@@ -10,6 +10,7 @@ and the call made again.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -21,6 +22,23 @@ from carepath.connectors.wechat.token import AccessTokens, ApiError, Issued, lea
 from carepath.connectors.wecom.config import WecomConfig
 
 log = logging.getLogger(__name__)
+_SECRET_PARAMS = re.compile(r"\b(corpsecret|access_token)=[^&\s\"']+")
+
+
+class _RedactQuery(logging.Filter):
+    """WeCom takes the secret (``gettoken``) and the access token in the query string, which urllib3 logs at
+    DEBUG level: their values are masked before any handler sees the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "corpsecret=" in text or "access_token=" in text:
+            record.msg, record.args = _SECRET_PARAMS.sub(r"\1=***", text), ()
+        return True
+
+
+_URLLIB3 = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, _RedactQuery) for f in _URLLIB3.filters):
+    _URLLIB3.addFilter(_RedactQuery())
 
 #: errcodes meaning "this access token is not (or no longer) valid"
 TOKEN_ERRCODES = frozenset({40014, 42001, 41001})
