@@ -120,7 +120,9 @@ class WecomChannel(Channel):
             sender = contact.staff_userid
             body = {"chat_type": "single", "external_userid": [contact.external_userid], "sender": sender}
             target = f"patient {message.patient_id}"
-        body["text"] = {"content": message.body}
+        invite = self.config.invites.get(message.template)
+        text = message.body if invite is None else f"{message.body}\n{self.config.communities[invite].invite_url}"
+        body["text"] = {"content": text}
         try:
             reply = self.api.post(ADD_MSG_TEMPLATE, body)
         except ApiError as exc:

@@ -46,6 +46,8 @@ class WecomConfig(ConnectorConfig):
     communities: dict[str, Community] = Field(default_factory=dict, description="community name -> customer group")
     posts: dict[str, str] = Field(default_factory=dict,
                                   description="carepath template -> community it is posted to (not to the patient)")
+    invites: dict[str, str] = Field(default_factory=dict,
+                                    description="carepath template -> community whose invite_url is appended to it")
 
     @field_validator("encoding_aes_key")
     @classmethod
@@ -64,9 +66,13 @@ class WecomConfig(ConnectorConfig):
 
     @model_validator(mode="after")
     def _posts_name_communities(self) -> "WecomConfig":
-        unknown = sorted(f"{t} -> {c}" for t, c in self.posts.items() if c not in self.communities)
-        if unknown:
-            raise ValueError(f"posts name communities that are not configured: {', '.join(unknown)}")
+        for key, mapping in (("posts", self.posts), ("invites", self.invites)):
+            unknown = sorted(f"{t} -> {c}" for t, c in mapping.items() if c not in self.communities)
+            if unknown:
+                raise ValueError(f"{key} name communities that are not configured: {', '.join(unknown)}")
+        linkless = sorted(c for c in self.invites.values() if self.communities[c].invite_url is None)
+        if linkless:
+            raise ValueError(f"invites name communities without an invite_url: {', '.join(linkless)}")
         return self
 
     @property

@@ -17,7 +17,7 @@ from carepath.store.schema_wecom import WecomContact
 from carepath.runtime.portrait import load_portraits
 
 from tests.connectors.wecom_support import (AES_KEY, COMMUNITY_CHAT, CORPID, EXTERNAL, KFID, STAFF, TOKEN, World)
-from tests.connectors.wecom_support import wecom_emulator, world  # noqa: F401 - fixtures
+from tests.connectors.wecom_support import make_world, wecom_emulator, world  # noqa: F401 - fixtures
 
 OTHER_AES_KEY = "B" * 43
 

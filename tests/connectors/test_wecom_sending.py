@@ -10,8 +10,8 @@ from sqlalchemy import select
 from carepath.runtime.fallback import unconfirmed_fallback
 from carepath.store.schema import StaffTask
 
-from tests.connectors.wecom_support import EXTERNAL, STAFF, World
-from tests.connectors.wecom_support import wecom_emulator, world  # noqa: F401 - fixtures
+from tests.connectors.wecom_support import COMMUNITY_CHAT, EXTERNAL, STAFF, World
+from tests.connectors.wecom_support import make_world, wecom_emulator, world  # noqa: F401 - fixtures
 
 
 def _tasks(world: World) -> list:
@@ -119,3 +119,24 @@ def test_the_access_token_is_fetched_once_and_shared_by_every_worker(world: Worl
     assert [m["text"]["content"] for m in world.emulator.kf_sent] == ["第一位", "第二位"]
     world.emulator.expire_tokens()
     assert other.answer(pid, "过期后").ok and world.emulator.token_requests == 2
+
+
+def test_a_step_posts_to_its_community_from_the_group_owner_once_confirmed(make_world):
+    world = make_world(posts={"sms_followup": "diabetes"})
+    world.patient()  # no WeCom contact needed: the post goes to the group, not to the patient
+    world.discharge()
+    task = world.emulator.task_of(STAFF)
+    assert (task.chat_type, task.targets) == ("group", [COMMUNITY_CHAT])
+    assert world.deliveries() == [("wecom", "pending_confirmation")]
+    world.emulator.confirm(task.msgid)
+    assert world.confirmations() == 1 and world.deliveries() == [("wecom", "delivered")]
+
+
+def test_an_invitation_carries_the_communitys_join_link(make_world):
+    link = "https://work.weixin.qq.com/gm/diabetes-join"
+    world = make_world(communities={"diabetes": {"chat_id": COMMUNITY_CHAT, "owner": STAFF, "invite_url": link}},
+                       invites={"sms_followup": "diabetes"})
+    world.bind(world.patient())
+    world.discharge()
+    task = world.emulator.task_of(STAFF)
+    assert task.chat_type == "single" and task.content.endswith("\n" + link)

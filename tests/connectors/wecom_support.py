@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from sqlalchemy import select
@@ -88,16 +88,28 @@ class World:
 
 
 @pytest.fixture
-def world(database_url, settings, clock, wecom_emulator) -> Iterator[World]:
-    sms_emulator = ALIYUN.make_emulator(clock.now).__enter__()
-    sms = AliyunSmsChannel.from_options("sms", sms_options(ALIYUN, sms_emulator))
-    wecom = WecomChannel.from_options("wecom", wecom_options(wecom_emulator.url, confirm_within=3600))
-    engine = Engine(database_url, journeys=[followup_journey(["wecom", "sms"])],
-                    channels={"wecom": wecom, "sms": sms}, templates={}, clock=clock, settings=settings)
-    hooks = LiveApp(plugin_app(engine)).__enter__()
-    try:
-        yield World(engine, wecom, wecom_emulator, sms_emulator, hooks, clock)  # type: ignore[arg-type]
-    finally:
-        hooks.__exit__(None, None, None)
-        sms_emulator.close()
-        engine.close()
+def make_world(database_url, settings, clock, wecom_emulator) -> Iterator[Callable[..., World]]:
+    """``make_world(**wecom_overrides)``: an engine with ``wecom`` then ``sms``, both on their emulators."""
+    made: list[World] = []
+
+    def _make(**overrides: Any) -> World:
+        sms_emulator = ALIYUN.make_emulator(clock.now).__enter__()
+        sms = AliyunSmsChannel.from_options("sms", sms_options(ALIYUN, sms_emulator))
+        wecom = WecomChannel.from_options("wecom", wecom_options(wecom_emulator.url, confirm_within=3600,
+                                                                 **overrides))
+        engine = Engine(database_url, journeys=[followup_journey(["wecom", "sms"])],
+                        channels={"wecom": wecom, "sms": sms}, templates={}, clock=clock, settings=settings)
+        hooks = LiveApp(plugin_app(engine)).__enter__()
+        made.append(World(engine, wecom, wecom_emulator, sms_emulator, hooks, clock))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield _make
+    for done in made:
+        done.hooks.__exit__(None, None, None)
+        done.sms.close()
+        done.engine.close()
+
+
+@pytest.fixture
+def world(make_world) -> World:
+    return make_world()
