@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Sequence
 
@@ -85,8 +86,6 @@ class WecomChannel(Channel):
 
     def contact_state(self, patient_id: int) -> str:
         """The ``State`` to configure on a staff member's "contact me" QR code for ``patient_id``."""
-        import time
-
         return issue_state(self._engine().cipher, self.name, patient_id, time.time() + self.config.binding_ttl)
 
     def contact_of(self, patient_id: int) -> Contact | None:

@@ -79,7 +79,8 @@ class World:
 
     def deliveries(self) -> list[tuple[str, str]]:
         with self.engine.db.connect() as conn:
-            return [(r.channel, r.status) for r in conn.execute(select(Delivery.channel, Delivery.status).order_by(Delivery.id))]
+            rows = conn.execute(select(Delivery.channel, Delivery.status).order_by(Delivery.id))
+            return [(r.channel, r.status) for r in rows]
 
     def touchpoint(self) -> Any:
         with self.engine.db.connect() as conn:
