@@ -165,9 +165,11 @@ class WecomChannel(Channel):
             except ApiError as exc:
                 log.warning("wecom %s: result of %s not read: %s", self.name, msgid, exc)
                 continue
-            outcome = self._outcome(reply.get("send_list") or [], row.patient_id)
+            send_list = [item for item in reply.get("send_list") or [] if isinstance(item, dict)]
+            outcome = self._outcome(send_list)
             if outcome is None:
                 continue
+            self._forget_lost_contacts(send_list, sender)
             (event_type, status), sent_at = outcome
             mrn = engine.cipher.decrypt(row.mrn_enc) or ""
             engine.ingest(EventIn(type=event_type, source=self.source, source_id=f"result:{msgid}",
@@ -177,14 +179,25 @@ class WecomChannel(Channel):
             reported += 1
         return reported
 
-    def _outcome(self, send_list: list[dict[str, Any]], patient_id: int) -> tuple[tuple[str, str], datetime] | None:
+    def _forget_lost_contacts(self, send_list: list[dict[str, Any]], sender: str) -> None:
+        """WeCom says these customers are no longer the sender's contacts (status 2): end those bindings, so the
+        patient's next message goes to the next channel at once (WeCom may not have called back)."""
+        lost = [str(item["external_userid"]) for item in send_list
+                if int(item.get("status", 0)) == 2 and item.get("external_userid")]
+        if lost:
+            engine = self._engine()
+            with engine.db.begin() as conn:
+                for external in lost:
+                    self._book().removed(conn, external, sender, engine.clock.now())
+
+    def _outcome(self, send_list: list[dict[str, Any]]) -> tuple[tuple[str, str], datetime] | None:
         """The reported outcome among ``send_list`` (one item per customer or group of the task), if settled."""
-        statuses = [int(item.get("status", 0)) for item in send_list if isinstance(item, dict)]
+        statuses = [int(item.get("status", 0)) for item in send_list]
         settled = [s for s in statuses if s in RESULTS]
         if not settled or len(settled) < len(statuses):
             return None
         worst = 1 if all(s == 1 for s in settled) else max(s for s in settled if s != 1)
-        stamp = max((int(item.get("send_time") or 0) for item in send_list if isinstance(item, dict)), default=0)
+        stamp = max((int(item.get("send_time") or 0) for item in send_list), default=0)
         at = datetime.fromtimestamp(stamp, timezone.utc) if stamp else self._engine().clock.now()
         return RESULTS[worst], at
 

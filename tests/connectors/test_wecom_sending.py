@@ -39,13 +39,15 @@ def test_a_send_waits_for_the_staff_members_confirmation_then_is_delivered(world
 
 
 def test_a_patient_no_longer_a_contact_gets_the_message_by_sms(world: World):
-    world.bind(world.patient())
+    pid = world.patient()
+    world.bind(pid)
     world.discharge()
     task = world.emulator.task_of(STAFF)
     world.emulator.remove_contact(None, STAFF, EXTERNAL)  # the patient deleted their health manager meanwhile
     world.emulator.confirm(task.msgid)
     assert world.confirmations() == 1
     assert world.touchpoint().status == "failed"
+    assert world.wecom.contact_of(pid) is None  # WeCom's answer ends the binding (its callback may never come)
 
     assert unconfirmed_fallback(world.engine) == 1
     world.engine.dispatch_due()
