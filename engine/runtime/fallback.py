@@ -73,7 +73,7 @@ def unconfirmed_fallback(engine: "Engine", *, limit: int = _BATCH) -> int:
     for tp in rows:
         journey = engine.journey_version(tp.journey, tp.version)
         step = _step(journey, tp.step)
-        window = step.confirm_within or confirming.get(tp.channel) if step is not None else None
+        window = (step.confirm_within or confirming.get(tp.channel)) if step is not None else None
         if window is None or not isinstance(step.action, Send):
             continue
         if tp.status == "sent" and tp.sent_at > now - window:
