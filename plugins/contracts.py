@@ -70,11 +70,19 @@ class SendResult:
     cost: float | None = None
     #: a retryable failure's hint: try again no sooner than this (account problems, rate limits)
     retry_after: timedelta | None = None
+    #: accepted, but nothing reaches the patient until someone confirms it (WeCom mass messages): the
+    #: delivery is recorded ``pending_confirmation`` and the channel reports the outcome as a receipt later
+    pending: bool = False
 
     @classmethod
     def sent(cls, provider_id: str | None, cost: float | None = None) -> "SendResult":
         """The provider accepted the message."""
         return cls(ok=True, provider_id=provider_id, cost=cost)
+
+    @classmethod
+    def awaiting_confirmation(cls, provider_id: str) -> "SendResult":
+        """The provider took the message but holds it until a person confirms it (``pending_confirmation``)."""
+        return cls(ok=True, provider_id=provider_id, pending=True)
 
     @classmethod
     def retryable(cls, code: str, error: str = "", retry_after: timedelta | None = None) -> "SendResult":
@@ -297,6 +305,10 @@ class Channel(Connector):
     """
 
     address_kind: ClassVar[str] = "phone"
+    #: for a channel whose sends wait for a person's confirmation (:meth:`SendResult.awaiting_confirmation`):
+    #: a message still unconfirmed this long after it was sent falls back like an undelivered one
+    #: (:mod:`carepath.runtime.fallback`), even on a step without ``confirm_within``
+    confirmation_window: timedelta | None = None
     #: what the channel is to a patient (``sms``, ``wechat``): the instance name journeys conventionally use
     #: for it (``via: [wechat, sms]``), accepted by ``carepath journeys validate`` where no carepath.toml
     #: names the instances; empty when only the type name applies

@@ -313,7 +313,8 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("message.delivered", "A provider confirmed delivery.", MessageReceipt,
               effect="marks the delivery and its touchpoint delivered"),
     EventType("message.failed", "A provider reported a delivery failure.", MessageReceipt,
-              effect="marks the delivery and its touchpoint failed"),
+              effect="marks the delivery and its touchpoint failed (with payload status capped, a provider's "
+                     "own limit refused it: the touchpoint is skipped instead)"),
     EventType("message.clicked", "The patient opened a tracked link in a message (once per link and message).",
               MessageClicked, effect="counts a click on the patient's portrait (clicks_30d...)"),
     EventType("survey.completed", "The patient completed a survey.", SurveyCompleted),

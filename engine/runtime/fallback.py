@@ -7,6 +7,9 @@ delivery receipt, or a failure receipt) is caught here: a step with
 window falls back to the next channel of its ``via`` list, and after the
 last one a staff member is asked to call the patient (a ``call_patient``
 task for the journey's team, with the message text and every attempt).
+A channel whose messages wait for a person's confirmation (WeCom mass
+messages, ``Channel.confirmation_window``) is watched the same way on every
+step, with its own window where the step sets none.
 
 :func:`unconfirmed_fallback` is a maintenance job: run it every few minutes
 (the maintenance flow of ``carepath serve`` does).
@@ -43,12 +46,14 @@ _BATCH = 500
 
 
 def unconfirmed_fallback(engine: "Engine", *, limit: int = _BATCH) -> int:
-    """Move on every message not confirmed delivered within its step's window; returns how many moved."""
+    """Move on every message not confirmed delivered within its step's window (or, without one, its
+    channel's ``confirmation_window``); returns how many moved."""
     watched = _watched_steps(engine)
-    if not watched:
+    confirming = _confirming_channels(engine)
+    if not watched and not confirming:
         return 0
     now = engine.clock.now()
-    shortest = min(watched.values())
+    shortest = min([*watched.values(), *confirming.values()])
     moved = 0
     with engine.db.connect() as conn:
         rows = conn.execute(select(Touchpoint.id, Touchpoint.enrollment_id, Touchpoint.patient_id, Touchpoint.journey,
@@ -56,8 +61,9 @@ def unconfirmed_fallback(engine: "Engine", *, limit: int = _BATCH) -> int:
                                    Touchpoint.channel, Touchpoint.channel_index, Touchpoint.event_id,
                                    Touchpoint.category, Enrollment.version)
                             .join(Enrollment, Enrollment.id == Touchpoint.enrollment_id)
-                            .where(Touchpoint.step.in_({s for _, s in watched}),
-                                   Touchpoint.journey.in_({j for j, _ in watched}),
+                            .where(or_(Touchpoint.step.in_({s for _, s in watched})
+                                       & Touchpoint.journey.in_({j for j, _ in watched}),
+                                       Touchpoint.channel.in_(set(confirming))),
                                    Touchpoint.sent_at.is_not(None),
                                    or_((Touchpoint.status == "sent") & (Touchpoint.sent_at <= now - shortest),
                                        # a failure receipt; the dispatcher's own failures carry a "failed:" reason
@@ -67,13 +73,20 @@ def unconfirmed_fallback(engine: "Engine", *, limit: int = _BATCH) -> int:
     for tp in rows:
         journey = engine.journey_version(tp.journey, tp.version)
         step = _step(journey, tp.step)
-        if step is None or step.confirm_within is None or not isinstance(step.action, Send):
+        window = (step.confirm_within or confirming.get(tp.channel)) if step is not None else None
+        if window is None or not isinstance(step.action, Send):
             continue
-        if tp.status == "sent" and tp.sent_at > now - step.confirm_within:
+        if tp.status == "sent" and tp.sent_at > now - window:
             continue
         with engine.db.begin() as conn:
-            moved += _move_on(engine, conn, tp, journey, step, now)
+            moved += _move_on(engine, conn, tp, journey, step, window, now)
     return moved
+
+
+def _confirming_channels(engine: "Engine") -> dict[str, timedelta]:
+    """Channels whose sends wait for a person's confirmation, with how long they may wait."""
+    return {name: ch.confirmation_window for name, ch in engine.channels.items()
+            if getattr(ch, "confirmation_window", None) is not None}
 
 
 def _watched_steps(engine: "Engine") -> dict[tuple[str, str], timedelta]:
@@ -88,9 +101,10 @@ def _step(journey: Journey | None, step_id: str) -> Step | None:
         return None
 
 
-def _move_on(engine: "Engine", conn: Connection, tp: Any, journey: Journey, step: Step, now: datetime) -> int:
+def _move_on(engine: "Engine", conn: Connection, tp: Any, journey: Journey, step: Step, within: timedelta,
+             now: datetime) -> int:
     """Next channel, or the call task; guarded so a receipt or another worker that got there first wins."""
-    window = format_duration(step.confirm_within)
+    window = format_duration(within)
     why = "a failure receipt" if tp.status == "failed" else f"no delivery receipt within {window}"
     via = step.action.via
     guard = (Touchpoint.id == tp.id, Touchpoint.status == tp.status)
@@ -98,9 +112,10 @@ def _move_on(engine: "Engine", conn: Connection, tp: Any, journey: Journey, step
         done = conn.execute(update(Touchpoint).where(*guard).values(
             status="scheduled", due_at=now, channel_index=tp.channel_index + 1, lease_until=None, updated_at=now,
             reason=f"fallback: {tp.channel} unconfirmed ({why})")).rowcount
-        return done
+        return _give_up_pending(conn, tp.id, now, done)
     done = conn.execute(update(Touchpoint).where(*guard).values(
         status="failed", updated_at=now, reason=f"failed: not confirmed delivered on any channel ({why})")).rowcount
+    _give_up_pending(conn, tp.id, now, done)
     if done and tp.category != Category.marketing.value:
         detail = (f"Call the patient: message '{step.action.template}' of step {tp.step} was not confirmed "
                   f"delivered.\nMessage: {mask_text(_message_text(engine, conn, tp, journey, step, now))}\n"
@@ -110,6 +125,16 @@ def _move_on(engine: "Engine", conn: Connection, tp: Any, journey: Journey, step
                                               touchpoint_id=tp.id, kind=CALL_PATIENT, team=team, detail=detail,
                                               **new_task(engine.config.team(team), now=now, sla=CALL_SLA)))
     return done
+
+
+def _give_up_pending(conn: Connection, touchpoint_id: int, now: datetime, moved: int) -> int:
+    """A message still held for a person's confirmation is given up once its touchpoint moved on
+    (``unconfirmed``): the channel stops asking about it, and a late confirmation changes nothing."""
+    if moved:
+        conn.execute(update(Delivery).where(Delivery.touchpoint_id == touchpoint_id,
+                                            Delivery.status == "pending_confirmation")
+                     .values(status="unconfirmed", updated_at=now))
+    return moved
 
 
 def _message_text(engine: "Engine", conn: Connection, tp: Any, journey: Journey, step: Step, now: datetime) -> str:

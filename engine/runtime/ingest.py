@@ -27,7 +27,7 @@ from carepath.runtime.segments import refresh as refresh_segments
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime import horizon, pause  # issue 19
 from carepath.runtime.pause import pause_events  # issue 19
-from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt
+from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt, receipt_status
 from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
@@ -385,7 +385,7 @@ class Ingestor:
             provider_id = ev.payload.get("provider_id")
             if not provider_id:
                 result.notes.append("receipt without provider_id: not applied")
-            elif not apply_receipt(conn, str(provider_id), RECEIPT_STATUSES[ev.type], now):
+            elif not apply_receipt(conn, str(provider_id), receipt_status(ev.type, ev.payload), now):
                 result.notes.append(f"no delivery with provider id {provider_id!r} yet: "
                                     "the receipt is kept and applied when it is recorded")
 

@@ -16,6 +16,15 @@ from carepath.runtime.portrait import record_delivered
 from carepath.store.schema import Delivery, EarlyReceipt, Touchpoint
 
 RECEIPT_STATUSES = {"message.delivered": "delivered", "message.failed": "failed"}
+#: a ``message.failed`` receipt whose payload ``status`` is this was refused by the provider's own limit
+#: (WeCom: one mass message per customer in its window): a cap, not a failure, so nothing falls back
+CAPPED = "capped"
+
+
+def receipt_status(event_type: str, payload: dict) -> str:
+    """The delivery status a receipt event sets: ``delivered``, ``failed`` or ``capped``."""
+    status = RECEIPT_STATUSES[event_type]
+    return CAPPED if status == "failed" and payload.get("status") == CAPPED else status
 
 
 def apply_receipt(conn: Connection, provider_id: str, status: str, now: datetime) -> bool:
@@ -56,5 +65,10 @@ def _apply(conn: Connection, delivery_id: int, touchpoint_id: int, status: str, 
             Delivery.id == delivery_id, Delivery.status != "delivered").values(updated_at=now)).rowcount:
         record_delivered(conn, touchpoint_id, now)  # the patient's portrait counts it once
     conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(status=status, updated_at=now))
+    if status == CAPPED:  # like the daily cap: skipped, not failed (no fallback, no call task)
+        conn.execute(update(Touchpoint).where(Touchpoint.id == touchpoint_id, Touchpoint.status == "sent")
+                     .values(status="skipped", updated_at=now,
+                             reason="skipped: capped by the provider's mass-message limit"))
+        return
     conn.execute(update(Touchpoint).where(Touchpoint.id == touchpoint_id, Touchpoint.status.in_(("sent", "delivered")))
                  .values(status=status, updated_at=now))

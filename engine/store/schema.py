@@ -205,6 +205,9 @@ class Delivery(Base):
     ``status``: ``sending`` (call under way), ``sent``, ``failed``, ``delivered``, ``unknown`` (the
     worker died during the call; kept as is), or for a lookup of an unknown attempt ``reconciled``
     (the provider had accepted it) / ``not_found`` (it had not: the message is sent again).
+    A channel that holds messages for a person's confirmation (WeCom) records ``pending_confirmation``
+    until its outcome: ``delivered``, ``failed``, ``capped`` (refused by the provider's limit) or
+    ``unconfirmed`` (its window passed and the message fell back).
     """
 
     __tablename__ = "deliveries"
@@ -212,7 +215,7 @@ class Delivery(Base):
     touchpoint_id: Mapped[int] = mapped_column(ForeignKey("touchpoints.id"), index=True)
     attempt: Mapped[int] = mapped_column(Integer)
     channel: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
     provider_id: Mapped[str | None] = mapped_column(String(128), index=True)
     error_kind: Mapped[str | None] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(64))
@@ -444,3 +447,6 @@ class TrackedLink(Base):
     url_hash: Mapped[str] = mapped_column(String(64), unique=True)
     url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+from carepath.store.schema_wecom import WecomContact  # noqa: E402,F401 - its tables belong to Base.metadata

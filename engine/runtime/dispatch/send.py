@@ -166,7 +166,8 @@ class ProviderCalls:
                 if res is None:
                     continue
             else:
-                deliveries.append(("sent" if res.ok else "failed", res.provider_id,
+                status = ("pending_confirmation" if res.pending else "sent") if res.ok else "failed"
+                deliveries.append((status, res.provider_id,
                                    res.error_kind.value if res.error_kind else None, res.error_code, res.error,
                                    res.cost, now, o.tp.id, o.attempts, o.channel))
             if res.ok:

@@ -38,6 +38,8 @@ DELIVERY_RESULT = ("UPDATE deliveries SET status = ?, provider_id = ?, error_kin
 FINAL_SQL = ("UPDATE touchpoints SET status = ?, reason = ?, updated_at = ?, channel = ?, sent_at = ?, due_at = ?, "
              "attempts = ?, channel_index = ?, lease_until = NULL, claims = 0 "
              "WHERE id = ? AND status = 'claimed' AND claimed_by = ?")
+#: delivery statuses meaning the provider took the message (its receipts may have come first)
+ACCEPTED = ("sent", "reconciled", "pending_confirmation")
 _FOLLOWERS: dict[tuple[int, str, str], tuple[Any, list]] = {}
 
 
@@ -90,7 +92,7 @@ class FencedWrites:
                              now)
             self._plan_followers(conn, [f for f in finals if f["b_status"] in ("sent", "failed")], ctx, now)
             record_sends(conn, sent_messages(finals, ctx), now)  # messages sent, on the patients' portraits
-            provider_ids = [d[1] for d in deliveries if d[1] and d[0] in ("sent", "reconciled")]
+            provider_ids = [d[1] for d in deliveries if d[1] and d[0] in ACCEPTED]
             if provider_ids and ctx.receipts_waiting:  # receipts that came before these ids were recorded
                 apply_early_receipts(conn, now, provider_ids)
             for part in chunks(survived):
