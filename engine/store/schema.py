@@ -303,7 +303,7 @@ class SurveyResponse(Base):
 
 
 class Consent(Base):
-    """Consent history: the newest row per (patient, purpose, channel) is in force."""
+    """The consent ledger: rows are only ever added; the newest per (patient, purpose, channel) is in force."""
 
     __tablename__ = "consents"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -313,6 +313,10 @@ class Consent(Base):
     granted: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # the consent ledger (carepath.runtime.consent_ledger): how it was given, who recorded it, why
+    via: Mapped[str | None] = mapped_column(String(16))  # his, patient_reply, staff, web, system
+    recorded_by: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(String(255))
 
 
 class OperatorAlert(Base):
@@ -444,3 +448,6 @@ class TrackedLink(Base):
     url_hash: Mapped[str] = mapped_column(String(64), unique=True)
     url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+from carepath.store import staff_schema  # noqa: E402,F401  (staff sessions and refused logins, on Base)
