@@ -63,28 +63,32 @@ def login(engine: "Engine", name: str, secret: str, source: str) -> str:
     now = engine.clock.now()
     since = now - settings.failure_window
     name, source = name.strip()[:128], (source or "unknown")[:64]
-    with engine.db.begin() as conn:
+    refusal: LoginRefused | None = None
+    with engine.db.begin() as conn:  # a refusal is committed (it counts towards the locks), then raised
         per_member = _failures(conn, StaffLoginFailure.member == name, since)
         per_source = _failures(conn, StaffLoginFailure.source == source, since)
+        account = engine.config.staff.get(name)
+        expected = account.token.get_secret_value() if account is not None else secrets.token_urlsafe(24)
         if per_member >= settings.max_failures or per_source >= settings.source_max_failures:
             which = "account" if per_member >= settings.max_failures else "address"
             audit(conn, actor=f"staff:{name}", action="staff.login_locked", entity="staff", entity_id=name, at=now,
                   detail={"source": source, "locked": which})
-            raise LoginRefused(f"too many refused logins for this {which}: try again in "
-                               f"{int(settings.failure_window.total_seconds() // 60)} minutes", locked=True)
-        account = engine.config.staff.get(name)
-        expected = account.token.get_secret_value() if account is not None else secrets.token_urlsafe(24)
-        if not (hmac.compare_digest(_digest(secret), _digest(expected)) and account is not None):
+            refusal = LoginRefused(f"too many refused logins for this {which}: try again in "
+                                   f"{int(settings.failure_window.total_seconds() // 60)} minutes", locked=True)
+        elif not (hmac.compare_digest(_digest(secret), _digest(expected)) and account is not None):
             conn.execute(insert(StaffLoginFailure).values(member=name, source=source, at=now))
             audit(conn, actor=f"staff:{name}", action="staff.login_refused", entity="staff", entity_id=name, at=now,
                   detail={"source": source})
-            raise LoginRefused("unknown name or wrong secret")
-        token = secrets.token_urlsafe(32)
-        session_id = conn.execute(insert(StaffSession).values(
-            member=name, token_hash=hashlib.sha256(token.encode()).hexdigest(), source=source, issued_at=now,
-            expires_at=now + settings.session_ttl).returning(StaffSession.id)).scalar_one()
-        audit(conn, actor=f"staff:{name}", action="staff.login", entity="staff", entity_id=name, at=now,
-              detail={"source": source, "session": session_id})
+            refusal = LoginRefused("unknown name or wrong secret")
+        else:
+            token = secrets.token_urlsafe(32)
+            session_id = conn.execute(insert(StaffSession).values(
+                member=name, token_hash=hashlib.sha256(token.encode()).hexdigest(), source=source, issued_at=now,
+                expires_at=now + settings.session_ttl).returning(StaffSession.id)).scalar_one()
+            audit(conn, actor=f"staff:{name}", action="staff.login", entity="staff", entity_id=name, at=now,
+                  detail={"source": source, "session": session_id})
+    if refusal is not None:
+        raise refusal
     return token
 
 
