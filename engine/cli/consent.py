@@ -24,6 +24,7 @@ def record(patient_id: int = typer.Argument(..., help="internal patient id"),
            reason: Optional[str] = typer.Option(None, "--reason", help="how the patient said so, in a few words"),
            config: Optional[Path] = CONFIG_OPTION, db: Optional[str] = DB_OPTION) -> None:
     """Record what the patient told you (on the phone, at the desk): a ``consent.changed`` event, via staff."""
+    from carepath.definition.catalog import payload_problems
     from carepath.definition.events import EventIn, EventRejected
     from carepath.runtime.work_queue import patient_teams
     from carepath.staff_access import AccessDenied, member_of
@@ -54,6 +55,9 @@ def record(patient_id: int = typer.Argument(..., help="internal patient id"),
         now = engine.clock.now()
         payload = {"purpose": purpose, "granted": granted, "channel": channel, "via": "staff", "recorded_by": who,
                    **({"reason": reason} if reason else {})}
+        problems = payload_problems("consent.changed", payload)
+        if problems:  # checked before anything is stored
+            fail("consent not recorded: " + "; ".join(p.replace("payload field '", "--").replace("':", ":", 1) for p in problems))
         try:
             result = engine.ingest(EventIn(type="consent.changed", source="staff",
                                            source_id=f"consent:{who}:{uuid.uuid4().hex}",

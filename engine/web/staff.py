@@ -93,6 +93,9 @@ def staff_router() -> "APIRouter":
         from carepath.staff_sessions import LoginRefused, login as start
 
         engine = web_context(request).engine
+        if not name.strip() or not token:  # not a login attempt (an empty or foreign body): nothing recorded
+            return render("staff_login.html", 400, title="登录", member=None,
+                          error="请输入姓名和令牌 (name and token are required)")
         source = request.client.host if request.client else "unknown"
         try:
             session = await run_in_threadpool(start, engine, name, token, source)
