@@ -57,7 +57,8 @@ def record(patient_id: int = typer.Argument(..., help="internal patient id"),
                    **({"reason": reason} if reason else {})}
         problems = payload_problems("consent.changed", payload)
         if problems:  # checked before anything is stored
-            fail("consent not recorded: " + "; ".join(p.replace("payload field '", "--").replace("':", ":", 1) for p in problems))
+            shown = (p.replace("payload field '", "--").replace("':", ":", 1) for p in problems)
+            fail("consent not recorded: " + "; ".join(shown))
         try:
             result = engine.ingest(EventIn(type="consent.changed", source="staff",
                                            source_id=f"consent:{who}:{uuid.uuid4().hex}",

@@ -13,7 +13,7 @@ from carepath.definition.context import PatientView
 from carepath.definition.events import PatientIn
 from carepath.runtime.policy import zone
 from carepath.store.crypto import Cipher
-from carepath.store.schema import Consent, Patient
+from carepath.store.schema import Patient
 
 
 @dataclass(frozen=True)

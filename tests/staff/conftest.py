@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import insert
 
-from carepath.config import CarepathConfig
+from carepath.config import CarepathConfig, load_config
 from carepath.definition.events import PatientIn
+from carepath.engine import Engine
 from carepath.runtime.work_queue import new_task
+from carepath.settings import Settings
 from carepath.staff_accounts import AccountSettings
 from carepath.store.schema import StaffTask
 from carepath.teams import StaffMember, TeamConfig
@@ -72,3 +76,25 @@ def ward(database_url, settings, clock) -> Ward:
 def live(ward):
     with LiveApp(plugin_app(ward.engine)) as running:
         yield running
+
+
+def env_name(member: str) -> str:
+    return "T_" + member.upper().replace("-", "_")
+
+
+STAFF_TOML = "".join(f'\n[staff.{name}]\nrole = "{role}"\nteams = {json.dumps(teams)}\n'
+                     f'token = {{env = "{env_name(name)}"}}\n' for name, (role, teams) in ROLES.items())
+
+
+@pytest.fixture
+def wards(hospital: Path, database_url: str, monkeypatch) -> tuple[str, int, int, int, int]:
+    """carepath.toml with wards A and B and their staff; the database with a task on each ward."""
+    for name, secret in SECRETS.items():
+        monkeypatch.setenv(env_name(name), secret)
+    config = hospital / "carepath.toml"
+    config.write_text(config.read_text() + '\n[teams.ward-a]\n[teams.ward-b]\n' + STAFF_TOML, encoding="utf-8")
+    engine = Engine(database_url, journeys=[], channels={}, settings=Settings(), config=load_config(config))
+    try:
+        return (database_url, *seed(engine))
+    finally:
+        engine.close()

@@ -12,7 +12,6 @@ from carepath.definition.events import PatientIn
 from carepath.reporting import timeline_data, timeline_tables
 from carepath.store.schema import AuditEntry, Consent
 from tests.engine import helpers as h
-from tests.staff.test_task_commands_scope import wards  # noqa: F401  (the fixture)
 
 PROMOS = journey("offers", enroll=enroll_on("program.joined"), templates=[template("t", "健康讲座邀请")],
                  steps=[step(f"promo{day}", "post_visit", after("enrolled", f"{day}d"), send("t", ["sms"]),

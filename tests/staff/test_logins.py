@@ -14,7 +14,6 @@ from carepath.settings import Settings
 from carepath.staff_sessions import LoginRefused, login, session_member
 from carepath.web.staff import COOKIE
 from tests.staff.conftest import SECRETS
-from tests.staff.test_task_commands_scope import wards  # noqa: F401  (the fixture)
 
 
 def log_in(url: str, name: str, secret: str) -> requests.Response:

@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import pytest
 from sqlalchemy import select
 
-from carepath.config import load_config
 from carepath.engine import Engine
 from carepath.settings import Settings
 from carepath.store.schema import AuditEntry
-from tests.staff.conftest import PHONE_A, PHONE_B, ROLES, SECRETS, seed
-
-STAFF_TOML = "".join(
-    f'\n[staff.{name}]\nrole = "{role}"\nteams = {json.dumps(teams)}\ntoken = {{env = "T_{name.upper().replace("-", "_")}"}}\n'
-    for name, (role, teams) in ROLES.items())
-
-
-@pytest.fixture
-def wards(hospital: Path, database_url: str, monkeypatch) -> tuple[str, int, int, int, int]:
-    """carepath.toml with wards A and B and their staff; the database with a task on each ward."""
-    for name, secret in SECRETS.items():
-        monkeypatch.setenv(f"T_{name.upper().replace('-', '_')}", secret)
-    config = hospital / "carepath.toml"
-    config.write_text(config.read_text() + '\n[teams.ward-a]\n[teams.ward-b]\n' + STAFF_TOML, encoding="utf-8")
-    engine = Engine(database_url, journeys=[], channels={}, settings=Settings(), config=load_config(config))
-    try:
-        return (database_url, *seed(engine))
-    finally:
-        engine.close()
-
+from tests.staff.conftest import PHONE_A, PHONE_B, SECRETS
 
 def viewed(database_url: str) -> list[tuple[str, str]]:
     engine = Engine(database_url, journeys=[], channels={}, settings=Settings())
