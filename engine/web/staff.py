@@ -96,7 +96,8 @@ def staff_router() -> "APIRouter":
         if not name.strip() or not token:  # not a login attempt (an empty or foreign body): nothing recorded
             return render("staff_login.html", 400, title="登录", member=None,
                           error="请输入姓名和令牌 (name and token are required)")
-        source = request.client.host if request.client else "unknown"
+        source = getattr(request.state, "carepath_source", None) or (request.client.host if request.client
+                                                                      else "unknown")  # the guard's, else the peer
         try:
             session = await run_in_threadpool(start, engine, name, token, source)
         except LoginRefused as exc:

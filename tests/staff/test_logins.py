@@ -84,3 +84,21 @@ def test_carepath_staff_revoke_ends_a_members_sessions_at_once(wards, cli, hospi
         assert cli("staff", "revoke", "--db", db).exit_code == 2  # neither a name nor --session
     finally:
         engine.close()
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_the_one_locked_out(ward):
+    from carepath.web.app import create_app
+    from carepath.web.limits import InboundLimits
+    from tests.live_app import LiveApp
+
+    # the guard's own lock-out (auth_failures) is set above ours, so the staff login limit is what answers
+    limits = InboundLimits(trusted_proxies=frozenset({"127.0.0.1"}), auth_failures=1000)
+    with LiveApp(create_app(ward.engine, limits=limits, events_token="events-token-Zq8Lr2Xw9Ke4Tn7Vb3Ys")) as live:
+        def attempt(forwarded: str, name: str, secret: str) -> int:
+            return requests.post(f"{live.url}/staff/login", data={"name": name, "token": secret},
+                                 headers={"X-Forwarded-For": forwarded}, allow_redirects=False, timeout=30).status_code
+
+        # source_max_failures: 20 refused logins from one address, whatever the accounts tried
+        assert [attempt("203.0.113.9", f"guess-{i}", "wrong-secret-guess-000") for i in range(20)] == [401] * 20
+        assert attempt("203.0.113.9", "nurse-a", SECRETS["nurse-a"]) == 429  # that address is locked out
+        assert attempt("198.51.100.7", "nurse-a", SECRETS["nurse-a"]) == 303  # the ward's own address is not
