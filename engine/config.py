@@ -46,6 +46,7 @@ from carepath.plugins.manager import PluginManager, get_plugin_manager
 from carepath.definition.preferences import NAME, PreferenceField
 from carepath.definition.segments import SegmentError, SegmentSet, build_segment_set
 from carepath.runtime.click_settings import ClickSettings
+from carepath.staff_accounts import AccountSettings
 from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
 from carepath.web.clients import EventsClient
 from carepath.web.links import WebSettings
@@ -53,7 +54,7 @@ from carepath.web.links import WebSettings
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
 SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "web", "events_api", "segments", "clicks",
-            "preferences")
+            "preferences", "accounts")
 JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -115,6 +116,10 @@ class CarepathConfig:
     #: preferences patients may set beyond the built-in ones (``[preferences.<name>]``; issue 19)
     preferences: dict[str, PreferenceField] = field(default_factory=dict)
     web: WebSettings = field(default_factory=WebSettings)
+    #: ``[accounts]``: staff file, login session lifetime, refused-login limits (carepath.staff_accounts)
+    accounts: AccountSettings = field(default_factory=AccountSettings)
+    #: where each staff account came from: carepath.toml, the staff file, directory:<plugin>
+    staff_origin: dict[str, str] = field(default_factory=dict)
 
     def team(self, name: str) -> TeamConfig:
         """A team's rules (the defaults for a team the file does not declare)."""
@@ -164,6 +169,8 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     paths, enabled = validator.journeys(data.get("journeys", {}), file.resolve().parent)
     teams = validator.tables("teams", data.get("teams", {}), TeamConfig)
     staff = validator.tables("staff", data.get("staff", {}), StaffMember)
+    accounts = validator.table("accounts", data.get("accounts", {}), AccountSettings) or AccountSettings()
+    staff, staff_origin = validator.accounts(staff, accounts, file.resolve().parent)
     surveys = validator.table("surveys", data.get("surveys", {}), SurveySettings)
     web = validator.table("web", data.get("web", {}), WebSettings)
     events_api = validator.tables("events_api", data.get("events_api", {}), EventsClient)
@@ -175,7 +182,7 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
                           teams=teams, staff=staff, surveys=surveys or SurveySettings(), web=web or WebSettings(),
                           events_api=events_api, segments=segments, clicks=clicks or ClickSettings(),
-                          preferences=preferences)
+                          preferences=preferences, accounts=accounts, staff_origin=staff_origin)
 
 
 class _Validator:
@@ -238,6 +245,15 @@ class _Validator:
                 where, _, message = text.partition(": ")
                 self.problem(where, message)
             return SegmentSet()
+
+    def accounts(self, staff: dict[str, StaffMember], settings: AccountSettings, base: Path
+                 ) -> tuple[dict[str, StaffMember], dict[str, str]]:
+        """Staff accounts of carepath.toml, the staff file and the directory plugins, with their origin."""
+        from carepath.staff_accounts import directory_accounts, merge_accounts, staff_file_accounts
+
+        file = staff_file_accounts(settings, base, self.tables, self.problem)
+        directory = directory_accounts(self.manager.staff_directory(), self.problem)
+        return merge_accounts(staff, file, settings.file and Path(settings.file).name, directory, self.problem)
 
     def preferences(self, table: Any) -> dict[str, PreferenceField]:
         """``[preferences.<name>]``: preferences patients may set, each a lowercase name (issue 19)."""

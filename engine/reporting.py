@@ -124,12 +124,15 @@ def timeline_data(conn: Connection, cipher: Cipher, patient_id: int) -> dict[str
                     "channel": t.channel, "reason": t.reason, "deliveries": deliveries.get(t.id, [])}
                    for t in conn.execute(select(Touchpoint.__table__).where(Touchpoint.patient_id == patient_id)
                                          .order_by(Touchpoint.due_at, Touchpoint.id))]
+    from carepath.runtime.consent_ledger import ledger_json
+
     return {"patient": profile, "enrollments": enrollments, "events": events, "touchpoints": touchpoints,
-            "tasks": task_rows(conn, patient=patient_id)}
+            "tasks": task_rows(conn, patient=patient_id), "consents": ledger_json(conn, patient_id)}
 
 
 def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[Table] | None:
-    """One patient's journey: profile (masked), events, touchpoints with deliveries, staff tasks."""
+    """One patient's journey: profile (masked), events, touchpoints with deliveries, staff tasks, the consent
+    ledger."""
     data = timeline_data(conn, cipher, patient_id)
     if data is None:
         return None
@@ -155,7 +158,11 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
     tps = _table(f"touchpoints ({tz})", ["step", "planned", "due", "sent", "status", "deliveries", "reason"],
                  [[t["step"], local(t["planned_at"]), local(t["due_at"]), local(t["sent_at"]), t["status"],
                    " ".join(_delivery(d) for d in t["deliveries"]), t["reason"] or ""] for t in data["touchpoints"]])
-    return [profile, events, tps, task_table(data["tasks"], f"staff tasks ({tz})")]
+    consents = _table(f"consents ({tz}; * in force)", ["when", "purpose", "channel", "", "via", "by", "reason"],
+                      [[local(c["at"]), c["purpose"], c["channel"],
+                        ("granted" if c["granted"] else "withdrawn") + (" *" if c["in_force"] else ""), c["via"],
+                        c["recorded_by"] or c["source"] or "", c["reason"] or ""] for c in data["consents"]])
+    return [profile, events, tps, task_table(data["tasks"], f"staff tasks ({tz})"), consents]
 
 
 def _delivery(d: dict[str, Any]) -> str:
@@ -204,8 +211,9 @@ def touchpoint_rows(conn: Connection, *, patient: int | None = None, status: str
 
 
 def task_rows(conn: Connection, *, patient: int | None = None, status: str | None = None,
-              journey: str | None = None, step: str | None = None, limit: int | None = None) -> list[dict]:
-    """Staff tasks, newest first, with the journey and step that opened them."""
+              journey: str | None = None, step: str | None = None, limit: int | None = None,
+              teams: tuple[str, ...] | None = None) -> list[dict]:
+    """Staff tasks, newest first, with the journey and step that opened them (``teams``: only theirs)."""
     from carepath.runtime.work_queue import OPEN_STATUSES, next_deadline
 
     q = select(StaffTask.id, StaffTask.patient_id, Touchpoint.journey, Touchpoint.step, StaffTask.kind,
@@ -213,6 +221,8 @@ def task_rows(conn: Connection, *, patient: int | None = None, status: str | Non
                StaffTask.sla_due_at, StaffTask.claimed_by, StaffTask.detail, StaffTask.resolution,
                Patient.tz).join(Patient, Patient.id == StaffTask.patient_id) \
         .outerjoin(Touchpoint, Touchpoint.id == StaffTask.touchpoint_id)
+    if teams is not None:
+        q = q.where(StaffTask.team.in_(teams))
     q = _filtered(q, StaffTask, patient, status, journey, step).order_by(StaffTask.created_at.desc(),
                                                                          StaffTask.id.desc()).limit(limit)
     rows = []

@@ -25,10 +25,11 @@ import re
 from datetime import date, time, timedelta
 from typing import Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from carepath.definition.durations import Duration
 from carepath.definition.events import check_zone
+from carepath.staff_access import CARE_ROLES, Role
 
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -97,14 +98,26 @@ class TeamConfig(BaseModel):
 
 
 class StaffMember(BaseModel):
-    """A person who logs in to the staff page."""
+    """A staff account: role (one of :data:`carepath.staff_access.ROLES`), teams and login secret."""
 
     model_config = ConfigDict(extra="forbid")
 
-    team: str
-    role: str = "staff"
-    token: SecretStr = Field(min_length=16, description="login token for the staff page (an environment reference)")
+    team: str | None = Field(None, description="the member's team (a care role needs at least one)")
+    teams: list[str] = Field(default_factory=list, description="further teams the member works for")
+    role: Role = Field("nurse", description="nurse, head_nurse, health_manager, doctor, operations or "
+                                            "administrator (see docs/security.md, Staff roles)")
+    token: SecretStr = Field(min_length=16, description="login secret for the staff page (an environment "
+                                                        "reference); logging in gives an expiring session")
 
+    @model_validator(mode="after")
+    def _teams(self) -> "StaffMember":
+        if self.role in CARE_ROLES and not self.member_teams():
+            raise ValueError(f"a {self.role} needs a team (team = \"...\" or teams = [...])")
+        return self
+
+    def member_teams(self) -> tuple[str, ...]:
+        """Every team of the member, ``team`` first."""
+        return tuple(dict.fromkeys(([self.team] if self.team else []) + self.teams))
 
 
 class StaffError(Exception):
@@ -115,8 +128,7 @@ def staff_member(staff: Mapping[str, StaffMember], name: str, *, action: str) ->
     """The configured staff member ``name`` who is about to ``action`` (``claim``, ``note``, ``close``,
     ``view``) a task; :class:`StaffError` naming the configured names otherwise.
 
-    The one place that decides who may act on the queue (the command line's ``--as``): roles and
-    accounts extend it here.
+    Whether the member may do it to a given task is :meth:`carepath.staff_access.Member.check`.
     """
     member = staff.get(name)
     if member is None:

@@ -90,3 +90,14 @@ def carepath_event(event: Any) -> None:
     Observers must be quick and must not raise: an exception is logged and
     the other observers still run.
     """
+
+
+@hookspec
+def carepath_staff_directory() -> Any:
+    """Return staff accounts from the hospital's directory: ``{name: {"team": ..., "role": ..., "token": ...}}``.
+
+    Each account takes the fields of a ``[staff.NAME]`` table (``team`` or ``teams``, ``role`` from the
+    fixed set, ``token`` at least 16 characters: the login secret, which a directory plugin fetches
+    itself, never from carepath.toml). Called once when the configuration is loaded; a name that
+    carepath.toml or the staff file already defines is a configuration problem.
+    """

@@ -127,6 +127,10 @@ class PluginManager:
                 found.setdefault(name, condition)
         return found
 
+    def staff_directory(self) -> list[tuple[str, Any]]:
+        """``(plugin name, {name: account fields})`` from every ``carepath_staff_directory``."""
+        return list(self._call_each("carepath_staff_directory"))
+
     def web_routers(self) -> list[Any]:
         """Every FastAPI router the plugins provide for inbound callbacks."""
         routers: list[Any] = []

@@ -94,6 +94,11 @@ def _mount_optional() -> None:
 
     app.add_typer(segments_app, name="segments")
     app.add_typer(config_app, name="config")
+    from carepath.cli.consent import app as consent_app
+    from carepath.cli.staff import app as staff_app
+
+    app.add_typer(staff_app, name="staff")
+    app.add_typer(consent_app, name="consent")
 
 
 @app.command()

@@ -4,11 +4,12 @@ sent and handed to staff."""
 from __future__ import annotations
 
 import enum
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from carepath.cli.common import DB_OPTION, open_cli_store, out_console, print_json
+from carepath.cli.common import CONFIG_OPTION, DB_OPTION, cli_config, fail, open_cli_store, out_console, print_json
 from carepath.runtime.work_queue import TASK_STATUSES
 from carepath.store.schema import TOUCHPOINT_STATUSES
 
@@ -66,8 +67,20 @@ def list_touchpoints(status: Optional[TouchpointStatus] = _status(TOUCHPOINT_STA
 
 def list_tasks(status: Optional[TaskStatus] = _status(TASK_STATUSES),
                patient: Optional[int] = PATIENT, journey: Optional[str] = JOURNEY, step: Optional[str] = STEP,
-               limit: int = LIMIT, as_json: bool = JSON, db: Optional[str] = DB_OPTION) -> None:
+               limit: int = LIMIT, as_json: bool = JSON, db: Optional[str] = DB_OPTION,
+               who: Optional[str] = typer.Option(None, "--as", help="your staff name: only your teams' tasks "
+                                                                      "(operations, administrator: every team's)"),
+               config: Optional[Path] = CONFIG_OPTION) -> None:
     """Staff tasks with team, SLA and the journey step that opened them."""
+    teams = None
+    if who is not None:
+        from carepath.staff_access import member_of
+        from carepath.teams import StaffError, staff_member
+
+        try:
+            teams = member_of(who, staff_member(cli_config(config).staff, who, action="list")).visible_teams()
+        except StaffError as exc:
+            fail(str(exc))
     rows = _rows("tasks", db, patient=patient, status=status and status.value, journey=journey, step=step,
-                 limit=limit)
+                 limit=limit, teams=teams)
     _show("tasks", rows, as_json, limit)

@@ -15,41 +15,64 @@ WHO = typer.Option(..., "--as", help="your staff name: a [staff.NAME] of carepat
 
 
 def _engine(db: Optional[str], config: Optional[Path], who: str, action: str):
-    """The engine on the queue's database, once ``who`` is known to be configured staff allowed to ``action``."""
+    """``(engine, member)`` on the queue's database, once ``who`` is known to be configured staff."""
     from carepath.cli.common import open_cli_engine, open_cli_store
+    from carepath.staff_access import member_of
     from carepath.teams import StaffError, staff_member
 
     open_cli_store(db, read_only=True).db.dispose()  # the queue's database must exist: none is created here
     engine = open_cli_engine(db, config, runs_journeys=False)
     try:
-        staff_member(engine.config.staff, who, action=action)
+        account = staff_member(engine.config.staff, who, action=action)
     except StaffError as exc:
         engine.close()
         fail(str(exc))
-    return engine
+    zones = {team: engine.config.team(team).timezone for team in account.member_teams()}
+    return engine, member_of(who, account, zones)
 
 
-def _run(operation, *args) -> None:
+def _allowed(engine, member, action: str, task_id: int) -> None:
+    """Stop (exit 1, naming the rule) unless ``member`` may ``action`` task ``task_id``; an unknown task is 3."""
+    from carepath.runtime.work_queue import task_team
+    from carepath.staff_access import AccessDenied
+
+    team = task_team(engine, task_id)
+    if team is None:
+        engine.close()
+        fail(f"no task {task_id}", ExitCode.NOT_FOUND)
+    try:
+        member.check(action, team, f"task {task_id}")
+    except AccessDenied as exc:
+        engine.close()
+        fail(str(exc))
+
+
+def _act(db: Optional[str], config: Optional[Path], who: str, action: str, task_id: int, operation, *args) -> None:
     from carepath.runtime.work_queue import TaskError
 
+    engine, member = _engine(db, config, who, action)
+    _allowed(engine, member, action, task_id)
     try:
-        operation(*args)
+        operation(engine, task_id, who, *args)
     except TaskError as exc:
         fail(str(exc))
+    finally:
+        engine.close()
 
 
 @app.command("show")
 def show(task_id: int = typer.Argument(...), who: str = WHO, reveal: bool = typer.Option(
-        False, "--reveal", help="print the patient's phone in clear (audit-logged)"),
+        False, "--reveal", help="print the patient's phone in clear (a role that may, on your team's task; audit-logged)"),
          json_out: bool = typer.Option(False, "--json"), config: Optional[Path] = CONFIG_OPTION,
          db: Optional[str] = DB_OPTION) -> None:
     """One task with its notes; the phone is masked unless --reveal."""
     from carepath.masking import mask_phone
     from carepath.runtime.work_queue import TaskError, open_task
 
-    engine = _engine(db, config, who, "view")
+    engine, member = _engine(db, config, who, "view")
+    _allowed(engine, member, "unmask" if reveal else "view", task_id)
     try:
-        task, notes = open_task(engine, task_id, who if reveal else None)
+        task, notes = open_task(engine, task_id, who if reveal else None, via="cli", role=member.role)
     except TaskError as exc:
         fail(str(exc), ExitCode.NOT_FOUND)
     from carepath.runtime.task_survey import survey_behind_task
@@ -93,7 +116,7 @@ def claim(task_id: int = typer.Argument(...), who: str = WHO, config: Optional[P
     """Take a task (its first response)."""
     from carepath.runtime.work_queue import claim as do_claim
 
-    _run(do_claim, _engine(db, config, who, "claim"), task_id, who)
+    _act(db, config, who, "claim", task_id, do_claim)
     out_console().print(f"task {task_id} claimed by {who}")
 
 
@@ -103,7 +126,7 @@ def note(task_id: int = typer.Argument(...), text: str = typer.Argument(..., hel
     """Add a note to a task."""
     from carepath.runtime.work_queue import add_note
 
-    _run(add_note, _engine(db, config, who, "note"), task_id, who, text)
+    _act(db, config, who, "note", task_id, add_note, text)
     out_console().print(f"note added to task {task_id}")
 
 
@@ -114,5 +137,5 @@ def done(task_id: int = typer.Argument(...), who: str = WHO,
     """Close a task."""
     from carepath.runtime.work_queue import close
 
-    _run(close, _engine(db, config, who, "close"), task_id, who, resolution)
+    _act(db, config, who, "close", task_id, close, resolution)
     out_console().print(f"task {task_id} done")

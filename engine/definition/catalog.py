@@ -216,6 +216,17 @@ class ConsentChanged(Payload):
                                      "patient accepted or rejected)")
     granted: bool = Field(description="true when given, false when withdrawn")
     channel: str = Field("*", description="the channel it applies to; * for all")
+    via: str | None = Field(None, description="how the patient gave it: his (the hospital's systems; the default), "
+                                               "patient_reply, staff (recorded by a staff member), web (a web page)")
+    recorded_by: str | None = Field(None, max_length=128, description="the staff member who recorded it")
+    reason: str | None = Field(None, max_length=255, description="why, in a few words (kept in the ledger)")
+
+    @field_validator("via")
+    @classmethod
+    def _via(cls, v: str | None) -> str | None:
+        if v is None or v in ("his", "patient_reply", "staff", "web"):
+            return v
+        raise ValueError("must be his, patient_reply, staff or web")
 
     @field_validator("purpose")
     @classmethod

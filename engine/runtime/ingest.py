@@ -370,8 +370,10 @@ class Ingestor:
             if not isinstance(purpose, str) or not isinstance(granted, bool):
                 result.notes.append("consent.changed needs payload purpose (text) and granted (true/false)")
                 return
+            extra = {k: ev.payload[k] if isinstance(ev.payload.get(k), str) else None
+                     for k in ("via", "recorded_by", "reason")}
             record_consent(conn, patient_id, purpose, granted, channel=str(ev.payload.get("channel", "*")),
-                           source=ev.source, at=ev.occurred_at)
+                           source=ev.source, at=ev.occurred_at, **extra)
             result.notes.append(f"consent {purpose} {'granted' if granted else 'withdrawn'}")
         elif ev.type == "message.replied":
             withdrawal = apply_reply(conn, self.engine, ev, patient_id, ev.occurred_at)

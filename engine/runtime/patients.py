@@ -13,7 +13,7 @@ from carepath.definition.context import PatientView
 from carepath.definition.events import PatientIn
 from carepath.runtime.policy import zone
 from carepath.store.crypto import Cipher
-from carepath.store.schema import Consent, Patient
+from carepath.store.schema import Patient
 
 
 @dataclass(frozen=True)
@@ -159,13 +159,14 @@ def consent_state(conn: Connection, patient_ids: Iterable[int]) -> dict[tuple[in
 
 
 def record_consent(conn: Connection, patient_id: int, purpose: str, granted: bool, *, channel: str = "*",
-                   source: str, at: datetime, reason: str | None = None) -> None:
-    """Append to the consent history (the newest row is in force) and to the audit log (with ``reason``)."""
-    conn.execute(insert(Consent).values(patient_id=patient_id, purpose=purpose, channel=channel, granted=granted,
-                                        source=source, at=at))
-    detail = {"purpose": purpose, "channel": channel, **({"reason": reason} if reason else {})}
-    audit(conn, actor=f"event:{source}", action="consent.granted" if granted else "consent.withdrawn", entity="patient",
-          entity_id=patient_id, at=at, detail=detail)
+                   source: str, at: datetime, reason: str | None = None, via: str | None = None,
+                   recorded_by: str | None = None) -> None:
+    """Append to the consent ledger (the newest row is in force) and to the audit log
+    (:func:`carepath.runtime.consent_ledger.record`)."""
+    from carepath.runtime.consent_ledger import record
+
+    record(conn, patient_id, purpose, granted, channel=channel, source=source, at=at, via=via,
+           recorded_by=recorded_by, reason=reason)
 
 
 def patients_by_openid(conn: Connection, cipher: Cipher, openid: str) -> list[tuple[int, str]]:

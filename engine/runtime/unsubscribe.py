@@ -89,5 +89,5 @@ def apply_reply(conn: Connection, engine: "Engine", ev: "EventIn", patient_id: i
                             withdrawn_by(engine, channel if isinstance(channel, str) else None))
     for purpose, name in withdrawal.consents:
         record_consent(conn, patient_id, purpose, False, channel=name, source=ev.source, at=at,
-                       reason=f"reply {ev.source_id}: {withdrawal.word}")
+                       reason=f"reply {ev.source_id}: {withdrawal.word}", via="patient_reply")
     return withdrawal

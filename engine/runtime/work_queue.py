@@ -193,11 +193,17 @@ class TaskView:
 
 
 def list_tasks(engine: "Engine", *, team: str | None = None, statuses: tuple[str, ...] = OPEN_STATUSES,
-               patient_id: int | None = None, limit: int = 500) -> list[TaskView]:
-    """Tasks, most urgent first (priority, then the nearest deadline); contacts masked."""
+               patient_id: int | None = None, limit: int = 500,
+               teams: tuple[str, ...] | None = None) -> list[TaskView]:
+    """Tasks, most urgent first (priority, then the nearest deadline); contacts masked.
+
+    ``teams`` (a staff member's scope, :meth:`carepath.staff_access.Member.visible_teams`) keeps only
+    those teams' tasks; ``None``: every team."""
     q = select(StaffTask.__table__, Patient.name_enc).join(Patient, Patient.id == StaffTask.patient_id)
     if team:
         q = q.where(StaffTask.team == team)
+    if teams is not None:
+        q = q.where(StaffTask.team.in_(teams))
     if statuses:
         q = q.where(StaffTask.status.in_(statuses))
     if patient_id is not None:
@@ -216,9 +222,12 @@ def task_team(engine: "Engine", task_id: int) -> str | None:
         return conn.execute(select(StaffTask.team).where(StaffTask.id == task_id)).scalar()
 
 
-def open_task(engine: "Engine", task_id: int, who: str | None) -> tuple[TaskView, list[Any]]:
-    """One task with the patient's phone in clear and its notes; ``who`` looking is audit-logged
-    (``None``: the caller masks the phone, so nobody saw it)."""
+def open_task(engine: "Engine", task_id: int, who: str | None, *, via: str = "cli",
+              role: str | None = None) -> tuple[TaskView, list[Any]]:
+    """One task with the patient's phone in clear and its notes; ``who`` looking is audit-logged as
+    ``patient.contact_viewed`` on the patient, with the task, ``role`` and ``via`` (``cli``, ``staff page``)
+    (``who=None``: the caller masks the phone, so nobody saw it). Whether ``who`` may look is the
+    caller's check first (:meth:`carepath.staff_access.Member.check`)."""
     with engine.db.begin() as conn:
         row = conn.execute(select(StaffTask.__table__, Patient.name_enc, Patient.phone_enc)
                            .join(Patient, Patient.id == StaffTask.patient_id).where(StaffTask.id == task_id)).first()
@@ -227,8 +236,9 @@ def open_task(engine: "Engine", task_id: int, who: str | None) -> tuple[TaskView
         notes = conn.execute(select(TaskNote.__table__).where(TaskNote.task_id == task_id)
                              .order_by(TaskNote.id)).all()
         if who is not None:
-            audit(conn, actor=f"staff:{who}", action="task.contact_viewed", entity="task", entity_id=task_id,
-                  at=engine.clock.now())
+            audit(conn, actor=f"staff:{who}", action="patient.contact_viewed", entity="patient",
+                  entity_id=row.patient_id, at=engine.clock.now(),
+                  detail={"task": task_id, "via": via, **({"role": role} if role else {})})
     return _view(engine, row, with_phone=True), notes
 
 
@@ -240,3 +250,10 @@ def _view(engine: "Engine", row: Any, *, with_phone: bool) -> TaskView:
                     mask_name(engine.cipher.decrypt(row.name_enc)),
                     engine.cipher.decrypt(row.phone_enc) if with_phone else None, row.claimed_by, row.assigned_role,
                     row.detail, row.resolution, due, row.created_at, row.escalation_level, deadline)
+
+
+def patient_teams(engine: "Engine", patient_id: int) -> list[str]:
+    """The teams holding a task of the patient (any status): whose patient it is, for staff access."""
+    with engine.db.connect() as conn:
+        return sorted(conn.execute(select(StaffTask.team).where(StaffTask.patient_id == patient_id)
+                                   .distinct()).scalars())

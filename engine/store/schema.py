@@ -306,7 +306,7 @@ class SurveyResponse(Base):
 
 
 class Consent(Base):
-    """Consent history: the newest row per (patient, purpose, channel) is in force."""
+    """The consent ledger: rows are only ever added; the newest per (patient, purpose, channel) is in force."""
 
     __tablename__ = "consents"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -316,6 +316,10 @@ class Consent(Base):
     granted: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # the consent ledger (carepath.runtime.consent_ledger): how it was given, who recorded it, why
+    via: Mapped[str | None] = mapped_column(String(16))  # his, patient_reply, staff, web, system
+    recorded_by: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(String(255))
 
 
 class OperatorAlert(Base):
@@ -450,3 +454,4 @@ class TrackedLink(Base):
 
 
 from carepath.store.schema_wecom import WecomContact  # noqa: E402,F401 - its tables belong to Base.metadata
+from carepath.store import staff_schema  # noqa: E402,F401  (staff sessions and refused logins, on Base)

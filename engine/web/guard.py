@@ -35,6 +35,10 @@ EVENT_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", 
                "application/x-jsonlines", "text/plain")
 
 
+#: where the guard leaves the client address it counted (behind a trusted proxy, the forwarded one)
+SOURCE_STATE = "carepath_source"
+
+
 class BodyTooLarge(Exception):
     """The body went past its limit while it was read."""
 
@@ -58,6 +62,7 @@ class InboundGuard:
             return
         kind, limits = self.limits.of(scope.get("path", ""))
         key = (self.source(scope), kind)
+        scope.setdefault("state", {})[SOURCE_STATE] = key[0]  # routes read it as request.state.carepath_source
         refusal = self._refusal(scope, key, kind, limits.rate, limits.burst, limits.max_bytes)
         if refusal is not None:
             await answer(send, *refusal)

@@ -1,14 +1,15 @@
-"""The staff page: a team's work queue (list, open, claim, note, close) behind a login token.
+"""The staff page: a team's work queue (list, open, claim, note, close) behind an expiring login.
 
-Members and their tokens are ``[staff.<name>]`` tables of ``carepath.toml``.
-The list shows masked patient names and no phone; opening a task shows the
-phone in clear, and that look is audit-logged. The session is the login token
-in an HttpOnly, SameSite=Strict cookie.
+Accounts are ``[staff.<name>]`` tables (carepath.toml, the staff file, the hospital's directory:
+:mod:`carepath.staff_accounts`). Logging in with the name and the account's secret gives a session
+(:mod:`carepath.staff_sessions`: it expires, can be revoked, refused logins are limited per account and
+address) whose token is the HttpOnly, SameSite=Strict cookie. A member sees only the tasks of their
+teams (operations and administrators: every team's, read-only); the list and a task show the patient
+masked, and a member whose role allows it (:mod:`carepath.staff_access`) presses 显示电话 to see the
+phone in clear, which is audit-logged.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route's annotations at run time.
-import hmac
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from carepath.plugins.hookspecs import hookimpl
+from carepath.staff_access import AccessDenied, Member, member_of
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -23,25 +25,18 @@ if TYPE_CHECKING:
 COOKIE = "carepath_staff"
 PAGES = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
                     autoescape=select_autoescape(["html"]))
-
-
-@dataclass(frozen=True)
-class Member:
-    name: str
-    team: str
-    role: str
-    timezone: str
+__all__ = ["COOKIE", "Member", "member_for", "staff_router"]
 
 
 def member_for(engine: Any, token: Optional[str]) -> Optional[Member]:
-    """The staff member whose login token this is (compared in constant time), else ``None``."""
-    if not token:
+    """The staff member whose live session token this is, else ``None``."""
+    from carepath.staff_sessions import session_member
+
+    name = session_member(engine, token)
+    if name is None:
         return None
-    found = None
-    for name, member in engine.config.staff.items():
-        if hmac.compare_digest(token.encode(), member.token.get_secret_value().encode()):
-            found = Member(name, member.team, member.role, engine.config.team(member.team).timezone)
-    return found
+    zones = {team: engine.config.team(team).timezone for team in engine.config.staff[name].member_teams()}
+    return member_of(name, engine.config.staff[name], zones)
 
 
 #: which deadline a task's time is, as the staff page says it
@@ -62,6 +57,7 @@ def staff_router() -> "APIRouter":
     from fastapi.responses import HTMLResponse, RedirectResponse
     from starlette.concurrency import run_in_threadpool
 
+    from carepath.masking import mask_phone
     from carepath.plugins.web import web_context
     from carepath.runtime import work_queue
     from carepath.runtime.task_survey import survey_behind_task
@@ -78,57 +74,93 @@ def staff_router() -> "APIRouter":
     def back(path: str) -> RedirectResponse:
         return RedirectResponse(path, status_code=303)
 
+    def refused(member: Member, exc: AccessDenied) -> HTMLResponse:
+        return render("staff_login.html", 403, title="无权限", member=member, error=f"无权限：{exc}")
+
     @router.get("/staff", include_in_schema=False)
     async def task_list(request: Request) -> HTMLResponse:
-        engine, member = current(request)
+        engine, member = await run_in_threadpool(current, request)
         if member is None:
             return render("staff_login.html", title="登录", member=None, error=None)
-        tasks = await run_in_threadpool(work_queue.list_tasks, engine, team=member.team)
+        tasks = await run_in_threadpool(work_queue.list_tasks, engine, teams=member.visible_teams())
         now = engine.clock.now()
         rows = [dict(_shown(t, member.timezone), overdue=t.overdue(now)) for t in tasks]
-        return render("staff_list.html", title="待办", member=member, tasks=rows)
+        return render("staff_list.html", title="待办", member=member, tasks=rows,
+                      scope="全部团队" if member.sees_every_team else "、".join(member.teams))
 
     @router.post("/staff/login", include_in_schema=False)
-    async def login(request: Request, token: str = Form("")) -> Any:
+    async def login(request: Request, name: str = Form(""), token: str = Form("")) -> Any:
+        from carepath.staff_sessions import LoginRefused, login as start
+
         engine = web_context(request).engine
-        if member_for(engine, token) is None:
-            return render("staff_login.html", 401, title="登录", member=None, error="令牌无效 (unknown token)")
+        if not name.strip() or not token:  # not a login attempt (an empty or foreign body): nothing recorded
+            return render("staff_login.html", 400, title="登录", member=None,
+                          error="请输入姓名和令牌 (name and token are required)")
+        source = getattr(request.state, "carepath_source", None) or (request.client.host if request.client
+                                                                      else "unknown")  # the guard's, else the peer
+        try:
+            session = await run_in_threadpool(start, engine, name, token, source)
+        except LoginRefused as exc:
+            error = "登录尝试过多，请稍后再试 (too many refused logins)" if exc.locked \
+                else "姓名或令牌无效 (unknown name or wrong token)"
+            return render("staff_login.html", 429 if exc.locked else 401, title="登录", member=None, error=error)
         response = back("/staff")
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        response.set_cookie(COOKIE, session, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                            max_age=int(engine.config.accounts.session_ttl.total_seconds()))
         return response
 
     @router.post("/staff/logout", include_in_schema=False)
-    async def logout() -> Any:
+    async def logout(request: Request) -> Any:
+        from carepath.staff_sessions import logout as end
+
+        await run_in_threadpool(end, web_context(request).engine, request.cookies.get(COOKIE))
         response = back("/staff")
         response.delete_cookie(COOKIE)
         return response
 
-    @router.get("/staff/tasks/{task_id}", include_in_schema=False)
-    async def show(task_id: int, request: Request) -> Any:
-        engine, member = current(request)
+    async def task_page(request: Request, task_id: int, reveal: bool) -> Any:
+        engine, member = await run_in_threadpool(current, request)
         if member is None:
             return back("/staff")
         team = await run_in_threadpool(work_queue.task_team, engine, task_id)
-        if team is not None and team != member.team:  # refused before the contact is decrypted or the look logged
-            return render("staff_login.html", 403, title="无权限", member=member, error="这不是您团队的任务")
+        try:  # refused before the contact is decrypted or the look logged
+            if team is not None:
+                member.check("unmask" if reveal else "view", team, f"task {task_id}")
+        except AccessDenied as exc:
+            return refused(member, exc)
         try:
-            task, notes = await run_in_threadpool(work_queue.open_task, engine, task_id, member.name)
+            task, notes = await run_in_threadpool(
+                lambda: work_queue.open_task(engine, task_id, member.name if reveal else None, via="staff page",
+                                             role=member.role))
         except work_queue.TaskError as exc:
             return render("staff_login.html", 404, title="未找到", member=member, error=str(exc))
-        view = _shown(task, member.timezone)
+        view = dict(_shown(task, member.timezone), phone=task.phone if reveal else mask_phone(task.phone))
         notes = [dict(n._mapping, at=_local(n.at, member.timezone)) for n in notes]
         survey = await run_in_threadpool(survey_behind_task, engine, task_id)
         said = None if survey is None else dict(survey.to_json(), received_at=_local(survey.received_at,
                                                                                       member.timezone))
+        works = member.allows("claim", task.team)
         return render("staff_task.html", title=f"任务 {task_id}", member=member, task=view, notes=notes,
-                      open=task.status in work_queue.OPEN_STATUSES, survey=said)
+                      open=works and task.status in work_queue.OPEN_STATUSES, survey=said, revealed=reveal,
+                      may_reveal=not reveal and bool(task.phone) and member.allows("unmask", task.team))
 
-    async def act(request: Request, task_id: int, operation: Any, *args: Any) -> Any:
-        engine, member = current(request)
+    @router.get("/staff/tasks/{task_id}", include_in_schema=False)
+    async def show(task_id: int, request: Request) -> Any:
+        return await task_page(request, task_id, reveal=False)
+
+    @router.post("/staff/tasks/{task_id}/reveal", include_in_schema=False)
+    async def reveal(task_id: int, request: Request) -> Any:
+        return await task_page(request, task_id, reveal=True)
+
+    async def act(request: Request, task_id: int, action: str, operation: Any, *args: Any) -> Any:
+        engine, member = await run_in_threadpool(current, request)
         if member is None:
             return back("/staff")
-        if await run_in_threadpool(work_queue.task_team, engine, task_id) != member.team:
-            return render("staff_login.html", 403, title="无权限", member=member, error="这不是您团队的任务")
+        team = await run_in_threadpool(work_queue.task_team, engine, task_id)
+        try:
+            member.check(action, team, f"task {task_id}")  # type: ignore[arg-type]
+        except AccessDenied as exc:
+            return refused(member, exc)
         try:
             await run_in_threadpool(operation, engine, task_id, member.name, *args)
         except work_queue.TaskError as exc:
@@ -137,15 +169,15 @@ def staff_router() -> "APIRouter":
 
     @router.post("/staff/tasks/{task_id}/claim", include_in_schema=False)
     async def claim(task_id: int, request: Request) -> Any:
-        return await act(request, task_id, work_queue.claim)
+        return await act(request, task_id, "claim", work_queue.claim)
 
     @router.post("/staff/tasks/{task_id}/note", include_in_schema=False)
     async def note(task_id: int, request: Request, text: str = Form("")) -> Any:
-        return await act(request, task_id, work_queue.add_note, text)
+        return await act(request, task_id, "note", work_queue.add_note, text)
 
     @router.post("/staff/tasks/{task_id}/close", include_in_schema=False)
     async def close(task_id: int, request: Request, resolution: str = Form("")) -> Any:
-        return await act(request, task_id, work_queue.close, resolution)
+        return await act(request, task_id, "close", work_queue.close, resolution)
 
     return router
 

@@ -106,16 +106,37 @@ def hostile_engine(folder: Path, monkeypatch, database_url: str, settings):  # n
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     config = load_config(write_hospital(folder))
-    return Engine(database_url, settings=settings, config=config, journeys=enabled_journeys(config).values())
+    engine = Engine(database_url, settings=settings, config=config, journeys=enabled_journeys(config).values())
+    _staff_session(engine, "wang", STAFF_SESSION)
+    return engine
+
+
+#: a live staff page session of member wang (a login gives a random one; routes() needs it known in advance)
+STAFF_SESSION = "staff-wang-session-token-for-hostile-tests-0001"
+
+
+def _staff_session(engine, member: str, token: str) -> None:  # noqa: ANN001
+    import hashlib
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from carepath.store.staff_schema import StaffSession
+
+    now = engine.clock.now()
+    with engine.db.begin() as conn:
+        conn.execute(insert(StaffSession).values(member=member, token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                                                 source="test", issued_at=now, expires_at=now + timedelta(days=1)))
 
 
 def applied_state(engine) -> dict:  # noqa: ANN001
     """Every table but what is kept for operators about refused input (refused events, rejected bodies,
-    alerts): what a refused request must not change."""
+    alerts, refused staff logins and their audit entries): what a refused request must not change."""
     from tests.engine import helpers as h
 
-    snap = h.snapshot(engine, exclude=("operator_alerts",))
+    snap = h.snapshot(engine, exclude=("operator_alerts", "staff_login_failures"))
     snap["events"] = [row for row in snap["events"] if row[9] not in ("refused",)]
+    snap["audit_log"] = [row for row in snap["audit_log"] if not str(row[3]).startswith("staff.login")]
     return snap
 
 
@@ -182,7 +203,7 @@ def routes() -> list[Route]:
         Route("fhir rest-hook PUT", "PUT", "/webhooks/fhir/fhir/Patient/p1", fhir),
         Route("survey page", "POST", "/s/not-a-real-token"),
         Route("staff login", "POST", "/staff/login"),
-        Route("staff note", "POST", "/staff/tasks/1/note", (("Cookie", f"carepath_staff={SECRETS['STAFF_WANG_TOKEN']}"),)),
+        Route("staff note", "POST", "/staff/tasks/1/note", (("Cookie", f"carepath_staff={STAFF_SESSION}"),)),
         Route("healthz", "GET", "/healthz"),
         Route("metrics", "GET", "/metrics"),
         Route("unknown", "POST", "/no/such/route"),

@@ -26,7 +26,7 @@ def config() -> CarepathConfig:
         teams={"patient_service": TeamConfig(escalation=["service_desk", "service_manager", "vice_president"],
                                              first_response=timedelta(hours=2)),
                "nursing": TeamConfig(escalation=["nurse", "head_nurse"])},
-        staff={"wang-li": StaffMember(team="patient_service", role="service_desk", token=STAFF_TOKEN)},
+        staff={"wang-li": StaffMember(team="patient_service", role="nurse", token=STAFF_TOKEN)},
         surveys=SurveySettings(base_url="http://survey.example"))
 
 

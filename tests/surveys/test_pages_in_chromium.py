@@ -46,6 +46,7 @@ def test_a_patient_answers_3_of_10_and_staff_close_the_complaint(visit, live, br
     assert complaint.sla_due_at - complaint.created_at == __import__("datetime").timedelta(hours=24)
 
     browser.get(f"{live.url}/staff")
+    browser.find_element(By.ID, "name").send_keys("wang-li")
     browser.find_element(By.ID, "token").send_keys(STAFF_TOKEN)
     click_and_wait(browser, "login")
     listing = browser.find_element(By.ID, "tasks").text
@@ -53,7 +54,9 @@ def test_a_patient_answers_3_of_10_and_staff_close_the_complaint(visit, live, br
     assert "首次响应" in listing  # which deadline: nobody has claimed it yet
     shot(browser, "staff-list.png")
     click_and_wait(browser, f"task-{complaint.id}")
-    assert browser.find_element(By.ID, "phone").text == "13912345678"  # opened: the nurse needs the number
+    assert browser.find_element(By.ID, "phone").text == "139****5678"  # opened: masked until she asks
+    click_and_wait(browser, "reveal")
+    assert browser.find_element(By.ID, "phone").text == "13912345678"  # the nurse needs the number (audited)
     # what the patient said and scored, beside the task
     assert browser.find_element(By.ID, "survey-nps").text == "3"
     assert browser.find_element(By.ID, "survey-satisfaction").text == "2.0"
@@ -74,6 +77,7 @@ def test_a_patient_answers_3_of_10_and_staff_close_the_complaint(visit, live, br
 
 def test_a_wrong_login_token_shows_no_task(visit, live, browser):
     browser.get(f"{live.url}/staff")
+    browser.find_element(By.ID, "name").send_keys("wang-li")
     browser.find_element(By.ID, "token").send_keys("not-a-staff-token-at-all")
     click_and_wait(browser, "login")
     assert "令牌无效" in browser.page_source
