@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from carepath.definition.durations import CalendarDuration
+from carepath.definition.durations import CalendarDuration, format_duration, parse_span
 from carepath.definition.journey_files import SHORTHAND_FIELD, STEP_KEYS
 from carepath.definition.model import Journey, Step
 
@@ -31,7 +31,7 @@ __all__ = ["journey_schema", "schema_text", "SCHEMA_FILE", "modeline", "FIELD_DO
 
 #: the file name the schema is written to next to journey files (and the modeline points at)
 SCHEMA_FILE = "journey.schema.json"
-DRAFT = "https://json-schema.org/draft/2020-12/schema"
+DRAFT = "http://json-schema.org/draft-07/schema#"  # the draft every yaml-language-server version reads
 DURATION = {"anyOf": [{"type": "string", "pattern": r"^\s*[+-]?\s*(P[0-9A-Za-z.]+|([0-9]+(\.[0-9]+)?\s*"
                                                       r"(mo|y|w|d|h|m|s)\s*)+)$"},
                       {"type": "integer"}],
@@ -180,6 +180,16 @@ def _value_schema(info: Any, schema: dict) -> dict:
     return out
 
 
+def _authored(default: str) -> str:
+    """A default as authors write it: ``PT12H`` -> ``12h``, ``09:00:00`` -> ``09:00``."""
+    if re.fullmatch(r"\d\d:\d\d:00", default):
+        return default[:5]
+    try:
+        return format_duration(parse_span(default))
+    except ValueError:
+        return default
+
+
 def _fix_model(name: str, model: type[BaseModel], schema: dict) -> dict:
     """A model's schema with author-shaped values, descriptions on every field and no ``kind`` field."""
     schema = copy.deepcopy(schema)
@@ -194,8 +204,8 @@ def _fix_model(name: str, model: type[BaseModel], schema: dict) -> dict:
         for key in ("title", "default"):
             if key in properties[field_name] and key not in prop:
                 prop[key] = properties[field_name][key]
-        if prop.get("default") == "PT0S":  # pydantic's JSON form of a zero timedelta
-            prop["default"] = "0s"
+        if prop is not properties[field_name] and isinstance(prop.get("default"), str):
+            prop["default"] = _authored(prop["default"])
         description = info.description or FIELD_DOCS.get(f"{name}.{field_name}")
         if description:
             prop["description"] = description
@@ -269,11 +279,11 @@ def _step_schema(defs: dict) -> dict:
 
 
 def journey_schema() -> dict:
-    """The JSON Schema (draft 2020-12) of a journey YAML file."""
+    """The JSON Schema (draft 7) of a journey YAML file."""
     base = Journey.model_json_schema(ref_template="#/$defs/{model}")
     models = _models(Journey)
-    defs = {name: _fix_model(name, models[name], schema) for name, schema in base.pop("$defs", {}).items()
-            if name in models}
+    defs = {name: _fix_model(name, models[name], schema) if name in models else schema
+            for name, schema in base.pop("$defs", {}).items()}
     top = _fix_model("Journey", Journey, base)
     defs["FileStep"] = _step_schema(defs)
     defs.pop("Step", None)
@@ -287,10 +297,23 @@ def journey_schema() -> dict:
         "additionalProperties": {"anyOf": [{"type": "string", "description": "The template's body (Jinja2)."},
                                            {"$ref": "#/$defs/Template"}]}}
     top["properties"].pop("version", None)
-    return {"$schema": DRAFT, "$id": "urn:carepath:journey", "title": "carepath journey",
+    return _lone_refs({"$schema": DRAFT, "$id": "urn:carepath:journey", "title": "carepath journey",
             "description": _doc(Journey.__doc__) or "A carepath journey: enrollment, anchors, templates and steps "
                                                      "by stage (docs/journeys.md).",
-            **{k: v for k, v in top.items() if k not in ("title", "description")}, "$defs": defs}
+            **{k: v for k, v in top.items() if k not in ("title", "description")}, "$defs": defs})
+
+
+def _lone_refs(node: Any) -> Any:
+    """Draft 7 ignores the keywords beside a ``$ref``: such a ``$ref`` moves into an ``allOf`` so its
+    description and default still show in editors."""
+    if isinstance(node, list):
+        return [_lone_refs(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _lone_refs(value) for key, value in node.items()}
+    if "$ref" in node and len(node) > 1:
+        node = {"allOf": [{"$ref": node.pop("$ref")}], **node}
+    return node
 
 
 def schema_text() -> str:
