@@ -149,7 +149,7 @@ def copy_stock_journey(stock_path: Path, new_name: str, folder: Path) -> Copied:
 
 
 def _yaml(value: Any) -> list[str]:
-    return yaml.safe_dump(value, allow_unicode=True, sort_keys=True, width=100).splitlines()
+    return yaml.safe_dump(value, allow_unicode=True, sort_keys=False, width=100).splitlines()
 
 
 def _unified(before: list[str], after: list[str], stock: str, copy: str) -> list[str]:
@@ -157,8 +157,7 @@ def _unified(before: list[str], after: list[str], stock: str, copy: str) -> list
 
 
 def _header(journey: Journey) -> dict[str, Any]:
-    data = journey.model_dump(mode="json", exclude={"name", "origin", "steps", "templates"}, exclude_defaults=True)
-    return data
+    return journey.model_dump(mode="json", exclude={"name", "origin", "steps", "templates"})
 
 
 def _compare(what: str, stock: dict[str, Any], copy: dict[str, Any], labels: tuple[str, str]) -> list[Difference]:
@@ -173,8 +172,9 @@ def _compare(what: str, stock: dict[str, Any], copy: dict[str, Any], labels: tup
     return out
 
 
-def _questionnaires(journey: Journey, folder: Path) -> dict[str, Any]:
-    files = questionnaire_files(folder)
+def _questionnaires(journey: Journey, folder: Path, fallback: Path | None = None) -> dict[str, Any]:
+    """The questionnaires ``journey`` uses, from ``folder`` (else from ``fallback``, the stock folder)."""
+    files = {**(questionnaire_files(fallback) if fallback else {}), **questionnaire_files(folder)}
     out: dict[str, Any] = {}
     for name in _surveys(journey):
         path = files.get(name)
@@ -187,7 +187,8 @@ def _questionnaires(journey: Journey, folder: Path) -> dict[str, Any]:
 
 def differences(stock: Journey, stock_folder: Path, copy: Journey, copy_folder: Path) -> list[Difference]:
     """How ``copy`` differs from ``stock``: journey-level fields, templates, steps (by id, and their order)
-    and the questionnaires their survey steps use (read from each journey's folder)."""
+    and the questionnaires their survey steps use (read from each journey's folder; one the copy's folder
+    lacks is the stock one)."""
     labels = (f"stock {stock.name}", copy.name)
     found = _compare("journey", _header(stock), _header(copy), labels)
     found += _compare("template", {n: t.model_dump(exclude={"name"}) for n, t in stock.templates.items()},
@@ -198,6 +199,6 @@ def differences(stock: Journey, stock_folder: Path, copy: Journey, copy_folder: 
     copy_order = [s.id for s in copy.steps if s.id in set(common)]
     if common != copy_order:
         found.append(Difference("journey", "steps", "reordered", _unified(common, copy_order, *labels)))
-    found += _compare("questionnaire", _questionnaires(stock, stock_folder), _questionnaires(copy, copy_folder),
-                      labels)
+    found += _compare("questionnaire", _questionnaires(stock, stock_folder),
+                      _questionnaires(copy, copy_folder, fallback=stock_folder), labels)
     return found
