@@ -31,7 +31,7 @@ def chromium() -> Iterator[object]:
         session.quit()
 
 
-#: mermaid.min.js from the npm package ``mermaid`` (tests/js/get-mermaid.sh puts it there; or CAREPATH_MERMAID_JS)
+#: mermaid.min.js from the npm package ``mermaid`` (tests/js/fetch.sh puts it there; or CAREPATH_MERMAID_JS)
 MERMAID_JS = Path(__file__).resolve().parent / "js" / "mermaid" / "mermaid.min.js"
 
 
@@ -39,7 +39,7 @@ def mermaid_js() -> Path:
     """mermaid.min.js from its npm package; the test is skipped, with the reason, where it has not been fetched."""
     path = Path(os.environ.get("CAREPATH_MERMAID_JS") or MERMAID_JS)
     if not path.is_file():
-        pytest.skip(f"mermaid.js not found at {path}: run tests/js/get-mermaid.sh (npm pack mermaid) "
+        pytest.skip(f"mermaid.js not found at {path}: run tests/js/fetch.sh (npm pack mermaid) "
                     "or set CAREPATH_MERMAID_JS")
     return path
 

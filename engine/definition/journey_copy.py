@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from carepath.definition.journey_files import _step_to_dict, read_journey_text
+from carepath.definition.journey_files import read_journey_text, step_to_dict
 from carepath.definition.journey_schema import SCHEMA_FILE, modeline, schema_text
 from carepath.definition.model import Journey, Survey
 
@@ -193,8 +193,8 @@ def differences(stock: Journey, stock_folder: Path, copy: Journey, copy_folder: 
     found = _compare("journey", _header(stock), _header(copy), labels)
     found += _compare("template", {n: t.model_dump(exclude={"name"}) for n, t in stock.templates.items()},
                       {n: t.model_dump(exclude={"name"}) for n, t in copy.templates.items()}, labels)
-    found += _compare("step", {s.id: _step_to_dict(s) for s in stock.steps},
-                      {s.id: _step_to_dict(s) for s in copy.steps}, labels)
+    found += _compare("step", {s.id: step_to_dict(s) for s in stock.steps},
+                      {s.id: step_to_dict(s) for s in copy.steps}, labels)
     common = [s.id for s in stock.steps if s.id in {c.id for c in copy.steps}]
     copy_order = [s.id for s in copy.steps if s.id in set(common)]
     if common != copy_order:

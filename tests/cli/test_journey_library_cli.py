@@ -126,3 +126,15 @@ def test_diff_of_a_journey_without_origin_needs_from(folder: Path, cli):
     assert given.exit_code == 0 and "0 difference(s)" in given.output
     missing = cli("journeys", "diff", "nobody")
     assert missing.exit_code == 3 and "no journey 'nobody'" in missing.output
+
+
+def test_diff_says_when_the_stock_journey_changed_since_the_copy(folder: Path, cli):
+    assert cli("journeys", "new", "my-outpatient", "--from", "outpatient-visit").exit_code == 0
+    copy = folder / "journeys" / "my-outpatient.yaml"
+    stock_version = load_journey_file(STOCK).version
+    copy.write_text(copy.read_text(encoding="utf-8").replace(stock_version, "000000000000"), encoding="utf-8")
+    result = cli("journeys", "diff", "my-outpatient")
+    assert result.exit_code == 0, result.output
+    assert "the stock journey changed since the copy was made from version 000000000000" in result.output
+    report = json.loads(cli("journeys", "diff", "my-outpatient", "--json").stdout)
+    assert (report["copied_from_version"], report["stock_version"]) == ("000000000000", stock_version)

@@ -91,7 +91,8 @@ def test_every_field_is_described():
         for field, prop in definition.get("properties", {}).items():
             if not prop.get("description"):
                 missing.append(f"{name}.{field}")
-    assert missing == []
+    assert missing == [], "describe these fields: Field(description=...) in the model, or FIELD_DOCS in " \
+                          "carepath.definition.journey_schema"
     step = schema["$defs"]["FileStep"]["properties"]
     assert "patient-local time" in json.dumps(schema["$defs"]["AnchorOffset"]) and "via" in step["send"]["description"]
 
