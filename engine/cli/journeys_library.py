@@ -50,7 +50,10 @@ def new(
         console.print(f"✓ {copied.schema}: the journey schema (editors validate and complete the copy)", style="green")
     console.print(f"next: edit {copied.journey}, then `carepath journeys validate {copied.journey}` and "
                   f"`carepath journeys diff {name}`")
-    if config.enabled_journeys is not None and name not in config.enabled_journeys:
+    if config.path is not None and folder.resolve() not in {p.resolve() for p in config.journey_paths}:
+        console.print(f"note: {folder} is not in [journeys] paths of {config.path}: add it there for the copy "
+                      "to run", style="yellow")
+    elif config.enabled_journeys is not None and name not in config.enabled_journeys:
         console.print(f"note: {config.path} lists [journeys] enabled: add {name!r} there for it to run "
                       f"(and remove {stock!r} if the copy replaces it)", style="yellow")
 

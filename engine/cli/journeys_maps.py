@@ -11,7 +11,7 @@ import typer
 
 from carepath.cli.common import CONFIG_OPTION, cli_config, out_console
 from carepath.cli.journeys import app
-from carepath.cli.journeys_sources import JourneySource, find_source, stock_source
+from carepath.cli.journeys_sources import JourneySource, find_source, read_source
 
 
 class MapFormat(str, enum.Enum):
@@ -68,20 +68,20 @@ def schema(
 @app.command()
 def doc(
     names: Annotated[list[str] | None, typer.Argument(help="Journeys (names or YAML files); default: every stock "
-                                                            "journey.", show_default=False)] = None,
+                                                            "journey carepath ships.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write NAME.md pages into this folder (e.g. "
                                              "docs/journeys) instead of printing them.", show_default=False)] = None,
     config_file: Path | None = CONFIG_OPTION,
 ) -> None:
     """Generate a journey's documentation page: purpose (the file's opening comment), map, steps, templates."""
-    from carepath.definition.journey_copy import stock_journey_files
     from carepath.definition.render_docs import journey_page
+    from carepath.journeys import journey_files
 
     if names:
         config = cli_config(config_file)
         sources: list[JourneySource] = [find_source(name, config) for name in names]
-    else:
-        sources = [stock_source(name) for name in sorted(stock_journey_files())]
+    else:  # carepath's own library (docs/journeys), not the journeys other plugins provide
+        sources = [read_source(path, stock=True) for path in journey_files()]
     for source in sources:
         page = journey_page(source.journey, source_text=source.text, source_name=source.shown_path)
         _write(page, out / f"{source.journey.name}.md" if out else None, f"the page of {source.journey.name}")

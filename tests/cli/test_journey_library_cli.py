@@ -138,3 +138,11 @@ def test_diff_says_when_the_stock_journey_changed_since_the_copy(folder: Path, c
     assert "the stock journey changed since the copy was made from version 000000000000" in result.output
     report = json.loads(cli("journeys", "diff", "my-outpatient", "--json").stdout)
     assert (report["copied_from_version"], report["stock_version"]) == ("000000000000", stock_version)
+
+
+def test_new_into_a_folder_carepath_toml_does_not_run_says_so(folder: Path, cli):
+    result = cli("journeys", "new", "trial", "--from", "outpatient-visit", "--into", "drafts")
+    assert result.exit_code == 0, result.output
+    assert (folder / "drafts" / "trial.yaml").exists() and not (folder / "journeys" / "trial.yaml").exists()
+    assert "drafts is not in [journeys] paths" in result.output
+    assert cli("journeys", "diff", "drafts/trial.yaml").exit_code == 0
