@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -27,3 +29,45 @@ def chromium() -> Iterator[object]:
         yield session
     finally:
         session.quit()
+
+
+#: mermaid.min.js from the npm package ``mermaid`` (tests/js/fetch.sh puts it there; or CAREPATH_MERMAID_JS)
+MERMAID_JS = Path(__file__).resolve().parent / "js" / "mermaid" / "mermaid.min.js"
+
+
+def mermaid_js() -> Path:
+    """mermaid.min.js from its npm package; the test is skipped, with the reason, where it has not been fetched."""
+    path = Path(os.environ.get("CAREPATH_MERMAID_JS") or MERMAID_JS)
+    if not path.is_file():
+        pytest.skip(f"mermaid.js not found at {path}: run tests/js/fetch.sh (npm pack mermaid) "
+                    "or set CAREPATH_MERMAID_JS")
+    return path
+
+
+class MermaidPage:
+    """A blank page in headless Chromium with mermaid.js loaded, to render diagrams as a reader's browser does."""
+
+    def __init__(self, driver, script: Path, folder: Path):
+        page = folder / "mermaid.html"
+        page.write_text(f'<!doctype html><meta charset="utf-8"><body><script src="{script.as_uri()}"></script>'
+                        "<script>mermaid.initialize({startOnLoad: false, securityLevel: 'strict'});</script>",
+                        encoding="utf-8")
+        self.driver = driver
+        driver.set_script_timeout(60)
+        driver.get(page.as_uri())
+        self.version = driver.execute_script("return window.mermaid ? (mermaid.version || 'loaded') : null")
+        assert self.version, "mermaid.js did not load in the page"
+        self._count = 0
+
+    def render(self, text: str) -> dict:
+        """``{"svg": ..., "nodes": [text of each node]}`` for a diagram mermaid parses and draws,
+        ``{"error": ...}`` for one it refuses."""
+        self._count += 1
+        return self.driver.execute_async_script(
+            "const [text, id, done] = arguments;"
+            "mermaid.parse(text).then(() => mermaid.render(id, text)).then(r => {"
+            "  const box = document.createElement('div'); box.innerHTML = r.svg; document.body.appendChild(box);"
+            "  const nodes = Array.from(box.querySelectorAll('g.node')).map(n => n.textContent);"
+            "  box.remove(); done({svg: r.svg, nodes: nodes});"
+            "}).catch(e => done({error: String((e && e.message) || e)}));",
+            text, f"diagram{self._count}")

@@ -232,3 +232,7 @@ def migrate(
     verb = "would move" if dry_run else "moved"
     console.print(f"{verb} {report.enrollments} enrollment(s) from {origin} to {report.to_version}"
                   + ("; nothing changed (dry run)" if dry_run else ""), markup=False)
+
+
+# show, schema, doc, new and diff live in their own modules; importing them adds their commands to ``app``
+from carepath.cli import journeys_library, journeys_maps  # noqa: E402,F401

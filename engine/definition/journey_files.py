@@ -482,6 +482,11 @@ def _step_to_dict(step: Step) -> dict:
     return {**out, **rest}
 
 
+def step_to_dict(step: Step) -> dict:
+    """A step as a journey file writes it: trigger and action by key, shorthand where it applies."""
+    return _step_to_dict(step)
+
+
 def journey_to_yaml(journey: Journey) -> str:
     """The journey as a YAML file in the shorthand format; loads back to an equal journey."""
     data = _dump(journey, {"steps", "templates"})

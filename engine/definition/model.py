@@ -319,6 +319,14 @@ class Template(_Model):
     title: str = ""
 
 
+class Origin(_Model):
+    """The stock journey a hospital's copy was made from (``carepath journeys new``); ``journeys diff``
+    compares the copy with it. Not part of the version."""
+
+    journey: str
+    version: str
+
+
 _LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on")
 _LATER_STEP_OPTIONS = ("confirm_within", "workdays_only")
 _LATER_TRIGGER_OPTIONS = ("rrule",)  # issue 19
@@ -342,6 +350,8 @@ class Journey(_Model):
     #: issue 19: events that pause the programme's planned steps (an admission), and those that resume it
     pause_on: list[str] | None = None
     resume_on: list[str] | None = None
+    #: issue 24: the stock journey this one was copied from
+    origin: Origin | None = None
 
     @functools.cached_property
     def version(self) -> str:
@@ -350,7 +360,7 @@ class Journey(_Model):
         Options added after journeys were first stored count only when set, so
         existing journeys keep their versions.
         """
-        data = self.model_dump(mode="json", exclude={"title", "description"})
+        data = self.model_dump(mode="json", exclude={"title", "description", "origin"})
         for key in _LATER_OPTIONS:
             if data.get(key) in (None, []):
                 data.pop(key, None)

@@ -1,0 +1,87 @@
+"""``carepath journeys show/schema/doc``: a journey's map in the terminal or as Mermaid, the JSON Schema of
+journey files for editors, and the generated documentation pages."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from carepath.cli.common import CONFIG_OPTION, cli_config, out_console
+from carepath.cli.journeys import app
+from carepath.cli.journeys_sources import JourneySource, find_source, read_source
+
+
+class MapFormat(str, enum.Enum):
+    terminal = "terminal"
+    mermaid = "mermaid"
+
+
+NAME_ARGUMENT = typer.Argument(help="A journey's name (the hospital's, else a stock journey) or a YAML file.",
+                               show_default=False)
+
+
+@app.command()
+def show(
+    name: Annotated[str, NAME_ARGUMENT],
+    fmt: Annotated[MapFormat, typer.Option("--format", "-f", help="terminal: a tree by stage; mermaid: a Mermaid "
+                                                                  "flowchart (for docs, GitHub, mermaid.live).")]
+    = MapFormat.terminal,
+    config_file: Path | None = CONFIG_OPTION,
+) -> None:
+    """Draw a journey by stage: what starts each step and what it does."""
+    from carepath.definition.render_mermaid import mermaid_flowchart
+    from carepath.definition.render_terminal import journey_tree
+
+    source = find_source(name, cli_config(config_file))
+    if fmt is MapFormat.mermaid:
+        typer.echo(mermaid_flowchart(source.journey), nl=False)
+        return
+    out_console(soft_wrap=False).print(journey_tree(source.journey))
+
+
+def _write(text: str, out: Path | None, what: str) -> None:
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    out_console().print(f"wrote {what} to {out}", style="green")
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file (e.g. "
+                                             "journeys/journey.schema.json) instead of standard output.",
+                                             show_default=False)] = None,
+) -> None:
+    """Write the JSON Schema of journey files (from the journey model), for editors with yaml-language-server:
+    a journey file that starts with `# yaml-language-server: $schema=journey.schema.json` is completed,
+    explained and checked as it is typed."""
+    from carepath.definition.journey_schema import schema_text
+
+    _write(schema_text(), out, "the journey schema")
+
+
+@app.command()
+def doc(
+    names: Annotated[list[str] | None, typer.Argument(help="Journeys (names or YAML files); default: every stock "
+                                                            "journey carepath ships.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write NAME.md pages into this folder (e.g. "
+                                             "docs/journeys) instead of printing them.", show_default=False)] = None,
+    config_file: Path | None = CONFIG_OPTION,
+) -> None:
+    """Generate a journey's documentation page: purpose (the file's opening comment), map, steps, templates."""
+    from carepath.definition.render_docs import journey_page
+    from carepath.journeys import journey_files
+
+    if names:
+        config = cli_config(config_file)
+        sources: list[JourneySource] = [find_source(name, config) for name in names]
+    else:  # carepath's own library (docs/journeys), not the journeys other plugins provide
+        sources = [read_source(path, stock=True) for path in journey_files()]
+    for source in sources:
+        page = journey_page(source.journey, source_text=source.text, source_name=source.shown_path)
+        _write(page, out / f"{source.journey.name}.md" if out else None, f"the page of {source.journey.name}")
