@@ -1,0 +1,145 @@
+"""Checking the audit chain (``carepath audit verify``), anchoring it, and reading it per patient.
+
+Verification walks the log in chain order and names the first thing wrong at each place:
+
+- an entry whose content no longer gives its hash: **edited** (or moved from its place: ``seq`` is hashed too);
+- an entry whose ``prev_hash`` is not its predecessor's hash: the predecessor was **replaced** or an entry
+  between them **removed** (renumbered);
+- a gap in ``seq``: entries **removed**;
+- ids out of chain order: entries **reordered**;
+- an entry outside the chain (no ``seq``): **inserted** around :func:`carepath.store.audit.audit`;
+- an anchor (table or file) naming a hash the chain no longer has at its ``seq``, or a ``seq`` past the
+  end: the chain was **rewritten** or **cut** after it was anchored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import Connection, Engine, func, insert, or_, select
+
+from carepath.store.audit import GENESIS, chain_head, row_hash
+from carepath.store.schema import AuditEntry
+from carepath.store.schema_trust import AuditAnchor
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong with the chain: which entry (``seq`` and row ``id``) and what."""
+
+    seq: int | None
+    entry_id: int | None
+    kind: str  # edited | replaced | removed | reordered | unchained | anchor
+    message: str
+
+
+@dataclass
+class Verification:
+    entries: int = 0
+    anchors: int = 0
+    head: tuple[int, str] = (0, GENESIS)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def _chain(conn: Connection, batch: int = 5000) -> Iterator[Any]:
+    last = 0
+    while True:
+        rows = conn.execute(select(AuditEntry).where(AuditEntry.seq > last).order_by(AuditEntry.seq)
+                            .limit(batch)).scalars().all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def verify_chain(db: Engine, anchor_file: Path | None = None) -> Verification:
+    """Check every entry and anchor (see the module docstring)."""
+    result = Verification()
+    hashes: dict[int, str] = {}
+    with db.connect() as conn:
+        prev_seq, prev_hash, prev_id = 0, GENESIS, 0
+        first = True
+        for row in _chain(conn):
+            result.entries += 1
+            name = f"audit entry {row.seq} (id {row.id}, {row.action} by {row.actor} at {row.at:%Y-%m-%d %H:%M:%S})"
+            if row.seq != prev_seq + 1 and not first:
+                result.findings.append(Finding(row.seq, row.id, "removed",
+                                               f"entries {prev_seq + 1}..{row.seq - 1} are missing before {name}: "
+                                               "removed"))
+            elif row.prev_hash != prev_hash and not (first and row.seq != 1):
+                result.findings.append(Finding(prev_seq, prev_id, "replaced",
+                                               f"{name} does not follow audit entry {prev_seq} (id {prev_id}): that "
+                                               "entry was edited and re-hashed, replaced, or one between them "
+                                               "removed"))
+            if row_hash(row) != row.hash:
+                result.findings.append(Finding(row.seq, row.id, "edited",
+                                               f"{name} was edited: its content does not give its hash"))
+            if row.id < prev_id:
+                result.findings.append(Finding(row.seq, row.id, "reordered",
+                                               f"{name} is out of order: written after entry id {prev_id} "
+                                               "but placed before it"))
+            hashes[row.seq] = row.hash
+            prev_seq, prev_hash, prev_id, first = row.seq, row.hash, row.id, False
+        result.head = (prev_seq, prev_hash)
+        for row in conn.execute(select(AuditEntry.id, AuditEntry.action, AuditEntry.at)
+                                .where(AuditEntry.seq.is_(None)).order_by(AuditEntry.id)):
+            result.findings.append(Finding(None, row.id, "unchained",
+                                           f"audit entry id {row.id} ({row.action} at {row.at:%Y-%m-%d %H:%M:%S}) "
+                                           "is not on the chain: inserted around carepath's audit writer"))
+        anchors = [(a.seq, a.hash, f"anchor {a.id} in the database") for a in
+                   conn.execute(select(AuditAnchor).order_by(AuditAnchor.id)).scalars()]
+    anchors += list(_file_anchors(anchor_file))
+    for seq, digest, where in anchors:
+        result.anchors += 1
+        if seq == 0:
+            continue
+        if seq not in hashes:
+            result.findings.append(Finding(seq, None, "removed", f"audit entry {seq}, named by {where}, is missing: "
+                                                            "removed (the chain was cut)"))
+        elif hashes[seq] != digest:
+            result.findings.append(Finding(seq, None, "anchor", f"audit entry {seq} differs from {where}: the chain "
+                                                                "was rewritten up to there"))
+    return result
+
+
+def _file_anchors(path: Path | None) -> Iterator[tuple[int, str, str]]:
+    if path is None or not path.exists():
+        return
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            doc = json.loads(line)
+            yield int(doc["seq"]), str(doc["hash"]), f"line {number} of {path}"
+
+
+def write_anchor(db: Engine, anchor_file: Path | None = None, note: str = "anchor") -> tuple[int, str]:
+    """Record the chain's head now, in ``audit_anchors`` and appended to ``anchor_file`` (when given)."""
+    now = datetime.now(timezone.utc)
+    with db.begin() as conn:
+        seq, digest = chain_head(conn)
+        if seq:
+            conn.execute(insert(AuditAnchor).values(seq=seq, hash=digest, at=now, entries=seq, note=note))
+    if anchor_file is not None and seq:
+        anchor_file.parent.mkdir(parents=True, exist_ok=True)
+        with anchor_file.open("a") as fh:
+            fh.write(json.dumps({"seq": seq, "hash": digest, "at": now.isoformat()}) + "\n")
+    return seq, digest
+
+
+def patient_entries(conn: Connection, patient_id: int, *, limit: int = 200) -> list[Any]:
+    """The entries about one patient (who looked at or changed what), newest first."""
+    return list(conn.execute(select(AuditEntry).where(or_(
+        AuditEntry.patient_id == patient_id,
+        (AuditEntry.entity == "patient") & (AuditEntry.entity_id == str(patient_id))))
+        .order_by(AuditEntry.seq.desc()).limit(limit)).scalars())
+
+
+def entry_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(AuditEntry)).scalar() or 0)
