@@ -94,6 +94,11 @@ def _mount_optional() -> None:
 
     app.add_typer(segments_app, name="segments")
     app.add_typer(config_app, name="config")
+    from carepath.cli.audit import app as audit_app
+    from carepath.cli.keys import app as keys_app
+
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(audit_app, name="audit")
 
 
 @app.command()

@@ -53,7 +53,7 @@ def _chain(conn: Connection, batch: int = 5000) -> Iterator[Any]:
     last = 0
     while True:
         rows = conn.execute(select(AuditEntry).where(AuditEntry.seq > last).order_by(AuditEntry.seq)
-                            .limit(batch)).scalars().all()
+                            .limit(batch)).all()
         if not rows:
             return
         yield from rows
@@ -95,7 +95,7 @@ def verify_chain(db: Engine, anchor_file: Path | None = None) -> Verification:
                                            f"audit entry id {row.id} ({row.action} at {row.at:%Y-%m-%d %H:%M:%S}) "
                                            "is not on the chain: inserted around carepath's audit writer"))
         anchors = [(a.seq, a.hash, f"anchor {a.id} in the database") for a in
-                   conn.execute(select(AuditAnchor).order_by(AuditAnchor.id)).scalars()]
+                   conn.execute(select(AuditAnchor).order_by(AuditAnchor.id))]
     anchors += list(_file_anchors(anchor_file))
     for seq, digest, where in anchors:
         result.anchors += 1
@@ -138,7 +138,7 @@ def patient_entries(conn: Connection, patient_id: int, *, limit: int = 200) -> l
     return list(conn.execute(select(AuditEntry).where(or_(
         AuditEntry.patient_id == patient_id,
         (AuditEntry.entity == "patient") & (AuditEntry.entity_id == str(patient_id))))
-        .order_by(AuditEntry.seq.desc()).limit(limit)).scalars())
+        .order_by(AuditEntry.seq.desc()).limit(limit)))
 
 
 def entry_count(conn: Connection) -> int:

@@ -155,7 +155,7 @@ def key_status(db: Engine) -> KeyStatus:
         status.active = meta(conn, ACTIVE_KEY)
         status.retired = retired_keys(conn)
         run = conn.execute(select(KeyRotation).where(KeyRotation.status == "running")
-                           .order_by(KeyRotation.id.desc())).scalars().first()
+                           .order_by(KeyRotation.id.desc())).first()
         if run is not None:
             moved = conn.execute(select(func.coalesce(func.sum(KeyRotationProgress.moved), 0)).where(
                 KeyRotationProgress.rotation_id == run.id)).scalar()
@@ -218,7 +218,7 @@ def _begin(db: Engine, cipher: Cipher, target: str, actor: str) -> tuple[int, bo
     with db.begin() as conn:
         if conn.dialect.name == "postgresql":  # one rotation at a time
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7022, 1)")
-        running = conn.execute(select(KeyRotation).where(KeyRotation.status == "running")).scalars().first()
+        running = conn.execute(select(KeyRotation).where(KeyRotation.status == "running")).first()
         if running is not None and running.target != target:
             raise RotationError(f"rotation {running.id} to key {running.target!r} is not finished: "
                                 f"resume it first (carepath keys rotate --to {running.target})")
@@ -268,7 +268,7 @@ def _batch(conn: Connection, cipher: Cipher, rotation_id: int, entry: Encrypted,
            col: Any, hashes: list[Any], target: str, batch: int) -> int | None:
     """One batch in ``conn``'s transaction: values moved, or ``None`` when the column is done."""
     state = conn.execute(select(KeyRotationProgress).where(
-        KeyRotationProgress.rotation_id == rotation_id, KeyRotationProgress.item == entry.name)).scalars().first()
+        KeyRotationProgress.rotation_id == rotation_id, KeyRotationProgress.item == entry.name)).first()
     if state is not None and state.done:
         return None
     if state is None:
@@ -286,14 +286,17 @@ def _batch(conn: Connection, cipher: Cipher, rotation_id: int, entry: Encrypted,
         conn.execute(update(KeyRotationProgress).filter_by(**where).values(done=True, updated_at=_now()))
         return None
     changes = []
+    values = 0
     for row in rows:
         value = row[-1]
         if entry.kind == JSON_DOC:
-            new = _rekeyed_doc(value, cipher, target)
-            if new == value:
+            stale = sum(1 for t in _doc_tokens(value) if key_id_of(t) != target)
+            if not stale:
                 continue
-            change = {entry.column: new}
+            values += stale
+            change = {entry.column: _rekeyed_doc(value, cipher, target)}
         else:
+            values += 1
             plain = cipher.decrypt(value)
             change = {entry.column: cipher.encrypt(plain, key_id=target)}
             change.update({h.column: cipher.lookup_hash(plain, key_id=target) for h in hashes})
@@ -310,8 +313,8 @@ def _batch(conn: Connection, cipher: Cipher, rotation_id: int, entry: Encrypted,
             conn.execute(stmt, params)
     conn.execute(update(KeyRotationProgress).filter_by(**where).values(
         last_key=json.loads(json.dumps(list(rows[-1][:-1]), default=str)),
-        moved=KeyRotationProgress.moved + len(changes), updated_at=_now()))
-    return len(changes)
+        moved=KeyRotationProgress.moved + values, updated_at=_now()))
+    return values
 
 
 # -- retiring ------------------------------------------------------------------------------
@@ -321,13 +324,13 @@ def retire(db: Engine, cipher: Cipher, kid: str, *, actor: str = "cli") -> None:
     status = key_status(db)
     if kid == (status.active or cipher.current):
         raise RotationError(f"key {kid!r} is the active key: rotate to another key first")
-    if status.running is not None:
-        raise RotationError(f"rotation {status.running['id']} to {status.running['target']!r} is not finished")
     left = {name: counts[kid] for name, counts in status.columns.items() if counts.get(kid)}
     if left:
         shown = ", ".join(f"{name} {n}" for name, n in left.items())
         raise RotationError(f"key {kid!r} still protects {sum(left.values())} value(s) ({shown}): "
                             f"rotate first (carepath keys rotate --to {status.active or cipher.current})")
+    if status.running is not None:
+        raise RotationError(f"rotation {status.running['id']} to {status.running['target']!r} is not finished")
     with db.begin() as conn:
         set_meta(conn, RETIRED + kid, _now().isoformat())
         audit(conn, actor=actor, action="keys.retired", entity="key", entity_id=kid, at=_now(),
