@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -131,6 +131,18 @@ def write_anchor(db: Engine, anchor_file: Path | None = None, note: str = "ancho
         with anchor_file.open("a") as fh:
             fh.write(json.dumps({"seq": seq, "hash": digest, "at": now.isoformat()}) + "\n")
     return seq, digest
+
+
+def anchor_if_due(db: Engine, anchor_file: Path | None, every: timedelta = timedelta(hours=1)) -> int:
+    """Anchor the chain's head when it moved since the last anchor made here and ``every`` has passed; 1 if done."""
+    with db.connect() as conn:
+        head, _ = chain_head(conn)
+        last = conn.execute(select(AuditAnchor.seq, AuditAnchor.at).where(AuditAnchor.note == "maintenance")
+                            .order_by(AuditAnchor.id.desc()).limit(1)).first()
+    if not head or (last is not None and (last.seq >= head or datetime.now(timezone.utc) - last.at < every)):
+        return 0
+    write_anchor(db, anchor_file, note="maintenance")
+    return 1
 
 
 def patient_entries(conn: Connection, patient_id: int, *, limit: int = 200) -> list[Any]:

@@ -144,3 +144,19 @@ def test_audit_list_shows_who_looked_at_a_patient(store, cli, database_url):
     assert [(r["actor"], r["action"]) for r in rows] == [("staff:wang", "task.contact_viewed"),
                                                           ("api", "patient.created")]
     assert "13812341234" not in result.stdout and "张三" not in result.stdout
+
+
+def test_maintenance_anchors_the_head_to_the_anchor_file_when_it_moved(store, tmp_path):
+    import json
+
+    from carepath.store.audit_verify import anchor_if_due
+
+    anchors = tmp_path / "anchors.jsonl"
+    assert anchor_if_due(store.db, anchors) == 0  # nothing to anchor yet
+    _append(store, 3)
+    assert anchor_if_due(store.db, anchors) == 1
+    _append(store, 1)
+    assert anchor_if_due(store.db, anchors) == 0  # not an hour since the last one
+    assert anchor_if_due(store.db, anchors, every=timedelta(0)) == 1
+    assert anchor_if_due(store.db, anchors, every=timedelta(0)) == 0  # the head has not moved
+    assert [json.loads(line)["seq"] for line in anchors.read_text().splitlines()] == [3, 4]
