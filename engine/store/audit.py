@@ -6,7 +6,8 @@ JSON of its number, time (UTC, microseconds), actor, action, entity, entity id, 
 and detail with sorted keys (:func:`canonical`). Appends are serialised: on PostgreSQL
 by a transaction-scoped advisory lock taken before the chain's head is read (several
 workers cannot fork the chain; the unique ``seq`` would refuse a fork anyway), on
-SQLite by its single writer. The lock is held until the caller's transaction ends.
+SQLite by its single writer. Entries are chained when the caller's transaction commits
+(:func:`append_pending`): the lock is held only from there to the commit.
 Database triggers refuse ``UPDATE`` and ``DELETE`` on ``audit_log`` (migration
 ``0020_keys_audit``); ``carepath audit verify`` (:mod:`carepath.store.audit_verify`)
 finds what was changed by someone able to bypass them.
@@ -19,7 +20,9 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, event, insert, select, text
+from sqlalchemy.engine import Engine as SAEngine
+from sqlalchemy.pool import Pool
 
 from carepath.store.schema import AuditEntry, StaffTask
 
@@ -76,24 +79,77 @@ def _patient_of(conn: Connection, entity: str, entity_id: str | None) -> int | N
 
 def audit(conn: Connection, *, actor: str, action: str, entity: str, entity_id: object = None, at: datetime,
           detail: dict[str, Any] | None = None, patient_id: int | None = None) -> None:
-    """Append one entry to the chain in the caller's transaction (it commits or rolls back with the change).
+    """Record one entry in the caller's transaction: it joins the chain when that transaction commits, and
+    is dropped if it rolls back (to a savepoint taken before it, too).
 
     ``detail`` must never carry contact data: name fields, never values. ``patient_id`` (found by itself
     for patient and task entities) is what ``carepath audit list --patient`` selects on.
     """
-    from carepath.store.schema_trust import AuditAnchor
-
     actor, ident = actor[:128], None if entity_id is None else str(entity_id)[:64]
     detail = json.loads(json.dumps(detail or {}, ensure_ascii=False, default=str))  # what reading it back gives
     if patient_id is None:
         patient_id = _patient_of(conn, entity, ident)
+    conn.info.setdefault(_PENDING, []).append(dict(at=at, actor=actor, action=action, entity=entity,
+                                                   entity_id=ident, detail=detail, patient_id=patient_id))
+
+
+def append_pending(conn: Connection) -> int:
+    """Chain and insert the entries recorded in ``conn``'s transaction (at its commit); returns how many.
+
+    The chain's lock is taken here, just before the commit, so it is held for an instant and after
+    every other lock of the transaction (no deadlock with a writer waiting for this one's rows).
+    """
+    from carepath.store.schema_trust import AuditAnchor
+
+    pending = conn.info.pop(_PENDING, None)
+    conn.info.pop(_MARKS, None)
+    if not pending:
+        return 0
     lock_chain(conn)
     seq, prev = chain_head(conn)
-    seq += 1
-    digest = chain_hash(prev, canonical(seq=seq, at=at, actor=actor, action=action, entity=entity, entity_id=ident,
-                                        patient_id=patient_id, detail=detail))
-    conn.execute(insert(AuditEntry).values(at=at, actor=actor, action=action, entity=entity, entity_id=ident,
-                                           detail=detail, seq=seq, prev_hash=prev, hash=digest,
-                                           patient_id=patient_id))
-    if seq % ANCHOR_EVERY == 0:
-        conn.execute(insert(AuditAnchor).values(seq=seq, hash=digest, at=at, entries=seq, note="every 1000"))
+    rows, anchors = [], []
+    for entry in pending:
+        seq += 1
+        digest = chain_hash(prev, canonical(seq=seq, **{k: v for k, v in entry.items()}))
+        rows.append({**entry, "seq": seq, "prev_hash": prev, "hash": digest})
+        if seq % ANCHOR_EVERY == 0:
+            anchors.append(dict(seq=seq, hash=digest, at=entry["at"], entries=seq, note=f"every {ANCHOR_EVERY}"))
+        prev = digest
+    conn.execute(insert(AuditEntry), rows)
+    if anchors:
+        conn.execute(insert(AuditAnchor), anchors)
+    return len(rows)
+
+
+_PENDING, _MARKS = "carepath.audit.pending", "carepath.audit.savepoints"
+
+
+@event.listens_for(SAEngine, "commit")
+def _on_commit(conn: Connection) -> None:
+    if conn.info.get(_PENDING):
+        append_pending(conn)
+
+
+@event.listens_for(SAEngine, "rollback")
+def _on_rollback(conn: Connection) -> None:
+    conn.info.pop(_PENDING, None)
+    conn.info.pop(_MARKS, None)
+
+
+@event.listens_for(SAEngine, "savepoint")
+def _on_savepoint(conn: Connection, name: str) -> None:
+    conn.info.setdefault(_MARKS, {})[name] = len(conn.info.get(_PENDING, []))
+
+
+@event.listens_for(SAEngine, "rollback_savepoint")
+def _on_rollback_savepoint(conn: Connection, name: str, context: Any) -> None:
+    mark = conn.info.get(_MARKS, {}).pop(name, None)
+    if mark is not None and _PENDING in conn.info:
+        del conn.info[_PENDING][mark:]
+
+
+@event.listens_for(Pool, "checkin")
+def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+    if record is not None:  # a connection given back without commit or rollback: what it recorded is gone
+        record.info.pop(_PENDING, None)
+        record.info.pop(_MARKS, None)
