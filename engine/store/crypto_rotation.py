@@ -172,6 +172,7 @@ class RotationResult:
     moved: dict[str, int]
     passes: int
     resumed: bool
+    hashes_fixed: int = 0  # rows whose keyed hashes were under another key than their value
 
 
 def rotate(db: Engine, cipher: Cipher, target: str, *, actor: str = "cli", batch: int = 1000,
@@ -201,6 +202,7 @@ def rotate(db: Engine, cipher: Cipher, target: str, *, actor: str = "cli", batch
                 KeyRotationProgress.rotation_id == rotation_id,
                 KeyRotationProgress.item.in_([n for n, c in left.items() if c])).values(
                 done=False, last_key=None, updated_at=_now()))
+    fixed = sum(_check_hashes(db, cipher, e, target, batch) for e in encrypted_columns() if hashes_of(e))
     with db.begin() as conn:
         conn.execute(update(KeyRotation).where(KeyRotation.id == rotation_id).values(
             status="done", finished_at=_now()))
@@ -208,9 +210,9 @@ def rotate(db: Engine, cipher: Cipher, target: str, *, actor: str = "cli", batch
         total = conn.execute(select(KeyRotationProgress.item, KeyRotationProgress.moved).where(
             KeyRotationProgress.rotation_id == rotation_id)).all()
         audit(conn, actor=actor, action="keys.rotated", entity="key", entity_id=target, at=_now(),
-              detail={"rotation": rotation_id, "moved": {i: int(m) for i, m in total},
+              detail={"rotation": rotation_id, "moved": {i: int(m) for i, m in total}, "hashes_fixed": fixed,
                       "fingerprint": cipher.fingerprints[target]})
-    return RotationResult(rotation_id, target, {i: int(m) for i, m in total}, passes, resumed)
+    return RotationResult(rotation_id, target, {i: int(m) for i, m in total}, passes, resumed, fixed)
 
 
 def _begin(db: Engine, cipher: Cipher, target: str, actor: str) -> tuple[int, bool]:
@@ -315,6 +317,32 @@ def _batch(conn: Connection, cipher: Cipher, rotation_id: int, entry: Encrypted,
         last_key=json.loads(json.dumps(list(rows[-1][:-1]), default=str)),
         moved=KeyRotationProgress.moved + values, updated_at=_now()))
     return values
+
+
+def _check_hashes(db: Engine, cipher: Cipher, entry: Encrypted, target: str, batch: int) -> int:
+    """Recompute, under ``target``, every keyed hash of ``entry`` that differs (a writer that switched keys
+    between a value and its hash); returns how many rows were corrected."""
+    table = table_of(entry.table)
+    pks = list(table.primary_key.columns)
+    col = table.c[entry.column]
+    hashes = hashes_of(entry)
+    fixed, last = 0, None
+    while True:
+        with db.begin() as conn:
+            q = select(*pks, col, *[table.c[h.column] for h in hashes]).where(*_filters(entry, table, conn))
+            if last is not None:
+                q = q.where(tuple_(*pks) > tuple_(*last))
+            rows = conn.execute(q.order_by(*pks).limit(batch).with_for_update()).all()
+            if not rows:
+                return fixed
+            n = len(pks)
+            for row in rows:
+                plain = cipher.decrypt(row[n])
+                want = {h.column: cipher.lookup_hash(plain, key_id=target) for h in hashes}
+                if [want[h.column] for h in hashes] != list(row[n + 1:]):
+                    conn.execute(update(table).where(*[pk == v for pk, v in zip(pks, row[:n])]).values(want))
+                    fixed += 1
+            last = list(rows[-1][:n])
 
 
 # -- retiring ------------------------------------------------------------------------------

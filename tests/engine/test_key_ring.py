@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from carepath.definition.dsl import after, enroll_on, journey, send, step, template
 from carepath.definition.events import PatientIn
@@ -18,7 +18,7 @@ from carepath.store import KeyError_
 from carepath.store.crypto_rotation import RotationError, key_status, retire, rotate
 from carepath.store.keyring import load_key_ring, write_key_file
 from carepath.store.personal_data import reveal_payload
-from carepath.store.schema import AuditEntry, Enrollment, Event
+from carepath.store.schema import AuditEntry, Enrollment, Event, Patient
 from tests.engine import helpers as h
 
 K1, K2 = base64.b64encode(b"a" * 32).decode(), base64.b64encode(b"b" * 32).decode()
@@ -65,10 +65,15 @@ def test_rotation_moves_every_registered_column_and_keeps_lookups_and_links_work
         assert set(before.per_key()) == {"k1"}
         assert before.columns["events.payload"]["k1"] == 2 and before.columns["enrollments.context"]["k1"] == 1
         assert before.columns["events.mrn_enc"]["k1"] == 1
+        # a writer that switched to k2 between a value and its hash: the rotation corrects the hash
+        with engine.db.begin() as conn:
+            conn.execute(update(Patient).values(phone_enc=engine.cipher.encrypt(PHONE, key_id="k2"),
+                                                phone_hash=engine.cipher.lookup_hash(PHONE, key_id="k1")))
         with pytest.raises(RotationError, match="key 'k3' is not in the key ring"):
             rotate(engine.db, engine.cipher, "k3")
         result = rotate(engine.db, engine.cipher, "k2", actor="cli:ops")
-        assert result.moved["patients.phone_enc"] == 1 and result.moved["events.payload"] == 2
+        assert result.moved["patients.mrn_enc"] == 1 and result.moved["events.payload"] == 2
+        assert result.moved["patients.phone_enc"] == 0 and result.hashes_fixed == 1
         assert set(key_status(engine.db).per_key()) == {"k2"}
         assert read_token(engine.cipher, link) == 42  # a link sent before the rotation still opens
         with pytest.raises(RotationError, match="is the active key"):
@@ -91,6 +96,9 @@ def test_rotation_moves_every_registered_column_and_keeps_lookups_and_links_work
         assert {"contact": {"phone": PHONE}} in payloads and {"note": f"call {PHONE}"} in payloads
         assert contexts == [{"contact": {"phone": PHONE}}]
         assert engine.upsert_patient(PatientIn(mrn="M1", name="张三")) == 1  # found by its re-computed MRN hash
+        with engine.db.connect() as conn:
+            assert conn.execute(select(Patient.id).where(
+                Patient.phone_hash == engine.cipher.lookup_hash(PHONE))).scalar() == 1
         engine.upsert_patient(PatientIn(mrn="M9", name="李四"))  # the event held for M9 is released now
         with engine.db.connect() as conn:
             statuses = sorted(conn.execute(select(Event.status)).scalars())
