@@ -12,7 +12,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from carepath.definition.events import PatientIn
@@ -125,6 +124,23 @@ def test_a_rotation_killed_halfway_and_resumed_leaves_every_value_under_the_new_
     assert "audit chain intact" in out
 
 
-@pytest.fixture(autouse=True)
-def _no_prefect_needed() -> None:
-    """These tests run the engine's store only (no flows)."""
+def test_keys_new_status_and_rotate_on_the_command_line(workdir, cli, database_url):
+    store = open_store(Settings(), database_url)  # a new store: its key file is written (k1)
+    with store.db.begin() as conn:
+        upsert_patients_bulk(conn, store.cipher, [PatientIn(mrn="M1", name="张三", phone="13812341234")],
+                             datetime(2026, 5, 1, tzinfo=timezone.utc))
+    store.db.dispose()
+    unknown = cli("keys", "rotate", "--to", "k9", "--db", database_url)
+    assert unknown.exit_code == 3 and "key 'k9' is not in the key ring (k1)" in unknown.stderr
+    made = cli("keys", "new", "k2")
+    assert made.exit_code == 0 and (workdir / ".carepath" / "keys" / "k2.key").stat().st_mode & 0o777 == 0o600
+    assert cli("keys", "new", "k2").exit_code == 1  # never overwritten
+    before = json.loads(cli("keys", "status", "--json", "--db", database_url).stdout)
+    assert before["per_key"] == {"k1": 3} and before["active"] == "k1"
+    assert sorted(k["key_id"] for k in before["ring"]) == ["k1", "k2"]
+    rotated = cli("keys", "rotate", "--to", "k2", "--db", database_url)
+    assert rotated.exit_code == 0, rotated.stderr
+    assert "3 values re-encrypted" in rotated.stdout
+    after = cli("keys", "status", "--db", database_url)
+    assert after.exit_code == 0 and "patients.name_enc" in after.stdout
+    assert json.loads(cli("keys", "status", "--json", "--db", database_url).stdout)["per_key"] == {"k2": 3}
