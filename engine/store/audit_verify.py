@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select
 
 from carepath.store.audit import GENESIS, chain_head, row_hash
 from carepath.store.schema import AuditEntry
@@ -65,16 +65,17 @@ def verify_chain(db: Engine, anchor_file: Path | None = None) -> Verification:
     result = Verification()
     hashes: dict[int, str] = {}
     with db.connect() as conn:
-        prev_seq, prev_hash, prev_id = 0, GENESIS, 0
-        first = True
+        purged = conn.execute(select(AuditAnchor.seq, AuditAnchor.hash).where(AuditAnchor.note == PURGED)
+                              .order_by(AuditAnchor.seq.desc()).limit(1)).first()
+        prev_seq, prev_hash, prev_id = (purged.seq, purged.hash, 0) if purged is not None else (0, GENESIS, 0)
         for row in _chain(conn):
             result.entries += 1
             name = f"audit entry {row.seq} (id {row.id}, {row.action} by {row.actor} at {row.at:%Y-%m-%d %H:%M:%S})"
-            if row.seq != prev_seq + 1 and not first:
+            if row.seq != prev_seq + 1:
                 result.findings.append(Finding(row.seq, row.id, "removed",
                                                f"entries {prev_seq + 1}..{row.seq - 1} are missing before {name}: "
                                                "removed"))
-            elif row.prev_hash != prev_hash and not (first and row.seq != 1):
+            elif row.prev_hash != prev_hash:
                 result.findings.append(Finding(prev_seq, prev_id, "replaced",
                                                f"{name} does not follow audit entry {prev_seq} (id {prev_id}): that "
                                                "entry was edited and re-hashed, replaced, or one between them "
@@ -87,7 +88,7 @@ def verify_chain(db: Engine, anchor_file: Path | None = None) -> Verification:
                                                f"{name} is out of order: written after entry id {prev_id} "
                                                "but placed before it"))
             hashes[row.seq] = row.hash
-            prev_seq, prev_hash, prev_id, first = row.seq, row.hash, row.id, False
+            prev_seq, prev_hash, prev_id = row.seq, row.hash, row.id
         result.head = (prev_seq, prev_hash)
         for row in conn.execute(select(AuditEntry.id, AuditEntry.action, AuditEntry.at)
                                 .where(AuditEntry.seq.is_(None)).order_by(AuditEntry.id)):
@@ -99,8 +100,8 @@ def verify_chain(db: Engine, anchor_file: Path | None = None) -> Verification:
     anchors += list(_file_anchors(anchor_file))
     for seq, digest, where in anchors:
         result.anchors += 1
-        if seq == 0:
-            continue
+        if seq == 0 or (purged is not None and seq <= purged.seq):
+            continue  # purged by retention (recorded when it was done)
         if seq not in hashes:
             result.findings.append(Finding(seq, None, "removed", f"audit entry {seq}, named by {where}, is missing: "
                                                             "removed (the chain was cut)"))
@@ -131,6 +132,30 @@ def write_anchor(db: Engine, anchor_file: Path | None = None, note: str = "ancho
         with anchor_file.open("a") as fh:
             fh.write(json.dumps({"seq": seq, "hash": digest, "at": now.isoformat()}) + "\n")
     return seq, digest
+
+
+PURGED = "purged"
+
+
+def purge_before(conn: Connection, seq: int, at: datetime) -> int:
+    """Retention: delete the entries before ``seq`` (in ``conn``'s transaction), recording where the chain now
+    starts so that ``verify`` knows the cut was made on purpose; returns how many went. The only way past the
+    append-only triggers that verify accepts."""
+    last = conn.execute(select(AuditEntry.seq, AuditEntry.hash).where(AuditEntry.seq < seq)
+                        .order_by(AuditEntry.seq.desc()).limit(1)).first()
+    if last is None:
+        return 0
+    conn.execute(insert(AuditAnchor).values(seq=last.seq, hash=last.hash, at=at, entries=0, note=PURGED))
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL carepath.audit_purge = 'on'")
+        gone = conn.execute(delete(AuditEntry).where(AuditEntry.seq <= last.seq)).rowcount
+        conn.exec_driver_sql("SET LOCAL carepath.audit_purge = 'off'")
+        return gone
+    conn.exec_driver_sql("DROP TRIGGER audit_log_no_delete")
+    gone = conn.execute(delete(AuditEntry).where(AuditEntry.seq <= last.seq)).rowcount
+    conn.exec_driver_sql("CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+                         "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END")
+    return gone
 
 
 def anchor_if_due(db: Engine, anchor_file: Path | None, every: timedelta = timedelta(hours=1)) -> int:

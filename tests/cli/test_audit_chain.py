@@ -77,6 +77,9 @@ def test_a_removed_entry_and_a_reordered_pair_are_named(store, cli, database_url
     removed = cli("audit", "verify", "--db", database_url)
     assert removed.exit_code == 1
     assert "entries 2..2 are missing before audit entry 3" in removed.stderr
+    with tampering(store) as conn:  # and the first entry
+        conn.execute(AuditEntry.__table__.delete().where(AuditEntry.seq == 1))
+    assert "entries 1..2 are missing before audit entry 3" in cli("audit", "verify", "--db", database_url).stderr
     with tampering(store) as conn:  # entries 4 and 5 swap places
         conn.execute(update(AuditEntry).where(AuditEntry.seq == 4).values(seq=-4))
         conn.execute(update(AuditEntry).where(AuditEntry.seq == 5).values(seq=4))
@@ -160,3 +163,19 @@ def test_maintenance_anchors_the_head_to_the_anchor_file_when_it_moved(store, tm
     assert anchor_if_due(store.db, anchors, every=timedelta(0)) == 1
     assert anchor_if_due(store.db, anchors, every=timedelta(0)) == 0  # the head has not moved
     assert [json.loads(line)["seq"] for line in anchors.read_text().splitlines()] == [3, 4]
+
+
+def test_retention_may_cut_the_start_of_the_chain_but_a_silent_cut_is_named(store, cli, database_url):
+    from carepath.store.audit_verify import purge_before
+
+    _append(store, 6)
+    with store.db.begin() as conn:
+        assert purge_before(conn, 3, T0 + timedelta(days=400)) == 2
+    kept = cli("audit", "verify", "--db", database_url)
+    assert kept.exit_code == 0, kept.stderr
+    assert "4 entries" in kept.stdout
+    with tampering(store) as conn:  # entry 3 goes too, without a purge record
+        conn.execute(AuditEntry.__table__.delete().where(AuditEntry.seq == 3))
+    cut = cli("audit", "verify", "--db", database_url)
+    assert cut.exit_code == 1
+    assert "entries 3..3 are missing before audit entry 4" in cut.stderr
