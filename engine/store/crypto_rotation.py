@@ -182,13 +182,11 @@ def rotate(db: Engine, cipher: Cipher, target: str, *, actor: str = "cli", batch
         raise RotationError(f"key {target!r} is not in the key ring ({', '.join(cipher.key_ids)}): add it "
                             "(CAREPATH_KEYS, the key folder or the KMS hook) to every process first")
     rotation_id, resumed = _begin(db, cipher, target, actor)
-    moved: dict[str, int] = {}
     passes = 0
     while True:
         passes += 1
         for entry in encrypted_columns():
-            n = _rotate_column(db, cipher, rotation_id, entry, target, batch, pause, progress)
-            moved[entry.name] = moved.get(entry.name, 0) + n
+            _rotate_column(db, cipher, rotation_id, entry, target, batch, pause, progress)
         with db.connect() as conn:
             left = {e.name: sum(n for k, n in count_by_key(conn, e).items() if k != target)
                     for e in encrypted_columns()}
