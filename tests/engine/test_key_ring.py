@@ -105,3 +105,22 @@ def test_rotation_moves_every_registered_column_and_keeps_lookups_and_links_work
         assert statuses == ["applied", "applied"]
     finally:
         engine.close()
+
+
+def test_a_running_process_follows_the_store_s_active_key(database_url, tmp_path):
+    from carepath.store import open_store
+    from carepath.store.database import active_key_id
+
+    settings = Settings(home=tmp_path / "home", secret_key=K1, keys={"k2": K2})
+    serving, operator = open_store(settings, database_url), open_store(settings, database_url)
+    try:
+        serving.cipher.follow(lambda: active_key_id(serving.db), refresh=0)
+        assert serving.cipher.current == "k1"
+        rotate(operator.db, operator.cipher, "k2")
+        with serving.db.begin() as conn:  # asked while a transaction is open (SQLite: while holding the lock)
+            conn.execute(select(Event.id)).all()
+            assert serving.cipher.current == "k2"
+            assert serving.cipher.encrypt("x").startswith("k2:")
+    finally:
+        serving.db.dispose()
+        operator.db.dispose()
