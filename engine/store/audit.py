@@ -124,28 +124,42 @@ def append_pending(conn: Connection) -> int:
 _PENDING, _MARKS = "carepath.audit.pending", "carepath.audit.savepoints"
 
 
+def _info(conn: Connection) -> dict[str, Any] | None:
+    """``conn.info``, or ``None`` for a connection the database dropped (reading it would try to reconnect;
+    what it recorded went with it: the pool's checkin and invalidate events drop it)."""
+    if conn.invalidated or conn.closed:
+        return None
+    return conn.info
+
+
 @event.listens_for(SAEngine, "commit")
 def _on_commit(conn: Connection) -> None:
-    if conn.info.get(_PENDING):
+    info = _info(conn)
+    if info is not None and info.get(_PENDING):
         append_pending(conn)
 
 
 @event.listens_for(SAEngine, "rollback")
 def _on_rollback(conn: Connection) -> None:
-    conn.info.pop(_PENDING, None)
-    conn.info.pop(_MARKS, None)
+    info = _info(conn)
+    if info is not None:
+        info.pop(_PENDING, None)
+        info.pop(_MARKS, None)
 
 
 @event.listens_for(SAEngine, "savepoint")
 def _on_savepoint(conn: Connection, name: str) -> None:
-    conn.info.setdefault(_MARKS, {})[name] = len(conn.info.get(_PENDING, []))
+    info = _info(conn)
+    if info is not None:
+        info.setdefault(_MARKS, {})[name] = len(info.get(_PENDING, []))
 
 
 @event.listens_for(SAEngine, "rollback_savepoint")
 def _on_rollback_savepoint(conn: Connection, name: str, context: Any) -> None:
-    mark = conn.info.get(_MARKS, {}).pop(name, None)
-    if mark is not None and _PENDING in conn.info:
-        del conn.info[_PENDING][mark:]
+    info = _info(conn)
+    mark = info.get(_MARKS, {}).pop(name, None) if info is not None else None
+    if info is not None and mark is not None and _PENDING in info:
+        del info[_PENDING][mark:]
 
 
 @event.listens_for(Pool, "checkin")
@@ -153,3 +167,8 @@ def _on_checkin(dbapi_connection: Any, record: Any) -> None:
     if record is not None:  # a connection given back without commit or rollback: what it recorded is gone
         record.info.pop(_PENDING, None)
         record.info.pop(_MARKS, None)
+
+
+@event.listens_for(Pool, "invalidate")
+def _on_invalidate(dbapi_connection: Any, record: Any, exception: Any) -> None:
+    _on_checkin(dbapi_connection, record)
