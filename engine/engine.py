@@ -166,7 +166,8 @@ class Engine:
             patient_id = upsert_patient(conn, self.cipher, record, now)
             if record.preferences:  # issue 19: merged into the stored ones, what they move re-timed
                 apply_preferences(conn, self, patient_id, record.preferences, now, actor="api")
-            self.ingestor.release_for_patients(conn, {self.cipher.lookup_hash(record.mrn): patient_id}, now)
+            self.ingestor.release_for_patients(conn, {h: patient_id for h in self.cipher.lookup_hashes(record.mrn)},
+                                               now)
             return patient_id
 
     def upsert_patients(self, records: Sequence[PatientIn]) -> list[int]:
@@ -176,8 +177,8 @@ class Engine:
             for record, patient_id in zip(records, ids):  # issue 19
                 if record.preferences:
                     apply_preferences(conn, self, patient_id, record.preferences, now, actor="api")
-            self.ingestor.release_for_patients(conn, {self.cipher.lookup_hash(r.mrn): pid
-                                                      for r, pid in zip(records, ids)}, now)
+            self.ingestor.release_for_patients(conn, {h: pid for r, pid in zip(records, ids)
+                                                      for h in self.cipher.lookup_hashes(r.mrn)}, now)
             return ids
 
     # ------------------------------------------------------------------ events

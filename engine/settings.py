@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(default=None, description="base64 AES-256 key for contact data")
     key_file: Path | None = Field(default=None, description="key file used when no secret_key is set")
     key_id: str = "k1"
+    # the key ring (carepath.store.keyring; docs/security.md "Key rotation")
+    keys: dict[str, str] = Field(default_factory=dict, description="more keys: JSON {key id: base64 key}")
+    key_dir: Path | None = Field(default=None, description="folder of <key id>.key files (default home/keys)")
+    active_key_id: str | None = Field(default=None, description="key id new values are written with, for a new "
+                                      "store (afterwards the store's, set by carepath keys rotate)")
+    audit_anchor_file: Path | None = Field(default=None, description="a file the audit chain's anchors are also "
+                                           "appended to (JSON lines; kept off the database host ideally)")
     planning_horizon: Duration = Field(default=timedelta(days=14), description="how far ahead open-ended steps are "
                                        "planned (a journey's horizon overrides it); the maintenance flow moves it on")
     held_event_max_age: Duration = Field(default=timedelta(days=7),

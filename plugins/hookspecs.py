@@ -101,3 +101,16 @@ def carepath_staff_directory() -> Any:
     itself, never from carepath.toml). Called once when the configuration is loaded; a name that
     carepath.toml or the staff file already defines is a configuration problem.
     """
+
+
+@hookspec
+def carepath_encryption_keys() -> dict[str, Any]:
+    """Return encryption keys for the key ring: key id -> 32-byte key (``bytes``, or its base64 text).
+
+    A hospital's KMS plugs in here: fetch the data keys at start-up (for example
+    decrypting wrapped keys with the KMS) and return them. They join the keys
+    from ``CAREPATH_SECRET_KEY``, the key file, ``CAREPATH_KEYS`` and the key
+    folder; one key id given two different keys is an error. ``carepath keys
+    rotate --to KEYID`` then moves every encrypted value to one of them
+    (docs/security.md, "Key rotation").
+    """

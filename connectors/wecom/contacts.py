@@ -81,6 +81,10 @@ class ContactBook:
     def key(self, external_userid: str) -> str:
         return self.cipher.lookup_hash(external_userid) or "-"
 
+    def _is(self, external_userid: str):  # noqa: ANN202 - a SQL condition
+        """Rows of ``external_userid`` under any key of the ring (a key rotation may be half-way)."""
+        return WecomContact.external_key.in_(self.cipher.lookup_hashes(external_userid) or ["-"])
+
     def added(self, conn: Connection, external_userid: str, staff_userid: str, patient_id: int | None,
               now: datetime) -> int | None:
         """Record that ``staff_userid`` and ``external_userid`` are contacts; returns the patient bound.
@@ -94,15 +98,16 @@ class ContactBook:
             patient_id = None
         if patient_id is None:
             patient_id = conn.execute(select(WecomContact.patient_id).where(
-                WecomContact.connector == self.connector, WecomContact.external_key == key,
+                WecomContact.connector == self.connector, self._is(external_userid),
                 WecomContact.patient_id.is_not(None)).order_by(WecomContact.updated_at.desc())).scalar()
-        where = (WecomContact.connector == self.connector, WecomContact.external_key == key,
+        where = (WecomContact.connector == self.connector, self._is(external_userid),
                  WecomContact.staff_userid == staff_userid)
-        values = dict(status=ACTIVE, updated_at=now, external_userid_enc=self.cipher.encrypt(external_userid))
+        values = dict(status=ACTIVE, updated_at=now, external_key=key,
+                      external_userid_enc=self.cipher.encrypt(external_userid))
         if patient_id is not None:
             values["patient_id"] = patient_id
         if not conn.execute(update(WecomContact).where(*where).values(**values)).rowcount:
-            conn.execute(insert(WecomContact).values(connector=self.connector, external_key=key,
+            conn.execute(insert(WecomContact).values(connector=self.connector,
                                                      staff_userid=staff_userid, created_at=now,
                                                      patient_id=patient_id, **{k: v for k, v in values.items()
                                                                                if k != "patient_id"}))
@@ -111,7 +116,7 @@ class ContactBook:
     def removed(self, conn: Connection, external_userid: str, staff_userid: str, now: datetime) -> int:
         """The two are no longer contacts (either deleted the other); returns how many bindings ended."""
         return conn.execute(update(WecomContact).where(
-            WecomContact.connector == self.connector, WecomContact.external_key == self.key(external_userid),
+            WecomContact.connector == self.connector, self._is(external_userid),
             WecomContact.staff_userid == staff_userid, WecomContact.status == ACTIVE)
             .values(status=REMOVED, updated_at=now)).rowcount
 
@@ -128,7 +133,7 @@ class ContactBook:
         """``(patient id, MRN)`` of the patients ``external_userid`` is bound to (active or not)."""
         rows = conn.execute(select(Patient.id, Patient.mrn_enc, Patient.merged_into).join(
             WecomContact, WecomContact.patient_id == Patient.id).where(
-            WecomContact.connector == self.connector, WecomContact.external_key == self.key(external_userid))
+            WecomContact.connector == self.connector, self._is(external_userid))
             .order_by(Patient.id)).all()
         found: dict[int, str] = {}
         for pid, mrn, merged_into in rows:

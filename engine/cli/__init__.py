@@ -99,6 +99,11 @@ def _mount_optional() -> None:
 
     app.add_typer(staff_app, name="staff")
     app.add_typer(consent_app, name="consent")
+    from carepath.cli.audit import app as audit_app
+    from carepath.cli.keys import app as keys_app
+
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(audit_app, name="audit")
 
 
 @app.command()

@@ -13,7 +13,6 @@ says so. Hospitals opt out with ``[clicks] enabled = false``.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -130,7 +129,7 @@ def resolve_click(engine: "Engine", token: str, method: str, user_agent: str | N
         url = conn.execute(select(TrackedLink.url).where(TrackedLink.id == lk_id)).scalar()
         if url is None:
             return Click(None, why="unknown link")
-        if not hmac.compare_digest(parts[2], _mac(engine, tp_id, lk_id)):
+        if len(parts[2]) != 10 or not engine.cipher.lookup_matches(f"click-link:{tp_id}:{lk_id}", parts[2]):
             return Click(url, why="forged")
         sent_at = conn.execute(select(Touchpoint.sent_at).where(Touchpoint.id == tp_id)).scalar()
     if method.upper() != "GET":

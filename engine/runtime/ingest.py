@@ -118,21 +118,22 @@ class Ingestor:
                 return IngestResult("duplicate", None)
             result = IngestResult("stored", event_id)
             mrn_hash = eng.cipher.lookup_hash(ev.patient_mrn)
-            lock_patients(conn, [mrn_hash])
+            mrn_hashes = eng.cipher.lookup_hashes(ev.patient_mrn)  # held under any key of the ring (issue 22)
+            lock_patients(conn, mrn_hashes)
             if refusal := payload_refusal(ev.type, ev.payload):  # kept for operators; nothing of it applied,
                 result.refused.append(refusal)                  # not even a patient record it carries
                 result.hold_key = self._episode_key(ev)
                 self._record(conn, event_id, result, find_patient_id(conn, eng.cipher, ev.patient_mrn),
-                             mrn_hash=mrn_hash)
+                             mrn_hash=mrn_hash, mrn=ev.patient_mrn)
                 alert_refused(conn, ev, event_id, result.refused, now)
                 return result
             patient_id = self._resolve_patient(conn, ev, now, result)
             if patient_id is None:
                 result.held.append(PATIENT_MISSING)
-                self._record(conn, event_id, result, None, mrn_hash=mrn_hash)
+                self._record(conn, event_id, result, None, mrn_hash=mrn_hash, mrn=ev.patient_mrn)
                 return result
             # events that waited for this patient, and this one, in the order they happened
-            waiting = held_for_patient(conn, [mrn_hash])
+            waiting = held_for_patient(conn, mrn_hashes)
             earlier = [r for r in waiting if (r.occurred_at, r.id) < (ev.occurred_at, event_id)]
             for row in earlier:
                 self._apply_held(conn, row, patient_id, now, result)
@@ -155,10 +156,11 @@ class Ingestor:
     # -- steps of applying an event -------------------------------------------------
 
     def _record(self, conn: Connection, event_id: int, result: IngestResult, patient_id: int | None,
-                mrn_hash: str | None = None) -> None:
+                mrn_hash: str | None = None, mrn: str | None = None) -> None:
+        # the MRN is kept encrypted beside its hash, so a key rotation can recompute the hash (issue 22)
         conn.execute(update(Event).where(Event.id == event_id).values(
             patient_id=patient_id, status=result.state, outcome=result.summary(), mrn_hash=mrn_hash,
-            hold_key=result.hold_key))
+            mrn_enc=self.engine.cipher.encrypt(mrn) if mrn_hash else None, hold_key=result.hold_key))
 
     def _apply_held(self, conn: Connection, row: Any, patient_id: int, now: datetime, total: IngestResult) -> None:
         """Apply an event that waited for its patient's record."""

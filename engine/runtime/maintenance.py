@@ -151,10 +151,18 @@ def extend_horizons(engine: "Engine") -> int:
     return extend(engine)
 
 
+def anchor_audit(engine: "Engine") -> int:
+    """Issue 22: copy the audit chain's head to the anchors (and the anchor file) at most hourly, when it moved."""
+    from carepath.store.audit_verify import anchor_if_due
+
+    return anchor_if_due(engine.db, engine.settings.audit_anchor_file)
+
+
 JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources,
                         "delivery_fallback": delivery_fallback, "alerts": publish_alerts,
                         "segments": segments_over_time, "idle": idle_patients,
-                        "horizon": extend_horizons}  # issue 19
+                        "horizon": extend_horizons,  # issue 19
+                        "audit_anchor": anchor_audit}  # issue 22
 
 
 def register(name: str, job: Job) -> None:

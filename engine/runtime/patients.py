@@ -40,7 +40,8 @@ def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: dat
         language=record.language, channel_prefs=list(record.channel_prefs), updated_at=now,
         birthday_calendar=record.birthday_calendar,  # issue 19 (preferences: carepath.runtime.preferences)
     )
-    found = conn.execute(select(Patient.id, Patient.merged_into).where(Patient.mrn_hash == mrn_hash)).first()
+    found = conn.execute(select(Patient.id, Patient.merged_into).where(  # any key of the ring (issue 22)
+        Patient.mrn_hash.in_(cipher.lookup_hashes(record.mrn))).order_by(Patient.id)).first()
     if found is not None and found.merged_into is not None:
         return found.merged_into  # a record under a merged MRN is stale: the surviving record stands
     existing = found.id if found is not None else None
@@ -63,8 +64,8 @@ def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: dat
 def upsert_patients_bulk(conn: Connection, cipher: Cipher, records: list[PatientIn], now: datetime) -> list[int]:
     """Insert many new patients at once (bulk import, benchmarks); existing MRNs are updated one by one."""
     hashes = [cipher.lookup_hash(r.mrn) for r in records]
-    known = dict(conn.execute(select(Patient.mrn_hash, Patient.id).where(Patient.mrn_hash.in_(hashes))).all()) if hashes else {}
-    fresh = [(h, r) for h, r in zip(hashes, records) if h not in known]
+    known = _ids_by_mrn(conn, cipher, records)
+    fresh = [(h, r) for h, r in zip(hashes, records) if r.mrn.strip() not in known]
     if fresh:
         conn.execute(insert(Patient), [dict(
             mrn_hash=h, mrn_enc=cipher.encrypt(r.mrn), name_enc=cipher.encrypt(r.name),
@@ -75,17 +76,29 @@ def upsert_patients_bulk(conn: Connection, cipher: Cipher, records: list[Patient
             birthday_calendar=r.birthday_calendar,
         ) for h, r in fresh])
         audit(conn, actor="api", action="patients.imported", entity="patient", at=now, detail={"count": len(fresh)})
-    for h, r in zip(hashes, records):
-        if h in known:
+    for r in records:
+        if r.mrn.strip() in known:
             upsert_patient(conn, cipher, r, now)
-    ids = dict(conn.execute(select(Patient.mrn_hash, Patient.id).where(Patient.mrn_hash.in_(hashes))).all())
-    return [ids[h] for h in hashes]
+    ids = _ids_by_mrn(conn, cipher, records)
+    return [ids[r.mrn.strip()] for r in records]
+
+
+def _ids_by_mrn(conn: Connection, cipher: Cipher, records: list[PatientIn]) -> dict[str, int]:
+    """Stored patients' ids by (stripped) MRN, found by the MRN's hash under any key of the ring."""
+    by_hash = {h: r.mrn.strip() for r in records for h in cipher.lookup_hashes(r.mrn)}
+    found: dict[str, int] = {}
+    hashes = list(by_hash)
+    for start in range(0, len(hashes), 5000):
+        for h, pid in conn.execute(select(Patient.mrn_hash, Patient.id).where(
+                Patient.mrn_hash.in_(hashes[start:start + 5000]))):
+            found.setdefault(by_hash[h], pid)
+    return found
 
 
 def find_patient_id(conn: Connection, cipher: Cipher, mrn: str) -> int | None:
     """The patient an MRN names: a merged record's MRN names the patient it was merged into."""
     row = conn.execute(select(Patient.id, Patient.merged_into).where(
-        Patient.mrn_hash == cipher.lookup_hash(mrn))).first()
+        Patient.mrn_hash.in_(cipher.lookup_hashes(mrn))).order_by(Patient.id)).first()
     if row is None:
         return None
     return row.merged_into or row.id
@@ -175,7 +188,7 @@ def patients_by_openid(conn: Connection, cipher: Cipher, openid: str) -> list[tu
     A merged record counts as the patient it was merged into (once, whichever MRN names it).
     """
     rows = conn.execute(select(Patient.id, Patient.mrn_enc, Patient.merged_into)
-                        .where(Patient.openid_hash == cipher.lookup_hash(openid)).order_by(Patient.id)).all()
+                        .where(Patient.openid_hash.in_(cipher.lookup_hashes(openid))).order_by(Patient.id)).all()
     found: dict[int, str] = {}
     for pid, mrn, merged_into in rows:
         found.setdefault(merged_into or pid, cipher.decrypt(mrn) or "")

@@ -17,7 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from carepath.store.crypto import Cipher, KeyNotFound, describe_key_search, load_cipher
+from carepath.store.crypto import Cipher, KeyNotFound
+from carepath.store.keyring import describe_ring_search, load_key_ring
 from carepath.store.schema import Patient, StoreMeta
 
 if TYPE_CHECKING:
@@ -149,20 +150,21 @@ def open_store(settings: "Settings", url: str | None = None, *, read_only: bool 
         upgrade(db)
     with db.connect() as conn:
         recorded, has_patients = _recorded_key(conn)
+        active, retired = _ring_state(conn)
     fresh = recorded is None and not has_patients
     generate = fresh and not read_only and not settings.secret_key and not settings.key_path.exists()
     try:
-        cipher = load_cipher(settings.secret_key, settings.key_id, settings.key_path,
-                             create=generate)
+        cipher = load_key_ring(settings, create=generate, active=active)
     except KeyNotFound as exc:
         db.dispose()
         if recorded:
             raise KeyNotFound(f"{exc}; this database was written with the key whose fingerprint is "
                               f"{recorded}") from None
         raise
+    cipher.without(retired)
+    cipher.follow(lambda: active_key_id(db))
     try:
-        check_key(db, cipher, recorded, where=describe_key_search(settings.secret_key, settings.key_path),
-                  record=not read_only)
+        check_key(db, cipher, recorded, where=describe_ring_search(settings), record=not read_only)
     except KeyMismatch:
         db.dispose()
         raise
@@ -179,12 +181,38 @@ def _recorded_key(conn) -> tuple[str | None, bool]:  # noqa: ANN001
     return recorded, has_patients
 
 
+def _ring_state(conn) -> tuple[str | None, set[str]]:  # noqa: ANN001
+    """The store's active key id and its retired key ids (``carepath keys``), tolerating an older store."""
+    if not inspect(conn).has_table(StoreMeta.__tablename__):
+        return None, set()
+    from carepath.store.crypto_rotation import ACTIVE_KEY, meta, retired_keys
+
+    return meta(conn, ACTIVE_KEY), retired_keys(conn)
+
+
+def active_key_id(db: SAEngine) -> str | None:
+    """The store's active key id, read outside any transaction (the cipher asks while one may be open)."""
+    raw = db.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("SELECT value FROM store_meta WHERE name = 'active_key_id'")
+        row = cur.fetchone()
+        cur.close()
+        raw.rollback()
+        return row[0] if row else None
+    except Exception:  # noqa: BLE001 - keep writing under the key in use; the next look comes soon
+        return None
+    finally:
+        raw.close()
+
+
 def check_key(db: SAEngine, cipher: Cipher, recorded: str | None, *, where: str, record: bool) -> None:
     """Refuse a key other than the store's; a store without a recorded key gets this one recorded."""
     if recorded is not None:
-        if recorded != cipher.fingerprint:
+        if recorded not in cipher.fingerprints.values():
+            found = ", ".join(f"{kid} {fp}" for kid, fp in cipher.fingerprints.items())
             raise KeyMismatch(f"wrong encryption key: this database was written with the key whose fingerprint "
-                              f"is {recorded}, the key found has fingerprint {cipher.fingerprint}; "
+                              f"is {recorded}, the key found has fingerprint {found}; "
                               f"looked in {where}")
         return
     with db.connect() as conn:

@@ -116,6 +116,8 @@ class Event(Base):
     received_via: Mapped[str | None] = mapped_column(String(128))
     #: what an inbound text meant to the engine (``unsubscribe``; see carepath.runtime.unsubscribe)
     intent: Mapped[str | None] = mapped_column(String(32))
+    #: issue 22: the MRN (encrypted) beside ``mrn_hash``, so a key rotation can recompute the hash
+    mrn_enc: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (UniqueConstraint("source", "source_id", name="uq_event_source"),
                       Index("ix_events_held", "status", "mrn_hash"))
 
@@ -358,7 +360,10 @@ class ConnectorState(Base):
 
 
 class AuditEntry(Base):
-    """Append-only audit log: who changed journeys, consents and patient data."""
+    """Append-only, hash-chained audit log: who changed journeys, consents and patient data (carepath.store.audit).
+
+    ``seq`` numbers the chain without gaps; ``hash`` is SHA-256 over ``prev_hash`` and the entry's canonical form.
+    """
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -368,6 +373,11 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    seq: Mapped[int | None] = mapped_column(BigInteger)  # issue 22
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[int | None] = mapped_column(BigId, index=True)  # the patient it concerns, if one
+    __table_args__ = (UniqueConstraint("seq", name="uq_audit_log_seq"),)
 
 
 class HisCursor(Base):
@@ -455,3 +465,4 @@ class TrackedLink(Base):
 
 from carepath.store.schema_wecom import WecomContact  # noqa: E402,F401 - its tables belong to Base.metadata
 from carepath.store import staff_schema  # noqa: E402,F401  (staff sessions and refused logins, on Base)
+from carepath.store import schema_trust  # noqa: E402,F401 - issue 22's tables join Base.metadata
