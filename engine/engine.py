@@ -201,6 +201,10 @@ class Engine:
         result = self.ingestor.ingest(event, received_via)
         if not result.duplicate:
             self.plugins.notify_event(event)
+        if result.turns:  # issue 21: the intent step (answers, tasks), after the event is committed
+            from carepath.runtime.conversations.routing import route_turns
+
+            route_turns(self, result.turns)
         if dispatch_urgent and result.urgent_touchpoints:
             self.dispatcher.run_batch(ids=result.urgent_touchpoints, limit=len(result.urgent_touchpoints))
         if result.due_now:  # due-now dispatchers (carepath serve) need not wait for the schedule

@@ -94,6 +94,11 @@ def _mount_optional() -> None:
 
     app.add_typer(segments_app, name="segments")
     app.add_typer(config_app, name="config")
+    from carepath.cli.conversations import complaints_app, conversations_app, managers_app  # issue 21
+
+    app.add_typer(complaints_app, name="complaints")
+    app.add_typer(managers_app, name="managers")
+    app.add_typer(conversations_app, name="conversations")
 
 
 @app.command()

@@ -269,6 +269,9 @@ class StaffTask(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolution: Mapped[str | None] = mapped_column(Text)
+    #: issue 21: the staff member the task is for (the patient's health manager), and the conversation turn behind it
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    turn_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
 
 
 class TaskNote(Base):
@@ -444,3 +447,7 @@ class TrackedLink(Base):
     url_hash: Mapped[str] = mapped_column(String(64), unique=True)
     url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# issue 21: conversations, health managers, complaint cases (a module of its own; same Base)
+from carepath.store.conversation_schema import ComplaintCase, ConversationTurn, HealthManager  # noqa: E402,F401
