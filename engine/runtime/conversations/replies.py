@@ -32,14 +32,19 @@ CUSTOMER_SERVICE, CHANNEL = "customer_service", "channel"
 
 def reply_channel(conn: Any, engine: "Engine", patient_id: int) -> str | None:
     """Where to write to the patient: the channel of their last message, else their first preferred configured
-    channel, else None."""
+    channel they have an address for, else the first configured channel they have an address for, else None."""
     last = conn.execute(select(ConversationTurn.channel).where(
         ConversationTurn.patient_id == patient_id, ConversationTurn.direction == INBOUND,
         ConversationTurn.channel.is_not(None)).order_by(ConversationTurn.id.desc()).limit(1)).scalar()
     if last in engine.channels:
         return last
-    prefs = conn.execute(select(Patient.channel_prefs).where(Patient.id == patient_id)).scalar() or []
-    return next((c for c in prefs if c in engine.channels), None)
+    row = conn.execute(select(Patient.channel_prefs, Patient.phone_enc, Patient.openid_enc)
+                       .where(Patient.id == patient_id)).first()
+    if row is None:
+        return None
+    has = {"phone": bool(row.phone_enc), "openid": bool(row.openid_enc), "none": True}
+    usable = [name for name, ch in engine.channels.items() if has.get(ch.address_kind, False)]
+    return next((c for c in (row.channel_prefs or []) if c in usable), usable[0] if usable else None)
 
 
 def say(engine: "Engine", patient_id: int, text: str, *, complaint_id: int | None = None, intent: str | None = None,
