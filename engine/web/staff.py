@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from carepath.plugins.hookspecs import hookimpl
+from carepath.web.staff_complaints import complaint_rows, complaints_router, conversation_rows  # issue 21
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -86,7 +87,8 @@ def staff_router() -> "APIRouter":
         tasks = await run_in_threadpool(work_queue.list_tasks, engine, team=member.team)
         now = engine.clock.now()
         rows = [dict(_shown(t, member.timezone), overdue=t.overdue(now)) for t in tasks]
-        return render("staff_list.html", title="待办", member=member, tasks=rows)
+        cases = await run_in_threadpool(complaint_rows, engine, member)  # issue 21: the complaints team's cases
+        return render("staff_list.html", title="待办", member=member, tasks=rows, complaints=cases)
 
     @router.post("/staff/login", include_in_schema=False)
     async def login(request: Request, token: str = Form("")) -> Any:
@@ -120,8 +122,9 @@ def staff_router() -> "APIRouter":
         survey = await run_in_threadpool(survey_behind_task, engine, task_id)
         said = None if survey is None else dict(survey.to_json(), received_at=_local(survey.received_at,
                                                                                       member.timezone))
+        turns = await run_in_threadpool(conversation_rows, engine, task_id, member)  # issue 21
         return render("staff_task.html", title=f"任务 {task_id}", member=member, task=view, notes=notes,
-                      open=task.status in work_queue.OPEN_STATUSES, survey=said)
+                      open=task.status in work_queue.OPEN_STATUSES, survey=said, conversation=turns)
 
     async def act(request: Request, task_id: int, operation: Any, *args: Any) -> Any:
         engine, member = current(request)
@@ -147,6 +150,7 @@ def staff_router() -> "APIRouter":
     async def close(task_id: int, request: Request, resolution: str = Form("")) -> Any:
         return await act(request, task_id, work_queue.close, resolution)
 
+    router.include_router(complaints_router(render, current, back))  # issue 21
     return router
 
 
