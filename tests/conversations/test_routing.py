@@ -264,3 +264,12 @@ def test_an_answer_that_cannot_be_sent_goes_to_the_health_manager(talk_engine, c
     [task] = _tasks(engine)
     assert (reply.status, reply.error.split(":")[0]) == ("failed", "no_channel")
     assert (turn.status, turn.task_id, task.kind) == ("routed", task.id, "answer_undelivered")
+
+
+def test_the_replied_event_keeps_the_text_encrypted_too(talk_engine, clock):
+    engine = talk_engine()
+    engine.upsert_patient(PATIENT)
+    engine.ingest(said(clock, "我妈妈的药吃完了"))
+    with engine.db.connect() as conn:
+        stored = conn.execute(text("SELECT payload FROM events WHERE type = 'message.replied'")).scalar()
+    assert "药" not in str(stored) and "outbox" in str(stored)
