@@ -169,6 +169,7 @@ class Ingestor:
         conn.execute(update(Event).where(Event.id == row.id).values(patient_id=patient_id))
         total.urgent_touchpoints += sub.urgent_touchpoints
         total.due_now += sub.due_now
+        total.turns += sub.turns  # issue 21: a reply that waited for its patient
         if sub.held:  # the patient is known now, but its episode is not enrolled yet
             conn.execute(update(Event).where(Event.id == row.id).values(
                 mrn_hash=None, hold_key=sub.hold_key, outcome=f"{row.outcome}; patient registered; {sub.summary()}"))

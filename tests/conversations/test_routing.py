@@ -273,3 +273,12 @@ def test_the_replied_event_keeps_the_text_encrypted_too(talk_engine, clock):
     with engine.db.connect() as conn:
         stored = conn.execute(text("SELECT payload FROM events WHERE type = 'message.replied'")).scalar()
     assert "药" not in str(stored) and "outbox" in str(stored)
+
+
+def test_a_message_that_waited_for_its_patient_is_routed_when_the_patient_is_registered(talk_engine, clock):
+    engine = talk_engine()
+    engine.ingest(said(clock, "怎么挂号"))  # from POST /events, before the HIS registered the patient
+    assert _turns(engine) == []
+    engine.upsert_patient(PATIENT)
+    [turn] = _turns(engine)
+    assert (turn.status, turn.rule) == ("answered", "faq:booking") and len(_outbox(engine)) == 1
