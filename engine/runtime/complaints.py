@@ -1,7 +1,8 @@
 """Complaint cases (issue 21): a first response within 24 hours, a resolution within 7 working days.
 
-A case opens from a patient's message (the ``complaint`` intent), a detractor survey answer (NPS 0-6,
-``[complaints] from_detractors``) or staff (``carepath complaints open``). Each case has a staff task in the
+A case opens from a patient's message (the ``complaint`` intent), a detractor survey answer (NPS 0-6, when
+``[complaints] from_detractors`` is on: off by default, since the stock outpatient-visit journey opens its own
+complaint task on such answers) or staff (``carepath complaints open``). Each case has a staff task in the
 ``[complaints] team`` queue carrying both deadlines, so a breach climbs the team's escalation chain like any
 task (:func:`carepath.runtime.work_queue.check_slas`); :func:`check_deadlines` records the breach on the case.
 The patient is told when the case is acknowledged and when it is resolved, and is then asked one satisfaction
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from carepath.engine import Engine
 
 SOURCES = ("message", "survey", "staff")
+CASE_TASK = "complaint_case"  # the kind of a case's task (a journey's own ``complaint`` task is another thing)
 STATUSES = ("open", "acknowledged", "resolved")
 
 
@@ -64,7 +66,7 @@ def open_case(conn: Connection, engine: "Engine", patient_id: int, *, source: st
         summary_enc=engine.cipher.encrypt(summary), status="open", opened_at=now, first_response_due_at=first_due,
         resolution_due_at=resolution_due).returning(ComplaintCase.id)).scalar_one()
     task_id = conn.execute(insert(StaffTask).values(
-        patient_id=patient_id, kind="complaint", team=settings.team, status="open", priority="high",
+        patient_id=patient_id, kind=CASE_TASK, team=settings.team, status="open", priority="high",
         detail=f"complaint case {case_id} ({source}): carepath complaints show {case_id}",
         sla_due_at=resolution_due, first_response_due_at=first_due, escalation_level=0,
         assigned_role=team.escalation[0], created_at=now).returning(StaffTask.id)).scalar_one()

@@ -41,7 +41,7 @@ def _task(engine, task_id):
 
 @pytest.fixture
 def two_detractors(talk_engine, clock):
-    engine = talk_engine()
+    engine = talk_engine(complaints={"from_detractors": True})
     ids = [engine.upsert_patient(PatientIn(mrn=m, name=n, phone=p)) for m, n, p in
            (("M1", "李四", "13912345678"), ("M2", "王五", "13987654321"))]
     engine.ingest(_survey(clock, "M1", 2))
@@ -57,7 +57,7 @@ def test_a_2_of_10_survey_is_acknowledged_and_the_one_left_alone_breaches_and_es
     assert (first.patient_id, first.source, first.status, first.summary) == (p1, "survey", "open",
                                                                             "survey outpatient-satisfaction: NPS 2/10")
     assert first.first_response_due_at == clock.now() + timedelta(hours=24)
-    assert _task(engine, first.task_id).kind == "complaint"
+    assert _task(engine, first.task_id).kind == "complaint_case"
 
     complaints.acknowledge(engine, first.id, "zhao-min")
     assert _outbox(engine, p1) == [engine.config.complaints.acknowledged_message]
@@ -109,6 +109,13 @@ def test_resolution_tells_the_patient_and_records_the_satisfaction_answer(two_de
     assert _outbox(engine, p1)[-1] == "感谢您的评价！"
     with pytest.raises(complaints.ComplaintError, match="already resolved"):
         complaints.resolve(engine, case.id, "zhao-min", "again")
+
+
+def test_detractor_answers_open_no_case_unless_configured(talk_engine, clock):
+    engine = talk_engine()  # the stock journey's own complaint task handles them
+    engine.upsert_patient(PatientIn(mrn="M1", name="李四", phone="13912345678"))
+    engine.ingest(_survey(clock, "M1", 2))
+    assert complaints.list_cases(engine) == []
 
 
 def test_resolution_is_counted_in_working_days(talk_engine, clock):

@@ -131,7 +131,7 @@ def test_a_complaint_message_opens_a_case_and_is_told_it_was_received(talk_engin
     engine.ingest(said(clock, "我要投诉挂号窗口的工作人员"))
     [turn] = _turns(engine)
     assert (turn.status, turn.intent) == ("routed", "complaint") and turn.complaint_id is not None
-    assert [t.kind for t in _tasks(engine)] == ["complaint"]
+    assert [t.kind for t in _tasks(engine)] == ["complaint_case"]
     assert "已收到" in _outbox(engine)[0]
 
 

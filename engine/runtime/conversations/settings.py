@@ -19,7 +19,7 @@
     team = "patient_service"                # its escalation chain is what a breach climbs
     first_response = "24h"
     resolution_workdays = 7
-    from_detractors = true                  # a detractor survey answer (NPS 0-6) opens a case
+    from_detractors = true                  # a detractor survey answer (NPS 0-6) opens a case (default false)
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ class ComplaintSettings(BaseModel):
     team: str = "patient_service"
     first_response: Duration = timedelta(hours=24)
     resolution_workdays: int = Field(7, ge=1, le=60)
-    from_detractors: bool = True
+    #: off by default: the stock outpatient-visit journey opens its own complaint task on a detractor answer
+    #: (step complaint-call); turn this on (and drop such steps) to make those answers complaint cases
+    from_detractors: bool = False
     acknowledged_message: str = "您的意见我们已收到，工作人员正在处理，会在7个工作日内给您答复。"
     resolved_message: str = "您反映的问题已处理完毕：{{ resolution }}。感谢您的反馈。"
     satisfaction_question: str = "请问您对这次处理结果满意吗？请回复 1-5（5 为非常满意）。"
