@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from sqlalchemy import select, text
 from carepath.definition.events import PatientIn
 from carepath.plugins.hookspecs import hookimpl
 from carepath.runtime import managers
+from carepath.runtime.conversations.faq import FaqSet
 from carepath.runtime.conversations.intents import Outcome, register_intent, unregister_intent
 from carepath.runtime.conversations.routing import route_pending
 from carepath.store.conversation_schema import ConversationTurn
@@ -282,3 +284,14 @@ def test_a_message_that_waited_for_its_patient_is_routed_when_the_patient_is_reg
     engine.upsert_patient(PATIENT)
     [turn] = _turns(engine)
     assert (turn.status, turn.rule) == ("answered", "faq:booking") and len(_outbox(engine)) == 1
+
+
+def test_without_any_faq_a_plain_acknowledgement_is_ignorable_by_the_built_in_words(talk_engine, clock):
+    engine = talk_engine(ignorable_words=["好的", "收到"])
+    engine.config = dataclasses.replace(engine.config, faq=FaqSet())  # a hospital that wrote no FAQ yet
+    engine.upsert_patient(PATIENT)
+    engine.ingest(said(clock, "好的。", n=1))
+    engine.ingest(said(clock, "谢谢", n=2))  # not in this hospital's list, and no FAQ: a person reads it
+    first, second = _turns(engine)
+    assert (first.status, first.rule) == ("ignorable", "ignorable_words:好的")
+    assert second.status == "routed" and len(_tasks(engine)) == 1

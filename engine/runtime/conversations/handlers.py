@@ -83,10 +83,13 @@ def faq(ctx: TurnContext) -> Outcome | None:
 
 
 def ignorable(ctx: TurnContext) -> Outcome | None:
-    """A message a rule says needs nothing ("谢谢"): recorded with that rule."""
-    if ctx.classification.intent != IGNORABLE:
-        return None
-    return Outcome("ignorable", IGNORABLE, ctx.classification.rule)
+    """A message a rule says needs nothing ("谢谢"): an FAQ ``ignore`` entry, or the whole message is one of
+    ``[conversations] ignorable_words``; recorded with that rule."""
+    if ctx.classification.intent == IGNORABLE:
+        return Outcome("ignorable", IGNORABLE, ctx.classification.rule)
+    said = normalized(ctx.turn.text)
+    word = next((w for w in ctx.engine.config.conversations.ignorable_words if said and normalized(w) == said), None)
+    return Outcome("ignorable", IGNORABLE, f"ignorable_words:{word}") if word is not None else None
 
 
 def fallback(ctx: TurnContext) -> Outcome:

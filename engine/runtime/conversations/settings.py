@@ -6,6 +6,7 @@
     faq_paths = ["faq"]                     # FAQ files (faq/*.yaml), relative to carepath.toml
     red_flag_words = ["胸痛", "呼吸困难", "大出血", "渗血", "re:伤口.{0,6}(出血|流血)"]
     emergency_advice = "……如出现胸痛、呼吸困难、大量出血，请立即拨打120或到最近的急诊就诊。"
+    ignorable_words = ["好的", "谢谢", "收到"]  # whole messages that need nothing (defaults: 好的, 谢谢, 收到, 嗯 ...)
     care_team = "nursing"                   # who gets red-flag tasks (an urgent task with red_flag_sla)
     red_flag_sla = "30m"
     manager_team = "health_management"      # the team of health-manager tasks (unrecognised messages)
@@ -32,6 +33,9 @@ from carepath.definition.durations import Duration
 
 DEFAULT_RED_FLAGS = ("胸痛", "胸口痛", "呼吸困难", "喘不上气", "大出血", "出血不止", "渗血", "昏迷", "意识不清",
                      "抽搐", "re:伤口.{0,6}(出血|流血|流脓)")
+#: whole messages that need no answer and no person, whatever the FAQ says (the FAQ can add its own)
+DEFAULT_IGNORABLE = ("好", "好的", "好滴", "嗯", "嗯嗯", "哦", "谢谢", "谢谢你", "谢谢医生", "谢谢护士", "多谢", "收到",
+                     "知道了", "明白", "明白了", "ok", "okay", "👍", "🙏")
 DEFAULT_EMERGENCY_ADVICE = ("您描述的情况需要尽快处理，我们已通知护士，会尽快联系您。如出现胸痛、呼吸困难、大量出血或意识不清，"
                             "请立即拨打120或到最近的急诊就诊。")
 
@@ -47,6 +51,8 @@ class ConversationSettings(BaseModel):
                                       description="words (or re:patterns) that open an urgent task for the care team")
     emergency_advice: str = Field(DEFAULT_EMERGENCY_ADVICE, min_length=1,
                                   description="the holding reply sent at once with a red-flag message")
+    ignorable_words: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORABLE),
+                                       description="whole messages recorded as ignorable by this rule")
     care_team: str = "nursing"
     red_flag_sla: Duration = timedelta(minutes=30)
     manager_team: str = "health_management"
