@@ -119,3 +119,25 @@ def test_the_emulator_refuses_customer_service_messages_after_48_hours(wechat_ta
     refused = channel.send_customer_service(OPENID, "您好")
     assert (refused.ok, refused.error_code) == (False, "45015") and "48-hour" in refused.error
     assert [m["text"]["content"] for m in wx.custom_sent] == ["您好"]
+
+
+def test_the_emulators_customer_service_api_speaks_to_wechatpy_within_48_hours(wechat_talk, wx):
+    from wechatpy import WeChatClient
+    from wechatpy.exceptions import WeChatClientException
+
+    class EmulatedClient(WeChatClient):  # the SDK hard-codes the token URL's host
+        def fetch_access_token(self):  # noqa: ANN202
+            return self._fetch_access_token(url=self.API_BASE_URL + "token", params={
+                "grant_type": "client_credential", "appid": self.appid, "secret": self.secret})
+
+    client = EmulatedClient(APPID, SECRET)
+    client.API_BASE_URL = wx.url + "/cgi-bin/"
+    with pytest.raises(WeChatClientException) as refused:
+        client.message.send_text(OPENID, "您好")
+    assert refused.value.errcode == 45015  # the patient has not written
+    engine = wechat_talk()
+    with serve_hooks(engine) as base:
+        wx.push(f"{base}/hooks/wechat/wechat", text_message(OPENID, "报告出来了吗"))
+    assert client.message.send_text(OPENID, "护士稍后联系您")["errcode"] == 0
+    assert [m["text"]["content"] for m in wx.custom_sent] == [
+        "检查报告一般在检查后 1-3 个工作日出具，可在公众号「报告查询」查看。", "护士稍后联系您"]
