@@ -257,9 +257,18 @@ def test_turns_left_pending_by_a_crash_are_routed_by_the_maintenance_sweep(talk_
     assert route_pending(engine) == 0 and len(_outbox(engine)) == 1  # answered once
 
 
-def test_an_answer_that_cannot_be_sent_goes_to_the_health_manager(talk_engine, clock):
+def test_a_message_on_an_unknown_channel_is_answered_where_the_patient_can_be_reached(talk_engine, clock):
     engine = talk_engine()
     engine.upsert_patient(PATIENT)
+    engine.ingest(said(clock, "怎么挂号", channel=None, n=1))  # POST /events naming no channel
+    engine.ingest(said(clock, "报告出来了吗", channel="retired-sms", n=2))
+    assert [t.status for t in _turns(engine)] == ["answered", "answered"]
+    assert [(r.channel, r.status) for r in _turns(engine, "out")] == [("outbox", "sent"), ("outbox", "sent")]
+
+
+def test_an_answer_that_cannot_be_sent_goes_to_the_health_manager(talk_engine, clock):
+    engine = talk_engine()
+    engine.upsert_patient(PatientIn(mrn="M1", name="李四"))  # no phone: the outbox (phone) cannot reach them
     engine.ingest(said(clock, "怎么挂号", channel="gone"))
     [turn] = _turns(engine)
     [reply] = _turns(engine, "out")

@@ -3,8 +3,9 @@
 On a WeChat Official Account channel a reply is a customer-service message (``message/custom/send``), which
 WeChat allows only within 48 hours of the patient's last message (``[conversations] customer_service_window``):
 outside that window carepath does not attempt it and sends by the channel's own rules instead, as on SMS: the
-channel's ``send`` with the template ``[conversations] answer_template`` (``answer`` in its context). A reply
-that cannot go (no channel, no consent, refused) is handed to the patient's health manager as a task: the
+channel's ``send`` with the template ``[conversations] answer_template`` (``answer`` in its context). A message that
+names no configured channel is answered on the channel the patient last wrote on, else a configured channel they
+have an address for. A reply that cannot go (no channel, no consent, refused) is handed to the patient's health manager as a task: the
 patient's message is then ``routed``, never silently left unanswered.
 
 Each reply is an outbound turn stored ``queued`` before the provider is called and updated with the result.
@@ -31,7 +32,8 @@ CUSTOMER_SERVICE, CHANNEL = "customer_service", "channel"
 
 
 def reply_channel(conn: Any, engine: "Engine", patient_id: int) -> str | None:
-    """Where to write to the patient: the channel of their last message, else their first preferred configured
+    """Where to write to the patient when the message names no configured channel (or for a complaint's status):
+    the channel of their last message, else their first preferred configured
     channel they have an address for, else the first configured channel they have an address for, else None."""
     last = conn.execute(select(ConversationTurn.channel).where(
         ConversationTurn.patient_id == patient_id, ConversationTurn.direction == INBOUND,
@@ -88,6 +90,8 @@ def send_reply(engine: "Engine", turn_id: int) -> str:
         elif hasattr(channel, "send_customer_service") and last_in is not None and now - last_in <= window:
             via = CUSTOMER_SERVICE
             result = channel.send_customer_service(address, text)
+            if result.retryable_error:  # busy or a token refreshed elsewhere: once more, at once
+                result = channel.send_customer_service(address, text)
         else:
             name = engine.cipher.decrypt(patient.name_enc) or ""
             message = Message(idempotency_key=f"turn:{turn_id}", channel=channel.name, patient_id=turn.patient_id,

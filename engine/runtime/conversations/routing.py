@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from carepath.runtime.conversations.classify import classify
 from carepath.runtime.conversations.intents import Outcome, TurnContext, intent_handlers
-from carepath.runtime.conversations.replies import send_reply
+from carepath.runtime.conversations.replies import reply_channel, send_reply
 from carepath.runtime.conversations.turns import PENDING, conversation, finish, load_turn, record_outbound
 from carepath.store.conversation_schema import ConversationTurn
 from carepath.store.schema import Event, Patient
@@ -66,7 +66,8 @@ def route_turn(engine: "Engine", turn_id: int) -> Outcome | None:
             outcome = fallback(ctx)
         finish(conn, turn_id, status=outcome.status, intent=outcome.intent, rule=outcome.rule[:128],
                task_id=outcome.task_id, complaint_id=outcome.complaint_id, routed_at=now)
-        reply_id = record_outbound(conn, engine.cipher, patient_id=turn.patient_id, channel=turn.channel,
+        channel = turn.channel if turn.channel in engine.channels else reply_channel(conn, engine, turn.patient_id)
+        reply_id = record_outbound(conn, engine.cipher, patient_id=turn.patient_id, channel=channel,
                                    text=outcome.reply, at=now, reply_to=turn_id, intent=outcome.intent,
                                    rule=outcome.rule[:128], complaint_id=outcome.complaint_id) \
             if outcome.reply else None
