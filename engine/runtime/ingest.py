@@ -381,7 +381,8 @@ class Ingestor:
             if withdrawal is not None:
                 conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
                 result.notes.append(withdrawal.summary())
-            result.turns.append(record_turn(conn, self.engine, ev, event_id, patient_id))  # issue 21: routed after commit
+            # issue 21: the text becomes a conversation turn, routed right after the commit
+            result.turns.append(record_turn(conn, self.engine, ev, event_id, patient_id))
         elif ev.type == "survey.completed":  # issue 21: a detractor answer opens a complaint case
             if open_from_survey(conn, self.engine, patient_id, event_id, dict(ev.payload), now) is not None:
                 result.notes.append("detractor answer: complaint case opened")

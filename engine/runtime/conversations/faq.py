@@ -20,7 +20,8 @@
 A pattern is contained in the message (case folded, blanks and punctuation around it removed) unless the entry
 says ``match: whole`` (the default for ``action: ignore``: "谢谢" alone is ignorable, "谢谢，我想问下…" is not).
 ``re:`` starts a regular expression. When several entries match, a ``complaint`` entry wins (a complaint about
-booking is a complaint), then the longest matching pattern (the most specific), then the earlier entry. Every problem is reported with its file and entry (:class:`FaqError`).
+booking is a complaint), then the longest matching pattern (the most specific), then the earlier entry.
+Every problem is reported with its file and entry (:class:`FaqError`).
 """
 
 from __future__ import annotations

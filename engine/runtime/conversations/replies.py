@@ -3,10 +3,10 @@
 On a WeChat Official Account channel a reply is a customer-service message (``message/custom/send``), which
 WeChat allows only within 48 hours of the patient's last message (``[conversations] customer_service_window``):
 outside that window carepath does not attempt it and sends by the channel's own rules instead, as on SMS: the
-channel's ``send`` with the template ``[conversations] answer_template`` (``answer`` in its context). A message that
-names no configured channel is answered on the channel the patient last wrote on, else a configured channel they
-have an address for. A reply that cannot go (no channel, no consent, refused) is handed to the patient's health manager as a task: the
-patient's message is then ``routed``, never silently left unanswered.
+channel's ``send`` with the template ``[conversations] answer_template`` (``answer`` in its context). A message
+that names no configured channel is answered on the channel the patient last wrote on, else a configured channel
+they have an address for. A reply that cannot go (no channel, no consent, refused) is handed to the patient's
+health manager as a task: the patient's message is then ``routed``, never silently left unanswered.
 
 Each reply is an outbound turn stored ``queued`` before the provider is called and updated with the result.
 """
@@ -95,8 +95,8 @@ def send_reply(engine: "Engine", turn_id: int) -> str:
         else:
             name = engine.cipher.decrypt(patient.name_enc) or ""
             message = Message(idempotency_key=f"turn:{turn_id}", channel=channel.name, patient_id=turn.patient_id,
-                              address=address, title="", body=text, template=engine.config.conversations.answer_template,
-                              category="clinical", context={"answer": text, "patient": {"name": name}, "now": now})
+                              address=address, title="", body=text,
+                              template=engine.config.conversations.answer_template, category="clinical", context={"answer": text, "patient": {"name": name}, "now": now})
             try:
                 result = channel.send(message)
             except Exception as exc:  # a provider library's surprise must not lose the reply
