@@ -9,7 +9,6 @@ own team only (the task page checks the team before anything is read).
 from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 
 
 def _local(value: Any, tz: str) -> str:
@@ -33,17 +32,12 @@ def complaint_rows(engine: Any, member: Any) -> Optional[list[dict[str, Any]]]:
 
 
 def conversation_rows(engine: Any, task_id: int, member: Any) -> list[dict[str, Any]]:
-    """The conversation behind a task (the turn that opened it and the 20 turns up to now), masked."""
-    from carepath.runtime.conversations.turns import conversation
-    from carepath.store.schema import StaffTask
+    """The conversation behind a task (the turn that opened it marked, and the 20 turns up to now), masked."""
+    from carepath.runtime.conversations.turns import task_conversation
 
-    with engine.db.connect() as conn:
-        row = conn.execute(select(StaffTask.patient_id, StaffTask.turn_id).where(StaffTask.id == task_id)).first()
-        if row is None or row.turn_id is None:
-            return []
-        turns = conversation(conn, engine.cipher, row.patient_id, limit=20)
+    turn_id, turns = task_conversation(engine, task_id)
     return [dict(id=t.id, at=_local(t.at, member.timezone), who="患者" if t.direction == "in" else "回复",
-                 text=t.shown(), status=t.status, mark=t.id == row.turn_id) for t in turns]
+                 text=t.shown(), status=t.status, mark=t.id == turn_id) for t in turns]
 
 
 def complaints_router(render: Callable[..., Any], current: Callable[..., Any], back: Callable[..., Any]) -> Any:

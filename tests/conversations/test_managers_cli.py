@@ -69,3 +69,20 @@ def test_conversations_show_masks_the_text_and_logs_the_look(talk_engine, clock,
         looks = conn.execute(select(AuditEntry.actor).where(AuditEntry.action == "conversation.viewed")).all()
     assert [tuple(r) for r in looks] == [("staff:wang-li",)]
     assert run("conversations", "show", str(patient_id), "--as", "stranger").exit_code != 0
+
+
+def test_tasks_show_gives_the_health_manager_the_message_and_the_conversation(talk_engine, clock, tmp_path,
+                                                                              monkeypatch, settings, database_url):
+    engine = talk_engine()
+    engine.upsert_patient(PatientIn(mrn="M1", name="李四", phone="13912345678"))
+    engine.ingest(said(clock, "怎么挂号", n=1))
+    engine.ingest(said(clock, "我妈妈的药吃完了，她电话13812345678", n=2))
+    run = _cli(tmp_path, monkeypatch, settings, database_url)
+    shown = run("tasks", "show", "1", "--as", "wang-li", "--json")
+    assert shown.exit_code == 0, shown.output
+    conversation = json.loads(shown.output)["conversation"]
+    assert [(t["direction"], t["text"][:4]) for t in conversation] == [("in", "怎么挂号"), ("out", "李四您好"),
+                                                                      ("in", "我妈妈的")]
+    assert "138****5678" in conversation[-1]["text"]
+    table = run("tasks", "show", "1", "--as", "wang-li")
+    assert "患者: 我妈妈的药吃完了，她电话138****5678" in table.output and "13812345678" not in table.output

@@ -108,3 +108,15 @@ def record_turn(conn: Connection, engine: Any, ev: Any, event_id: int, patient_i
     return record_inbound(conn, engine.cipher, patient_id=patient_id, event_id=event_id,
                           channel=channel if isinstance(channel, str) else None,
                           text=str(ev.payload.get("text") or ""), at=ev.occurred_at)
+
+
+def task_conversation(engine: Any, task_id: int, limit: int = 20) -> tuple[int | None, list[Turn]]:
+    """The conversation behind a task a patient's message opened: ``(turn id, the last turns)``; ``(None, [])``
+    for any other task."""
+    from carepath.store.schema import StaffTask
+
+    with engine.db.connect() as conn:
+        row = conn.execute(select(StaffTask.patient_id, StaffTask.turn_id).where(StaffTask.id == task_id)).first()
+        if row is None or row.turn_id is None:
+            return None, []
+        return row.turn_id, conversation(conn, engine.cipher, row.patient_id, limit=limit)
