@@ -196,9 +196,12 @@ class CaseView:
     resolution_breached: bool
     satisfaction: int | None
     task_id: int | None
+    #: what the patient was told about the case and whether it reached them (``rule: status``)
+    messages: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+        return {k: (v.isoformat() if isinstance(v, datetime) else list(v) if isinstance(v, tuple) else v)
+                for k, v in self.__dict__.items()}
 
 
 def _view(engine: "Engine", row: Any) -> CaseView:
@@ -222,8 +225,18 @@ def list_cases(engine: "Engine", *, status: str | None = None, limit: int = 200)
 
 
 def show_case(engine: "Engine", case_id: int) -> CaseView:
+    """One case, with the messages sent to the patient about it (a failed one says why)."""
+    from dataclasses import replace
+
+    from carepath.store.conversation_schema import ConversationTurn
+
     with engine.db.connect() as conn:
-        return _view(engine, _case(conn, case_id))
+        view = _view(engine, _case(conn, case_id))
+        sent = conn.execute(select(ConversationTurn.rule, ConversationTurn.status, ConversationTurn.error).where(
+            ConversationTurn.complaint_id == case_id, ConversationTurn.direction == "out")
+            .order_by(ConversationTurn.id)).all()
+    return replace(view, messages=tuple(f"{r.rule}: {r.status}" + (f" ({r.error})" if r.error else "")
+                                        for r in sent))
 
 
 def record_satisfaction(conn: Connection, patient_id: int, score: int, now: datetime) -> int | None:

@@ -104,6 +104,8 @@ def test_resolution_tells_the_patient_and_records_the_satisfaction_answer(two_de
     assert told == ["您反映的问题已处理完毕：已与挂号窗口沟通并致歉。感谢您的反馈。",
                     engine.config.complaints.satisfaction_question]
     assert _task(engine, case.task_id).status == "done"
+    assert complaints.show_case(engine, case.id).messages == (
+        "complaint:resolved: sent", "complaint:satisfaction_question: sent")
     engine.ingest(said(clock, "5", mrn="M1", n=9))
     assert complaints.show_case(engine, case.id).satisfaction == 5
     assert _outbox(engine, p1)[-1] == "感谢您的评价！"
@@ -152,3 +154,14 @@ def test_the_cli_lists_shows_opens_acknowledges_and_resolves_cases(talk_engine, 
     assert refused.exit_code != 0 and "not a configured staff member" in refused.output
     missing = run("complaints", "show", "999")
     assert missing.exit_code != 0 and "no complaint case 999" in missing.output
+
+
+def test_a_case_shows_when_the_patient_could_not_be_told(talk_engine, clock):
+    engine = talk_engine()
+    patient_id = engine.upsert_patient(PatientIn(mrn="M1", name="李四"))  # no phone: no channel reaches them
+    with engine.db.begin() as conn:
+        case_id = complaints.open_case(conn, engine, patient_id, source="staff", source_ref="staff:test",
+                                       summary="窗口态度差", now=clock.now())
+    complaints.acknowledge(engine, case_id, "zhao-min")
+    [told] = complaints.show_case(engine, case_id).messages
+    assert told.startswith("complaint:acknowledged: failed (no_channel")
