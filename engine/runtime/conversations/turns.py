@@ -48,7 +48,11 @@ class Turn:
 
 def record_inbound(conn: Connection, cipher: "Cipher", *, patient_id: int, event_id: int, channel: str | None,
                    text: str, at: datetime) -> int:
-    """Store what the patient wrote as a ``pending`` turn (inside the ingest transaction); its id."""
+    """Store what the patient wrote as a ``pending`` turn (inside the ingest transaction); its id. An event applied
+    again (released after waiting, repaired) keeps its one turn."""
+    existing = conn.execute(select(ConversationTurn.id).where(ConversationTurn.event_id == event_id)).scalar()
+    if existing is not None:
+        return existing
     return conn.execute(insert(ConversationTurn).values(
         patient_id=patient_id, event_id=event_id, direction=INBOUND, channel=channel, text_enc=cipher.encrypt(text),
         at=at, status=PENDING).returning(ConversationTurn.id)).scalar_one()
