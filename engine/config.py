@@ -47,6 +47,8 @@ from carepath.definition.preferences import NAME, PreferenceField
 from carepath.definition.segments import SegmentError, SegmentSet, build_segment_set
 from carepath.runtime.click_settings import ClickSettings
 from carepath.staff_accounts import AccountSettings
+from carepath.runtime.conversations.faq import FaqError, FaqSet, faq_files, load_faq  # issue 21
+from carepath.runtime.conversations.settings import ComplaintSettings, ConversationSettings  # issue 21
 from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
 from carepath.web.clients import EventsClient
 from carepath.web.links import WebSettings
@@ -54,7 +56,7 @@ from carepath.web.links import WebSettings
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
 SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "web", "events_api", "segments", "clicks",
-            "preferences", "accounts")
+            "preferences", "accounts", "conversations", "complaints")
 JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -120,6 +122,10 @@ class CarepathConfig:
     accounts: AccountSettings = field(default_factory=AccountSettings)
     #: where each staff account came from: carepath.toml, the staff file, directory:<plugin>
     staff_origin: dict[str, str] = field(default_factory=dict)
+    #: issue 21: the intent step's rules, the FAQ it answers from, complaint deadlines (carepath.runtime.conversations)
+    conversations: ConversationSettings = field(default_factory=ConversationSettings)
+    complaints: ComplaintSettings = field(default_factory=ComplaintSettings)
+    faq: FaqSet = field(default_factory=FaqSet)
 
     def team(self, name: str) -> TeamConfig:
         """A team's rules (the defaults for a team the file does not declare)."""
@@ -177,12 +183,17 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     clicks = validator.table("clicks", data.get("clicks", {}), ClickSettings)
     segments = validator.segments(data.get("segments", {}), file.resolve().parent)
     preferences = validator.preferences(data.get("preferences", {}))
+    conversations = validator.table("conversations", data.get("conversations", {}), ConversationSettings)
+    complaints = validator.table("complaints", data.get("complaints", {}), ComplaintSettings)
+    faq = validator.faq(conversations or ConversationSettings(), file.resolve().parent)
     if problems:
         raise ConfigError(problems, file)
     return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
                           teams=teams, staff=staff, surveys=surveys or SurveySettings(), web=web or WebSettings(),
                           events_api=events_api, segments=segments, clicks=clicks or ClickSettings(),
-                          preferences=preferences, accounts=accounts, staff_origin=staff_origin)
+                          preferences=preferences, accounts=accounts, staff_origin=staff_origin,
+                          conversations=conversations or ConversationSettings(),
+                          complaints=complaints or ComplaintSettings(), faq=faq)
 
 
 class _Validator:
@@ -264,6 +275,15 @@ class _Validator:
                                                     "(e.g. exercise_time)")
                 found.pop(name, None)
         return found
+
+    def faq(self, conversations: ConversationSettings, base: Path) -> FaqSet:
+        """The FAQ files of ``[conversations] faq_paths`` (issue 21); each problem names its file and entry."""
+        try:
+            return load_faq(faq_files(conversations.faq_paths, base), base)
+        except FaqError as exc:
+            for text in exc.problems:
+                self.problem("conversations.faq_paths", text)
+            return FaqSet()
 
     def _strings(self, value: Any, path: str, what: str) -> list[str]:
         if isinstance(value, list) and all(isinstance(v, str) and v for v in value):

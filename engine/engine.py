@@ -166,9 +166,10 @@ class Engine:
             patient_id = upsert_patient(conn, self.cipher, record, now)
             if record.preferences:  # issue 19: merged into the stored ones, what they move re-timed
                 apply_preferences(conn, self, patient_id, record.preferences, now, actor="api")
-            self.ingestor.release_for_patients(conn, {h: patient_id for h in self.cipher.lookup_hashes(record.mrn)},
-                                               now)
-            return patient_id
+            released = self.ingestor.release_for_patients(
+                conn, {h: patient_id for h in self.cipher.lookup_hashes(record.mrn)}, now)
+        self._route(released.turns)
+        return patient_id
 
     def upsert_patients(self, records: Sequence[PatientIn]) -> list[int]:
         now = self.clock.now()
@@ -177,9 +178,17 @@ class Engine:
             for record, patient_id in zip(records, ids):  # issue 19
                 if record.preferences:
                     apply_preferences(conn, self, patient_id, record.preferences, now, actor="api")
-            self.ingestor.release_for_patients(conn, {h: pid for r, pid in zip(records, ids)
-                                                      for h in self.cipher.lookup_hashes(r.mrn)}, now)
-            return ids
+            released = self.ingestor.release_for_patients(conn, {h: pid for r, pid in zip(records, ids)
+                                                                 for h in self.cipher.lookup_hashes(r.mrn)}, now)
+        self._route(released.turns)
+        return ids
+
+    def _route(self, turns: list[int]) -> None:
+        """Issue 21: the intent step (answers, tasks) for conversation turns just committed."""
+        if turns:
+            from carepath.runtime.conversations.routing import route_turns
+
+            route_turns(self, turns)
 
     # ------------------------------------------------------------------ events
 
@@ -202,6 +211,7 @@ class Engine:
         result = self.ingestor.ingest(event, received_via)
         if not result.duplicate:
             self.plugins.notify_event(event)
+        self._route(result.turns)  # issue 21: the intent step, after the event is committed
         if dispatch_urgent and result.urgent_touchpoints:
             self.dispatcher.run_batch(ids=result.urgent_touchpoints, limit=len(result.urgent_touchpoints))
         if result.due_now:  # due-now dispatchers (carepath serve) need not wait for the schedule

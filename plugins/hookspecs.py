@@ -114,3 +114,20 @@ def carepath_encryption_keys() -> dict[str, Any]:
     rotate --to KEYID`` then moves every encrypted value to one of them
     (docs/security.md, "Key rotation").
     """
+
+
+@hookspec(firstresult=True)
+def carepath_classify_message(text: str, channel: str | None, history: list[dict[str, Any]],
+                              faq: list[dict[str, Any]]) -> Any:
+    """Classify one inbound patient message with the hospital's own NLU or LLM service (issue 21).
+
+    ``text`` is what the patient wrote, ``channel`` the connector it came in on, ``history`` the
+    conversation so far (``{"direction": "in"|"out", "text": ..., "at": ISO time}``, oldest first) and
+    ``faq`` the hospital's FAQ entries (``{"id", "category", "patterns"}``). Return a mapping
+    ``{"intent": "faq", "faq": "<entry id>"}`` (answered with that entry's answer template),
+    ``{"intent": "complaint"}``, ``{"intent": "ignorable"}``, ``{"intent": "unrecognised"}`` (a task for the
+    health manager), or ``None`` to let carepath's FAQ matcher decide. A plugin never writes the answer itself:
+    answers come from the hospital's FAQ. The call is bounded by ``[conversations] classifier_timeout``; a
+    slow, failing or unusable answer falls back to the matcher. Red-flag words are checked before any
+    classifier and cannot be overridden.
+    """

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 SHOW_QRCODE = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket="
 
+CUSTOM_SEND = "/cgi-bin/message/custom/send"  # customer-service messages (客服消息), issue 21
 ENDPOINTS = {"template": "/cgi-bin/message/template/send", "subscribe": "/cgi-bin/message/subscribe/bizsend",
              "miniprogram": "/cgi-bin/message/subscribe/send"}
 RETRYABLE_ERRCODES = {-1: "system busy", 45009: "frequency limit reached"}
@@ -55,6 +56,7 @@ ERRCODE_MEANINGS = {
     40003: "invalid openid", 40013: "invalid appid", 40125: "invalid appsecret", 40164: "caller IP not allowed",
     40037: "invalid template id", 41030: "invalid page", 43004: "user does not follow the account",
     43101: "user refused or has no subscription left", 47003: "template data invalid",
+    45015: "out of the 48-hour customer-service window", 45047: "too many customer-service messages for one message",
 }
 
 
@@ -165,6 +167,26 @@ class WechatChannel(Channel):
             return self._failed(message, SendResult(ok=False, error_kind=exc.kind, error_code=exc.code,
                                                     error=str(exc)))
         return self._result(message, reply)
+
+    def send_customer_service(self, openid: str, text: str) -> SendResult:
+        """A text customer-service message (客服消息) to ``openid``: free text, allowed by WeChat only within 48 hours
+        of the patient's last interaction (errcode 45015 outside it). Callers check the window first
+        (:mod:`carepath.runtime.conversations.replies`); Mini Programs are not served here."""
+        if self.config.kind == "miniprogram":
+            return SendResult.permanent("not_official_account", "customer-service messages go through an "
+                                                                "Official Account channel")
+        body = {"touser": openid, "msgtype": "text", "text": {"content": text}}
+        try:
+            reply = self._call_authorized(CUSTOM_SEND, body)
+        except ApiError as exc:
+            return SendResult(ok=False, error_kind=exc.kind, error_code=exc.code, error=str(exc))
+        code = reply.get("errcode", 0)
+        if code == 0:
+            return SendResult.sent(None)
+        text_ = f"WeChat errcode {code}: {ERRCODE_MEANINGS.get(code, 'unexpected errcode')}"
+        if code in RETRYABLE_ERRCODES or code in TOKEN_ERRCODES:
+            return SendResult.retryable(str(code), text_)
+        return SendResult.permanent(str(code), text_)
 
     def request_body(self, message: Message, mapping: TemplateMapping) -> dict[str, Any]:
         """The JSON body of the send call for ``message`` (field rules applied)."""

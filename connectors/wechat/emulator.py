@@ -7,7 +7,9 @@ platform); the three send endpoints check the token (41001 missing, 40001
 unknown, 42001 expired), deduplicate ``client_msg_id``, enforce ``thing``
 values of at most 20 characters (47003), and answer the errcodes a test asks
 for (``refuse`` an openid with 43101 or 40003, ``fail_next`` with 45009 or
--1). Everything accepted is kept in ``sent``. ``push`` signs (and in safe mode
+-1). Everything accepted is kept in ``sent``. Customer-service messages
+(``message/custom/send``, kept in ``custom_sent``) are accepted only within
+48 hours of the user's last push to carepath (45015 otherwise). ``push`` signs (and in safe mode
 encrypts) a callback the way WeChat does and POSTs it to carepath; the
 builders of those pushes live in :mod:`carepath.connectors.wechat.pushes`.
 """
@@ -32,6 +34,8 @@ from carepath.connectors.wechat import crypto
 from carepath.connectors.wechat.pushes import event, signed_callback
 
 QRCODE_PATH = "/cgi-bin/qrcode/create"
+CUSTOM_PATH = "/cgi-bin/message/custom/send"
+CUSTOM_WINDOW = 48 * 3600
 SEND_PATHS = {"/cgi-bin/message/template/send": "template", "/cgi-bin/message/subscribe/bizsend": "subscribe",
               "/cgi-bin/message/subscribe/send": "miniprogram"}
 
@@ -65,6 +69,8 @@ class EmulatorState:
     rejected_calls: list[tuple[str, int]] = field(default_factory=list)  # (path, errcode)
     refused: dict[str, int] = field(default_factory=dict)  # openid -> errcode
     failures: list[int] = field(default_factory=list)
+    custom_sent: list[dict[str, Any]] = field(default_factory=list)  # accepted customer-service messages
+    interactions: dict[str, float] = field(default_factory=dict)  # openid -> when they last pushed (time.time())
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -95,6 +101,28 @@ class WechatEmulator(LoopbackHTTP):
     def token_requests(self) -> int:
         with self.state.lock:
             return self.state.token_requests
+
+    @property
+    def custom_sent(self) -> list[dict[str, Any]]:
+        """The customer-service messages accepted (request bodies)."""
+        with self.state.lock:
+            return list(self.state.custom_sent)
+
+    def age_interaction(self, openid: str, seconds: float) -> None:
+        """Pretend ``openid`` last wrote ``seconds`` earlier than it did (to leave the 48-hour window)."""
+        with self.state.lock:
+            self.state.interactions[openid] = self.state.interactions.get(openid, time.time()) - seconds
+
+    def _custom(self, body: dict[str, Any]) -> dict[str, Any]:
+        openid = str(body.get("touser", ""))
+        if body.get("msgtype") != "text" or not str((body.get("text") or {}).get("content", "")).strip():
+            return _error(44002, "empty post data or msgtype not supported by the emulator")
+        with self.state.lock:
+            last = self.state.interactions.get(openid)
+            if last is None or time.time() - last > CUSTOM_WINDOW:
+                return _error(45015, "response out of time limit or subscription is canceled")
+            self.state.custom_sent.append(body)
+        return {"errcode": 0, "errmsg": "ok"}
 
     def refuse(self, openid: str, errcode: int = 43101) -> None:
         """Answer every send to ``openid`` with ``errcode`` (43101 refused, 40003 bad openid)."""
@@ -190,7 +218,7 @@ class WechatEmulator(LoopbackHTTP):
         if path == "/cgi-bin/token" and method == "GET":
             return self._grant(query.get("appid"), query.get("secret"), False)
         kind = SEND_PATHS.get(path)
-        if (kind is None and path != QRCODE_PATH) or method != "POST":
+        if (kind is None and path not in (QRCODE_PATH, CUSTOM_PATH)) or method != "POST":
             return _error(48001, "api unauthorized")
         problem = self._token_problem(query.get("access_token"))
         if problem is not None:
@@ -198,7 +226,7 @@ class WechatEmulator(LoopbackHTTP):
                 self.state.rejected_calls.append((path, problem))
             return _error(problem, {41001: "access_token missing", 40001: "invalid credential, access_token is "
                                     "invalid or not latest", 42001: "access_token expired"}[problem])
-        answer = self._send(kind, body) if kind else self._qrcode(body)
+        answer = self._send(kind, body) if kind else self._custom(body) if path == CUSTOM_PATH else self._qrcode(body)
         if answer.get("errcode"):
             with self.state.lock:
                 self.state.rejected_calls.append((path, answer["errcode"]))
@@ -246,6 +274,9 @@ class WechatEmulator(LoopbackHTTP):
              timestamp: int | None = None, nonce: str | None = None) -> requests.Response:
         """POST a signed callback to carepath at ``url`` (``.../hooks/wechat/<name>``)."""
         query, body = self.signed_request(fields, safe=safe, timestamp=timestamp, nonce=nonce)
+        if fields.get("FromUserName"):  # the user interacted: customer-service messages are open for 48 hours
+            with self.state.lock:
+                self.state.interactions[str(fields["FromUserName"])] = time.time()
         return requests.post(f"{url}?{urlencode(query)}", data=body, headers={"Content-Type": "text/xml"}, timeout=10)
 
     def verify_server(self, url: str) -> requests.Response:

@@ -88,10 +88,10 @@ class CallbackHandler:
         if change == "add_external_contact":
             state = str(fields.get("State", ""))
             named = patient_from_state(engine.cipher, self.name, state, time.time()) if state else None
-            with engine.db.begin() as conn:
+            with engine.db.begin() as conn:  # the binding and the assignment commit together
                 patient_id = book.added(conn, external, staff, named, now)
-            if patient_id is not None:
-                on_contact_added(engine, self.name, patient_id, staff, now)
+                if patient_id is not None:
+                    on_contact_added(conn, engine, self.name, patient_id, staff)
             self._welcome(str(fields.get("WelcomeCode", "")))
         elif change in ("del_external_contact", "del_follow_user"):
             with engine.db.begin() as conn:

@@ -141,12 +141,16 @@ class ContactBook:
         return list(found.items())
 
 
-def on_contact_added(engine: Any, connector: str, patient_id: int, staff_userid: str, at: datetime) -> None:
-    """A patient added ``staff_userid`` on WeCom: the health-manager assignment seam.
+def on_contact_added(conn: Connection, engine: Any, connector: str, patient_id: int, staff_userid: str) -> None:
+    """A patient added ``staff_userid`` on WeCom: that member becomes the patient's health manager
+    (:mod:`carepath.runtime.managers`, in the binding's transaction), the owner of their routed messages.
 
-    MERGE SEAM (issue 21): the coordinator wires ``carepath.runtime.managers.assign`` here, e.g.
-    ``managers.assign(engine, patient_id, staff_userid, source=f"wecom:{connector}", at=at)``. Until
-    then the binding itself is the assignment: sends to the patient go from this staff member
-    (:meth:`ContactBook.contact_of`).
-    """
-    log.info("wecom %s: patient %s added staff member %s", connector, patient_id, staff_userid)
+    A WeCom user id that is not a configured staff account is not assigned (a warning says so); sends to
+    the patient still go from the member they added (:meth:`ContactBook.contact_of`)."""
+    from carepath.runtime.managers import ManagerError, assign_in
+
+    try:
+        assign_in(conn, engine, patient_id, staff_userid, source=f"wecom:{connector}")
+    except ManagerError as exc:
+        log.warning("wecom %s: patient %s added %s, not made their health manager: %s",
+                    connector, patient_id, staff_userid, exc)

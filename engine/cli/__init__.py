@@ -104,6 +104,11 @@ def _mount_optional() -> None:
 
     app.add_typer(keys_app, name="keys")
     app.add_typer(audit_app, name="audit")
+    from carepath.cli.conversations import complaints_app, conversations_app, managers_app  # issue 21
+
+    app.add_typer(complaints_app, name="complaints")
+    app.add_typer(managers_app, name="managers")
+    app.add_typer(conversations_app, name="conversations")
 
 
 @app.command()

@@ -124,3 +124,35 @@ def content(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-D
     out.print(table)
     if chart is not None:
         out.print(f"chart: {chart}")
+
+
+@app.command("complaints")
+def complaints(since: Optional[str] = typer.Option(None, help="first day (YYYY-MM-DD, in the hospital's time zone); "
+                                                           "default 30 days ago"),
+               until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow"),
+               json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+               db: Optional[str] = DB_OPTION) -> None:
+    """Per month: complaint cases received, first responses within 24 h, resolutions within 7 working days."""
+    from zoneinfo import ZoneInfo
+
+    from carepath.reporting import report_days
+    from carepath.runtime.clock import SystemClock
+    from carepath.runtime.complaints import monthly_counts
+    from carepath.settings import Settings
+
+    tz = ZoneInfo(Settings().timezone)
+    start, end = report_days(_day(since), _day(until), tz, SystemClock().now())
+    store = open_cli_store(db, read_only=True)
+    try:
+        with store.db.connect() as conn:
+            months = monthly_counts(conn, start, end, tz)
+    finally:
+        store.db.dispose()
+    if json_out:
+        print_json([m.__dict__ for m in months])
+        return
+    table = Table("month", "received", "responded in 24 h", "resolved in 7 working days",
+                  title=f"complaints {start.date()} – {(end - timedelta(days=1)).date()}")
+    for m in months:
+        table.add_row(m.month, str(m.received), str(m.responded_24h), str(m.resolved_7d))
+    out_console().print(table)

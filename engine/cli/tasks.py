@@ -77,11 +77,14 @@ def show(task_id: int = typer.Argument(...), who: str = WHO, reveal: bool = type
         fail(str(exc), ExitCode.NOT_FOUND)
     from carepath.runtime.task_survey import survey_behind_task
 
+    from carepath.runtime.conversations.turns import task_conversation  # issue 21
+
     phone = task.phone if reveal else mask_phone(task.phone)
     survey = survey_behind_task(engine, task_id)
+    _, turns = task_conversation(engine, task_id)
     data = {**{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in task.__dict__.items()},
             "phone": phone, "notes": [{"at": n.at.isoformat(), "author": n.author, "text": n.text} for n in notes],
-            "survey": survey.to_json() if survey else None}
+            "survey": survey.to_json() if survey else None, "conversation": [t.to_json() for t in turns]}
     if json_out:
         print_json(data)
         return
@@ -106,6 +109,10 @@ def show(task_id: int = typer.Argument(...), who: str = WHO, reveal: bool = type
         for question, answer in survey.answers:
             said.add_row(question, answer)
         out.print(said)
+    if turns:  # issue 21: the patient's message that opened the task and the conversation so far (masked)
+        from carepath.runtime.conversations.turns import transcript
+
+        out.print("conversation:\n" + transcript(turns), markup=False)
     for n in data["notes"]:
         out.print(f"{n['at']} {n['author']}: {n['text']}")
 

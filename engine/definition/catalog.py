@@ -320,7 +320,9 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
               effect="records the consent; marketing needs it granted, clinical messages stop when withdrawn"),
     EventType("message.replied", "The patient replied to a message.", MessageReplied,
               effect="after_step triggers with unless: replied are skipped; a whole reply of an unsubscribe "
-                     "word (TD, 退订, ...) withdraws the consent the channel's rule names instead"),
+                     "word (TD, 退订, ...) withdraws the consent the channel's rule names instead; the text becomes "
+                     "a conversation turn that is answered, routed to a person or recorded as ignorable "
+                     "(docs/conversations.md)"),
     EventType("message.delivered", "A provider confirmed delivery.", MessageReceipt,
               effect="marks the delivery and its touchpoint delivered"),
     EventType("message.failed", "A provider reported a delivery failure.", MessageReceipt,

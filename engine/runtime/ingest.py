@@ -28,6 +28,8 @@ from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime import horizon, pause  # issue 19
 from carepath.runtime.pause import pause_events  # issue 19
 from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt, receipt_status
+from carepath.runtime.complaints import open_from_survey  # issue 21
+from carepath.runtime.conversations.turns import record_turn  # issue 21
 from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
@@ -169,6 +171,7 @@ class Ingestor:
         conn.execute(update(Event).where(Event.id == row.id).values(patient_id=patient_id))
         total.urgent_touchpoints += sub.urgent_touchpoints
         total.due_now += sub.due_now
+        total.turns += sub.turns  # issue 21: a reply that waited for its patient
         if sub.held:  # the patient is known now, but its episode is not enrolled yet
             conn.execute(update(Event).where(Event.id == row.id).values(
                 mrn_hash=None, hold_key=sub.hold_key, outcome=f"{row.outcome}; patient registered; {sub.summary()}"))
@@ -382,6 +385,11 @@ class Ingestor:
             if withdrawal is not None:
                 conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
                 result.notes.append(withdrawal.summary())
+            # issue 21: the text becomes a conversation turn, routed right after the commit
+            result.turns.append(record_turn(conn, self.engine, ev, event_id, patient_id))
+        elif ev.type == "survey.completed":  # issue 21: a detractor answer opens a complaint case
+            if open_from_survey(conn, self.engine, patient_id, event_id, dict(ev.payload), now) is not None:
+                result.notes.append("detractor answer: complaint case opened")
         elif ev.type == "patient.preferences_updated":  # issue 19
             values = {k: v for k, v in ev.payload.items() if k != "patient"}
             self._preferences(conn, patient_id, values, now, f"event:{ev.source}", result)

@@ -34,6 +34,7 @@ class IngestResult:
     cancelled_tasks: int = 0
     hold_key: str | None = None  # the episode key a held event waits for (or a refused one was about)
     refused: list[str] = field(default_factory=list)  # why (part of) the event could not be applied
+    turns: list[int] = field(default_factory=list)  # issue 21: conversation turns stored, routed after the commit
 
     @property
     def duplicate(self) -> bool:

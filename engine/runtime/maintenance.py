@@ -158,11 +158,21 @@ def anchor_audit(engine: "Engine") -> int:
     return anchor_if_due(engine.db, engine.settings.audit_anchor_file)
 
 
+def conversations(engine: "Engine") -> int:
+    """Issue 21: route inbound turns left pending (a worker died after ingest) and record complaint cases past a
+    deadline (their tasks escalate in ``task_sla``)."""
+    from carepath.runtime.complaints import check_deadlines
+    from carepath.runtime.conversations.routing import route_pending
+
+    return route_pending(engine) + len(check_deadlines(engine))
+
+
 JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources,
                         "delivery_fallback": delivery_fallback, "alerts": publish_alerts,
                         "segments": segments_over_time, "idle": idle_patients,
                         "horizon": extend_horizons,  # issue 19
-                        "audit_anchor": anchor_audit}  # issue 22
+                        "audit_anchor": anchor_audit,  # issue 22
+                        "conversations": conversations}  # issue 21
 
 
 def register(name: str, job: Job) -> None:

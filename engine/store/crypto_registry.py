@@ -118,6 +118,10 @@ def _builtin() -> None:
     register(Encrypted("enrollments", "context", kind=JSON_DOC))  # the enrolling event's payload
     register(Encrypted("events", "mrn_enc"))  # beside mrn_hash while an event waits for its patient
     register(KeyedHash("events", "mrn_hash", source="mrn_enc"))
+    # conversations and complaint cases (carepath.runtime.conversations, carepath.runtime.complaints)
+    register(Encrypted("conversation_turns", "text_enc"))
+    for column in ("summary_enc", "resolution_enc"):
+        register(Encrypted("complaint_cases", column, key_id_column="key_id"))
     # WeCom external contacts (carepath.connectors.wecom.contacts): the patient's external_userid
     register(Encrypted("wecom_contacts", "external_userid_enc"))
     register(KeyedHash("wecom_contacts", "external_key", source="external_userid_enc"))

@@ -274,6 +274,9 @@ class StaffTask(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolution: Mapped[str | None] = mapped_column(Text)
+    #: issue 21: the staff member the task is for (the patient's health manager), and the conversation turn behind it
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    turn_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
 
 
 class TaskNote(Base):
@@ -466,3 +469,5 @@ class TrackedLink(Base):
 from carepath.store.schema_wecom import WecomContact  # noqa: E402,F401 - its tables belong to Base.metadata
 from carepath.store import staff_schema  # noqa: E402,F401  (staff sessions and refused logins, on Base)
 from carepath.store import schema_trust  # noqa: E402,F401 - issue 22's tables join Base.metadata
+# issue 21: conversations, health managers, complaint cases (a module of its own; same Base)
+from carepath.store.conversation_schema import ComplaintCase, ConversationTurn, HealthManager  # noqa: E402,F401

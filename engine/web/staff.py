@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from carepath.plugins.hookspecs import hookimpl
 from carepath.staff_access import AccessDenied, Member, member_of
+from carepath.web.staff_complaints import complaint_rows, complaints_router, conversation_rows  # issue 21
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -85,7 +86,8 @@ def staff_router() -> "APIRouter":
         tasks = await run_in_threadpool(work_queue.list_tasks, engine, teams=member.visible_teams())
         now = engine.clock.now()
         rows = [dict(_shown(t, member.timezone), overdue=t.overdue(now)) for t in tasks]
-        return render("staff_list.html", title="待办", member=member, tasks=rows,
+        cases = await run_in_threadpool(complaint_rows, engine, member)  # issue 21: the complaints team's cases
+        return render("staff_list.html", title="待办", member=member, tasks=rows, complaints=cases,
                       scope="全部团队" if member.sees_every_team else "、".join(member.teams))
 
     @router.post("/staff/login", include_in_schema=False)
@@ -140,9 +142,11 @@ def staff_router() -> "APIRouter":
         said = None if survey is None else dict(survey.to_json(), received_at=_local(survey.received_at,
                                                                                       member.timezone))
         works = member.allows("claim", task.team)
+        turns = await run_in_threadpool(conversation_rows, engine, task_id, member)  # issue 21
         return render("staff_task.html", title=f"任务 {task_id}", member=member, task=view, notes=notes,
                       open=works and task.status in work_queue.OPEN_STATUSES, survey=said, revealed=reveal,
-                      may_reveal=not reveal and bool(task.phone) and member.allows("unmask", task.team))
+                      may_reveal=not reveal and bool(task.phone) and member.allows("unmask", task.team),
+                      conversation=turns)
 
     @router.get("/staff/tasks/{task_id}", include_in_schema=False)
     async def show(task_id: int, request: Request) -> Any:
@@ -179,6 +183,7 @@ def staff_router() -> "APIRouter":
     async def close(task_id: int, request: Request, resolution: str = Form("")) -> Any:
         return await act(request, task_id, "close", work_queue.close, resolution)
 
+    router.include_router(complaints_router(render, current, back))  # issue 21
     return router
 
 

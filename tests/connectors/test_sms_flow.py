@@ -12,6 +12,7 @@ import requests
 from rich.console import Console
 from sqlalchemy import select
 
+from carepath.store.personal_data import reveal_payload
 from carepath.connectors.sms_common.segments import segment_count
 from carepath.definition.expressions import render
 from carepath.reporting import timeline_tables
@@ -141,7 +142,8 @@ def test_td_reply_unsubscribes_and_other_replies_are_events(make) -> None:
     s.enroll()
     assert s.emulator.push_reply(s.hook_url("replies"), PHONE, "好的，谢谢") == 200
     [replied] = s.rows(Event, type="message.replied")
-    assert replied.payload["text"] == "好的，谢谢" and replied.patient_id is not None
+    assert reveal_payload(replied.payload, s.engine.cipher)["text"] == "好的，谢谢"  # stored encrypted (issue 21)
+    assert replied.patient_id is not None
     assert s.consents() == []
     assert s.emulator.push_reply(s.hook_url("replies"), PHONE, " td ") == 200
     assert {(c.purpose, c.channel, c.granted) for c in s.consents()} == \

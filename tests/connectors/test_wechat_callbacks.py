@@ -9,6 +9,7 @@ import requests
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from carepath.store.personal_data import reveal_payload
 from carepath.cli import _mount_optional, app
 from carepath.connectors.wechat.pushes import (
     delivery_report,
@@ -144,7 +145,8 @@ def test_the_same_callback_delivered_three_times_is_applied_once(wechat_engine, 
     assert counts == {"message.delivered": 1, "consent.changed": 1, "message.replied": 1}
     assert len(_rows(engine, Consent)) == 1
     [reply] = _rows(engine, Event, Event.type == "message.replied")
-    assert reply.payload["text"] == "1" and reply.source_id == "msg:6543210" and reply.patient_id is not None
+    assert reveal_payload(reply.payload, engine.cipher)["text"] == "1"  # stored encrypted (issue 21)
+    assert reply.source_id == "msg:6543210" and reply.patient_id is not None
 
 
 def test_scanning_a_binding_qr_code_links_the_openid_to_the_patient(wechat_engine, emulator, clock):

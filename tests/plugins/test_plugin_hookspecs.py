@@ -14,7 +14,7 @@ from carepath.plugins.manager import hook_names
 DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 HOOKS = ["carepath_connectors", "carepath_journeys", "carepath_templates", "carepath_event_types",
          "carepath_segments", "carepath_web_routes", "carepath_before_send", "carepath_event",
-         "carepath_staff_directory", "carepath_encryption_keys"]
+         "carepath_staff_directory", "carepath_encryption_keys", "carepath_classify_message"]
 
 
 def undocumented(doc_text: str, hooks: list[str]) -> list[str]:
