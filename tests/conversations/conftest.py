@@ -18,8 +18,8 @@ from carepath.teams import StaffMember, TeamConfig
 HERE = Path(__file__).parent
 FAQ = load_faq(faq_files(["faq"], HERE), HERE)
 STAFF = {"wang-li": StaffMember(team="health_management", role="health_manager", token="token-wang-li-0000001"),
-         "zhao-min": StaffMember(team="patient_service", role="complaints_officer", token="token-zhao-min-000001")}
-TEAMS = {"patient_service": TeamConfig(escalation=["complaints_officer", "service_head", "vice_president"]),
+         "zhao-min": StaffMember(team="patient_service", role="head_nurse", token="token-zhao-min-000001")}
+TEAMS = {"patient_service": TeamConfig(escalation=["head_nurse", "service_head", "vice_president"]),
          "nursing": TeamConfig(escalation=["nurse", "head_nurse"])}
 
 

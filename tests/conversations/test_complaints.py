@@ -135,7 +135,7 @@ def test_the_cli_lists_shows_opens_acknowledges_and_resolves_cases(talk_engine, 
     engine.upsert_patient(PatientIn(mrn="M1", name="李四", phone="13912345678"))
     config = tmp_path / "carepath.toml"
     config.write_text('[connectors.outbox]\ntype = "outbox"\naddress = "phone"\n'
-                      '[staff.zhao-min]\nteam = "patient_service"\nrole = "complaints_officer"\n'
+                      '[staff.zhao-min]\nteam = "patient_service"\nrole = "head_nurse"\n'
                       'token = {env = "ZHAO_TOKEN"}\n', encoding="utf-8")
     monkeypatch.setenv("ZHAO_TOKEN", "token-zhao-min-000001")
     monkeypatch.setenv("CAREPATH_HOME", str(settings.home))
