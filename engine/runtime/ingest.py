@@ -29,6 +29,9 @@ from carepath.runtime import horizon, pause  # issue 19
 from carepath.runtime.pause import pause_events  # issue 19
 from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt
 from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
+from carepath.runtime.checkins import CHECKIN_INTENT, record_reply  # issue 19
+from carepath.runtime.readings import record_reading  # issue 19
+from carepath.runtime.reading_alerts import evaluate as evaluate_readings  # issue 19
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
 from carepath.store.crypto import Cipher
@@ -266,7 +269,7 @@ class Ingestor:
                 total.urgent_touchpoints += sub.urgent_touchpoints
                 total.enrolled += sub.enrolled
                 total.exited += sub.exited
-                total.notes.append(f"{ev.type} {ev.payload['segment']}")
+                total.notes.append(f"{ev.type} {ev.payload.get('segment') or ev.payload.get('checkin', '')}")
         finally:
             self._depth -= 1
         return total
@@ -378,6 +381,14 @@ class Ingestor:
             if withdrawal is not None:
                 conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
                 result.notes.append(withdrawal.summary())
+            elif record_reply(conn, self.engine, patient_id, str(ev.payload.get("text") or ""), ev.occurred_at,
+                              event_id=event_id):  # issue 19: 打卡, 6.1 ...
+                conn.execute(update(Event).where(Event.id == event_id).values(intent=CHECKIN_INTENT))
+                result.notes.append("check-in recorded")
+        elif ev.type == "vitals.reading":  # issue 19: stored (or rejected with the reason), then alerts
+            reading = record_reading(conn, self.engine, ev, event_id, patient_id, now)
+            result.notes.append(f"reading {reading.status}" + (f": {reading.reason}" if reading.reason else ""))
+            evaluate_readings(conn, self.engine, patient_id, reading, event_id, now, result)
         elif ev.type == "patient.preferences_updated":  # issue 19
             values = {k: v for k, v in ev.payload.items() if k != "patient"}
             self._preferences(conn, patient_id, values, now, f"event:{ev.source}", result)

@@ -444,3 +444,7 @@ class TrackedLink(Base):
     url_hash: Mapped[str] = mapped_column(String(64), unique=True)
     url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# issue 19: check-ins and readings live next to this module (kept under 400 lines each)
+from carepath.store.schema_checkins import CheckinRow, ReadingRow  # noqa: E402,F401
