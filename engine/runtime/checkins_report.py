@@ -101,3 +101,42 @@ def programme_checkins(rows: Iterable[PatientCheckins]) -> list[ProgrammeCheckin
         t[1] += r.prompted
         t[2] += r.completed
     return [ProgrammeCheckins(j, c, len(p), n, d) for (j, c), (p, n, d) in sorted(totals.items())]
+
+
+@dataclass(frozen=True)
+class CheckinView:
+    """One stored check-in as people see it: the patient masked, the value only when asked for."""
+
+    id: int
+    patient: str
+    journey: str
+    checkin: str
+    day: date
+    status: str
+    source: str
+    value: str | None
+    unit: str | None
+    reason: str | None
+
+
+def list_checkins(engine: "Engine", *, journey: str | None = None, patient_id: int | None = None,
+                  with_values: bool = False, who: str = "cli", limit: int = 200) -> list[CheckinView]:
+    """The latest check-ins, newest first; values shown only ``with_values`` (audit-logged as ``who``)."""
+    from carepath.masking import mask_name
+    from carepath.store.audit import audit
+
+    q = select(CheckinRow.__table__, Patient.name_enc).join(Patient, Patient.id == CheckinRow.patient_id)
+    if journey:
+        q = q.where(CheckinRow.journey == journey)
+    if patient_id is not None:
+        q = q.where(CheckinRow.patient_id == patient_id)
+    with engine.db.begin() as conn:
+        rows = conn.execute(q.order_by(CheckinRow.id.desc()).limit(limit)).all()
+        if with_values and rows:
+            audit(conn, actor=who, action="checkins.values_viewed", entity="patient",
+                  entity_id=patient_id if patient_id is not None else 0, at=engine.clock.now(),
+                  detail={"journey": journey, "rows": len(rows)})
+    return [CheckinView(r.id, mask_name(engine.cipher.decrypt(r.name_enc)), r.journey, r.checkin, r.day, r.status,
+                        r.source, (engine.cipher.decrypt(r.value_enc) if with_values else "•••") if r.value_enc
+                        else None, r.unit, r.reason if with_values or not r.reason else "value rejected (it shows with the values)")
+            for r in rows]

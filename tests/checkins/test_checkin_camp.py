@@ -114,3 +114,33 @@ def test_a_reply_that_answers_no_prompt_is_no_check_in(eng, clock):
         eng.ingest(ev("message.replied", {"text": text}))
     with eng.db.connect() as conn:
         assert conn.execute(select(CheckinRow.id)).all() == []
+
+
+def test_the_cli_shows_rates_and_masks_patients_and_values(eng, clock, database_url, settings, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from carepath.cli import _mount_optional, app
+
+    eng.ingest(h.Events(clock)("visit.checked_in", {"department": "内分泌科"}))
+    start = local(clock.now()).date()
+    for n, reply in ((1, "6.1"), (2, None)):
+        _day(eng, clock, start + timedelta(days=n), reply)
+    monkeypatch.setenv("CAREPATH_HOME", str(settings.home))
+    monkeypatch.delenv("CAREPATH_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no carepath.toml here: console and outbox channels, no journey runs
+    monkeypatch.setenv("COLUMNS", "160")
+    _mount_optional()
+    run = CliRunner().invoke
+    summary = run(app, ["checkins", "summary", "--db", database_url, "--json"])
+    assert summary.exit_code == 0, summary.output
+    import json
+
+    data = json.loads(summary.output)
+    assert [(p["prompted"], p["completed"], p["rate"]) for p in data["programmes"]] == [(2, 1, 0.5)]
+    listed = run(app, ["checkins", "list", "--db", database_url, "--patient", "M1"])
+    assert listed.exit_code == 0, listed.output
+    assert "fasting-glucose" in listed.output and "6.1" not in listed.output and "•••" in listed.output
+    shown = run(app, ["checkins", "list", "--db", database_url, "--values", "--json"])
+    assert json.loads(shown.output)["checkins"][0]["value"] == "6.1"
+    missing = run(app, ["checkins", "summary", "--db", database_url, "--patient", "NOBODY"])
+    assert missing.exit_code != 0 and "no patient with MRN 'NOBODY'" in missing.output
