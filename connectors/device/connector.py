@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr
 
 from carepath.connectors.device.signing import verify
 from carepath.definition.events import EventIn
-from carepath.plugins.contracts import CallbackRequest, Connector, ConnectorConfig
+from carepath.plugins.contracts import CallbackRequest, Capabilities, Connector, ConnectorConfig
 
 MAX_MEASUREMENTS = 20
 
@@ -34,6 +34,7 @@ class DeviceConnector(Connector):
 
     type_name: ClassVar[str] = "device"
     Config = DeviceConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(callbacks=True)
     emulator: ClassVar[str | None] = "carepath.connectors.device.emulator:serve"
 
     @property

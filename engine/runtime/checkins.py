@@ -94,14 +94,15 @@ def read_answer(action: Checkin, text: str) -> Answer | None:
     if action.measure == BLOOD_PRESSURE:
         if number.second is None or (number.word and named is None and number.word not in ("血压", "bp")):
             return None
-        return _checked({"systolic_bp": number.value, "diastolic_bp": number.second}, number.unit,
-                        f"{number.value:g}/{number.second:g}")
+        return checked_answer({"systolic_bp": number.value, "diastolic_bp": number.second}, number.unit,
+                              f"{number.value:g}/{number.second:g}")
     if number.second is not None or (number.word and named != action.measure):
         return None
-    return _checked({action.measure: number.value}, number.unit, f"{number.value:g}")
+    return checked_answer({action.measure: number.value}, number.unit, f"{number.value:g}")
 
 
-def _checked(values: dict[str, float], unit: str, shown: str) -> Answer:
+def checked_answer(values: dict[str, float], unit: str | None, shown: str) -> Answer:
+    """``values`` (by measure, in ``unit`` or each measure's own) range-checked and converted to own units."""
     converted: dict[str, float] = {}
     for measure, value in values.items():
         ok, problem = canonical(measure, value, unit or None)

@@ -149,3 +149,11 @@ def test_a_low_glucose_opens_an_urgent_task_at_night_and_impossible_readings_are
         notes = conn.execute(select(Event.outcome).where(Event.type == "vitals.reading").order_by(Event.id)
                              ).scalars().all()
     assert "reading rejected" in notes[0] and "still open" in notes[-1]
+
+
+def test_an_authentic_call_with_a_bad_body_is_answered_400_naming_the_field(eng, clock, device):
+    body = (b'{"reading_id": "r-9", "patient_mrn": "M1", "measured_at": "2026-05-02T08:00:00", '
+            b'"measurements": [{"kind": "glucose", "value": 5.1}]}')
+    answer = device.post(body)
+    assert answer.status_code == 400 and "measured_at" in answer.json()["detail"]
+    assert _readings(eng) == []
