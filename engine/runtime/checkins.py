@@ -181,3 +181,32 @@ def checkin_times(conn: Connection, enrollment_ids: Iterable[int]) -> dict[tuple
             CheckinRow.enrollment_id.in_(ids), CheckinRow.status == RECORDED)):
         found.setdefault((enrollment_id, step), []).append((at, day))
     return found
+
+
+def record_device_reading(conn: Connection, engine: "Engine", patient_id: int, measure: str, measured_at: datetime,
+                          event_id: int) -> bool:
+    """A device's accepted reading of a check-in prompt's measure counts as that day's check-in (the first one
+    of the day; a blood-pressure check-in once both numbers of the moment are in). Returns whether it did."""
+    from carepath.store.schema import ReadingRow
+
+    for target in targets(conn, engine, patient_id):
+        wanted = target.action.measure
+        names = ["systolic_bp", "diastolic_bp"] if wanted == BLOOD_PRESSURE else [wanted]
+        if measure not in names:
+            continue
+        rows = dict(conn.execute(select(ReadingRow.measure, ReadingRow.value_enc).where(
+            ReadingRow.patient_id == patient_id, ReadingRow.measured_at == measured_at,
+            ReadingRow.status == "accepted", ReadingRow.measure.in_(names))).all())
+        if set(rows) != set(names):
+            continue
+        tz = conn.execute(select(Patient.tz).where(Patient.id == patient_id)).scalar() or "Asia/Shanghai"
+        day = measured_at.astimezone(zone(tz)).date()
+        if conn.execute(select(CheckinRow.id).where(CheckinRow.enrollment_id == target.enrollment_id,
+                                                    CheckinRow.step == target.step, CheckinRow.day == day,
+                                                    CheckinRow.status == RECORDED)).first():
+            continue
+        values = {n: float(engine.cipher.decrypt(rows[n])) for n in names}
+        record_checkin(conn, engine, target, checked_answer(values, None, ""), measured_at, source="device",
+                       event_id=event_id)
+        return True
+    return False

@@ -29,7 +29,7 @@ from carepath.runtime import horizon, pause  # issue 19
 from carepath.runtime.pause import pause_events  # issue 19
 from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt
 from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
-from carepath.runtime.checkins import CHECKIN_INTENT, record_reply  # issue 19
+from carepath.runtime.checkins import CHECKIN_INTENT, record_device_reading, record_reply  # issue 19
 from carepath.runtime.readings import record_reading  # issue 19
 from carepath.runtime.reading_alerts import evaluate as evaluate_readings  # issue 19
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
@@ -389,6 +389,9 @@ class Ingestor:
             reading = record_reading(conn, self.engine, ev, event_id, patient_id, now)
             result.notes.append(f"reading {reading.status}" + (f": {reading.reason}" if reading.reason else ""))
             evaluate_readings(conn, self.engine, patient_id, reading, event_id, now, result)
+            if reading.status == "accepted" and record_device_reading(conn, self.engine, patient_id, reading.measure,
+                                                                      reading.measured_at, event_id):
+                result.notes.append("check-in recorded")
         elif ev.type == "patient.preferences_updated":  # issue 19
             values = {k: v for k, v in ev.payload.items() if k != "patient"}
             self._preferences(conn, patient_id, values, now, f"event:{ev.source}", result)

@@ -97,3 +97,22 @@ def test_a_patient_checks_in_on_the_page_once_and_gets_no_nudge(eng, clock, live
     clock.set(at_local(day, 12, 5))
     eng.dispatch_due()
     assert h.one_touchpoint(eng, step="nudge").reason == "skipped: patient checked in"
+
+
+def test_a_home_cuff_reading_counts_as_the_days_check_in(eng, clock):
+    eng.ingest(h.Events(clock)("visit.checked_in", {"department": "心内科"}))
+    day = local(clock.now()).date() + timedelta(days=1)
+    clock.set(at_local(day, 8, 1))
+    eng.dispatch_due()
+    ev = h.Events(clock, source="device:cuff")
+    measured = at_local(day, 8, 30)
+    for kind, value in (("systolic_bp", 136), ("diastolic_bp", 84)):  # one moment, two events
+        eng.ingest(ev("vitals.reading", {"kind": kind, "value": value, "unit": "mmHg"}, occurred_at=measured))
+    eng.ingest(ev("vitals.reading", {"kind": "systolic_bp", "value": 131, "unit": "mmHg"},
+                  occurred_at=measured + timedelta(hours=2)))  # a second moment that day: no second check-in
+    with eng.db.connect() as conn:
+        rows = conn.execute(select(CheckinRow.__table__)).all()
+    assert [(r.source, r.day, eng.cipher.decrypt(r.value_enc)) for r in rows] == [("device", day, "136/84")]
+    clock.set(at_local(day, 12, 5))
+    eng.dispatch_due()
+    assert h.one_touchpoint(eng, step="nudge").reason == "skipped: patient checked in"
