@@ -30,7 +30,7 @@ class Measure:
 
 
 MEASURES: dict[str, Measure] = {m.name: m for m in (
-    Measure("glucose", "mmol/L", 1.0, 35.0, "血糖", {"mg/dL": 1 / 18.0, "mmol/l": 1.0}, ("血糖", "glucose", "bg")),
+    Measure("glucose", "mmol/L", 1.0, 35.0, "血糖", {"mg/dL": 1 / 18.0}, ("血糖", "glucose", "bg")),
     Measure("systolic_bp", "mmHg", 50, 260, "收缩压", {"mm[Hg]": 1.0, "kPa": 7.50062}, ("收缩压", "高压")),
     Measure("diastolic_bp", "mmHg", 30, 160, "舒张压", {"mm[Hg]": 1.0, "kPa": 7.50062}, ("舒张压", "低压")),
     Measure("heart_rate", "bpm", 25, 250, "心率", {"/min": 1.0, "次/分": 1.0, "beats/minute": 1.0}, ("心率", "脉搏")),
