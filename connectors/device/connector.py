@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr
 
 from carepath.connectors.device.signing import verify
 from carepath.definition.events import EventIn
-from carepath.plugins.contracts import CallbackRequest, Capabilities, Connector, ConnectorConfig
+from carepath.plugins.contracts import CallbackRequest, Capabilities, ConnectorConfig, HisSource
 
 MAX_MEASUREMENTS = 20
 
@@ -29,8 +29,9 @@ class DeviceConfig(ConnectorConfig):
     max_body: int = Field(64 * 1024, ge=256, le=1024 * 1024, description="the largest body accepted, in bytes")
 
 
-class DeviceConnector(Connector):
-    """A home-device cloud posting readings to ``/hooks/device/<name>``."""
+class DeviceConnector(HisSource):
+    """A home-device cloud posting readings to ``/hooks/device/<name>``: an event source that only receives
+    pushes (nothing to poll), so it is of the ``his`` kind of connectors."""
 
     type_name: ClassVar[str] = "device"
     Config = DeviceConfig

@@ -97,3 +97,19 @@ def test_a_good_camp_has_no_problems():
     reading: {any: ["glucose < 3.9 mmol/L"]}
     task: {task: call_patient, sla: 1h, priority: urgent}
 """) == []
+
+
+def test_the_examples_in_the_docs_validate_and_their_maps_show_every_step():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "journeys.md").read_text(encoding="utf-8")
+    section = text[text.index("## Check-ins and readings"):text.index("## Programmes: care that lasts")]
+    blocks = re.findall(r"```(yaml|mermaid)\n(.*?)```", section, re.S)
+    assert [kind for kind, _ in blocks] == ["yaml", "mermaid", "yaml", "mermaid"]
+    for (_, source), (_, chart) in zip(blocks[::2], blocks[1::2]):
+        journey, found = read_journey_text(source, known_channels={"wechat", "sms"})
+        assert found == [], found
+        assert chart.startswith("flowchart TD\n")
+        for step in journey.steps:
+            assert step.id in chart, f"the map of {journey.name} does not show step {step.id}"
