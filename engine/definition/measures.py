@@ -75,7 +75,8 @@ def canonical(measure: str, value: float, unit: str | None) -> tuple[float | Non
         return None, f"{measure} value is not a number"
     converted = round(value * factor, 2)
     if not m.low <= converted <= m.high:
-        return None, f"{measure} {value:g} {unit or m.unit} is outside the possible range {m.low:g}–{m.high:g} {m.unit}"
+        # the value itself stays out of the reason (it is kept encrypted beside it)
+        return None, f"{measure} value outside the possible range {m.low:g}–{m.high:g} {m.unit}"
     return converted, None
 
 
