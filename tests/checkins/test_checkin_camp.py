@@ -144,3 +144,19 @@ def test_the_cli_shows_rates_and_masks_patients_and_values(eng, clock, database_
     assert json.loads(shown.output)["checkins"][0]["value"] == "6.1"
     missing = run(app, ["checkins", "summary", "--db", database_url, "--patient", "NOBODY"])
     assert missing.exit_code != 0 and "no patient with MRN 'NOBODY'" in missing.output
+
+
+def test_record_reply_is_the_entry_point_for_conversation_routing_and_counts_a_reply_once(eng, clock):
+    from carepath.runtime.checkins import record_reply
+
+    ev = h.Events(clock)
+    eng.ingest(ev("visit.checked_in", {"department": "内分泌科"}))
+    clock.set(at_local(local(clock.now()).date() + timedelta(days=1), 8, 1))
+    eng.dispatch_due()
+    reply = eng.ingest(ev("message.replied", {"text": "110 mg/dL"}))  # ingest records it (6.11 mmol/L)
+    with eng.db.begin() as conn:  # routing calling it again for the same reply: harmless
+        assert record_reply(conn, eng, 1, "110 mg/dL", clock.now(), event_id=reply.event_id) is True
+        assert record_reply(conn, eng, 1, "谢谢", clock.now(), event_id=None) is False
+    with eng.db.connect() as conn:
+        rows = conn.execute(select(CheckinRow.__table__)).all()
+    assert [(eng.cipher.decrypt(r.value_enc), r.unit) for r in rows] == [("6.11", "mmol/L")]
