@@ -113,3 +113,23 @@ def test_the_examples_in_the_docs_validate_and_their_maps_show_every_step():
         assert chart.startswith("flowchart TD\n")
         for step in journey.steps:
             assert step.id in chart, f"the map of {journey.name} does not show step {step.id}"
+
+
+def test_the_python_dsl_builds_the_same_steps_as_yaml():
+    from carepath.definition import dsl
+
+    prompt = dsl.step("glucose", "post_visit", dsl.every("1d", at="07:30"),
+                      dsl.checkin("glucose", ["sms"], template="prompt", measure="glucose"))
+    alert = dsl.step("bp", "post_visit", dsl.reading("systolic_bp >= 140 mmHg", count=3), dsl.task("call_patient"))
+    yaml_journey, found = read_journey_text(HEAD + """
+  - id: glucose
+    stage: post_visit
+    every: {interval: 1d, at: "07:30"}
+    checkin: {checkin: glucose, measure: glucose, template: prompt, via: [sms]}
+  - id: bp
+    stage: post_visit
+    reading: {any: ["systolic_bp >= 140 mmHg"], count: 3}
+    task: {task: call_patient}
+""", known_channels={"sms"})
+    assert found == []
+    assert [prompt, alert] == yaml_journey.steps
