@@ -35,6 +35,7 @@ BUILTIN_PLUGINS = {
     "sms": "carepath.connectors.sms",
     "his": "carepath.connectors.his",
     "surveys": "carepath.connectors.surveys",
+    "device": "carepath.connectors.device",  # issue 19: home devices
     "staff": "carepath.web.staff",
     "wechat": "carepath.connectors.wechat",
     "journeys": "carepath.journeys",

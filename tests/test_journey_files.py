@@ -194,7 +194,7 @@ def test_each_bad_step_is_reported_with_its_line():
         "%s:6: step 'reminder', field steps[0].before.offset: not a duration: '1x' (write e.g. 30m, 2h30m, 1d or 1w)"
         % problems[0].file,
         "%s:12: step 'two-triggers', field steps[2]: a step needs exactly one trigger among on, before, after, "
-        "every, after_step, idle, calendar; found on, after" % problems[0].file,
+        "every, after_step, idle, calendar, reading; found on, after" % problems[0].file,
         "%s:17: step 'two-triggers', field steps[2].colour: unknown step field 'colour'" % problems[0].file,
     ]
     assert not any("pydantic" in r or "http" in r for r in rendered)

@@ -235,12 +235,18 @@ class ResourceMapper:
         return out
 
     def _observation(self, raw: Mapping[str, Any]) -> list[EventIn]:
+        """A vital sign's value, and (issue 19) each vital component of a panel (a blood-pressure Observation,
+        85354-9, carries systolic and diastolic as components): one ``vitals.reading`` each, at the same time."""
         obs = Observation.model_validate(raw)
-        code = next((c.code for c in (obs.code.coding or []) if c.code in self.vitals), None)
-        if code is None or obs.subject is None or obs.valueQuantity is None or obs.status not in ("final", "amended"):
+        if obs.subject is None or obs.status not in ("final", "amended"):
+            return []
+        parts = [(obs.code, obs.valueQuantity), *((c.code, c.valueQuantity) for c in (obs.component or []))]
+        found = [(code, quantity) for concept, quantity in parts if quantity is not None and quantity.value is not None
+                 for code in [next((c.code for c in (concept.coding or []) if c.code in self.vitals), None)] if code]
+        if not found:
             return []
         when = _when(obs.effectiveDateTime, self._updated(obs))
-        payload = {"kind": self.vitals[code], "code": code, "value": float(obs.valueQuantity.value),
-                   "unit": obs.valueQuantity.unit or ""}
         mrn, _ = self.patient_of(obs.subject.reference)
-        return [his_event(self.system, "vitals.reading", mrn, when, (mrn, self.vitals[code], when), payload)]
+        return [his_event(self.system, "vitals.reading", mrn, when, (mrn, self.vitals[code], when),
+                          {"kind": self.vitals[code], "code": code, "value": float(quantity.value),
+                           "unit": quantity.unit or ""}) for code, quantity in found]

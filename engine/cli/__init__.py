@@ -93,6 +93,9 @@ def _mount_optional() -> None:
     from carepath.cli.segments import app as segments_app
 
     app.add_typer(segments_app, name="segments")
+    from carepath.cli.checkins import app as checkins_app  # issue 19
+
+    app.add_typer(checkins_app, name="checkins")
     app.add_typer(config_app, name="config")
     from carepath.cli.consent import app as consent_app
     from carepath.cli.staff import app as staff_app

@@ -294,6 +294,20 @@ class VitalsReading(Payload):
     device_id: str | None = Field(None, description="the measuring device")
 
 
+class CheckinRecorded(Payload):
+    # issue 19: what carepath.runtime.checkins tells journeys; the values are in the measure's own unit
+    checkin: str = Field(description="the check-in's name (the checkin action's checkin field)")
+    journey: str = Field(description="the journey whose prompt it answers")
+    step: str = Field(description="the check-in step")
+    day: date = Field(description="the patient-local day it counts for")
+    source: Literal["reply", "page", "device"] = Field(description="how the patient checked in")
+    measure: str | None = Field(None, description="what was measured (glucose, blood_pressure...), null for a keyword")
+    value: float | None = Field(None, description="the value of a one-number measure, in unit")
+    systolic_bp: float | None = Field(None, description="a blood-pressure check-in's upper number (mmHg)")
+    diastolic_bp: float | None = Field(None, description="a blood-pressure check-in's lower number (mmHg)")
+    unit: str | None = Field(None, description="the measure's unit (mmol/L, mmHg...)")
+
+
 BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("appointment.booked", "An outpatient appointment was booked.", AppointmentBooked),
     EventType("appointment.rescheduled", "An appointment moved to another slot.", AppointmentRescheduled),
@@ -320,7 +334,8 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
               effect="records the consent; marketing needs it granted, clinical messages stop when withdrawn"),
     EventType("message.replied", "The patient replied to a message.", MessageReplied,
               effect="after_step triggers with unless: replied are skipped; a whole reply of an unsubscribe "
-                     "word (TD, 退订, ...) withdraws the consent the channel's rule names instead; the text becomes "
+                     "word (TD, 退订, ...) withdraws the consent the channel's rule names instead; a whole reply "
+                     "answering a check-in prompt (打卡, 6.1, 150/95) is recorded as a check-in; the text becomes "
                      "a conversation turn that is answered, routed to a person or recorded as ignorable "
                      "(docs/conversations.md)"),
     EventType("message.delivered", "A provider confirmed delivery.", MessageReceipt,
@@ -335,7 +350,11 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
               SegmentChange),
     EventType("segment.left", "The patient left a segment (carepath derives it from the portrait).",
               SegmentChange),
-    EventType("vitals.reading", "A home or ward device sent a measurement.", VitalsReading),
+    EventType("vitals.reading", "A home or ward device sent a measurement.", VitalsReading,
+              effect="stored as a reading (rejected with the reason when its measure, unit or value is impossible); "
+                     "reading triggers are evaluated, one episode (one task) at a time"),
+    EventType("checkin.recorded", "The patient checked in (打卡) for a checkin prompt, by reply, page or device.",
+              CheckinRecorded, effect="derived by carepath; stored only when a journey listens to it"),
     EventType("task.sla_breached", "A staff task missed a deadline and moved up its team's escalation chain.",
               TaskSlaBreached),
 )

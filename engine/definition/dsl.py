@@ -26,12 +26,14 @@ from carepath.definition.model import (
     Idle,
     AnchorOffset,
     AnchorRule,
+    Checkin,
     EnrollRule,
     Every,
     ExitRule,
     Journey,
     Missed,
     OnEvent,
+    Reading,
     Send,
     Step,
     Survey,
@@ -122,6 +124,19 @@ def after_step(step: str, delay: Dur, *, outcome: str = "sent", unless: str | No
 def idle(days: int) -> Idle:
     """Once per idle period: when the patient has not interacted for ``days`` (re-arms after the next interaction)."""
     return Idle(days=days)
+
+
+def reading(*thresholds: str, count: int = 1, within: Dur = "7d") -> Reading:
+    """Issue 19: e.g. ``reading("systolic_bp >= 140 mmHg", "diastolic_bp >= 90 mmHg", count=3, within="7d")``:
+    when ``count`` readings crossed any threshold within the window (one episode at a time)."""
+    return Reading(any=list(thresholds), count=count, within=within)
+
+
+def checkin(name: str, via: Iterable[str], *, template: str, measure: str | None = None,
+            keywords: Iterable[str] = ("打卡",)) -> Checkin:
+    """Issue 19: a check-in prompt (its template sees ``checkin.link``); answered by a keyword or a number of
+    ``measure``, on the check-in page or by a device reading."""
+    return Checkin(checkin=name, via=list(via), template=template, measure=measure, keywords=list(keywords))
 
 
 def send(template: str, via: Iterable[str]) -> Send:

@@ -26,13 +26,13 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from carepath.definition.durations import CalendarDuration, format_duration
-from carepath.definition.model import AfterStep, AnchorOffset, Calendar, Every, Idle, Journey, OnEvent, Step
+from carepath.definition.model import AfterStep, AnchorOffset, Calendar, Every, Idle, Journey, OnEvent, Reading, Step
 from carepath.definition.validation import Problem, Reporter, check_trigger, suggest, validate_journey
 
 __all__ = ["JourneyFileError", "load_journey_file", "read_journey_file", "read_journey_text", "journey_to_yaml"]
 
-TRIGGER_KEYS = ("on", "before", "after", "every", "after_step", "idle", "calendar")
-ACTION_KEYS = ("send", "survey", "task", "tag")
+TRIGGER_KEYS = ("on", "before", "after", "every", "after_step", "idle", "calendar", "reading")
+ACTION_KEYS = ("send", "survey", "checkin", "task", "tag")
 STEP_KEYS = ("id", "stage", *TRIGGER_KEYS, "when", "condition", *ACTION_KEYS, "category", "missed", "over_cap",
              "resend_on_move", "confirm_within", "description", "workdays_only")
 # A scalar given where a mapping is expected fills this field: ``on: visit.checked_in``.
@@ -359,7 +359,7 @@ def _parse_steps(raw_steps: Any, report: Reporter, header: Journey | None = None
 
 
 TRIGGER_MODELS = {"on": OnEvent, "before": AnchorOffset, "after": AnchorOffset, "every": Every,
-                  "after_step": AfterStep, "idle": Idle, "calendar": Calendar}
+                  "after_step": AfterStep, "idle": Idle, "calendar": Calendar, "reading": Reading}
 
 
 def _partial_trigger(raw: Any) -> BaseModel | None:

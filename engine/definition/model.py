@@ -145,7 +145,9 @@ class AfterStep(_Model):
     step: str
     delay: CalendarSpan = timedelta(0)
     outcome: Literal["sent", "failed"] = "sent"
-    unless: Literal["replied"] | None = None
+    #: ``replied``: skipped when the patient replied meanwhile; ``checked_in`` (issue 19): skipped when the
+    #: patient checked in after the source step (a check-in prompt) was sent, the one nudge of a missed check-in
+    unless: Literal["replied", "checked_in"] | None = None
 
 
 class Idle(_Model):
@@ -190,7 +192,64 @@ class Calendar(_Model):
         return self
 
 
-Trigger = Annotated[Union[OnEvent, AnchorOffset, Every, AfterStep, Idle, Calendar], Field(discriminator="kind")]
+class Threshold(_Model):
+    """One threshold of a ``reading`` trigger: ``systolic_bp >= 140 mmHg`` (a measure of
+    :mod:`carepath.definition.measures`, a comparison, a value and its unit, which is required)."""
+
+    measure: str
+    op: Literal[">=", ">", "<=", "<"]
+    value: float
+    unit: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data):
+        if isinstance(data, str):
+            found = re.fullmatch(r"\s*([a-z_0-9]+)\s*(>=|<=|>|<|≥|≤)\s*(-?\d+(?:\.\d+)?)\s*(\S+)?\s*", data)
+            if found is None:
+                raise ValueError(f"threshold {data!r}: write MEASURE OP VALUE UNIT, e.g. 'systolic_bp >= 140 mmHg'")
+            measure, op, value, unit = found.groups()
+            if unit is None:
+                raise ValueError(f"threshold {data!r} has no unit: write e.g. '{data.strip()} mmHg'")
+            return {"measure": measure, "op": {"≥": ">=", "≤": "<="}.get(op, op), "value": float(value), "unit": unit}
+        return data
+
+    @model_validator(mode="after")
+    def _known(self):
+        from carepath.definition.measures import MEASURES, unit_factor
+
+        if self.measure not in MEASURES:
+            raise ValueError(f"unknown measure {self.measure!r} (known: {', '.join(MEASURES)})")
+        if unit_factor(self.measure, self.unit) is None:
+            raise ValueError(f"unit {self.unit!r} is not a unit of {self.measure} "
+                             f"(use {', '.join(MEASURES[self.measure].units())})")
+        return self
+
+    def text(self) -> str:
+        return f"{self.measure} {self.op} {self.value:g} {self.unit}"
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` (in the measure's own unit) crosses this threshold."""
+        from carepath.definition.measures import unit_factor
+
+        limit = round(self.value * (unit_factor(self.measure, self.unit) or 1.0), 2)
+        return {">=": value >= limit, ">": value > limit, "<=": value <= limit, "<": value < limit}[self.op]
+
+
+class Reading(_Model):
+    """Issue 19: run when the patient's readings (``vitals.reading``) cross a threshold: a reading counts when
+    ``any`` of the thresholds holds; the step runs when ``count`` readings counted ``within`` the window. It
+    opens one episode: no other run until the episode is resolved (its staff task closed, or its message sent),
+    and only readings after that count again (:mod:`carepath.runtime.reading_alerts`)."""
+
+    kind: Literal["reading"] = "reading"
+    any: list[Threshold] = Field(min_length=1)
+    count: int = Field(1, ge=1, le=50)
+    within: Duration = timedelta(days=7)
+
+
+Trigger = Annotated[Union[OnEvent, AnchorOffset, Every, AfterStep, Idle, Calendar, Reading],
+                    Field(discriminator="kind")]
 
 # ----------------------------------------------------------------- actions
 
@@ -217,6 +276,28 @@ class Survey(Send):
     provider: str = "builtin"
 
 
+class Checkin(Send):
+    """Issue 19: a check-in prompt (打卡). The patient answers by replying (one of ``keywords``, or a number of
+    ``measure`` with or without its unit: ``6.1``, ``110 mg/dL``, ``150/95`` for blood pressure), on the signed
+    check-in page (the template sees ``checkin.link`` and ``checkin.name``) or by a device reading of the measure.
+    Each check-in is stored (:mod:`carepath.runtime.checkins`) and told to journeys as ``checkin.recorded``."""
+
+    kind: Literal["checkin"] = "checkin"  # type: ignore[assignment]
+    checkin: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    #: a measure of carepath.definition.measures, or ``blood_pressure`` (two numbers); none: a keyword check-in
+    measure: str | None = None
+    keywords: list[str] = ["打卡"]
+
+    @field_validator("measure")
+    @classmethod
+    def _measure(cls, v: str | None) -> str | None:
+        from carepath.definition.measures import BLOOD_PRESSURE, MEASURES
+
+        if v is not None and v not in MEASURES and v != BLOOD_PRESSURE:
+            raise ValueError(f"unknown measure {v!r} (known: {', '.join([*MEASURES, BLOOD_PRESSURE])})")
+        return v
+
+
 class Task(_Model):
     """Open a staff work item (call the patient, handle a complaint) with an SLA."""
 
@@ -236,7 +317,7 @@ class Tag(_Model):
     remove: list[str] = []
 
 
-Action = Annotated[Union[Send, Survey, Task, Tag], Field(discriminator="kind")]
+Action = Annotated[Union[Send, Survey, Checkin, Task, Tag], Field(discriminator="kind")]
 
 
 class Missed(_Model):

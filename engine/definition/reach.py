@@ -18,10 +18,11 @@ from carepath.definition.catalog import EventType
 from carepath.definition.context import CONTEXT_NAMES, patient_fields
 from carepath.definition.expression_checks import Use
 from carepath.definition.sandbox import environment
-from carepath.definition.model import ENROLLED, AnchorOffset, Every, Journey, OnEvent, Step, Survey
+from carepath.definition.model import ENROLLED, AnchorOffset, Checkin, Every, Journey, OnEvent, Reading, Step, Survey
 
 _DEFAULTS = {"true/false": "false", "integer": "0", "number": "0", "text": "''"}
 SURVEY_FIELDS = frozenset({"name", "link"})  # what a survey invitation template sees as ``survey``
+CHECKIN_FIELDS = frozenset({"name", "link"})  # issue 19: what a check-in prompt sees as ``checkin``
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ def step_scope(journey: Journey, step: Step) -> Scope:
     if isinstance(step.trigger, (AnchorOffset, Every)):
         certain.add(step.trigger.anchor)
     extras = {"survey": SURVEY_FIELDS} if isinstance(step.action, Survey) else {}
+    if isinstance(step.action, Checkin):
+        extras = {"checkin": CHECKIN_FIELDS}
+    if isinstance(step.trigger, Reading):  # issue 19: runs on the reading that completed the episode
+        return Scope(f"step '{step.id}' (reading)", ("vitals.reading",), declared, frozenset(certain), extras)
     if isinstance(step.trigger, OnEvent):
         event = step.trigger.event
         certain |= _anchors_set_by(journey, (event,))

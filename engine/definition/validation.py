@@ -20,6 +20,7 @@ from carepath.definition import expression_checks as checks
 from carepath.definition.catalog import EventType, event_types
 from carepath.definition.durations import CalendarDuration, for_range_checks, format_duration
 from carepath.definition.expressions import ExpressionError, compile_condition, compile_template
+from carepath.definition.checkin_checks import check_checkins
 from carepath.definition.model import (ENROLLED, AfterStep, AnchorOffset, Calendar, Every, Idle, Journey, OnEvent,
                                        Send, Step)
 from carepath.definition.programme_checks import check_chosen_time, check_programme  # issue 19
@@ -128,6 +129,7 @@ def _check_journey_rules(journey: Journey, report: Reporter) -> None:
     _check_condition(journey.enroll.condition, "enroll.condition", report, enroll_scope(journey))
     _check_condition(journey.exit.condition, "exit.condition", report, exit_scope(journey))
     check_programme(journey, report)  # issue 19
+    check_checkins(journey, report)  # issue 19: check-ins and readings
 
 
 def _event_type_fields(journey: Journey) -> Iterator[tuple[str, str, str | None]]:

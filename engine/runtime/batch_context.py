@@ -61,6 +61,7 @@ class BatchContext:
         self._conn_engine: Any = None
         self.source_sent: dict[tuple[int, str, str], datetime] = {}
         self.replies: dict[int, list[datetime]] = defaultdict(list)
+        self.checkins: dict[tuple[int, str], list[tuple[datetime, Any]]] = {}  # issue 19: unless: checked_in
         self.attempts: dict[int, int] = {}  # provider calls made so far, by touchpoint
         self.unresolved: dict[int, Any] = {}  # the last ``unknown`` call not yet reconciled (a deliveries row)
         self.receipts_waiting = False  # early receipts are kept, waiting for their delivery
@@ -177,12 +178,27 @@ class BatchContext:
                 Touchpoint.enrollment_id, Touchpoint.step, Touchpoint.occurrence, Touchpoint.sent_at).where(
                 Touchpoint.enrollment_id.in_({tp.enrollment_id for tp in followers}), Touchpoint.sent_at.is_not(None))):
             self.source_sent[(enrollment_id, step, occurrence)] = sent_at
+        if any(self._is_unless(tp, "checked_in") for tp in followers):  # issue 19
+            from carepath.runtime.checkins import checkin_times
+
+            self.checkins = checkin_times(conn, {tp.enrollment_id for tp in followers})
         for pid, at in conn.execute(select(Event.patient_id, Event.occurred_at).where(
                 Event.patient_id.in_({tp.patient_id for tp in followers}), Event.type == "message.replied",
                 or_(Event.intent.is_(None), Event.intent != "unsubscribe"))):  # "TD" answers no follow-up
             self.replies[pid].append(at)
 
-    def _is_unless(self, tp: Any) -> bool:
+    def checked_in(self, tp: Any, step: Step) -> bool:
+        """Issue 19: whether the patient checked in for the source step (a check-in prompt) of an ``unless:
+        checked_in`` trigger: after it was sent, or earlier on the same patient-local day."""
+        sent_at = self.source_sent.get((tp.enrollment_id, step.trigger.step, tp.occurrence))
+        if sent_at is None:
+            return False
+        from carepath.runtime.policy import zone
+
+        day = sent_at.astimezone(zone(self.patients[tp.patient_id].view.tz)).date()
+        return any(at >= sent_at or on == day for at, on in self.checkins.get((tp.enrollment_id, step.trigger.step), ()))
+
+    def _is_unless(self, tp: Any, what: str | None = None) -> bool:
         enrollment = self.enrollments.get(tp.enrollment_id)
         journey = self._conn_engine.journey_version(tp.journey, enrollment.version) if enrollment else None
         if journey is None:
@@ -190,4 +206,5 @@ class BatchContext:
         from carepath.runtime.dispatch.decide import step_of
 
         step = step_of(journey, tp.step)
-        return step is not None and isinstance(step.trigger, AfterStep) and step.trigger.unless == "replied"
+        return step is not None and isinstance(step.trigger, AfterStep) and step.trigger.unless is not None \
+            and (what is None or step.trigger.unless == what)

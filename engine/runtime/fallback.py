@@ -31,6 +31,7 @@ from carepath.masking import mask_text
 from carepath.runtime.patients import load_patients
 from carepath.runtime.planner import anchor_values
 from carepath.runtime.survey_links import with_survey
+from carepath.runtime.checkin_links import with_checkin  # issue 19
 from carepath.runtime.work_queue import new_task
 from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Delivery, Enrollment, Event, StaffTask, Touchpoint
@@ -149,9 +150,9 @@ def _message_text(engine: "Engine", conn: Connection, tp: Any, journey: Journey,
               else enrollment.context)
     event = reveal_payload(stored or {}, engine.cipher)
     try:
-        context = with_survey(engine, expression_context(
+        context = with_checkin(engine, with_survey(engine, expression_context(
             patient.view, event=event, anchors=anchor_values(enrollment.anchors or {}, enrollment.enrolled_at),
-            journey=journey.name, now=now), tp, step.action)
+            journey=journey.name, now=now), tp, step.action), tp, step.action)
         return render(template.body, context)
     except Exception as exc:  # the template changed or lost a field: the nurse still gets the task
         return f"(could not render template {template.name!r}: {exc})"

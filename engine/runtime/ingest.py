@@ -31,6 +31,9 @@ from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt, receipt_s
 from carepath.runtime.complaints import open_from_survey  # issue 21
 from carepath.runtime.conversations.turns import record_turn  # issue 21
 from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
+from carepath.runtime.checkins import CHECKIN_INTENT, record_device_reading, record_reply  # issue 19
+from carepath.runtime.readings import record_reading  # issue 19
+from carepath.runtime.reading_alerts import evaluate as evaluate_readings  # issue 19
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
 from carepath.store.crypto import Cipher
@@ -271,7 +274,7 @@ class Ingestor:
                 total.urgent_touchpoints += sub.urgent_touchpoints
                 total.enrolled += sub.enrolled
                 total.exited += sub.exited
-                total.notes.append(f"{ev.type} {ev.payload['segment']}")
+                total.notes.append(f"{ev.type} {ev.payload.get('segment') or ev.payload.get('checkin', '')}")
         finally:
             self._depth -= 1
         return total
@@ -385,11 +388,22 @@ class Ingestor:
             if withdrawal is not None:
                 conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
                 result.notes.append(withdrawal.summary())
+            elif record_reply(conn, self.engine, patient_id, str(ev.payload.get("text") or ""), ev.occurred_at,
+                              event_id=event_id):  # issue 19: 打卡, 6.1 ...
+                conn.execute(update(Event).where(Event.id == event_id).values(intent=CHECKIN_INTENT))
+                result.notes.append("check-in recorded")
             # issue 21: the text becomes a conversation turn, routed right after the commit
             result.turns.append(record_turn(conn, self.engine, ev, event_id, patient_id))
         elif ev.type == "survey.completed":  # issue 21: a detractor answer opens a complaint case
             if open_from_survey(conn, self.engine, patient_id, event_id, dict(ev.payload), now) is not None:
                 result.notes.append("detractor answer: complaint case opened")
+        elif ev.type == "vitals.reading":  # issue 19: stored (or rejected with the reason), then alerts
+            reading = record_reading(conn, self.engine, ev, event_id, patient_id, now)
+            result.notes.append(f"reading {reading.status}" + (f": {reading.reason}" if reading.reason else ""))
+            evaluate_readings(conn, self.engine, patient_id, reading, event_id, now, result)
+            if reading.status == "accepted" and record_device_reading(conn, self.engine, patient_id, reading.measure,
+                                                                      reading.measured_at, event_id):
+                result.notes.append("check-in recorded")
         elif ev.type == "patient.preferences_updated":  # issue 19
             values = {k: v for k, v in ev.payload.items() if k != "patient"}
             self._preferences(conn, patient_id, values, now, f"event:{ev.source}", result)

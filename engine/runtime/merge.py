@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import Connection, update
 
 from carepath.store.audit import audit
-from carepath.store.schema import Consent, Enrollment, Event, Patient, StaffTask, Touchpoint
+from carepath.store.schema import CheckinRow, Consent, Enrollment, Event, Patient, ReadingRow, StaffTask, Touchpoint
 
 #: Tables whose rows belong to a patient and move to the survivor.
-_OWNED = (Enrollment, Touchpoint, Event, StaffTask, Consent)
+_OWNED = (Enrollment, Touchpoint, Event, StaffTask, Consent, CheckinRow, ReadingRow)  # check-ins: issue 19
 
 
 def merge_patients(conn: Connection, *, survivor: int, merged: int, now: datetime, actor: str) -> None:

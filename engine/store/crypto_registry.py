@@ -122,6 +122,9 @@ def _builtin() -> None:
     register(Encrypted("conversation_turns", "text_enc"))
     for column in ("summary_enc", "resolution_enc"):
         register(Encrypted("complaint_cases", column, key_id_column="key_id"))
+    # check-in values and device readings (carepath.runtime.checkins, carepath.runtime.readings)
+    register(Encrypted("checkins", "value_enc"))
+    register(Encrypted("readings", "value_enc"))
     # WeCom external contacts (carepath.connectors.wecom.contacts): the patient's external_userid
     register(Encrypted("wecom_contacts", "external_userid_enc"))
     register(KeyedHash("wecom_contacts", "external_key", source="external_userid_enc"))

@@ -471,3 +471,5 @@ from carepath.store import staff_schema  # noqa: E402,F401  (staff sessions and 
 from carepath.store import schema_trust  # noqa: E402,F401 - issue 22's tables join Base.metadata
 # issue 21: conversations, health managers, complaint cases (a module of its own; same Base)
 from carepath.store.conversation_schema import ComplaintCase, ConversationTurn, HealthManager  # noqa: E402,F401
+# issue 19: check-ins and readings live next to this module (kept under 400 lines each)
+from carepath.store.schema_checkins import CheckinRow, ReadingRow  # noqa: E402,F401

@@ -97,6 +97,9 @@ def create_app(engine: Any, *, connectors: Mapping[str, Connector] | None = None
     from carepath.web.clicks import click_router
 
     app.include_router(click_router(engine))  # tracked links in messages (carepath.runtime.clicks)
+    from carepath.web.checkin_page import checkin_router
+
+    app.include_router(checkin_router())  # issue 19: the check-in page of a prompt's link (/k/<token>)
 
     @app.post("/events")
     async def post_events(request: Request) -> JSONResponse:

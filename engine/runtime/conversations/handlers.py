@@ -32,6 +32,15 @@ def unsubscribe(ctx: TurnContext) -> Outcome | None:
     return Outcome("routed", UNSUBSCRIBE, "unsubscribe")
 
 
+def checkin(ctx: TurnContext) -> Outcome | None:
+    """The reply answered a check-in prompt and was recorded at ingest (:func:`carepath.runtime.checkins.record_reply`)."""
+    from carepath.runtime.checkins import CHECKIN_INTENT
+
+    if ctx.event_intent != CHECKIN_INTENT:
+        return None
+    return Outcome("routed", CHECKIN_INTENT, "checkin:recorded")
+
+
 def red_flag(ctx: TurnContext) -> Outcome | None:
     """Alarming words: an urgent task for the care team (with its SLA) and the hospital's emergency advice at once."""
     settings = ctx.engine.config.conversations
@@ -102,6 +111,6 @@ def fallback(ctx: TurnContext) -> Outcome:
     return Outcome("routed", "unrecognised", "fallback:health_manager", task_id=task_id)
 
 
-for _name, _handler in (("unsubscribe", unsubscribe), ("red_flag", red_flag), ("satisfaction", satisfaction),
+for _name, _handler in (("unsubscribe", unsubscribe), ("checkin", checkin), ("red_flag", red_flag), ("satisfaction", satisfaction),
                         ("complaint", complaint), ("faq", faq), ("ignorable", ignorable)):
     register_intent(_name, _handler)

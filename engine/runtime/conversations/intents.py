@@ -2,11 +2,11 @@
 takes it decides its outcome. A turn nobody takes goes to the patient's health manager (never dropped).
 
 Built in, in this order: ``unsubscribe`` (the withdrawal :mod:`carepath.runtime.unsubscribe` applied at
-ingest), ``red_flag`` (an urgent care-team task and the holding reply), ``satisfaction`` (a 1-5 answer to
+ingest), ``checkin`` (a reply :mod:`carepath.runtime.checkins` recorded as a check-in at ingest), ``red_flag`` (an urgent care-team task and the holding reply), ``satisfaction`` (a 1-5 answer to
 the question asked after a complaint closed), ``complaint``, ``faq`` (the answer), ``ignorable``.
-Another module adds its own with one line, e.g. check-ins::
+Another module adds its own with one line, e.g.::
 
-    register_intent("checkin", checkin_handler, before="satisfaction")
+    register_intent("medication_question", handler, before="faq")
 
 A handler is ``handler(ctx: TurnContext) -> Outcome | None``: ``None`` lets the next one look; it runs inside
 the routing transaction (``ctx.conn``, rolled back to a savepoint if it raises), must not call providers (put

@@ -27,6 +27,7 @@ from carepath.runtime.policy import zone
 from carepath.runtime.workdays import is_workday, on_workday
 from carepath.runtime.clicks import tracked
 from carepath.runtime.survey_links import with_survey
+from carepath.runtime.checkin_links import with_checkin  # issue 19
 from carepath.runtime.work_queue import new_task
 
 if TYPE_CHECKING:
@@ -142,6 +143,9 @@ class Decisions:
         if isinstance(step.trigger, AfterStep) and step.trigger.unless == "replied" and ctx.replied(tp, step):
             report.add(tp, "skipped")
             return "final", self._final(tp, "skipped", now, reason="skipped: patient replied")
+        if isinstance(step.trigger, AfterStep) and step.trigger.unless == "checked_in" and ctx.checked_in(tp, step):
+            report.add(tp, "skipped")  # issue 19: the one nudge of a missed check-in, not of a kept one
+            return "final", self._final(tp, "skipped", now, reason="skipped: patient checked in")
         action = step.action
         if isinstance(action, Send):
             if policy.counts_toward_cap(category):
@@ -162,7 +166,7 @@ class Decisions:
                 return "final", self._final(tp, "failed", now, reason=f"failed: unknown template {action.template!r}")
             try:
                 expr = expr or self._expr(tp, ctx, enrollment, patient, journey, now)
-                expr = with_survey(self.engine, expr, tp, action)
+                expr = with_checkin(self.engine, with_survey(self.engine, expr, tp, action), tp, action)
                 title, body = render(template.title, expr), render(template.body, expr)
                 body = tracked(self.engine, tp.id, body)  # links go through the click redirect
             except Exception as exc:  # template bugs are configuration errors: recorded, never raised
