@@ -124,8 +124,10 @@ def idle(days: int) -> Idle:
     return Idle(days=days)
 
 
-def send(template: str, via: Iterable[str]) -> Send:
-    return Send(template=template, via=list(via))
+def send(template: str, via: Iterable[str], *, to: str | None = None) -> Send:
+    """Send ``template`` through the first usable channel of ``via``; ``to``: ``patient``, ``guardian``, ``family``
+    or ``patient+family`` (unset: the patient, or a minor's guardian)."""
+    return Send(template=template, via=list(via), to=to)
 
 
 def survey(name: str, via: Iterable[str], *, template: str = "survey_invitation", provider: str = "builtin") -> Survey:

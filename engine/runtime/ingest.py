@@ -27,6 +27,7 @@ from carepath.runtime.segments import refresh as refresh_segments
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime import horizon, pause  # issue 19
 from carepath.runtime.pause import pause_events  # issue 19
+from carepath.runtime.family import apply_family_event  # issue 19: family and guardians
 from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt
 from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
@@ -373,6 +374,10 @@ class Ingestor:
             record_consent(conn, patient_id, purpose, granted, channel=str(ev.payload.get("channel", "*")),
                            source=ev.source, at=ev.occurred_at)
             result.notes.append(f"consent {purpose} {'granted' if granted else 'withdrawn'}")
+        elif note := apply_family_event(conn, self.engine, ev, patient_id, now):  # issue 19: family
+            if ev.payload.get("related_person") and "unsubscribe" in note:
+                conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
+            result.notes.append(note)
         elif ev.type == "message.replied":
             withdrawal = apply_reply(conn, self.engine, ev, patient_id, ev.occurred_at)
             if withdrawal is not None:

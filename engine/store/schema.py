@@ -191,6 +191,8 @@ class Touchpoint(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     channel: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[int | None] = mapped_column(BigId)
+    #: who this touchpoint is for: ``None`` the patient, ``rp:<id>`` a related person (issue 19, family)
+    recipient: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (
@@ -444,3 +446,6 @@ class TrackedLink(Base):
     url_hash: Mapped[str] = mapped_column(String(64), unique=True)
     url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+from carepath.store.family_schema import RelatedPerson  # noqa: E402,F401  (family and guardians, issue 19)

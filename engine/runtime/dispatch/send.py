@@ -20,6 +20,7 @@ from carepath.definition.model import Category
 from carepath.masking import mask_text
 from carepath.plugins.contracts import Channel, ErrorKind, Message, SendResult, Veto
 from carepath.runtime.dispatch.decide import PROVIDER_WAIT, Outgoing
+from carepath.runtime.dispatch.recipients import copy_key, is_copy
 from carepath.runtime.work_queue import new_task
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class ProviderCalls:
             via = o.step.action.via
             while o.channel_index < len(via):
                 name = via[o.channel_index]
-                problem = ctx.channel_problem(self.engine, o.tp, o.step, name)
+                problem = ctx.channel_problem(self.engine, o.tp, o.step, name, o.recipient)
                 if problem is None:
                     o.channel = name
                     ready.append(o)
@@ -124,9 +125,12 @@ class ProviderCalls:
         return calls
 
     def _message(self, o: Outgoing, ctx: "BatchContext", channel: Channel) -> Message:
-        return Message(idempotency_key=f"{o.tp.idempotency_key}:{o.channel}", channel=o.channel,
+        # the key names the recipient: a message to a guardian or a family member is its own, sent once
+        to = "" if o.recipient is None or is_copy(o.tp) else copy_key("", o.recipient)
+        who = ctx.patients[o.tp.patient_id].addresses if o.recipient is None else o.recipient.addresses
+        return Message(idempotency_key=f"{o.tp.idempotency_key}{to}:{o.channel}", channel=o.channel,
                        patient_id=o.tp.patient_id,
-                       address=ctx.patients[o.tp.patient_id].addresses.get(channel.address_kind) or "",
+                       address=who.get(channel.address_kind) or "",
                        title=o.title, body=o.body, template=o.template, category=o.step.category.value,
                        context=o.context)
 
