@@ -44,8 +44,9 @@ def fhir_related_person(raw: Mapping[str, Any]) -> tuple[str, str, datetime | No
 
     person = RelatedPerson.model_validate(raw)
     ref = f"RelatedPerson/{person.id}"
+    updated = person.meta.lastUpdated if person.meta else None
     if person.active is False:
-        return person.patient.reference, "patient.related_person_removed", None, {"ref": ref}
+        return person.patient.reference, "patient.related_person_removed", updated, {"ref": ref}
     codes, text = [], ""
     for concept in person.relationship or []:
         codes += [c.code for c in concept.coding or [] if c.code]
@@ -53,6 +54,5 @@ def fhir_related_person(raw: Mapping[str, Any]) -> tuple[str, str, datetime | No
     name = next((n.text or "".join([*(n.family and [n.family] or []), *(n.given or [])])
                  for n in person.name or []), None)
     phone = next((t.value for t in person.telecom or [] if t.system in ("phone", "sms") and t.value), None)
-    updated = person.meta.lastUpdated if person.meta else None
     return person.patient.reference, "patient.related_person_added", updated, \
         added_payload(ref, relationship_of(codes, text), name or None, phone)

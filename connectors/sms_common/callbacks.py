@@ -129,7 +129,7 @@ class PatientResolver:
 
         with self.engine.db.connect() as conn:
             found = related_by_phone(conn, self.engine.cipher, phone_variants(phone))
-            return [(mrn, ref) for pid, ref in found if (mrn := self.by_patient_id(pid))]
+        return [(mrn, ref) for pid, ref in found if (mrn := self.by_patient_id(pid))]
 
     def by_phone(self, phone: str) -> str | None:
         if self.engine is None or not phone:

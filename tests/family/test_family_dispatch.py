@@ -65,7 +65,8 @@ def test_a_childs_messages_reach_the_guardians_and_never_the_child(eng, clock, s
     # one provider key per recipient, and it names them
     assert len(set(sms.keys)) == 4 and all("|to:rp:" in k for k in sms.keys)
 
-    data = timeline_data(eng.db.connect().__enter__(), eng.cipher, 2)
+    with eng.db.connect() as conn:
+        data = timeline_data(conn, eng.cipher, 2)
     shown = str(data)
     assert MOTHER not in shown and "王芳" not in shown and "139****0022" in shown
     assert {t["recipient"] for t in data["touchpoints"] if t["status"] == "sent"} == {
