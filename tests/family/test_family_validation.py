@@ -50,3 +50,14 @@ def test_a_template_reading_an_unknown_recipient_field_is_refused():
     text = JOURNEY.replace("TO", "family").replace("recipient.name", "recipient.nmae")
     [problem] = _problems(text)
     assert "recipient has no field 'nmae'; did you mean 'name'?" in problem
+
+
+def test_the_family_example_in_the_docs_validates_and_its_map_shows_every_step():
+    import re
+
+    text = (Path(__file__).parents[2] / "docs" / "journeys.md").read_text(encoding="utf-8")
+    section = text[text.index("## Family and guardians"):text.index("## Moved anchors")]
+    [(_, source), (_, chart)] = re.findall(r"```(yaml|mermaid)\n(.*?)```", section, re.S)
+    journey, problems = read_journey_text(source, known_channels={"sms"})
+    assert problems == []
+    assert chart.startswith("flowchart TD\n") and all(step.id in chart for step in journey.steps)
