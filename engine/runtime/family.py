@@ -167,3 +167,11 @@ def apply_family_event(conn: Connection, engine: Any, ev: Any, patient_id: int, 
                 "(the patient's consent is unchanged)" if done else f"related person {ref!r}: already unsubscribed "
                                                                       "or unknown")
     return None
+
+
+def move_related(conn: Connection, *, survivor: int, merged: int) -> None:
+    """A merge moves the merged record's related persons to the survivor, but for refs the survivor already
+    has (the survivor's own record of that person stands)."""
+    taken = select(RelatedPerson.ref).where(RelatedPerson.patient_id == survivor).scalar_subquery()
+    conn.execute(update(RelatedPerson).where(RelatedPerson.patient_id == merged, RelatedPerson.ref.not_in(taken))
+                 .values(patient_id=survivor))

@@ -152,3 +152,36 @@ def test_the_stored_related_person_is_encrypted(eng, clock):
     with eng.db.connect() as conn:
         row = conn.execute(select(RelatedPerson.__table__)).one()
     assert eng.cipher.decrypt(row.phone_enc) == MOTHER and row.relationship == "mother" and row.guardian
+
+
+def test_a_merge_brings_the_family_along(eng, clock, sms):
+    eng.upsert_patient(PatientIn(mrn="OLD", name="周敏", phone="13100000010", birth_date=date(2017, 2, 2)))
+    eng.upsert_patient(PatientIn(mrn="NEW", name="周敏", phone="13100000010", birth_date=date(2017, 2, 2)))
+    _relative(eng, clock, "OLD", "NK1/1", "mother", MOTHER, guardian=True)
+    _relative(eng, clock, "OLD", "NK1/2", "father", FATHER, guardian=True)
+    _relative(eng, clock, "NEW", "NK1/1", "mother", MOTHER, guardian=True)
+    eng.ingest(h.Events(clock, mrn="NEW")("patient.merged", {"merged_mrn": "OLD"}))
+    with eng.db.connect() as conn:
+        rows = conn.execute(select(RelatedPerson.patient_id, RelatedPerson.ref).order_by(RelatedPerson.id)).all()
+    new_id = rows[2].patient_id
+    assert sorted((pid == new_id, ref) for pid, ref in rows) == [(False, "NK1/1"), (True, "NK1/1"), (True, "NK1/2")]
+
+
+def test_an_undelivered_message_calls_about_a_guardian_but_not_about_other_family(database_url, settings, clock):
+    sms = h.RecordingChannel("sms", permanent=lambda m: m.address in (MOTHER, SPOUSE))
+    ward = load_journey_file(EXAMPLE)
+    with h.running_engine(database_url, settings, clock, [ward], {"sms": sms}) as eng:
+        eng.upsert_patient(PatientIn(mrn="C2", name="吴小雨", phone=CHILD, birth_date=date(2018, 6, 1)))
+        _relative(eng, clock, "C2", "NK1/1", "mother", MOTHER, guardian=True)
+        _relative(eng, clock, "C2", "NK1/2", "aunt", SPOUSE)
+        eng.ingest(h.Events(clock, mrn="C2")("encounter.admitted", {"encounter_id": "E9"}))
+        clock.advance(timedelta(days=1, hours=9, minutes=1))
+        eng.dispatch_due()
+        eng.dispatch_due()
+        details = sorted(t.detail.splitlines()[0] for t in h.staff_tasks(eng))
+        # every message to the mother (the guardian) failed: a nurse calls her; the aunt's update failed: no call
+        assert details == [f"Call the patient's mother: message '{template}' of step {step} was not delivered on "
+                           "any channel." for template, step in sorted([("discharge_teaching", "teaching"),
+                                                                        ("family_update", "family_update"),
+                                                                        ("ward_rules", "ward_rules")])]
+        assert {m.address for m in sms.messages if m.template == "family_update"} == {CHILD, MOTHER, SPOUSE}

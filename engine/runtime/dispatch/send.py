@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from carepath.runtime.dispatch.report import DispatchReport
 
 log = logging.getLogger("carepath.dispatcher")
+
+
+def wants_call(o: Outgoing) -> bool:
+    """Whether a message no channel delivered opens a call task: care messages to the patient or a guardian
+    (a minor's), not marketing and not updates to other family members."""
+    return o.step.category is not Category.marketing and (o.recipient is None or o.recipient.guardian)
 VETOED = "vetoed"
 
 
@@ -61,7 +67,7 @@ class ProviderCalls:
                 ready.remove(o)
                 exhausted.append(o)
             finals = [self._give_up(o, now, report) for o in exhausted]
-            tasks = [self._fallback_task(o, now) for o in exhausted if o.step.category is not Category.marketing]
+            tasks = [self._fallback_task(o, now) for o in exhausted if wants_call(o)]
             calls = self._plan_calls(ready)
             pending = []
             done: tuple[list[Outgoing], list[Any], bool] | None = None
@@ -191,7 +197,7 @@ class ProviderCalls:
                 # is waited for: the operator alert, not each patient's message, carries the outage
                 o.notes.append(f"{o.channel}: {res.error_code} after {o.attempts} attempts")
                 finals.append(self._give_up(o, now, report, attempts=o.attempts))
-                if o.step.category is not Category.marketing:
+                if wants_call(o):
                     tasks.append(self._fallback_task(o, now))
             else:
                 report.add(o.tp, "retry", o.channel)
@@ -212,7 +218,8 @@ class ProviderCalls:
         """The last resort: the journey's team contacts the patient, told what the message said and why it failed."""
         journey = self.engine.journeys.get(o.tp.journey)
         team = journey.calling_team if journey else "nursing"
-        detail = (f"Call the patient: message '{o.template}' of step {o.tp.step} was not delivered on any "
+        whom = "the patient" if o.recipient is None else f"the patient's {o.recipient.relationship}"
+        detail = (f"Call {whom}: message '{o.template}' of step {o.tp.step} was not delivered on any "
                   f"channel.\nMessage: {mask_text(o.body)}\nWhy: " + "; ".join(o.notes))
         return dict(patient_id=o.tp.patient_id, enrollment_id=o.tp.enrollment_id, touchpoint_id=o.tp.id,
                     kind="contact_patient", team=team, detail=detail,
