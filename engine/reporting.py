@@ -12,6 +12,7 @@ from rich.table import Table
 from sqlalchemy import Connection, func, select
 
 from carepath.masking import mask_name, mask_openid, mask_phone, mask_text
+from carepath.runtime.family import related_labels
 from carepath.runtime.policy import zone
 from carepath.store.crypto import Cipher
 from carepath.store.schema import Delivery, Enrollment, Event, Patient, StaffTask, Touchpoint
@@ -119,15 +120,18 @@ def timeline_data(conn: Connection, cipher: Cipher, patient_id: int) -> dict[str
                           .where(Touchpoint.patient_id == patient_id).order_by(Delivery.touchpoint_id, Delivery.attempt)):
         deliveries[d.touchpoint_id].append({"attempt": d.attempt, "channel": d.channel, "status": d.status,
                                             "error_code": d.error_code, "cost": d.cost})
+    related = related_labels(conn, cipher, patient_id)  # who received what (issue 19), masked
     touchpoints = [{"id": t.id, "journey": t.journey, "stage": t.stage, "step": t.step, "status": t.status,
                     "planned_at": _iso(t.planned_at), "due_at": _iso(t.due_at), "sent_at": _iso(t.sent_at),
-                    "channel": t.channel, "reason": t.reason, "deliveries": deliveries.get(t.id, [])}
+                    "channel": t.channel, "reason": t.reason, "deliveries": deliveries.get(t.id, []),
+                    "recipient": recipient_label(related.get(t.recipient)) if t.recipient else "patient"}
                    for t in conn.execute(select(Touchpoint.__table__).where(Touchpoint.patient_id == patient_id)
                                          .order_by(Touchpoint.due_at, Touchpoint.id))]
     from carepath.runtime.consent_ledger import ledger_json
 
     return {"patient": profile, "enrollments": enrollments, "events": events, "touchpoints": touchpoints,
-            "tasks": task_rows(conn, patient=patient_id), "consents": ledger_json(conn, patient_id)}
+            "tasks": task_rows(conn, patient=patient_id), "consents": ledger_json(conn, patient_id),
+            "related_persons": list(related.values())}
 
 
 def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[Table] | None:
@@ -155,14 +159,27 @@ def timeline_tables(conn: Connection, cipher: Cipher, patient_id: int) -> list[T
     events = _table(f"events ({tz})", ["when", "received", "type", "source id", "status", "outcome"],
                     [[local(e["occurred_at"]), local(e["received_at"]), e["type"], e["source_id"], e["status"],
                       e["outcome"] or ""] for e in data["events"]])
-    tps = _table(f"touchpoints ({tz})", ["step", "planned", "due", "sent", "status", "deliveries", "reason"],
-                 [[t["step"], local(t["planned_at"]), local(t["due_at"]), local(t["sent_at"]), t["status"],
-                   " ".join(_delivery(d) for d in t["deliveries"]), t["reason"] or ""] for t in data["touchpoints"]])
+    for r in data["related_persons"]:
+        profile.add_row(f"related: {r['relationship']}", recipient_label(r) + "".join(
+            f", {k}" for k in ("unsubscribed", "removed") if r[k]) + f" {r['phone'] or r['openid'] or ''}".rstrip())
+    tps = _table(f"touchpoints ({tz})", ["step", "to", "planned", "due", "sent", "status", "deliveries", "reason"],
+                 [[t["step"], t["recipient"], local(t["planned_at"]), local(t["due_at"]), local(t["sent_at"]),
+                   t["status"], " ".join(_delivery(d) for d in t["deliveries"]), t["reason"] or ""]
+                  for t in data["touchpoints"]])
     consents = _table(f"consents ({tz}; * in force)", ["when", "purpose", "channel", "", "via", "by", "reason"],
                       [[local(c["at"]), c["purpose"], c["channel"],
                         ("granted" if c["granted"] else "withdrawn") + (" *" if c["in_force"] else ""), c["via"],
                         c["recorded_by"] or c["source"] or "", c["reason"] or ""] for c in data["consents"]])
     return [profile, events, tps, task_table(data["tasks"], f"staff tasks ({tz})"), consents]
+
+
+def recipient_label(person: dict[str, Any] | None) -> str:
+    """``mother 王**`` (``guardian`` added for a guardian): a related person as surfaces show them, masked."""
+    if person is None:
+        return "related person (unknown)"
+    role = person["relationship"] + (" (guardian)" if person["guardian"] and person["relationship"] != "guardian"
+                                     else "")
+    return f"{role} {person['name']}".strip()
 
 
 def _delivery(d: dict[str, Any]) -> str:

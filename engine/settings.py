@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     unsubscribe_words: list[str] = Field(
         default=list(DEFAULT_UNSUBSCRIBE_WORDS), min_length=1,
         description="whole replies that withdraw consent, from any channel (JSON list in CAREPATH_UNSUBSCRIBE_WORDS)")
+    minor_age: int = Field(default=18, ge=0, le=30,
+                           description="patients younger than this (from their birth date) are minors: their "
+                                       "messages go to their guardian unless a step says otherwise (issue 19)")
 
     _zone = field_validator("timezone")(lambda v: check_zone(v))
 

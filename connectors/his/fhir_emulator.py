@@ -23,7 +23,8 @@ FHIR_JSON = "application/fhir+json"
 _REFS = {"Appointment:patient": lambda r: [p.get("actor", {}).get("reference", "") for p in r.get("participant", [])],
          "Encounter:subject": lambda r: [r.get("subject", {}).get("reference", "")],
          "DiagnosticReport:subject": lambda r: [r.get("subject", {}).get("reference", "")],
-         "Observation:subject": lambda r: [r.get("subject", {}).get("reference", "")]}
+         "Observation:subject": lambda r: [r.get("subject", {}).get("reference", "")],
+         "RelatedPerson:patient": lambda r: [r.get("patient", {}).get("reference", "")]}
 
 
 def _instant(value: datetime) -> str:
@@ -134,7 +135,8 @@ class FhirEmulator:
             "rest": [{"mode": "server", "resource": [
                 {"type": kind, "interaction": [{"code": "read"}, {"code": "search-type"}, {"code": "update"}],
                  "searchParam": searches + ([{"name": "_include", "type": "string"}] if kind != "Patient" else [])}
-                for kind in ("Patient", "Appointment", "Encounter", "DiagnosticReport", "Observation")]}],
+                for kind in ("Patient", "Appointment", "Encounter", "DiagnosticReport", "Observation",
+                             "RelatedPerson")]}],
         }
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from carepath.connectors.his.hl7_mapping import DEFAULT_VITALS
 from carepath.connectors.his.identity import his_event
+from carepath.connectors.his.related_mapping import fhir_related_person
 from carepath.definition.events import EventIn
 
 ICD10_SYSTEMS = ("http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cn", "urn:oid:2.16.840.1.113883.6.3")
@@ -119,7 +120,7 @@ class ResourceMapper:
         kind = raw.get("resourceType")
         handler = {"Appointment": self._appointment, "Encounter": self._encounter,
                    "DiagnosticReport": self._report, "Patient": self._patient,
-                   "Observation": self._observation}.get(str(kind))
+                   "Observation": self._observation, "RelatedPerson": self._related_person}.get(str(kind))
         if handler is None:
             return []
         try:
@@ -250,3 +251,13 @@ class ResourceMapper:
         return [his_event(self.system, "vitals.reading", mrn, when, (mrn, self.vitals[code], when),
                           {"kind": self.vitals[code], "code": code, "value": float(quantity.value),
                            "unit": quantity.unit or ""}) for code, quantity in found]
+
+    def _related_person(self, raw: Mapping[str, Any]) -> list[EventIn]:
+        """A family member or guardian (issue 19): added or changed, or removed once no longer ``active``."""
+        subject, event_type, updated, payload = fhir_related_person(raw)
+        if not (subject or "").startswith("Patient/"):
+            raise FhirProblem(f"RelatedPerson/{raw.get('id')}: patient is not a Patient reference")
+        if updated is None:
+            raise FhirProblem(f"RelatedPerson/{raw.get('id')}: meta.lastUpdated is missing")
+        mrn, _ = self.patient_of(subject)
+        return [his_event(self.system, event_type, mrn, updated, (payload["ref"], updated), payload)]

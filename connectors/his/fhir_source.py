@@ -17,9 +17,10 @@ from carepath.plugins.contracts import Capabilities, CallbackRequest, ConnectorC
 
 log = logging.getLogger(__name__)
 
-ResourceType = Literal["Patient", "Appointment", "Encounter", "DiagnosticReport", "Observation"]
+ResourceType = Literal["Patient", "Appointment", "Encounter", "DiagnosticReport", "Observation", "RelatedPerson"]
 _INCLUDE = {"Appointment": "Appointment:patient", "Encounter": "Encounter:subject",
-            "DiagnosticReport": "DiagnosticReport:subject", "Observation": "Observation:subject"}
+            "DiagnosticReport": "DiagnosticReport:subject", "Observation": "Observation:subject",
+            "RelatedPerson": "RelatedPerson:patient"}
 
 
 class FhirConfig(ConnectorConfig):

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import hl7
 
 from carepath.connectors.his.hl7_mapping import MessageMap
-from carepath.connectors.his.hl7_phone import patient_phone
+from carepath.connectors.his.hl7_phone import patient_phone, repetitions, telecom
+from carepath.connectors.his.related_mapping import RELATIONSHIPS, added_payload, relationship_of
 from carepath.connectors.his.identity import his_event
 from carepath.definition.events import EventIn
 
@@ -232,6 +233,26 @@ def events_of(msg: Hl7Message, *, system: str, messages: Mapping[str, MessageMap
         out.append(his_event(system, "patient.deceased", mrn, died, (mrn,), {"deceased_at": died.isoformat()}))
     if msg.kind == "ORU^R01":
         out.extend(_vitals(msg, system, mrn, occurred, vitals, tz))
+    if msg.kind.startswith("ADT^"):  # family members and guardians (issue 19)
+        out.extend(_next_of_kin(msg, system, mrn, occurred))
+    return out
+
+
+def _next_of_kin(msg: Hl7Message, system: str, mrn: str, occurred: datetime) -> list[EventIn]:
+    """NK1 segments as ``patient.related_person_added`` (ref ``NK1/<set id>``: NK1-1, else its position)."""
+    out = []
+    for n, nk1 in enumerate(msg.segments("NK1"), start=1):
+        name = (_component(nk1, 2) + _component(nk1, 2, 2)).strip()  # family name, given name
+        found = [t for comps in repetitions(nk1, 5) if (t := telecom(comps)) is not None]
+        phone = next((t for t in found if t.mobile), found[0] if found else None)
+        role = RELATIONSHIPS.get(_component(nk1, 7).upper(), "")  # NK1-7 contact role, when NK1-3 says nothing
+        relationship = relationship_of([_component(nk1, 3)], _component(nk1, 3, 2) or role)
+        if not (name or phone):
+            continue  # an NK1 naming nobody reachable
+        ref = f"NK1/{_component(nk1, 1) or n}"
+        payload = added_payload(ref, relationship, name or None, phone.number if phone else None)
+        out.append(his_event(system, "patient.related_person_added", mrn, occurred, (mrn, ref, occurred.isoformat()),
+                             payload))
     return out
 
 

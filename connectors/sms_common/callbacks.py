@@ -121,10 +121,20 @@ class PatientResolver:
                 .limit(1)).scalar()
         return self.by_patient_id(patient_id) if patient_id is not None else None
 
+    def related_by_phone(self, phone: str) -> list[tuple[str, str]]:
+        """``(patient MRN, related person ref)`` for each patient whose family member or guardian has ``phone``."""
+        if self.engine is None or not phone:
+            return []
+        from carepath.runtime.family import related_by_phone
+
+        with self.engine.db.connect() as conn:
+            found = related_by_phone(conn, self.engine.cipher, phone_variants(phone))
+        return [(mrn, ref) for pid, ref in found if (mrn := self.by_patient_id(pid))]
+
     def by_phone(self, phone: str) -> str | None:
         if self.engine is None or not phone:
             return None
-        hashes = [self.engine.cipher.lookup_hash(p) for p in phone_variants(phone)]
+        hashes = [h for p in phone_variants(phone) for h in self.engine.cipher.lookup_hashes(p)]
         with self.engine.db.connect() as conn:
             token = conn.execute(select(Patient.mrn_enc).where(Patient.phone_hash.in_(hashes))
                                  .order_by(Patient.id).limit(1)).scalar()
@@ -168,7 +178,13 @@ def reply_events(channel: "SmsChannel", replies: Iterable[Reply]) -> list[EventI
     for r in replies:
         mrn = resolver.by_phone(r.phone) or ""
         if not mrn and channel.engine is not None:
-            _unknown(channel, "reply", r.phone)
+            family = resolver.related_by_phone(r.phone)  # a family member or guardian writing back (issue 19)
+            if not family:
+                _unknown(channel, "reply", r.phone)
+            events += [EventIn(type="message.replied", source=channel.source, source_id=f"reply:{r.source_id}:{ref}",
+                               patient_mrn=their_mrn, occurred_at=r.at,
+                               payload={"text": r.text, "channel": channel.name, "related_person": ref})
+                       for their_mrn, ref in family]
             continue
         events.append(EventIn(type="message.replied", source=channel.source, source_id=f"reply:{r.source_id}",
                               patient_mrn=mrn, occurred_at=r.at, payload={"text": r.text, "channel": channel.name}))

@@ -240,6 +240,8 @@ class MessageReplied(Payload):
     text: str = Field(description="what the patient wrote")
     channel: str | None = Field(None, description="the channel the reply came in on")
     provider_id: str | None = Field(None, description="the provider's id of the message replied to")
+    related_person: str | None = Field(None, description="the ref of the patient's related person who wrote it "
+                                                         "(from their own address), when not the patient")
 
 
 class MessageReceipt(Payload):
@@ -308,6 +310,28 @@ class CheckinRecorded(Payload):
     unit: str | None = Field(None, description="the measure's unit (mmol/L, mmHg...)")
 
 
+class RelatedPersonContact(Payload):
+    name: str | None = Field(None, description="the person's name")
+    phone: str | None = Field(None, description="their mobile number (for SMS)")
+    openid: str | None = Field(None, description="their WeChat openid")
+
+
+class RelatedPersonAdded(Payload):
+    # issue 19, family and guardians: carepath.runtime.family
+    ref: str = Field(description="the source's id of this person (FHIR RelatedPerson id, HL7 NK1 set id...): "
+                                 "the same ref updates the same person")
+    relationship: str = Field(description="mother, father, parent, guardian, spouse, child, sibling, "
+                                          "grandparent, other... (free text, lower case)")
+    guardian: bool = Field(False, description="the patient's legal guardian (receives a minor's messages)")
+    contact: RelatedPersonContact = Field(default_factory=RelatedPersonContact,
+                                          description="name, phone, openid (encrypted at rest)")
+    marketing_consent: bool = Field(False, description="the person agreed to marketing messages (greetings...)")
+
+
+class RelatedPersonRemoved(Payload):
+    ref: str = Field(description="the ref the person was added with")
+
+
 BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("appointment.booked", "An outpatient appointment was booked.", AppointmentBooked),
     EventType("appointment.rescheduled", "An appointment moved to another slot.", AppointmentRescheduled),
@@ -355,6 +379,12 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
                      "reading triggers are evaluated, one episode (one task) at a time"),
     EventType("checkin.recorded", "The patient checked in (打卡) for a checkin prompt, by reply, page or device.",
               CheckinRecorded, effect="derived by carepath; stored only when a journey listens to it"),
+    EventType("patient.related_person_added", "A family member or guardian of the patient was recorded "
+              "(or changed).", RelatedPersonAdded,
+              effect="adds or updates the related person (contacts encrypted); send steps with to: guardian, "
+                     "family or patient+family reach them"),
+    EventType("patient.related_person_removed", "A family member or guardian is no longer the patient's.",
+              RelatedPersonRemoved, effect="nothing more is sent to them; their planned messages are skipped"),
     EventType("task.sla_breached", "A staff task missed a deadline and moved up its team's escalation chain.",
               TaskSlaBreached),
 )

@@ -50,7 +50,26 @@ class PatientView:
         return name in self.portrait.segments
 
 
-CONTEXT_NAMES = ("patient", "event", "anchors", "journey", "now")
+@dataclass(frozen=True)
+class RecipientView:
+    """Who a message goes to, as templates see it: ``recipient.name``, ``recipient.relationship`` (``self`` for
+    the patient, else ``mother``, ``guardian``...), ``recipient.guardian``, ``recipient.is_patient``."""
+
+    name: str
+    relationship: str = "self"
+    guardian: bool = False
+
+    @property
+    def is_patient(self) -> bool:
+        return self.relationship == "self"
+
+
+CONTEXT_NAMES = ("patient", "event", "anchors", "journey", "now", "recipient")
+
+
+def recipient_fields() -> frozenset[str]:
+    """What ``recipient.X`` may name."""
+    return frozenset({f.name for f in fields(RecipientView)} | {"is_patient"})
 
 
 def patient_fields() -> frozenset[str]:
@@ -66,9 +85,11 @@ def local_anchors(anchors: dict[str, datetime | None], tz_name: str) -> dict[str
 
 def expression_context(patient: PatientView, *, event: dict[str, Any] | None = None,
                        anchors: dict[str, datetime | None] | None = None, journey: str = "",
-                       now: datetime | None = None) -> dict[str, Any]:
-    """The variables conditions and templates are evaluated with; times are patient-local."""
+                       now: datetime | None = None, recipient: RecipientView | None = None) -> dict[str, Any]:
+    """The variables conditions and templates are evaluated with; times are patient-local; ``recipient``
+    defaults to the patient."""
     return {
+        "recipient": recipient or RecipientView(patient.name),
         "patient": patient,
         "event": event or {},
         "anchors": local_anchors(anchors or {}, patient.tz),

@@ -139,8 +139,10 @@ def checkin(name: str, via: Iterable[str], *, template: str, measure: str | None
     return Checkin(checkin=name, via=list(via), template=template, measure=measure, keywords=list(keywords))
 
 
-def send(template: str, via: Iterable[str]) -> Send:
-    return Send(template=template, via=list(via))
+def send(template: str, via: Iterable[str], *, to: str | None = None) -> Send:
+    """Send ``template`` through the first usable channel of ``via``; ``to``: ``patient``, ``guardian``, ``family``
+    or ``patient+family`` (unset: the patient, or a minor's guardian)."""
+    return Send(template=template, via=list(via), to=to)
 
 
 def survey(name: str, via: Iterable[str], *, template: str = "survey_invitation", provider: str = "builtin") -> Survey:

@@ -260,6 +260,8 @@ class Send(_Model):
     kind: Literal["send"] = "send"
     template: str
     via: list[str] = Field(min_length=1)
+    #: who receives it (issue 19): unset is the patient, or a minor's guardian; see carepath.runtime.dispatch.recipients
+    to: Literal["patient", "guardian", "family", "patient+family"] | None = None
 
 
 class Survey(Send):
@@ -411,6 +413,7 @@ class Origin(_Model):
 _LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on")
 _LATER_STEP_OPTIONS = ("confirm_within", "workdays_only")
 _LATER_TRIGGER_OPTIONS = ("rrule",)  # issue 19
+_LATER_ACTION_OPTIONS = ("to",)  # issue 19: family and guardians
 
 
 class Journey(_Model):
@@ -452,6 +455,9 @@ class Journey(_Model):
             for key in _LATER_TRIGGER_OPTIONS:
                 if step["trigger"].get(key, "") is None:
                     step["trigger"].pop(key)
+            for key in _LATER_ACTION_OPTIONS:
+                if step["action"].get(key, "") is None:
+                    step["action"].pop(key)
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Collection, Mapping
 
 from carepath.definition.catalog import EventType
-from carepath.definition.context import CONTEXT_NAMES, patient_fields
+from carepath.definition.context import CONTEXT_NAMES, patient_fields, recipient_fields
 from carepath.definition.expression_checks import Use
 from carepath.definition.sandbox import environment
 from carepath.definition.model import ENROLLED, AnchorOffset, Checkin, Every, Journey, OnEvent, Reading, Step, Survey
@@ -100,7 +100,8 @@ def check_uses(found: list[Use], scope: Scope, catalogue: Mapping[str, EventType
             problems.append((f"unknown name '{use.root}'{suggest(use.root, visible)} "
                              f"({scope.where} sees {', '.join(visible)})", use.line))
         elif use.path and not use.path[0].startswith("_"):  # private names are refused on their own
-            check = {"patient": _patient, "event": _event, "anchors": _anchor}.get(use.root, _extra)
+            check = {"patient": _patient, "event": _event, "anchors": _anchor,
+                     "recipient": _recipient}.get(use.root, _extra)
             message = check(use, scope, catalogue)
             if message:
                 problems.append((message, use.line))
@@ -122,6 +123,14 @@ def _patient(use: Use, scope: Scope, catalogue: Mapping[str, EventType]) -> str 
     if name in known:
         return None
     return f"patient has no field '{name}'{suggest(name, known)} (patient fields: {', '.join(sorted(known))})"
+
+
+def _recipient(use: Use, scope: Scope, catalogue: Mapping[str, EventType]) -> str | None:
+    known = recipient_fields()
+    name = use.path[0]
+    if name in known:
+        return None
+    return f"recipient has no field '{name}'{suggest(name, known)} (recipient fields: {', '.join(sorted(known))})"
 
 
 def _event(use: Use, scope: Scope, catalogue: Mapping[str, EventType]) -> str | None:

@@ -24,6 +24,7 @@ from carepath.definition.checkin_checks import check_checkins
 from carepath.definition.model import (ENROLLED, AfterStep, AnchorOffset, Calendar, Every, Idle, Journey, OnEvent,
                                        Send, Step)
 from carepath.definition.programme_checks import check_chosen_time, check_programme  # issue 19
+from carepath.definition.family_checks import check_recipients  # issue 19
 from carepath.definition.reach import (Scope, check_uses, enroll_scope, exit_scope, step_scope, suggest,
                                        unused_scope)
 
@@ -118,6 +119,7 @@ def validate_journey(journey: Journey, *, known_templates: Collection[str] | Non
         _check_action(journey, step, prefix, known_templates, known_channels, channels or {}, report)
         _check_condition(step.condition, _condition_path(prefix, lines), report, step_scope(journey, step), step.id)
         _check_range(step.missed.grace, timedelta(0), MAX_GRACE, f"{prefix}.missed.grace", report, step.id)
+    check_recipients(journey, report)  # issue 19: family and guardians
     _check_templates(journey, report, known_templates if isinstance(known_templates, Mapping) else {})
     return report.problems
 

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, or_, select
 
 from carepath.definition.model import AfterStep, Category, Step
 from carepath.runtime.dispatch.statements import chunks, db_time, fetch, in_list, json_dict, py_time
+from carepath.runtime.family import RelatedContact, load_related
 from carepath.runtime.patients import PatientRecord, consent_state, load_patients
 from carepath.runtime.policy import local_wall, zone
 from carepath.runtime.portrait import with_portraits
@@ -66,6 +67,10 @@ class BatchContext:
         self.unresolved: dict[int, Any] = {}  # the last ``unknown`` call not yet reconciled (a deliveries row)
         self.receipts_waiting = False  # early receipts are kept, waiting for their delivery
         self._payloads: dict[tuple[str, int], dict] = {}
+        # family and guardians (issue 19): related persons by patient, and what routing decided for the write
+        self.related: dict[int, list[RelatedContact]] = {}
+        self.copies: list[tuple[Any, RelatedContact]] = []  # (planned touchpoint, further recipient)
+        self.pins: list[tuple[int, str]] = []  # (touchpoint id, recipient key) of touchpoints sent to someone else
 
     @classmethod
     def load(cls, conn: Connection, eng: "Engine", tps: list[Any], now: datetime) -> "BatchContext":
@@ -87,6 +92,7 @@ class BatchContext:
             ctx.events.update((i, json_dict(payload)) for i, payload in fetch(
                 conn, f"SELECT id, payload FROM events WHERE id IN ({in_list(part)})", part))
         ctx.consents = consent_state(conn, pids)
+        ctx.related = load_related(conn, eng.cipher, pids)
         ctx._load_replies(conn, tps)
         ctx._load_sent_today(conn, pids, now)
         return ctx
@@ -116,14 +122,14 @@ class BatchContext:
             today = now.astimezone(tz).date()
             midnight = local_wall(today, time(0), tz)
             for part in chunks(ids):
-                rows = fetch(conn, "SELECT patient_id, count(*) FROM touchpoints WHERE patient_id IN "
+                rows = fetch(conn, "SELECT patient_id, recipient, count(*) FROM touchpoints WHERE patient_id IN "
                                    f"({in_list(part)}) AND due_at >= ? AND due_at <= ? AND sent_at >= ? "
                                    "AND coalesce(status, '') IN ('sent', 'delivered') AND action = 'send' "
-                                   "AND category != ? GROUP BY patient_id",
+                                   "AND category != ? GROUP BY patient_id, recipient",
                              [*part, db_time(conn, midnight - MAX_GRACE), db_time(conn, now),
                               db_time(conn, midnight), urgent])
-                for pid, n in rows:
-                    self.sent_today[(pid, today)] = n
+                for pid, recipient, n in rows:  # each related person has a cap of their own
+                    self.sent_today[(pid, today) if recipient is None else (pid, today, recipient)] = n
 
     def load_attempts(self, conn: Connection, ids: list[int], inconclusive_code: str) -> None:
         """Calls made so far for ``ids`` (touchpoints retried or reclaimed) and their unreconciled ``unknown`` call.
@@ -150,10 +156,15 @@ class BatchContext:
         overall = self.consents.get((pid, purpose, "*"), default)
         return self.consents.get((pid, purpose, channel), overall)
 
-    def channel_problem(self, eng: "Engine", tp: Any, step: Step, name: str) -> str | None:
+    def channel_problem(self, eng: "Engine", tp: Any, step: Step, name: str,
+                        recipient: RelatedContact | None = None) -> str | None:
         channel = eng.channels.get(name)
         if channel is None:
             return "channel not configured"
+        if recipient is not None:  # a related person: their own consent (checked in decide) and addresses
+            if channel.address_kind != "none" and not recipient.addresses.get(channel.address_kind):
+                return f"no {channel.address_kind} of the {recipient.relationship}"
+            return None
         purpose = "marketing" if step.category is Category.marketing else "clinical"
         if not self.consent(tp.patient_id, purpose, name):
             return f"no {purpose} consent"

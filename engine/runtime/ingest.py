@@ -27,6 +27,7 @@ from carepath.runtime.segments import refresh as refresh_segments
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime import horizon, pause  # issue 19
 from carepath.runtime.pause import pause_events  # issue 19
+from carepath.runtime.family import apply_family_event  # issue 19: family and guardians
 from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt, receipt_status
 from carepath.runtime.complaints import open_from_survey  # issue 21
 from carepath.runtime.conversations.turns import record_turn  # issue 21
@@ -383,6 +384,10 @@ class Ingestor:
             record_consent(conn, patient_id, purpose, granted, channel=str(ev.payload.get("channel", "*")),
                            source=ev.source, at=ev.occurred_at, **extra)
             result.notes.append(f"consent {purpose} {'granted' if granted else 'withdrawn'}")
+        elif note := apply_family_event(conn, self.engine, ev, patient_id, now):  # issue 19: family
+            if ev.payload.get("related_person") and "unsubscribe" in note:
+                conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
+            result.notes.append(note)
         elif ev.type == "message.replied":
             withdrawal = apply_reply(conn, self.engine, ev, patient_id, ev.occurred_at)
             if withdrawal is not None:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, update
 
+from carepath.runtime.family import move_related
 from carepath.store.audit import audit
 from carepath.store.schema import CheckinRow, Consent, Enrollment, Event, Patient, ReadingRow, StaffTask, Touchpoint
 
@@ -23,6 +24,7 @@ def merge_patients(conn: Connection, *, survivor: int, merged: int, now: datetim
         return
     for table in _OWNED:
         conn.execute(update(table).where(table.patient_id == merged).values(patient_id=survivor))
+    move_related(conn, survivor=survivor, merged=merged)  # family and guardians (issue 19)
     conn.execute(update(Patient).where(Patient.id == merged).values(merged_into=survivor, updated_at=now))
     conn.execute(update(Patient).where(Patient.merged_into == merged).values(merged_into=survivor))
     audit(conn, actor=actor, action="patient.merged", entity="patient", entity_id=survivor, at=now,

@@ -122,6 +122,11 @@ def _builtin() -> None:
     register(Encrypted("conversation_turns", "text_enc"))
     for column in ("summary_enc", "resolution_enc"):
         register(Encrypted("complaint_cases", column, key_id_column="key_id"))
+    # family members and guardians (carepath.runtime.family)
+    for column in ("name_enc", "phone_enc", "openid_enc"):
+        register(Encrypted("related_persons", column, key_id_column="key_id"))
+    register(KeyedHash("related_persons", "phone_hash", source="phone_enc"))
+    register(KeyedHash("related_persons", "openid_hash", source="openid_enc"))
     # check-in values and device readings (carepath.runtime.checkins, carepath.runtime.readings)
     register(Encrypted("checkins", "value_enc"))
     register(Encrypted("readings", "value_enc"))

@@ -193,6 +193,8 @@ class Touchpoint(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     channel: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[int | None] = mapped_column(BigId)
+    #: who this touchpoint is for: ``None`` the patient, ``rp:<id>`` a related person (issue 19, family)
+    recipient: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (
@@ -473,3 +475,4 @@ from carepath.store import schema_trust  # noqa: E402,F401 - issue 22's tables j
 from carepath.store.conversation_schema import ComplaintCase, ConversationTurn, HealthManager  # noqa: E402,F401
 # issue 19: check-ins and readings live next to this module (kept under 400 lines each)
 from carepath.store.schema_checkins import CheckinRow, ReadingRow  # noqa: E402,F401
+from carepath.store.family_schema import RelatedPerson  # noqa: E402,F401  (family and guardians, issue 19)

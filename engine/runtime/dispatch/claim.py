@@ -23,7 +23,7 @@ from carepath.store.schema import Delivery, Touchpoint
 
 # what a batch reads of each claimed touchpoint (fewer columns: fewer conversions on the hot path)
 CLAIMED_COLUMNS = ("id", "enrollment_id", "patient_id", "journey", "step", "stage", "occurrence", "idempotency_key",
-                   "due_at", "reason", "attempts", "channel_index", "event_id", "claims")
+                   "due_at", "reason", "attempts", "channel_index", "event_id", "claims", "recipient")
 Claimed = namedtuple("Claimed", CLAIMED_COLUMNS)
 _DUE_AT = CLAIMED_COLUMNS.index("due_at")
 _RETURNING = ", ".join(CLAIMED_COLUMNS)

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from carepath.definition.context import expression_context
+from carepath.definition.context import RecipientView, expression_context
 from carepath.definition.durations import format_duration
 from carepath.definition.expressions import evaluate, render
 from carepath.definition.model import AfterStep, Category, Journey, Send, Step, Tag, Task, exit_reason
 from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, anchor_values
 from carepath.runtime.pause import PAUSED, paused_step
+from carepath.runtime.dispatch.recipients import consents, route
 from carepath.runtime.policy import zone
 from carepath.runtime.workdays import is_workday, on_workday
 from carepath.runtime.clicks import tracked
@@ -54,6 +55,7 @@ class Outgoing:
     context: dict = field(default_factory=dict, repr=False)
     notes: list[str] = field(default_factory=list)
     channel: str | None = None
+    recipient: Any = None  # a RelatedContact, or None for the patient (carepath.runtime.dispatch.recipients)
     attempts: int = 0  # provider calls made so far, this one included once it starts
     lookup: Any = None  # the ``unknown`` attempt to reconcile before sending again (a deliveries row)
 
@@ -148,16 +150,29 @@ class Decisions:
             return "final", self._final(tp, "skipped", now, reason="skipped: patient checked in")
         action = step.action
         if isinstance(action, Send):
+            to = route(tp, action.to, patient, ctx.related.get(tp.patient_id, ()), self.engine.settings.minor_age)
+            if to.skip:
+                report.add(tp, "skipped")
+                return "final", self._final(tp, "skipped", now, reason=f"skipped: {to.skip}")
+            recipient = to.recipient
+            if to.pin:
+                ctx.pins.append((tp.id, recipient.key))
+            ctx.copies += [(tp, person) for person in to.copies]
             if policy.counts_toward_cap(category):
                 day = now.astimezone(tz).date()
-                if ctx.sent_today[(tp.patient_id, day)] >= policy.daily_cap:
+                cap_key = (tp.patient_id, day) if recipient is None else (tp.patient_id, day, recipient.key)
+                if ctx.sent_today[cap_key] >= policy.daily_cap:
                     report.add(tp, "deferred" if step.over_cap == "defer" else "skipped")
                     if step.over_cap == "drop":
                         return "final", self._final(tp, "skipped", now, reason=CAP_DROPPED)
                     nxt = policy.next_allowed(policy.next_day_same_time(now, tz), category, tz)
                     return "final", self._defer(tp, nxt, DAILY_CAP, now)
             purpose = "marketing" if category is Category.marketing else "clinical"
-            if not any(ctx.consent(tp.patient_id, purpose, name) for name in action.via):
+            if recipient is not None and not consents(recipient, category):
+                report.add(tp, "skipped")
+                return "final", self._final(tp, "skipped", now,
+                                            reason=f"skipped: no {purpose} consent of the {recipient.relationship}")
+            if recipient is None and not any(ctx.consent(tp.patient_id, purpose, name) for name in action.via):
                 report.add(tp, "skipped")
                 return "final", self._final(tp, "skipped", now, reason=f"skipped: no {purpose} consent")
             template = journey.templates.get(action.template) or self.engine.templates.get(action.template)
@@ -166,6 +181,9 @@ class Decisions:
                 return "final", self._final(tp, "failed", now, reason=f"failed: unknown template {action.template!r}")
             try:
                 expr = expr or self._expr(tp, ctx, enrollment, patient, journey, now)
+                if recipient is not None:
+                    expr = {**expr, "recipient": RecipientView(recipient.name, recipient.relationship,
+                                                               recipient.guardian)}
                 expr = with_checkin(self.engine, with_survey(self.engine, expr, tp, action), tp, action)
                 title, body = render(template.title, expr), render(template.body, expr)
                 body = tracked(self.engine, tp.id, body)  # links go through the click redirect
@@ -173,8 +191,9 @@ class Decisions:
                 report.add(tp, "failed")
                 return "final", self._final(tp, "failed", now, reason=f"failed: template {template.name}: {exc}")
             if policy.counts_toward_cap(category):
-                ctx.sent_today[(tp.patient_id, now.astimezone(tz).date())] += 1
-            return "send", Outgoing(tp, step, title, body, template.name, tp.channel_index, expr)
+                day = now.astimezone(tz).date()
+                ctx.sent_today[(tp.patient_id, day) if recipient is None else (tp.patient_id, day, recipient.key)] += 1
+            return "send", Outgoing(tp, step, title, body, template.name, tp.channel_index, expr, recipient=recipient)
         if isinstance(action, Task):
             return "task", dict(patient_id=tp.patient_id, enrollment_id=tp.enrollment_id, touchpoint_id=tp.id,
                                 kind=action.task, team=action.team,

@@ -20,6 +20,7 @@ from carepath.definition.model import Category
 from carepath.masking import mask_text
 from carepath.plugins.contracts import Channel, ErrorKind, Message, SendResult, Veto
 from carepath.runtime.dispatch.decide import PROVIDER_WAIT, Outgoing
+from carepath.runtime.dispatch.recipients import copy_key, is_copy
 from carepath.runtime.work_queue import new_task
 
 if TYPE_CHECKING:
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
     from carepath.runtime.dispatch.report import DispatchReport
 
 log = logging.getLogger("carepath.dispatcher")
+
+
+def wants_call(o: Outgoing) -> bool:
+    """Whether a message no channel delivered opens a call task: care messages to the patient or a guardian
+    (a minor's), not marketing and not updates to other family members."""
+    return o.step.category is not Category.marketing and (o.recipient is None or o.recipient.guardian)
 VETOED = "vetoed"
 
 
@@ -60,7 +67,7 @@ class ProviderCalls:
                 ready.remove(o)
                 exhausted.append(o)
             finals = [self._give_up(o, now, report) for o in exhausted]
-            tasks = [self._fallback_task(o, now) for o in exhausted if o.step.category is not Category.marketing]
+            tasks = [self._fallback_task(o, now) for o in exhausted if wants_call(o)]
             calls = self._plan_calls(ready)
             pending = []
             done: tuple[list[Outgoing], list[Any], bool] | None = None
@@ -90,7 +97,7 @@ class ProviderCalls:
             via = o.step.action.via
             while o.channel_index < len(via):
                 name = via[o.channel_index]
-                problem = ctx.channel_problem(self.engine, o.tp, o.step, name)
+                problem = ctx.channel_problem(self.engine, o.tp, o.step, name, o.recipient)
                 if problem is None:
                     o.channel = name
                     ready.append(o)
@@ -124,9 +131,12 @@ class ProviderCalls:
         return calls
 
     def _message(self, o: Outgoing, ctx: "BatchContext", channel: Channel) -> Message:
-        return Message(idempotency_key=f"{o.tp.idempotency_key}:{o.channel}", channel=o.channel,
+        # the key names the recipient: a message to a guardian or a family member is its own, sent once
+        to = "" if o.recipient is None or is_copy(o.tp) else copy_key("", o.recipient)
+        who = ctx.patients[o.tp.patient_id].addresses if o.recipient is None else o.recipient.addresses
+        return Message(idempotency_key=f"{o.tp.idempotency_key}{to}:{o.channel}", channel=o.channel,
                        patient_id=o.tp.patient_id,
-                       address=ctx.patients[o.tp.patient_id].addresses.get(channel.address_kind) or "",
+                       address=who.get(channel.address_kind) or "",
                        title=o.title, body=o.body, template=o.template, category=o.step.category.value,
                        context=o.context)
 
@@ -188,7 +198,7 @@ class ProviderCalls:
                 # is waited for: the operator alert, not each patient's message, carries the outage
                 o.notes.append(f"{o.channel}: {res.error_code} after {o.attempts} attempts")
                 finals.append(self._give_up(o, now, report, attempts=o.attempts))
-                if o.step.category is not Category.marketing:
+                if wants_call(o):
                     tasks.append(self._fallback_task(o, now))
             else:
                 report.add(o.tp, "retry", o.channel)
@@ -209,7 +219,8 @@ class ProviderCalls:
         """The last resort: the journey's team contacts the patient, told what the message said and why it failed."""
         journey = self.engine.journeys.get(o.tp.journey)
         team = journey.calling_team if journey else "nursing"
-        detail = (f"Call the patient: message '{o.template}' of step {o.tp.step} was not delivered on any "
+        whom = "the patient" if o.recipient is None else f"the patient's {o.recipient.relationship}"
+        detail = (f"Call {whom}: message '{o.template}' of step {o.tp.step} was not delivered on any "
                   f"channel.\nMessage: {mask_text(o.body)}\nWhy: " + "; ".join(o.notes))
         return dict(patient_id=o.tp.patient_id, enrollment_id=o.tp.enrollment_id, touchpoint_id=o.tp.id,
                     kind="contact_patient", team=team, detail=detail,

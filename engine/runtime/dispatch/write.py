@@ -18,6 +18,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from carepath.definition.model import AfterStep, Tag
 from carepath.runtime.dispatch.statements import chunks, db_time, execute, in_list
+from carepath.runtime.dispatch.recipients import is_copy, write_routes
 from carepath.runtime.planner import Planned
 from carepath.runtime.portrait import record_sends, sent_messages
 from carepath.runtime.receipts import apply_early_receipts
@@ -91,6 +92,7 @@ class FencedWrites:
             self._apply_tags(conn, [(ctx.by_id[tp_id].patient_id, action) for tp_id, action in tags if tp_id in held],
                              now)
             self._plan_followers(conn, [f for f in finals if f["b_status"] in ("sent", "failed")], ctx, now)
+            waiting = write_routes(conn, ctx, held, now)  # family and guardians: pins and copies
             record_sends(conn, sent_messages(finals, ctx), now)  # messages sent, on the patients' portraits
             provider_ids = [d[1] for d in deliveries if d[1] and d[0] in ACCEPTED]
             if provider_ids and ctx.receipts_waiting:  # receipts that came before these ids were recorded
@@ -106,6 +108,7 @@ class FencedWrites:
             renewed = self._renew(conn, now)
         if renewed:
             self._renew_at = now + self.lease / 3
+        ctx.pins, ctx.copies = waiting  # committed: what is left waits for its touchpoint's own transaction
         return start
 
     @staticmethod
@@ -124,6 +127,8 @@ class FencedWrites:
         entries = []
         for row in done:
             tp = ctx.by_id[row["b_id"]]
+            if is_copy(tp):  # a copy for a further recipient: the planned touchpoint plans the followers
+                continue
             journey = self.engine.journey_version(tp.journey, ctx.enrollments[tp.enrollment_id].version)
             followers = followers_of(journey, tp.step, row["b_status"]) if journey else []
             if followers:
