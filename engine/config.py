@@ -45,6 +45,7 @@ from carepath.plugins.contracts import Channel, Connector, ConnectorConfig, conn
 from carepath.plugins.manager import PluginManager, get_plugin_manager
 from carepath.definition.preferences import NAME, PreferenceField
 from carepath.definition.segments import SegmentError, SegmentSet, build_segment_set
+from carepath.privacy.retention_config import RetentionSettings
 from carepath.runtime.click_settings import ClickSettings
 from carepath.teams import DEFAULT_TEAM, StaffMember, SurveySettings, TeamConfig
 from carepath.web.clients import EventsClient
@@ -53,7 +54,7 @@ from carepath.web.links import WebSettings
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
 SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "web", "events_api", "segments", "clicks",
-            "preferences")
+            "preferences", "retention")
 JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -115,6 +116,7 @@ class CarepathConfig:
     #: preferences patients may set beyond the built-in ones (``[preferences.<name>]``; issue 19)
     preferences: dict[str, PreferenceField] = field(default_factory=dict)
     web: WebSettings = field(default_factory=WebSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)  # issue 22 (carepath.privacy)
 
     def team(self, name: str) -> TeamConfig:
         """A team's rules (the defaults for a team the file does not declare)."""
@@ -170,12 +172,13 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     clicks = validator.table("clicks", data.get("clicks", {}), ClickSettings)
     segments = validator.segments(data.get("segments", {}), file.resolve().parent)
     preferences = validator.preferences(data.get("preferences", {}))
+    retention = validator.table("retention", data.get("retention", {}), RetentionSettings)  # issue 22
     if problems:
         raise ConfigError(problems, file)
     return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
                           teams=teams, staff=staff, surveys=surveys or SurveySettings(), web=web or WebSettings(),
                           events_api=events_api, segments=segments, clicks=clicks or ClickSettings(),
-                          preferences=preferences)
+                          preferences=preferences, retention=retention or RetentionSettings())
 
 
 class _Validator:

@@ -29,6 +29,7 @@ from carepath.runtime import horizon, pause  # issue 19
 from carepath.runtime.pause import pause_events  # issue 19
 from carepath.runtime.receipts import RECEIPT_STATUSES, apply_receipt
 from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
+from carepath.privacy.erase import erased_refusal, strip_refused_event
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
 from carepath.store.crypto import Cipher
@@ -119,6 +120,11 @@ class Ingestor:
             result = IngestResult("stored", event_id)
             mrn_hash = eng.cipher.lookup_hash(ev.patient_mrn)
             lock_patients(conn, [mrn_hash])
+            if erased := erased_refusal(conn, mrn_hash):  # issue 22: nothing of an erased patient is applied or kept
+                result.refused.append(erased[1])
+                self._record(conn, event_id, result, erased[0])
+                strip_refused_event(conn, event_id)
+                return result
             if refusal := payload_refusal(ev.type, ev.payload):  # kept for operators; nothing of it applied,
                 result.refused.append(refusal)                  # not even a patient record it carries
                 result.hold_key = self._episode_key(ev)

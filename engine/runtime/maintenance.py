@@ -151,10 +151,18 @@ def extend_horizons(engine: "Engine") -> int:
     return extend(engine)
 
 
+def retention(engine: "Engine") -> JobResult:
+    """Issue 22: data past its ``[retention]`` age purged or de-identified, in batches (:mod:`carepath.privacy.retention`)."""
+    from carepath.privacy.retention import retention_job
+
+    return retention_job(engine)
+
+
 JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources,
                         "delivery_fallback": delivery_fallback, "alerts": publish_alerts,
                         "segments": segments_over_time, "idle": idle_patients,
-                        "horizon": extend_horizons}  # issue 19
+                        "horizon": extend_horizons,  # issue 19
+                        "retention": retention}  # issue 22
 
 
 def register(name: str, job: Job) -> None:
