@@ -79,7 +79,7 @@ def erased_refusal(conn: Connection, mrn_hash: str | None) -> tuple[int, str] | 
                                                                    Patient.erased_at.is_not(None))).first()
     if row is None:
         return None
-    return row.id, (f"refused: the patient's data was erased on {row.erased_at:%Y-%m-%d} at their request; "
+    return row.id, (f"the patient's data was erased on {row.erased_at:%Y-%m-%d} at their request; "
                     "events for an erased patient are not applied or kept")
 
 
