@@ -16,7 +16,9 @@ the moment it is sent:
   force (the newest booking or reschedule by ``occurred_at``); a post-discharge
   message only while the patient is discharged, for that discharge;
 - never twice under one business identity (journey, patient, episode, step
-  and the anchor value it is about), whatever crashed in between.
+  and the anchor value it is about), whatever crashed in between: a worker
+  that claimed and was killed before sending, or one killed after the
+  provider accepted its messages but before it recorded the results.
 
 Budget: ``CAREPATH_MODEL_EXAMPLES`` (default 30) examples of at most
 ``CAREPATH_MODEL_STEPS`` (default 40) steps; CI runs the default (well under
@@ -35,7 +37,7 @@ from typing import Any, Sequence
 
 from hypothesis import HealthCheck, Phase, settings as hsettings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from carepath.connectors.outbox import OutboxChannel, OutboxConfig
 from carepath.definition.dsl import after, anchor, before, enroll_on, exit_on, journey, on, send, step, template
@@ -136,29 +138,38 @@ class World:
         return identity
 
 
+class WorkerKilled(BaseException):
+    """The worker process dies (SIGKILL): not an ``Exception``, nothing in the engine catches it."""
+
+
 class ModelChannel(OutboxChannel):
-    """The outbox provider, checking every message against the model before it accepts it."""
+    """The outbox provider, checking every message against the model before it accepts it.
+
+    With ``die_after_send`` the worker dies right after the provider accepted the batch, before the
+    dispatcher records any result (the next worker must look the messages up, not send them again).
+    """
 
     def __init__(self, machine: "EngineMachine") -> None:
         super().__init__("sms", OutboxConfig(address="phone"))
         self.machine = machine
+        self.die_after_send = False
 
     def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
         for m in messages:
             self.machine.accept(m)
-        return super().send_batch(messages)
+        results = super().send_batch(messages)
+        if self.die_after_send:
+            raise WorkerKilled
+        return results
 
 
 def _reset(url: str) -> None:
     """Empty every table of the test database (one database for all examples)."""
     db = open_database(url)
     tables = [t for t in Base.metadata.sorted_tables if t.name != "store_meta"]  # the store's key stays
-    with db.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(tables):
-                conn.execute(table.delete())
+    with db.begin() as conn:  # DELETE: on a few rows much quicker than TRUNCATE on PostgreSQL
+        for table in reversed(tables):
+            conn.execute(table.delete())
     db.dispose()
 
 
@@ -173,10 +184,9 @@ class EngineMachine(RuleBasedStateMachine):
         _reset(self.database_url)
         self.clock = VirtualClock(START)
         self.world = World()
-        self.channel = ModelChannel(self)
-        self.engine = Engine(self.database_url, journeys=[VISIT, DISCHARGE], channels={"sms": self.channel},
-                             templates={}, clock=self.clock, settings=Settings(home=self.settings_home),
-                             lease=timedelta(minutes=5), migrate=False)
+        self.workers = itertools.count(1)
+        self.kills = 0
+        self.engine = self._worker()
         self.ids = itertools.count(1)
         self.broken: list[str] = []
         self.delivered: list[EventIn] = []
@@ -187,6 +197,13 @@ class EngineMachine(RuleBasedStateMachine):
         for i, mrn in enumerate(PATIENTS):
             pid = self.engine.upsert_patient(PatientIn(mrn=mrn, name=f"患者{i}", phone=f"1380000000{i}"))
             self.patient_of[pid] = mrn
+
+    def _worker(self) -> Engine:
+        """A dispatcher process: an engine of its own on the shared database, clock and model."""
+        self.channel = ModelChannel(self)
+        return Engine(self.database_url, journeys=[VISIT, DISCHARGE], channels={"sms": self.channel}, templates={},
+                      clock=self.clock, settings=Settings(home=self.settings_home), lease=timedelta(minutes=5),
+                      migrate=False, worker_id=f"w{next(self.workers)}")
 
     def teardown(self) -> None:
         try:
@@ -200,7 +217,7 @@ class EngineMachine(RuleBasedStateMachine):
             if os.environ.get("CAREPATH_MODEL_STATS"):
                 with self.engine.db.connect() as conn:
                     states = conn.execute(select(Touchpoint.status, Touchpoint.reason)).all()
-                print(f"model run: {len(self.delivered)} events delivered, {len(self.world.sent)} messages sent, "
+                print(f"model run: {len(self.delivered)} events delivered, {len(self.world.sent)} messages sent, {self.kills} killed in flight, "
                       f"{sorted({f'{a}: {b}' for a, b in states})}")
         finally:
             self.engine.close()
@@ -312,15 +329,23 @@ class EngineMachine(RuleBasedStateMachine):
         """A dispatcher claims due touchpoints and is killed before it records any result."""
         self.engine.dispatcher.claim(limit=limit)
 
+    @rule()
+    def killed_in_flight(self) -> None:
+        """A dispatcher is killed after the provider accepted its messages, before it recorded the results;
+        another worker takes over once the lease ran out."""
+        self.channel.die_after_send = True
+        try:
+            self.engine.dispatch_due()
+        except WorkerKilled:
+            self.kills += 1
+            dead, self.engine = self.engine, self._worker()
+            dead.db.dispose()
+        finally:
+            self.channel.die_after_send = False
+
     @invariant()
     def no_rule_broken(self) -> None:
         assert not self.broken, "\n".join(self.broken)
-
-    @invariant()
-    def nothing_sent_twice_at_the_provider(self) -> None:
-        with self.engine.db.connect() as conn:
-            keys = [k for (k,) in conn.execute(text("SELECT idempotency_key FROM outbox_messages"))]
-        assert len(keys) == len(set(keys))
 
 
 def test_engine_rules_hold_on_any_sequence(database_url: str, tmp_path: Any) -> None:
