@@ -94,16 +94,17 @@ class DataKind:
             return conn.execute(delete(self.table).where(self.where(subject))).rowcount or 0
         fixed = {k: v for k, v in self.personal.items() if not callable(v)}
         per_row = {k: v for k, v in self.personal.items() if callable(v)}
-        changed = conn.execute(update(self.table).where(self.where(subject)).values(**fixed)).rowcount or 0 \
-            if fixed else 0
-        if per_row:
-            pk = list(self.table.primary_key.columns)
-            cols = [self.table.c[k] for k in per_row]
-            for row in conn.execute(select(*pk, *cols).where(self.where(subject))).all():
-                key = {c.name: row[i] for i, c in enumerate(pk)}
+        changed = 0
+        if per_row:  # values computed from the stored one (an event payload cut down), row by row, first:
+            pk = list(self.table.primary_key.columns)  # the fixed values may change what ``where`` matches
+            rows = conn.execute(select(*pk, *(self.table.c[k] for k in per_row)).where(self.where(subject))).all()
+            for row in rows:
                 values = {k: fn(row[len(pk) + i]) for i, (k, fn) in enumerate(per_row.items())}
-                conn.execute(update(self.table).where(*(c == key[c.name] for c in pk)).values(**values))
-                changed += 0 if fixed else 1
+                conn.execute(update(self.table).where(*(c == row[i] for i, c in enumerate(pk))).values(**values))
+            changed = len(rows)
+        if fixed:
+            n = conn.execute(update(self.table).where(self.where(subject)).values(**fixed)).rowcount or 0
+            changed = max(changed, n)
         return changed
 
 

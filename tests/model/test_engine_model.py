@@ -217,8 +217,8 @@ class EngineMachine(RuleBasedStateMachine):
             if os.environ.get("CAREPATH_MODEL_STATS"):
                 with self.engine.db.connect() as conn:
                     states = conn.execute(select(Touchpoint.status, Touchpoint.reason)).all()
-                print(f"model run: {len(self.delivered)} events delivered, {len(self.world.sent)} messages sent, {self.kills} killed in flight, "
-                      f"{sorted({f'{a}: {b}' for a, b in states})}")
+                print(f"model run: {len(self.delivered)} events delivered, {len(self.world.sent)} messages sent, "
+                      f"{self.kills} killed in flight, {sorted({f'{a}: {b}' for a, b in states})}")
         finally:
             self.engine.close()
 

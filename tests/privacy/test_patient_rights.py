@@ -196,3 +196,22 @@ def test_later_events_for_an_erased_patient_are_refused_and_keep_nothing(eng, cl
 def test_export_of_an_unknown_patient_names_it(eng, clock):
     with eng.db.begin() as conn, pytest.raises(NoSuchPatient, match="no patient with id 999"):
         export_patient(conn, eng.cipher, 999, now=clock.now(), actor="cli")
+
+
+def test_a_table_joins_export_and_erasure_with_one_registration(eng, clock, monkeypatch):
+    """How family members, conversations and check-ins join: one ``register`` call, nothing else to change."""
+    from carepath.privacy import kinds as registry
+    from carepath.privacy.kinds import DataKind, register
+    from carepath.store.schema import Horizon
+
+    monkeypatch.setattr(registry, "KINDS", list(registry.KINDS))
+    register(DataKind("planning_horizons", Horizon.__table__, lambda s: Horizon.patient_id == s.patient_id,
+                      erase="delete", description="how far open-ended steps are planned"))
+    pid = _demo_patient(eng, clock)
+    with eng.db.begin() as conn:
+        conn.execute(Horizon.__table__.insert().values(enrollment_id=1, step="remind", patient_id=pid,
+                                                       planned_until=clock.now(), updated_at=clock.now()))
+        doc = export_patient(conn, eng.cipher, pid, now=clock.now(), actor="cli")
+        assert doc["manifest"]["kinds"]["planning_horizons"]["count"] == 1
+        assert erase_patient(conn, pid, now=clock.now(), actor="cli").rows["planning_horizons"] == 1
+        assert conn.execute(select(Horizon.step)).all() == []
