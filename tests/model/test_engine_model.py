@@ -286,10 +286,11 @@ class EngineMachine(RuleBasedStateMachine):
         self._send_or_delay(self._event(mrn, "appointment.cancelled", {"appointment_id": appt}), delay)
 
     @rule(mrn=st.sampled_from(PATIENTS), enc=st.sampled_from(ENCOUNTERS),
-          kind=st.sampled_from(["encounter.admitted", "encounter.discharged", "encounter.discharge_cancelled"]))
-    def encounter(self, mrn: str, enc: str, kind: str) -> None:
-        """Admissions, discharges and their reversal, delivered in order."""
-        self._deliver(self._event(mrn, kind, {"encounter_id": enc}))
+          kind=st.sampled_from(["encounter.admitted", "encounter.discharged", "encounter.discharge_cancelled"]),
+          delay=LATE)
+    def encounter(self, mrn: str, enc: str, kind: str, delay: bool) -> None:
+        """Admissions, discharges and their reversal (perhaps held back in transit)."""
+        self._send_or_delay(self._event(mrn, kind, {"encounter_id": enc}), delay)
 
     @rule(mrn=st.sampled_from(PATIENTS), granted=st.sampled_from([True, True, False]), delay=LATE)
     def consent(self, mrn: str, granted: bool, delay: bool) -> None:
