@@ -45,6 +45,7 @@ from carepath.plugins.contracts import Channel, Connector, ConnectorConfig, conn
 from carepath.plugins.manager import PluginManager, get_plugin_manager
 from carepath.definition.preferences import NAME, PreferenceField
 from carepath.definition.segments import SegmentError, SegmentSet, build_segment_set
+from carepath.privacy.retention_config import RetentionSettings
 from carepath.runtime.click_settings import ClickSettings
 from carepath.staff_accounts import AccountSettings
 from carepath.runtime.conversations.faq import FaqError, FaqSet, faq_files, load_faq  # issue 21
@@ -56,7 +57,7 @@ from carepath.web.links import WebSettings
 CONFIG_ENV = "CAREPATH_CONFIG"
 DEFAULT_PATH = Path("carepath.toml")
 SECTIONS = ("connectors", "journeys", "teams", "staff", "surveys", "web", "events_api", "segments", "clicks",
-            "preferences", "accounts", "conversations", "complaints")
+            "preferences", "accounts", "conversations", "complaints", "retention")
 JOURNEY_KEYS = ("paths", "enabled")
 DEFAULT_CHANNELS = {"console": "console", "outbox": "outbox"}  # name -> type, used without a file
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -126,6 +127,7 @@ class CarepathConfig:
     conversations: ConversationSettings = field(default_factory=ConversationSettings)
     complaints: ComplaintSettings = field(default_factory=ComplaintSettings)
     faq: FaqSet = field(default_factory=FaqSet)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)  # issue 22 (carepath.privacy)
 
     def team(self, name: str) -> TeamConfig:
         """A team's rules (the defaults for a team the file does not declare)."""
@@ -186,6 +188,7 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
     conversations = validator.table("conversations", data.get("conversations", {}), ConversationSettings)
     complaints = validator.table("complaints", data.get("complaints", {}), ComplaintSettings)
     faq = validator.faq(conversations or ConversationSettings(), file.resolve().parent)
+    retention = validator.table("retention", data.get("retention", {}), RetentionSettings)  # issue 22
     if problems:
         raise ConfigError(problems, file)
     return CarepathConfig(path=file, connectors=connectors, journey_paths=paths, enabled_journeys=enabled,
@@ -193,7 +196,8 @@ def load_config(path: str | Path | None = None, manager: PluginManager | None = 
                           events_api=events_api, segments=segments, clicks=clicks or ClickSettings(),
                           preferences=preferences, accounts=accounts, staff_origin=staff_origin,
                           conversations=conversations or ConversationSettings(),
-                          complaints=complaints or ComplaintSettings(), faq=faq)
+                          complaints=complaints or ComplaintSettings(), faq=faq,
+                          retention=retention or RetentionSettings())
 
 
 class _Validator:

@@ -73,3 +73,10 @@ def show(patient_id: int = typer.Argument(..., help="internal patient id"),
         shown = ", ".join(map(str, value)) if isinstance(value, list) else "" if value is None else str(value)
         table.add_row(name, shown)
     out_console().print(table)
+
+
+# issue 22: a patient's rights (carepath.cli.patient_rights)
+from carepath.cli.patient_rights import erase as _erase, export as _export  # noqa: E402
+
+app.command("export")(_export)
+app.command("erase")(_erase)

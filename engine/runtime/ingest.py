@@ -35,6 +35,7 @@ from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
 from carepath.runtime.checkins import CHECKIN_INTENT, record_device_reading, record_reply  # issue 19
 from carepath.runtime.readings import record_reading  # issue 19
 from carepath.runtime.reading_alerts import evaluate as evaluate_readings  # issue 19
+from carepath.privacy.erase import erased_refusal, strip_refused_event
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
 from carepath.store.crypto import Cipher
@@ -126,6 +127,11 @@ class Ingestor:
             mrn_hash = eng.cipher.lookup_hash(ev.patient_mrn)
             mrn_hashes = eng.cipher.lookup_hashes(ev.patient_mrn)  # held under any key of the ring (issue 22)
             lock_patients(conn, mrn_hashes)
+            if erased := erased_refusal(conn, mrn_hashes):  # issue 22: nothing of an erased patient is applied or kept
+                result.refused.append(erased[1])
+                self._record(conn, event_id, result, erased[0])
+                strip_refused_event(conn, event_id)
+                return result
             if refusal := payload_refusal(ev.type, ev.payload):  # kept for operators; nothing of it applied,
                 result.refused.append(refusal)                  # not even a patient record it carries
                 result.hold_key = self._episode_key(ev)

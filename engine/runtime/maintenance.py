@@ -167,12 +167,20 @@ def conversations(engine: "Engine") -> int:
     return route_pending(engine) + len(check_deadlines(engine))
 
 
+def retention(engine: "Engine") -> JobResult:
+    """Issue 22: data past its ``[retention]`` age purged or de-identified, in batches (:mod:`carepath.privacy.retention`)."""
+    from carepath.privacy.retention import retention_job
+
+    return retention_job(engine)
+
+
 JOBS: dict[str, Job] = {"reclaim_leases": reclaim_leases, "task_sla": check_task_slas, "his_poll": poll_his_sources,
                         "delivery_fallback": delivery_fallback, "alerts": publish_alerts,
                         "segments": segments_over_time, "idle": idle_patients,
                         "horizon": extend_horizons,  # issue 19
                         "audit_anchor": anchor_audit,  # issue 22
-                        "conversations": conversations}  # issue 21
+                        "conversations": conversations,  # issue 21
+                        "retention": retention}  # issue 22
 
 
 def register(name: str, job: Job) -> None:

@@ -40,8 +40,10 @@ def upsert_patient(conn: Connection, cipher: Cipher, record: PatientIn, now: dat
         language=record.language, channel_prefs=list(record.channel_prefs), updated_at=now,
         birthday_calendar=record.birthday_calendar,  # issue 19 (preferences: carepath.runtime.preferences)
     )
-    found = conn.execute(select(Patient.id, Patient.merged_into).where(  # any key of the ring (issue 22)
+    found = conn.execute(select(Patient.id, Patient.merged_into, Patient.erased_at).where(  # any key of the ring
         Patient.mrn_hash.in_(cipher.lookup_hashes(record.mrn))).order_by(Patient.id)).first()
+    if found is not None and found.erased_at is not None:
+        return found.id  # issue 22: an erased patient's record is never filled again (carepath.privacy.erase)
     if found is not None and found.merged_into is not None:
         return found.merged_into  # a record under a merged MRN is stale: the surviving record stands
     existing = found.id if found is not None else None

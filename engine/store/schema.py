@@ -82,6 +82,8 @@ class Patient(Base):
     preferences_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: issue 19: ``lunar`` when the patient keeps their birthday on the lunar calendar (else Gregorian)
     birthday_calendar: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    #: issue 22: when the patient's personal data was erased at their request (carepath.privacy.erase)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class JourneyVersion(Base):
