@@ -28,8 +28,8 @@ class RetentionSettings(BaseModel):
                                                       "click targets kept for reports), by received time")
     deliveries: Duration | None = Field(None, description="provider call records and the outbox's message copies "
                                                           "of finished sends: deleted")
-    conversations: Duration | None = Field(None, description="conversation messages (when that module is "
-                                                             "installed): purged as its registry entry says")
+    conversations: Duration | None = Field(None, description="conversation messages: their texts removed, "
+                                                             "the turns kept for counts")
     survey_answers: Duration | None = Field(None, description="survey answers: the answers removed, the scores "
                                                               "(NPS, satisfaction, red flags) kept for reports")
     audit_minimum: Duration = Field(DEFAULT_AUDIT_MINIMUM, description="the legal minimum for the audit trail")

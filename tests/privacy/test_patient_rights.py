@@ -64,11 +64,16 @@ def _demo_patient(eng, clock) -> int:
     ev = h.Events(clock, MRN)
     eng.ingest(ev("message.replied", {"text": f"我是{NAME}，电话 {PHONE}"}, source_id="r-1"))
     eng.ingest(ev("patient.updated", {"patient": {"name": NAME, "phone": PHONE}}, source_id="u-1"))
+    eng.ingest(ev("patient.related_person_added", {"ref": "NK1/1", "relationship": "daughter", "contact": {
+        "name": f"{NAME}之女", "phone": "13900001111"}}, source_id="f-1"))
+    eng.ingest(ev("vitals.reading", {"kind": "systolic_bp", "value": 150, "unit": "mmHg", "device_id": "cuff-1"},
+                  source_id="v-1"))
     eng.dispatch_due()
     clock.advance(timedelta(days=2, hours=1))
     eng.dispatch_due()
     with eng.db.connect() as conn:
-        task_id = conn.execute(select(StaffTask.id).where(StaffTask.patient_id == pid)).scalar_one()
+        task_id = conn.execute(select(StaffTask.id).where(StaffTask.patient_id == pid,
+                                                          StaffTask.kind == "call_patient")).scalar_one()
         tp = conn.execute(select(Touchpoint.id).where(Touchpoint.patient_id == pid, Touchpoint.step == "confirm")
                           ).scalar_one()
     add_note(eng, task_id, "nurse-li", f"已电话联系{NAME}（{PHONE}）")
@@ -138,7 +143,8 @@ def test_export_holds_every_kind_and_erasure_leaves_no_personal_value(eng, clock
     counts = {k: v["count"] for k, v in manifest["kinds"].items()}
     assert all(counts[k] >= 1 for k in ("record", "consents", "events", "enrollments", "touchpoints", "deliveries",
                                         "messages", "staff_tasks", "task_notes", "survey_answers", "portrait",
-                                        "portrait_counts")), counts
+                                        "portrait_counts", "related_persons", "conversations", "readings")), counts
+    assert data["related_persons"][0]["name"] == f"{NAME}之女" and data["readings"][0]["value"] == "150.0"
     assert all(counts[k] == len(rows) for k, rows in data.items())
     [record] = data["record"]
     assert (record["name"], record["phone"], record["mrn"], record["openid"]) == (NAME, PHONE, MRN, "oWang123456")

@@ -123,9 +123,10 @@ def test_the_maintenance_job_applies_the_configured_retention_and_reports_it(dat
         assert maintenance.jobs()["retention"](eng).count == 0, "nothing is old yet"
         clock.advance(timedelta(days=31))
         result = maintenance.jobs()["retention"](eng)
-        assert result.count == 4
+        assert result.count == 6
         [notice] = result.notices
-        assert notice.event == "carepath.retention.applied" and notice.payload["rows"] == {"events": 4}
-        assert "conversations: nothing to do on this installation" in notice.payload["summary"]
+        # the two patients' replies: their events de-identified, and the texts of their conversation turns removed
+        assert notice.event == "carepath.retention.applied"
+        assert notice.payload["rows"] == {"events": 4, "conversations": 2}
     finally:
         eng.close()
