@@ -55,17 +55,17 @@ class Story:
         refresh_time_edges(self.engine)
         plan_idle(self.engine)
 
-    def run_days(self, first: int, last: int, script: dict[tuple[int, time], Callable[[], Any]] | None = None) -> None:
-        """Days ``first``..``last``: maintenance each morning, the dispatcher at each tick; ``script`` holds
+    def run_days(self, first: int, last: int, script: dict[tuple[int, time], Callable[[], Any]] | None = None,
+                 ticks: tuple[time, ...] = TICKS) -> None:
+        """Days ``first``..``last``: the maintenance jobs and the dispatcher at each tick; ``script`` holds
         what happens at a (day, local time) of the story (a reply, a reading), run just before that tick."""
         script = script or {}
         for day in range(first, last + 1):
-            moments = [t for t in sorted(set(TICKS) | {t for d, t in script if d == day})
+            moments = [t for t in sorted(set(ticks) | {t for d, t in script if d == day})
                        if at_local(self.start + day * DAY, t) > self.clock.now()]  # never back in time
             for t in moments:
                 self.at(day, t)
-                if t == moments[0]:
-                    self.maintain()
+                self.maintain()
                 if (day, t) in script:
                     script[(day, t)]()
                 self.engine.dispatch_due()
