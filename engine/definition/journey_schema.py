@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from carepath.definition.durations import CalendarDuration, format_duration, parse_span
 from carepath.definition.journey_files import SHORTHAND_FIELD, STEP_KEYS
-from carepath.definition.model import Journey, Step
+from carepath.definition.model import Journey, Step, Threshold
 
 __all__ = ["journey_schema", "schema_text", "SCHEMA_FILE", "modeline", "FIELD_DOCS"]
 
@@ -40,6 +40,8 @@ TIME_OF_DAY = {"type": "string", "pattern": r"^([01]?[0-9]|2[0-3]):[0-5][0-9](:[
                "examples": ["09:00", "18:30"]}
 CHOSEN_TIME = {"type": "string", "pattern": r"^patient\.preferences\.[a-z][a-z0-9_]*$",
                "examples": ["patient.preferences.medication_time"]}
+THRESHOLD_TEXT = {"type": "string", "pattern": r"^\s*[a-z_0-9]+\s*(>=|<=|>|<|≥|≤)\s*-?\d+(\.\d+)?\s*\S+\s*$",
+                  "examples": ["systolic_bp >= 140 mmHg", "glucose < 3.9 mmol/L"]}
 
 #: descriptions of model fields that carry none in the model, by ``Model.field``
 FIELD_DOCS: dict[str, str] = {
@@ -188,6 +190,8 @@ def _value_schema(info: Any, schema: dict) -> dict:
         out = copy.deepcopy(DURATION)
     elif _contains(annotation, time):
         out = {"anyOf": [TIME_OF_DAY, CHOSEN_TIME]} if _contains(annotation, str) else dict(TIME_OF_DAY)
+    elif _contains(annotation, Threshold) and "items" in schema:  # written as text: 'glucose < 3.9 mmol/L'
+        return {**schema, "items": {"anyOf": [THRESHOLD_TEXT, schema["items"]]}}
     else:
         return schema
     if nullable:

@@ -194,7 +194,8 @@ class BatchContext:
 
             self.checkins = checkin_times(conn, {tp.enrollment_id for tp in followers})
         for pid, at in conn.execute(select(Event.patient_id, Event.occurred_at).where(
-                Event.patient_id.in_({tp.patient_id for tp in followers}), Event.type == "message.replied",
+                Event.patient_id.in_({tp.patient_id for tp in followers}),
+                Event.type.in_(("message.replied", "survey.completed")),  # an answered survey is a reply
                 or_(Event.intent.is_(None), Event.intent != "unsubscribe"))):  # "TD" answers no follow-up
             self.replies[pid].append(at)
 

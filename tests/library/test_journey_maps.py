@@ -85,7 +85,7 @@ def _terminal(journey: Journey) -> str:
 
 
 def test_terminal_tree_by_stage_with_follow_ups_under_their_step():
-    journey = load(STOCK[0])
+    journey = load(next(p for p in STOCK if p.stem == "outpatient-visit"))  # a journey with every stage
     lines = _terminal(journey).splitlines()
     stages = [i for i, line in enumerate(lines) if re.match(r"^[├└]── (pre_visit|in_visit|post_visit)$", line)]
     assert [lines[i][4:] for i in stages] == ["pre_visit", "in_visit", "post_visit"]
