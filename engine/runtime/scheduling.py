@@ -223,6 +223,9 @@ TOLD = ("claimed", "sent", "delivered", "failed")
 
 
 ALREADY_TOLD = "cancelled: the patient was already told this time"
+#: a touchpoint whose anchor moved while a worker had it claimed: its re-send (the next revision) tells the new
+#: time, so if that worker died it is not sent after its lease runs out (with the new time, it would say it twice)
+SUPERSEDED = "cancelled: the time moved while it was in flight; its re-send tells the new one"
 
 
 def _movable(row) -> bool:
@@ -261,7 +264,7 @@ def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: 
     load = DayLoad(tz, day_loads(conn, [patient_id], now - timedelta(days=1),
                                  exclude_ids=[r.id for r in movable.values()]).get(patient_id, ()))
     planned = plan_anchored(steps, anchors, tz_name=tz, now=now, policy=policy, load=load)
-    updates, new = [], []
+    updates, new, superseded = [], [], []
     for p in planned:
         k = (p.step.id, p.occurrence)
         if k in movable and k in told and told[k][1].anchor_at == p.anchor_at:
@@ -279,6 +282,11 @@ def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: 
             if p.step.resend_on_move and row.status in TOLD and row.anchor_at != p.anchor_at:
                 new.append(_decided_again(p, rev + 1))
                 counts["resent"] += 1
+                if row.status == "claimed":
+                    superseded.append(row.id)
+    if superseded:  # still claimed: the worker holding it finishes as it would; a dead one's is not re-sent
+        conn.execute(update(Touchpoint).where(Touchpoint.id.in_(superseded), Touchpoint.status == "claimed")
+                     .values(reason=SUPERSEDED))
     if updates:
         conn.execute(update(Touchpoint).where(Touchpoint.id == bindparam("b_id")).values(
             due_at=bindparam("b_due"), planned_at=bindparam("b_planned"), status=bindparam("b_status"),

@@ -22,6 +22,7 @@ from carepath.definition.durations import format_duration
 from carepath.definition.expressions import evaluate, render
 from carepath.definition.model import AfterStep, Category, Journey, Send, Step, Tag, Task, exit_reason
 from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, anchor_values
+from carepath.runtime.scheduling import SUPERSEDED
 from carepath.runtime.pause import PAUSED, paused_step
 from carepath.runtime.dispatch.recipients import consents, route
 from carepath.runtime.policy import zone
@@ -112,6 +113,9 @@ class Decisions:
             report.add(tp, "cancelled")
             why = "patient deceased" if patient is not None and patient.deceased else "enrollment not active"
             return "final", self._final(tp, "cancelled", now, reason=f"cancelled: {why}")
+        if tp.reason == SUPERSEDED:  # its time moved while a worker that died had it: the re-send tells the new one
+            report.add(tp, "cancelled")
+            return "final", self._final(tp, "cancelled", now, reason=SUPERSEDED)
         journey = self.engine.journey_version(tp.journey, enrollment.version)
         step = step_of(journey, tp.step) if journey else None
         if step is None:
