@@ -61,11 +61,14 @@ def simulate(journeys: list[str] = typer.Argument(..., help="stock journey names
         first = date.fromisoformat(start) if start else DEFAULT_START
     except ValueError:
         fail(f"--start: '{start}' is not a date (YYYY-MM-DD)", ExitCode.USAGE)
+    for option, path in (("--population", population), ("--prices", prices)):
+        if path is not None and not path.is_file():
+            fail(f"{option}: no file at {path}", ExitCode.NOT_FOUND)
     try:
         pop = load_population(population)
         price_list = load_prices(prices)
     except (PopulationError, PricesError) as exc:
-        fail(str(exc), ExitCode.NOT_FOUND if isinstance(exc.__cause__, OSError) else ExitCode.INVALID)
+        fail(str(exc))
     chosen = _journeys(journeys)
     if chart is not None and not chart.parent.exists():
         fail(f"--chart: folder {chart.parent} does not exist", ExitCode.NOT_FOUND)
