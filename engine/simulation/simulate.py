@@ -165,6 +165,13 @@ def run_simulation(journeys: list[Journey], *, patients: int, days: int, seed: i
     return figures
 
 
+def _anything_due(engine, now: datetime) -> bool:  # noqa: ANN001 - an Engine
+    """Whether a touchpoint is due (or a claim lapsed): an empty tick costs one indexed query, not a claim."""
+    with engine.db.connect() as conn:
+        return conn.execute(select(Touchpoint.id).where(Touchpoint.status.in_(("scheduled", "claimed")),
+                                                        Touchpoint.due_at <= now).limit(1)).first() is not None
+
+
 def _run_ticks(engine, clock: VirtualClock, events: list[EventIn], reactions: _Reactions, days: int,  # noqa: ANN001
                start: datetime, daily: list, progress: Callable[[int, int], None] | None) -> None:
     his = iter(events)
@@ -176,21 +183,22 @@ def _run_ticks(engine, clock: VirtualClock, events: list[EventIn], reactions: _R
             job(engine)
         for tick in range(int(timedelta(days=1) / TICK)):
             now = day_start + tick * TICK
+            sent = False
             while True:  # HIS events and patients' answers up to now, in time order
                 nxt = reactions.heap[0][0] if reactions.heap else None
                 if pending is not None and pending.occurred_at <= now and (nxt is None or pending.occurred_at <= nxt):
-                    clock.set(pending.occurred_at)
-                    engine.ingest(pending, received_via="simulate")
-                    pending = next(his, None)
+                    event, pending = pending, next(his, None)
                 elif nxt is not None and nxt <= now:
                     at, _, event = heapq.heappop(reactions.heap)
-                    clock.set(at)
-                    engine.ingest(event, received_via="simulate")
                 else:
                     break
+                clock.set(event.occurred_at)
+                sent = bool(engine.ingest(event, received_via="simulate").urgent_touchpoints) or sent
             clock.set(now)
-            engine.dispatch_due()
-            reactions.schedule(now)
+            if _anything_due(engine, now):
+                sent = engine.dispatch_due().claimed > 0 or sent
+            if sent:  # only what was handed to a channel can be answered
+                reactions.schedule(now)
         if progress:
             progress(day + 1, days)
     clock.set(start + timedelta(days=days))
