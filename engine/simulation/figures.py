@@ -72,9 +72,9 @@ def collect_figures(engine: "Engine", start: datetime, days: int, prices: Prices
     for line in step_lines:
         totals.update({k: line[k] for k in COLUMNS})
     costs = cost_by_channel(messages, prices)
+    final = [k for k in COLUMNS if k not in ("quiet", "cap")]  # a touchpoint's one final status
     return {
-        "totals": {"enrollments": enrollments, "touchpoints": sum(sum(n[k] for k in COLUMNS if k not in ("quiet", "cap"))
-                                                                  for n in steps.values()),
+        "totals": {"enrollments": enrollments, "touchpoints": sum(sum(n[k] for k in final) for n in steps.values()),
                    "messages": sum(sum(c.values()) for c in per_day.values()), "staff_tasks": len(tasks),
                    **{k: totals[k] for k in COLUMNS}},
         "messages_per_day": {d: dict(sorted(c.items())) for d, c in per_day.items()},

@@ -146,8 +146,8 @@ def run_simulation(journeys: list[Journey], *, patients: int, days: int, seed: i
             raise SimulationError(f"{keep} already exists: --keep writes a new database file")
         clock = VirtualClock(synthetic.start)
         # its own journeys, channels, configuration and key: nothing of this installation is read or written
-        engine = Engine(f"sqlite:///{db_path}", journeys=journeys, channels=sandbox_channels(journey_channels(journeys)),
-                        connectors={}, templates={}, clock=clock, settings=Settings(home=Path(scratch)),
+        channels = sandbox_channels(journey_channels(journeys))
+        engine = Engine(f"sqlite:///{db_path}", journeys=journeys, channels=channels, connectors={}, templates={}, clock=clock, settings=Settings(home=Path(scratch)),
                         config=CarepathConfig())
         try:
             ids = engine.upsert_patients(synthetic.patients)
