@@ -112,6 +112,9 @@ def _mount_optional() -> None:
     app.add_typer(complaints_app, name="complaints")
     app.add_typer(managers_app, name="managers")
     app.add_typer(conversations_app, name="conversations")
+    from carepath.cli.simulate import simulate  # issue 23
+
+    app.command("simulate")(simulate)
 
 
 @app.command()
