@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
@@ -241,26 +241,7 @@ class WechatEmulator(LoopbackHTTP):
         return {"access_token": token, "expires_in": expires_in}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                data = json.dumps(emulator._answer(self.command, parts.path, query, raw), ensure_ascii=False).encode()
-                self.send_response(200)  # WeChat answers errors with HTTP 200 and an errcode
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _serve
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        return Handler
+        return json_api_handler(self._answer)
 
     # -- callbacks to carepath ------------------------------------------------------------
 
@@ -310,3 +291,28 @@ def serve(host: str = "127.0.0.1", port: int = 0) -> None:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+def json_api_handler(answer: Callable[[str, str, dict[str, str], bytes], dict[str, Any]]
+                     ) -> type[BaseHTTPRequestHandler]:
+    """A request handler for a JSON API in the WeChat family (Official Account, WeCom): ``answer(method, path,
+    query, body)`` gives the reply, sent with HTTP 200 as those APIs do (errors are an ``errcode`` in it)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            data = json.dumps(answer(self.command, parts.path, query, raw), ensure_ascii=False).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _serve
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler

@@ -24,12 +24,13 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Mapping
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import requests
 
 from carepath.plugins._loopback import LoopbackHTTP
 
+from carepath.connectors.wechat.emulator import json_api_handler
 from carepath.connectors.wecom import pushes
 
 
@@ -283,26 +284,7 @@ class WecomEmulator(LoopbackHTTP):
         return answer
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                data = json.dumps(emulator._answer(self.command, parts.path, query, raw), ensure_ascii=False).encode()
-                self.send_response(200)  # WeCom answers errors with HTTP 200 and an errcode
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _serve
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        return Handler
+        return json_api_handler(self._answer)
 
 
 def _error(code: int, message: str) -> dict[str, Any]:
