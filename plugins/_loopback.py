@@ -7,7 +7,7 @@ import socket
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
+from typing import Any, Iterator
 
 HOST = "127.0.0.1"
 
@@ -130,3 +130,15 @@ def refused_url() -> str:
     with socket.create_server((HOST, 0)) as sock:
         port = sock.getsockname()[1]
     return f"http://{HOST}:{port}"
+
+
+def serve_in_foreground(server: Any, banner: str) -> None:
+    """Print ``banner`` and serve ``server`` (an ``http.server`` server) until the process is interrupted:
+    what ``carepath emulator NAME`` does for an emulator with a page of its own."""
+    print(banner, flush=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    finally:
+        server.shutdown()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import threading
 from datetime import datetime, timezone
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +19,7 @@ from urllib.parse import parse_qs
 import requests
 
 from carepath.connectors.device.signing import signed_headers
+from carepath.plugins._loopback import serve_in_foreground
 
 
 class HomeDevice:
@@ -91,11 +91,5 @@ def serve(host: str = "127.0.0.1", port: int = 0) -> None:
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)
-    print(f"device emulator at http://{host}:{server.server_address[1]}/; posting to "
-          f"{os.environ.get('PUSH_URL', '(set PUSH_URL and DEVICE_SECRET)')}", flush=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        thread.join()
-    finally:
-        server.shutdown()
+    serve_in_foreground(server, f"device emulator at http://{host}:{server.server_address[1]}/; posting to "
+                                f"{os.environ.get('PUSH_URL', '(set PUSH_URL and DEVICE_SECRET)')}")

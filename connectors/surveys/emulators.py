@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import threading
 import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from carepath.connectors.surveys.wjx import wjx_sign
+from carepath.plugins._loopback import serve_in_foreground
 
 
 class WjxEmulator:
@@ -98,14 +98,8 @@ def _serve(provider: str, host: str, port: int, push: Any) -> None:
             self._reply(200, f"<p>pushed: HTTP {answer.status_code} {answer.text[:200]}</p>")
 
     server = ThreadingHTTPServer((host, port), Handler)
-    print(f"{provider} emulator at http://{host}:{server.server_address[1]}/vm/<survey id>?<param>=<token>;"
-          f" pushing to {os.environ.get('PUSH_URL', '(set PUSH_URL)')}", flush=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        thread.join()
-    finally:
-        server.shutdown()
+    serve_in_foreground(server, f"{provider} emulator at http://{host}:{server.server_address[1]}/vm/<survey id>"
+                                f"?<param>=<token>; pushing to {os.environ.get('PUSH_URL', '(set PUSH_URL)')}")
 
 
 def serve_wjx(host: str = "127.0.0.1", port: int = 0) -> None:
