@@ -29,7 +29,7 @@ from carepath.definition.durations import CalendarDuration
 from carepath.definition.journey_files import journey_to_dict, step_to_dict
 from carepath.definition.model import (ENROLLED, AfterStep, AnchorOffset, Every, Journey, OnEvent, Send, Step, Task)
 
-__all__ = ["BASE", "STEP_EXTENSION", "JOURNEY_EXTENSION", "CHANNEL_EXTENSION", "TEMPLATE_EXTENSION", "EXPRESSION_LANGUAGE",
+__all__ = ["standard_elements", "BASE", "STEP_EXTENSION", "JOURNEY_EXTENSION", "CHANNEL_EXTENSION", "TEMPLATE_EXTENSION", "EXPRESSION_LANGUAGE",
            "ExportReport", "export_plan", "fhir_id", "step_id_of", "fhir_duration"]
 
 BASE = "https://carepath.example/fhir"
@@ -192,6 +192,19 @@ class _StepExport:
         dump["trigger"] = {"kind": self.step.trigger.kind, **dump.get("trigger", {})}
         dump["action"] = {"kind": self.step.action.kind, **dump.get("action", {})}
         return [p for p in _set_paths(dump) if p not in self.mapped]
+
+
+#: the elements of an action that :class:`_StepExport` writes from the step (what an edit elsewhere would change)
+STANDARD_ELEMENTS = ("code", "trigger", "timingDuration", "timingTiming", "relatedAction", "condition",
+                     "participant", "textEquivalent")
+
+
+def standard_elements(step: Step) -> dict[str, Any]:
+    """The standard elements (and channel and template extensions) the export writes for ``step``."""
+    action = _StepExport(step).build()
+    out = {k: action[k] for k in STANDARD_ELEMENTS if k in action}
+    out["extension"] = [e for e in action["extension"] if e["url"] in (CHANNEL_EXTENSION, TEMPLATE_EXTENSION)]
+    return out
 
 
 def _anchor_actions(journey: Journey) -> list[dict[str, Any]]:

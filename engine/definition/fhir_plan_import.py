@@ -28,7 +28,7 @@ from carepath.definition.fhir_plan import (ANCHOR_PREFIX, CATEGORY_SYSTEM, CHANN
                                            JOURNEY_EXTENSION, KIND_SYSTEM, ROLE_SYSTEM, STAGE_SYSTEM, STEP_EXTENSION,
                                            TEMPLATE_EXTENSION, step_id_of)
 from carepath.definition.journey_files import read_journey_text
-from carepath.definition.model import Journey
+from carepath.definition.model import Journey, Step
 from carepath.definition.validation import Problem
 
 __all__ = ["PlanImportError", "ImportReport", "import_plan", "read_plan_text"]
@@ -262,6 +262,22 @@ def _foreign(plan: dict[str, Any], report: ImportReport) -> dict[str, Any]:
     return data
 
 
+def _compare(action: dict[str, Any], step: Step, report: ImportReport) -> None:
+    """Note where an action's standard elements no longer say what its carepath step extension says (edited in
+    another tool): the extension is used, and the report names the elements that differ."""
+    from carepath.definition.fhir_plan import STANDARD_ELEMENTS, standard_elements
+
+    expected = standard_elements(step)
+    given = {k: action[k] for k in STANDARD_ELEMENTS if k in action}
+    given["extension"] = [e for e in action.get("extension") or [] if e.get("url") in (CHANNEL_EXTENSION,
+                                                                                      TEMPLATE_EXTENSION)]
+    differ = [k for k in (*STANDARD_ELEMENTS, "extension") if given.get(k) != expected.get(k)]
+    if differ:
+        report.assumed.append(f"step {step.id}: standard elements differ from its carepath step extension: "
+                              f"{', '.join(differ)}; the extension was used (edit the journey in carepath and "
+                              f"export it again)")
+
+
 def import_plan(plan: dict[str, Any], source: str = "input", *, known_templates: Collection[str] | None = None,
                 known_channels: Collection[str] | None = None) -> tuple[Journey | None, ImportReport]:
     """The journey a PlanDefinition describes (None when it does not validate) and the import report; template
@@ -270,18 +286,22 @@ def import_plan(plan: dict[str, Any], source: str = "input", *, known_templates:
     header = next(iter(_extension(plan, JOURNEY_EXTENSION)), None)
     if header is not None:
         data = json.loads(header)
-        steps = []
+        steps, carrying = [], []
         for n, action in enumerate(plan.get("action") or []):
             carried = next(iter(_extension(action, STEP_EXTENSION)), None)
             if carried is not None:
                 steps.append(json.loads(carried))
+                carrying.append(action)
             elif _code(action, ROLE_SYSTEM) != "anchor":
                 report.unmapped[action.get("id") or f"#{n + 1}"] = \
                     "added outside carepath: it has no carepath step extension (re-export from carepath to add steps)"
         data["steps"] = steps
     else:
-        data = _foreign(plan, report)
+        data, carrying = _foreign(plan, report), []
     journey, problems = read_journey_text(json.dumps(data, ensure_ascii=False), file=source,
                                           known_templates=known_templates, known_channels=known_channels)
     report.problems = list(problems)
+    if journey is not None:
+        for action, step in zip(carrying, journey.steps):
+            _compare(action, step, report)
     return (journey if not problems else None), report
