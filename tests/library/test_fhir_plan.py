@@ -20,9 +20,11 @@ from fhir.resources.R4B.plandefinition import PlanDefinition
 from carepath.definition.catalog import event_types
 from carepath.definition.fhir_plan import STEP_EXTENSION, export_plan
 from carepath.definition.fhir_plan_import import import_plan, read_plan_text
-from carepath.definition.model import AfterStep, AnchorOffset, Every, Journey, OnEvent, Send
+from carepath.definition.model import AfterStep, AnchorOffset, Every, Journey, OnEvent, Reading, Send
 from carepath.definition.events import PatientIn
 from carepath.runtime.clock import VirtualClock
+from carepath.runtime.horizon import extend_horizons
+from carepath.runtime.idle import plan_idle
 
 from tests.library.journeys import ROOT, STOCK_FOLDER, TEST_JOURNEYS, ids, load
 
@@ -33,6 +35,7 @@ _spec.loader.exec_module(helpers)
 FILES = sorted(STOCK_FOLDER.glob("*.yaml")) + sorted(STOCK_FOLDER.glob("*.yml")) + TEST_JOURNEYS + [
     ROOT / "tests" / "data" / "journeys" / "family-inpatient-update.yaml"] + sorted(
     (ROOT / "tests" / "data" / "journeys" / "fhir").glob("*.yaml"))
+DAYS = 35  # past a 30-day idle step
 START = datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)  # a Monday, 09:00 in Shanghai
 
 
@@ -79,8 +82,19 @@ def _events_of(journey: Journey) -> list[str]:
     return [e for e in dict.fromkeys(order) if e not in journey.exit.events]
 
 
+def _readings(journey: Journey) -> list[dict[str, Any]]:
+    """Device readings that cross the first threshold of each reading step as often as it counts."""
+    out = []
+    for step in journey.steps:
+        if isinstance(step.trigger, Reading):
+            first = step.trigger.any[0]
+            value = first.value + (5 if first.op.startswith(">") else -1)
+            out += [{"kind": first.measure, "value": value, "unit": first.unit}] * step.trigger.count
+    return out
+
+
 def planned(journey: Journey, database_url: str, settings) -> list[tuple]:
-    """The touchpoints the engine plans for one patient over 21 days of the journey's events."""
+    """The touchpoints the engine plans for one patient over ``DAYS`` days of the journey's events."""
     clock = VirtualClock(START)
     channels = {c: helpers.RecordingChannel(c, address_kind="openid" if "wechat" in c else "phone")
                 for s in journey.steps if isinstance(s.action, Send) for c in s.action.via}
@@ -89,10 +103,17 @@ def planned(journey: Journey, database_url: str, settings) -> list[tuple]:
     try:
         engine.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234", openid="o-m1",
                                         birth_date=date(1956, 3, 5), conditions=["E11", "I10"]))
+        engine.ingest(events("consent.changed", {"purpose": "marketing", "granted": True}))  # greetings, idle steps
         for event in _events_of(journey):
             engine.ingest(events(event, _payload(event, clock.now())))
             clock.advance(timedelta(hours=1))
-        for _ in range(21 * 4):
+        for reading in _readings(journey):
+            engine.ingest(events("vitals.reading", reading))
+            clock.advance(timedelta(hours=1))
+        for quarter in range(DAYS * 4):
+            if quarter % 4 == 0:  # the maintenance flow, once a day: idle steps, rolling horizons
+                plan_idle(engine)
+                extend_horizons(engine)
             engine.dispatch_due()
             clock.advance(timedelta(hours=6))
         rows = helpers.touchpoints(engine)
@@ -110,6 +131,16 @@ def test_round_trip_plans_identical_touchpoints(path: Path, database_url: str, s
     after = planned(back, f"sqlite:///{tmp_path / 'imported.db'}", settings)
     assert before, f"{path.name}: the scenario planned nothing, so it compares nothing"
     assert after == before
+
+
+def test_the_scenario_reaches_idle_calendar_and_reading_steps(database_url: str, settings, tmp_path: Path):
+    """So the round-trip comparison covers the triggers only the carepath extension describes."""
+    reached = set()
+    for n, path in enumerate(FILES):
+        journey = load(path)
+        steps = {row[0] for row in planned(journey, f"sqlite:///{tmp_path / f'{n}.db'}", settings)}
+        reached |= {s.trigger.kind for s in journey.steps if s.id in steps}
+    assert reached >= {"on", "before", "after", "every", "after_step", "idle", "calendar", "reading"}
 
 
 def test_the_test_journeys_cover_every_kind_of_step():
