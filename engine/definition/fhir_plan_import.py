@@ -33,8 +33,9 @@ from carepath.definition.validation import Problem
 
 __all__ = ["PlanImportError", "ImportReport", "import_plan", "read_plan_text"]
 
-_UCUM_UNITS = {"s": "s", "min": "m", "h": "h", "d": "d", "wk": "w", "mo": "mo", "a": "y", "m": "m"}
-_TIMING_UNITS = {"s": "s", "min": "m", "h": "h", "d": "d", "wk": "w", "mo": "mo", "a": "y"}
+#: UCUM time units (and the Timing period units, the same codes) as carepath duration units, with a factor
+_UNITS = {"s": ("s", 1), "min": ("m", 1), "h": ("h", 1), "d": ("d", 1), "wk": ("d", 7), "mo": ("mo", 1),
+          "a": ("y", 1)}
 
 
 class PlanImportError(ValueError):
@@ -91,15 +92,20 @@ def _code(element: dict[str, Any], system: str) -> str | None:
     return None
 
 
+def _amount(value: Any, unit: str | None) -> str | None:
+    """``value`` of a UCUM time ``unit`` as a carepath duration text (``2d``); None for a unit carepath lacks or a
+    fraction."""
+    known = _UNITS.get(unit or "")
+    if known is None or not isinstance(value, (int, float)) or float(value) != int(value):
+        return None
+    return f"{int(value) * known[1]}{known[0]}"
+
+
 def _span(duration: dict[str, Any] | None) -> str | None:
-    """A FHIR Duration as a carepath duration text (``2d``); None when absent or in a unit carepath lacks."""
+    """A FHIR Duration as a carepath duration text; None when absent or not countable."""
     if not duration:
         return None
-    unit = _UCUM_UNITS.get(duration.get("code") or duration.get("unit") or "")
-    value = duration.get("value")
-    if unit is None or value is None or float(value) != int(value):
-        return None
-    return f"{int(value)}{unit}"
+    return _amount(duration.get("value"), duration.get("code") or duration.get("unit"))
 
 
 def _slug(text: str) -> str:
@@ -168,11 +174,10 @@ class _ActionMapper:
 
     @staticmethod
     def _every(repeat: dict[str, Any], anchor: str, start: str) -> dict[str, Any]:
-        unit = _TIMING_UNITS.get(repeat.get("periodUnit", ""))
-        period, frequency = repeat.get("period"), repeat.get("frequency", 1)
-        if unit is None or period is None or frequency != 1 or float(period) != int(period):
+        interval = _amount(repeat.get("period"), repeat.get("periodUnit"))
+        if interval is None or repeat.get("frequency", 1) != 1:
             raise ValueError(f"its timing repeat {repeat} is not one occurrence per whole period")
-        every: dict[str, Any] = {"interval": f"{int(period)}{unit}", "anchor": anchor, "start": start}
+        every: dict[str, Any] = {"interval": interval, "anchor": anchor, "start": start}
         if repeat.get("count") is not None:
             every["count"] = repeat["count"]
         return every
@@ -187,8 +192,10 @@ class _ActionMapper:
             if expression.get("language") != EXPRESSION_LANGUAGE:
                 raise ValueError(f"its condition is in {expression.get('language')!r}; carepath reads "
                                  f"{EXPRESSION_LANGUAGE} expressions")
-            texts.append(f"({expression.get('expression')})")
-        return " and ".join(texts)[1:-1] if len(texts) == 1 else " and ".join(texts) or None
+            texts.append(str(expression.get("expression") or ""))
+        if len(texts) < 2:
+            return texts[0] if texts else None
+        return " and ".join(f"({t})" for t in texts)
 
     def _doing(self, action: dict[str, Any], step_id: str) -> dict[str, Any]:
         participants = action.get("participant") or []

@@ -231,3 +231,43 @@ def test_an_action_added_elsewhere_to_a_carepath_plan_is_reported_not_dropped_si
     back, report = import_plan(read_plan_text(json.dumps(plan)))
     assert back == journey
     assert "extra-call" in report.unmapped and "no carepath step extension" in report.unmapped["extra-call"]
+
+
+def test_a_foreign_plan_with_an_anchor_a_repeat_and_conditions_maps_from_standard_elements():
+    ucum = {"system": "http://unitsofmeasure.org"}
+    plan = {
+        "resourceType": "PlanDefinition", "name": "Cardiac rehab", "status": "active",
+        "action": [
+            {"id": "anchor.discharge", "title": "discharge",
+             "trigger": [{"type": "named-event", "name": "encounter.discharged"}]},
+            {"id": "weekly", "textEquivalent": "How are you this week?",
+             "relatedAction": [{"actionId": "anchor.discharge", "relationship": "after-start",
+                                "offsetDuration": {"value": 1, "code": "wk", **ucum}}],
+             "timingTiming": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "wk", "count": 3}},
+             "condition": [{"kind": "applicability",
+                            "expression": {"language": "text/x-carepath", "expression": "patient.age >= 60"}},
+                           {"kind": "applicability",
+                            "expression": {"language": "text/x-carepath", "expression": "patient.has('I21')"}}]},
+            {"id": "pre-call", "textEquivalent": "call", "participant": [{"type": "practitioner"}],
+             "relatedAction": [{"actionId": "anchor.discharge", "relationship": "before-start",
+                                "offsetDuration": {"value": 90, "code": "min", **ucum}}]},
+            {"id": "fhirpath", "textEquivalent": "x", "trigger": [{"type": "named-event", "name": "report.ready"}],
+             "condition": [{"kind": "applicability",
+                            "expression": {"language": "text/fhirpath", "expression": "%patient.active"}}]},
+            {"id": "metres", "textEquivalent": "x", "timingDuration": {"value": 5, "code": "m", **ucum},
+             "trigger": [{"type": "named-event", "name": "report.ready"}]},
+        ],
+    }
+    journey, report = import_plan(read_plan_text(json.dumps(plan)))
+    assert journey is not None, report.lines()
+    assert journey.name == "cardiac-rehab" and journey.enroll.events == ["encounter.discharged"]
+    assert journey.anchors["discharge"].set_by == ["encounter.discharged"]
+    weekly, call = journey.steps
+    assert isinstance(weekly.trigger, Every) and weekly.trigger.anchor == "discharge"
+    assert (weekly.trigger.start, weekly.trigger.interval, weekly.trigger.count) == (
+        timedelta(days=7), timedelta(days=14), 3)
+    assert weekly.condition == "(patient.age >= 60) and (patient.has('I21'))"
+    assert isinstance(call.trigger, AnchorOffset) and call.trigger.kind == "before"
+    assert call.trigger.offset == timedelta(minutes=90) and call.action.team == "nursing"
+    assert "text/fhirpath" in report.unmapped["fhirpath"]
+    assert "unit carepath cannot count" in report.unmapped["metres"]
