@@ -234,5 +234,5 @@ def migrate(
                   + ("; nothing changed (dry run)" if dry_run else ""), markup=False)
 
 
-# show, schema, doc, new and diff live in their own modules; importing them adds their commands to ``app``
-from carepath.cli import journeys_library, journeys_maps  # noqa: E402,F401
+# show, schema, doc, new, diff, export and import live in their own modules; importing them adds their commands to ``app``
+from carepath.cli import journeys_fhir, journeys_library, journeys_maps  # noqa: E402,F401

@@ -487,10 +487,15 @@ def step_to_dict(step: Step) -> dict:
     return _step_to_dict(step)
 
 
-def journey_to_yaml(journey: Journey) -> str:
-    """The journey as a YAML file in the shorthand format; loads back to an equal journey."""
+def journey_to_dict(journey: Journey) -> dict:
+    """The journey as a journey file's data (shorthand format, plain scalars); reads back to an equal journey."""
     data = _dump(journey, {"steps", "templates"})
     if journey.templates:
         data["templates"] = {name: _dump(t, {"name"}) for name, t in journey.templates.items()}
     data["steps"] = [_step_to_dict(step) for step in journey.steps]
-    return yaml.dump(data, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=100)
+    return data
+
+
+def journey_to_yaml(journey: Journey) -> str:
+    """The journey as a YAML file in the shorthand format; loads back to an equal journey."""
+    return yaml.dump(journey_to_dict(journey), Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=100)
