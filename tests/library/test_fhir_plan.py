@@ -102,7 +102,7 @@ def planned(journey: Journey, database_url: str, settings) -> list[tuple]:
     engine = helpers.make_engine(database_url, settings, clock, [journey], channels)
     try:
         engine.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234", openid="o-m1",
-                                        birth_date=date(1956, 3, 5), conditions=["E11", "I10"]))
+                                        birth_date=date(1956, 3, 5), conditions=["E11", "I10", "M17"]))
         engine.ingest(events("consent.changed", {"purpose": "marketing", "granted": True}))  # greetings, idle steps
         for event in _events_of(journey):
             engine.ingest(events(event, _payload(event, clock.now())))
@@ -119,7 +119,8 @@ def planned(journey: Journey, database_url: str, settings) -> list[tuple]:
         rows = helpers.touchpoints(engine)
     finally:
         engine.close()
-    return sorted((r.step, r.due_at, r.action, r.channel, r.status, r.reason) for r in rows)
+    return sorted(((r.step, r.due_at, r.action, r.channel, r.status, r.reason) for r in rows),
+                  key=lambda row: tuple("" if v is None else str(v) for v in row))
 
 
 @pytest.mark.parametrize("path", FILES, ids=ids(FILES))
