@@ -248,7 +248,7 @@ def _experiment(name: str, members: list, events: dict, delivered: dict, surveys
             continue
         for key, label in measures:
             a, b = arm.rates[key], reference.rates[key]
-            if a.n and b.n:
+            if a.n and b.n and (a.count or b.count):  # nothing happened in either group: nothing to compare
                 comparisons.append(compare(key, label, arm.name, a, reference.name, b))
     for arm in arms:
         if arm.patients < MIN_GROUP:
