@@ -156,3 +156,32 @@ def complaints(since: Optional[str] = typer.Option(None, help="first day (YYYY-M
     for m in months:
         table.add_row(m.month, str(m.received), str(m.responded_24h), str(m.resolved_7d))
     out_console().print(table)
+
+
+@app.command("outcomes")
+def outcomes(journey: str = typer.Argument(..., help="the journey whose experiments to report"),
+             since: Optional[str] = typer.Option(None, help="first day patients were assigned (YYYY-MM-DD, in the "
+                                                            "hospital's time zone); default 90 days ago"),
+             until: Optional[str] = typer.Option(None, help="day after the last (YYYY-MM-DD); default tomorrow"),
+             json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+             chart: Optional[Path] = typer.Option(None, "--chart", help="also draw a PNG chart of the rates per "
+                                                                        "arm with their intervals to this file"),
+             db: Optional[str] = DB_OPTION) -> None:
+    """Per variant and holdout of the journey's experiments: outcomes with 95 % intervals, and each variant
+    against the holdout in plain language."""
+    from carepath.outcomes_print import print_outcomes, run_outcomes
+
+    report = run_outcomes(journey, _day(since), _day(until), db)
+    if not report.experiments:
+        fail(f"journey {journey!r}: no patient was assigned to an experiment arm in these days "
+             "(steps declare experiment: with variants or a holdout)", ExitCode.NOT_FOUND)
+    if chart is not None:
+        from carepath.outcomes_chart import draw_outcomes
+
+        draw_outcomes(report, chart)
+    if json_out:
+        print_json(report.as_dict())
+        return
+    print_outcomes(report, out_console())
+    if chart is not None:
+        out_console().print(f"chart: {chart}")

@@ -76,16 +76,19 @@ def anchor(set_by: Iterable[str], field: str | None = None, cancelled_by: Iterab
 def step(id: str, stage: str, trigger: Any, action: Any, *, when: str | None = None, category: str | None = None,
          missed: str = "send", grace: Dur = "12h", over_cap: str = "defer", resend_on_move: bool = True,
          confirm_within: Dur | None = None, description: str | None = None, workdays_only: bool | None = None,
-         ) -> Step:
+         experiment: Any = None) -> Step:
     """One step: trigger + optional condition (``when``) + action.
 
     ``resend_on_move=False``: a message already sent is not sent again when its anchor moves.
     ``confirm_within``: a message not confirmed delivered within this window falls back to the next channel.
     ``workdays_only``: only on official working days. A calendar step's ``category`` defaults to marketing.
+    ``experiment``: variants and a holdout (an ``Experiment`` or its dict; issue 23).
     """
     data = dict(id=id, stage=stage, trigger=trigger, action=action, condition=when,
                 missed=Missed(policy=missed, grace=grace), over_cap=over_cap, resend_on_move=resend_on_move,
                 confirm_within=confirm_within, description=description, workdays_only=workdays_only)
+    if experiment is not None:
+        data["experiment"] = experiment
     if category is not None:
         data["category"] = category
     return Step(**data)

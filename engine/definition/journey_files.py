@@ -34,7 +34,8 @@ __all__ = ["JourneyFileError", "load_journey_file", "read_journey_file", "read_j
 TRIGGER_KEYS = ("on", "before", "after", "every", "after_step", "idle", "calendar", "reading")
 ACTION_KEYS = ("send", "survey", "checkin", "task", "tag")
 STEP_KEYS = ("id", "stage", *TRIGGER_KEYS, "when", "condition", *ACTION_KEYS, "category", "missed", "over_cap",
-             "resend_on_move", "confirm_within", "description", "workdays_only")
+             "resend_on_move", "confirm_within", "description", "workdays_only",
+             "experiment")
 # A scalar given where a mapping is expected fills this field: ``on: visit.checked_in``.
 SHORTHAND_FIELD = {"on": "event", "after_step": "step", "task": "task", "tag": "add", "missed": "policy",
                    "idle": "days", "calendar": "moment"}

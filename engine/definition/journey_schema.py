@@ -82,6 +82,8 @@ FIELD_DOCS: dict[str, str] = {
     "Step.confirm_within": "Not confirmed delivered within this window: fall back to the next channel.",
     "Step.description": "What the step is for, in a sentence.",
     "Step.workdays_only": "Only on official working days (recurring steps leave the other days out).",
+    "Step.experiment": "Variants of the message with weights, and a holdout share that receives nothing "
+                       "(marketing and non-clinical education steps only).",
     "OnEvent.event": "The event type that runs the step.",
     "OnEvent.delay": "Run this long after the event.",
     "OnEvent.once_per": "The payload field whose value the step runs once per (default: the journey's key).",

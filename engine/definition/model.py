@@ -329,6 +329,27 @@ class Missed(_Model):
     grace: Duration = timedelta(hours=12)
 
 
+class Variant(_Model):
+    """One arm of an experiment: what it changes of the step's message (its template, its channels)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", description="the arm's name in reports (not 'holdout')")
+    weight: float = Field(1.0, gt=0, description="relative share of the patients who are not held out")
+    template: str | None = Field(None, description="the template this arm sends instead of the step's")
+    via: list[str] | None = Field(None, min_length=1, description="the channels this arm uses instead of the step's")
+
+
+class Experiment(_Model):
+    """Issue 23: variants of a send step and a holdout that receives nothing. Each patient is assigned once per
+    journey and experiment ``id`` by a hash of (journey, id, patient), recorded, and kept across journey versions
+    (:mod:`carepath.runtime.experiments`). Holdouts only on marketing and non-clinical education steps."""
+
+    id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_\-]*$",
+                           description="the experiment's name (default: the step id); keep it to keep assignments")
+    variants: list[Variant] = Field([], description="the arms that receive the message, each with a weight")
+    holdout: float = Field(0.0, ge=0, lt=1, description="share of patients held out: they receive nothing")
+    education: bool = Field(False, description="the step is non-clinical education: a holdout is allowed")
+
+
 class Step(_Model):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     stage: Stage
@@ -346,6 +367,8 @@ class Step(_Model):
     #: issue 19: only on official working days (carepath.runtime.workdays): a recurring step leaves the other
     #: days out, any other step moves to the same time on the next working day
     workdays_only: bool | None = None
+    #: issue 23: variants and a holdout (carepath.runtime.experiments)
+    experiment: Experiment | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -411,7 +434,7 @@ class Origin(_Model):
 
 
 _LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on")
-_LATER_STEP_OPTIONS = ("confirm_within", "workdays_only")
+_LATER_STEP_OPTIONS = ("confirm_within", "workdays_only", "experiment")
 _LATER_TRIGGER_OPTIONS = ("rrule",)  # issue 19
 _LATER_ACTION_OPTIONS = ("to",)  # issue 19: family and guardians
 

@@ -25,6 +25,7 @@ from carepath.definition.model import (ENROLLED, AfterStep, AnchorOffset, Calend
                                        Send, Step)
 from carepath.definition.programme_checks import check_chosen_time, check_programme  # issue 19
 from carepath.definition.family_checks import check_recipients  # issue 19
+from carepath.definition.experiment_checks import check_experiment  # issue 23
 from carepath.definition.reach import (Scope, check_uses, enroll_scope, exit_scope, step_scope, suggest,
                                        unused_scope)
 
@@ -117,6 +118,7 @@ def validate_journey(journey: Journey, *, known_templates: Collection[str] | Non
             report.add("a calendar moment (a greeting) cannot be urgent: it would bypass quiet hours and caps",
                        f"{prefix}.category", step.id)
         _check_action(journey, step, prefix, known_templates, known_channels, channels or {}, report)
+        check_experiment(journey, step, prefix, known_templates, known_channels, report)
         _check_condition(step.condition, _condition_path(prefix, lines), report, step_scope(journey, step), step.id)
         _check_range(step.missed.grace, timedelta(0), MAX_GRACE, f"{prefix}.missed.grace", report, step.id)
     check_recipients(journey, report)  # issue 19: family and guardians

@@ -20,6 +20,7 @@ from carepath.store.conversation_schema import ComplaintCase, ConversationTurn, 
 from carepath.store.family_schema import RelatedPerson
 from carepath.store.personal_data import ENCRYPTED, reveal_payload
 from carepath.store.schema_checkins import CheckinRow, ReadingRow
+from carepath.store.schema_experiments import ExperimentAssignment
 from carepath.store.schema_wecom import WecomContact
 from carepath.store.schema import (Consent, Delivery, Enrollment, Event, OutboxMessage, Patient, Portrait,
                                    PortraitCount, PortraitDay, SegmentMember, StaffTask, SurveyResponse, TaskNote,
@@ -197,6 +198,8 @@ KINDS: list[DataKind] = [
              description="interactions per day (windowed counts)"),
     DataKind("segments", SegmentMember.__table__, _own(SegmentMember.patient_id), erase="keep",
              description="segment stays (membership of an anonymous patient, kept for reports)"),
+    DataKind("experiment_arms", ExperimentAssignment.__table__, _own(ExperimentAssignment.patient_id), erase="keep",
+             description="experiment arms (issue 23: which variant or holdout; no personal data, kept for reports)"),
 ]
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, or_, select
 
+from carepath.runtime.experiments import draw, experiment_id, experiment_journeys, stored_arms
+
 from carepath.definition.model import AfterStep, Category, Step
 from carepath.runtime.dispatch.statements import chunks, db_time, fetch, in_list, json_dict, py_time
 from carepath.runtime.family import RelatedContact, load_related
@@ -71,6 +73,9 @@ class BatchContext:
         self.related: dict[int, list[RelatedContact]] = {}
         self.copies: list[tuple[Any, RelatedContact]] = []  # (planned touchpoint, further recipient)
         self.pins: list[tuple[int, str]] = []  # (touchpoint id, recipient key) of touchpoints sent to someone else
+        # experiments (issue 23): recorded arms by (journey, experiment, patient), and arms drawn but not yet written
+        self.arms: dict[tuple[str, str, int], str] = {}
+        self.new_arms: list[tuple] = []
 
     @classmethod
     def load(cls, conn: Connection, eng: "Engine", tps: list[Any], now: datetime) -> "BatchContext":
@@ -95,7 +100,19 @@ class BatchContext:
         ctx.related = load_related(conn, eng.cipher, pids)
         ctx._load_replies(conn, tps)
         ctx._load_sent_today(conn, pids, now)
+        testing = experiment_journeys(eng.journeys.values())
+        if testing and any(tp.journey in testing for tp in tps):
+            ctx.arms = stored_arms(conn, testing, pids)
         return ctx
+
+    def arm(self, tp: Any, journey: Any, step: Step) -> str:
+        """The patient's arm in ``step``'s experiment: the recorded one, else drawn now (written with the batch)."""
+        key = (journey.name, experiment_id(step), tp.patient_id)
+        found = self.arms.get(key)
+        if found is None:
+            found = self.arms[key] = draw(*key, step.experiment)
+            self.new_arms.append((*key, found, step.id, journey.version, tp.id))
+        return found
 
     def event_payload(self, tp: Any, enrollment: Any) -> dict:
         """``event.*`` for ``tp``: its event's payload, or the enrolling event's (the enrollment context),

@@ -478,3 +478,4 @@ from carepath.store.conversation_schema import ComplaintCase, ConversationTurn, 
 # issue 19: check-ins and readings live next to this module (kept under 400 lines each)
 from carepath.store.schema_checkins import CheckinRow, ReadingRow  # noqa: E402,F401
 from carepath.store.family_schema import RelatedPerson  # noqa: E402,F401  (family and guardians, issue 19)
+from carepath.store.schema_experiments import ExperimentAssignment  # noqa: E402,F401  (experiments, issue 23)

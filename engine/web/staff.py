@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from carepath.plugins.hookspecs import hookimpl
 from carepath.staff_access import AccessDenied, Member, member_of
 from carepath.web.staff_complaints import complaint_rows, complaints_router, conversation_rows  # issue 21
+from carepath.web.staff_outcomes import outcomes_router  # issue 23
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 COOKIE = "carepath_staff"
 PAGES = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
                     autoescape=select_autoescape(["html"]))
+PAGES.globals["zip"] = zip
 __all__ = ["COOKIE", "Member", "member_for", "staff_router"]
 
 
@@ -184,6 +186,7 @@ def staff_router() -> "APIRouter":
         return await act(request, task_id, "close", work_queue.close, resolution)
 
     router.include_router(complaints_router(render, current, back))  # issue 21
+    router.include_router(outcomes_router(render, current, back))  # issue 23: experiments' outcomes
     return router
 
 

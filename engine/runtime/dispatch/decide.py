@@ -31,6 +31,7 @@ from carepath.runtime.clicks import tracked
 from carepath.runtime.survey_links import with_survey
 from carepath.runtime.checkin_links import with_checkin  # issue 19
 from carepath.runtime.work_queue import new_task
+from carepath.runtime.experiments import HELD_OUT, HOLDOUT, arm_step  # issue 23
 
 if TYPE_CHECKING:
     from carepath.runtime.batch_context import BatchContext
@@ -152,6 +153,12 @@ class Decisions:
         if isinstance(step.trigger, AfterStep) and step.trigger.unless == "checked_in" and ctx.checked_in(tp, step):
             report.add(tp, "skipped")  # issue 19: the one nudge of a missed check-in, not of a kept one
             return "final", self._final(tp, "skipped", now, reason="skipped: patient checked in")
+        if step.experiment is not None:  # issue 23: the patient's arm (a holdout receives nothing)
+            arm = ctx.arm(tp, journey, step)
+            if arm == HOLDOUT:
+                report.add(tp, "skipped")
+                return "final", self._final(tp, "skipped", now, reason=HELD_OUT)
+            step = arm_step(step, arm)
         action = step.action
         if isinstance(action, Send):
             to = route(tp, action.to, patient, ctx.related.get(tp.patient_id, ()), self.engine.settings.minor_age)

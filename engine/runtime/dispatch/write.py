@@ -19,6 +19,7 @@ from sqlalchemy import Connection, insert, select, update
 from carepath.definition.model import AfterStep, Tag
 from carepath.runtime.dispatch.statements import chunks, db_time, execute, in_list
 from carepath.runtime.dispatch.recipients import is_copy, write_routes
+from carepath.runtime.experiments import record_arms
 from carepath.runtime.planner import Planned
 from carepath.runtime.portrait import record_sends, sent_messages
 from carepath.runtime.receipts import apply_early_receipts
@@ -93,6 +94,7 @@ class FencedWrites:
                              now)
             self._plan_followers(conn, [f for f in finals if f["b_status"] in ("sent", "failed")], ctx, now)
             waiting = write_routes(conn, ctx, held, now)  # family and guardians: pins and copies
+            record_arms(conn, [row for row in ctx.new_arms if row[-1] in held], now)  # issue 23: experiment arms
             record_sends(conn, sent_messages(finals, ctx), now)  # messages sent, on the patients' portraits
             provider_ids = [d[1] for d in deliveries if d[1] and d[0] in ACCEPTED]
             if provider_ids and ctx.receipts_waiting:  # receipts that came before these ids were recorded
@@ -109,6 +111,7 @@ class FencedWrites:
         if renewed:
             self._renew_at = now + self.lease / 3
         ctx.pins, ctx.copies = waiting  # committed: what is left waits for its touchpoint's own transaction
+        ctx.new_arms = [row for row in ctx.new_arms if row[-1] not in held]
         return start
 
     @staticmethod
