@@ -17,7 +17,7 @@ from carepath.definition.model import Journey
 from carepath.definition.render_mermaid import mermaid_flowchart
 from carepath.definition.render_terminal import journey_tree
 from tests.browser import MermaidPage, chromium, mermaid_js
-from tests.library.journeys import ALL, DOCS, STOCK, TEST_JOURNEYS, ids, load
+from tests.library.journeys import ALL, DOCS, STOCK, STOCK_FOLDER, TEST_JOURNEYS, ids, load
 
 FENCED_MERMAID = re.compile(r"```mermaid\n(.*?)```", re.S)
 
@@ -85,7 +85,7 @@ def _terminal(journey: Journey) -> str:
 
 
 def test_terminal_tree_by_stage_with_follow_ups_under_their_step():
-    journey = load(STOCK[0])
+    journey = load(STOCK_FOLDER / "outpatient-visit.yaml")  # has every stage and a follow-up step
     lines = _terminal(journey).splitlines()
     stages = [i for i, line in enumerate(lines) if re.match(r"^[├└]── (pre_visit|in_visit|post_visit)$", line)]
     assert [lines[i][4:] for i in stages] == ["pre_visit", "in_visit", "post_visit"]
