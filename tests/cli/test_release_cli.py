@@ -71,6 +71,11 @@ def test_a_configuration_problem_is_one_line_naming_the_key_and_the_variable(com
         assert sum(key in line for line in lines) == 1, (command, lines)
 
 
+def _outpatient() -> Path:
+    """The stock outpatient-visit file (other stock journeys sort before it)."""
+    return next(path for path in journey_files() if path.name == "outpatient-visit.yaml")
+
+
 def test_the_stock_journeys_validate_outside_a_configured_folder(workdir: Path, cli: Cli, monkeypatch) -> None:
     monkeypatch.delenv("CAREPATH_CONFIG")
     result = cli("journeys", "validate", *journey_files())
@@ -82,7 +87,7 @@ def test_the_stock_journeys_validate_outside_a_configured_folder(workdir: Path, 
         assert name in result.stderr.split("installed channel types:")[1]
     # a channel no installed plugin provides is still an error
     bad = workdir / "visit.yaml"
-    bad.write_text(journey_files()[0].read_text(encoding="utf-8").replace("via: [wechat, sms]", "via: [pager]", 1))
+    bad.write_text(_outpatient().read_text(encoding="utf-8").replace("via: [wechat, sms]", "via: [pager]", 1))
     refused = cli("journeys", "validate", bad)
     assert refused.exit_code == 1 and "unknown channel 'pager'" in refused.stdout
 
@@ -92,7 +97,7 @@ def test_paths_and_user_text_are_printed_as_written(workdir: Path, cli: Cli, mon
     folder = workdir / "ward:100:"
     folder.mkdir()
     good = folder / "outpatient-visit.yaml"
-    shutil.copy(journey_files()[0], good)
+    shutil.copy(_outpatient(), good)
     bad = folder / "bad:100:.yaml"
     bad.write_text(good.read_text(encoding="utf-8").replace("template: followup,", "template: '[bold]followup',"),
                    encoding="utf-8")

@@ -17,7 +17,7 @@ from carepath.definition.model import Journey
 from carepath.definition.render_mermaid import mermaid_flowchart
 from carepath.definition.render_terminal import journey_tree
 from tests.browser import MermaidPage, chromium, mermaid_js
-from tests.library.journeys import ALL, DOCS, STOCK, TEST_JOURNEYS, ids, load
+from tests.library.journeys import ALL, DOCS, STOCK, STOCK_FOLDER, TEST_JOURNEYS, ids, load
 
 FENCED_MERMAID = re.compile(r"```mermaid\n(.*?)```", re.S)
 

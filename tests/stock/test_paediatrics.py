@@ -1,0 +1,61 @@
+"""Stock journey paediatrics: re-check and growth check reminders, to the guardians only, over three months."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from tests.engine import helpers as h
+from tests.stock.story_b import story
+
+CHILD, MOTHER, FATHER, GRANDMA = "13100000021", "13900000022", "13700000023", "13600000024"
+BABY, BABY_MOTHER = "13100000031", "13900000032"
+ALONE = "13100000041"
+
+
+def test_reminders_by_condition_and_age_reach_the_guardians_only(database_url, settings, clock):
+    with story(database_url, settings, clock, "paediatrics") as s:  # day 0: Friday 1 May 2026
+        # a six-year-old with asthma and allergic rhinitis, two parents and a grandmother (not a guardian)
+        s.patient("K1", name="李小明", phone=CHILD, birth_date=date(2019, 6, 15), conditions=["J45.9", "J30.1"])
+        s.relative("K1", "m", "mother", MOTHER, "王芳", guardian=True)
+        s.relative("K1", "f", "father", FATHER, "李强", guardian=True)
+        s.relative("K1", "g", "grandparent", GRANDMA, "赵兰")
+        # a baby born in January, and a child with asthma and no guardian on record
+        s.patient("K2", name="周小宝", phone=BABY, birth_date=date(2026, 1, 10))
+        s.relative("K2", "m", "mother", BABY_MOTHER, "陈丽", guardian=True)
+        s.patient("K3", name="孙小雨", phone=ALONE, birth_date=date(2015, 9, 1), conditions=["J45"])
+        for mrn in ("K1", "K2", "K3"):
+            s.event(mrn, "visit.checked_in", {"department": "儿科"})
+        s.run_until(s.when(100, 12))
+
+        days = s.days()
+        # day 45 (15 June): K1's birthday, the yearly growth check, to each parent
+        assert days[45] == [("birthday_growth_check", FATHER), ("birthday_growth_check", MOTHER)]
+        # day 92 (1 August): K1's asthma re-check (3 months) and the rhinitis re-check before the autumn season,
+        # and the baby's growth check (every 3 months in the first year)
+        assert sorted(days[92]) == sorted([("asthma_recheck", FATHER), ("asthma_recheck", MOTHER),
+                                           ("rhinitis_recheck", FATHER), ("rhinitis_recheck", MOTHER),
+                                           ("growth_check", BABY_MOTHER)])
+        assert set(days) == {45, 92}
+        sent = s.sent()
+        assert {x.address for x in sent}.isdisjoint({CHILD, BABY, ALONE, GRANDMA})  # never the child or others
+        assert {x.at for x in sent} == {"10:00"}
+        asthma = next(x.body for x in sent if x.template == "asthma_recheck" and x.address == MOTHER)
+        assert asthma.startswith("王芳您好，李小明的哮喘复查") and "不要自行停药或改量" in asthma
+        # K3 has no guardian on record: her reminder is skipped, not sent to her own phone
+        skipped = {r.patient_id: r.reason for r in h.touchpoints(s.engine, step="asthma-recheck", status="skipped")}
+        assert skipped == {2: "skipped: condition false", 3: "skipped: no guardian on record"}
+        # nobody answered K1's asthma reminder within 7 days: a nurse calls the guardians (day 99)
+        [call] = s.tasks()
+        assert (call["day"], call["kind"], call["team"], call["sla_hours"]) == (99, "call_patient", "nursing", 48.0)
+
+
+def test_an_adult_visit_ends_the_programme(database_url, settings, clock):
+    with story(database_url, settings, clock, "paediatrics") as s:
+        s.patient("K4", name="吴小军", phone=CHILD, birth_date=date(2008, 5, 10), conditions=["J45"])
+        s.relative("K4", "m", "mother", MOTHER, "吴芳", guardian=True)
+        s.event("K4", "visit.checked_in", {"department": "儿科"})
+        s.run_until(s.when(10, 12))  # 10 May: he turns 18
+        s.event("K4", "visit.checked_in", {"department": "呼吸内科"})
+        assert [e.status for e in h.enrollments(s.engine)] == ["exited"]
+        s.run_until(s.when(95, 12))
+        assert s.sent() == []
