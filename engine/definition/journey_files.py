@@ -478,6 +478,8 @@ def _step_to_dict(step: Step) -> dict:
         out["when"] = step.condition
     out[step.action.kind] = _shorten(step.action.kind, _dump(step.action, {"kind"}))
     rest = _dump(step, {"id", "stage", "trigger", "action", "condition"})
+    if step.trigger.kind == "calendar":  # a calendar step without a category reads back as marketing
+        rest.setdefault("category", step.category.value)
     if "missed" in rest:
         rest["missed"] = _shorten("missed", rest["missed"])
     return {**out, **rest}

@@ -36,6 +36,7 @@ FILES = sorted(STOCK_FOLDER.glob("*.yaml")) + sorted(STOCK_FOLDER.glob("*.yml"))
     ROOT / "tests" / "data" / "journeys" / "family-inpatient-update.yaml"] + sorted(
     (ROOT / "tests" / "data" / "journeys" / "fhir").glob("*.yaml"))
 DAYS = 35  # past a 30-day idle step
+CHILD = date(2019, 3, 20)  # the paediatric scenario's patient (children only), a birthday inside the 35 days
 START = datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)  # a Monday, 09:00 in Shanghai
 
 
@@ -65,7 +66,8 @@ def _sample(kind: str, name: str, now: datetime) -> Any:
         return {}
     if kind.startswith("'"):
         return kind.split("'")[1]
-    return f"{name}-1"
+    # values the stock journeys' enrollment conditions look for (a health-check department, an inpatient stay)
+    return {"department": "体检中心", "patient_class": "inpatient"}.get(name, f"{name}-1")
 
 
 def _payload(event: str, now: datetime) -> dict[str, Any]:
@@ -79,7 +81,8 @@ def _events_of(journey: Journey) -> list[str]:
     order = list(journey.enroll.events[:1])
     order += [e for rule in journey.anchors.values() for e in rule.set_by]
     order += [s.trigger.event for s in journey.steps if isinstance(s.trigger, OnEvent)]
-    return [e for e in dict.fromkeys(order) if e not in journey.exit.events]
+    first = order[:1]  # the enrolling event, even where a conditional exit listens to it too
+    return list(dict.fromkeys(first + [e for e in order[1:] if e not in journey.exit.events]))
 
 
 def _readings(journey: Journey) -> list[dict[str, Any]]:
@@ -102,7 +105,7 @@ def planned(journey: Journey, database_url: str, settings) -> list[tuple]:
     engine = helpers.make_engine(database_url, settings, clock, [journey], channels)
     try:
         engine.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234", openid="o-m1",
-                                        birth_date=date(1956, 3, 5), conditions=["E11", "I10", "M17"]))
+                                        birth_date=CHILD if journey.name == "paediatrics" else date(1956, 3, 5), conditions=["E11", "I10", "M17", "Z34", "C50", "J45", "J30"]))
         engine.ingest(events("consent.changed", {"purpose": "marketing", "granted": True}))  # greetings, idle steps
         for event in _events_of(journey):
             engine.ingest(events(event, _payload(event, clock.now())))
