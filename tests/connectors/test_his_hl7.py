@@ -65,7 +65,7 @@ def test_repeated_control_id_is_acknowledged_and_applied_once(engine, listener):
     first, again = send(listener, m.siu("S12", "C1"), m.siu("S12", "C1"))
     assert msa(first)[1] == msa(again)[1] == "AA"
     assert len(h.enrollments(engine)) == 1
-    assert len(h._rows(engine, Event)) == 1
+    assert len([e for e in h._rows(engine, Event) if not e.source.startswith("carepath")]) == 1  # derived events aside
 
 
 def test_malformed_message_gets_ae_naming_the_field_and_stores_nothing(engine, listener):
@@ -243,5 +243,5 @@ def test_the_listener_bounds_connections_per_peer_and_slow_frames(engine):
         assert msa(send(running, m.siu("S12", "S2"))[0])[1] == "AA"  # the slots are free again
     finally:
         running.close()
-    [stored] = h._rows(engine, Event)  # only the message that arrived whole
+    [stored] = [e for e in h._rows(engine, Event) if not e.source.startswith("carepath")]  # only the message that arrived whole
     assert stored.received_via == "mllp:hl7"
