@@ -237,22 +237,7 @@ class WechatChannel(Channel):
         """POST ``body`` to ``path``; the JSON reply, or :class:`ApiError` for transport and HTTP trouble."""
         url = self.config.base_url + path
         params = {"access_token": token} if token else None
-        try:
-            response = self._session.post(url, params=params, json=body, timeout=self.config.timeout)
-        except requests.Timeout:
-            raise ApiError(ErrorKind.RETRYABLE, "timeout", f"WeChat did not answer within {self.config.timeout:g} s")
-        except requests.RequestException as exc:
-            raise ApiError(ErrorKind.RETRYABLE, "connection", f"could not reach WeChat ({type(exc).__name__})")
-        kind = classify_http_status(response.status_code)
-        if kind is not None:
-            raise ApiError(kind, f"http_{response.status_code}", f"WeChat answered HTTP {response.status_code}")
-        try:
-            reply = response.json()
-        except ValueError:
-            raise ApiError(ErrorKind.RETRYABLE, "bad_reply", "WeChat answered something that is not JSON") from None
-        if not isinstance(reply, dict):
-            raise ApiError(ErrorKind.RETRYABLE, "bad_reply", "WeChat answered JSON that is not an object")
-        return reply
+        return call_json_api(self._session, "POST", url, params, body, self.config.timeout, "WeChat")
 
     def _call_authorized(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """:meth:`_call` with the shared access token; a token WeChat refuses is replaced once and the call retried."""
@@ -295,3 +280,25 @@ class WechatChannel(Channel):
         for name, mapping in self.config.templates.items():
             by_wechat_id[mapping.template_id].append(name)
         return CallbackParser(self.name, by_wechat_id, self.directory)
+
+
+def call_json_api(session: requests.Session, method: str, url: str, params: dict[str, str] | None,
+                  body: dict[str, Any] | None, timeout: float, provider: str) -> dict[str, Any]:
+    """One call to a JSON API of the WeChat family (WeChat, WeCom): its reply object, or :class:`ApiError`
+    classified for the dispatcher (timeouts, unreachable, HTTP errors, a reply that is not a JSON object)."""
+    try:
+        response = session.request(method, url, params=params, json=body, timeout=timeout)
+    except requests.Timeout:
+        raise ApiError(ErrorKind.RETRYABLE, "timeout", f"{provider} did not answer within {timeout:g} s")
+    except requests.RequestException as exc:
+        raise ApiError(ErrorKind.RETRYABLE, "connection", f"could not reach {provider} ({type(exc).__name__})")
+    kind = classify_http_status(response.status_code)
+    if kind is not None:
+        raise ApiError(kind, f"http_{response.status_code}", f"{provider} answered HTTP {response.status_code}")
+    try:
+        reply = response.json()
+    except ValueError:
+        raise ApiError(ErrorKind.RETRYABLE, "bad_reply", f"{provider} answered something that is not JSON") from None
+    if not isinstance(reply, dict):
+        raise ApiError(ErrorKind.RETRYABLE, "bad_reply", f"{provider} answered JSON that is not an object")
+    return reply

@@ -16,8 +16,9 @@ from typing import Any
 
 import requests
 
-from carepath.plugins.contracts import ErrorKind, classify_http_status
+from carepath.plugins.contracts import ErrorKind
 
+from carepath.connectors.wechat.channel import call_json_api
 from carepath.connectors.wechat.token import AccessTokens, ApiError, Issued, lease_seconds
 from carepath.connectors.wecom.config import WecomConfig
 
@@ -81,23 +82,8 @@ class WecomApi:
         return reply
 
     def _request(self, method: str, path: str, params: dict[str, str], body: dict[str, Any] | None) -> dict[str, Any]:
-        url = self.config.base_url + path
-        try:
-            response = self._session.request(method, url, params=params, json=body, timeout=self.config.timeout)
-        except requests.Timeout:
-            raise ApiError(ErrorKind.RETRYABLE, "timeout", f"WeCom did not answer within {self.config.timeout:g} s")
-        except requests.RequestException as exc:
-            raise ApiError(ErrorKind.RETRYABLE, "connection", f"could not reach WeCom ({type(exc).__name__})")
-        kind = classify_http_status(response.status_code)
-        if kind is not None:
-            raise ApiError(kind, f"http_{response.status_code}", f"WeCom answered HTTP {response.status_code}")
-        try:
-            reply = response.json()
-        except ValueError:
-            raise ApiError(ErrorKind.RETRYABLE, "bad_reply", "WeCom answered something that is not JSON") from None
-        if not isinstance(reply, dict):
-            raise ApiError(ErrorKind.RETRYABLE, "bad_reply", "WeCom answered JSON that is not an object")
-        return reply
+        return call_json_api(self._session, method, self.config.base_url + path, params, body, self.config.timeout,
+                             "WeCom")
 
     def _fetch_token(self, force: bool) -> Issued:
         """``GET /cgi-bin/gettoken?corpid=&corpsecret=`` (WeCom has no forced refresh: the token is what it is)."""
