@@ -76,6 +76,16 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], Any]:
     return re.compile("|".join(f"(?:{translate(p.lower())})" for p in patterns)).match
 
 
+#: what a patient answered in a questionnaire: every ``answer`` of a FHIR QuestionnaireResponse, at any depth of
+#: nested items (free text included); the questions stay readable, the scores are kept in their own columns
+SURVEY_ANSWER_PATHS = ("*answer",)
+
+
+def seal_answers(resource: dict[str, Any], cipher: _Cipher) -> dict[str, Any]:
+    """A QuestionnaireResponse with every answer encrypted (:func:`reveal_payload` gives them back)."""
+    return protect_payload(resource, cipher, SURVEY_ANSWER_PATHS)
+
+
 def reveal_payload(payload: Any, cipher: _Cipher) -> Any:
     """The payload with every encrypted value decrypted back (for the engine's own use, never for logs)."""
     if isinstance(payload, dict):
