@@ -23,6 +23,7 @@ DEFAULT_PRIVATE_PATHS = (
     "patient", "patient.*", "contact", "contact.*", "guardian", "guardian.*", "name", "patient_name",
     "*id_card*", "*idcard*", "*id_number", "*id_no", "*phone*", "*mobile*",
     "text",  # issue 21: what a patient wrote (message.replied), kept encrypted like its conversation turn
+    "value", "systolic_bp", "diastolic_bp",  # issue 19: readings and check-in values (vitals.reading, checkin.recorded)
 )
 _ID_CARD = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[0-9Xx]"
                       r"(?![0-9A-Za-z])")
