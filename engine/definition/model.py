@@ -289,6 +289,10 @@ class Checkin(Send):
     #: a measure of carepath.definition.measures, or ``blood_pressure`` (two numbers); none: a keyword check-in
     measure: str | None = None
     keywords: list[str] = ["打卡"]
+    #: issue 23: the clinical target of the measure, thresholds that all hold for a value on target
+    #: (``["glucose >= 4.4 mmol/L", "glucose <= 7.0 mmol/L"]``); ``report outcomes`` counts, per arm, the
+    #: patients whose latest check-in is on target. For the report only: nothing is sent or decided by it.
+    target: list[Threshold] = []
 
     @field_validator("measure")
     @classmethod
