@@ -340,6 +340,8 @@ class Variant(_Model):
     weight: float = Field(1.0, gt=0, description="relative share of the patients who are not held out")
     template: str | None = Field(None, description="the template this arm sends instead of the step's")
     via: list[str] | None = Field(None, min_length=1, description="the channels this arm uses instead of the step's")
+    at: time | None = Field(None, description="the local time this arm sends at, later on the same day than the "
+                                              "step's own at")
 
 
 class Experiment(_Model):
