@@ -442,7 +442,8 @@ class Origin(_Model):
 _LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on")
 _LATER_STEP_OPTIONS = ("confirm_within", "workdays_only", "experiment")
 _LATER_TRIGGER_OPTIONS = ("rrule",)  # issue 19
-_LATER_ACTION_OPTIONS = ("to",)  # issue 19: family and guardians
+_LATER_ACTION_OPTIONS = ("to", "target")  # issue 19: family and guardians; issue 23: a check-in's target
+_LATER_VARIANT_OPTIONS = ("at",)  # issue 23: an arm's time of day
 
 
 class Journey(_Model):
@@ -485,8 +486,12 @@ class Journey(_Model):
                 if step["trigger"].get(key, "") is None:
                     step["trigger"].pop(key)
             for key in _LATER_ACTION_OPTIONS:
-                if step["action"].get(key, "") is None:
+                if step["action"].get(key, "") in (None, []):
                     step["action"].pop(key)
+            for variant in (step.get("experiment") or {}).get("variants", ()):
+                for key in _LATER_VARIANT_OPTIONS:
+                    if variant.get(key, "") is None:
+                        variant.pop(key)
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
