@@ -48,16 +48,18 @@ Dur = str | timedelta | CalendarDuration  # "3d", "1mo", timedelta(days=3)
 def journey(name: str, *, enroll: EnrollRule, steps: Iterable[Step], title: str = "", exit: ExitRule | None = None,
             anchors: dict[str, AnchorRule] | None = None, reentry: str = "after_exit", key: str | None = None,
             templates: Iterable[Template] = (), description: str = "", team: str | None = None,
-            horizon: Dur | None = None, pause_on: Iterable[str] = (), resume_on: Iterable[str] = ()) -> Journey:
+            horizon: Dur | None = None, pause_on: Iterable[str] = (), resume_on: Iterable[str] = (),
+            experiment: Any = None) -> Journey:
     """Declare a journey; ``team`` calls the patient when no channel delivered (default nursing).
 
     ``horizon``: how far ahead open-ended steps are planned; ``pause_on``/``resume_on``: events that pause and
-    resume the programme's planned steps (an admission, the discharge).
+    resume the programme's planned steps (an admission, the discharge); ``experiment``: one experiment over every
+    message step (a ``JourneyExperiment`` or its dict; issue 23).
     """
     return Journey(name=name, title=title, description=description, enroll=enroll, exit=exit or ExitRule(),
                    anchors=anchors or {}, reentry=reentry, key=key, steps=list(steps),
                    templates={t.name: t for t in templates}, team=team, horizon=horizon,
-                   pause_on=list(pause_on) or None, resume_on=list(resume_on) or None)
+                   pause_on=list(pause_on) or None, resume_on=list(resume_on) or None, experiment=experiment)
 
 
 def enroll_on(*events: str, when: str | None = None) -> EnrollRule:

@@ -37,22 +37,61 @@ def check_experiment(journey: Journey, step: Step, prefix: str, known_templates:
                    f"{experiment.holdout:.0%} of patients: holdouts are only allowed on marketing steps and "
                    "non-clinical education steps (category transactional with education: true)",
                    f"{where}.holdout", step.id)
-    names = [v.name for v in experiment.variants]
     for i, variant in enumerate(experiment.variants):
         at = f"{where}.variants[{i}]"
-        if variant.name == HOLDOUT:
-            report.add("'holdout' names the held-out group: give the variant another name", f"{at}.name", step.id)
-        if names.count(variant.name) > 1 and names.index(variant.name) != i:
-            report.add(f"duplicate variant name '{variant.name}'", f"{at}.name", step.id)
-        if variant.template and known_templates is not None and \
-                variant.template not in set(journey.templates) | set(known_templates):
-            report.add(f"unknown template '{variant.template}'", f"{at}.template", step.id)
+        _check_arm(journey, experiment.variants, i, at, [variant.template], known_templates, known_channels,
+                   report, step.id)
         if variant.at is not None:
             _check_time(step, variant.at, f"{at}.at", report)
-        if known_channels is not None:
-            for j, channel in enumerate(variant.via or ()):
-                if channel not in known_channels:
-                    report.add(f"unknown channel '{channel}'", f"{at}.via[{j}]", step.id)
+
+
+def check_journey_experiment(journey: Journey, known_templates: Collection[str] | None,
+                             known_channels: Collection[str] | None, report: "Reporter") -> None:
+    """Report what is wrong with ``journey.experiment``, the experiment over every message step without its own."""
+    experiment = journey.experiment
+    if experiment is None:
+        return
+    if not experiment.variants and not experiment.holdout:
+        report.add("an experiment needs variants or a holdout share", "experiment")
+    steps = [s for s in journey.steps if isinstance(s.action, Send) and s.experiment is None]
+    if not steps:
+        report.add("the journey's experiment has no message step to run on (every send step has its own)",
+                   "experiment")
+    if experiment.holdout:
+        for step in steps:
+            if not holdout_allowed(step.model_copy(update={"experiment": journey.experiment_of(step)})):
+                report.add(f"a journey holdout withholds every message from {experiment.holdout:.0%} of patients, "
+                           f"and step '{step.id}' is a {step.category.value} message: holdouts are only allowed "
+                           "where every message is marketing or non-clinical education", "experiment.holdout",
+                           step.id)
+    sent = {getattr(s.action, "template", None) for s in steps}
+    for i, variant in enumerate(experiment.variants):
+        at = f"experiment.variants[{i}]"
+        for template in variant.templates:
+            if template not in sent:
+                report.add(f"template '{template}' is sent by no step the experiment runs on",
+                           f"{at}.templates.{template}")
+        _check_arm(journey, experiment.variants, i, at, list(variant.templates.values()), known_templates,
+                   known_channels, report, None)
+
+
+def _check_arm(journey: Journey, variants: list[Any], i: int, at: str, templates: list[str | None],
+               known_templates: Collection[str] | None, known_channels: Collection[str] | None,
+               report: "Reporter", step_id: str | None) -> None:
+    """One arm: a name of its own (not ``holdout``), templates and channels that exist."""
+    variant, names = variants[i], [v.name for v in variants]
+    if variant.name == HOLDOUT:
+        report.add("'holdout' names the held-out group: give the variant another name", f"{at}.name", step_id)
+    if names.count(variant.name) > 1 and names.index(variant.name) != i:
+        report.add(f"duplicate variant name '{variant.name}'", f"{at}.name", step_id)
+    if known_templates is not None:
+        for template in templates:
+            if template and template not in set(journey.templates) | set(known_templates):
+                report.add(f"unknown template '{template}'", f"{at}.template", step_id)
+    if known_channels is not None:
+        for j, channel in enumerate(variant.via or ()):
+            if channel not in known_channels:
+                report.add(f"unknown channel '{channel}'", f"{at}.via[{j}]", step_id)
 
 
 def _check_time(step: Step, at: Any, path: str, report: "Reporter") -> None:

@@ -82,6 +82,8 @@ FIELD_DOCS: dict[str, str] = {
     "Step.confirm_within": "Not confirmed delivered within this window: fall back to the next channel.",
     "Step.description": "What the step is for, in a sentence.",
     "Step.workdays_only": "Only on official working days (recurring steps leave the other days out).",
+    "Journey.experiment": "An experiment over every message step without its own: one arm per patient for the whole "
+                          "journey (variants with template replacements and channels, a holdout share).",
     "Step.experiment": "Variants of the message with weights, and a holdout share that receives nothing "
                        "(marketing and non-clinical education steps only).",
     "OnEvent.event": "The event type that runs the step.",

@@ -356,6 +356,34 @@ class Experiment(_Model):
     education: bool = Field(False, description="the step is non-clinical education: a holdout is allowed")
 
 
+class JourneyVariant(_Model):
+    """One arm of a journey-wide experiment: the templates it sends instead of the steps' own, its channels."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", description="the arm's name in reports (not 'holdout')")
+    weight: float = Field(1.0, gt=0, description="relative share of the patients who are not held out")
+    templates: dict[str, str] = Field({}, description="a step's template -> the template this arm sends instead")
+    via: list[str] | None = Field(None, min_length=1, description="the channels this arm uses for every message")
+
+
+class JourneyExperiment(_Model):
+    """Issue 23: one experiment over every message of a journey (each send, survey and check-in step without an
+    experiment of its own): a patient is in one arm for the whole journey, drawn and recorded like a step's.
+    A holdout withholds every message, so it is allowed only where every one of them may be held out."""
+
+    id: str = Field("journey", pattern=r"^[a-z0-9][a-z0-9_\-]*$",
+                    description="the experiment's name (keep it to keep assignments)")
+    variants: list[JourneyVariant] = Field([], description="the arms that receive the messages, each with a weight")
+    holdout: float = Field(0.0, ge=0, lt=1, description="share of patients held out: they receive no message")
+    education: bool = Field(False, description="the journey's transactional messages are non-clinical education")
+
+    def for_step(self, step: "Step") -> Experiment:
+        """The experiment as one step of the journey runs it: the arms' templates for that step's."""
+        template = getattr(step.action, "template", None)
+        return Experiment(id=self.id, holdout=self.holdout, education=self.education, variants=[
+            Variant(name=v.name, weight=v.weight, template=v.templates.get(template or ""), via=v.via)
+            for v in self.variants])
+
+
 class Step(_Model):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     stage: Stage
@@ -439,7 +467,7 @@ class Origin(_Model):
     version: str
 
 
-_LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on")
+_LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on", "experiment")
 _LATER_STEP_OPTIONS = ("confirm_within", "workdays_only", "experiment")
 _LATER_TRIGGER_OPTIONS = ("rrule",)  # issue 19
 _LATER_ACTION_OPTIONS = ("to", "target")  # issue 19: family and guardians; issue 23: a check-in's target
@@ -466,6 +494,8 @@ class Journey(_Model):
     resume_on: list[str] | None = None
     #: issue 24: the stock journey this one was copied from
     origin: Origin | None = None
+    #: issue 23: an experiment over every message of the journey (a step's own experiment wins for that step)
+    experiment: JourneyExperiment | None = None
 
     @functools.cached_property
     def version(self) -> str:
@@ -494,6 +524,12 @@ class Journey(_Model):
                         variant.pop(key)
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def experiment_of(self, step: Step) -> Experiment | None:
+        """The experiment ``step`` runs: its own, else the journey's for a message step (issue 23)."""
+        if step.experiment is not None or self.experiment is None or not isinstance(step.action, Send):
+            return step.experiment
+        return self.experiment.for_step(step)
 
     def step(self, step_id: str) -> Step:
         for s in self.steps:

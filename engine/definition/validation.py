@@ -25,7 +25,7 @@ from carepath.definition.model import (ENROLLED, AfterStep, AnchorOffset, Calend
                                        Send, Step)
 from carepath.definition.programme_checks import check_chosen_time, check_programme  # issue 19
 from carepath.definition.family_checks import check_recipients  # issue 19
-from carepath.definition.experiment_checks import check_experiment  # issue 23
+from carepath.definition.experiment_checks import check_experiment, check_journey_experiment  # issue 23
 from carepath.definition.reach import (Scope, check_uses, enroll_scope, exit_scope, step_scope, suggest,
                                        unused_scope)
 
@@ -121,6 +121,7 @@ def validate_journey(journey: Journey, *, known_templates: Collection[str] | Non
         check_experiment(journey, step, prefix, known_templates, known_channels, report)
         _check_condition(step.condition, _condition_path(prefix, lines), report, step_scope(journey, step), step.id)
         _check_range(step.missed.grace, timedelta(0), MAX_GRACE, f"{prefix}.missed.grace", report, step.id)
+    check_journey_experiment(journey, known_templates, known_channels, report)
     check_recipients(journey, report)  # issue 19: family and guardians
     _check_templates(journey, report, known_templates if isinstance(known_templates, Mapping) else {})
     return report.problems

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, select
 
 from carepath.definition.experiment_checks import HOLDOUT
 
-__all__ = ["ARM_TIME", "HELD_OUT", "HOLDOUT", "arm_step", "arm_wait", "as_assigned", "draw", "experiment_id", "experiment_journeys", "record_arms",
-           "stored_arms"]
+__all__ = ["ARM_TIME", "HELD_OUT", "HOLDOUT", "arm_step", "arm_wait", "as_assigned", "draw", "experiment_id",
+           "experiment_journeys", "record_arms", "stored_arms", "with_experiment"]
 from carepath.definition.model import Experiment, Journey, Send, Step
 from carepath.runtime.dispatch.statements import chunks
 from carepath.runtime.policy import local_wall
@@ -81,18 +81,37 @@ def arm_wait(step: Step, arm: str, due: datetime, now: datetime, tz: tzinfo) -> 
     return target if target > now else None
 
 
-def as_assigned(conn: Connection, journey: str, step: Step, patient_id: int) -> Step:
+_WITH_JOURNEY: dict[tuple[int, int], tuple[Journey, Step, Step]] = {}
+
+
+def with_experiment(journey: Journey, step: Step) -> Step:
+    """``step`` carrying the experiment it runs: its own, or the journey's (``Journey.experiment``) for a message
+    step without one (memoized per journey version and step)."""
+    if journey.experiment is None or step.experiment is not None:
+        return step
+    key = (id(journey), id(step))
+    known = _WITH_JOURNEY.get(key)
+    if known is not None and known[0] is journey and known[1] is step:
+        return known[2]
+    experiment = journey.experiment_of(step)
+    result = step if experiment is None else step.model_copy(update={"experiment": experiment})
+    _WITH_JOURNEY[key] = (journey, step, result)
+    return result
+
+
+def as_assigned(conn: Connection, journey: Journey, step: Step, patient_id: int) -> Step:
     """``step`` as the patient's recorded arm sends it (its template and channels), or as written when the
     step has no experiment or the patient has no arm yet (for work after the send: fallback, re-sends)."""
+    step = with_experiment(journey, step)
     if step.experiment is None:
         return step
-    arm = stored_arms(conn, {journey}, [patient_id]).get((journey, experiment_id(step), patient_id))
+    arm = stored_arms(conn, {journey.name}, [patient_id]).get((journey.name, experiment_id(step), patient_id))
     return step if arm is None or arm == HOLDOUT else arm_step(step, arm)
 
 
 def experiment_journeys(journeys: Iterable[Journey]) -> set[str]:
     """Names of the journeys with an experiment on any step."""
-    return {j.name for j in journeys if any(s.experiment for s in j.steps)}
+    return {j.name for j in journeys if j.experiment is not None or any(s.experiment for s in j.steps)}
 
 
 def stored_arms(conn: Connection, journeys: set[str], patient_ids: Iterable[int]) -> dict[tuple[str, str, int], str]:

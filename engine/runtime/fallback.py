@@ -108,7 +108,7 @@ def _move_on(engine: "Engine", conn: Connection, tp: Any, journey: Journey, step
     """Next channel, or the call task; guarded so a receipt or another worker that got there first wins."""
     window = format_duration(within)
     why = "a failure receipt" if tp.status == "failed" else f"no delivery receipt within {window}"
-    step = as_assigned(conn, journey.name, step, tp.patient_id)  # issue 23: an arm's own channels
+    step = as_assigned(conn, journey, step, tp.patient_id)  # issue 23: an arm's own channels
     via = step.action.via
     guard = (Touchpoint.id == tp.id, Touchpoint.status == tp.status)
     if tp.channel_index + 1 < len(via):

@@ -287,3 +287,59 @@ def test_an_unconfirmed_message_falls_back_along_its_arms_own_channels(database_
             assert (tps[pid].channel, tps[pid].status) == ("sms", "sent") and pid not in tasks
         else:  # its one channel unconfirmed: a person calls
             assert tps[pid].status == "failed" and pid in tasks
+
+
+WARM = ({"name": "plain"}, {"name": "warm", "templates": {"hello": "hello_warm", "tip": "tip_warm"}})
+
+
+def moments(holdout=0.2, category="marketing", variants=WARM):
+    """Two greetings under one journey-wide experiment: a warm arm with its own templates, a plain arm."""
+    return journey("moments", enroll=enroll_on("program.joined"),
+                   templates=[template("hello", "问候"), template("hello_warm", "暖心问候"),
+                              template("tip", "健康小贴士"), template("tip_warm", "暖心小贴士")],
+                   experiment={"id": "tone-2026", "holdout": holdout, "variants": list(variants)},
+                   steps=[step("hello", "post_visit", after("enrolled"), send("hello", ["sms"]), category="marketing"),
+                          step("tip", "post_visit", after("enrolled", "1h"), send("tip", ["sms"]),
+                               category=category)])
+
+
+def test_a_journey_wide_experiment_keeps_each_patient_in_one_arm_for_every_message(database_url, settings, clock):
+    sms = h.RecordingChannel("sms")
+    j = moments()
+    assert validate_journey(j, known_templates=None, known_channels=None) == []
+    eng = h.make_engine(database_url, settings, clock, [j], {"sms": sms})
+    try:
+        population(eng, clock, 100)
+        eng.dispatch_due()
+        clock.advance(timedelta(hours=2))
+        eng.dispatch_due()
+        with eng.db.connect() as conn:
+            rows = conn.execute(select(ExperimentAssignment.patient_id, ExperimentAssignment.experiment,
+                                       ExperimentAssignment.arm)).all()
+        tps = h.touchpoints(eng)
+    finally:
+        eng.close()
+    assert {r.experiment for r in rows} == {"tone-2026"} and len(rows) == 100  # one arm per patient
+    arm = {r.patient_id: r.arm for r in rows}
+    assert set(arm.values()) == {"plain", "warm", "holdout"}
+    bodies = sent_bodies(sms)
+    assert len(tps) == 200
+    for tp in tps:
+        if arm[tp.patient_id] == "holdout":  # nothing at all
+            assert (tp.status, tp.reason) == ("skipped", HELD_OUT)
+        else:
+            warm = arm[tp.patient_id] == "warm"
+            expected = {"hello": "暖心问候" if warm else "问候", "tip": "暖心小贴士" if warm else "健康小贴士"}
+            assert tp.status == "sent" and bodies[tp.idempotency_key] == expected[tp.step]
+
+
+def test_a_journey_wide_holdout_is_refused_when_one_message_is_clinical():
+    problems = [str(p) for p in validate_journey(moments(category="clinical"), known_templates=None,
+                                                 known_channels=None, file="moments.yaml")]
+    assert len(problems) == 1
+    assert "experiment.holdout" in problems[0] and "step 'tip'" in problems[0] and "clinical" in problems[0]
+    # variants alone are fine on clinical messages; a replaced template must be one a step sends
+    assert validate_journey(moments(holdout=0, category="clinical"), known_templates=None, known_channels=None) == []
+    odd = moments(variants=[{"name": "x", "templates": {"nothing": "tip_warm"}}])
+    [problem] = [str(p) for p in validate_journey(odd, known_templates=None, known_channels=None)]
+    assert "template 'nothing' is sent by no step" in problem

@@ -31,7 +31,8 @@ from carepath.runtime.clicks import tracked
 from carepath.runtime.survey_links import with_survey
 from carepath.runtime.checkin_links import with_checkin  # issue 19
 from carepath.runtime.work_queue import new_task
-from carepath.runtime.experiments import ARM_TIME, HELD_OUT, HOLDOUT, arm_step, arm_wait  # issue 23
+from carepath.runtime.experiments import (ARM_TIME, HELD_OUT, HOLDOUT, arm_step, arm_wait,  # issue 23
+                                          with_experiment)
 
 if TYPE_CHECKING:
     from carepath.runtime.batch_context import BatchContext
@@ -122,6 +123,8 @@ class Decisions:
         if step is None:
             report.add(tp, "skipped")
             return "final", self._final(tp, "skipped", now, reason="skipped: step not in pinned journey version")
+        if journey.experiment is not None:  # issue 23: the journey's experiment runs on its message steps
+            step = with_experiment(journey, step)
         if enrollment.paused_since is not None and paused_step(step):  # the programme is paused (pause_on)
             report.add(tp, "skipped")
             return "final", self._final(tp, "skipped", now, reason=PAUSED)
