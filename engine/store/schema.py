@@ -331,145 +331,6 @@ class Consent(Base):
     reason: Mapped[str | None] = mapped_column(String(255))
 
 
-class OperatorAlert(Base):
-    """Something an operator must fix (a connector's account out of balance, bad credentials).
-
-    ``emitted_at`` is set once the alert was published (a Prefect event such as
-    ``carepath.connector.down``); rows are never deleted.
-    """
-
-    __tablename__ = "operator_alerts"
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    kind: Mapped[str] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(128))
-    code: Mapped[str | None] = mapped_column(String(128))
-    detail: Mapped[str | None] = mapped_column(Text)
-    emitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    __table_args__ = (Index("ix_operator_alerts_pending", "emitted_at", "at"),)
-
-
-class ConnectorState(Base):
-    """Small state a connector instance shares between workers (a provider access token, used one-time tokens).
-
-    ``version`` and the lease columns make refreshing a compare-and-set: one worker at a time.
-    """
-
-    __tablename__ = "connector_state"
-    connector: Mapped[str] = mapped_column(String(64), primary_key=True)
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    value: Mapped[str | None] = mapped_column(Text)
-    version: Mapped[int] = mapped_column(Integer, default=0)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class AuditEntry(Base):
-    """Append-only, hash-chained audit log: who changed journeys, consents and patient data (carepath.store.audit).
-
-    ``seq`` numbers the chain without gaps; ``hash`` is SHA-256 over ``prev_hash`` and the entry's canonical form.
-    """
-
-    __tablename__ = "audit_log"
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(64))
-    entity: Mapped[str] = mapped_column(String(64))
-    entity_id: Mapped[str | None] = mapped_column(String(64))
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    seq: Mapped[int | None] = mapped_column(BigInteger)  # issue 22
-    prev_hash: Mapped[str | None] = mapped_column(String(64))
-    hash: Mapped[str | None] = mapped_column(String(64))
-    patient_id: Mapped[int | None] = mapped_column(BigId, index=True)  # the patient it concerns, if one
-    __table_args__ = (UniqueConstraint("seq", name="uq_audit_log_seq"),)
-
-
-class HisCursor(Base):
-    """Where each polled HIS source is up to; advanced only after the events it covers are stored."""
-
-    __tablename__ = "his_cursors"
-    source: Mapped[str] = mapped_column(String(128), primary_key=True)
-    cursor: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class StoreMeta(Base):
-    """Facts about the store itself, one row per name (``key_fingerprint``: the key its contacts use)."""
-
-    __tablename__ = "store_meta"
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-
-
-class Portrait(Base):
-    """Per patient, what the engine knows of them, kept up to date as events arrive (``carepath.runtime.portrait``).
-
-    ``facts_enc`` (diagnoses with dates, visits, admissions, reports, survey scores, communities) is health data:
-    encrypted with the store's cipher (``key_id``), like contacts. The plain columns are what SQL needs: whether the patient
-    is admitted, the last interaction and its sequence number (idle triggers), the segments they are in.
-    """
-
-    __tablename__ = "portraits"
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), primary_key=True)
-    key_id: Mapped[str | None] = mapped_column(String(32))
-    facts_enc: Mapped[str | None] = mapped_column(Text)
-    admitted: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: the newest interaction (reply, click, survey answer, check-in, visit...); ``interaction_seq`` counts each
-    #: time it moved forward (an idle period is identified by it)
-    last_interaction_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
-    interaction_seq: Mapped[int] = mapped_column(Integer, default=0)
-    programmes: Mapped[list[str]] = mapped_column(JSON, default=list)
-    segments: Mapped[list[str]] = mapped_column(JSON, default=list)  # a copy of the open segment_members rows
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class PortraitCount(Base):
-    """One kind of fact of a patient (``reply``, ``click``, ``visit``...): how many in all and the last one."""
-
-    __tablename__ = "portrait_counts"
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
-    total: Mapped[int] = mapped_column(Integer, default=0)
-    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class PortraitDay(Base):
-    """Facts per patient, kind and patient-local day: windowed counts (30 and 90 days) are sums over these,
-    so they stay right as days pass without events. Days older than the longest window are pruned."""
-
-    __tablename__ = "portrait_days"
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    n: Mapped[int] = mapped_column(Integer, default=0)
-    __table_args__ = (Index("ix_portrait_days_day", "day"),)
-
-
-class SegmentMember(Base):
-    """One stay of a patient in a segment: open (``left_at`` null) while they are in it."""
-
-    __tablename__ = "segment_members"
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    segment: Mapped[str] = mapped_column(String(128))
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
-    entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    __table_args__ = (Index("ix_segment_members_open", "segment", "left_at", "patient_id"),)
-
-
-class TrackedLink(Base):
-    """A link target that messages point to through the click redirect (``/c/<token>``): one row per URL."""
-
-    __tablename__ = "tracked_links"
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    url_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    url: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
 from carepath.store.schema_wecom import WecomContact  # noqa: E402,F401 - its tables belong to Base.metadata
 from carepath.store import staff_schema  # noqa: E402,F401  (staff sessions and refused logins, on Base)
 from carepath.store import schema_trust  # noqa: E402,F401 - issue 22's tables join Base.metadata
@@ -479,3 +340,9 @@ from carepath.store.conversation_schema import ComplaintCase, ConversationTurn, 
 from carepath.store.schema_checkins import CheckinRow, ReadingRow  # noqa: E402,F401
 from carepath.store.family_schema import RelatedPerson  # noqa: E402,F401  (family and guardians, issue 19)
 from carepath.store.schema_experiments import ExperimentAssignment  # noqa: E402,F401  (experiments, issue 23)
+# portraits, segments and tracked links (issue 17), a module of their own
+from carepath.store.schema_portrait import (  # noqa: E402,F401
+    Portrait, PortraitCount, PortraitDay, SegmentMember, TrackedLink)
+# operator alerts, connector state, the audit chain, store metadata
+from carepath.store.schema_operations import (  # noqa: E402,F401
+    AuditEntry, ConnectorState, HisCursor, OperatorAlert, StoreMeta)
