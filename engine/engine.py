@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from pydantic import ValidationError
 from sqlalchemy import Engine as SAEngine
@@ -201,14 +201,25 @@ class Engine:
         payload is encrypted. ``received_via`` records who delivered it (``events-api:<system>``,
         ``hook:<connector>``, ...).
         """
+        event = self.admit(event)
+        result = self.ingestor.ingest(event, received_via)
+        self.after_ingest(event, result, dispatch_urgent=dispatch_urgent)
+        return result
+
+    def admit(self, event: EventIn) -> EventIn:
+        """The event as stored: checked against the limits and the catalogue, its personal data encrypted.
+
+        Raises :class:`~carepath.definition.events.EventRejected` for an event refused at the door."""
         event = check_event(event, self.settings.event_limits())
         unknown = unknown_type_problem(event.type)
         if unknown is not None:
             raise EventRejected("type", unknown)
-        event = event.with_stored_payload(protect_payload(event.stored_payload(), self.cipher,
-                                                          self.settings.event_private_paths,
-                                                          scan_text=self.settings.event_scan_text))
-        result = self.ingestor.ingest(event, received_via)
+        return event.with_stored_payload(protect_payload(event.stored_payload(), self.cipher,
+                                                         self.settings.event_private_paths,
+                                                         scan_text=self.settings.event_scan_text))
+
+    def after_ingest(self, event: EventIn, result: IngestResult, *, dispatch_urgent: bool = True) -> None:
+        """What follows an event's commit: plugins told, conversation turns routed, urgent steps sent."""
         if not result.duplicate:
             self.plugins.notify_event(event)
         self._route(result.turns)  # issue 21: the intent step, after the event is committed
@@ -216,7 +227,15 @@ class Engine:
             self.dispatcher.run_batch(ids=result.urgent_touchpoints, limit=len(result.urgent_touchpoints))
         if result.due_now:  # due-now dispatchers (carepath serve) need not wait for the schedule
             self.wakeup.announce(self.db, result.due_now)
-        return result
+
+    def ingest_many(self, events: Sequence[EventIn], *, dispatch_urgent: bool = True,
+                    received_via: str | None = None,
+                    before: Callable[[EventIn], None] | None = None) -> list["IngestResult | Exception"]:
+        """Ingest many events in one transaction, each under its own savepoint (see
+        :func:`carepath.runtime.batch_ingest.ingest_batch`): per event its result, or the error that left it out."""
+        from carepath.runtime.batch_ingest import ingest_batch
+
+        return ingest_batch(self, events, dispatch_urgent=dispatch_urgent, received_via=received_via, before=before)
 
     def enroll_many(self, journey_name: str, items: Sequence[tuple[int, Mapping[str, datetime | None]]],
                     *, key: str | None = None, context: Mapping[str, object] | None = None) -> int:

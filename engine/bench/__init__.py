@@ -89,7 +89,7 @@ def _one_database(kind: str, size: int, home: Path, postgres: str | None, worker
 def run_bench(sizes: list[int], postgres: str | None, *, workers: list[int] = (1, 2, 4), batch: int = 500,
               naive_sample: int = 0, latency: int = 0, peers: bool = False, as_json: bool = False,
               console: Console | None = None, dispatch_max: int = 100_000, out: Path | None = None,
-              portrait_events: int = 0) -> dict:
+              portrait_events: int = 0, simulate: int = 0) -> dict:
     """Run every size on SQLite (one worker) and PostgreSQL (each worker count) when reachable.
 
     Sizes above ``dispatch_max`` are planned only (their dispatch would take most of an hour). With
@@ -133,6 +133,12 @@ def run_bench(sizes: list[int], postgres: str | None, *, workers: list[int] = (1
             say(f"portrait updates for {portrait_events:,} events (SQLite) …")
             result["portrait_updates"] = {"events": portrait_events, "load": load_average(),
                                           "seconds": round(portrait_update_seconds(home, portrait_events), 1)}
+            _save(result, out)
+        if simulate:
+            from carepath.bench.simulate import SIMULATE_DAYS, SIMULATE_JOURNEY, simulate_figure
+
+            say(f"carepath simulate {SIMULATE_JOURNEY}: {simulate:,} patients × {SIMULATE_DAYS} days …")
+            result["simulate"] = simulate_figure(simulate)
             _save(result, out)
         if naive_sample:
             from carepath.bench.naive import naive_prefect_rate

@@ -65,5 +65,17 @@ def print_tables(result: dict, console: Console) -> None:
         pu = result["portrait_updates"]
         console.print(f"portrait updates for {pu['events']:,} events (SQLite): {pu['seconds']} s "
                       f"(load {_load(pu['load'])})")
+    if "simulate" in result:
+        _simulate_table(result["simulate"], console)
     if "naive_prefect_messages_per_s" in result:
         console.print(f"naive one-task-per-touchpoint: {result['naive_prefect_messages_per_s']} messages/s")
+
+
+def _simulate_table(sim: dict, console: Console) -> None:
+    table = Table(title=f"carepath simulate {sim['journey']} (issue 23: 10,000 × 90 days in under a minute)")
+    for col in ["patients × days", "workers", "events", "messages", "staff tasks", "wall s", "CPU s", "load 1/5/15"]:
+        table.add_column(col, justify="right")
+    table.add_row(f"{sim['patients']:,} × {sim['days']}", str(sim["workers"]), f"{sim['events']:,}",
+                  f"{sim['messages']:,}", f"{sim['staff_tasks']:,}", f"{sim['wall_s']}", f"{sim['cpu_s']}",
+                  _load(sim["load"]))
+    console.print(table)

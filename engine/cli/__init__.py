@@ -150,6 +150,8 @@ def bench(json_out: bool = typer.Option(False, "--json", help="print the figures
                                                          "peak RSS at 1M patients)"),
           portrait_events: int = typer.Option(100_000, help="events applied to patients' portraits and segments "
                                                             "for the portrait upkeep figure (0 skips it)"),
+          simulate: int = typer.Option(0, "--simulate", help="patients for the simulation figure (carepath "
+                                                             "simulate outpatient-visit, 90 days; 0 skips it)"),
           out: Optional[Path] = typer.Option(None, help="also write the JSON here, after every run")) -> None:
     """Messages sent per second, claims and planning on SQLite and PostgreSQL, each against the same run's floor."""
     from carepath.bench import run_bench
@@ -157,7 +159,7 @@ def bench(json_out: bool = typer.Option(False, "--json", help="print the figures
     run_bench([int(s) for s in sizes.split(",") if s.strip()], postgres or None,
               workers=[int(w) for w in workers.split(",") if w.strip()], batch=batch, naive_sample=naive_sample,
               latency=latency, peers=peers, as_json=json_out, console=out_console(), dispatch_max=dispatch_max,
-              out=out, portrait_events=portrait_events)
+              out=out, portrait_events=portrait_events, simulate=simulate)
 
 
 def main() -> None:

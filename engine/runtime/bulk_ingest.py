@@ -1,8 +1,9 @@
 """Ingest JSON lines: each line one event, applied on its own, bad lines reported with their number.
 
-A line is parsed and validated before it reaches the engine, and each event
-is stored and applied in its own transaction: a bad line changes nothing and
-the good lines around it are applied. Events are deduplicated by ``source`` +
+A line is parsed and validated before it reaches the engine; events are
+applied in order, ``BATCH`` lines a transaction with a savepoint per line
+(:mod:`carepath.runtime.batch_ingest`): a bad line changes nothing and the
+good lines around it are applied. Events are deduplicated by ``source`` +
 ``source_id``, so running the same file again stores nothing new.
 """
 
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from pydantic import ValidationError
-from sqlalchemy.exc import DataError, IntegrityError
 
 from carepath.definition.events import EventIn
 from carepath.runtime.refused import REFUSED
@@ -22,6 +22,7 @@ from carepath.runtime.refused import REFUSED
 if TYPE_CHECKING:
     from carepath.engine import Engine
 
+BATCH = 200  # lines a transaction
 EVENT_FIELDS = ", ".join(EventIn.model_fields)
 
 
@@ -79,9 +80,10 @@ def _field_problem(error: dict) -> str:
 
 
 def ingest_lines(engine: "Engine", lines: Iterable[str], *, progress: Callable[[int], None] | None = None,
-                 received_via: str | None = "cli") -> BulkReport:
-    """Ingest every non-blank line; ``progress`` is called with each line number."""
+                 received_via: str | None = "cli", batch: int = BATCH) -> BulkReport:
+    """Ingest every non-blank line, ``batch`` events a transaction; ``progress`` is called with each line number."""
     report = BulkReport()
+    chunk: list[tuple[int, EventIn]] = []
     for number, text in enumerate(lines, start=1):
         if progress:
             progress(number)
@@ -92,10 +94,22 @@ def ingest_lines(engine: "Engine", lines: Iterable[str], *, progress: Callable[[
         if isinstance(event, str):
             report.errors.append(LineError(number, event))
             continue
-        try:
-            result = engine.ingest(event, received_via=received_via)
-        except (ValueError, DataError, IntegrityError) as exc:  # rolled back: nothing of this line applied
-            report.errors.append(LineError(number, f"not applied: {str(exc).splitlines()[0]}"))
+        chunk.append((number, event))
+        if len(chunk) >= batch:
+            _apply_chunk(engine, chunk, received_via, report)
+            chunk = []
+    _apply_chunk(engine, chunk, received_via, report)
+    report.errors.sort(key=lambda e: e.line)
+    return report
+
+
+def _apply_chunk(engine: "Engine", chunk: list[tuple[int, EventIn]], received_via: str | None,
+                 report: BulkReport) -> None:
+    """One transaction for the chunk, a savepoint per line (:mod:`carepath.runtime.batch_ingest`)."""
+    outcomes = engine.ingest_many([event for _, event in chunk], received_via=received_via)
+    for (number, event), result in zip(chunk, outcomes):
+        if isinstance(result, Exception):  # rolled back to its savepoint: nothing of this line applied
+            report.errors.append(LineError(number, f"not applied: {str(result).splitlines()[0]}"))
             continue
         if result.duplicate:
             report.duplicates[event.type] += 1
@@ -109,4 +123,3 @@ def ingest_lines(engine: "Engine", lines: Iterable[str], *, progress: Callable[[
         report.urgent += len(result.urgent_touchpoints)
         if result.notes:
             report.notes.append(LineError(number, "; ".join(result.notes)))
-    return report

@@ -117,44 +117,49 @@ class Ingestor:
 
     def ingest(self, ev: EventIn, received_via: str | None = None) -> IngestResult:
         """Store ``ev`` once and apply it; ``received_via`` names who delivered it (kept on the event)."""
+        with self.engine.db.begin() as conn:
+            return self.ingest_in(conn, ev, received_via)
+
+    def ingest_in(self, conn: Connection, ev: EventIn, received_via: str | None = None) -> IngestResult:
+        """Store and apply ``ev`` in the caller's transaction (:mod:`carepath.runtime.batch_ingest` runs many
+        events in one transaction, each under its own savepoint)."""
         eng = self.engine
         now = eng.clock.now()
-        with eng.db.begin() as conn:
-            event_id = _store_event(conn, ev, None, now, received_via)
-            if event_id is None:
-                return IngestResult("duplicate", None)
-            result = IngestResult("stored", event_id)
-            mrn_hash = eng.cipher.lookup_hash(ev.patient_mrn)
-            mrn_hashes = eng.cipher.lookup_hashes(ev.patient_mrn)  # held under any key of the ring (issue 22)
-            lock_patients(conn, mrn_hashes)
-            if erased := erased_refusal(conn, mrn_hashes):  # issue 22: nothing of an erased patient is applied or kept
-                result.refused.append(erased[1])
-                self._record(conn, event_id, result, erased[0])
-                strip_refused_event(conn, event_id)
-                return result
-            if refusal := payload_refusal(ev.type, ev.payload):  # kept for operators; nothing of it applied,
-                result.refused.append(refusal)                  # not even a patient record it carries
-                result.hold_key = self._episode_key(ev)
-                self._record(conn, event_id, result, find_patient_id(conn, eng.cipher, ev.patient_mrn),
-                             mrn_hash=mrn_hash, mrn=ev.patient_mrn)
-                alert_refused(conn, ev, event_id, result.refused, now)
-                return result
-            patient_id = self._resolve_patient(conn, ev, now, result)
-            if patient_id is None:
-                result.held.append(PATIENT_MISSING)
-                self._record(conn, event_id, result, None, mrn_hash=mrn_hash, mrn=ev.patient_mrn)
-                return result
-            # events that waited for this patient, and this one, in the order they happened
-            waiting = held_for_patient(conn, mrn_hashes)
-            earlier = [r for r in waiting if (r.occurred_at, r.id) < (ev.occurred_at, event_id)]
-            for row in earlier:
-                self._apply_held(conn, row, patient_id, now, result)
-            self._apply(conn, ev, event_id, patient_id, now, result)
-            for row in waiting[len(earlier):]:
-                self._apply_held(conn, row, patient_id, now, result)
-            self._record(conn, event_id, result, patient_id)
-            if result.state == REFUSED:
-                alert_refused(conn, ev, event_id, result.refused, now)
+        event_id = _store_event(conn, ev, None, now, received_via)
+        if event_id is None:
+            return IngestResult("duplicate", None)
+        result = IngestResult("stored", event_id)
+        mrn_hash = eng.cipher.lookup_hash(ev.patient_mrn)
+        mrn_hashes = eng.cipher.lookup_hashes(ev.patient_mrn)  # held under any key of the ring (issue 22)
+        lock_patients(conn, mrn_hashes)
+        if erased := erased_refusal(conn, mrn_hashes):  # issue 22: nothing of an erased patient is applied or kept
+            result.refused.append(erased[1])
+            self._record(conn, event_id, result, erased[0])
+            strip_refused_event(conn, event_id)
+            return result
+        if refusal := payload_refusal(ev.type, ev.payload):  # kept for operators; nothing of it applied,
+            result.refused.append(refusal)                  # not even a patient record it carries
+            result.hold_key = self._episode_key(ev)
+            self._record(conn, event_id, result, find_patient_id(conn, eng.cipher, ev.patient_mrn),
+                         mrn_hash=mrn_hash, mrn=ev.patient_mrn)
+            alert_refused(conn, ev, event_id, result.refused, now)
+            return result
+        patient_id = self._resolve_patient(conn, ev, now, result)
+        if patient_id is None:
+            result.held.append(PATIENT_MISSING)
+            self._record(conn, event_id, result, None, mrn_hash=mrn_hash, mrn=ev.patient_mrn)
+            return result
+        # events that waited for this patient, and this one, in the order they happened
+        waiting = held_for_patient(conn, mrn_hashes)
+        earlier = [r for r in waiting if (r.occurred_at, r.id) < (ev.occurred_at, event_id)]
+        for row in earlier:
+            self._apply_held(conn, row, patient_id, now, result)
+        self._apply(conn, ev, event_id, patient_id, now, result)
+        for row in waiting[len(earlier):]:
+            self._apply_held(conn, row, patient_id, now, result)
+        self._record(conn, event_id, result, patient_id)
+        if result.state == REFUSED:
+            alert_refused(conn, ev, event_id, result.refused, now)
         return result
 
     def release_for_patients(self, conn: Connection, patients: Mapping[str, int], now: datetime) -> IngestResult:

@@ -8,6 +8,7 @@ and daily caps are counted besides the touchpoint's final status, as in ``carepa
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -39,33 +40,63 @@ def _reason(status: str, reason: str | None) -> str:
     return (reason or "no reason recorded").removeprefix(f"{status}: ")[:160]
 
 
+@dataclass
+class Rows:
+    """What the figures are computed from, read from one scratch database (or several shards', concatenated)."""
+
+    touchpoints: list[tuple] = field(default_factory=list)  # journey, stage, step, channel, status, reason, sent_at, action
+    tasks: list[tuple] = field(default_factory=list)  # team, kind, created_at
+    messages: list[tuple[str, str]] = field(default_factory=list)  # channel, body
+    enrollments: int = 0
+
+    def extend(self, other: "Rows") -> None:
+        """Add another shard's rows (shards hold different patients)."""
+        self.touchpoints += other.touchpoints
+        self.tasks += other.tasks
+        self.messages += other.messages
+        self.enrollments += other.enrollments
+
+
+def read_rows(engine: "Engine") -> Rows:
+    """The touchpoints, staff tasks, recorded messages and enrollment count of a simulation's database."""
+    with engine.db.connect() as conn:
+        touchpoints = [tuple(r) for r in conn.execute(select(
+            Touchpoint.journey, Touchpoint.stage, Touchpoint.step, Touchpoint.channel, Touchpoint.status,
+            Touchpoint.reason, Touchpoint.sent_at, Touchpoint.action))]
+        tasks = [tuple(r) for r in conn.execute(select(StaffTask.team, StaffTask.kind, StaffTask.created_at))]
+        messages = [(c, b) for c, b in conn.execute(select(OutboxMessage.channel, OutboxMessage.body)
+                                                      .order_by(OutboxMessage.id))]
+        enrollments = conn.execute(select(func.count()).select_from(Enrollment)).scalar() or 0
+    return Rows(touchpoints, tasks, messages, enrollments)
+
+
 def collect_figures(engine: "Engine", start: datetime, days: int, prices: Prices) -> dict:
     """Messages per day, channel and step; deferrals; skips and why; staff tasks per day and team; costs."""
+    return figures_from(read_rows(engine), start, days, prices)
+
+
+def figures_from(data: Rows, start: datetime, days: int, prices: Prices) -> dict:
+    """The figures of :func:`collect_figures` from rows already read (the same whatever their order)."""
     day_list = [(start + timedelta(days=d)).date().isoformat() for d in range(days)]
     per_day: dict[str, Counter] = {d: Counter() for d in day_list}
     per_day_step: dict[str, Counter] = {d: Counter() for d in day_list}
     steps: dict[tuple[str, str, str, str], Counter] = {}
     why: dict[str, Counter] = {"skipped": Counter(), "cancelled": Counter(), "failed": Counter()}
-    with engine.db.connect() as conn:
-        rows = conn.execute(select(Touchpoint.journey, Touchpoint.stage, Touchpoint.step, Touchpoint.channel,
-                                   Touchpoint.status, Touchpoint.reason, Touchpoint.sent_at, Touchpoint.action))
-        for journey, stage, step, channel, status, reason, sent_at, action in rows:
-            counts = steps.setdefault((journey, stage, step, channel or "—"), Counter())
-            counts[_bucket(status)] += 1
-            text = reason or ""
-            if "quiet hours" in text or "marketing window" in text:
-                counts["quiet"] += 1
-            if "daily cap" in text:
-                counts["cap"] += 1
-            if status in why:
-                why[status][_reason(status, reason)] += 1
-            if status in SENT and action == "send" and sent_at is not None and _day(sent_at) in per_day:
-                per_day[_day(sent_at)][channel or "—"] += 1
-                per_day_step[_day(sent_at)][f"{journey}/{step}"] += 1
-        tasks = conn.execute(select(StaffTask.team, StaffTask.kind, StaffTask.created_at)).all()
-        messages = [(c, b) for c, b in conn.execute(select(OutboxMessage.channel, OutboxMessage.body)
-                                                      .order_by(OutboxMessage.id))]
-        enrollments = conn.execute(select(func.count()).select_from(Enrollment)).scalar() or 0
+    for journey, stage, step, channel, status, reason, sent_at, action in data.touchpoints:
+        counts = steps.setdefault((journey, stage, step, channel or "—"), Counter())
+        counts[_bucket(status)] += 1
+        text = reason or ""
+        if "quiet hours" in text or "marketing window" in text:
+            counts["quiet"] += 1
+        if "daily cap" in text:
+            counts["cap"] += 1
+        if status in why:
+            why[status][_reason(status, reason)] += 1
+        if status in SENT and action == "send" and sent_at is not None and _day(sent_at) in per_day:
+            per_day[_day(sent_at)][channel or "—"] += 1
+            per_day_step[_day(sent_at)][f"{journey}/{step}"] += 1
+    tasks, enrollments = data.tasks, data.enrollments
+    messages = sorted(data.messages, key=lambda m: (m[0], m[1] or ""))  # so that the cost lines read the same whatever order the shards came in
     step_lines = [{"journey": j, "stage": st, "step": s, "channel": c, **{k: n.get(k, 0) for k in COLUMNS}}
                   for (j, st, s, c), n in sorted(steps.items())]
     totals = Counter()

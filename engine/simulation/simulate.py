@@ -26,7 +26,7 @@ from carepath.definition.events import EventIn
 from carepath.definition.model import Journey
 from carepath.runtime.clock import VirtualClock
 from carepath.simulation.costs import Prices
-from carepath.simulation.figures import collect_figures
+from carepath.simulation.figures import Rows, figures_from, read_rows
 from carepath.simulation.population import Population, generate_population
 from carepath.store.schema import OutboxMessage, Touchpoint
 
@@ -78,6 +78,7 @@ class _Reactions:
 
     def __post_init__(self) -> None:
         self.heap: list[tuple[datetime, int, EventIn]] = []
+        self.sent: dict[tuple[str, str, str, str], int] = {}  # messages so far per patient, journey, step, channel
 
     def schedule(self, now: datetime) -> None:
         with self.engine.db.connect() as conn:  # type: ignore[attr-defined]
@@ -95,7 +96,11 @@ class _Reactions:
             tp = tps.get(keys[key])
             if tp is None or patient_id not in self.mrns:  # a copy to a family member: they do not answer here
                 continue
-            self._react(now, key, channel, self.mrns[patient_id], tp)
+            # drawn from who got what, the how-many-th time, never from database ids: a patient's answers
+            # are the same whichever other patients share the database (a shard, see carepath.simulation.shards)
+            mrn = self.mrns[patient_id]
+            nth = self.sent[(mrn, tp[1], tp[2], channel)] = self.sent.get((mrn, tp[1], tp[2], channel), 0) + 1
+            self._react(now, f"{mrn}|{tp[1]}|{tp[2]}|{channel}|{nth}", channel, mrn, tp)
 
     def _react(self, now: datetime, key: str, channel: str, mrn: str, tp: tuple[int, str, str]) -> None:
         b = self.population.behaviour
@@ -126,43 +131,90 @@ class _Reactions:
 def run_simulation(journeys: list[Journey], *, patients: int, days: int, seed: int,
                    population: Population | None = None, prices: Prices | None = None,
                    start: date = DEFAULT_START, keep: Path | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> dict:
+                   progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict:
     """Run ``journeys`` for ``patients`` synthetic patients over ``days`` virtual days; the figures as a dict.
 
-    ``keep``: leave the scratch database at this path (a new SQLite file) instead of deleting it.
-    ``progress`` is called with (day done, days) after each virtual day.
+    ``keep``: leave the scratch database at this path (a new SQLite file) instead of deleting it (one process).
+    ``progress`` is called with (day done, days) after each virtual day. ``workers``: processes sharing the
+    patients (default: two from :data:`~carepath.simulation.shards.SHARD_FROM` patients on, when there are
+    two cores); the figures are the same for any number of them.
     """
+    from carepath.simulation.shards import default_workers, run_sharded
+
+    population = population or Population()
+    prices = prices or Prices()
+    job = ShardJob(journeys, population, patients, days, seed, start)
+    workers = 1 if keep else (workers or default_workers(patients))
+    if workers > 1:
+        outcome = run_sharded(job, workers, progress)
+    else:
+        outcome = run_shard(job, 0, 1, keep=keep, progress=progress)
+    figures = figures_from(outcome.rows, datetime.combine(start, datetime.min.time()), days, prices)
+    figures["run"] = {"journeys": [j.name for j in journeys], "patients": patients, "days": days, "seed": seed,
+                      "start": start.isoformat(), "events": outcome.events, "patient_events": outcome.patient_events}
+    return figures
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """What a simulation is asked, as handed to each shard's process."""
+
+    journeys: list[Journey]
+    population: Population
+    patients: int
+    days: int
+    seed: int
+    start: date
+
+
+@dataclass
+class ShardOutcome:
+    """What a shard (or the whole run) leaves for the figures: rows, HIS events and patients' answers."""
+
+    rows: Rows
+    events: int
+    patient_events: int
+
+    def add(self, other: "ShardOutcome") -> None:
+        self.rows.extend(other.rows)
+        self.events += other.events
+        self.patient_events += other.patient_events
+
+
+def run_shard(job: ShardJob, shard: int, shards: int, *, keep: Path | None = None,
+              progress: Callable[[int, int], None] | None = None) -> ShardOutcome:
+    """Run the patients ``shard``, ``shard + shards``, ... of the population (all of it for one shard)."""
     from carepath.config import CarepathConfig
     from carepath.engine import Engine
     from carepath.runtime.maintenance import jobs
     from carepath.settings import Settings
 
-    population = population or Population()
-    prices = prices or Prices()
-    synthetic = generate_population(population, patients, days, start, seed)
+    synthetic = generate_population(job.population, job.patients, job.days, job.start, job.seed)
+    people, events = synthetic.patients, synthetic.events
+    if shards > 1:  # patients are independent: each shard runs its own with their events
+        people = people[shard::shards]
+        mine = {p.mrn for p in people}
+        events = [e for e in events if e.patient_mrn in mine]
     with tempfile.TemporaryDirectory(prefix="carepath-simulate-") as scratch:
         db_path = keep.resolve() if keep else Path(scratch) / "simulate.db"
         if keep and keep.exists():
             raise SimulationError(f"{keep} already exists: --keep writes a new database file")
         clock = VirtualClock(synthetic.start)
         # its own journeys, channels, configuration and key: nothing of this installation is read or written
-        channels = sandbox_channels(journey_channels(journeys))
-        engine = Engine(f"sqlite:///{db_path}", journeys=journeys, channels=channels, connectors={}, templates={}, clock=clock, settings=Settings(home=Path(scratch)),
-                        config=CarepathConfig())
+        channels = sandbox_channels(journey_channels(job.journeys))
+        engine = Engine(f"sqlite:///{db_path}", journeys=job.journeys, channels=channels, connectors={},
+                        templates={}, clock=clock, settings=Settings(home=Path(scratch)), config=CarepathConfig())
         try:
-            ids = engine.upsert_patients(synthetic.patients)
-            reactions = _Reactions(engine, population, seed, {pid: p.mrn for pid, p in zip(ids, synthetic.patients)},
-                                   {(j.name, s.id): s.action.survey for j in journeys for s in j.steps
+            ids = engine.upsert_patients(people)
+            reactions = _Reactions(engine, job.population, job.seed, {pid: p.mrn for pid, p in zip(ids, people)},
+                                   {(j.name, s.id): s.action.survey for j in job.journeys for s in j.steps
                                     if hasattr(s.action, "survey")})
-            _run_ticks(engine, clock, synthetic.events, reactions, days, synthetic.start,
-                       [job for name, job in jobs().items() if name in DAILY_JOBS], progress)
-            figures = collect_figures(engine, synthetic.start, days, prices)
+            _run_ticks(engine, clock, events, reactions, job.days, synthetic.start,
+                       [j for name, j in jobs().items() if name in DAILY_JOBS], progress)
+            rows = read_rows(engine)
         finally:
             engine.close()
-    figures["run"] = {"journeys": [j.name for j in journeys], "patients": patients, "days": days, "seed": seed,
-                      "start": start.isoformat(), "events": len(synthetic.events),
-                      "patient_events": reactions.counter}
-    return figures
+    return ShardOutcome(rows, len(events), reactions.counter)
 
 
 def _anything_due(engine, now: datetime) -> bool:  # noqa: ANN001 - an Engine
@@ -183,7 +235,7 @@ def _run_ticks(engine, clock: VirtualClock, events: list[EventIn], reactions: _R
             job(engine)
         for tick in range(int(timedelta(days=1) / TICK)):
             now = day_start + tick * TICK
-            sent = False
+            batch: list[EventIn] = []
             while True:  # HIS events and patients' answers up to now, in time order
                 nxt = reactions.heap[0][0] if reactions.heap else None
                 if pending is not None and pending.occurred_at <= now and (nxt is None or pending.occurred_at <= nxt):
@@ -192,8 +244,13 @@ def _run_ticks(engine, clock: VirtualClock, events: list[EventIn], reactions: _R
                     at, _, event = heapq.heappop(reactions.heap)
                 else:
                     break
-                clock.set(event.occurred_at)
-                sent = bool(engine.ingest(event, received_via="simulate").urgent_touchpoints) or sent
+                batch.append(event)
+            # one transaction for the tick's events, each applied at its own time under its own savepoint
+            outcomes = engine.ingest_many(batch, received_via="simulate", before=lambda ev: clock.set(ev.occurred_at))
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):  # a synthetic event the engine refuses is a bug of the simulation
+                    raise outcome
+            sent = any(outcome.urgent_touchpoints for outcome in outcomes)
             clock.set(now)
             if _anything_due(engine, now):
                 sent = engine.dispatch_due().claimed > 0 or sent

@@ -114,3 +114,17 @@ def test_missing_files_and_unknown_journeys_are_named(cli, workdir: Path) -> Non
     assert missing.exit_code == 3 and "nope.yaml" in missing.stderr
     unknown = cli("simulate", "outpatient-vist", "--patients", "5", "--days", "2")
     assert unknown.exit_code == 3 and "no journey 'outpatient-vist'" in unknown.stderr
+
+
+def test_two_worker_processes_give_the_figures_of_one() -> None:
+    """A large population is shared among processes (one scratch database each): the JSON must not change."""
+    from carepath.journeys import HERE, journey_files
+    from carepath.definition.journey_files import load_journey_file
+    from carepath.simulation.simulate import run_simulation
+
+    journeys = [load_journey_file(p) for p in journey_files()]
+    assert journeys and all(p.parent == HERE for p in journey_files())
+    one = run_simulation(journeys, patients=40, days=6, seed=2, workers=1)
+    two = run_simulation(journeys, patients=40, days=6, seed=2, workers=2)
+    assert json.dumps(two, sort_keys=True) == json.dumps(one, sort_keys=True)
+    assert one["totals"]["messages"] > 0 and one["run"]["patient_events"] > 0
