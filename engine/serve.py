@@ -239,10 +239,12 @@ class DueNowRunners:
 
     def _run(self, journey: str) -> None:
         from carepath.flows import due_now_flow
+        from carepath.store.sqlite_gate import first_in_line
 
         while not self.stop.is_set():
             try:
-                due_now_flow(journey)(batch=self.batch)
+                with first_in_line():  # SQLite: a few short transactions per wake-up, ahead of the ingest queue
+                    due_now_flow(journey)(batch=self.batch)
             except Exception as exc:  # recorded by Prefect as the run's state; start listening again
                 self.on_error(f"due-now run of {journey} raised {type(exc).__name__}: {exc}")
                 self.stop.wait(1.0)

@@ -186,13 +186,14 @@ def serve_latency(home: Path, *, rate: int = 100, seconds: int = 20, postgres: s
             while time.time() < deadline and sum(1 for t in started if t in arrived) < len(started):
                 time.sleep(1)
                 arrived = _arrivals(url)
+            load_after = load_average()
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(120)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    return {"database": kind, "rate": rate, "seconds": seconds, "load": load_before,
+    return {"database": kind, "rate": rate, "seconds": seconds, "load": load_before, "load_after": load_after,
             "dispatch_interval_s": 30,
             "kinds": {"due now": _figures(started, arrived, "D"), "urgent": _figures(started, arrived, "Q")},
             "refused_then_accepted": len(RETRIED), "refusals": RETRIED[:5]}

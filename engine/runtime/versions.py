@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, case, func, insert, select
+from sqlalchemy import Connection, case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from carepath.definition.model import Journey
 from carepath.store.audit import audit
@@ -36,13 +37,22 @@ class VersionCount:
 
 
 def store_version(conn: Connection, journey: Journey, at: datetime, *, actor: str = "engine") -> bool:
-    """Store ``journey``'s definition under its version unless it is there; True when stored now (audited)."""
+    """Store ``journey``'s definition under its version unless it is there; True when stored now (audited).
+
+    Safe when several workers enroll on a new version at once: the insert skips a row another
+    transaction stored first (``ON CONFLICT DO NOTHING`` on ``uq_journey_version``, waiting for it to
+    commit on PostgreSQL), so only the one that stored it audits it and nobody fails.
+    """
     found = conn.execute(select(JourneyVersion.id).where(JourneyVersion.journey == journey.name,
                                                          JourneyVersion.version == journey.version)).first()
     if found is not None:
         return False
-    conn.execute(insert(JourneyVersion).values(journey=journey.name, version=journey.version,
-                                               definition=journey.to_json(), created_at=at))
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[conn.dialect.name]
+    stored = conn.execute(insert(JourneyVersion).values(
+        journey=journey.name, version=journey.version, definition=journey.to_json(), created_at=at)
+        .on_conflict_do_nothing(index_elements=["journey", "version"]).returning(JourneyVersion.id)).scalar()
+    if stored is None:  # another transaction stored it between our read and our insert
+        return False
     audit(conn, actor=actor, action="journey.version_registered", entity="journey",
           entity_id=f"{journey.name}@{journey.version}", at=at)
     return True

@@ -20,11 +20,13 @@ from sqlalchemy.pool import NullPool
 from carepath.store.crypto import Cipher, KeyNotFound
 from carepath.store.keyring import describe_ring_search, load_key_ring
 from carepath.store.schema import Patient, StoreMeta
+from carepath.store.sqlite_gate import GatedConnection, gate_for
 
 if TYPE_CHECKING:
     from carepath.settings import Settings
 
 FINGERPRINT = "key_fingerprint"
+BUSY_TIMEOUT_S = 30.0  # how long a writer waits for SQLite's write lock before the database counts as busy
 
 
 class StoreError(Exception):
@@ -44,7 +46,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     # The default 2 MB page cache is far smaller than the touchpoint indexes of a
     # busy hospital; random inserts into them would then go to disk.
     cur.execute("PRAGMA cache_size=-65536")
@@ -81,18 +83,31 @@ def open_database(url: str, *, must_exist: bool = False) -> SAEngine:
             raise DatabaseNotFound(f"no database at {path}")
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, poolclass=NullPool) if ":memory:" in url else create_engine(url, pool_size=8)
+        engine = (create_engine(url, poolclass=NullPool) if ":memory:" in url else
+                  create_engine(url, pool_size=8, connect_args={"factory": GatedConnection}))
         event.listen(engine, "connect", _sqlite_pragmas)
+        gate = gate_for(path) if path is not None and ":memory:" not in url else None
 
         # pysqlite's own transaction handling defers BEGIN; take the write lock
-        # at the start so that one claim transaction is one writer.
+        # at the start so that one claim transaction is one writer. This process's
+        # threads take it in turn through the file's gate (see carepath.store.sqlite_gate).
         @event.listens_for(engine, "begin")
         def _begin(conn):  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            dbapi_conn = conn.connection.dbapi_connection
+            if isinstance(dbapi_conn, GatedConnection):
+                dbapi_conn.take_turn(BUSY_TIMEOUT_S)
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                if isinstance(dbapi_conn, GatedConnection):
+                    dbapi_conn.end_turn()
+                raise
 
         @event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_conn, _record):  # noqa: ANN001
             dbapi_conn.isolation_level = None
+            if isinstance(dbapi_conn, GatedConnection):
+                dbapi_conn.gate = gate
 
         return engine
     return create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
