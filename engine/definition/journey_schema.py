@@ -125,6 +125,8 @@ FIELD_DOCS: dict[str, str] = {
     "Survey.survey": "The questionnaire's name.",
     "Survey.template": "The invitation's template; it sees survey.link and survey.name.",
     "Survey.provider": "builtin (carepath's pages) or a configured survey connector.",
+    "Survey.detractor": "complaint_case: a detractor answer (NPS 0-6) to this invitation opens a complaint case "
+                        "(deadlines and team from [complaints]).",
     "Survey.via": "Channels in order of preference: the first usable one is used.",
     "Task.task": "The kind of work (call_patient, complaint, clinical_review ...).",
     "Task.team": "The team that gets the task.",

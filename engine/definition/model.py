@@ -276,6 +276,10 @@ class Survey(Send):
     survey: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     template: str = "survey_invitation"
     provider: str = "builtin"
+    #: issue 24: what a detractor answer (NPS 0-6) to this invitation opens: ``complaint_case``, a complaint case
+    #: with its deadlines in the ``[complaints] team`` queue (:mod:`carepath.runtime.complaints`); unset: nothing
+    #: beyond the journey's own steps (``[complaints] from_detractors`` opens one for every survey)
+    detractor: Literal["complaint_case"] | None = None
 
 
 class Checkin(Send):
@@ -436,7 +440,7 @@ class Origin(_Model):
 _LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on")
 _LATER_STEP_OPTIONS = ("confirm_within", "workdays_only", "experiment")
 _LATER_TRIGGER_OPTIONS = ("rrule",)  # issue 19
-_LATER_ACTION_OPTIONS = ("to",)  # issue 19: family and guardians
+_LATER_ACTION_OPTIONS = ("to", "detractor")  # issue 19: family and guardians; issue 24: detractor cases
 
 
 class Journey(_Model):
