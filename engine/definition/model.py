@@ -438,9 +438,29 @@ class Origin(_Model):
 
 
 _LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on")
+
 _LATER_STEP_OPTIONS = ("confirm_within", "workdays_only", "experiment")
 _LATER_TRIGGER_OPTIONS = ("rrule",)  # issue 19
 _LATER_ACTION_OPTIONS = ("to", "detractor")  # issue 19: family and guardians; issue 24: detractor cases
+
+
+class Adapt(_Model):
+    """Issue 24: what a hospital should adapt in a journey before running it, by topic (each optional, plain text).
+    The journey's page (``carepath journeys doc``) shows them under "What to adapt", in this order."""
+
+    timings: str | None = None
+    teams: str | None = None
+    slas: str | None = None
+    wording: str | None = None
+    segments: str | None = None
+    conditions: str | None = None
+    channels: str | None = None
+    prices: str | None = None
+
+    def topics(self) -> list[tuple[str, str]]:
+        """``(topic, text)`` of the topics given, in the page's order."""
+        return [(name, text) for name, text in ((n, getattr(self, n)) for n in type(self).model_fields)
+                if text and text.strip()]
 
 
 class Journey(_Model):
@@ -463,6 +483,8 @@ class Journey(_Model):
     resume_on: list[str] | None = None
     #: issue 24: the stock journey this one was copied from
     origin: Origin | None = None
+    #: issue 24: what a hospital should adapt, by topic; shown on the journey's page, not part of its version
+    adapt: Adapt | None = None
 
     @functools.cached_property
     def version(self) -> str:
@@ -471,7 +493,7 @@ class Journey(_Model):
         Options added after journeys were first stored count only when set, so
         existing journeys keep their versions.
         """
-        data = self.model_dump(mode="json", exclude={"title", "description", "origin"})
+        data = self.model_dump(mode="json", exclude={"title", "description", "origin", "adapt"})
         for key in _LATER_OPTIONS:
             if data.get(key) in (None, []):
                 data.pop(key, None)
