@@ -106,13 +106,23 @@ def _simulate_for_page(source: JourneySource, *, patients: int, days: int, seed:
     from carepath.definition.doc_figures import figures_record, write_figures
     from carepath.simulation.simulate import SimulationError, run_simulation
 
+    from carepath.definition.doc_figures import population_path
+    from carepath.simulation.population import PopulationError, load_population
+
     name = source.journey.name
+    own = population_path(source.path, name)
+    try:
+        population = load_population(own if own.is_file() else None)
+    except PopulationError as exc:
+        fail(f"{own}: {exc}")
+    shown = (f"journeys/{own.parent.name}/{own.name}" if source.stock else str(own)) if own.is_file() else None
     with err_console().status(f"simulating {name}: {patients} patients, {days} days") as status:
         try:
             figures = run_simulation([source.journey], patients=patients, days=days, seed=seed,
-                                     progress=lambda day, total: status.update(f"simulating {name}: day {day}/{total}"))
+                                     population=population, progress=lambda day, total: status.update(f"simulating {name}: day {day}/{total}"))
         except SimulationError as exc:
             fail(f"{name}: {exc}")
-    record = figures_record(source.journey, figures, patients=patients, days=days, seed=seed, run_on=date.today())
+    record = figures_record(source.journey, figures, patients=patients, days=days, seed=seed, run_on=date.today(),
+                            population=shown)
     path = write_figures(source.path, record)
     err_console().print(f"recorded the simulated figures of {name} in {path}", style="green")

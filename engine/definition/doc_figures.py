@@ -30,12 +30,19 @@ def figures_path(journey_file: Path, name: str) -> Path:
     return journey_file.parent / FOLDER / f"{name}.json"
 
 
-def simulate_command(name: str, patients: int, days: int, seed: int) -> str:
-    return f"carepath simulate {name} --patients {patients} --days {days} --seed {seed}"
+def population_path(journey_file: Path, name: str) -> Path:
+    """The synthetic population a journey's page is simulated with, when the default outpatients do not fit it
+    (``simulated/NAME.population.yaml``: children for paediatrics, pregnant women for maternity...)."""
+    return journey_file.parent / FOLDER / f"{name}.population.yaml"
+
+
+def simulate_command(name: str, patients: int, days: int, seed: int, population: str | None = None) -> str:
+    extra = f" --population {population}" if population else ""
+    return f"carepath simulate {name} --patients {patients} --days {days} --seed {seed}{extra}"
 
 
 def figures_record(journey: Journey, figures: dict[str, Any], *, patients: int, days: int, seed: int,
-                   run_on: date) -> dict[str, Any]:
+                   run_on: date, population: str | None = None) -> dict[str, Any]:
     """What the page shows of a simulation's ``figures`` (the dict ``run_simulation`` returns), with how it was
     produced; counts are as simulated (the page scales them to 1,000 patients and 30 days)."""
     channels: Counter[str] = Counter()
@@ -44,7 +51,8 @@ def figures_record(journey: Journey, figures: dict[str, Any], *, patients: int, 
     teams = {team: {"total": info["total"], "peak_day": info["peak_day"], "peak": info["peak"],
                     "kinds": info["kinds"]} for team, info in figures["staff_tasks"]["teams"].items()}
     return {"journey": journey.name, "version": journey.version,
-            "command": simulate_command(journey.name, patients, days, seed), "patients": patients, "days": days,
+            "command": simulate_command(journey.name, patients, days, seed, population), "patients": patients,
+            "days": days, "population": population,
             "seed": seed, "run_on": run_on.isoformat(), "start": figures.get("run", {}).get("start"),
             "enrollments": figures["totals"]["enrollments"], "messages": dict(sorted(channels.items())),
             "tasks": teams}
@@ -84,6 +92,13 @@ def figures_section(journey: Journey, record: dict[str, Any] | None) -> list[str
             f"answers drawn at random, see [simulation.md](../simulation.md); the first virtual day "
             f"{record['start']}). {_scaled(record['enrollments'], factor)} of the {PER_PATIENTS:,} patients "
             "enrolled.", ""]
+    if record.get("population"):
+        out += [f"The synthetic patients are the journey's own kind (`{record['population']}` overrides the "
+                "default outpatients' ages and conditions).", ""]
+    if not record["enrollments"]:
+        out += ["None of the synthetic patients enrolled: the synthetic HIS sends outpatient bookings, check-ins, "
+                "reports and discharges only, not the events or departments this journey enrolls on. Simulate "
+                "it with the hospital's own events (`carepath simulate` on a copy, or the HIS emulator).", ""]
     if factor != 1:
         out += [f"Simulated with {record['patients']:,} patients over {record['days']} days and scaled to "
                 f"{PER_PATIENTS:,} patients and {PER_DAYS} days.", ""]
