@@ -3,7 +3,7 @@ must not give it one of the day's messages and push a real one to the next day."
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from carepath.runtime.work_queue import close
 from tests.engine import helpers as h
 from tests.stock.story_b import story
 
@@ -83,3 +84,20 @@ def test_a_child_without_a_guardian_gets_one_task_to_record_one(database_url, se
         # her 10th birthday (1 October, day 153) and the asthma re-check 6 months after enrolment (1 November)
         assert s.days() == {153: [("birthday_growth_check", MOTHER)], 184: [("asthma_recheck", MOTHER)]}
         assert [(t["day"], t["kind"]) for t in s.tasks()] == [(92, "record_guardian"), (191, "call_patient")]
+
+
+def test_a_closed_guardian_task_opens_again_only_for_a_later_skipped_message(database_url, settings, clock):
+    with story(database_url, settings, clock, "paediatrics") as s:
+        s.patient("K6", name="钱小川", phone=ALONE, birth_date=date(2017, 12, 1), conditions=["J45"])
+        s.event("K6", "visit.checked_in", {"department": "儿科"})
+        s.run_until(s.when(93, 12))
+        [first] = s.tasks()
+        # staff could not reach the family and closed it; the old skip opens nothing more
+        close(s.engine, h.staff_tasks(s.engine)[0].id, "zhang-hua", "家长电话未接通")
+        s.run_until(s.when(120, 12))
+        assert [t["status"] for t in s.tasks()] == ["done"]
+        # the next reminder (1 November, day 184) is skipped again: a new task, still one open
+        s.run_until(s.when(186, 12))
+        assert [(t["day"], t["kind"], t["status"]) for t in s.tasks()] == [
+            (92, "record_guardian", "done"), (184, "record_guardian", "open")]
+        assert first["day"] == 92
