@@ -90,8 +90,8 @@ def figures_section(journey: Journey, record: dict[str, Any] | None) -> list[str
     out += [f"Per {PER_PATIENTS:,} patients a month ({PER_DAYS} days), from `{record['command']}` run on "
             f"{record['run_on']} for version `{record['version']}` (a synthetic population: visits, consent and "
             f"answers drawn at random, see [simulation.md](../simulation.md); the first virtual day "
-            f"{record['start']}). {_scaled(record['enrollments'], factor)} of the {PER_PATIENTS:,} patients "
-            "enrolled.", ""]
+            f"{record['start']}). Enrollments: {_scaled(record['enrollments'], factor)} (a patient enrolls once per "
+            "episode where the journey has a key, such as each booked appointment).", ""]
     if record.get("population"):
         out += [f"The synthetic patients are the journey's own kind (`{record['population']}` overrides the "
                 "default outpatients' ages and conditions).", ""]

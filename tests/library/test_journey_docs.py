@@ -71,7 +71,7 @@ def test_figures_are_scaled_to_1000_patients_a_month():
     assert "Simulated with 250 patients over 15 days and scaled to 1,000 patients and 30 days." in text
     assert "| sms | 24 |" in text and "| wechat | 96 |" in text and "| **all** | 120 |" in text  # x 4 x 2
     assert "| nursing | 32 | call_patient 32 | 2026-03-03 | 24 |" in text
-    assert "400 of the 1,000 patients enrolled" in text
+    assert "Enrollments: 400 (" in text
     stale = figures_section(journey, {**record, "version": "000000000000"})
     assert any("the journey is now version" in line for line in stale)
     assert "Not simulated yet" in figures_section(journey, None)[2]
