@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carepath.outcomes_report import MEASURES, OutcomesReport
+from carepath.outcomes_report import OutcomesReport
 
 
 def draw_outcomes(report: OutcomesReport, path: Path) -> None:
@@ -17,7 +17,7 @@ def draw_outcomes(report: OutcomesReport, path: Path) -> None:
 
     panels = [e for e in report.experiments if e.arms]
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 4 * len(panels)), squeeze=False)
-    labels = dict(MEASURES)
+    labels = report.labels
     for ax, exp in zip(axes[:, 0], panels):
         keys = [k for k in labels if k in exp.arms[0].rates]
         width = 0.8 / len(exp.arms)

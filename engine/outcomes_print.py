@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from rich.console import Console
 from rich.table import Table
 
-from carepath.outcomes_report import MEASURES, OutcomesReport, Proportion, outcomes_report
+from carepath.outcomes_report import OutcomesReport, Proportion, outcomes_report
 
 
 def run_outcomes(journey: str, since: date | None, until: date | None, db: str | None) -> OutcomesReport:
@@ -24,7 +24,7 @@ def run_outcomes(journey: str, since: date | None, until: date | None, db: str |
     store = open_cli_store(db, read_only=True)  # a report creates no database and no key
     try:
         with store.db.connect() as conn:
-            return outcomes_report(conn, journey, start, end, now)
+            return outcomes_report(conn, journey, start, end, now, store.cipher)
     finally:
         store.db.dispose()
 
@@ -38,7 +38,7 @@ def cell(p: Proportion | None) -> str:
 
 def print_outcomes(report: OutcomesReport, out: Console) -> None:
     """One table per experiment (measures × arms), then the comparisons in plain language and the warnings."""
-    labels = dict(MEASURES)
+    labels = report.labels
     last = (report.until - timedelta(days=1)).date()
     for exp in report.experiments:
         table = Table("measure", *[f"{a.name} (n={a.patients})" for a in exp.arms],

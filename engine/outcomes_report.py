@@ -5,8 +5,9 @@ report's days; each patient's outcomes count from the moment of assignment. Per 
 patients with a delivered message of the journey, a click, a reply, a survey answer, a follow-up
 visit (``visit.checked_in`` within 90 days), a re-visit within 30 and 90 days (HIS visit events:
 ``appointment.booked``, ``visit.checked_in``, ``encounter.admitted``/``discharged``; only patients
-whose window has passed count) and check-in participation, each with its count, denominator and a
-95 % Wilson interval; mean satisfaction (t interval) and NPS of the survey answers. Each variant is
+whose window has passed count), check-in participation and, for a check-in step that declares a
+clinical ``target``, the share of its check-ins' patients whose latest value is on target — each with its
+count, denominator and a 95 % Wilson interval; mean satisfaction (t interval) and NPS of the survey answers. Each variant is
 compared with the holdout (or, without one, with the first arm) as a difference of proportions with
 a 95 % Newcomb (Wilson-based) interval. Statistics come from ``statsmodels``; figures are aggregate.
 """
@@ -21,8 +22,10 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, select
 
 from carepath.definition.experiment_checks import HOLDOUT
+from carepath.definition.measures import BLOOD_PRESSURE
+from carepath.definition.model import Checkin, Journey, Threshold
 from carepath.runtime.dispatch.statements import chunks
-from carepath.store.schema import Event, SurveyResponse, Touchpoint
+from carepath.store.schema import Event, JourneyVersion, SurveyResponse, Touchpoint
 from carepath.store.schema_checkins import CheckinRow
 from carepath.store.schema_experiments import ExperimentAssignment
 
@@ -98,6 +101,8 @@ class OutcomesReport:
     since: datetime
     until: datetime
     experiments: list[ExperimentOutcomes]
+    #: every measure's label, the fixed ones and one per check-in target (``on_target:<step>``), in order
+    labels: dict[str, str] = field(default_factory=lambda: dict(MEASURES))
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -179,9 +184,63 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
+@dataclass(frozen=True)
+class Target:
+    """A check-in step's clinical target: its thresholds, all of which hold for a value on target."""
+
+    step: str
+    thresholds: tuple[Threshold, ...]
+
+    @property
+    def key(self) -> str:
+        return f"on_target:{self.step}"
+
+    @property
+    def label(self) -> str:
+        return f"on target at the latest check-in of {self.step} ({' and '.join(t.text() for t in self.thresholds)})"
+
+    def met(self, values: dict[str, Any]) -> bool | None:
+        """Whether a check-in's values are on target; ``None`` when a value the target names is missing."""
+        numbers = {t.measure: values.get(t.measure) for t in self.thresholds}
+        if any(not isinstance(v, (int, float)) for v in numbers.values()):
+            return None
+        return all(t.holds(float(numbers[t.measure])) for t in self.thresholds)
+
+
+def journey_targets(conn: Connection, journey: str) -> list[Target]:
+    """The clinical targets of ``journey``'s check-in steps, as its newest stored version declares them."""
+    definition = conn.execute(select(JourneyVersion.definition).where(JourneyVersion.journey == journey)
+                              .order_by(JourneyVersion.created_at.desc(), JourneyVersion.id.desc()).limit(1)).scalar()
+    if not definition:
+        return []
+    steps = Journey.model_validate(definition).steps
+    return [Target(s.id, tuple(s.action.target)) for s in steps if isinstance(s.action, Checkin) and s.action.target]
+
+
+def _checkin_values(conn: Connection, cipher: Any, journey: str, pids: list[int]) -> dict[int, list]:
+    """Per patient, ``(time, step, values by measure)`` of each recorded check-in of ``journey`` with a value
+    (decrypted: ``6.1``, or ``150/95`` for both numbers of a blood pressure, in the measures' own units)."""
+    found = _by_patient(conn, lambda part: select(CheckinRow.patient_id, CheckinRow.at, CheckinRow.step,
+                                                  CheckinRow.measure, CheckinRow.value_enc).where(
+        CheckinRow.patient_id.in_(part), CheckinRow.journey == journey, CheckinRow.status == "recorded",
+        CheckinRow.value_enc.is_not(None)), pids)
+    out: dict[int, list] = {}
+    for pid, rows in found.items():
+        for when, step, measure, token in rows:
+            names = ["systolic_bp", "diastolic_bp"] if measure == BLOOD_PRESSURE else [measure]
+            try:
+                numbers = [float(part) for part in (cipher.decrypt(token) or "").split("/")]
+            except ValueError:
+                continue
+            if len(numbers) == len(names):
+                out.setdefault(pid, []).append((_aware(when), step, dict(zip(names, numbers))))
+    return out
+
+
 def outcomes_report(conn: Connection, journey: str, since: datetime, until: datetime,
-                    now: datetime) -> OutcomesReport:
-    """Outcomes per arm of each experiment of ``journey`` for the patients assigned in ``[since, until)``."""
+                    now: datetime, cipher: Any = None) -> OutcomesReport:
+    """Outcomes per arm of each experiment of ``journey`` for the patients assigned in ``[since, until)``;
+    ``cipher`` (the store's) reads check-in values for clinical targets (without it, targets are left out)."""
     rows = conn.execute(select(ExperimentAssignment.experiment, ExperimentAssignment.patient_id,
                                ExperimentAssignment.arm, ExperimentAssignment.assigned_at)
                         .where(ExperimentAssignment.journey == journey, ExperimentAssignment.assigned_at >= since,
@@ -197,17 +256,26 @@ def outcomes_report(conn: Connection, journey: str, since: datetime, until: date
         SurveyResponse.patient_id.in_(part), SurveyResponse.journey == journey), pids)
     checkins = _by_patient(conn, lambda part: select(CheckinRow.patient_id, CheckinRow.at).where(
         CheckinRow.patient_id.in_(part), CheckinRow.journey == journey, CheckinRow.status == "recorded"), pids)
+    targets = journey_targets(conn, journey) if cipher is not None else []
+    values = _checkin_values(conn, cipher, journey, pids) if targets else {}
     by_experiment: dict[str, list] = defaultdict(list)
     for r in rows:
         by_experiment[r.experiment].append(r)
     now = _aware(now)
+    labels = {**dict(MEASURES), **{t.key: t.label for t in targets}}
     return OutcomesReport(journey, since, until, [
-        _experiment(name, members, events, delivered, surveys, checkins, now)
-        for name, members in sorted(by_experiment.items())])
+        _experiment(name, members, events, delivered, surveys, checkins, now, targets, values)
+        for name, members in sorted(by_experiment.items())], labels)
+
+
+def _on_target(target: Target, checkins: list, since: datetime) -> bool | None:
+    """Whether the patient's latest check-in of ``target.step`` since ``since`` is on target (``None``: none)."""
+    mine = sorted((when, vals) for when, step, vals in checkins if step == target.step and when >= since)
+    return target.met(mine[-1][1]) if mine else None
 
 
 def _experiment(name: str, members: list, events: dict, delivered: dict, surveys: dict, checkins: dict,
-                now: datetime) -> ExperimentOutcomes:
+                now: datetime, targets: list[Target] = (), values: dict | None = None) -> ExperimentOutcomes:
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     satisfaction: dict[str, list[float]] = defaultdict(list)
     nps: dict[str, list[int]] = defaultdict(list)
@@ -231,12 +299,17 @@ def _experiment(name: str, members: list, events: dict, delivered: dict, surveys
         for days, key in ((30, "revisit_30d"), (90, "revisit_90d"), (90, "follow_up")):
             if at + timedelta(days=days) <= now:  # only patients whose window has passed
                 outcome[key] = within(days, (FOLLOW_UP_EVENT,) if key == "follow_up" else VISIT_EVENTS)
+        for target in targets:  # among the patients with a check-in of the step since assignment
+            met = _on_target(target, (values or {}).get(m.patient_id, ()), at)
+            if met is not None:
+                outcome[target.key] = met
         for key, value in outcome.items():
             counts[arm][key][0] += int(value)
             counts[arm][key][1] += 1
         satisfaction[arm] += [s for s, _ in answers if s is not None]
         nps[arm] += [n for _, n in answers if n is not None]
     measures = [(k, label) for k, label in MEASURES if k != "checked_in" or any_checkins]
+    measures += [(t.key, t.label) for t in targets if any(counts[a][t.key][1] for a in sizes)]
     arms = []
     for arm in sorted(sizes, key=lambda a: (a == HOLDOUT, a)):
         arms.append(Arm(arm, sizes[arm], {k: wilson(*counts[arm][k]) for k, _ in measures},

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from carepath.connectors.surveys.questionnaires import Questionnaire, response_resource, scores
 from carepath.definition.events import EventIn
+from carepath.store.personal_data import seal_answers
 from carepath.store.schema import Enrollment, Event, Patient, SurveyResponse, Touchpoint
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def record_response(engine: "Engine", questionnaire: Questionnaire, answers: Map
             resource = response_resource(questionnaire, answers, patient_id=target.patient_id, authored=now,
                                          response_id=str(response_id))
             conn.execute(SurveyResponse.__table__.update().where(SurveyResponse.id == response_id)
-                         .values(response=resource))
+                         .values(response=seal_answers(resource, engine.cipher)))
     except IntegrityError:
         existing = _existing(engine, target, provider, external_id)
         if existing is not None and not _has_event(engine, existing):

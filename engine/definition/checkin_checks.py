@@ -30,6 +30,7 @@ def check_checkins(journey: Journey, report: "Reporter") -> None:
             if action.measure is None and not action.keywords:
                 report.add("a check-in without a measure needs keywords the patient replies (e.g. [打卡])",
                            f"{prefix}.checkin.keywords", step.id)
+            _check_target(action, f"{prefix}.checkin.target", step.id, report)
             for word in action.keywords:
                 if not word.strip() or word.strip().casefold() in UNSUBSCRIBE_WORDS:
                     report.add(f"check-in keyword {word!r} cannot be used: blank, or an unsubscribe word",
@@ -44,3 +45,19 @@ def check_checkins(journey: Journey, report: "Reporter") -> None:
         report.add("readings that cross a threshold must reach a person: give one reading step a task action "
                    "(a staff task with an SLA)", f"steps[{journey.steps.index(reading_steps[0])}]",
                    reading_steps[0].id)
+
+
+def _check_target(action: Checkin, path: str, step_id: str, report: "Reporter") -> None:
+    """A check-in's clinical target names the measure it asks for (both numbers of a blood pressure)."""
+    from carepath.definition.measures import BLOOD_PRESSURE
+
+    if not action.target:
+        return
+    if action.measure is None:
+        report.add("a target needs a measure: a keyword check-in has no value to compare", path, step_id)
+        return
+    allowed = {"systolic_bp", "diastolic_bp"} if action.measure == BLOOD_PRESSURE else {action.measure}
+    for threshold in action.target:
+        if threshold.measure not in allowed:
+            report.add(f"target '{threshold.text()}' is about {threshold.measure}, but the check-in asks for "
+                       f"{action.measure}", path, step_id)

@@ -7,9 +7,10 @@ transactional step). Variants must name templates and channels that exist.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Collection
+from datetime import time
+from typing import TYPE_CHECKING, Any, Collection
 
-from carepath.definition.model import Category, Journey, Send, Step
+from carepath.definition.model import AnchorOffset, Category, Every, Journey, Send, Step
 
 if TYPE_CHECKING:
     from carepath.definition.validation import Reporter
@@ -46,10 +47,25 @@ def check_experiment(journey: Journey, step: Step, prefix: str, known_templates:
         if variant.template and known_templates is not None and \
                 variant.template not in set(journey.templates) | set(known_templates):
             report.add(f"unknown template '{variant.template}'", f"{at}.template", step.id)
+        if variant.at is not None:
+            _check_time(step, variant.at, f"{at}.at", report)
         if known_channels is not None:
             for j, channel in enumerate(variant.via or ()):
                 if channel not in known_channels:
                     report.add(f"unknown channel '{channel}'", f"{at}.via[{j}]", step.id)
+
+
+def _check_time(step: Step, at: Any, path: str, report: "Reporter") -> None:
+    """A variant's time moves the message later on the day the step plans it: the step needs a fixed time of
+    day (``at``) of its own, earlier than the variant's."""
+    trigger = step.trigger
+    own = trigger.at if isinstance(trigger, (AnchorOffset, Every)) else None
+    if not isinstance(own, time):
+        report.add("a variant's time needs a step planned at a fixed time of day (after: or every: with at: "
+                   "\"HH:MM\"): write the earliest arm's time on the step", path, step.id)
+    elif at <= own:
+        report.add(f"variant time {at:%H:%M} is not after the step's {own:%H:%M}: write the earliest arm's time on "
+                   "the step, the variants send later that day", path, step.id)
 
 
 def holdout_allowed(step: Step) -> bool:

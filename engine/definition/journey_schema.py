@@ -125,6 +125,8 @@ FIELD_DOCS: dict[str, str] = {
     "Checkin.checkin": "The check-in's id (lowercase): streaks and completion are counted per id.",
     "Checkin.measure": "What a numeric answer measures (e.g. glucose, blood_pressure); none: a keyword check-in.",
     "Checkin.keywords": "Whole replies that count as checked in (default 打卡).",
+    "Checkin.target": "The measure's clinical target, thresholds that all hold for a value on target (e.g. "
+                      "\"glucose <= 7.0 mmol/L\"): report outcomes counts patients whose latest check-in is on it.",
     "Reading.any": "Thresholds such as \"systolic_bp >= 140 mmHg\": a reading counts when any of them holds.",
     "Reading.count": "How many counting readings within the window run the step (1: the first one).",
     "Reading.within": "The window the readings must fall in (e.g. 7d).",

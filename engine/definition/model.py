@@ -293,6 +293,10 @@ class Checkin(Send):
     #: a measure of carepath.definition.measures, or ``blood_pressure`` (two numbers); none: a keyword check-in
     measure: str | None = None
     keywords: list[str] = ["打卡"]
+    #: issue 23: the clinical target of the measure, thresholds that all hold for a value on target
+    #: (``["glucose >= 4.4 mmol/L", "glucose <= 7.0 mmol/L"]``); ``report outcomes`` counts, per arm, the
+    #: patients whose latest check-in is on target. For the report only: nothing is sent or decided by it.
+    target: list[Threshold] = []
 
     @field_validator("measure")
     @classmethod
@@ -340,6 +344,8 @@ class Variant(_Model):
     weight: float = Field(1.0, gt=0, description="relative share of the patients who are not held out")
     template: str | None = Field(None, description="the template this arm sends instead of the step's")
     via: list[str] | None = Field(None, min_length=1, description="the channels this arm uses instead of the step's")
+    at: time | None = Field(None, description="the local time this arm sends at, later on the same day than the "
+                                              "step's own at")
 
 
 class Experiment(_Model):
@@ -441,7 +447,9 @@ _LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on")
 
 _LATER_STEP_OPTIONS = ("confirm_within", "workdays_only", "experiment")
 _LATER_TRIGGER_OPTIONS = ("rrule",)  # issue 19
-_LATER_ACTION_OPTIONS = ("to", "detractor")  # issue 19: family and guardians; issue 24: detractor cases
+#: issue 19: family and guardians; issue 23: a check-in's target; issue 24: a survey's detractor cases
+_LATER_ACTION_OPTIONS = ("to", "target", "detractor")
+_LATER_VARIANT_OPTIONS = ("at",)  # issue 23: an arm's time of day
 
 
 class Adapt(_Model):
@@ -505,8 +513,12 @@ class Journey(_Model):
                 if step["trigger"].get(key, "") is None:
                     step["trigger"].pop(key)
             for key in _LATER_ACTION_OPTIONS:
-                if step["action"].get(key, "") is None:
+                if step["action"].get(key, "") in (None, []):
                     step["action"].pop(key)
+            for variant in (step.get("experiment") or {}).get("variants", ()):
+                for key in _LATER_VARIANT_OPTIONS:
+                    if variant.get(key, "") is None:
+                        variant.pop(key)
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -10,21 +10,24 @@ arm receives nothing: its touchpoint is skipped with :data:`HELD_OUT` as the rea
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
-from typing import Any, Iterable
+from datetime import datetime, tzinfo
+from typing import Iterable
 
 from sqlalchemy import Connection, select
 
 from carepath.definition.experiment_checks import HOLDOUT
 
-__all__ = ["HELD_OUT", "HOLDOUT", "arm_step", "draw", "experiment_id", "experiment_journeys", "record_arms",
+__all__ = ["ARM_TIME", "HELD_OUT", "HOLDOUT", "arm_step", "arm_wait", "as_assigned", "draw", "experiment_id", "experiment_journeys", "record_arms",
            "stored_arms"]
 from carepath.definition.model import Experiment, Journey, Send, Step
 from carepath.runtime.dispatch.statements import chunks
+from carepath.runtime.policy import local_wall
 from carepath.store.schema_experiments import ExperimentAssignment
 
 #: the reason on a held-out touchpoint
 HELD_OUT = "skipped: held out (experiment)"
+#: the reason on a touchpoint waiting for its arm's time of day
+ARM_TIME = "deferred: experiment arm's time"
 
 
 def experiment_id(step: Step) -> str:
@@ -66,6 +69,25 @@ def arm_step(step: Step, arm: str) -> Step:
         result = step.model_copy(update={"action": step.action.model_copy(update=changes)})
     _VARIANTS[key] = (step, result)
     return result
+
+
+def arm_wait(step: Step, arm: str, due: datetime, now: datetime, tz: tzinfo) -> datetime | None:
+    """When ``arm`` sends at its own time of day (``variants[].at``): that time on the local day ``due`` falls
+    on, if it is still ahead of ``now``; else ``None`` (send now)."""
+    variant = next((v for v in step.experiment.variants if v.name == arm), None) if step.experiment else None
+    if variant is None or variant.at is None:
+        return None
+    target = local_wall(due.astimezone(tz).date(), variant.at, tz)
+    return target if target > now else None
+
+
+def as_assigned(conn: Connection, journey: str, step: Step, patient_id: int) -> Step:
+    """``step`` as the patient's recorded arm sends it (its template and channels), or as written when the
+    step has no experiment or the patient has no arm yet (for work after the send: fallback, re-sends)."""
+    if step.experiment is None:
+        return step
+    arm = stored_arms(conn, {journey}, [patient_id]).get((journey, experiment_id(step), patient_id))
+    return step if arm is None or arm == HOLDOUT else arm_step(step, arm)
 
 
 def experiment_journeys(journeys: Iterable[Journey]) -> set[str]:

@@ -32,6 +32,7 @@ from carepath.runtime.patients import load_patients
 from carepath.runtime.planner import anchor_values
 from carepath.runtime.survey_links import with_survey
 from carepath.runtime.checkin_links import with_checkin  # issue 19
+from carepath.runtime.experiments import as_assigned  # issue 23
 from carepath.runtime.work_queue import new_task
 from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Delivery, Enrollment, Event, StaffTask, Touchpoint
@@ -107,6 +108,7 @@ def _move_on(engine: "Engine", conn: Connection, tp: Any, journey: Journey, step
     """Next channel, or the call task; guarded so a receipt or another worker that got there first wins."""
     window = format_duration(within)
     why = "a failure receipt" if tp.status == "failed" else f"no delivery receipt within {window}"
+    step = as_assigned(conn, journey.name, step, tp.patient_id)  # issue 23: an arm's own channels
     via = step.action.via
     guard = (Touchpoint.id == tp.id, Touchpoint.status == tp.status)
     if tp.channel_index + 1 < len(via):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Event, StaffTask, SurveyResponse, Touchpoint
 
 if TYPE_CHECKING:
@@ -74,6 +75,6 @@ def survey_behind_task(engine: "Engine", task_id: int) -> SurveyAnswers | None:
     if response is None:
         return None
     answers = [(str(item.get("text") or item.get("linkId", "")), "; ".join(answer_text(a) for a in item["answer"]))
-               for item in (response.response or {}).get("item", []) if item.get("answer")]
+               for item in reveal_payload(response.response or {}, engine.cipher).get("item", []) if item.get("answer")]
     return SurveyAnswers(response.survey, response.received_at, response.nps, response.satisfaction,
                          list(response.red_flags or []), answers)

@@ -116,6 +116,7 @@ def _builtin() -> None:
     # every event payload's personal values, refused event bodies included (carepath.runtime.refused)
     register(Encrypted("events", "payload", kind=JSON_DOC))
     register(Encrypted("enrollments", "context", kind=JSON_DOC))  # the enrolling event's payload
+    register(Encrypted("survey_responses", "response", kind=JSON_DOC))  # what the patient answered
     register(Encrypted("events", "mrn_enc"))  # beside mrn_hash while an event waits for its patient
     register(KeyedHash("events", "mrn_hash", source="mrn_enc"))
     # conversations and complaint cases (carepath.runtime.conversations, carepath.runtime.complaints)

@@ -23,6 +23,7 @@ DEFAULT_PRIVATE_PATHS = (
     "patient", "patient.*", "contact", "contact.*", "guardian", "guardian.*", "name", "patient_name",
     "*id_card*", "*idcard*", "*id_number", "*id_no", "*phone*", "*mobile*",
     "text",  # issue 21: what a patient wrote (message.replied), kept encrypted like its conversation turn
+    "value", "systolic_bp", "diastolic_bp",  # issue 19: readings and check-in values (vitals.reading, checkin.recorded)
 )
 _ID_CARD = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[0-9Xx]"
                       r"(?![0-9A-Za-z])")
@@ -74,6 +75,16 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], Any]:
     if not patterns:
         return lambda path: False
     return re.compile("|".join(f"(?:{translate(p.lower())})" for p in patterns)).match
+
+
+#: what a patient answered in a questionnaire: every ``answer`` of a FHIR QuestionnaireResponse, at any depth of
+#: nested items (free text included); the questions stay readable, the scores are kept in their own columns
+SURVEY_ANSWER_PATHS = ("*answer",)
+
+
+def seal_answers(resource: dict[str, Any], cipher: _Cipher) -> dict[str, Any]:
+    """A QuestionnaireResponse with every answer encrypted (:func:`reveal_payload` gives them back)."""
+    return protect_payload(resource, cipher, SURVEY_ANSWER_PATHS)
 
 
 def reveal_payload(payload: Any, cipher: _Cipher) -> Any:

@@ -29,12 +29,13 @@ def experiment_journeys_seen(engine: Any) -> list[str]:
 
 def page_figures(engine: Any, journey: str) -> dict[str, Any]:
     """The report of ``journey`` as the page shows it: small arms withheld."""
-    from carepath.outcomes_report import MEASURES, outcomes_report
+    from carepath.outcomes_report import outcomes_report
 
     now = engine.clock.now()
     with engine.db.connect() as conn:
-        report = outcomes_report(conn, journey, now - timedelta(days=DAYS), now + timedelta(days=1), now)
-    labels = dict(MEASURES)
+        report = outcomes_report(conn, journey, now - timedelta(days=DAYS), now + timedelta(days=1), now,
+                                 engine.cipher)
+    labels = report.labels
     experiments = []
     for exp in report.experiments:
         shown = [a for a in exp.arms if a.patients >= MIN_SHOWN]

@@ -105,6 +105,8 @@ def test_three_high_readings_in_a_week_open_one_task_and_a_fourth_none(eng, cloc
     assert len(rows) == 16 and {r.status for r in rows} == {"accepted"}
     assert {eng.cipher.decrypt(r.value_enc) for r in rows[:2]} == {"150.0", "95.0"}
     assert all(r.value_enc not in ("150.0", "95.0") for r in rows)  # encrypted at rest
+    stored = [row for row in h.raw_rows(eng, "events") if "vitals.reading" in row]
+    assert stored and not any('"value": 150' in str(row) for row in stored), "the event's values encrypted too"
     assert {r.source for r in rows} == {"device:cuff"} and rows[0].device_id == "cuff-001"
 
 

@@ -9,6 +9,7 @@ import pytest
 from carepath.connectors.his.hl7_source import Hl7Source
 from carepath.connectors.his.mllp import MllpClient
 from carepath.listeners import Listeners
+from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Event, Patient
 from tests.connectors import hl7_messages as m
 from tests.engine import helpers as h
@@ -191,7 +192,9 @@ def test_vitals_from_oru_and_local_codes_from_configuration(engine):
     assert "|AA|" in source.handle(oru.encode()).decode()
     events = {e.type: e for e in h._rows(engine, Event)}
     assert events["report.ready"].payload["report_id"] == "R77"
-    assert events["vitals.reading"].payload == {"kind": "glucose", "code": "2339-0", "value": 7.8, "unit": "mmol/L"}
+    reading = events["vitals.reading"].payload
+    assert "7.8" not in str(reading["value"])  # a reading's value is health data: encrypted at rest
+    assert reveal_payload(reading, engine.cipher) == {"kind": "glucose", "code": "2339-0", "value": 7.8, "unit": "mmol/L"}
     a04 = m.adt("A04", "C6", encounter="V9")
     assert "|AA|" in source.handle(a04.encode()).decode()
     checked_in = next(e for e in h._rows(engine, Event) if e.type == "visit.checked_in")

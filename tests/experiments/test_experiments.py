@@ -214,3 +214,76 @@ def test_cli_report_outcomes_prints_json_a_table_and_a_chart(database_url, setti
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     missing = CliRunner().invoke(app, ["report", "outcomes", "nothing-here", *days])
     assert missing.exit_code == 3 and "no patient was assigned" in missing.stderr and "Traceback" not in missing.output
+
+
+def test_a_variant_can_send_later_in_the_day(database_url, settings, clock):
+    from tests.programmes.conftest import at_local, local
+
+    sms = h.RecordingChannel("sms")
+    j = journey("promo", enroll=enroll_on("program.joined"), templates=[template("t", "讲座通知")],
+                steps=[step("offer", "post_visit", after("enrolled", "1d", at="09:00"), send("t", ["sms"]),
+                            category="marketing",
+                            experiment={"variants": [{"name": "morning"}, {"name": "evening", "at": "19:00"}]})])
+    assert validate_journey(j, known_templates=None, known_channels=None) == []
+    eng = h.make_engine(database_url, settings, clock, [j], {"sms": sms})
+    try:
+        day = local(clock.now()).date()
+        population(eng, clock, 60)
+        sent_at: dict[str, object] = {}
+        for hh in range(8, 22):  # the next day, hour by hour, as the dispatcher's schedule runs
+            clock.set(at_local(day + timedelta(days=1), hh, 1))
+            eng.dispatch_due()
+            for m in sms.messages:
+                sent_at.setdefault(m.idempotency_key.rsplit(":", 1)[0], local(clock.now()).hour)
+        assigned = arms(eng)
+        tps = {tp.patient_id: tp for tp in h.touchpoints(eng)}
+    finally:
+        eng.close()
+    assert set(assigned.values()) == {"morning", "evening"}
+    for pid, arm in assigned.items():
+        tp = tps[pid]
+        assert tp.status == "sent"
+        assert sent_at[tp.idempotency_key] == (19 if arm == "evening" else 9), (arm, sent_at[tp.idempotency_key])
+    assert len(sms.messages) == 60  # waiting for the arm's time sends nothing twice
+
+
+def test_a_variant_time_must_come_after_the_steps_own():
+    def with_time(trigger, at):
+        j = journey("promo", enroll=enroll_on("program.joined"), templates=[template("t", "讲座通知")],
+                    steps=[step("offer", "post_visit", trigger, send("t", ["sms"]), category="marketing",
+                                experiment={"variants": [{"name": "a"}, {"name": "b", "at": at}]})])
+        return [str(p) for p in validate_journey(j, known_templates=None, known_channels=None, file="p.yaml")]
+
+    [earlier] = with_time(after("enrolled", "1d", at="19:00"), "09:00")
+    assert "step 'offer'" in earlier and "variants[1].at" in earlier and "not after the step's 19:00" in earlier
+    [no_time] = with_time(after("enrolled", "1d"), "19:00")
+    assert "needs a step planned at a fixed time of day" in no_time
+    assert with_time(after("enrolled", "1d", at="09:00"), "19:00") == []
+
+
+def test_an_unconfirmed_message_falls_back_along_its_arms_own_channels(database_url, settings, clock):
+    from carepath.runtime.fallback import unconfirmed_fallback
+    from carepath.store.schema import StaffTask
+
+    sms, wechat = h.RecordingChannel("sms"), h.RecordingChannel("wechat", address_kind="phone")
+    j = journey("promo", enroll=enroll_on("program.joined"), templates=[template("t", "复诊提醒")],
+                steps=[step("offer", "post_visit", after("enrolled"), send("t", ["sms"]), confirm_within="30m",
+                            experiment={"variants": [{"name": "texted"}, {"name": "both", "via": ["wechat", "sms"]}]})])
+    eng = h.make_engine(database_url, settings, clock, [j], {"sms": sms, "wechat": wechat})
+    try:
+        population(eng, clock, 30)
+        eng.dispatch_due()
+        clock.advance(timedelta(minutes=31))  # no receipt within the step's window
+        unconfirmed_fallback(eng)
+        eng.dispatch_due()
+        assigned = arms(eng)
+        tps = {tp.patient_id: tp for tp in h.touchpoints(eng)}
+        tasks = {t.patient_id for t in h._rows(eng, StaffTask)}
+    finally:
+        eng.close()
+    assert set(assigned.values()) == {"texted", "both"}
+    for pid, arm in assigned.items():
+        if arm == "both":  # WeChat first, then the arm's next channel: SMS
+            assert (tps[pid].channel, tps[pid].status) == ("sms", "sent") and pid not in tasks
+        else:  # its one channel unconfirmed: a person calls
+            assert tps[pid].status == "failed" and pid in tasks

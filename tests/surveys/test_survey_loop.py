@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import requests
@@ -12,6 +13,7 @@ from carepath.runtime.survey_links import read_token, survey_token
 from carepath.runtime.task_survey import survey_behind_task
 from carepath.runtime.work_queue import check_slas, claim, close
 from carepath.runtime.working_hours import add_working_time
+from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Event, StaffTask, SurveyResponse
 from carepath.teams import TeamConfig
 from tests.engine import helpers as h
@@ -39,6 +41,9 @@ def test_a_detractor_gets_a_complaint_case_answered_within_24h(visit, live):
     response = h._rows(visit.engine, SurveyResponse)[0]
     assert response.response["resourceType"] == "QuestionnaireResponse"
     assert {i["linkId"] for i in response.response["item"]} == {"nps", "satisfaction", "wait", "comment"}
+    assert "等了两个小时" not in json.dumps(response.response, ensure_ascii=False)  # answers encrypted at rest
+    revealed = reveal_payload(response.response, visit.engine.cipher)
+    assert next(i for i in revealed["item"] if i["linkId"] == "comment")["answer"] == [{"valueString": "等了两个小时"}]
     visit.engine.dispatch_due()
     complaint = next(t for t in tasks(visit.engine) if t.kind == "complaint_case")  # the survey step's case
     assert complaint.team == "patient_service" and complaint.priority == "high"

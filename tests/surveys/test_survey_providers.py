@@ -10,6 +10,7 @@ from carepath.connectors.surveys.tencent_wenjuan import TencentWenjuan
 from carepath.connectors.surveys.wjx import WjxSurveys
 from carepath.plugins.testing import SurveyProviderConformance
 from carepath.runtime.survey_links import survey_token
+from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Event, SurveyResponse
 from tests.engine import helpers as h
 from tests.live_app import LiveApp, plugin_app
@@ -51,7 +52,7 @@ def test_wjx_push_signed_is_stored_once_and_forged_changes_nothing(visit, provid
             assert wjx.push(url, good).status_code == 200
     [response] = stored(visit.engine)
     assert response.touchpoint_id == int(token.split(".")[0]) and response.nps == 3
-    wait = next(i for i in response.response["item"] if i["linkId"] == "wait")
+    wait = next(i for i in reveal_payload(response.response, visit.engine.cipher)["item"] if i["linkId"] == "wait")
     assert wait["answer"][0]["valueCoding"]["code"] == "too-long"  # option 3 of the questionnaire
     assert [e.payload["nps_category"] for e in h._rows(visit.engine, Event) if e.type == "survey.completed"] \
         == ["detractor"]

@@ -31,7 +31,7 @@ from carepath.runtime.clicks import tracked
 from carepath.runtime.survey_links import with_survey
 from carepath.runtime.checkin_links import with_checkin  # issue 19
 from carepath.runtime.work_queue import new_task
-from carepath.runtime.experiments import HELD_OUT, HOLDOUT, arm_step  # issue 23
+from carepath.runtime.experiments import ARM_TIME, HELD_OUT, HOLDOUT, arm_step, arm_wait  # issue 23
 
 if TYPE_CHECKING:
     from carepath.runtime.batch_context import BatchContext
@@ -158,6 +158,10 @@ class Decisions:
             if arm == HOLDOUT:
                 report.add(tp, "skipped")
                 return "final", self._final(tp, "skipped", now, reason=HELD_OUT)
+            wait = arm_wait(step, arm, tp.due_at, now, tz) if tp.reason is None else None  # at its planned time
+            if wait is not None:  # this arm sends later that day (once: a policy deferral after it is kept)
+                report.add(tp, "deferred")
+                return "final", self._defer(tp, wait, ARM_TIME, now)
             step = arm_step(step, arm)
         action = step.action
         if isinstance(action, Send):
