@@ -98,3 +98,14 @@ def test_a_dating_after_registration_takes_over_the_week_12_schedule(database_ur
         assert s.days() == {27: [("antenatal_check", OPENID)], 55: [("antenatal_check", OPENID)]}
         assert [r.reason for r in h.touchpoints(s.engine, step="antenatal-monthly-undated")
                 if r.due_at <= s.when(60, 12)] == ["skipped: condition false"] * 2
+
+
+def test_a_dating_before_any_visit_enrolls_her_on_her_gestational_weeks(database_url, settings, clock):
+    with story(database_url, settings, clock, "maternity") as s:
+        s.patient("M6", name="何静", phone=PHONE, openid=OPENID, birth_date=date(1996, 1, 1), sex="F",
+                  conditions=["Z34.0"])
+        _dated(s, "M6", weeks_at=14, day=0)  # the obstetric record is dated first: she is in week 14
+        s.run_until(s.when(45, 12))
+        assert [e.status for e in h.enrollments(s.engine)] == ["active"]
+        # week 16 (day 14) and week 20 (day 42); no marketing consent: no education
+        assert s.days() == {14: [("antenatal_check", OPENID)], 42: [("antenatal_check", OPENID)]}
