@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from carepath.cli import journeys as cli_journeys
-from carepath.definition.doc_figures import figures_path, figures_record, figures_section, read_figures
+from carepath.definition.doc_figures import (figures_path, figures_record, figures_section, population_path,
+                                             read_figures, simulate_command)
 from carepath.definition.journey_files import JourneyFileError, load_journey_file
 from carepath.definition.render_docs import ADAPT_HEADING, journey_page, opening_comment
 from carepath.definition.render_mermaid import mermaid_flowchart
@@ -41,8 +42,10 @@ def test_every_stock_page_has_its_simulated_load_and_what_to_adapt(path: Path):
     record = read_figures(path, journey.name)
     assert record is not None, f"{journey.name} was never simulated for its page: {SIMULATE}"
     assert record["version"] == journey.version, f"{journey.name} changed since its figures: {SIMULATE}"
-    assert record["command"] == f"carepath simulate {journey.name} --patients {record['patients']} " \
-                                f"--days {record['days']} --seed {record['seed']}"
+    own = population_path(path, journey.name)  # the journey's own kind of patients, when it has a file
+    assert record.get("population") == (f"journeys/simulated/{own.name}" if own.is_file() else None)
+    assert record["command"] == simulate_command(journey.name, record["patients"], record["days"], record["seed"],
+                                                 record.get("population"))
     page = (DOCS / f"{journey.name}.md").read_text(encoding="utf-8")
     section = page.split("## Simulated load\n", 1)[1].split("\n## ", 1)[0]
     assert f"`{record['command']}` run on {record['run_on']}" in section
