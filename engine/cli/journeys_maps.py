@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from carepath.cli.common import CONFIG_OPTION, cli_config, out_console
+from carepath.cli.common import CONFIG_OPTION, cli_config, err_console, fail, out_console
 from carepath.cli.journeys import app
 from carepath.cli.journeys_sources import JourneySource, find_source, read_source
 
@@ -71,9 +71,18 @@ def doc(
                                                             "journey carepath ships.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write NAME.md pages into this folder (e.g. "
                                              "docs/journeys) instead of printing them.", show_default=False)] = None,
+    simulate: Annotated[bool, typer.Option("--simulate", help="Simulate each journey first (as `carepath simulate "
+                                           "NAME`) and record its figures next to the journey file "
+                                           "(simulated/NAME.json), which the page shows.")] = False,
+    patients: Annotated[int, typer.Option(min=1, max=200_000, help="--simulate: synthetic patients (the page "
+                                          "scales to 1,000)")] = 1000,
+    days: Annotated[int, typer.Option(min=1, max=365, help="--simulate: virtual days (the page scales to 30)")] = 30,
+    seed: Annotated[int, typer.Option(help="--simulate: random seed")] = 1,
     config_file: Path | None = CONFIG_OPTION,
 ) -> None:
-    """Generate a journey's documentation page: purpose (the file's opening comment), map, steps, templates."""
+    """Generate a journey's documentation page: purpose (the file's opening comment), map, steps, simulated load
+    per 1,000 patients a month (recorded by --simulate), what to adapt (the journey's `adapt`), templates."""
+    from carepath.definition.doc_figures import read_figures
     from carepath.definition.render_docs import journey_page
     from carepath.journeys import journey_files
 
@@ -83,5 +92,37 @@ def doc(
     else:  # carepath's own library (docs/journeys), not the journeys other plugins provide
         sources = [read_source(path, stock=True) for path in journey_files()]
     for source in sources:
-        page = journey_page(source.journey, source_text=source.text, source_name=source.shown_path)
+        if simulate:
+            _simulate_for_page(source, patients=patients, days=days, seed=seed)
+        page = journey_page(source.journey, source_text=source.text, source_name=source.shown_path,
+                            figures=read_figures(source.path, source.journey.name))
         _write(page, out / f"{source.journey.name}.md" if out else None, f"the page of {source.journey.name}")
+
+
+def _simulate_for_page(source: JourneySource, *, patients: int, days: int, seed: int) -> None:
+    """Run the simulation of ``source``'s journey and record the page's figures next to its file."""
+    from datetime import date
+
+    from carepath.definition.doc_figures import figures_record, write_figures
+    from carepath.simulation.simulate import SimulationError, run_simulation
+
+    from carepath.definition.doc_figures import population_path
+    from carepath.simulation.population import PopulationError, load_population
+
+    name = source.journey.name
+    own = population_path(source.path, name)
+    try:
+        population = load_population(own if own.is_file() else None)
+    except PopulationError as exc:
+        fail(f"{own}: {exc}")
+    shown = (f"journeys/{own.parent.name}/{own.name}" if source.stock else str(own)) if own.is_file() else None
+    with err_console().status(f"simulating {name}: {patients} patients, {days} days") as status:
+        try:
+            figures = run_simulation([source.journey], patients=patients, days=days, seed=seed,
+                                     population=population, progress=lambda day, total: status.update(f"simulating {name}: day {day}/{total}"))
+        except SimulationError as exc:
+            fail(f"{name}: {exc}")
+    record = figures_record(source.journey, figures, patients=patients, days=days, seed=seed, run_on=date.today(),
+                            population=shown)
+    path = write_figures(source.path, record)
+    err_console().print(f"recorded the simulated figures of {name} in {path}", style="green")

@@ -142,6 +142,17 @@ class VisitCheckedIn(Payload):
     department_code: str | None = Field(None, description="the department's code in the HIS")
 
 
+class PregnancyDated(Payload):
+    """Issue 24: the dating of a pregnancy, as the obstetric record keeps it (末次月经, 预产期, 孕周)."""
+
+    lmp: AwareDatetime = Field(description="the first day of the last menstrual period (末次月经), midnight local "
+                                           "time with its offset; from a due date: the due date less 280 days")
+    due_date: AwareDatetime | None = Field(None, description="the estimated due date (预产期) the doctor recorded")
+    gestational_weeks: int | None = Field(None, ge=0, le=45, description="completed weeks of pregnancy (孕周) "
+                                                                         "on the day it was dated")
+    method: str | None = Field(None, description="how it was dated: lmp, ultrasound...")
+
+
 class QueueCalled(Payload):
     appointment_id: str | None = Field(None, description=_APPOINTMENT_ID)
     queue_no: int | None = Field(None, description="the number called")
@@ -339,6 +350,8 @@ BUILTIN_EVENT_TYPES: tuple[EventType, ...] = (
     EventType("appointment.no_show", "The patient did not come to an appointment.", AppointmentNoShow),
     EventType("visit.checked_in", "The patient checked in at the clinic.", VisitCheckedIn),
     EventType("queue.called", "The patient's queue number was called.", QueueCalled),
+    EventType("pregnancy.dated", "A pregnancy was dated: its last menstrual period (and due date) recorded.",
+              PregnancyDated),
     EventType("report.ready", "A lab or imaging report is available.", ReportReady),
     EventType("encounter.admitted", "The patient was admitted.", EncounterAdmitted),
     EventType("encounter.discharged", "The patient was discharged (or an outpatient visit ended).",

@@ -167,7 +167,8 @@ def describe_trigger(trigger: BaseModel) -> str:
 def describe_action(action: BaseModel) -> str:
     """The action in one line: ``send visit_guide via wechat, sms``, ``task call_patient → nursing, SLA 24h``."""
     if isinstance(action, Survey):
-        return f"survey {action.survey} ({action.template}) via {plain_value(action.via)}"
+        detractor = "; detractor → complaint case" if action.detractor == "complaint_case" else ""
+        return f"survey {action.survey} ({action.template}) via {plain_value(action.via)}{detractor}"
     if isinstance(action, Send):
         return f"send {action.template} via {plain_value(action.via)}"
     if isinstance(action, Task):

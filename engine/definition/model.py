@@ -276,6 +276,10 @@ class Survey(Send):
     survey: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     template: str = "survey_invitation"
     provider: str = "builtin"
+    #: issue 24: what a detractor answer (NPS 0-6) to this invitation opens: ``complaint_case``, a complaint case
+    #: with its deadlines in the ``[complaints] team`` queue (:mod:`carepath.runtime.complaints`); unset: nothing
+    #: beyond the journey's own steps (``[complaints] from_detractors`` opens one for every survey)
+    detractor: Literal["complaint_case"] | None = None
 
 
 class Checkin(Send):
@@ -470,8 +474,28 @@ class Origin(_Model):
 _LATER_OPTIONS = ("team", "horizon", "pause_on", "resume_on", "experiment")
 _LATER_STEP_OPTIONS = ("confirm_within", "workdays_only", "experiment")
 _LATER_TRIGGER_OPTIONS = ("rrule",)  # issue 19
-_LATER_ACTION_OPTIONS = ("to", "target")  # issue 19: family and guardians; issue 23: a check-in's target
+#: issue 19: family and guardians; issue 23: a check-in's target; issue 24: a survey's detractor cases
+_LATER_ACTION_OPTIONS = ("to", "target", "detractor")
 _LATER_VARIANT_OPTIONS = ("at",)  # issue 23: an arm's time of day
+
+
+class Adapt(_Model):
+    """Issue 24: what a hospital should adapt in a journey before running it, by topic (each optional, plain text).
+    The journey's page (``carepath journeys doc``) shows them under "What to adapt", in this order."""
+
+    timings: str | None = None
+    teams: str | None = None
+    slas: str | None = None
+    wording: str | None = None
+    segments: str | None = None
+    conditions: str | None = None
+    channels: str | None = None
+    prices: str | None = None
+
+    def topics(self) -> list[tuple[str, str]]:
+        """``(topic, text)`` of the topics given, in the page's order."""
+        return [(name, text) for name, text in ((n, getattr(self, n)) for n in type(self).model_fields)
+                if text and text.strip()]
 
 
 class Journey(_Model):
@@ -496,6 +520,8 @@ class Journey(_Model):
     origin: Origin | None = None
     #: issue 23: an experiment over every message of the journey (a step's own experiment wins for that step)
     experiment: JourneyExperiment | None = None
+    #: issue 24: what a hospital should adapt, by topic; shown on the journey's page, not part of its version
+    adapt: Adapt | None = None
 
     @functools.cached_property
     def version(self) -> str:
@@ -504,7 +530,7 @@ class Journey(_Model):
         Options added after journeys were first stored count only when set, so
         existing journeys keep their versions.
         """
-        data = self.model_dump(mode="json", exclude={"title", "description", "origin"})
+        data = self.model_dump(mode="json", exclude={"title", "description", "origin", "adapt"})
         for key in _LATER_OPTIONS:
             if data.get(key) in (None, []):
                 data.pop(key, None)

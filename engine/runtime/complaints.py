@@ -1,8 +1,8 @@
 """Complaint cases (issue 21): a first response within 24 hours, a resolution within 7 working days.
 
-A case opens from a patient's message (the ``complaint`` intent), a detractor survey answer (NPS 0-6, when
-``[complaints] from_detractors`` is on: off by default, since the stock outpatient-visit journey opens its own
-complaint task on such answers) or staff (``carepath complaints open``). Each case has a staff task in the
+A case opens from a patient's message (the ``complaint`` intent), a detractor survey answer (NPS 0-6) to an
+invitation whose journey step says ``detractor: complaint_case`` (the stock outpatient-visit journey does), or to
+any survey when ``[complaints] from_detractors`` is on, or staff (``carepath complaints open``). Each case has a staff task in the
 ``[complaints] team`` queue carrying both deadlines, so a breach climbs the team's escalation chain like any
 task (:func:`carepath.runtime.work_queue.check_slas`); :func:`check_deadlines` records the breach on the case.
 The patient is told when the case is acknowledged and when it is resolved, and is then asked one satisfaction
@@ -75,10 +75,40 @@ def open_case(conn: Connection, engine: "Engine", patient_id: int, *, source: st
     return case_id
 
 
+def asks_for_case(conn: Connection, engine: "Engine", payload: dict[str, Any]) -> bool:
+    """Whether the survey step that invited this answer says ``detractor: complaint_case``.
+
+    An answer to a carepath invitation names it (``touchpoint_id``): its step in the journey version the enrollment
+    is pinned to decides. Else its ``journey`` and ``step`` in the installed version; an answer naming none of them
+    counts when an installed journey invites to that survey with ``detractor: complaint_case``.
+    """
+    from carepath.definition.model import Survey
+    from carepath.store.schema import Enrollment, Touchpoint
+
+    def wants(action: Any) -> bool:
+        return isinstance(action, Survey) and action.survey == payload.get("survey") \
+            and action.detractor == "complaint_case"
+
+    journey, step_id = engine.journeys.get(str(payload.get("journey"))), payload.get("step")
+    if payload.get("touchpoint_id") is not None:
+        row = conn.execute(select(Touchpoint.journey, Touchpoint.step, Enrollment.version).join(
+            Enrollment, Enrollment.id == Touchpoint.enrollment_id).where(
+            Touchpoint.id == int(payload["touchpoint_id"]))).first()
+        if row is not None:
+            journey, step_id = engine.journey_version(row.journey, row.version), row.step
+    if step_id is not None:
+        step = next((s for s in (journey.steps if journey else ()) if s.id == step_id), None)
+        return step is not None and wants(step.action)
+    return any(wants(s.action) for j in engine.journeys.values() for s in j.steps)
+
+
 def open_from_survey(conn: Connection, engine: "Engine", patient_id: int, event_id: int,
                      payload: dict[str, Any], now: datetime) -> int | None:
-    """A case for a detractor answer (``survey.completed`` with ``nps_category: detractor``), when configured."""
-    if not engine.config.complaints.from_detractors or payload.get("nps_category") != "detractor":
+    """A case for a detractor answer (``survey.completed`` with ``nps_category: detractor``) when its survey step
+    says ``detractor: complaint_case``, or for every survey when ``[complaints] from_detractors`` is on."""
+    if payload.get("nps_category") != "detractor":
+        return None
+    if not (engine.config.complaints.from_detractors or asks_for_case(conn, engine, payload)):
         return None
     summary = f"survey {payload.get('survey')}: NPS {payload.get('nps')}/10"
     return open_case(conn, engine, patient_id, source="survey", source_ref=f"event:{event_id}", summary=summary,

@@ -11,18 +11,28 @@ ever changes the patient's consent. See docs/journeys.md ("Family and guardians"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Integer, func, insert, select, update
 
 from carepath.runtime.patients import Addresses
 from carepath.store.audit import audit
 from carepath.store.crypto import Cipher
 from carepath.store.family_schema import RelatedPerson
 
+if TYPE_CHECKING:
+    from carepath.engine import Engine
+
 #: the prefix of a touchpoint's ``recipient`` that names a related person (``rp:<id>``)
 RECIPIENT_PREFIX = "rp:"
+#: the reason of a ``to: guardian`` message skipped for want of a guardian (carepath.runtime.dispatch.recipients)
+NO_GUARDIAN = "skipped: no guardian on record"
+#: the staff task that asks for the guardian to be recorded (one open per patient), and its deadline
+RECORD_GUARDIAN = "record_guardian"
+RECORD_GUARDIAN_SLA = timedelta(days=1)
+#: how far back :func:`missing_guardian_tasks` looks for such skipped messages
+GUARDIAN_LOOKBACK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,10 @@ def apply_family_event(conn: Connection, engine: Any, ev: Any, patient_id: int, 
     the event's outcome, or ``None`` when ``ev`` is no family event nor a related person's reply."""
     actor = f"event:{ev.source}"
     if ev.type == "patient.related_person_added":
-        return add_related(conn, engine.cipher, patient_id, ev.payload, now, actor=actor)
+        note = add_related(conn, engine.cipher, patient_id, ev.payload, now, actor=actor)
+        if ev.payload.get("guardian") and close_guardian_tasks(conn, patient_id, now):
+            note += "; the task asking for a guardian is done"
+        return note
     if ev.type == "patient.related_person_removed":
         return remove_related(conn, patient_id, str(ev.payload["ref"]), now, actor=actor)
     if ev.type == "message.replied" and ev.payload.get("related_person"):
@@ -175,3 +188,67 @@ def move_related(conn: Connection, *, survivor: int, merged: int) -> None:
     taken = select(RelatedPerson.ref).where(RelatedPerson.patient_id == survivor).scalar_subquery()
     conn.execute(update(RelatedPerson).where(RelatedPerson.patient_id == merged, RelatedPerson.ref.not_in(taken))
                  .values(patient_id=survivor))
+
+
+def missing_guardian_tasks(engine: "Engine", *, limit: int = 500) -> int:
+    """A staff task for each patient whose ``to: guardian`` message was skipped for want of a guardian
+    (``no guardian on record``): "record the child's guardian", for the journey's team (``team``, default
+    ``nursing``) within a day. At most one such task is open per patient, whatever number of messages were
+    skipped; a message skipped after the last task was closed opens a new one, unless a guardian is on record
+    by then. Recording a guardian (``patient.related_person_added`` with ``guardian: true``) closes the task.
+    A maintenance job (``carepath serve`` runs it with the delivery fallback); returns how many tasks opened."""
+    from carepath.runtime.patients import load_patients
+    from carepath.runtime.work_queue import OPEN_STATUSES, new_task
+    from carepath.store.schema import Enrollment, StaffTask, Touchpoint
+
+    now = engine.clock.now()
+    opened = 0
+    with engine.db.begin() as conn:
+        skipped = conn.execute(select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.enrollment_id,
+                                      Touchpoint.journey, Touchpoint.step, Touchpoint.updated_at, Enrollment.version)
+                               .join(Enrollment, Enrollment.id == Touchpoint.enrollment_id)
+                               .where(Touchpoint.status == "skipped", Touchpoint.reason == NO_GUARDIAN,
+                                      Touchpoint.updated_at >= now - GUARDIAN_LOOKBACK)
+                               .order_by(Touchpoint.updated_at, Touchpoint.id).limit(limit)).all()
+        if not skipped:
+            return 0
+        pids = {r.patient_id for r in skipped}
+        tasks = conn.execute(select(StaffTask.patient_id, func.max(StaffTask.created_at),
+                                    func.sum(StaffTask.status.in_(OPEN_STATUSES).cast(Integer)))
+                             .where(StaffTask.kind == RECORD_GUARDIAN, StaffTask.patient_id.in_(pids))
+                             .group_by(StaffTask.patient_id)).all()
+        last = {pid: (latest, bool(open_)) for pid, latest, open_ in tasks}
+        guarded = {pid for pid, people in load_related(conn, engine.cipher, pids).items()
+                   if any(p.guardian and not p.unsubscribed for p in people)}
+        patients = load_patients(conn, engine.cipher, pids, now, with_addresses=False)
+        done: set[int] = set()
+        for row in skipped:
+            pid = row.patient_id
+            latest, has_open = last.get(pid, (None, False))
+            if pid in done or has_open or pid in guarded or (latest is not None and row.updated_at <= latest):
+                continue
+            patient = patients.get(pid)
+            if patient is None or patient.deceased:
+                continue
+            journey = engine.journey_version(row.journey, row.version)
+            team = journey.calling_team if journey is not None else "nursing"
+            conn.execute(insert(StaffTask).values(
+                patient_id=pid, enrollment_id=row.enrollment_id, touchpoint_id=row.id, kind=RECORD_GUARDIAN,
+                team=team, detail=(f"no guardian on record: please record the child's guardian (parent or appointed "
+                                   f"guardian, with a phone number) in the HIS; message of step {row.step} of "
+                                   f"{row.journey} was not sent"),
+                **new_task(engine.config.team(team), now=now, sla=RECORD_GUARDIAN_SLA)))
+            done.add(pid)
+            opened += 1
+    return opened
+
+
+def close_guardian_tasks(conn: Connection, patient_id: int, now: datetime) -> int:
+    """Close the patient's open "record the guardian" task (a guardian was recorded); how many closed."""
+    from carepath.runtime.work_queue import OPEN_STATUSES
+    from carepath.store.schema import StaffTask
+
+    return conn.execute(update(StaffTask).where(
+        StaffTask.patient_id == patient_id, StaffTask.kind == RECORD_GUARDIAN,
+        StaffTask.status.in_(OPEN_STATUSES)).values(
+        status="done", closed_at=now, resolution="guardian recorded")).rowcount

@@ -123,10 +123,13 @@ def publish_alerts(engine: "Engine") -> JobResult:
 
 
 def delivery_fallback(engine: "Engine") -> int:
-    """Messages not confirmed delivered within their step's window move on (:mod:`carepath.runtime.fallback`)."""
+    """Messages not confirmed delivered within their step's window move on (:mod:`carepath.runtime.fallback`);
+    a guardian-only message skipped for want of a guardian asks staff to record one
+    (:func:`carepath.runtime.family.missing_guardian_tasks`)."""
+    from carepath.runtime.family import missing_guardian_tasks
     from carepath.runtime.fallback import unconfirmed_fallback
 
-    return unconfirmed_fallback(engine)
+    return unconfirmed_fallback(engine) + missing_guardian_tasks(engine)
 
 
 def segments_over_time(engine: "Engine") -> int:

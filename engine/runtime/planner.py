@@ -135,7 +135,11 @@ class DayLoad:
 
 def apply_policy(items: Iterable[Planned], *, tz_name: str, now: datetime, policy: Policy,
                  load: DayLoad) -> list[Planned]:
-    """Missed policy, quiet hours / marketing window and the daily cap, in due order."""
+    """Missed policy, quiet hours / marketing window and the daily cap, in due order.
+
+    The cap counts the sends of steps without a condition: a conditional one is decided at send time, where the
+    dispatcher counts only what really went out that day.
+    """
     tz = zone(tz_name)
     out: list[Planned] = []
     for item in sorted(items, key=lambda p: p.planned_at):
@@ -159,7 +163,9 @@ def apply_policy(items: Iterable[Planned], *, tz_name: str, now: datetime, polic
             due, reason = allowed, QUIET_HOURS if in_quiet else MARKETING_WINDOW
             if step.workdays_only:  # issue 19: deferred onto a holiday: on to the next working day
                 due = policy.next_allowed(on_workday(due, tz), category, tz)
-        if policy.counts_toward_cap(category) and step.touchpoint_action == "send":
+        # a step with a ``when`` may be skipped at send time: it reserves no day's slot (and is moved by no other's);
+        # the dispatcher checks the cap as it goes out, after its condition (carepath.runtime.dispatch.decide)
+        if policy.counts_toward_cap(category) and step.touchpoint_action == "send" and not step.condition:
             tries = 0
             while load.counts[load.day(due)] >= policy.daily_cap and tries < MAX_DEFER_DAYS:
                 if step.over_cap == "drop":

@@ -18,12 +18,31 @@ from carepath.store.schema import Touchpoint
 PENDING = ("scheduled",)
 ANCHOR_CANCELLED = "anchor cancelled"
 COUNTED = ("scheduled", "claimed", "sent", "delivered")
+PENDING_COUNTED = ("scheduled", "claimed")  # not sent yet
 NON_URGENT = [c.value for c in Category if c is not Category.urgent]
+
+
+#: the conditional send steps (``when``) of the journeys planned in this process, by journey name: their pending
+#: touchpoints take no day's slot (carepath.runtime.planner.apply_policy), only what they really sent does
+_CONDITIONAL: dict[str, set[str]] = defaultdict(set)
+_REMEMBERED: dict[int, Journey] = {}  # id(journey) -> journey (kept, so an id is never reused)
+
+
+def remember_conditional(journey: Journey) -> None:
+    """Note ``journey``'s conditional send steps (once per journey object), for :func:`day_loads`."""
+    if _REMEMBERED.get(id(journey)) is not journey:
+        _REMEMBERED[id(journey)] = journey
+        _CONDITIONAL[journey.name].update(s.id for s in journey.steps
+                                          if s.condition and s.touchpoint_action == "send")
 
 
 def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
               exclude_ids: Sequence[int] = ()) -> dict[int, list[datetime]]:
-    """Due times of each patient's counted non-urgent touchpoints from ``since`` on."""
+    """Due times of each patient's counted non-urgent touchpoints from ``since`` on.
+
+    A pending touchpoint of a conditional step (:func:`remember_conditional`) does not count: its condition may
+    be false when it falls due; once sent it counts like any message.
+    """
     ids = list(set(patient_ids))
     out: dict[int, list[datetime]] = defaultdict(list)
     excluded = set(exclude_ids)
@@ -33,10 +52,11 @@ def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
         # with status in the WHERE clause SQLite may prefer the status index and scan every row.
         rows = conn.execute(
             select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.due_at, Touchpoint.status, Touchpoint.category,
-                   Touchpoint.action).where(Touchpoint.patient_id.in_(ids[start:start + 5000]),
-                                            Touchpoint.due_at >= since)).all()
-        for tid, pid, due, status, category, action in rows:
-            if tid not in excluded and status in counted and category in non_urgent and action == "send":
+                   Touchpoint.action, Touchpoint.journey, Touchpoint.step).where(
+                Touchpoint.patient_id.in_(ids[start:start + 5000]), Touchpoint.due_at >= since)).all()
+        for tid, pid, due, status, category, action, journey, step in rows:
+            if tid not in excluded and status in counted and category in non_urgent and action == "send" \
+                    and not (status in PENDING_COUNTED and step in _CONDITIONAL.get(journey, ())):
                 out[pid].append(due)
     return out
 
@@ -51,6 +71,7 @@ _INSERT = f"INSERT INTO touchpoints ({', '.join(_COLUMNS)}) VALUES ({', '.join([
 def touchpoint_rows(enrollment_id: int, patient_id: int, journey: Journey, planned: Iterable[Planned],
                     now: datetime) -> list[tuple]:
     """Rows for :func:`insert_touchpoints`, in ``_COLUMNS`` order (the idempotency key at ``KEY``)."""
+    remember_conditional(journey)
     rows = []
     for p in planned:
         step_id, stage, category, action, anchor = _step_columns(p.step)
@@ -157,6 +178,7 @@ def plan_new_enrollments(conn: Connection, items: Sequence[tuple[int, int, str, 
     ``items`` are ``(enrollment_id, patient_id, tz, anchors)``; writes all rows
     in one bulk insert and returns how many touchpoints were written.
     """
+    remember_conditional(journey)
     loads = day_loads(conn, (i[1] for i in items), now - timedelta(days=1))
     anchored = [s for s in journey.steps if s.anchor is not None]
     rows: list[dict] = []
@@ -194,6 +216,8 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
             journeys[journey.name] = journey
     if not fresh:
         return []
+    for journey in journeys.values():
+        remember_conditional(journey)
     loads_raw = day_loads(conn, {k[1] for k in fresh}, now - timedelta(days=1))
     loads: dict[int, DayLoad] = {}
     rows: list[dict] = []
@@ -261,6 +285,7 @@ def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: 
             if keep and ((row.step, base) not in seen or seen[(row.step, base)][0] < rev):
                 seen[(row.step, base)] = (rev, row)
     movable = {k: row for k, (_, row) in latest.items() if _movable(row)}
+    remember_conditional(journey)
     load = DayLoad(tz, day_loads(conn, [patient_id], now - timedelta(days=1),
                                  exclude_ids=[r.id for r in movable.values()]).get(patient_id, ()))
     planned = plan_anchored(steps, anchors, tz_name=tz, now=now, policy=policy, load=load)

@@ -1,7 +1,8 @@
 """What the patient said and scored, for a task a survey answer opened (a complaint after a low score).
 
-A journey opens such a task on ``survey.completed`` (``when: event.nps_category == 'detractor'``): the
-task's touchpoint names that event, the event names the stored response, and the response holds every
+A journey opens such a task on ``survey.completed`` (``when: event.nps_category == 'detractor'``), or the
+answer opened a complaint case (``detractor: complaint_case``) whose source names the event: the task's
+touchpoint (or its case) names that event, the event names the stored response, and the response holds every
 answer as a FHIR QuestionnaireResponse. The staff page and ``carepath tasks show`` put them beside the
 task, so whoever calls the patient back knows what was said.
 """
@@ -59,6 +60,13 @@ def survey_behind_task(engine: "Engine", task_id: int) -> SurveyAnswers | None:
                            .join(Touchpoint, Touchpoint.id == StaffTask.touchpoint_id)
                            .join(Event, Event.id == Touchpoint.event_id)
                            .where(StaffTask.id == task_id)).first()
+        if row is None:  # a complaint case a detractor's answer opened: its source names the event
+            from carepath.store.conversation_schema import ComplaintCase
+
+            ref = conn.execute(select(ComplaintCase.source_ref).where(ComplaintCase.task_id == task_id,
+                                                                      ComplaintCase.source == "survey")).scalar()
+            if ref and ref.startswith("event:") and ref[6:].isdigit():
+                row = conn.execute(select(Event.type, Event.payload).where(Event.id == int(ref[6:]))).first()
         if row is None or row.type != "survey.completed" or not str((row.payload or {}).get("response_id", "")
                                                                      ).isdigit():
             return None

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from carepath.definition.events import PatientIn
 from carepath.definition.journey_files import load_journey_file
+from carepath.runtime.family import missing_guardian_tasks
 from carepath.runtime.horizon import extend_horizons
 from carepath.store.schema import Touchpoint
 from tests.engine import helpers as h
@@ -76,6 +77,7 @@ class Story:
             if not self._due_now():
                 break
             self.engine.dispatch_due()
+        missing_guardian_tasks(self.engine)  # the maintenance job that asks staff for a missing guardian
 
     def _due_now(self) -> bool:
         with self.engine.db.connect() as conn:

@@ -37,8 +37,9 @@ class Visit:
     clock: Any
 
     def invite(self, mrn: str = "MRN-S1", appointment: str = "A1") -> str:
-        """Book, discharge and run to the day-7 survey; returns the link's token."""
+        """Book, discharge and run to the survey 24 hours after the visit; returns the link's token."""
         start = datetime(2026, 5, 2, 9, 0, tzinfo=SH)
+        self.clock.set(start - timedelta(days=1))  # each patient's story from its booking (several per test)
         events = h.Events(self.clock, mrn)
         patient = {"name": "李四", "phone": "13912345678", "birth_date": "1960-03-04"}
         self.engine.ingest(events("appointment.booked", {"appointment_id": appointment, "start": start.isoformat(),
@@ -46,8 +47,8 @@ class Visit:
                                   occurred_at=start - timedelta(days=1)))
         self.engine.ingest(events("encounter.discharged", {"appointment_id": appointment},
                                   occurred_at=start + timedelta(hours=1)))
-        for day in (datetime(2026, 5, 2, 8, 5, tzinfo=SH), datetime(2026, 5, 5, 10, 5, tzinfo=SH),
-                    datetime(2026, 5, 9, 19, 5, tzinfo=SH)):  # the visit, the day-3 follow-up, the day-7 survey
+        for day in (datetime(2026, 5, 2, 8, 5, tzinfo=SH), datetime(2026, 5, 3, 10, 5, tzinfo=SH),
+                    datetime(2026, 5, 5, 10, 5, tzinfo=SH)):  # the visit, the survey a day later, the day-3 follow-up
             self.clock.set(day)
             self.engine.dispatch_due()
         links = [m.body for m in self.channel.messages if "/s/" in m.body]

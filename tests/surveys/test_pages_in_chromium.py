@@ -42,8 +42,8 @@ def test_a_patient_answers_3_of_10_and_staff_close_the_complaint(visit, live, br
     click_and_wait(browser, "submit")
     assert browser.find_element(By.ID, "notice").get_attribute("data-state") == "thanks"
     visit.engine.dispatch_due()
-    complaint = next(t for t in h._rows(visit.engine, StaffTask) if t.kind == "complaint")
-    assert complaint.sla_due_at - complaint.created_at == __import__("datetime").timedelta(hours=24)
+    complaint = next(t for t in h._rows(visit.engine, StaffTask) if t.kind == "complaint_case")  # a complaint case
+    assert complaint.first_response_due_at - complaint.created_at == __import__("datetime").timedelta(hours=24)
 
     browser.get(f"{live.url}/staff")
     browser.find_element(By.ID, "name").send_keys("wang-li")

@@ -28,7 +28,7 @@ def test_report_gives_the_nps_of_known_answers(visit, live, settings, database_u
     assert line["response_rate"] == 83.3
     assert (line["promoters"], line["passives"], line["detractors"]) == (60.0, 20.0, 20.0)
     assert line["nps"] == 40.0 and line["satisfaction"] == 4.0
-    assert [(x.journey, x.step) for x in report.lines] == [("outpatient-visit", "survey-day7")]
+    assert [(x.journey, x.step) for x in report.lines] == [("outpatient-visit", "survey-day1")]
 
     env = {**os.environ, "CAREPATH_DATABASE_URL": database_url, "CAREPATH_HOME": str(settings.home),
            "COLUMNS": "120", "CAREPATH_CONFIG": ""}  # no carepath.toml: the installed journeys
@@ -39,4 +39,4 @@ def test_report_gives_the_nps_of_known_answers(visit, live, settings, database_u
     assert printed["total"]["nps"] == 40.0
     table = subprocess.run([sys.executable, "-m", "carepath.cli", "report", "surveys", "--since", "2026-05-01",
                             "--until", "2026-06-01"], capture_output=True, text=True, env=env, timeout=120)
-    assert "+40" in table.stdout and "survey-day7" in table.stdout
+    assert "+40" in table.stdout and "survey-day1" in table.stdout

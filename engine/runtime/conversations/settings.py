@@ -86,8 +86,8 @@ class ComplaintSettings(BaseModel):
     team: str = "patient_service"
     first_response: Duration = timedelta(hours=24)
     resolution_workdays: int = Field(7, ge=1, le=60)
-    #: off by default: the stock outpatient-visit journey opens its own complaint task on a detractor answer
-    #: (step complaint-call); turn this on (and drop such steps) to make those answers complaint cases
+    #: off by default: a journey asks for cases on its own survey steps (``detractor: complaint_case``, as the
+    #: stock outpatient-visit journey does); on, every survey's detractor answer opens one
     from_detractors: bool = False
     acknowledged_message: str = "您的意见我们已收到，工作人员正在处理，会在7个工作日内给您答复。"
     resolved_message: str = "您反映的问题已处理完毕：{{ resolution }}。感谢您的反馈。"

@@ -1,0 +1,82 @@
+"""The daily cap and conditional steps: a step whose ``when`` is false at send time is skipped, so planning
+must not give it one of the day's messages and push a real one to the next day."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from carepath.definition.dsl import after, enroll_on, journey, on, send, step, template
+from carepath.definition.events import PatientIn
+from carepath.runtime.planner import DAILY_CAP
+from carepath.runtime.policy import Policy
+from tests.engine import helpers as h
+
+SH = ZoneInfo("Asia/Shanghai")
+NEVER = "patient.tagged('never-given')"  # false for this patient, decided at send time
+
+
+@pytest.fixture
+def make(database_url, settings, clock):
+    made = []
+
+    def _make(steps, *, cap):
+        sms = h.RecordingChannel("sms")
+        j = journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "您好")], steps=steps)
+        eng = h.make_engine(database_url, settings, clock, [j], {"sms": sms}, policy=Policy(daily_cap=cap))
+        eng.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
+        made.append(eng)
+        return eng, sms
+
+    yield _make
+    for eng in made:
+        eng.close()
+
+
+def msg(sid, offset, **kw):
+    return step(sid, "post_visit", after("enrolled", offset), send("t", ["sms"]), **kw)
+
+
+def test_a_false_condition_takes_no_slot_of_a_cap_of_one(make, clock):
+    clock.set(datetime(2026, 5, 6, 9, 0, tzinfo=SH))
+    eng, sms = make([msg("maybe", "1h", when=NEVER), msg("real", "2h")], cap=1)
+    eng.ingest(h.Events(clock)("program.joined"))
+    real = h.one_touchpoint(eng, step="real")
+    assert (real.status, real.reason, real.due_at) == ("scheduled", None, datetime(2026, 5, 6, 11, 0, tzinfo=SH))
+    clock.set(datetime(2026, 5, 6, 11, 1, tzinfo=SH))
+    eng.dispatch_due()
+    rows = {r.step: r for r in h.touchpoints(eng)}
+    assert (rows["maybe"].status, rows["maybe"].reason) == ("skipped", "skipped: condition false")
+    assert rows["real"].status == "sent" and len(sms.keys) == 1  # the same day, not the next
+
+
+def test_a_pending_conditional_touchpoint_does_not_push_a_later_plan(make, clock):
+    """Planned in another batch (an event later that day): the scheduled conditional one does not count."""
+    clock.set(datetime(2026, 5, 6, 9, 0, tzinfo=SH))
+    checked_in = step("after-visit", "post_visit", on("visit.checked_in", delay="1h"), send("t", ["sms"]))
+    eng, sms = make([msg("a", "0s", when=NEVER), msg("b", "1h", when=NEVER), checked_in], cap=2)
+    eng.ingest(h.Events(clock)("program.joined"))
+    clock.set(datetime(2026, 5, 6, 9, 30, tzinfo=SH))
+    eng.ingest(h.Events(clock)("visit.checked_in"))
+    later = h.one_touchpoint(eng, step="after-visit")
+    assert (later.reason, later.due_at) == (None, datetime(2026, 5, 6, 10, 30, tzinfo=SH))
+    clock.set(datetime(2026, 5, 6, 10, 31, tzinfo=SH))
+    eng.dispatch_due()
+    assert h.one_touchpoint(eng, step="after-visit").status == "sent" and len(sms.keys) == 1
+
+
+def test_a_true_condition_still_counts_at_send_time(make, clock):
+    """Not reserved when planned, a conditional message that does go out is one of the day's: the cap holds."""
+    clock.set(datetime(2026, 5, 6, 9, 0, tzinfo=SH))
+    eng, sms = make([msg("maybe", "1h", when="patient.name is defined"), msg("real", "2h")], cap=1)
+    eng.ingest(h.Events(clock)("program.joined"))
+    clock.set(datetime(2026, 5, 6, 10, 1, tzinfo=SH))
+    eng.dispatch_due()
+    clock.set(datetime(2026, 5, 6, 11, 1, tzinfo=SH))
+    eng.dispatch_due()
+    rows = {r.step: r for r in h.touchpoints(eng)}
+    assert rows["maybe"].status == "sent" and len(sms.keys) == 1
+    assert (rows["real"].status, rows["real"].reason) == ("scheduled", DAILY_CAP)
+    assert rows["real"].due_at == datetime(2026, 5, 7, 11, 1, tzinfo=SH)
