@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from carepath.engine import Engine
 
 MAX_GRACE = timedelta(days=31)  # the validator caps missed.grace at 30 days
+# (journey version, step) -> the step's ``unless`` (None when it has none), found once
+_UNLESS: dict[tuple[int, str], tuple[Any, str | None]] = {}
 
 
 class EnrollmentRow:
@@ -232,8 +234,14 @@ class BatchContext:
         journey = self._conn_engine.journey_version(tp.journey, enrollment.version) if enrollment else None
         if journey is None:
             return False
-        from carepath.runtime.dispatch.decide import step_of
+        known = _UNLESS.get((id(journey), tp.step))
+        if known is None or known[0] is not journey:  # once per step of a journey version
+            from carepath.runtime.dispatch.decide import step_of
 
-        step = step_of(journey, tp.step)
-        return step is not None and isinstance(step.trigger, AfterStep) and step.trigger.unless is not None \
-            and (what is None or step.trigger.unless == what)
+            step = step_of(journey, tp.step)
+            if len(_UNLESS) > 10000:
+                _UNLESS.clear()
+            known = _UNLESS[(id(journey), tp.step)] = (
+                journey, step.trigger.unless if step is not None and isinstance(step.trigger, AfterStep) else None)
+        unless = known[1]
+        return unless is not None and (what is None or unless == what)
