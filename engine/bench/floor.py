@@ -16,6 +16,7 @@ across machines and loads, a rate alone is not.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -32,6 +33,7 @@ class Floor:
     rows: int
     seconds: float
     load: list[float]
+    cpu_s: float = 0.0  # this process's CPU time: on SQLite all of the work (the database runs in-process)
 
 
 def _sqlite_text(value: datetime) -> str:
@@ -152,7 +154,7 @@ def dispatch_floor(kind: str, home: Path, postgres: str | None, patients: int, p
         now = START + timedelta(hours=1)
         claim = _CLAIM.format(lock="" if raw.sqlite else " FOR UPDATE SKIP LOCKED")
         sent = 0
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), os.times()
         while True:
             raw.begin()
             claimed = raw.execute(claim, ("floor", raw.t(now + timedelta(minutes=5)), raw.t(now), raw.t(now), batch))
@@ -175,9 +177,10 @@ def dispatch_floor(kind: str, home: Path, postgres: str | None, patients: int, p
                 raw.executemany(_SENT_TOUCHPOINT, [(raw.t(now), raw.t(now), tp_id, "floor") for tp_id, _, _ in part])
                 raw.commit()
                 sent += len(part)
-        seconds = time.perf_counter() - t0
+        seconds, cpu1 = time.perf_counter() - t0, os.times()
         raw.close()
-    return Floor(sent / seconds, sent, seconds, load_average())
+    return Floor(sent / seconds, sent, seconds, load_average(),
+                 (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system))
 
 
 def planning_floor(kind: str, home: Path, postgres: str | None, patients: int, per_patient: int = 6) -> Floor:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from carepath.engine import Engine
 
 MAX_GRACE = timedelta(days=31)  # the validator caps missed.grace at 30 days
+# (journey version, step) -> (the version, the step's ``unless``, its source step), found once
+_UNLESS: dict[tuple[int, str], tuple[Any, str | None, str | None]] = {}
 
 
 class EnrollmentRow:
@@ -202,9 +204,11 @@ class BatchContext:
         followers = [tp for tp in tps if tp.occurrence and tp.step and self._is_unless(tp)]
         if not followers:
             return
+        sources = {self._unless_of(tp)[1] for tp in followers}  # only the source steps are ever looked up
         for enrollment_id, step, occurrence, sent_at in conn.execute(select(
                 Touchpoint.enrollment_id, Touchpoint.step, Touchpoint.occurrence, Touchpoint.sent_at).where(
-                Touchpoint.enrollment_id.in_({tp.enrollment_id for tp in followers}), Touchpoint.sent_at.is_not(None))):
+                Touchpoint.enrollment_id.in_({tp.enrollment_id for tp in followers}), Touchpoint.step.in_(sources),
+                Touchpoint.sent_at.is_not(None))):
             self.source_sent[(enrollment_id, step, occurrence)] = sent_at
         if any(self._is_unless(tp, "checked_in") for tp in followers):  # issue 19
             from carepath.runtime.checkins import checkin_times
@@ -228,12 +232,24 @@ class BatchContext:
         return any(at >= sent_at or on == day for at, on in self.checkins.get((tp.enrollment_id, step.trigger.step), ()))
 
     def _is_unless(self, tp: Any, what: str | None = None) -> bool:
+        unless = self._unless_of(tp)[0]
+        return unless is not None and (what is None or unless == what)
+
+    def _unless_of(self, tp: Any) -> tuple[str | None, str | None]:
+        """``(unless, source step)`` of ``tp``'s ``after_step`` trigger (``None``s for other steps), found once per
+        step of a journey version."""
         enrollment = self.enrollments.get(tp.enrollment_id)
         journey = self._conn_engine.journey_version(tp.journey, enrollment.version) if enrollment else None
         if journey is None:
-            return False
-        from carepath.runtime.dispatch.decide import step_of
+            return None, None
+        known = _UNLESS.get((id(journey), tp.step))
+        if known is None or known[0] is not journey:
+            from carepath.runtime.dispatch.decide import step_of
 
-        step = step_of(journey, tp.step)
-        return step is not None and isinstance(step.trigger, AfterStep) and step.trigger.unless is not None \
-            and (what is None or step.trigger.unless == what)
+            step = step_of(journey, tp.step)
+            after = step is not None and isinstance(step.trigger, AfterStep)
+            if len(_UNLESS) > 10000:
+                _UNLESS.clear()
+            known = _UNLESS[(id(journey), tp.step)] = (journey, step.trigger.unless if after else None,
+                                                       step.trigger.step if after else None)
+        return known[1], known[2]

@@ -180,7 +180,10 @@ class Dispatcher(ClaimsAndLeases, Quarantine, Decisions, FencedWrites, ProviderC
                 tag_changes.append((tp.id, payload))
                 finals.append(self._final(tp, "sent", now, reason=None, channel="tag"))
                 report.add(tp, "sent", "tag")
-        survived = [tp.id for tp in tps]
+        # rendering survived: the claim no longer counts against the touchpoint (a final write sets claims to 0
+        # itself, so only the touchpoints still going out need the decrement)
+        final_ids = {f["b_id"] for f in finals}
+        survived = [tp.id for tp in tps if tp.id not in final_ids]
         if outgoing:  # the decisions go in with the first call's ``sending`` rows
             self._send_rounds(outgoing, ctx, report, decided=(finals, tasks, tag_changes, survived))
         else:

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from carepath.definition.context import RecipientView, expression_context
+from carepath.definition.context import RecipientView
 from carepath.definition.durations import format_duration
-from carepath.definition.expressions import evaluate, render
 from carepath.definition.model import AfterStep, Category, Journey, Send, Step, Tag, Task, exit_reason
-from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS, anchor_values
+from carepath.runtime.planner import CAP_DROPPED, DAILY_CAP, QUIET_HOURS
 from carepath.runtime.scheduling import SUPERSEDED
 from carepath.runtime.pause import PAUSED, paused_step
+from carepath.runtime.dispatch.message_context import MessageContext
 from carepath.runtime.dispatch.recipients import consents, route
 from carepath.runtime.policy import zone
 from carepath.runtime.workdays import is_workday, on_workday
@@ -55,7 +55,7 @@ class Outgoing:
     body: str
     template: str
     channel_index: int
-    context: dict = field(default_factory=dict, repr=False)
+    context: Any = field(default_factory=dict, repr=False)  # a MessageContext (a mapping)
     notes: list[str] = field(default_factory=list)
     channel: str | None = None
     recipient: Any = None  # a RelatedContact, or None for the patient (carepath.runtime.dispatch.recipients)
@@ -145,7 +145,7 @@ class Decisions:
         expr = None
         if step.condition:
             expr = self._expr(tp, ctx, enrollment, patient, journey, now)
-            check = evaluate(step.condition, expr)
+            check = expr.evaluate(step.condition)
             if not check.value:
                 report.add(tp, "skipped")
                 why = f"skipped: condition error {check.error}" if check.error else "skipped: condition false"
@@ -198,12 +198,16 @@ class Decisions:
                 report.add(tp, "failed")
                 return "final", self._final(tp, "failed", now, reason=f"failed: unknown template {action.template!r}")
             try:
-                expr = expr or self._expr(tp, ctx, enrollment, patient, journey, now)
+                if expr is None:
+                    expr = self._expr(tp, ctx, enrollment, patient, journey, now)
                 if recipient is not None:
-                    expr = {**expr, "recipient": RecipientView(recipient.name, recipient.relationship,
-                                                               recipient.guardian)}
-                expr = with_checkin(self.engine, with_survey(self.engine, expr, tp, action), tp, action)
-                title, body = render(template.title, expr), render(template.body, expr)
+                    expr = expr.with_value("recipient", RecipientView(recipient.name, recipient.relationship,
+                                                                      recipient.guardian))
+                # an invitation's ``survey`` or ``checkin`` (nothing for other actions)
+                for name, value in with_checkin(self.engine, with_survey(self.engine, {}, tp, action), tp,
+                                                action).items():
+                    expr = expr.with_value(name, value)
+                title, body = expr.render(template.title), expr.render(template.body)
                 body = tracked(self.engine, tp.id, body)  # links go through the click redirect
             except Exception as exc:  # template bugs are configuration errors: recorded, never raised
                 report.add(tp, "failed")
@@ -223,11 +227,10 @@ class Decisions:
         return None  # pragma: no cover - the model admits no other action
 
     @staticmethod
-    def _expr(tp: Any, ctx: "BatchContext", enrollment: Any, patient: Any, journey: Journey, now: datetime) -> dict:
-        """What conditions and templates see (built only for a step that has either)."""
-        return expression_context(patient.view, event=ctx.event_payload(tp, enrollment),
-                                  anchors=anchor_values(enrollment.anchors or {}, enrollment.enrolled_at),
-                                  journey=journey.name, now=now)
+    def _expr(tp: Any, ctx: "BatchContext", enrollment: Any, patient: Any, journey: Journey,
+              now: datetime) -> MessageContext:
+        """What conditions and templates see: each name made when a condition or template reads it."""
+        return MessageContext.for_touchpoint(tp, ctx, enrollment, patient, journey.name, now)
 
     def _final(self, tp: Any, status: str, now: datetime, *, reason: str | None, channel: str | None = None,
                due: datetime | None = None, attempts: int | None = None, index: int | None = None) -> dict:
