@@ -71,3 +71,30 @@ class MermaidPage:
             "  box.remove(); done({svg: r.svg, nodes: nodes});"
             "}).catch(e => done({error: String((e && e.message) || e)}));",
             text, f"diagram{self._count}")
+
+
+def click_and_wait(browser, element_id: str, timeout: float = 15) -> None:  # noqa: ANN001
+    """Click a button that submits a form, and wait until the next page has replaced this one.
+
+    The old page counts as gone when its root element is stale; Chromium sometimes says so with an inspector
+    error ("Node with given id does not belong to the document") instead of a stale-element error, which
+    selenium's ``staleness_of`` lets through as a failure."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, element_id).click()
+
+    def replaced(_driver) -> bool:  # noqa: ANN001
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(browser, timeout).until(replaced)

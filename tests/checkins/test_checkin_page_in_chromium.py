@@ -8,14 +8,12 @@ from datetime import timedelta
 import pytest
 import requests
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as until
-from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 
 from carepath.definition.journey_files import read_journey_text
 from carepath.store.schema import CheckinRow
 from carepath.web.app import create_app
-from tests.browser import chromium
+from tests.browser import chromium, click_and_wait
 from tests.engine import helpers as h
 from tests.live_app import LiveApp
 from tests.programmes.conftest import at_local, local
@@ -54,9 +52,7 @@ def live(eng):
 
 
 def submit(browser) -> None:
-    old = browser.find_element(By.TAG_NAME, "html")
-    browser.find_element(By.ID, "submit").click()
-    WebDriverWait(browser, 15).until(until.staleness_of(old))
+    click_and_wait(browser, "submit")
 
 
 def test_a_patient_checks_in_on_the_page_once_and_gets_no_nudge(eng, clock, live, browser):

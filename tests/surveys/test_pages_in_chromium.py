@@ -6,23 +6,14 @@ import os
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as until
-from selenium.webdriver.support.ui import WebDriverWait
 
 from carepath.store.schema import StaffTask, TaskNote
-from tests.browser import chromium
+from tests.browser import chromium, click_and_wait
 from tests.engine import helpers as h
 from tests.surveys.conftest import STAFF_TOKEN
 
 browser = pytest.fixture(chromium)
 SHOTS = os.environ.get("CAREPATH_SCREENSHOTS")  # a folder: save what the pages look like (for docs/)
-
-
-def click_and_wait(browser, element_id: str) -> None:
-    """Click a button that submits a form, and wait until the next page has replaced this one."""
-    old = browser.find_element(By.TAG_NAME, "html")
-    browser.find_element(By.ID, element_id).click()
-    WebDriverWait(browser, 15).until(until.staleness_of(old))
 
 
 def shot(browser, name: str) -> None:
