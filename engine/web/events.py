@@ -21,6 +21,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from carepath.definition.events import EventIn, printable
 from carepath.masking import mask_text
+from carepath.runtime.outages import is_transient
 from carepath.runtime.refused import REFUSED
 
 log = logging.getLogger("carepath.web")
@@ -107,16 +108,24 @@ def _ingested(at: str, event: EventIn, ingest: Callable[[EventIn], Any]) -> Even
         result = ingest(event)
     except (ValueError, TypeError) as exc:  # EventRejected and the like: the event is at fault
         return EventOutcome(at, "refused", detail=mask_text(f"not applied: {printable(str(exc))}"))
-    except (OperationalError, InterfaceError) as exc:  # the store is down: the sender should send it again later
+    except (OperationalError, InterfaceError) as exc:
+        if not is_transient(exc):  # a statement the schema cannot run: waiting cures nothing
+            return _incident(at)
+        # the store is down or busy: the sender should send it again later
         log.warning("POST /events %s not stored: %s", at, type(exc).__name__)
         return EventOutcome(at, UNAVAILABLE, detail="not stored: the database is unavailable; send it again")
     except Exception:  # a bug of ours: logged, never shown to the sender
-        incident = uuid.uuid4().hex[:12]
-        log.exception("incident %s: POST /events %s failed", incident, at)
-        return EventOutcome(at, "refused", detail=f"not applied: internal error (incident {incident}, logged)")
+        return _incident(at)
     if result.state == REFUSED:  # stored for operators, nothing applied: the sender must fix and resend it
         return EventOutcome(at, "refused", result.event_id, result.summary())
     return EventOutcome(at, result.status, result.event_id, result.summary())
+
+
+def _incident(at: str) -> EventOutcome:
+    """An error of ours (code or schema), logged with an incident id; the sender sees only the id."""
+    incident = uuid.uuid4().hex[:12]
+    log.exception("incident %s: POST /events %s failed", incident, at)
+    return EventOutcome(at, "refused", detail=f"not applied: internal error (incident {incident}, logged)")
 
 
 def summary(outcomes: list[EventOutcome]) -> dict[str, Any]:

@@ -162,3 +162,16 @@ def test_plugin_callback_routes_are_mounted_and_verify_signatures(engine):
     finally:
         web.stop()
     assert forged.status_code == 401 and unknown.status_code == 404
+
+
+def test_a_statement_the_schema_cannot_run_is_an_incident_not_a_send_it_again(engine, app_url, clock):
+    """A store whose schema does not fit the code (a hand-made change, a migration not run) is an incident for
+    the operators: asking the sender to retry would only repeat the same failure."""
+    from sqlalchemy import text
+
+    with engine.db.begin() as conn:
+        conn.execute(text("ALTER TABLE events RENAME COLUMN outcome TO outcome_renamed"))
+    answer = _post(app_url, json.dumps(_event(clock, "s1")))
+    assert answer.status_code == 422 and "Retry-After" not in answer.headers
+    [result] = answer.json()["results"]
+    assert result["status"] == "refused" and "internal error (incident" in result["detail"]
