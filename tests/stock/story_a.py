@@ -45,6 +45,11 @@ class Story:
     def events(self, mrn: str) -> h.Events:
         return h.Events(self.clock, mrn=mrn)
 
+    def grant_marketing(self, *mrns: str) -> None:
+        """These patients consent to marketing messages (community invitations, recipes, greetings)."""
+        for mrn in mrns:
+            self.engine.ingest(self.events(mrn)("consent.changed", {"purpose": "marketing", "granted": True}))
+
     def at(self, day: int, t: time) -> None:
         """Move the clock to ``t`` on day ``day`` of the story (day 0 is the day it starts)."""
         self.clock.set(at_local(self.start + day * DAY, t))

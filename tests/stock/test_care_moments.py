@@ -21,8 +21,7 @@ def test_greetings_by_the_calendar_and_reactivation_after_30_silent_days(databas
         s.patient(PatientIn(mrn=YOUNG, name="郑浩", phone="13600000002", birth_date=date(1990, 9, 28)))
         s.patient(PatientIn(mrn=QUIET, name="何平", phone="13600000003", birth_date=date(1950, 10, 1)))
         s.patient(PatientIn(mrn=OTHER, name="冯雪", phone="13600000004", birth_date=date(1985, 10, 2)))
-        for mrn in (ELDER, YOUNG):
-            s.engine.ingest(s.events(mrn)("consent.changed", {"purpose": "marketing", "granted": True}))
+        s.grant_marketing(ELDER, YOUNG)
         for mrn in (ELDER, YOUNG, QUIET):  # OTHER never visits: not enrolled
             s.engine.ingest(s.events(mrn)("visit.checked_in", {"department": "全科"}))
 

@@ -23,8 +23,7 @@ def _enrol(s) -> None:  # noqa: ANN001
                         conditions=["I10"]))
     s.engine.ingest(s.events(ELDER)("patient.related_person_added", {
         "ref": "nk1-1", "relationship": "daughter", "contact": {"name": "王丽", "phone": "13900000001"}}))
-    for mrn in (ELDER, MOTHER):
-        s.engine.ingest(s.events(mrn)("consent.changed", {"purpose": "marketing", "granted": True}))
+    s.grant_marketing(ELDER, MOTHER)
     for mrn in (ELDER, YOUNG, MOTHER, OTHER):
         s.engine.ingest(s.events(mrn)("visit.checked_in", {"department": "内分泌科"}))
 

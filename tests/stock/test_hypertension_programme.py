@@ -17,8 +17,7 @@ def _enrol(s) -> None:  # noqa: ANN001
     s.patient(PatientIn(mrn=POST_MI, name="周建国", phone="13700000003", birth_date=date(1958, 1, 5),
                         conditions=["I10", "I21.9"]))
     s.patient(PatientIn(mrn=OTHER, name="吴敏", phone="13700000004", birth_date=date(1990, 1, 1), conditions=["J45"]))
-    for mrn in (RISK, POST_MI):
-        s.engine.ingest(s.events(mrn)("consent.changed", {"purpose": "marketing", "granted": True}))
+    s.grant_marketing(RISK, POST_MI)
     for mrn in (RISK, HTN, POST_MI, OTHER):
         s.engine.ingest(s.events(mrn)("visit.checked_in", {"department": "心内科"}))
 

@@ -25,7 +25,7 @@ def test_week_one_guidance_follow_ups_and_red_flags(database_url, settings, cloc
         s.patient(PatientIn(mrn=HIP, name="高建", phone="13500000002", birth_date=date(1955, 7, 7),
                             conditions=["Z96.6"]))
         s.patient(PatientIn(mrn=CARDIO, name="林涛", phone="13500000003", birth_date=date(1970, 1, 1)))
-        s.engine.ingest(s.events(KNEE)("consent.changed", {"purpose": "marketing", "granted": True}))
+        s.grant_marketing(KNEE)
         s.engine.ingest(s.events(KNEE)("encounter.discharged", {"encounter_id": "IP-1", "department": "骨科"}))
         s.engine.ingest(s.events(HIP)("encounter.discharged", {"encounter_id": "IP-2", "department": "关节外科"}))
         s.engine.ingest(s.events(CARDIO)("encounter.discharged", {"encounter_id": "IP-3", "department": "心内科"}))
