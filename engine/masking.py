@@ -7,13 +7,15 @@ import re
 _DIGIT = "[0-9\uff10-\uff19]"  # ASCII or full-width
 _SEP = "[\\s\\-.\u00b7\u2010-\u2015\u2212\u30fb\uff0d\uff0e]{0,3}"  # spaces, dashes, dots, none
 # a mainland mobile (1, then 3-9, then nine digits) in any common spelling, optionally after +86 / 0086 / 86
-_PHONE = re.compile(
-    f"(?<![0-9\uff10-\uff19])"
-    f"(?P<prefix>[(\uff08]?(?:[+\uff0b]|[0\uff10]{{2}})?[8\uff18][6\uff16][)\uff09]?{_SEP})?"
-    f"(?P<head>[1\uff11]{_SEP}[3-9\uff13-\uff19]{_SEP}{_DIGIT})"
-    f"(?:{_SEP}{_DIGIT}){{4}}"
-    f"(?P<tail>{_SEP}{_DIGIT}{_SEP}{_DIGIT}{_SEP}{_DIGIT}{_SEP}{_DIGIT})"
-    f"(?![0-9\uff10-\uff19])")
+_BODY = (f"(?P<prefix>[(\uff08]?(?:[+\uff0b]|[0\uff10]{{2}})?[8\uff18][6\uff16][)\uff09]?{_SEP})?"
+         f"(?P<head>[1\uff11]{_SEP}[3-9\uff13-\uff19]{_SEP}{_DIGIT})"
+         f"(?:{_SEP}{_DIGIT}){{4}}"
+         f"(?P<tail>{_SEP}{_DIGIT}{_SEP}{_DIGIT}{_SEP}{_DIGIT}{_SEP}{_DIGIT})")
+_PHONE = re.compile(f"(?<![0-9\uff10-\uff19]){_BODY}(?![0-9\uff10-\uff19])")
+# inside a link a number counts only between the link's own delimiters ("?tel=138...&"), so an opaque token
+# that happens to hold eleven digits after a 1 ("/s/1.5723749323d99...") stays a working link
+_PHONE_IN_LINK = re.compile(f"(?<![0-9A-Za-z\uff10-\uff19]){_BODY}(?![0-9A-Za-z\uff10-\uff19])")
+_LINK = re.compile(r"[A-Za-z][A-Za-z+.\-]*://[^\s<>\"'\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]+")
 _ASCII_DIGITS = str.maketrans("\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19", "0123456789")
 
 
@@ -22,9 +24,19 @@ def _masked(match: re.Match[str]) -> str:
     return f"{match['prefix'] or ''}{digits(match['head'])}****{digits(match['tail'])}"
 
 
+def _spans(text: str):
+    """``(piece, pattern)`` pairs covering ``text``: links with the strict pattern, the rest with the loose one."""
+    at = 0
+    for link in _LINK.finditer(text):
+        yield text[at:link.start()], _PHONE
+        yield link.group(), _PHONE_IN_LINK
+        at = link.end()
+    yield text[at:], _PHONE
+
+
 def contains_phone(text: str) -> bool:
     """Whether ``text`` holds a mainland mobile number in any spelling :func:`mask_text` masks."""
-    return _PHONE.search(text) is not None
+    return any(pattern.search(piece) is not None for piece, pattern in _spans(text))
 
 
 def mask_phone(phone: str | None) -> str:
@@ -64,5 +76,6 @@ def mask_address(kind: str, value: str | None) -> str:
 
 def mask_text(text: str) -> str:
     """Mask mainland mobile numbers wherever they appear in free text, however they are spelt:
-    spaces, dashes or dots between digits, full-width digits, a +86 / 0086 / 86 prefix."""
-    return _PHONE.sub(_masked, text)
+    spaces, dashes or dots between digits, full-width digits, a +86 / 0086 / 86 prefix. Inside a link
+    (``scheme://...``) only a number standing between the link's delimiters is masked, so tokens keep working."""
+    return "".join(pattern.sub(_masked, piece) for piece, pattern in _spans(text))

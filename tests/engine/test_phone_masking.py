@@ -55,3 +55,13 @@ def test_no_spelling_of_a_mobile_number_leaks(spelling, before, after):
 def test_other_numbers_are_left_alone():
     for text in ("order 20260501123456", "2026-05-13 10:00", "room 3-12, bed 14", "12345678901", "10086"):
         assert mask_text(text) == text and not contains_phone(text)
+
+
+def test_a_link_keeps_its_token_but_not_a_number_in_its_query():
+    # a survey token that happens to hold "1", a dot and ten digits is not a phone number: the nurse's task
+    # quotes the link the patient was sent, and a masked token would be a dead link
+    link = "http://survey.example/s/1.5723749323d9993b3cf2979e"
+    assert mask_text(f"请评价本次就诊：{link}") == f"请评价本次就诊：{link}" and not contains_phone(link)
+    # a number the link carries as a value is still masked, and so is one written next to the link
+    assert mask_text("https://h.example/cb?tel=13812345678&x=1") == "https://h.example/cb?tel=138****5678&x=1"
+    assert mask_text(f"{link} 电话13812345678") == f"{link} 电话138****5678"
