@@ -75,8 +75,15 @@ def simulate(journeys: list[str] = typer.Argument(..., help="stock journey names
     began = time.monotonic()
     console = err_console()
     with console.status("simulating") as status:
+        told = set()
+
         def progress(day: int, total: int) -> None:
             status.update(f"simulating: day {day}/{total}")
+            # a log (no terminal) gets a line every tenth of the run instead of the live status
+            tenth = day * 10 // max(total, 1)
+            if not console.is_terminal and tenth not in told:
+                told.add(tenth)
+                console.print(f"simulating: day {day}/{total} ({time.monotonic() - began:.0f} s)", highlight=False)
 
         try:
             figures = run_simulation(chosen, patients=patients, days=days, seed=seed, population=pop,

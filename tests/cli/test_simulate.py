@@ -40,6 +40,15 @@ def test_a_seed_gives_the_same_figures_and_the_nurses_peak_day(cli, workdir: Pat
     assert width > 300 and height > 300
 
 
+def test_a_log_sees_the_days_go_by(cli) -> None:
+    # no terminal (a cron job, CI, a redirected log): a line every tenth of the run, not a silent hour
+    result = cli("simulate", "outpatient-visit", "--patients", "20", "--days", "10", "--json")
+    assert result.exit_code == 0, result.stderr
+    days = [line for line in result.stderr.splitlines() if line.startswith("simulating: day ")]
+    assert [line.split()[2] for line in days] == [f"{d}/10" for d in range(1, 11)]
+    json.loads(result.stdout)  # the JSON on stdout is untouched by the progress lines
+
+
 def test_the_table_shows_each_teams_peak_day(cli, workdir: Path) -> None:
     population = workdir / "old.yaml"
     population.write_text(OLD_SILENT, encoding="utf-8")
