@@ -53,7 +53,16 @@ def draw(journey: str, experiment: str, patient_id: int, spec: Experiment) -> st
     return spec.variants[-1].name
 
 
+#: memo bound: journey versions × steps × arms of a deployment fit many times over; a server that reloads its
+#: journey files for weeks starts the memo again instead of keeping every old version's steps alive
+_MEMO_LIMIT = 4096
 _VARIANTS: dict[tuple[int, str], tuple[Step, Step]] = {}
+
+
+def _remember(memo: dict, key: tuple, value: tuple) -> None:
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
 
 
 def arm_step(step: Step, arm: str) -> Step:
@@ -67,7 +76,7 @@ def arm_step(step: Step, arm: str) -> Step:
     if variant is not None and isinstance(step.action, Send) and (variant.template or variant.via):
         changes = {k: v for k, v in (("template", variant.template), ("via", variant.via)) if v}
         result = step.model_copy(update={"action": step.action.model_copy(update=changes)})
-    _VARIANTS[key] = (step, result)
+    _remember(_VARIANTS, key, (step, result))
     return result
 
 
@@ -95,7 +104,7 @@ def with_experiment(journey: Journey, step: Step) -> Step:
         return known[2]
     experiment = journey.experiment_of(step)
     result = step if experiment is None else step.model_copy(update={"experiment": experiment})
-    _WITH_JOURNEY[key] = (journey, step, result)
+    _remember(_WITH_JOURNEY, key, (journey, step, result))
     return result
 
 

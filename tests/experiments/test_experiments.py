@@ -343,3 +343,15 @@ def test_a_journey_wide_holdout_is_refused_when_one_message_is_clinical():
     odd = moments(variants=[{"name": "x", "templates": {"nothing": "tip_warm"}}])
     [problem] = [str(p) for p in validate_journey(odd, known_templates=None, known_channels=None)]
     assert "template 'nothing' is sent by no step" in problem
+
+
+def test_a_server_reloading_its_journeys_for_weeks_keeps_the_arm_memo_bounded():
+    from carepath.runtime import experiments
+
+    # each reload parses new step objects; the memo of what each arm sends must not keep every old one alive
+    written = promo().steps[0]
+    for _ in range(experiments._MEMO_LIMIT + 50):
+        copy = written.model_copy()
+        assert experiments.arm_step(copy, "b").action.template == "tb"
+        assert len(experiments._VARIANTS) <= experiments._MEMO_LIMIT
+    assert experiments.arm_step(written, "a").action.template == "ta" and written.action.template == "t"
