@@ -3,6 +3,7 @@ must not give it one of the day's messages and push a real one to the next day."
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -90,29 +91,42 @@ def _restart_state() -> None:
             value.clear()
 
 
+def _journeys(*care_steps) -> list:
+    """A ``care`` journey of ``care_steps`` (on program.joined), and ``visit``: a message 1h after a check-in."""
+    return [journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "您好")], steps=care_steps),
+            journey("visit", enroll=enroll_on("visit.checked_in"), templates=[template("t", "您好")],
+                    steps=[msg("after-visit", "1h")])]
+
+
+@contextmanager
+def _process(database_url, settings, clock, journeys, sms=None):  # noqa: ANN001
+    """One engine process over the test database (cap 2 a day), closed and forgotten afterwards: a restart."""
+    engine = h.make_engine(database_url, settings, clock, journeys, {"sms": sms or h.RecordingChannel("sms")},
+                           policy=Policy(daily_cap=2))
+    try:
+        yield engine
+    finally:
+        engine.close()
+        _restart_state()
+
+
+def _joined(engine, clock, mrn: str, phone: str) -> None:  # noqa: ANN001
+    engine.upsert_patient(PatientIn(mrn=mrn, name="张三", phone=phone))
+    engine.ingest(h.Events(clock, mrn=mrn)("program.joined"))
+
+
 def test_after_a_restart_pending_conditional_steps_still_take_no_slot(database_url, settings, clock):
     """Planned by one process, the scheduled conditional touchpoints of a journey this process has not planned yet
     do not count in the cap of a plan made after a restart (they are read from the pinned journey version)."""
     clock.set(datetime(2026, 5, 6, 9, 0, tzinfo=SH))
-    care = journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "您好")],
-                   steps=[msg("a", "0s", when=NEVER), msg("b", "1h", when=NEVER)])
-    visit = journey("visit", enroll=enroll_on("visit.checked_in"), templates=[template("t", "您好")],
-                    steps=[msg("after-visit", "1h")])
-    policy = Policy(daily_cap=2)
-    first = h.make_engine(database_url, settings, clock, [care, visit], {"sms": h.RecordingChannel("sms")},
-                          policy=policy)
-    try:
-        first.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
-        first.ingest(h.Events(clock)("program.joined"))
+    journeys = _journeys(msg("a", "0s", when=NEVER), msg("b", "1h", when=NEVER))
+    with _process(database_url, settings, clock, journeys) as first:
+        _joined(first, clock, "M1", "13812341234")
         assert {r.step: r.status for r in h.touchpoints(first)} == {"a": "scheduled", "b": "scheduled"}
-    finally:
-        first.close()
-    _restart_state()
     sms = h.RecordingChannel("sms")
-    second = h.make_engine(database_url, settings, clock, [care, visit], {"sms": sms}, policy=policy)
-    try:
+    with _process(database_url, settings, clock, journeys, sms) as second:
         clock.set(datetime(2026, 5, 6, 9, 30, tzinfo=SH))
-        second.ingest(h.Events(clock)("visit.checked_in"))
+        second.ingest(h.Events(clock, mrn="M1")("visit.checked_in"))
         later = h.one_touchpoint(second, step="after-visit")
         assert (later.status, later.reason) == ("scheduled", None)  # not pushed to tomorrow by a and b
         assert later.due_at == datetime(2026, 5, 6, 10, 30, tzinfo=SH)
@@ -121,41 +135,23 @@ def test_after_a_restart_pending_conditional_steps_still_take_no_slot(database_u
         rows = {r.step: r for r in h.touchpoints(second)}
         assert rows["after-visit"].status == "sent" and len(sms.keys) == 1
         assert {rows["a"].status, rows["b"].status} == {"skipped"}
-    finally:
-        second.close()
 
 
 def test_the_pinned_version_decides_when_versions_disagree(database_url, settings, clock):
     """A step conditional in the version one enrollment is pinned to, but not in the version another one runs:
     each enrollment's pending touchpoints count as their own version says."""
     clock.set(datetime(2026, 5, 6, 9, 0, tzinfo=SH))
-    first_version = journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "您好")],
-                            steps=[msg("a", "0s", when=NEVER), msg("b", "1h", when=NEVER)])
-    second_version = journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "您好")],
-                             steps=[msg("a", "3h"), msg("b", "4h")])
-    visit = journey("visit", enroll=enroll_on("visit.checked_in"), templates=[template("t", "您好")],
-                    steps=[msg("after-visit", "1h")])
-    policy = Policy(daily_cap=2)
-    first = h.make_engine(database_url, settings, clock, [first_version, visit], {"sms": h.RecordingChannel("sms")},
-                          policy=policy)
-    try:
-        first.upsert_patient(PatientIn(mrn="M1", name="张三", phone="13812341234"))
-        first.ingest(h.Events(clock, mrn="M1")("program.joined"))
-    finally:
-        first.close()
-    _restart_state()
-    second = h.make_engine(database_url, settings, clock, [second_version, visit], {"sms": h.RecordingChannel("sms")},
-                           policy=policy)
-    try:
-        second.upsert_patient(PatientIn(mrn="M2", name="李四", phone="13812345678"))
-        second.ingest(h.Events(clock, mrn="M2")("program.joined"))  # pinned to the version without conditions
+    first_version = _journeys(msg("a", "0s", when=NEVER), msg("b", "1h", when=NEVER))
+    second_version = _journeys(msg("a", "3h"), msg("b", "4h"))
+    with _process(database_url, settings, clock, first_version) as first:
+        _joined(first, clock, "M1", "13812341234")
+    with _process(database_url, settings, clock, second_version) as second:
+        _joined(second, clock, "M2", "13812345678")  # pinned to the version without conditions
         pinned = {e.version: e.patient_id for e in h.enrollments(second, journey="care")}
-        m1, m2 = pinned[first_version.version], pinned[second_version.version]  # M1 stays on the first version
+        m1, m2 = pinned[first_version[0].version], pinned[second_version[0].version]  # M1 stays on the first
         clock.set(datetime(2026, 5, 6, 9, 30, tzinfo=SH))
         for mrn in ("M1", "M2"):
             second.ingest(h.Events(clock, mrn=mrn)("visit.checked_in"))
         later = {r.patient_id: r for r in h.touchpoints(second, step="after-visit")}
         assert (later[m1].reason, later[m1].due_at) == (None, datetime(2026, 5, 6, 10, 30, tzinfo=SH))
         assert later[m2].reason == DAILY_CAP  # its a and b take the day's two slots
-    finally:
-        second.close()
