@@ -76,6 +76,9 @@ def test_the_base_journey_is_valid():
                  "unknown anchor 'apointment'; did you mean 'appointment'?", id="unknown-anchor"),
     pytest.param("报告已出。", "报告已出，出院{{ anchors.visit_end }}", "report", "templates.report.body", 10,
                  "anchor 'visit_end' may not be set yet", id="anchor-not-yet-set"),
+    pytest.param('at: "18:00"}', 'at: "18:00"}\n    when: "anchors.visit_end is none"', "guide", "steps[0].when", 15,
+                 "`anchors.visit_end is none` is false while anchor 'visit_end' is not set, as it may not be "
+                 "when step 'guide' (enrolled by appointment.booked) runs", id="anchor-is-none"),
     pytest.param("key: appointment_id", "key: appointmentid", None, "key", 4,
                  "appointment.booked has no payload field 'appointmentid'; did you mean 'appointment_id'?",
                  id="misspelt-key"),
@@ -245,3 +248,39 @@ def test_a_survey_invitation_sees_the_survey_link():
     # a template no survey step sends has no survey to show
     elsewhere = check(BASE.replace("您的{{ event.report | default('检查') }}", "{{ survey.link }}"))
     assert [p.message.split(";")[0] for p in elsewhere] == ["unknown name 'survey'"]
+
+
+def guide_when(condition: str) -> str:
+    """The base journey with ``condition`` on its guide step (before the appointment: visit_end may be unset)."""
+    return BASE.replace('at: "18:00"}', f'at: "18:00"}}\n    when: "{condition}"', 1)
+
+
+def test_an_is_none_test_on_an_anchor_not_yet_set_is_explained_with_the_fix():
+    """``anchors.X is none`` is false, not an error, while X was never set: the validator says so and the test it
+    suggests is true then, as it is for an anchor that was set and cancelled."""
+    from carepath.definition.expressions import evaluate
+
+    [problem] = check(guide_when("anchors.visit_end is none"))
+    assert (problem.step, problem.line) == ("guide", 15)
+    assert "write `(anchors.visit_end | default(none)) is none`" in problem.message
+    assert evaluate("anchors.visit_end is none", {"anchors": {}}).value is False  # what the author did not mean
+    for anchors in ({}, {"visit_end": None}):
+        assert evaluate("(anchors.visit_end | default(none)) is none", {"anchors": anchors}).value is True
+    assert check(guide_when("(anchors.visit_end | default(none)) is none")) == []
+    assert check(guide_when("anchors.visit_end is not defined")) == []
+    assert check(guide_when("anchors.appointment is not none")) == []  # set by the enrolling event: no hint
+
+
+def test_cli_names_the_file_and_step_of_an_is_none_test_on_an_unset_anchor(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from carepath.cli import journeys as cli_journeys
+
+    monkeypatch.setattr(cli_journeys, "known_template_names", lambda: set())
+    monkeypatch.setattr(cli_journeys, "_channels_to_check", lambda given, config: ({"sms"}, {}))
+    path = tmp_path / "reach.yaml"
+    path.write_text(guide_when("anchors.visit_end is not none"), encoding="utf-8")
+    result = CliRunner().invoke(cli_journeys.app, ["validate", str(path)])
+    assert result.exit_code == 1 and "1 problem(s) found" in result.output
+    assert (f"{path}:15: step 'guide', field steps[0].when: `anchors.visit_end is none` is false while anchor "
+            "'visit_end' is not set") in result.output

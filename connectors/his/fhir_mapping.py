@@ -9,8 +9,9 @@ an update may have had its discharge reversed.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo
 
 from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
@@ -19,11 +20,12 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
-from carepath.connectors.his.hl7_mapping import DEFAULT_VITALS
+from carepath.connectors.his.hl7_mapping import DEFAULT_VITALS, PREGNANCY_DATING
 from carepath.connectors.his.identity import his_event
 from carepath.connectors.his.related_mapping import fhir_related_person
 from carepath.definition.events import EventIn
 
+LOINC = "http://loinc.org"
 ICD10_SYSTEMS = ("http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cn", "urn:oid:2.16.840.1.113883.6.3")
 
 
@@ -109,11 +111,13 @@ class ResourceMapper:
     """Maps one resource at a time; ``patient_of(reference) -> (mrn, record)`` resolves subjects."""
 
     def __init__(self, system: str, patient_of: Callable[[str], tuple[str, dict[str, Any]]],
-                 vitals: Mapping[str, str] | None = None, mrn_system: str | None = None) -> None:
+                 vitals: Mapping[str, str] | None = None, mrn_system: str | None = None,
+                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai")) -> None:
         self.system = system
         self.patient_of = patient_of
         self.vitals = {**DEFAULT_VITALS, **(vitals or {})}
         self.mrn_system = mrn_system
+        self.tz = tz  # of a date without a time (a last menstrual period)
 
     def events(self, raw: Mapping[str, Any]) -> list[EventIn]:
         """Every event one resource stands for (empty for states carepath does not act on)."""
@@ -241,6 +245,10 @@ class ResourceMapper:
         obs = Observation.model_validate(raw)
         if obs.subject is None or obs.status not in ("final", "amended"):
             return []
+        dating = next((PREGNANCY_DATING[c.code] for c in (obs.code.coding or [])
+                       if c.code in PREGNANCY_DATING and c.system in (None, LOINC)), None)
+        if dating is not None:
+            return self._pregnancy_dating(obs, dating)
         parts = [(obs.code, obs.valueQuantity), *((c.code, c.valueQuantity) for c in (obs.component or []))]
         found = [(code, quantity) for concept, quantity in parts if quantity is not None and quantity.value is not None
                  for code in [next((c.code for c in (concept.coding or []) if c.code in self.vitals), None)] if code]
@@ -251,6 +259,21 @@ class ResourceMapper:
         return [his_event(self.system, "vitals.reading", mrn, when, (mrn, self.vitals[code], when),
                           {"kind": self.vitals[code], "code": code, "value": float(quantity.value),
                            "unit": quantity.unit or ""}) for code, quantity in found]
+
+    def _pregnancy_dating(self, obs: Observation, field: str) -> list[EventIn]:
+        """An Observation of LOINC 8665-2 (last menstrual period start date, ``valueDateTime``) as
+        ``pregnancy.dated``: the day's midnight in the source's time zone, once per patient and date."""
+        value = obs.valueDateTime
+        if isinstance(value, datetime):
+            value = value.astimezone(self.tz).date() if value.tzinfo else value.date()
+        if not isinstance(value, date):
+            raise FhirProblem(f"Observation/{obs.id}: valueDateTime must be the day of the last menstrual period "
+                              f"(YYYY-MM-DD), got {obs.valueDateTime!r}")
+        lmp = datetime(value.year, value.month, value.day, tzinfo=self.tz)
+        when = _when(obs.effectiveDateTime, self._updated(obs))
+        mrn, _ = self.patient_of(obs.subject.reference)
+        return [his_event(self.system, "pregnancy.dated", mrn, when, (mrn, field, value.isoformat()),
+                          {field: lmp.isoformat(), "method": "lmp"})]
 
     def _related_person(self, raw: Mapping[str, Any]) -> list[EventIn]:
         """A family member or guardian (issue 19): added or changed, or removed once no longer ``active``."""

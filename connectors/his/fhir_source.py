@@ -7,12 +7,14 @@ import json
 import logging
 from datetime import datetime
 from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from carepath.connectors.his import fhir_cursor
 from carepath.connectors.his.fhir_client import FhirClient
 from carepath.connectors.his.fhir_mapping import FhirProblem, ResourceMapper, icd10_codes, mrn_of, patient_record, version_of
+from carepath.connectors.his.hl7_source import Hl7Config
 from carepath.plugins.contracts import Capabilities, CallbackRequest, ConnectorConfig, HisSource
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ class FhirConfig(ConnectorConfig):
     webhook_header: str = Field("X-Carepath-Token", description="header carrying the shared secret")
     mrn_system: str | None = Field(None, description="identifier system of MRNs when the type is not coded MR")
     vitals: dict[str, str] = Field(default_factory=dict, description="extra Observation codes read as vital signs: code -> kind")
+    timezone: str = Field("Asia/Shanghai", description="zone of dates that carry no time (a last menstrual period)")
+
+    _zone = field_validator("timezone")(Hl7Config._zone.__func__)  # an IANA name, as the HL7 source takes
 
 
 class FhirSource(HisSource):
@@ -117,7 +122,8 @@ class FhirSource(HisSource):
                 cache[reference] = (mrn_of(patient, self.config.mrn_system), patient_record(patient, conditions))
             return cache[reference]
 
-        return ResourceMapper(self.config.system, patient_of, self.config.vitals, self.config.mrn_system)
+        return ResourceMapper(self.config.system, patient_of, self.config.vitals, self.config.mrn_system,
+                              ZoneInfo(self.config.timezone))
 
     # -- rest-hook notifications -------------------------------------------------------------
 

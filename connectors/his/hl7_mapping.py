@@ -69,3 +69,7 @@ DEFAULT_VITALS: dict[str, str] = {
     "8480-6": "systolic_bp", "8462-4": "diastolic_bp", "8867-4": "heart_rate", "2339-0": "glucose",
     "29463-7": "weight", "8310-5": "temperature", "59408-5": "spo2",
 }
+
+#: LOINC codes that date a pregnancy: an ORU OBX (or a FHIR Observation) with one of these is also a
+#: ``pregnancy.dated`` event, its value in this payload field (8665-2: the first day of the last menstrual period).
+PREGNANCY_DATING: dict[str, str] = {"8665-2": "lmp"}

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import hl7
 
-from carepath.connectors.his.hl7_mapping import MessageMap
+from carepath.connectors.his.hl7_mapping import PREGNANCY_DATING, MessageMap
 from carepath.connectors.his.hl7_phone import patient_phone, repetitions, telecom
 from carepath.connectors.his.related_mapping import RELATIONSHIPS, added_payload, relationship_of
 from carepath.connectors.his.identity import his_event
@@ -233,6 +233,7 @@ def events_of(msg: Hl7Message, *, system: str, messages: Mapping[str, MessageMap
         out.append(his_event(system, "patient.deceased", mrn, died, (mrn,), {"deceased_at": died.isoformat()}))
     if msg.kind == "ORU^R01":
         out.extend(_vitals(msg, system, mrn, occurred, vitals, tz))
+        out.extend(_pregnancy_dating(msg, system, mrn, occurred, tz))
     if msg.kind.startswith("ADT^"):  # family members and guardians (issue 19)
         out.extend(_next_of_kin(msg, system, mrn, occurred))
     return out
@@ -273,4 +274,22 @@ def _vitals(msg: Hl7Message, system: str, mrn: str, occurred: datetime, vitals: 
         when = hl7_time(when_raw, f"OBX[{n}]-14", tz) if when_raw else occurred
         out.append(his_event(system, "vitals.reading", mrn, when, (mrn, kind, when.isoformat()),
                              {"kind": kind, "code": code, "value": value, "unit": _component(obx, 6)}))
+    return out
+
+
+def _pregnancy_dating(msg: Hl7Message, system: str, mrn: str, occurred: datetime, tz: ZoneInfo) -> list[EventIn]:
+    """An OBX of LOINC 8665-2 (last menstrual period start date, a DT or DTM value) as ``pregnancy.dated``: the
+    day's midnight in the source's time zone (the catalogue's ``lmp``), once per patient and date."""
+    out = []
+    for n, obx in enumerate(msg.segments("OBX"), start=1):
+        field = PREGNANCY_DATING.get(_component(obx, 3))
+        if field is None:
+            continue
+        raw = _component(obx, 5)
+        if not raw:
+            raise Hl7Problem(f"OBX[{n}]-5", f"{_component(obx, 3)} (last menstrual period) has no date", code="101")
+        day = hl7_time(raw, f"OBX[{n}]-5", tz).astimezone(tz).date()
+        value = datetime(day.year, day.month, day.day, tzinfo=tz)
+        out.append(his_event(system, "pregnancy.dated", mrn, occurred, (mrn, field, day.isoformat()),
+                             {field: value.isoformat(), "method": "lmp"}))
     return out

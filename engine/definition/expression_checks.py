@@ -39,6 +39,9 @@ class Use:
     path: tuple[str, ...]
     line: int
     guarded: bool  # under ``| default(...)``, ``is defined`` or ``.get(...)``: a missing value is fine
+    #: tested with ``is none`` / ``is not none`` only, not ``is defined``: a missing value is undefined, not none,
+    #: so the test is false (``is not none``: true) then (reach.py says so for an anchor that may be unset)
+    none_test: bool = False
 
     @property
     def text(self) -> str:
@@ -85,14 +88,15 @@ def _chain(node: nodes.Node) -> tuple[str, tuple[str, ...]] | None:
 
 
 def _guard(node: nodes.Node, parent: nodes.Node | None) -> str | None:
-    """``"default"`` or ``"test"`` when ``node`` is guarded against being undefined, else None."""
+    """``"default"``, ``"test"`` or ``"none"`` (an ``is none`` test) when ``node`` is guarded against being
+    undefined, else None."""
     if isinstance(parent, nodes.Filter) and parent.node is node and parent.name in GUARD_FILTERS:
         return "default"
     if isinstance(parent, nodes.Filter) and parent.node is node and parent.name in FALLBACK_FILTERS \
             and any(kw.key == "missing" for kw in parent.kwargs):
         return "default"
     if isinstance(parent, nodes.Test) and parent.node is node and parent.name in GUARD_TESTS:
-        return "test"
+        return "none" if parent.name == "none" else "test"
     return None
 
 
@@ -121,8 +125,10 @@ def uses(tree: nodes.Template) -> list[Use]:
             path = path[:-1] + ((arg.value,) if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else ())
             guard = "default"
         found.append((Use(root, path, node.lineno, guard is not None), guard))
-    tested = {(u.root, u.path[:1]) for u, guard in found if guard == "test"}
-    return [Use(u.root, u.path, u.line, u.guarded or (u.root, u.path[:1]) in tested) for u, _ in found]
+    tested = {(u.root, u.path[:1]) for u, guard in found if guard in ("test", "none")}
+    defined = {(u.root, u.path[:1]) for u, guard in found if guard == "test"}
+    return [Use(u.root, u.path, u.line, u.guarded or (u.root, u.path[:1]) in tested,
+                guard == "none" and (u.root, u.path[:1]) not in defined) for u, guard in found]
 
 
 def private_attributes(tree: nodes.Template) -> list[tuple[str, int]]:

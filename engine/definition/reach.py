@@ -169,6 +169,11 @@ def _anchor(use: Use, scope: Scope, catalogue: Mapping[str, EventType]) -> str |
                 f"when this step runs (a notice would print nothing, or fail); print the event's own field "
                 f"instead (e.g. `event.start`, when {event} carries it) or write "
                 f"`anchors.{name} | datetime(missing='...')`")
+    if name not in scope.certain and use.none_test:
+        return (f"`anchors.{name} is none` is false while anchor '{name}' is not set, as it may not be when "
+                f"{scope.where} runs: an anchor not set yet is undefined, not none (strict undefined), so `is none` "
+                f"is false and `is not none` true then; write `(anchors.{name} | default(none)) is none` "
+                f"(or `anchors.{name} is not defined`)")
     if name not in scope.certain and not use.guarded:
         return (f"anchor '{name}' may not be set yet when {scope.where} runs: a send fails then; "
                 f"write `anchors.{name} | default(none)`")

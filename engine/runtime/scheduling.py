@@ -13,7 +13,7 @@ from carepath.runtime.planner import (CAP_DROPPED, MISSED_SKIPPED, DayLoad, Plan
                                       plan_anchored, revised, revision)
 from carepath.runtime.policy import Policy
 from carepath.runtime.series import on_horizon  # issue 19
-from carepath.store.schema import Touchpoint
+from carepath.store.schema import Enrollment, JourneyVersion, Touchpoint
 
 PENDING = ("scheduled",)
 ANCHOR_CANCELLED = "anchor cancelled"
@@ -22,41 +22,94 @@ PENDING_COUNTED = ("scheduled", "claimed")  # not sent yet
 NON_URGENT = [c.value for c in Category if c is not Category.urgent]
 
 
-#: the conditional send steps (``when``) of the journeys planned in this process, by journey name: their pending
-#: touchpoints take no day's slot (carepath.runtime.planner.apply_policy), only what they really sent does
-_CONDITIONAL: dict[str, set[str]] = defaultdict(set)
-_REMEMBERED: dict[int, Journey] = {}  # id(journey) -> journey (kept, so an id is never reused)
+#: (journey, version) -> its conditional steps (``when``), read from the stored definition that enrollments are
+#: pinned to. A version is the hash of one definition, so an entry never goes stale; a fresh process reads it
+#: again from the database (nothing here depends on what this process planned before).
+_CONDITIONAL: dict[tuple[str, str], frozenset[str]] = {}
+
+
+def conditional_steps(conn: Connection, journeys: Iterable[str]) -> dict[str, dict[str, frozenset[str]]]:
+    """journey -> version -> the steps with a condition, for every stored version of ``journeys``.
+
+    Their pending touchpoints take no day's slot (carepath.runtime.planner.apply_policy): the condition may be
+    false when they fall due.
+    """
+    names = set(journeys)
+    if not names:
+        return {}
+    stored = conn.execute(select(JourneyVersion.journey, JourneyVersion.version).where(
+        JourneyVersion.journey.in_(names))).all()
+    missing = {(j, v) for j, v in stored if (j, v) not in _CONDITIONAL}
+    if missing:
+        for journey, version, definition in conn.execute(
+                select(JourneyVersion.journey, JourneyVersion.version, JourneyVersion.definition).where(
+                    JourneyVersion.journey.in_({j for j, _ in missing}),
+                    JourneyVersion.version.in_({v for _, v in missing}))):
+            _CONDITIONAL[(journey, version)] = frozenset(
+                s["id"] for s in (definition or {}).get("steps", ()) if s.get("condition"))
+    out: dict[str, dict[str, frozenset[str]]] = defaultdict(dict)
+    for journey, version in stored:
+        out[journey][version] = _CONDITIONAL.get((journey, version), frozenset())
+    return out
+
+
+def _pending_conditional(conn: Connection, rows: Sequence[tuple[int, int, str, str]]) -> set[int]:
+    """The ids among ``rows`` (pending touchpoints: id, enrollment id, journey, step) whose step has a condition
+    in the journey version their enrollment is pinned to.
+
+    A step conditional in every stored version of its journey (or in none) needs no look-up; only a step whose
+    versions disagree asks which version its enrollment is pinned to.
+    """
+    by_journey = conditional_steps(conn, {r[2] for r in rows})
+    always: dict[str, frozenset[str]] = {}
+    sometimes: dict[str, frozenset[str]] = {}
+    for journey, versions in by_journey.items():
+        sets = list(versions.values())
+        always[journey] = frozenset.intersection(*sets)
+        sometimes[journey] = frozenset.union(*sets) - always[journey]
+    found = {r[0] for r in rows if r[3] in always.get(r[2], ())}
+    ask = [r for r in rows if r[3] in sometimes.get(r[2], ())]
+    enrollments = list({r[1] for r in ask})
+    pinned: dict[int, str] = {}
+    for start in range(0, len(enrollments), 5000):
+        pinned.update(conn.execute(select(Enrollment.id, Enrollment.version).where(
+            Enrollment.id.in_(enrollments[start:start + 5000]))).all())
+    return found | {tid for tid, eid, journey, step in ask
+                    if step in by_journey[journey].get(pinned.get(eid, ""), ())}
 
 
 def remember_conditional(journey: Journey) -> None:
-    """Note ``journey``'s conditional send steps (once per journey object), for :func:`day_loads`."""
-    if _REMEMBERED.get(id(journey)) is not journey:
-        _REMEMBERED[id(journey)] = journey
-        _CONDITIONAL[journey.name].update(s.id for s in journey.steps
-                                          if s.condition and s.touchpoint_action == "send")
+    """Deprecated: :func:`day_loads` reads the conditional steps from the pinned journey version itself."""
+    import warnings
+
+    warnings.warn("carepath.runtime.scheduling.remember_conditional is no longer needed (day_loads reads the "
+                  "conditional steps from the enrollment's pinned journey version); it is kept for this release only",
+                  DeprecationWarning, stacklevel=2)
 
 
 def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
               exclude_ids: Sequence[int] = ()) -> dict[int, list[datetime]]:
     """Due times of each patient's counted non-urgent touchpoints from ``since`` on.
 
-    A pending touchpoint of a conditional step (:func:`remember_conditional`) does not count: its condition may
-    be false when it falls due; once sent it counts like any message.
+    A pending touchpoint of a conditional step (in the journey version its enrollment is pinned to,
+    :func:`conditional_steps`) does not count: its condition may be false when it falls due; once sent it
+    counts like any message.
     """
     ids = list(set(patient_ids))
     out: dict[int, list[datetime]] = defaultdict(list)
     excluded = set(exclude_ids)
-    counted, non_urgent = set(COUNTED), set(NON_URGENT)
+    counted, non_urgent, pending = set(COUNTED), set(NON_URGENT), set(PENDING_COUNTED)
     for start in range(0, len(ids), 5000):
         # Only patient and time in SQL, so that the (patient_id, due_at) index is the one used:
         # with status in the WHERE clause SQLite may prefer the status index and scan every row.
-        rows = conn.execute(
+        rows = [r for r in conn.execute(
             select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.due_at, Touchpoint.status, Touchpoint.category,
-                   Touchpoint.action, Touchpoint.journey, Touchpoint.step).where(
+                   Touchpoint.action, Touchpoint.journey, Touchpoint.step, Touchpoint.enrollment_id).where(
                 Touchpoint.patient_id.in_(ids[start:start + 5000]), Touchpoint.due_at >= since)).all()
-        for tid, pid, due, status, category, action, journey, step in rows:
-            if tid not in excluded and status in counted and category in non_urgent and action == "send" \
-                    and not (status in PENDING_COUNTED and step in _CONDITIONAL.get(journey, ())):
+                if r[0] not in excluded and r[3] in counted and r[4] in non_urgent and r[5] == "send"]
+        skipped = _pending_conditional(conn, [(r[0], r[8], r[6], r[7]) for r in rows if r[3] in pending])
+        for tid, pid, due, *_ in rows:
+            if tid not in skipped:
                 out[pid].append(due)
     return out
 
@@ -71,7 +124,6 @@ _INSERT = f"INSERT INTO touchpoints ({', '.join(_COLUMNS)}) VALUES ({', '.join([
 def touchpoint_rows(enrollment_id: int, patient_id: int, journey: Journey, planned: Iterable[Planned],
                     now: datetime) -> list[tuple]:
     """Rows for :func:`insert_touchpoints`, in ``_COLUMNS`` order (the idempotency key at ``KEY``)."""
-    remember_conditional(journey)
     rows = []
     for p in planned:
         step_id, stage, category, action, anchor = _step_columns(p.step)
@@ -178,7 +230,6 @@ def plan_new_enrollments(conn: Connection, items: Sequence[tuple[int, int, str, 
     ``items`` are ``(enrollment_id, patient_id, tz, anchors)``; writes all rows
     in one bulk insert and returns how many touchpoints were written.
     """
-    remember_conditional(journey)
     loads = day_loads(conn, (i[1] for i in items), now - timedelta(days=1))
     anchored = [s for s in journey.steps if s.anchor is not None]
     rows: list[dict] = []
@@ -217,8 +268,7 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
     if not fresh:
         return []
     for journey in journeys.values():
-        remember_conditional(journey)
-    loads_raw = day_loads(conn, {k[1] for k in fresh}, now - timedelta(days=1))
+        loads_raw = day_loads(conn, {k[1] for k in fresh}, now - timedelta(days=1))
     loads: dict[int, DayLoad] = {}
     rows: list[dict] = []
     for (enrollment_id, patient_id, tz, name), planned in fresh.items():
@@ -285,7 +335,6 @@ def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: 
             if keep and ((row.step, base) not in seen or seen[(row.step, base)][0] < rev):
                 seen[(row.step, base)] = (rev, row)
     movable = {k: row for k, (_, row) in latest.items() if _movable(row)}
-    remember_conditional(journey)
     load = DayLoad(tz, day_loads(conn, [patient_id], now - timedelta(days=1),
                                  exclude_ids=[r.id for r in movable.values()]).get(patient_id, ()))
     planned = plan_anchored(steps, anchors, tz_name=tz, now=now, policy=policy, load=load)

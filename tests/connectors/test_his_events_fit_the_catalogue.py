@@ -20,7 +20,8 @@ def test_every_default_hl7_message_type_makes_a_catalogued_event_that_fits(datab
         messages += [m.adt(trigger, f"A{trigger}") for trigger in ("A01", "A03", "A04", "A08", "A11", "A13")]
         messages.append(m.message("ADT^A40", "M40", "EVN|A40|20260501110000", m.pid("NEW1"), "MRG|OLD1^^^H1^MR"))
         messages.append(m.message("ORU^R01", "R01", m.pid(), "OBR|1|O1|R77|GLU^血糖|||20260501080000|||||||||||||||"
-                                  "20260501083000", "OBX|1|NM|2339-0^Glucose^LN||7.8|mmol/L|||||F|||20260501080000"))
+                                  "20260501083000", "OBX|1|NM|2339-0^Glucose^LN||7.8|mmol/L|||||F|||20260501080000",
+                                  "OBX|2|DT|8665-2^Last menstrual period start date^LN||20260220||||||F"))
         for raw in messages:
             assert "|AA|" in source.handle(raw.encode()).decode(), raw
         stored = h._rows(engine, Event)
@@ -28,7 +29,7 @@ def test_every_default_hl7_message_type_makes_a_catalogued_event_that_fits(datab
                                             "appointment.no_show", "encounter.admitted", "encounter.discharged",
                                             "visit.checked_in", "encounter.admission_cancelled",
                                             "encounter.discharge_cancelled", "patient.merged", "report.ready",
-                                            "vitals.reading"}
+                                            "vitals.reading", "pregnancy.dated"}
         for event in stored:
             assert event.type in event_types(), event.type
             payload = reveal_payload(event.payload, engine.cipher)  # as the engine reads it: values are encrypted

@@ -16,6 +16,7 @@ from carepath.connectors.his.fhir_source import FhirSource
 from carepath.connectors.his.hl7_source import Hl7Source
 from carepath.plugins.testing import HisSourceConformance
 from carepath.runtime.his_poll import load_cursor, poll_source
+from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Event, Patient
 from tests.connectors import hl7_messages as m
 from tests.live_app import LiveApp
@@ -164,3 +165,41 @@ class TestHl7Conformance(HisSourceConformance):
     connector_class = Hl7Source
     valid_config = {"port": 0, "system": "his", "default_charset": "gb18030"}
     invalid_configs = [{"port": -1}, {"timezone": "Mars/Olympus"}]
+
+
+def lmp_observation(oid: str, patient_id: str, value: str, status: str = "final") -> dict[str, Any]:
+    """An Observation of LOINC 8665-2 (last menstrual period start date), as an obstetric record keeps it."""
+    return {"resourceType": "Observation", "id": oid, "status": status,
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8665-2",
+                                 "display": "Last menstrual period start date"}], "text": "末次月经"},
+            "subject": {"reference": f"Patient/{patient_id}"}, "effectiveDateTime": "2026-05-01T08:30:00+08:00",
+            "valueDateTime": value}
+
+
+def test_a_last_menstrual_period_observation_dates_the_pregnancy(engine, fhir):
+    """Polled over HTTP: the pregnant patient's record (Z34 from her Conditions), then her LMP Observation as
+    ``pregnancy.dated``, which enrolls her in the maternity journey on her gestational weeks; read once."""
+    fhir.put(patient_resource("p2", "MRN077", "林晓", "13812345679", "1994-04-04", "female"))
+    fhir.put({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p2"},
+              "clinicalStatus": {"coding": [{"code": "active"}]},
+              "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "Z34.0"}]}})
+    fhir.put(lmp_observation("o1", "p2", "2026-02-20"))
+    source = source_for(fhir, engine, resources=["Patient", "Observation"])
+    poll_source(engine, source)
+    assert source.problems == []
+    [dated] = [e for e in h._rows(engine, Event) if e.type == "pregnancy.dated"]
+    assert reveal_payload(dated.payload, engine.cipher) == {"lmp": "2026-02-20T00:00:00+08:00", "method": "lmp"}
+    [enrolled] = h.enrollments(engine, journey="maternity")
+    assert datetime.fromisoformat(enrolled.anchors["lmp"]) == datetime(2026, 2, 20, tzinfo=SH)
+    assert any(t.anchor == "lmp" and t.status == "scheduled" for t in h.touchpoints(engine))
+    fhir.put(lmp_observation("o1", "p2", "2026-02-20T00:00:00+08:00"))
+    assert poll_source(engine, source).stored == 0  # the same date again (a new version): the same fact
+
+
+def test_an_lmp_observation_that_is_no_day_is_reported_and_passed(engine, fhir):
+    fhir.put(lmp_observation("o2", "p1", "2026-02"))  # a month only: no day to count weeks from
+    source = source_for(fhir, engine, resources=["Observation"])
+    poll_source(engine, source)
+    assert source.problems == ["Observation/o2: valueDateTime must be the day of the last menstrual period "
+                               "(YYYY-MM-DD), got '2026-02'"]
+    assert not [e for e in h._rows(engine, Event) if e.type == "pregnancy.dated"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 import pytest
@@ -13,6 +14,8 @@ from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Event, Patient
 from tests.connectors import hl7_messages as m
 from tests.engine import helpers as h
+
+SH = timezone(timedelta(hours=8))
 
 
 class Listener:
@@ -248,3 +251,37 @@ def test_the_listener_bounds_connections_per_peer_and_slow_frames(engine):
         running.close()
     [stored] = [e for e in h._rows(engine, Event) if not e.source.startswith("carepath")]  # only the message that arrived whole
     assert stored.received_via == "mllp:hl7"
+
+
+def _pregnant_patient(listener: Listener) -> None:
+    """Her record, with Z34 (supervision of a normal pregnancy), as an ADT^A08 update."""
+    a08 = m.message("ADT^A08", "P1", "EVN|A08|20260501080000", m.pid(mrn="MRN077", family="林", given="晓"),
+                    "PV1|1|O|0301^产科", "DG1|1||Z34.0^早期妊娠监督^I10")
+    assert msa(send(listener, a08)[0])[1] == "AA"
+
+
+def test_a_last_menstrual_period_in_an_oru_dates_the_pregnancy(engine, listener):
+    """OBX 8665-2 (LOINC: last menstrual period start date) is a ``pregnancy.dated`` event: the maternity journey
+    enrolls her on her gestational weeks; the same dating sent again is stored once."""
+    _pregnant_patient(listener)
+    oru = m.message("ORU^R01", "P2", m.pid(mrn="MRN077", family="林", given="晓"),
+                    "OBR|1|O9|OB77|11450-4^产科病史|||20260501083000",
+                    "OBX|1|DT|8665-2^Last menstrual period start date^LN||20260220||||||F|||20260501083000")
+    assert msa(send(listener, oru)[0])[1] == "AA"
+    [dated] = [e for e in h._rows(engine, Event) if e.type == "pregnancy.dated"]
+    assert reveal_payload(dated.payload, engine.cipher) == {"lmp": "2026-02-20T00:00:00+08:00", "method": "lmp"}
+    [enrolled] = h.enrollments(engine, journey="maternity")
+    assert datetime.fromisoformat(enrolled.anchors["lmp"]) == datetime(2026, 2, 20, tzinfo=SH)
+    assert any(t.anchor == "lmp" and t.status == "scheduled" for t in h.touchpoints(engine))  # by gestational week
+    again = oru.replace("|P2|", "|P3|")  # a resend under a new control id: the same fact
+    assert msa(send(listener, again)[0])[1] == "AA"
+    assert [e.type for e in h._rows(engine, Event)].count("pregnancy.dated") == 1
+
+
+def test_an_lmp_that_is_no_date_is_refused_naming_the_obx(engine, listener):
+    _pregnant_patient(listener)
+    oru = m.message("ORU^R01", "P4", m.pid(mrn="MRN077"), "OBR|1|O9|OB78|11450-4^产科病史|||20260501083000",
+                    "OBX|1|DT|8665-2^Last menstrual period start date^LN||上个月||||||F")
+    ack = send(listener, oru)[0]
+    assert msa(ack)[1] == "AE" and "OBX[1]-5" in ack and "上个月" in ack
+    assert not [e for e in h._rows(engine, Event) if e.type == "pregnancy.dated"]

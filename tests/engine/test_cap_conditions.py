@@ -3,6 +3,7 @@ must not give it one of the day's messages and push a real one to the next day."
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,7 @@ import pytest
 from carepath.definition.dsl import after, enroll_on, journey, on, send, step, template
 from carepath.definition.events import PatientIn
 from carepath.runtime.planner import DAILY_CAP
+from carepath.runtime import scheduling
 from carepath.runtime.policy import Policy
 from tests.engine import helpers as h
 
@@ -80,3 +82,76 @@ def test_a_true_condition_still_counts_at_send_time(make, clock):
     assert rows["maybe"].status == "sent" and len(sms.keys) == 1
     assert (rows["real"].status, rows["real"].reason) == ("scheduled", DAILY_CAP)
     assert rows["real"].due_at == datetime(2026, 5, 7, 11, 1, tzinfo=SH)
+
+
+def _restart_state() -> None:
+    """What a new process starts without: every module-level cache of the planner's database side."""
+    for name, value in vars(scheduling).items():
+        if name.startswith("_") and not name.startswith("__") and isinstance(value, (dict, set)):
+            value.clear()
+
+
+def _journeys(*care_steps) -> list:
+    """A ``care`` journey of ``care_steps`` (on program.joined), and ``visit``: a message 1h after a check-in."""
+    return [journey("care", enroll=enroll_on("program.joined"), templates=[template("t", "您好")], steps=care_steps),
+            journey("visit", enroll=enroll_on("visit.checked_in"), templates=[template("t", "您好")],
+                    steps=[msg("after-visit", "1h")])]
+
+
+@contextmanager
+def _process(database_url, settings, clock, journeys, sms=None):  # noqa: ANN001
+    """One engine process over the test database (cap 2 a day), closed and forgotten afterwards: a restart."""
+    engine = h.make_engine(database_url, settings, clock, journeys, {"sms": sms or h.RecordingChannel("sms")},
+                           policy=Policy(daily_cap=2))
+    try:
+        yield engine
+    finally:
+        engine.close()
+        _restart_state()
+
+
+def _joined(engine, clock, mrn: str, phone: str) -> None:  # noqa: ANN001
+    engine.upsert_patient(PatientIn(mrn=mrn, name="张三", phone=phone))
+    engine.ingest(h.Events(clock, mrn=mrn)("program.joined"))
+
+
+def test_after_a_restart_pending_conditional_steps_still_take_no_slot(database_url, settings, clock):
+    """Planned by one process, the scheduled conditional touchpoints of a journey this process has not planned yet
+    do not count in the cap of a plan made after a restart (they are read from the pinned journey version)."""
+    clock.set(datetime(2026, 5, 6, 9, 0, tzinfo=SH))
+    journeys = _journeys(msg("a", "0s", when=NEVER), msg("b", "1h", when=NEVER))
+    with _process(database_url, settings, clock, journeys) as first:
+        _joined(first, clock, "M1", "13812341234")
+        assert {r.step: r.status for r in h.touchpoints(first)} == {"a": "scheduled", "b": "scheduled"}
+    sms = h.RecordingChannel("sms")
+    with _process(database_url, settings, clock, journeys, sms) as second:
+        clock.set(datetime(2026, 5, 6, 9, 30, tzinfo=SH))
+        second.ingest(h.Events(clock, mrn="M1")("visit.checked_in"))
+        later = h.one_touchpoint(second, step="after-visit")
+        assert (later.status, later.reason) == ("scheduled", None)  # not pushed to tomorrow by a and b
+        assert later.due_at == datetime(2026, 5, 6, 10, 30, tzinfo=SH)
+        clock.set(datetime(2026, 5, 6, 10, 31, tzinfo=SH))
+        second.dispatch_due()
+        rows = {r.step: r for r in h.touchpoints(second)}
+        assert rows["after-visit"].status == "sent" and len(sms.keys) == 1
+        assert {rows["a"].status, rows["b"].status} == {"skipped"}
+
+
+def test_the_pinned_version_decides_when_versions_disagree(database_url, settings, clock):
+    """A step conditional in the version one enrollment is pinned to, but not in the version another one runs:
+    each enrollment's pending touchpoints count as their own version says."""
+    clock.set(datetime(2026, 5, 6, 9, 0, tzinfo=SH))
+    first_version = _journeys(msg("a", "0s", when=NEVER), msg("b", "1h", when=NEVER))
+    second_version = _journeys(msg("a", "3h"), msg("b", "4h"))
+    with _process(database_url, settings, clock, first_version) as first:
+        _joined(first, clock, "M1", "13812341234")
+    with _process(database_url, settings, clock, second_version) as second:
+        _joined(second, clock, "M2", "13812345678")  # pinned to the version without conditions
+        pinned = {e.version: e.patient_id for e in h.enrollments(second, journey="care")}
+        m1, m2 = pinned[first_version[0].version], pinned[second_version[0].version]  # M1 stays on the first
+        clock.set(datetime(2026, 5, 6, 9, 30, tzinfo=SH))
+        for mrn in ("M1", "M2"):
+            second.ingest(h.Events(clock, mrn=mrn)("visit.checked_in"))
+        later = {r.patient_id: r for r in h.touchpoints(second, step="after-visit")}
+        assert (later[m1].reason, later[m1].due_at) == (None, datetime(2026, 5, 6, 10, 30, tzinfo=SH))
+        assert later[m2].reason == DAILY_CAP  # its a and b take the day's two slots

@@ -13,7 +13,8 @@ import yaml
 from typer.testing import CliRunner
 
 from carepath.cli import journeys as cli_journeys
-from carepath.definition.journey_files import _Loader, read_journey_text
+from carepath.definition.journey_files import read_journey_text
+from carepath.definition.journey_yaml import _Loader
 from carepath.definition.journey_schema import SCHEMA_FILE, journey_schema, schema_text
 from tests.library.journeys import ALL, STOCK, STOCK_FOLDER, TEST_JOURNEYS, ids
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 
-from carepath.definition.events import PatientIn
 from tests.portrait.helpers import view
-from tests.stock.story_a import story
+from tests.stock.story import story
 
 ELDER, YOUNG, QUIET, OTHER = "C-ELDER", "C-YOUNG", "C-QUIET", "C-OTHER"
 TICKS = (time(8, 1), time(10, 1), time(12, 1), time(20, 1))
@@ -17,10 +16,10 @@ TICKS = (time(8, 1), time(10, 1), time(12, 1), time(20, 1))
 def test_greetings_by_the_calendar_and_reactivation_after_30_silent_days(database_url, settings, clock):
     clock.set(datetime(2026, 9, 20, 1, 0, tzinfo=timezone.utc))  # 09:00 Shanghai; 中秋 is 25 Sep, 重阳 18 Oct
     with story(database_url, settings, clock, "care-moments") as s:
-        s.patient(PatientIn(mrn=ELDER, name="孙桂兰", phone="13600000001", birth_date=date(1948, 10, 5)))
-        s.patient(PatientIn(mrn=YOUNG, name="郑浩", phone="13600000002", birth_date=date(1990, 9, 28)))
-        s.patient(PatientIn(mrn=QUIET, name="何平", phone="13600000003", birth_date=date(1950, 10, 1)))
-        s.patient(PatientIn(mrn=OTHER, name="冯雪", phone="13600000004", birth_date=date(1985, 10, 2)))
+        s.patient(ELDER, name="孙桂兰", phone="13600000001", birth_date=date(1948, 10, 5))
+        s.patient(YOUNG, name="郑浩", phone="13600000002", birth_date=date(1990, 9, 28))
+        s.patient(QUIET, name="何平", phone="13600000003", birth_date=date(1950, 10, 1))
+        s.patient(OTHER, name="冯雪", phone="13600000004", birth_date=date(1985, 10, 2))
         s.grant_marketing(ELDER, YOUNG)
         for mrn in (ELDER, YOUNG, QUIET):  # OTHER never visits: not enrolled
             s.engine.ingest(s.events(mrn)("visit.checked_in", {"department": "全科"}))

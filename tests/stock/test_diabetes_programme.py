@@ -5,22 +5,21 @@ from __future__ import annotations
 
 from datetime import date, time
 
-from carepath.definition.events import PatientIn
 from carepath.runtime import workdays
-from tests.stock.story_a import DAY, story
+from tests.stock.story import DAY, story
 
 ELDER, YOUNG, MOTHER, OTHER = "D-ELDER", "D-YOUNG", "D-MOTHER", "D-OTHER"
 
 
 def _enrol(s) -> None:  # noqa: ANN001
-    s.patient(PatientIn(mrn=ELDER, name="王秀英", phone="13800000001", birth_date=date(1950, 3, 2), sex="F",
-                        conditions=["E11.9"]))
-    s.patient(PatientIn(mrn=YOUNG, name="李明", phone="13800000002", birth_date=date(1995, 6, 1), sex="M",
-                        conditions=["E11"]))
-    s.patient(PatientIn(mrn=MOTHER, name="陈静", phone="13800000003", birth_date=date(1994, 2, 1), sex="F",
-                        conditions=["O24.4"]))
-    s.patient(PatientIn(mrn=OTHER, name="赵强", phone="13800000004", birth_date=date(1980, 1, 1),
-                        conditions=["I10"]))
+    s.patient(ELDER, name="王秀英", phone="13800000001", birth_date=date(1950, 3, 2), sex="F",
+              conditions=["E11.9"])
+    s.patient(YOUNG, name="李明", phone="13800000002", birth_date=date(1995, 6, 1), sex="M",
+              conditions=["E11"])
+    s.patient(MOTHER, name="陈静", phone="13800000003", birth_date=date(1994, 2, 1), sex="F",
+              conditions=["O24.4"])
+    s.patient(OTHER, name="赵强", phone="13800000004", birth_date=date(1980, 1, 1),
+              conditions=["I10"])
     s.engine.ingest(s.events(ELDER)("patient.related_person_added", {
         "ref": "nk1-1", "relationship": "daughter", "contact": {"name": "王丽", "phone": "13900000001"}}))
     s.grant_marketing(ELDER, MOTHER)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from tests.engine import helpers as h
-from tests.stock.story_b import story
+from tests.stock.story import story
 
 PHONE = "13100000011"
 
@@ -36,12 +36,12 @@ def test_guide_reports_and_an_abnormal_result_to_a_booking_reminder_and_a_task(d
             6: [("abnormal_followup", PHONE), ("report_ready", PHONE)],
             13: [("abnormal_second_reminder", PHONE)],
         }
-        sent = {x.template: x for x in s.sent()}
+        sent = {x.template: x for x in s.messages()}
         assert sent["preparation_guide"].at == "18:00"
         assert "20:00后请不要进食" in sent["preparation_guide"].body and "门诊楼5楼" in sent["preparation_guide"].body
         assert "腹部超声" in sent["abnormal_followup"].body
         # one task per abnormal report, for the health-check team, high priority, two days to act
-        [task] = s.tasks()
+        [task] = s.task_log()
         assert (task["day"], task["kind"], task["team"], task["priority"], task["sla_hours"]) == (
             6, "abnormal_result_followup", "health_check", "high", 48.0)
 
@@ -56,7 +56,7 @@ def test_a_reply_to_the_abnormal_notice_spares_the_second_reminder(database_url,
         s.run_until(s.when(3, 9))
         s.event("H2", "message.replied", {"text": "好的，请帮我预约", "channel": "sms"})
         s.run_until(s.when(10, 12))
-        templates = [x.template for x in s.sent()]
+        templates = [x.template for x in s.messages()]
         assert templates == ["preparation_guide", "abnormal_followup", "report_ready"]
-        assert "您的体检报告" in next(x.body for x in s.sent() if x.template == "report_ready")  # no name: the default
-        assert [t["kind"] for t in s.tasks() if t["team"] == "health_check"] == ["abnormal_result_followup"]
+        assert "您的体检报告" in next(x.body for x in s.messages() if x.template == "report_ready")  # no name: the default
+        assert [t["kind"] for t in s.task_log() if t["team"] == "health_check"] == ["abnormal_result_followup"]

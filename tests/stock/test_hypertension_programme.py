@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from datetime import date, time, timedelta
 
-from carepath.definition.events import PatientIn
-from tests.stock.story_a import story
+from tests.stock.story import story
 
 RISK, HTN, POST_MI, OTHER = "H-RISK", "H-HTN", "H-MI", "H-OTHER"
 
 
 def _enrol(s) -> None:  # noqa: ANN001
-    s.patient(PatientIn(mrn=RISK, name="张伟", phone="13700000001", birth_date=date(1975, 4, 2), tags=["cv-risk"]))
-    s.patient(PatientIn(mrn=HTN, name="刘芳", phone="13700000002", birth_date=date(1960, 8, 9), conditions=["I10"]))
-    s.patient(PatientIn(mrn=POST_MI, name="周建国", phone="13700000003", birth_date=date(1958, 1, 5),
-                        conditions=["I10", "I21.9"]))
-    s.patient(PatientIn(mrn=OTHER, name="吴敏", phone="13700000004", birth_date=date(1990, 1, 1), conditions=["J45"]))
+    s.patient(RISK, name="张伟", phone="13700000001", birth_date=date(1975, 4, 2), tags=["cv-risk"])
+    s.patient(HTN, name="刘芳", phone="13700000002", birth_date=date(1960, 8, 9), conditions=["I10"])
+    s.patient(POST_MI, name="周建国", phone="13700000003", birth_date=date(1958, 1, 5),
+              conditions=["I10", "I21.9"])
+    s.patient(OTHER, name="吴敏", phone="13700000004", birth_date=date(1990, 1, 1), conditions=["J45"])
     s.grant_marketing(RISK, POST_MI)
     for mrn in (RISK, HTN, POST_MI, OTHER):
         s.engine.ingest(s.events(mrn)("visit.checked_in", {"department": "心内科"}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from tests.engine import helpers as h
-from tests.stock.story_b import story
+from tests.stock.story import story
 
 PATIENT, SPOUSE, DAUGHTER = "13100000001", "13600000002", "13500000003"
 
@@ -36,15 +36,15 @@ def test_admission_family_notes_discharge_medication_and_the_day7_call(database_
         # the medication reminder every day after discharge, at the time the patient chose
         for day in range(4, 11):
             assert ("medication_reminder", PATIENT) in days[day]
-        meds = [x for x in s.sent() if x.template == "medication_reminder"]
+        meds = [x for x in s.messages() if x.template == "medication_reminder"]
         assert {x.at for x in meds} == {"20:00"} and len(meds) == 7
         # what the messages say: the ward and bed, no clinical judgement, whom to ask
-        guide = next(x.body for x in s.sent() if x.template == "admission_guide")
+        guide = next(x.body for x in s.messages() if x.template == "admission_guide")
         assert "心内科一病区12床" in guide
-        note = next(x.body for x in s.sent() if x.template == "family_update" and x.address == SPOUSE)
+        note = next(x.body for x in s.messages() if x.template == "family_update" and x.address == SPOUSE)
         assert note.startswith("李梅您好") and "张伟" in note and "以主管医生" in note
         # the nurse's call task on day 7 after discharge (day 10, Monday 11 May), due within a day
-        [task] = s.tasks()
+        [task] = s.task_log()
         assert (task["day"], task["kind"], task["team"], task["sla_hours"], task["status"]) == (
             10, "call_patient", "nursing", 24.0, "open")
 

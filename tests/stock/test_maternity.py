@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from tests.engine import helpers as h
-from tests.stock.story_b import story
+from tests.stock.story import story
 
 OPENID, PHONE = "o-mother-1", "13100000051"
 
@@ -29,12 +29,12 @@ def test_antenatal_reminders_education_and_the_community_invitation(database_url
         assert s.days() == {1: [("education_first", OPENID)], 7: [("community_invite", OPENID)],
                             14: [("education_second", OPENID)], 28: [("antenatal_check", OPENID)],
                             56: [("antenatal_check", OPENID)]}
-        times = {x.template: x.at for x in s.sent()}
+        times = {x.template: x.at for x in s.messages()}
         assert times == {"education_first": "19:00", "community_invite": "19:30", "education_second": "19:00",
                          "antenatal_check": "10:00"}
-        check = next(x.body for x in s.sent() if x.template == "antenatal_check")
+        check = next(x.body for x in s.messages() if x.template == "antenatal_check")
         assert check.startswith("林女士您好") and "请立即就医" in check
-        assert s.tasks() == []
+        assert s.task_log() == []
 
 
 def test_a_delivery_stops_antenatal_reminders_and_starts_postnatal_care(database_url, settings, clock):
@@ -51,7 +51,7 @@ def test_a_delivery_stops_antenatal_reminders_and_starts_postnatal_care(database
         assert {r.reason for r in h.touchpoints(s.engine, step="antenatal-monthly-undated")
                 if r.status == "skipped"} == {"skipped: condition false"}
         # the postnatal call on day 3, Sunday 24 May: the next working day, Monday 25 May (day 24)
-        [call] = s.tasks()
+        [call] = s.task_log()
         assert (call["day"], call["kind"], call["team"], call["sla_hours"]) == (24, "postnatal_call", "obstetrics",
                                                                                 24.0)
 
@@ -64,7 +64,7 @@ def test_a_pregnancy_loss_ends_the_journey_with_nothing_more_sent(database_url, 
         s.run_until(s.when(40, 12))
         assert [e.status for e in h.enrollments(s.engine)] == ["exited"]
         assert s.days() == {1: [("education_first", OPENID)], 7: [("community_invite", OPENID)]}
-        assert s.tasks() == []
+        assert s.task_log() == []
 
 
 def _dated(s, mrn: str, weeks_at: int, day: int) -> None:

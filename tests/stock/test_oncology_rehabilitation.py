@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from tests.engine import helpers as h
-from tests.stock.story_b import story
+from tests.stock.story import story
 
 PHONE = "13100000061"
 
@@ -24,11 +24,11 @@ def test_a_season_of_rehabilitation_by_day(database_url, settings, clock):
         assert len(h.enrollments(s.engine)) == 1
         assert s.days() == {14: [("psych_offer", PHONE)], 30: [("peer_invite", PHONE)],
                             92: [("marker_recheck", PHONE)]}
-        assert {x.template: x.at for x in s.sent()} == {"psych_offer": "15:00", "peer_invite": "19:30",
+        assert {x.template: x.at for x in s.messages()} == {"psych_offer": "15:00", "peer_invite": "19:30",
                                                         "marker_recheck": "10:00"}
-        recheck = next(x.body for x in s.sent() if x.template == "marker_recheck")
+        recheck = next(x.body for x in s.messages() if x.template == "marker_recheck")
         assert recheck.startswith("郑先生/女士您好") and "及时就医" in recheck
-        journey_tasks = [(t["day"], t["kind"], t["team"], t["sla_hours"]) for t in s.tasks()
+        journey_tasks = [(t["day"], t["kind"], t["team"], t["sla_hours"]) for t in s.task_log()
                          if t["kind"] in ("psychological_support", "call_patient")]
         # the reply asking for support: the psychology team; the unanswered re-check (day 106, Saturday 15
         # August): a nurse call on the next working day, Monday 17 August
@@ -45,6 +45,6 @@ def test_an_admission_pauses_the_quarterly_recheck(database_url, settings, clock
         s.run_until(s.when(95, 10))
         s.event("T3", "encounter.discharged", {"encounter_id": "E9"})
         s.run_until(s.when(96, 12))
-        assert [x.template for x in s.sent()] == ["psych_offer"]  # no marketing consent: no invitation
+        assert [x.template for x in s.messages()] == ["psych_offer"]  # no marketing consent: no invitation
         [recheck] = h.touchpoints(s.engine, step="marker-recheck", status="skipped")
         assert recheck.reason == "skipped: programme paused"

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from datetime import date, time, timedelta
 
-from carepath.definition.events import PatientIn
-from tests.stock.story_a import story
+from tests.stock.story import story
 
 KNEE, HIP, CARDIO = "O-KNEE", "O-HIP", "O-CARDIO"
 TICKS = (time(8, 31), time(10, 1), time(11, 1), time(15, 1), time(20, 1))
@@ -21,10 +20,10 @@ def _answered(s, mrn, *red_flags):  # noqa: ANN001, ANN202
 
 def test_week_one_guidance_follow_ups_and_red_flags(database_url, settings, clock):
     with story(database_url, settings, clock, "orthopaedic-rehabilitation") as s:
-        s.patient(PatientIn(mrn=KNEE, name="马丽", phone="13500000001", birth_date=date(1962, 3, 3)))
-        s.patient(PatientIn(mrn=HIP, name="高建", phone="13500000002", birth_date=date(1955, 7, 7),
-                            conditions=["Z96.6"]))
-        s.patient(PatientIn(mrn=CARDIO, name="林涛", phone="13500000003", birth_date=date(1970, 1, 1)))
+        s.patient(KNEE, name="马丽", phone="13500000001", birth_date=date(1962, 3, 3))
+        s.patient(HIP, name="高建", phone="13500000002", birth_date=date(1955, 7, 7),
+                            conditions=["Z96.6"])
+        s.patient(CARDIO, name="林涛", phone="13500000003", birth_date=date(1970, 1, 1))
         s.grant_marketing(KNEE)
         s.engine.ingest(s.events(KNEE)("encounter.discharged", {"encounter_id": "IP-1", "department": "骨科"}))
         s.engine.ingest(s.events(HIP)("encounter.discharged", {"encounter_id": "IP-2", "department": "关节外科"}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from carepath.runtime.complaints import list_cases
-from tests.stock.story_b import story
+from tests.stock.story import story
 
 PHONE = "13100000071"
 
@@ -39,7 +39,7 @@ def test_one_visit_from_booking_to_the_survey(database_url, settings, clock):
         assert days[3] == [("satisfaction_survey", PHONE)]  # 24 hours after the visit
         assert days[5] == [("followup", PHONE)]
         assert set(days) == {0, 1, 2, 3, 5}  # health tips: day 14 after the visit, after the story
-        sent = {x.template: x for x in s.sent()}
+        sent = {x.template: x for x in s.messages()}
         assert (sent["visit_guide"].at, sent["visit_reminder"].at, sent["satisfaction_survey"].at,
                 sent["followup"].at) == ("18:00", "08:00", "11:00", "10:00")
         confirmation = sent["booking_confirmation"].body
@@ -50,7 +50,7 @@ def test_one_visit_from_booking_to_the_survey(database_url, settings, clock):
         # the detractor's answer on day 3: a complaint case for patient service, answered within 24 hours and
         # resolved within 7 working days; the day-3 follow-up got no answer from a patient over 65: a nurse's
         # call two days later
-        tasks = [(t["day"], t["kind"], t["team"], t["priority"]) for t in s.tasks()]
+        tasks = [(t["day"], t["kind"], t["team"], t["priority"]) for t in s.task_log()]
         assert tasks == [(3, "complaint_case", "patient_service", "high"), (7, "call_patient", "nursing", "normal")]
         [case] = list_cases(s.engine)
         assert (case.source, case.status, case.summary) == ("survey", "open", "survey outpatient-satisfaction: NPS 3/10")
@@ -59,7 +59,7 @@ def test_one_visit_from_booking_to_the_survey(database_url, settings, clock):
         assert case.first_response_due_at - case.opened_at == timedelta(hours=24)
         # 7 working days after Monday 4 May: the Labour Day holiday runs to 5 May, Saturday 9 May is a working day
         assert s.local(case.resolution_due_at).date() == date(2026, 5, 13)
-        assert s.tasks()[0]["sla_hours"] == (case.resolution_due_at - case.opened_at).total_seconds() / 3600
+        assert s.task_log()[0]["sla_hours"] == (case.resolution_due_at - case.opened_at).total_seconds() / 3600
 
 
 def test_a_red_flag_answer_reaches_a_nurse_and_a_passive_opens_no_case(database_url, settings, clock):
@@ -74,6 +74,6 @@ def test_a_red_flag_answer_reaches_a_nurse_and_a_passive_opens_no_case(database_
                                            "journey": "outpatient-visit", "step": "survey-day1",
                                            "episode_key": "A2"})
         assert s.days()[2] == [("satisfaction_survey", "13100000072")]
-        tasks = [(t["day"], t["kind"], t["team"], t["priority"], t["sla_hours"]) for t in s.tasks()]
+        tasks = [(t["day"], t["kind"], t["team"], t["priority"], t["sla_hours"]) for t in s.task_log()]
         assert tasks == [(2, "clinical_review", "nursing", "urgent", 2.0)]
         assert list_cases(s.engine) == []

@@ -6,7 +6,7 @@ from datetime import date
 
 from carepath.runtime.work_queue import close
 from tests.engine import helpers as h
-from tests.stock.story_b import story
+from tests.stock.story import story
 
 CHILD, MOTHER, FATHER, GRANDMA = "13100000021", "13900000022", "13700000023", "13600000024"
 BABY, BABY_MOTHER = "13100000031", "13900000032"
@@ -37,7 +37,7 @@ def test_reminders_by_condition_and_age_reach_the_guardians_only(database_url, s
                                            ("rhinitis_recheck", FATHER), ("rhinitis_recheck", MOTHER),
                                            ("growth_check", BABY_MOTHER)])
         assert set(days) == {45, 92}
-        sent = s.sent()
+        sent = s.messages()
         assert {x.address for x in sent}.isdisjoint({CHILD, BABY, ALONE, GRANDMA})  # never the child or others
         assert {x.at for x in sent} == {"10:00"}
         asthma = next(x.body for x in sent if x.template == "asthma_recheck" and x.address == MOTHER)
@@ -47,7 +47,7 @@ def test_reminders_by_condition_and_age_reach_the_guardians_only(database_url, s
         assert skipped == {2: "skipped: condition false", 3: "skipped: no guardian on record"}
         # K3's skipped reminder asks the paediatrics team to record her guardian (day 92); nobody answered K1's
         # asthma reminder within 7 days: a nurse calls the guardians (day 99)
-        tasks = [(t["day"], t["kind"], t["team"], t["sla_hours"]) for t in s.tasks()]
+        tasks = [(t["day"], t["kind"], t["team"], t["sla_hours"]) for t in s.task_log()]
         assert tasks == [(92, "record_guardian", "paediatrics", 24.0), (99, "call_patient", "nursing", 48.0)]
 
 
@@ -60,7 +60,7 @@ def test_an_adult_visit_ends_the_programme(database_url, settings, clock):
         s.event("K4", "visit.checked_in", {"department": "呼吸内科"})
         assert [e.status for e in h.enrollments(s.engine)] == ["exited"]
         s.run_until(s.when(95, 12))
-        assert s.sent() == []
+        assert s.messages() == []
 
 
 def test_a_child_without_a_guardian_gets_one_task_to_record_one(database_url, settings, clock):
@@ -71,19 +71,19 @@ def test_a_child_without_a_guardian_gets_one_task_to_record_one(database_url, se
         s.run_until(s.when(93, 12))
         skipped = [r.step for r in h.touchpoints(s.engine, status="skipped") if r.reason == "skipped: no guardian on record"]
         assert sorted(skipped) == ["asthma-recheck", "rhinitis-autumn"]
-        assert s.sent() == []
+        assert s.messages() == []
         # one task for the child, not one per message
-        [task] = s.tasks()
+        [task] = s.task_log()
         assert (task["day"], task["kind"], task["team"], task["sla_hours"], task["status"]) == (
             92, "record_guardian", "paediatrics", 24.0, "open")
         assert task["detail"].startswith("no guardian on record: please record the child's guardian")
         # the mother is recorded: the task is done, and the next reminder goes to her
         s.relative("K5", "m", "mother", MOTHER, "郑芳", guardian=True)
-        assert [(t["kind"], t["status"]) for t in s.tasks()] == [("record_guardian", "done")]
+        assert [(t["kind"], t["status"]) for t in s.task_log()] == [("record_guardian", "done")]
         s.run_until(s.when(192, 12))
         # her 10th birthday (1 October, day 153) and the asthma re-check 6 months after enrolment (1 November)
         assert s.days() == {153: [("birthday_growth_check", MOTHER)], 184: [("asthma_recheck", MOTHER)]}
-        assert [(t["day"], t["kind"]) for t in s.tasks()] == [(92, "record_guardian"), (191, "call_patient")]
+        assert [(t["day"], t["kind"]) for t in s.task_log()] == [(92, "record_guardian"), (191, "call_patient")]
 
 
 def test_a_closed_guardian_task_opens_again_only_for_a_later_skipped_message(database_url, settings, clock):
@@ -91,13 +91,13 @@ def test_a_closed_guardian_task_opens_again_only_for_a_later_skipped_message(dat
         s.patient("K6", name="钱小川", phone=ALONE, birth_date=date(2017, 12, 1), conditions=["J45"])
         s.event("K6", "visit.checked_in", {"department": "儿科"})
         s.run_until(s.when(93, 12))
-        [first] = s.tasks()
+        [first] = s.task_log()
         # staff could not reach the family and closed it; the old skip opens nothing more
         close(s.engine, h.staff_tasks(s.engine)[0].id, "zhang-hua", "家长电话未接通")
         s.run_until(s.when(120, 12))
-        assert [t["status"] for t in s.tasks()] == ["done"]
+        assert [t["status"] for t in s.task_log()] == ["done"]
         # the next reminder (1 November, day 184) is skipped again: a new task, still one open
         s.run_until(s.when(186, 12))
-        assert [(t["day"], t["kind"], t["status"]) for t in s.tasks()] == [
+        assert [(t["day"], t["kind"], t["status"]) for t in s.task_log()] == [
             (92, "record_guardian", "done"), (184, "record_guardian", "open")]
         assert first["day"] == 92
