@@ -24,7 +24,7 @@ from carepath.runtime.ingest_result import IngestResult
 from carepath.runtime.merge import merge_patients
 from carepath.runtime.work_queue import OPEN_STATUSES
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
-from carepath.runtime.portrait import apply_event as update_portrait, with_portraits
+from carepath.runtime.portrait import Counted, apply_event as update_portrait, record_facts, with_portraits
 from carepath.runtime.segments import refresh as refresh_segments
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime import horizon, pause  # issue 19
@@ -246,10 +246,11 @@ class Ingestor:
             result.refused.append(refusal)
             result.hold_key = self._episode_key(ev)
             return
-        portrait_changed = update_portrait(conn, eng.cipher, patient_id, ev, now)
-        patient = with_portraits(conn, eng.cipher, load_patients(conn, eng.cipher, [patient_id], now,
-                                                                 with_addresses=False), now,
-                                 eng.config.segments.sensitive_code)[patient_id]
+        records = load_patients(conn, eng.cipher, [patient_id], now, with_addresses=False)
+        counted = Counted()  # facts counted in the patient's zone, written together
+        portrait_changed = update_portrait(conn, eng.cipher, patient_id, ev, now, counted, records[patient_id].view.tz)
+        record_facts(conn, counted, now)
+        patient = with_portraits(conn, eng.cipher, records, now, eng.config.segments.sensitive_code)[patient_id]
         self._builtin_effects(conn, ev, event_id, patient_id, now, result)
         if patient.deceased or ev.type == "patient.deceased":
             if ev.type == "patient.deceased":
