@@ -8,7 +8,10 @@ bound parameters, and executed with the event's values.
 events of a batch (a simulation tick, 200 lines of a file): the patient rows their MRNs name (with
 merges and erasures) and which of those MRNs have events held for them. Each event still reads for
 itself whatever an earlier event of the batch may have changed: an MRN whose event carried a patient
-record, merged records or was held is read again, as ``Engine.ingest`` reads it.
+record, merged records or was held is read again, as ``Engine.ingest`` reads it. Only valid while no
+other transaction can write (SQLite's single writer holds the batch's write lock): on PostgreSQL another
+process may register, merge or erase a patient between the batch's start and an event's patient lock
+(:func:`carepath.runtime.held.lock_patients`), so there each event reads for itself.
 """
 
 from __future__ import annotations
