@@ -81,8 +81,13 @@ def erased_refusal(conn: Connection, mrn_hashes: Sequence[str]) -> tuple[int, st
                                                                    Patient.erased_at.is_not(None))).first()
     if row is None:
         return None
-    return row.id, (f"the patient's data was erased on {row.erased_at:%Y-%m-%d} at their request; "
-                    "events for an erased patient are not applied or kept")
+    return row.id, erased_reason(row.erased_at)
+
+
+def erased_reason(erased_at: datetime) -> str:
+    """Why an event of a patient erased at ``erased_at`` is refused."""
+    return (f"the patient's data was erased on {erased_at:%Y-%m-%d} at their request; "
+            "events for an erased patient are not applied or kept")
 
 
 def strip_refused_event(conn: Connection, event_id: int) -> None:

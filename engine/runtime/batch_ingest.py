@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from sqlalchemy.exc import DataError, IntegrityError
 
 from carepath.definition.events import EventIn
+from carepath.runtime.ingest_reads import BatchReads
 from carepath.runtime.ingest_result import IngestResult
 
 if TYPE_CHECKING:
@@ -42,13 +43,18 @@ def ingest_batch(engine: "Engine", events: Sequence[EventIn], *, dispatch_urgent
     if not events:
         return outcomes
     with engine.db.begin() as conn:
+        # the patients, erasures and held events of every MRN of the batch, read once (BatchReads), where
+        # nobody else can write while the batch runs (SQLite: one writer); on PostgreSQL each event reads them
+        # once it holds its patient's lock, so a patient registered by another process meanwhile is seen
+        reads = BatchReads(conn, (h for event in events for h in engine.cipher.lookup_hashes(event.patient_mrn))) \
+            if conn.dialect.name == "sqlite" else None
         for event in events:
             if before is not None:
                 before(event)
             try:
                 admitted = engine.admit(event)
                 with conn.begin_nested():
-                    result = engine.ingestor.ingest_in(conn, admitted, received_via)
+                    result = engine.ingestor.ingest_in(conn, admitted, received_via, reads)
             except EVENT_ERRORS as exc:
                 outcomes.append(exc)
                 continue

@@ -29,6 +29,11 @@ _HELD_COLUMNS = (Event.id, Event.type, Event.source, Event.source_id, Event.occu
                  Event.payload, Event.outcome, Event.hold_key)
 
 
+_HELD_FOR_EPISODE = select(*_HELD_COLUMNS).where(
+    Event.patient_id == bindparam("p"), Event.status == HELD, Event.hold_key == bindparam("k")).order_by(
+    Event.occurred_at, Event.id)
+
+
 def episode_missing(journey: str, field: str, value: Any) -> str:
     return f"no {journey} enrollment for {field} {value} yet"
 
@@ -59,9 +64,7 @@ def held_for_patient(conn: Connection, mrn_hashes: Sequence[str]) -> list[Any]:
 
 def held_for_episode(conn: Connection, patient_id: int, key: str) -> list[Any]:
     """Events of a registered patient held until an enrollment for episode ``key`` exists, oldest first."""
-    return list(conn.execute(select(*_HELD_COLUMNS).where(
-        Event.patient_id == patient_id, Event.status == HELD, Event.hold_key == key)
-        .order_by(Event.occurred_at, Event.id)))
+    return list(conn.execute(_HELD_FOR_EPISODE, {"p": patient_id, "k": key}))
 
 
 def released(conn: Connection, row: Any, *, status: str, summary: str, now: datetime) -> None:

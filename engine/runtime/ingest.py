@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from carepath.store.audit import audit
 from carepath.definition.catalog import payload_refusal
@@ -18,11 +17,14 @@ from carepath.definition.expressions import evaluate
 from carepath.definition.model import Category, Journey, OnEvent, exit_reason
 from carepath.runtime.held import (PATIENT_MISSING, STALE, episode_missing, held_for_episode, held_for_patient,
                                    lock_patients, released)
+from carepath.runtime.ingest_reads import (ACTIVE_ENROLLMENTS, ENROLLMENT_BY_ID, ENROLLMENT_STATUSES, EPISODE_KNOWN,
+                                            EPISODE_STATUSES, RECORD_OUTCOME, STEPS_OF, STORE_EVENT, BatchReads, erased_row,
+                                            patient_of, patient_rows)
 from carepath.runtime.ingest_result import IngestResult
 from carepath.runtime.merge import merge_patients
 from carepath.runtime.work_queue import OPEN_STATUSES
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
-from carepath.runtime.portrait import apply_event as update_portrait, with_portraits
+from carepath.runtime.portrait import Counted, apply_event as update_portrait, record_facts, with_portraits
 from carepath.runtime.segments import refresh as refresh_segments
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime import horizon, pause  # issue 19
@@ -35,12 +37,12 @@ from carepath.runtime.unsubscribe import UNSUBSCRIBE, apply_reply
 from carepath.runtime.checkins import CHECKIN_INTENT, record_device_reading, record_reply  # issue 19
 from carepath.runtime.readings import record_reading  # issue 19
 from carepath.runtime.reading_alerts import evaluate as evaluate_readings  # issue 19
-from carepath.privacy.erase import erased_refusal, strip_refused_event
+from carepath.privacy.erase import erased_reason, strip_refused_event
 from carepath.runtime.refused import REFUSED, alert_refused, refused_episodes, reopen_refused, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
 from carepath.store.crypto import Cipher
 from carepath.store.personal_data import reveal_payload
-from carepath.store.schema import Enrollment, Event, Patient, StaffTask, Touchpoint
+from carepath.store.schema import Enrollment, Event, Patient, StaffTask
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -51,11 +53,10 @@ def _store_event(conn: Connection, ev: EventIn, patient_id: int | None, now: dat
     values = dict(source=ev.source, source_id=ev.source_id, type=ev.type, patient_id=patient_id,
                   occurred_at=ev.occurred_at, received_at=now, payload=stored_payload(ev),
                   received_via=received_via[:128] if received_via else None)
-    dialect = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(conn.dialect.name)
-    if dialect is None:  # pragma: no cover - other databases are not supported yet
+    stmt = STORE_EVENT.get(conn.dialect.name)
+    if stmt is None:  # pragma: no cover - other databases are not supported yet
         raise RuntimeError(f"unsupported database {conn.dialect.name}")
-    stmt = dialect(Event).values(**values).on_conflict_do_nothing(index_elements=["source", "source_id"])
-    stored = conn.execute(stmt.returning(Event.id)).scalar()
+    stored = conn.execute(stmt, values).scalar()
     if stored is None:  # seen before: changes nothing, unless it was refused (the source sends it corrected)
         stored = reopen_refused(conn, ev, values)
     return stored
@@ -120,37 +121,45 @@ class Ingestor:
         with self.engine.db.begin() as conn:
             return self.ingest_in(conn, ev, received_via)
 
-    def ingest_in(self, conn: Connection, ev: EventIn, received_via: str | None = None) -> IngestResult:
+    def ingest_in(self, conn: Connection, ev: EventIn, received_via: str | None = None,
+                  reads: BatchReads | None = None) -> IngestResult:
         """Store and apply ``ev`` in the caller's transaction (:mod:`carepath.runtime.batch_ingest` runs many
-        events in one transaction, each under its own savepoint)."""
+        events in one transaction, each under its own savepoint, with ``reads`` done once for all of them)."""
         eng = self.engine
         now = eng.clock.now()
         event_id = _store_event(conn, ev, None, now, received_via)
         if event_id is None:
             return IngestResult("duplicate", None)
         result = IngestResult("stored", event_id)
-        mrn_hash = eng.cipher.lookup_hash(ev.patient_mrn)
         mrn_hashes = eng.cipher.lookup_hashes(ev.patient_mrn)  # held under any key of the ring (issue 22)
+        mrn_hash = mrn_hashes[0] if mrn_hashes else None  # under the active key
         lock_patients(conn, mrn_hashes)
-        if erased := erased_refusal(conn, mrn_hashes):  # issue 22: nothing of an erased patient is applied or kept
-            result.refused.append(erased[1])
-            self._record(conn, event_id, result, erased[0])
+        known = reads.patients(mrn_hashes) if reads is not None else None
+        rows = known if known is not None else patient_rows(conn, mrn_hashes)
+        if erased := erased_row(rows):  # issue 22: nothing of an erased patient is applied or kept
+            result.refused.append(erased_reason(erased.erased_at))
+            self._record(conn, event_id, result, erased.id)
             strip_refused_event(conn, event_id)
             return result
         if refusal := payload_refusal(ev.type, ev.payload):  # kept for operators; nothing of it applied,
             result.refused.append(refusal)                  # not even a patient record it carries
             result.hold_key = self._episode_key(ev)
-            self._record(conn, event_id, result, find_patient_id(conn, eng.cipher, ev.patient_mrn),
-                         mrn_hash=mrn_hash, mrn=ev.patient_mrn)
+            self._record(conn, event_id, result, patient_of(rows), mrn_hash=mrn_hash, mrn=ev.patient_mrn)
             alert_refused(conn, ev, event_id, result.refused, now)
             return result
-        patient_id = self._resolve_patient(conn, ev, now, result)
+        if reads is not None and (isinstance(ev.payload.get("patient"), dict) or ev.type == "patient.merged"):
+            reads.changed_all() if ev.type == "patient.merged" else reads.changed(mrn_hashes)
+        patient_id = self._resolve_patient(conn, ev, now, result, patient_of(rows))
         if patient_id is None:
             result.held.append(PATIENT_MISSING)
             self._record(conn, event_id, result, None, mrn_hash=mrn_hash, mrn=ev.patient_mrn)
+            if reads is not None:
+                reads.changed(mrn_hashes)
             return result
         # events that waited for this patient, and this one, in the order they happened
-        waiting = held_for_patient(conn, mrn_hashes)
+        waiting = [] if reads is not None and reads.none_held(mrn_hashes) else held_for_patient(conn, mrn_hashes)
+        if waiting and reads is not None:
+            reads.changed(mrn_hashes)
         earlier = [r for r in waiting if (r.occurred_at, r.id) < (ev.occurred_at, event_id)]
         for row in earlier:
             self._apply_held(conn, row, patient_id, now, result)
@@ -175,9 +184,9 @@ class Ingestor:
     def _record(self, conn: Connection, event_id: int, result: IngestResult, patient_id: int | None,
                 mrn_hash: str | None = None, mrn: str | None = None) -> None:
         # the MRN is kept encrypted beside its hash, so a key rotation can recompute the hash (issue 22)
-        conn.execute(update(Event).where(Event.id == event_id).values(
-            patient_id=patient_id, status=result.state, outcome=result.summary(), mrn_hash=mrn_hash,
-            mrn_enc=self.engine.cipher.encrypt(mrn) if mrn_hash else None, hold_key=result.hold_key))
+        conn.execute(RECORD_OUTCOME, dict(
+            r_id=event_id, r_patient=patient_id, r_status=result.state, r_outcome=result.summary(), r_hash=mrn_hash,
+            r_enc=self.engine.cipher.encrypt(mrn) if mrn_hash else None, r_key=result.hold_key))
 
     def _apply_held(self, conn: Connection, row: Any, patient_id: int, now: datetime, total: IngestResult) -> None:
         """Apply an event that waited for its patient's record."""
@@ -197,8 +206,10 @@ class Ingestor:
             alert_refused(conn, _fact(row, self.engine.cipher), row.id, sub.refused, now)
         total.released += 1
 
-    def _resolve_patient(self, conn: Connection, ev: EventIn, now: datetime, result: IngestResult) -> int | None:
-        """The patient the event is about; a carried record updates it, a bad one is reported, not fatal."""
+    def _resolve_patient(self, conn: Connection, ev: EventIn, now: datetime, result: IngestResult,
+                         found: int | None) -> int | None:
+        """The patient the event is about (``found``: the one its MRN names now); a carried record updates it,
+        a bad one is reported, not fatal."""
         record = ev.payload.get("patient")
         if isinstance(record, dict):
             try:
@@ -212,7 +223,7 @@ class Ingestor:
                     self._preferences(conn, patient_id, patient.preferences, now, f"event:{ev.source}", result,
                                       refuse=False)
                 return patient_id
-        return find_patient_id(conn, self.engine.cipher, ev.patient_mrn)
+        return found
 
     def _preferences(self, conn: Connection, patient_id: int, values: Mapping[str, Any], now: datetime, actor: str,
                      result: IngestResult, *, refuse: bool = True) -> None:
@@ -235,10 +246,11 @@ class Ingestor:
             result.refused.append(refusal)
             result.hold_key = self._episode_key(ev)
             return
-        portrait_changed = update_portrait(conn, eng.cipher, patient_id, ev, now)
-        patient = with_portraits(conn, eng.cipher, load_patients(conn, eng.cipher, [patient_id], now,
-                                                                 with_addresses=False), now,
-                                 eng.config.segments.sensitive_code)[patient_id]
+        records = load_patients(conn, eng.cipher, [patient_id], now, with_addresses=False)
+        counted = Counted()  # facts counted in the patient's zone, written together
+        portrait_changed = update_portrait(conn, eng.cipher, patient_id, ev, now, counted, records[patient_id].view.tz)
+        record_facts(conn, counted, now)
+        patient = with_portraits(conn, eng.cipher, records, now, eng.config.segments.sensitive_code)[patient_id]
         self._builtin_effects(conn, ev, event_id, patient_id, now, result)
         if patient.deceased or ev.type == "patient.deceased":
             if ev.type == "patient.deceased":
@@ -247,8 +259,7 @@ class Ingestor:
         enrolled, exited = len(result.enrolled), len(result.exited)
         ctx = expression_context(patient.view, event=ev.payload, now=now)
         new_ids = self._enroll(conn, ev, event_id, patient_id, patient.view.tz, ctx, now, result)
-        active = conn.execute(select(Enrollment.__table__).where(Enrollment.patient_id == patient_id,
-                                                                 Enrollment.status == "active")).all()
+        active = conn.execute(ACTIVE_ENROLLMENTS, {"p": patient_id}).all()
         for enrollment in active:
             journey = eng.journey_version(enrollment.journey, enrollment.version)
             if journey is None or not self._matches_key(journey, enrollment, ev):
@@ -335,9 +346,7 @@ class Ingestor:
                     or ev.type not in self._reacts_to(journey):
                 continue
             key = str(ev.payload[name])
-            known = conn.execute(select(Enrollment.id).where(
-                Enrollment.patient_id == patient_id, Enrollment.journey == journey.name,
-                Enrollment.key == key).limit(1)).first()
+            known = conn.execute(EPISODE_KNOWN, {"p": patient_id, "j": journey.name, "k": key}).first()
             if known is None:
                 result.held.append(episode_missing(journey.name, name, key))
                 result.hold_key = key
@@ -346,7 +355,7 @@ class Ingestor:
                          result: IngestResult) -> None:
         """Apply, oldest first, the events that waited for this new enrollment's episode."""
         eng = self.engine
-        enrollment = conn.execute(select(Enrollment.__table__).where(Enrollment.id == enrollment_id)).one()
+        enrollment = conn.execute(ENROLLMENT_BY_ID, {"e": enrollment_id}).one()
         if enrollment.key is None:
             return
         journey = eng.journey_version(enrollment.journey, enrollment.version)
@@ -365,7 +374,7 @@ class Ingestor:
             result.released += 1
             result.urgent_touchpoints += sub.urgent_touchpoints
             result.due_now += sub.due_now
-            enrollment = conn.execute(select(Enrollment.__table__).where(Enrollment.id == enrollment_id)).one()
+            enrollment = conn.execute(ENROLLMENT_BY_ID, {"e": enrollment_id}).one()
 
     def _builtin_effects(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
                          result: IngestResult) -> None:
@@ -499,10 +508,10 @@ class Ingestor:
     def _may_enroll(self, conn: Connection, journey: Journey, patient_id: int, key: str | None) -> bool:
         """``never``: once per patient; ``per_key``: once per episode key, an exited episode never again;
         ``after_exit``: whenever no enrollment of the journey is active."""
-        q = select(Enrollment.status).where(Enrollment.patient_id == patient_id, Enrollment.journey == journey.name)
         if journey.reentry == "per_key":
-            q = q.where(Enrollment.key == key)
-        statuses = list(conn.execute(q).scalars())
+            statuses = list(conn.execute(EPISODE_STATUSES, {"p": patient_id, "j": journey.name, "k": key}).scalars())
+        else:
+            statuses = list(conn.execute(ENROLLMENT_STATUSES, {"p": patient_id, "j": journey.name}).scalars())
         if journey.reentry in ("never", "per_key"):
             return not statuses
         return "active" not in statuses
@@ -580,8 +589,7 @@ class Ingestor:
         ids = plan_single(conn, enrollment_id=enrollment.id, patient_id=enrollment.patient_id, tz=tz,
                           journey=journey, planned=planned, now=now, policy=self.engine.policy)
         result.planned += len(ids)
-        fresh = dict(conn.execute(select(Touchpoint.id, Touchpoint.step).where(Touchpoint.id.in_(ids))).all()) \
-            if ids else {}
+        fresh = dict(conn.execute(STEPS_OF, {"ids": ids}).all()) if ids else {}
         result.resent += [f"{journey.name}.{s.id} already planned for {identities[s.id]}"
                           for s in steps if s.id not in fresh.values()]
         urgent = {s.id for s in steps if s.category is Category.urgent and s.trigger.delay == timedelta(0)}

@@ -28,7 +28,7 @@ import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carepath.runtime.alerts import record_alert
@@ -54,13 +54,16 @@ def reopen_refused(conn: Connection, ev: "EventIn", values: dict[str, Any]) -> i
                         .returning(Event.id)).scalar()
 
 
+_REFUSED_EPISODES = select(Event.id).where(
+    or_(Event.patient_id == bindparam("p"),
+        Event.mrn_hash == select(Patient.mrn_hash).where(Patient.id == bindparam("p")).scalar_subquery()),
+    Event.status == REFUSED, Event.hold_key == bindparam("k"), Event.type.in_(bindparam("types", expanding=True)))
+
+
 def refused_episodes(conn: Connection, patient_id: int, enroll_types: Iterable[str], key: str) -> list[int]:
     """Ids of this patient's refused enrolling events (of ``enroll_types``) for episode ``key``
     (refused before the patient was registered too: they are found by the MRN's hash)."""
-    mrn_hash = select(Patient.mrn_hash).where(Patient.id == patient_id).scalar_subquery()
-    return list(conn.execute(select(Event.id).where(
-        or_(Event.patient_id == patient_id, Event.mrn_hash == mrn_hash), Event.status == REFUSED,
-        Event.hold_key == key, Event.type.in_(list(enroll_types)))).scalars())
+    return list(conn.execute(_REFUSED_EPISODES, {"p": patient_id, "k": key, "types": list(enroll_types)}).scalars())
 
 
 def supersede_refused(conn: Connection, ids: Iterable[int], *, by_event: int, by_type: str, now: datetime) -> int:

@@ -87,6 +87,15 @@ def remember_conditional(journey: Journey) -> None:
                   DeprecationWarning, stacklevel=2)
 
 
+#: statements of the hot path, built once (see carepath.runtime.ingest_reads)
+_LOADS = select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.due_at, Touchpoint.status, Touchpoint.category,
+                Touchpoint.action, Touchpoint.journey, Touchpoint.step, Touchpoint.enrollment_id).where(
+    Touchpoint.patient_id.in_(bindparam("ids", expanding=True)), Touchpoint.due_at >= bindparam("since"))
+_KEYS_KNOWN = select(Touchpoint.idempotency_key).where(
+    Touchpoint.idempotency_key.in_(bindparam("keys", expanding=True)))
+_IDS_OF_KEYS = select(Touchpoint.id).where(Touchpoint.idempotency_key.in_(bindparam("keys", expanding=True)))
+
+
 def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
               exclude_ids: Sequence[int] = ()) -> dict[int, list[datetime]]:
     """Due times of each patient's counted non-urgent touchpoints from ``since`` on.
@@ -102,10 +111,7 @@ def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
     for start in range(0, len(ids), 5000):
         # Only patient and time in SQL, so that the (patient_id, due_at) index is the one used:
         # with status in the WHERE clause SQLite may prefer the status index and scan every row.
-        rows = [r for r in conn.execute(
-            select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.due_at, Touchpoint.status, Touchpoint.category,
-                   Touchpoint.action, Touchpoint.journey, Touchpoint.step, Touchpoint.enrollment_id).where(
-                Touchpoint.patient_id.in_(ids[start:start + 5000]), Touchpoint.due_at >= since)).all()
+        rows = [r for r in conn.execute(_LOADS, {"ids": ids[start:start + 5000], "since": since})
                 if r[0] not in excluded and r[3] in counted and r[4] in non_urgent and r[5] == "send"]
         skipped = _pending_conditional(conn, [(r[0], r[8], r[6], r[7]) for r in rows if r[3] in pending])
         for tid, pid, due, *_ in rows:
@@ -256,8 +262,7 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
     existing: set[str] = set()
     keys = [k for _, _, k in keyed]
     for start in range(0, len(keys), 5000):
-        existing.update(conn.execute(select(Touchpoint.idempotency_key).where(
-            Touchpoint.idempotency_key.in_(keys[start:start + 5000]))).scalars())
+        existing.update(conn.execute(_KEYS_KNOWN, {"keys": keys[start:start + 5000]}).scalars())
     fresh: dict[tuple[int, int, str, str], list[Planned]] = defaultdict(list)
     journeys: dict[str, Journey] = {}
     for (enrollment_id, patient_id, tz, journey, _), p, key in keyed:
@@ -281,8 +286,7 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
     new_keys = [r[KEY] for r in rows]
     ids: list[int] = []
     for start in range(0, len(new_keys), 5000):
-        ids.extend(conn.execute(select(Touchpoint.id).where(
-            Touchpoint.idempotency_key.in_(new_keys[start:start + 5000]))).scalars())
+        ids.extend(conn.execute(_IDS_OF_KEYS, {"keys": new_keys[start:start + 5000]}).scalars())
     return ids
 
 

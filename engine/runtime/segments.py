@@ -22,7 +22,7 @@ import json
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable
 
-from sqlalchemy import Connection, extract, insert, or_, select, text, update
+from sqlalchemy import Connection, bindparam, extract, insert, or_, select, text, update
 
 from carepath.definition.context import expression_context
 from carepath.definition.events import EventIn
@@ -31,7 +31,7 @@ from carepath.definition.portrait import WINDOWS
 from carepath.definition.segments import Segment, SegmentSet
 from carepath.runtime.patients import load_patients
 from carepath.runtime.portrait import ROW_STATEMENT, raw_time, with_portraits
-from carepath.store.schema import Enrollment, Patient, Portrait, PortraitDay, SegmentMember, StoreMeta
+from carepath.store.schema import Enrollment, Patient, Portrait, PortraitDay, StoreMeta
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -133,10 +133,13 @@ def _combined(segments: SegmentSet) -> tuple[list[str], Any]:
     return _COMBINED[key]
 
 
+_ACTIVE_JOURNEYS = select(Enrollment.patient_id, Enrollment.journey).where(
+    Enrollment.patient_id.in_(bindparam("ids", expanding=True)), Enrollment.status == "active")
+
+
 def _programmes(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
     out: dict[int, set[str]] = {pid: set() for pid in ids}
-    for pid, journey in conn.execute(select(Enrollment.patient_id, Enrollment.journey).where(
-            Enrollment.patient_id.in_(ids), Enrollment.status == "active")):
+    for pid, journey in conn.execute(_ACTIVE_JOURNEYS, {"ids": ids}):
         out[pid].add(journey)
     return {pid: sorted(names) for pid, names in out.items()}
 

@@ -146,17 +146,30 @@ def check_slas(engine: "Engine", teams: dict[str, TeamConfig] | None = None) -> 
                   detail={"deadline": deadline, "level": level, "role": team.escalation[level]})
             breaches.append(Breach(task.id, task.kind, task.team, deadline, level, team.escalation[level],
                                    task.patient_id))
-    for breach in breaches:
-        engine.ingest(_breach_event(engine, breach, now))
+    _record_breaches(engine, breaches, now)
     return breaches
 
 
-def _breach_event(engine: "Engine", breach: Breach, now: datetime) -> EventIn:
+def _record_breaches(engine: "Engine", breaches: list[Breach], now: datetime) -> None:
+    """Ingest the breaches as ``task.sla_breached`` events, in one transaction (a savepoint each); the first
+    that could not be applied is raised once the others are kept."""
+    if not breaches:
+        return
     with engine.db.connect() as conn:
-        mrn_enc = conn.execute(select(Patient.mrn_enc).where(Patient.id == breach.patient_id)).scalar_one()
+        ids = sorted({b.patient_id for b in breaches})
+        mrns = {pid: engine.cipher.decrypt(enc) for start in range(0, len(ids), 5000)
+                for pid, enc in conn.execute(select(Patient.id, Patient.mrn_enc).where(
+                    Patient.id.in_(ids[start:start + 5000])))}
+    events = [_breach_event(breach, mrns[breach.patient_id], now) for breach in breaches]
+    for outcome in engine.ingest_many(events):
+        if isinstance(outcome, Exception):
+            raise outcome
+
+
+def _breach_event(breach: Breach, mrn: str, now: datetime) -> EventIn:
     return EventIn(type="task.sla_breached", source="carepath",
                    source_id=f"task:{breach.task_id}:{breach.deadline}:{breach.level}:{now.isoformat()}",
-                   patient_mrn=engine.cipher.decrypt(mrn_enc), occurred_at=now,
+                   patient_mrn=mrn, occurred_at=now,
                    payload={"task_id": breach.task_id, "kind": breach.kind, "team": breach.team,
                             "deadline": breach.deadline, "level": breach.level, "role": breach.role})
 

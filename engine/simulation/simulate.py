@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from carepath.connectors.outbox import OutboxChannel, OutboxConfig
 from carepath.definition.events import EventIn
@@ -82,16 +82,13 @@ class _Reactions:
 
     def schedule(self, now: datetime) -> None:
         with self.engine.db.connect() as conn:  # type: ignore[attr-defined]
-            rows = conn.execute(select(OutboxMessage.id, OutboxMessage.idempotency_key, OutboxMessage.channel,
-                                       OutboxMessage.patient_id).where(OutboxMessage.id > self.last_outbox_id)
-                                .order_by(OutboxMessage.id)).all()
+            rows = conn.execute(_SENT_SINCE, {"last": self.last_outbox_id}).all()
             if not rows:
                 return
             self.last_outbox_id = rows[-1][0]
             keys = {row[1]: row[1].rsplit(":", 1)[0] for row in rows}
             tps = {k: (tid, journey, step) for tid, k, journey, step in conn.execute(
-                select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.journey, Touchpoint.step)
-                .where(Touchpoint.idempotency_key.in_(set(keys.values()))))}
+                _SENT_STEPS, {"keys": sorted(set(keys.values()))})}
         for _, key, channel, patient_id in rows:
             tp = tps.get(keys[key])
             if tp is None or patient_id not in self.mrns:  # a copy to a family member: they do not answer here
@@ -217,11 +214,18 @@ def run_shard(job: ShardJob, shard: int, shards: int, *, keep: Path | None = Non
     return ShardOutcome(rows, len(events), reactions.counter)
 
 
+_DUE = select(Touchpoint.id).where(Touchpoint.status.in_(("scheduled", "claimed")),
+                                   Touchpoint.due_at <= bindparam("now")).limit(1)
+_SENT_SINCE = select(OutboxMessage.id, OutboxMessage.idempotency_key, OutboxMessage.channel,
+                     OutboxMessage.patient_id).where(OutboxMessage.id > bindparam("last")).order_by(OutboxMessage.id)
+_SENT_STEPS = select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.journey, Touchpoint.step).where(
+    Touchpoint.idempotency_key.in_(bindparam("keys", expanding=True)))
+
+
 def _anything_due(engine, now: datetime) -> bool:  # noqa: ANN001 - an Engine
     """Whether a touchpoint is due (or a claim lapsed): an empty tick costs one indexed query, not a claim."""
     with engine.db.connect() as conn:
-        return conn.execute(select(Touchpoint.id).where(Touchpoint.status.in_(("scheduled", "claimed")),
-                                                        Touchpoint.due_at <= now).limit(1)).first() is not None
+        return conn.execute(_DUE, {"now": now}).first() is not None
 
 
 def _run_ticks(engine, clock: VirtualClock, events: list[EventIn], reactions: _Reactions, days: int,  # noqa: ANN001

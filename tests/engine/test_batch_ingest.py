@@ -28,15 +28,20 @@ JOURNEY = Journey.model_validate({
                                  category="urgent")]})
 
 
-def _events(clock) -> list[EventIn]:
-    """Two patients' bookings, check-ins and reports, with every kind of resend, a patient not yet registered,
-    an event refused at the door, a refused payload and a cancellation."""
+def _event_maker(clock):
     at = clock.now()
 
     def ev(type_: str, mrn: str, sid: str, minutes: int, **payload) -> EventIn:
         return EventIn(type=type_, source="his", source_id=sid, patient_mrn=mrn,
                        occurred_at=at - timedelta(minutes=30 - minutes), payload=payload)  # all due now
 
+    return ev
+
+
+def _events(clock) -> list[EventIn]:
+    """Two patients' bookings, check-ins and reports, with every kind of resend, a patient not yet registered,
+    an event refused at the door, a refused payload and a cancellation."""
+    ev = _event_maker(clock)
     return [
         ev("appointment.booked", "M1", "b1", 0, appointment_id="A1", start=slot(9)),
         ev("appointment.booked", "M2", "b2", 1, appointment_id="A2", start=slot(10)),
@@ -88,13 +93,29 @@ def _outcome(result) -> tuple:
             tuple(result.resent), tuple(result.held), tuple(result.refused), len(result.urgent_touchpoints))
 
 
-def _run(url: str, settings, clock, batched: bool) -> tuple[list, dict]:
+def _changing_events(clock) -> list[EventIn]:
+    """Events that change, for the events after them in the same batch, who an MRN names: a patient not yet
+    registered (held), then registered by a record an event carries (which releases it), then an ordinary event
+    of that patient; a merge, then an event under the merged MRN."""
+    ev = _event_maker(clock)
+    return [
+        ev("appointment.booked", "M1", "b1", 0, appointment_id="A1", start=slot(9)),
+        ev("appointment.booked", "M9", "b9", 1, appointment_id="A9", start=slot(11)),  # M9 not registered: held
+        ev("appointment.booked", "M9", "b10", 2, appointment_id="A10", start=slot(12),
+           patient={"phone": "13712341234"}),  # registers M9: b9 released
+        ev("visit.checked_in", "M9", "c9", 3, appointment_id="A9", room="1诊室"),  # M9 is known now
+        ev("patient.merged", "M2", "m1", 4, merged_mrn="M1"),  # M1's record merged into M2
+        ev("visit.checked_in", "M1", "c1", 5, appointment_id="A1", room="3诊室"),  # M1 now names M2
+    ]
+
+
+def _run(url: str, settings, clock, batched: bool, make_events=_events) -> tuple[list, dict]:
     sms = h.RecordingChannel("sms")
     start = clock.now()
     engine = h.make_engine(url, settings, clock, [JOURNEY], {"sms": sms})
     try:
         engine.upsert_patients([PatientIn(mrn="M1", phone="13812341234"), PatientIn(mrn="M2", phone="13912341234")])
-        events = _events(clock)
+        events = make_events(clock)
         if batched:
             outcomes = engine.ingest_many(events, received_via="test")
         else:
@@ -123,6 +144,22 @@ def test_a_batch_does_what_one_transaction_per_event_does(database_url, settings
     assert batched[3][-1] == 1  # the check-in's urgent step, sent after the commit
     assert ("13812341234", "请到 3诊室 候诊") in state_batch["messages"], state_batch
     assert len([t for t in state_batch["touchpoints"] if t[1] == "report"]) == 1  # the resent report: once
+
+
+def test_a_batch_sees_what_its_earlier_events_changed_about_a_patient(database_url, settings, clock,
+                                                                      tmp_path) -> None:
+    """The patients a batch reads once for its MRNs are read again once an event of the batch registered,
+    merged or held one: the batch does what one transaction per event does."""
+    one_by_one, state_one = _run(database_url, settings, clock, batched=False, make_events=_changing_events)
+    batched, state_batch = _run(_fresh(database_url, tmp_path, "changing.db"), settings, clock, batched=True,
+                                make_events=_changing_events)
+    assert batched == one_by_one
+    assert state_batch == state_one
+    assert [o[1] for o in batched] == ["applied", "held", "applied", "applied", "applied", "applied"]
+    patients = {source_id: patient for source_id, _, patient, *_ in state_batch["events"]}
+    assert patients["b9"] == patients["c9"] == patients["b10"] is not None  # released to the registered M9
+    assert patients["c1"] == patients["m1"] == patients["b1"]  # after the merge M1 names M2 (its history moved)
+    assert batched[5][-1] == 1  # the check-in under the merged MRN found M2's moved episode: its urgent step
 
 
 def test_an_event_failing_in_a_batch_leaves_nothing_and_the_others_are_applied(database_url, settings, clock,
