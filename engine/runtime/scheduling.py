@@ -272,8 +272,7 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
             journeys[journey.name] = journey
     if not fresh:
         return []
-    for journey in journeys.values():
-        loads_raw = day_loads(conn, {k[1] for k in fresh}, now - timedelta(days=1))
+    loads_raw = day_loads(conn, {k[1] for k in fresh}, now - timedelta(days=1))
     loads: dict[int, DayLoad] = {}
     rows: list[dict] = []
     for (enrollment_id, patient_id, tz, name), planned in fresh.items():
