@@ -6,11 +6,12 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, String, and_, bindparam, select, update
 
 from carepath.definition.model import Category, Journey
 from carepath.runtime.planner import (CAP_DROPPED, MISSED_SKIPPED, DayLoad, Planned, apply_policy, idempotency_key,
                                       plan_anchored, revised, revision)
+from carepath.runtime.dispatch.statements import among
 from carepath.runtime.policy import Policy
 from carepath.runtime.series import on_horizon  # issue 19
 from carepath.store.schema import Touchpoint
@@ -36,6 +37,14 @@ def remember_conditional(journey: Journey) -> None:
                                           if s.condition and s.touchpoint_action == "send")
 
 
+# the statement's text is the same for every number of patients on PostgreSQL (prepared once per connection)
+_DAY_LOADS = {pg: select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.due_at, Touchpoint.status,
+                         Touchpoint.category, Touchpoint.action, Touchpoint.journey, Touchpoint.step).where(
+    among(Touchpoint.patient_id, "ids", pg), Touchpoint.due_at >= bindparam("since")) for pg in (False, True)}
+_KNOWN_KEYS = {pg: select(Touchpoint.idempotency_key).where(among(Touchpoint.idempotency_key, "keys", pg, String))
+               for pg in (False, True)}
+
+
 def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
               exclude_ids: Sequence[int] = ()) -> dict[int, list[datetime]]:
     """Due times of each patient's counted non-urgent touchpoints from ``since`` on.
@@ -50,10 +59,8 @@ def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
     for start in range(0, len(ids), 5000):
         # Only patient and time in SQL, so that the (patient_id, due_at) index is the one used:
         # with status in the WHERE clause SQLite may prefer the status index and scan every row.
-        rows = conn.execute(
-            select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.due_at, Touchpoint.status, Touchpoint.category,
-                   Touchpoint.action, Touchpoint.journey, Touchpoint.step).where(
-                Touchpoint.patient_id.in_(ids[start:start + 5000]), Touchpoint.due_at >= since)).all()
+        rows = conn.execute(_DAY_LOADS[conn.dialect.name == "postgresql"],
+                            {"ids": ids[start:start + 5000], "since": since}).all()
         for tid, pid, due, status, category, action, journey, step in rows:
             if tid not in excluded and status in counted and category in non_urgent and action == "send" \
                     and not (status in PENDING_COUNTED and step in _CONDITIONAL.get(journey, ())):
@@ -205,8 +212,8 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
     existing: set[str] = set()
     keys = [k for _, _, k in keyed]
     for start in range(0, len(keys), 5000):
-        existing.update(conn.execute(select(Touchpoint.idempotency_key).where(
-            Touchpoint.idempotency_key.in_(keys[start:start + 5000]))).scalars())
+        existing.update(conn.execute(_KNOWN_KEYS[conn.dialect.name == "postgresql"],
+                                     {"keys": keys[start:start + 5000]}).scalars())
     fresh: dict[tuple[int, int, str, str], list[Planned]] = defaultdict(list)
     journeys: dict[str, Journey] = {}
     for (enrollment_id, patient_id, tz, journey, _), p, key in keyed:
