@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 from sqlalchemy import Connection, and_, func, select, update
 
-from carepath.runtime.dispatch.statements import (chunks, db_time, execute, fetch, id_in, in_list, is_postgres, py_time,
-                                                  sql_for)
+from carepath.runtime.dispatch.statements import (HELD_BY, chunks, db_time, execute, fetch, id_in, in_list, is_postgres,
+                                                  py_time, sql_for)
 from carepath.store.schema import Delivery, Touchpoint
 
 # what a batch reads of each claimed touchpoint (fewer columns: fewer conversions on the hot path)
@@ -174,8 +174,7 @@ class ClaimsAndLeases:
             return False
         for part in chunks(self._held):
             where, params = id_in(conn, "id", part)
-            execute(conn, f"UPDATE touchpoints SET lease_until = ? WHERE {where} AND status = 'claimed' "
-                          "AND claimed_by = ?", [db_time(conn, now + self.lease), *params, self.worker_id])
+            execute(conn, f"UPDATE touchpoints SET lease_until = ? WHERE {where} AND {HELD_BY}", [db_time(conn, now + self.lease), *params, self.worker_id])
         return True
 
     def _still_held(self, conn: Connection, ids: list[int]) -> set[int]:
@@ -185,7 +184,7 @@ class ClaimsAndLeases:
         for part in chunks(ids):
             where, params = id_in(conn, "id", part)
             held.update(r[0] for r in fetch(conn, f"SELECT id FROM touchpoints WHERE {where} "
-                                                  f"AND status = 'claimed' AND claimed_by = ?{lock}",
+                                                  f"AND {HELD_BY}{lock}",
                                             [*params, self.worker_id]))
         return held
 
