@@ -174,7 +174,8 @@ class ClaimsAndLeases:
             return False
         for part in chunks(self._held):
             where, params = id_in(conn, "id", part)
-            execute(conn, f"UPDATE touchpoints SET lease_until = ? WHERE {where} AND {HELD_BY}", [db_time(conn, now + self.lease), *params, self.worker_id])
+            execute(conn, f"UPDATE touchpoints SET lease_until = ? WHERE {where} AND {HELD_BY}",
+                    [db_time(conn, now + self.lease), *params, self.worker_id])
         return True
 
     def _still_held(self, conn: Connection, ids: list[int]) -> set[int]:
