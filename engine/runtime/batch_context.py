@@ -11,7 +11,7 @@ from sqlalchemy import Connection, or_, select
 from carepath.runtime.experiments import draw, experiment_id, experiment_journeys, stored_arms
 
 from carepath.definition.model import AfterStep, Category, Step
-from carepath.runtime.dispatch.statements import chunks, db_time, fetch, in_list, json_dict, py_time
+from carepath.runtime.dispatch.statements import chunks, db_time, fetch, id_in, json_dict, py_time
 from carepath.runtime.family import RelatedContact, load_related
 from carepath.runtime.patients import PatientRecord, consent_state, load_patients
 from carepath.runtime.policy import local_wall, zone
@@ -86,18 +86,19 @@ class BatchContext:
         ctx.by_id = {tp.id: tp for tp in tps}
         enrollment_ids = list({tp.enrollment_id for tp in tps})
         for part in chunks(enrollment_ids):
+            where, params = id_in(conn, "id", part)
             ctx.enrollments.update((row[0], EnrollmentRow(*row)) for row in fetch(
                 conn, "SELECT id, version, status, exit_reason, enrolled_at, anchors, context, paused_since FROM enrollments "
-                      f" WHERE id IN ({in_list(part)})",
-                part))
+                      f" WHERE {where}", params))
         pids = {tp.patient_id for tp in tps}
         ctx.patients = load_patients(conn, eng.cipher, pids, now)
         # the patients' portraits and segments (patient.portrait, patient.in_segment), one bulk query per zone
         ctx.patients = with_portraits(conn, eng.cipher, ctx.patients, now, eng.config.segments.sensitive_code)
         event_ids = list({tp.event_id for tp in tps if tp.event_id})
         for part in chunks(event_ids):
+            where, params = id_in(conn, "id", part)
             ctx.events.update((i, json_dict(payload)) for i, payload in fetch(
-                conn, f"SELECT id, payload FROM events WHERE id IN ({in_list(part)})", part))
+                conn, f"SELECT id, payload FROM events WHERE {where}", params))
         ctx.consents = consent_state(conn, pids)
         ctx.related = load_related(conn, eng.cipher, pids)
         ctx._load_replies(conn, tps)
@@ -141,11 +142,12 @@ class BatchContext:
             today = now.astimezone(tz).date()
             midnight = local_wall(today, time(0), tz)
             for part in chunks(ids):
-                rows = fetch(conn, "SELECT patient_id, recipient, count(*) FROM touchpoints WHERE patient_id IN "
-                                   f"({in_list(part)}) AND due_at >= ? AND due_at <= ? AND sent_at >= ? "
+                where, params = id_in(conn, "patient_id", part)
+                rows = fetch(conn, f"SELECT patient_id, recipient, count(*) FROM touchpoints WHERE {where} "
+                                   "AND due_at >= ? AND due_at <= ? AND sent_at >= ? "
                                    "AND coalesce(status, '') IN ('sent', 'delivered') AND action = 'send' "
                                    "AND category != ? GROUP BY patient_id, recipient",
-                             [*part, db_time(conn, midnight - MAX_GRACE), db_time(conn, now),
+                             [*params, db_time(conn, midnight - MAX_GRACE), db_time(conn, now),
                               db_time(conn, midnight), urgent])
                 for pid, recipient, n in rows:  # each related person has a cap of their own
                     self.sent_today[(pid, today) if recipient is None else (pid, today, recipient)] = n

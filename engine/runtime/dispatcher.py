@@ -39,6 +39,7 @@ from carepath.runtime.dispatch.send import VETOED, ProviderCalls
 from carepath.runtime.dispatch.write import FencedWrites
 from carepath.runtime.outages import OutageGuard
 from carepath.runtime.receipts import apply_early_receipts
+from carepath.store.sqlite_gate import reading
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -144,7 +145,8 @@ class Dispatcher(ClaimsAndLeases, Quarantine, Decisions, FencedWrites, ProviderC
             self._held, self._attempts = set(), {}
 
     def _load_context(self, tps: list[Any], abandoned: bool, now: datetime) -> BatchContext:
-        with self.engine.db.connect() as conn:
+        """The batch's context in bulk, read without SQLite's write lock (the decisions are written, fenced, after)."""
+        with reading(self.engine.db) as conn:
             ctx = BatchContext.load(conn, self.engine, tps, now)
             ctx.load_attempts(conn, [tp.id for tp in tps if tp.attempts or abandoned], LOOKUP_INCONCLUSIVE)
         # (a receipt arriving later in the batch is applied by the next sweep: dispatch_due)

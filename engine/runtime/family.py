@@ -65,13 +65,14 @@ class RelatedContact:
 
 def load_related(conn: Connection, cipher: Cipher, patient_ids: Iterable[int]) -> dict[int, list[RelatedContact]]:
     """The current (not removed) related persons of ``patient_ids``, in the order they were added (bulk)."""
-    from carepath.runtime.dispatch.statements import chunks, fetch, in_list
+    from carepath.runtime.dispatch.statements import chunks, fetch, id_in
 
     out: dict[int, list[RelatedContact]] = {}
     for part in chunks(list(set(patient_ids))):
+        where, params = id_in(conn, "patient_id", part)
         rows = fetch(conn, "SELECT id, patient_id, ref, relationship, guardian, marketing_consent, unsubscribed_at, "
-                           "name_enc, phone_enc, openid_enc FROM related_persons WHERE patient_id IN "
-                           f"({in_list(part)}) AND removed_at IS NULL ORDER BY id", part)
+                           f"name_enc, phone_enc, openid_enc FROM related_persons WHERE {where} "
+                           "AND removed_at IS NULL ORDER BY id", params)
         for rid, pid, ref, relationship, guardian, marketing, unsubscribed, name, phone, openid in rows:
             out.setdefault(pid, []).append(RelatedContact(
                 rid, pid, ref, relationship, bool(guardian), bool(marketing), unsubscribed is not None,

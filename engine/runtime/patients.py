@@ -106,27 +106,62 @@ def find_patient_id(conn: Connection, cipher: Cipher, mrn: str) -> int | None:
     return row.merged_into or row.id
 
 
+class _Sealed:
+    """An encrypted value and the cipher that opens it."""
+
+    __slots__ = ("cipher", "token")
+
+    def __init__(self, cipher: Cipher, token: str | None) -> None:
+        self.cipher, self.token = cipher, token
+
+    def open(self) -> str:
+        return (self.cipher.decrypt(self.token) if self.token else "") or ""
+
+
+class _DecryptedOnRead:
+    """``name`` of a loaded patient's view: stored encrypted, decrypted the first time something reads it."""
+
+    def __set__(self, view: PatientView, value: "str | _Sealed") -> None:
+        view.__dict__["_name"] = value
+
+    def __get__(self, view: PatientView | None, owner: type | None = None) -> "str | _DecryptedOnRead":
+        if view is None:
+            return self
+        value = view.__dict__["_name"]
+        if isinstance(value, _Sealed):
+            value = view.__dict__["_name"] = value.open()
+        return value
+
+
+class LoadedPatientView(PatientView):
+    """A :class:`PatientView` read from the database: a touchpoint that is only deferred or skipped (quiet hours,
+    consent, a false condition on age) never decrypts the patient's name."""
+
+    name = _DecryptedOnRead()  # type: ignore[assignment]
+
+
 def load_patients(conn: Connection, cipher: Cipher, ids: Iterable[int], today_at: datetime,
                   *, with_addresses: bool = True) -> dict[int, PatientRecord]:
-    """Patients by id, decrypted, with ``today`` in each patient's own zone.
+    """Patients by id, with ``today`` in each patient's own zone; names and contacts are decrypted when read.
 
     Read through the driver (the dispatcher loads a batch's patients with it): rows as plain
     tuples, JSON lists decoded once per distinct text.
     """
-    from carepath.runtime.dispatch.statements import fetch, in_list, json_value
+    from carepath.runtime.dispatch.statements import fetch, id_in, json_value
 
     out: dict[int, PatientRecord] = {}
     id_list = list(set(ids))
     today: dict[str, date] = {}
     for chunk_start in range(0, len(id_list), 5000):
         chunk = id_list[chunk_start:chunk_start + 5000]
+        where, params = id_in(conn, "id", chunk)
         rows = fetch(conn, f"SELECT id, name_enc, phone_enc, openid_enc, birth_date, sex, conditions, tags, tz, "
-                           f"language, deceased FROM patients WHERE id IN ({in_list(chunk)})", chunk)
+                           f"language, deceased FROM patients WHERE {where}", params)
         for pid, name_enc, phone_enc, openid_enc, birth, sex, conditions, tags, tz, language, deceased in rows:
             if tz not in today:
                 today[tz] = today_at.astimezone(zone(tz)).date()
-            view = PatientView(
-                id=pid, name=cipher.decrypt(name_enc) or "", sex=sex,
+            view = LoadedPatientView(
+                id=pid, name=_Sealed(cipher, name_enc), sex=sex,
                 birth_date=date.fromisoformat(birth) if isinstance(birth, str) else birth,
                 conditions=json_value(conditions), tags=json_value(tags), tz=tz, language=language, today=today[tz],
             )
@@ -160,14 +195,15 @@ class Addresses(Mapping[str, str | None]):
 
 def consent_state(conn: Connection, patient_ids: Iterable[int]) -> dict[tuple[int, str, str], bool]:
     """Consent in force per ``(patient, purpose, channel)``; ``channel='*'`` covers all channels."""
-    from carepath.runtime.dispatch.statements import fetch, in_list
+    from carepath.runtime.dispatch.statements import fetch, id_in
 
     state: dict[tuple[int, str, str], bool] = {}
     ids = list(set(patient_ids))
     for start in range(0, len(ids), 5000):
         part = ids[start:start + 5000]
-        rows = fetch(conn, f"SELECT patient_id, purpose, channel, granted FROM consents "
-                           f"WHERE patient_id IN ({in_list(part)}) ORDER BY at, id", part)
+        where, params = id_in(conn, "patient_id", part)
+        rows = fetch(conn, f"SELECT patient_id, purpose, channel, granted FROM consents WHERE {where} "
+                           "ORDER BY at, id", params)
         for pid, purpose, channel, granted in rows:
             state[(pid, purpose, channel)] = bool(granted)
     return state

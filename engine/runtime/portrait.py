@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Mapping
 from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 
 from carepath.definition.portrait import KINDS, WINDOWS, KindFacts, PortraitView
+from carepath.runtime.dispatch.statements import among, is_postgres
 from carepath.runtime.policy import zone
 from carepath.runtime.scheduling import executemany_raw
 from carepath.store.crypto import Cipher
@@ -325,12 +326,13 @@ def _window_sum(days: int) -> Any:
 _CONSENT = (select(Consent.granted).where(Consent.patient_id == Portrait.patient_id,
                                           Consent.purpose == SENSITIVE_PURPOSE, Consent.channel == "*")
             .order_by(Consent.at.desc(), Consent.id.desc()).limit(1).correlate(Portrait).scalar_subquery())
+_LOAD_ALL = (select(Portrait.patient_id, Portrait.facts_enc, Portrait.admitted, Portrait.last_interaction_at,
+                    Portrait.programmes, Portrait.segments, _CONSENT.label("consented"), PortraitCount.kind,
+                    PortraitCount.total, PortraitCount.last_at, *(_window_sum(d) for d in WINDOWS))
+             .outerjoin(PortraitCount, PortraitCount.patient_id == Portrait.patient_id))
 #: the one query a batch makes: portrait rows, their counts with the window sums, the sensitive consent
-_LOAD = (select(Portrait.patient_id, Portrait.facts_enc, Portrait.admitted, Portrait.last_interaction_at,
-                Portrait.programmes, Portrait.segments, _CONSENT.label("consented"), PortraitCount.kind,
-                PortraitCount.total, PortraitCount.last_at, *(_window_sum(d) for d in WINDOWS))
-         .outerjoin(PortraitCount, PortraitCount.patient_id == Portrait.patient_id)
-         .where(Portrait.patient_id.in_(bindparam("ids", expanding=True))))
+#: (by whether the database is PostgreSQL: there the ids are one array, see ``among``)
+_LOADS = {pg: _LOAD_ALL.where(among(Portrait.patient_id, "ids", pg)) for pg in (False, True)}
 
 
 def load_portraits(conn: Connection, cipher: Cipher, zones: Mapping[int, str], now: datetime,
@@ -347,7 +349,7 @@ def load_portraits(conn: Connection, cipher: Cipher, zones: Mapping[int, str], n
         windows = {f"d{d}": today - timedelta(days=d - 1) for d in WINDOWS}
         for start in range(0, len(ids), 5000):
             rows: dict[int, list] = defaultdict(list)
-            for r in conn.execute(_LOAD, {"ids": ids[start:start + 5000], **windows}):
+            for r in conn.execute(_LOADS[is_postgres(conn)], {"ids": ids[start:start + 5000], **windows}):
                 rows[r.patient_id].append(r)
             for pid, found in rows.items():
                 first = found[0]

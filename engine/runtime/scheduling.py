@@ -6,11 +6,12 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, String, and_, bindparam, select, update
 
 from carepath.definition.model import Category, Journey
 from carepath.runtime.planner import (CAP_DROPPED, MISSED_SKIPPED, DayLoad, Planned, apply_policy, idempotency_key,
                                       plan_anchored, revised, revision)
+from carepath.runtime.dispatch.statements import among
 from carepath.runtime.policy import Policy
 from carepath.runtime.series import on_horizon  # issue 19
 from carepath.store.schema import Enrollment, JourneyVersion, Touchpoint
@@ -87,13 +88,16 @@ def remember_conditional(journey: Journey) -> None:
                   DeprecationWarning, stacklevel=2)
 
 
-#: statements of the hot path, built once (see carepath.runtime.ingest_reads)
-_LOADS = select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.due_at, Touchpoint.status, Touchpoint.category,
-                Touchpoint.action, Touchpoint.journey, Touchpoint.step, Touchpoint.enrollment_id).where(
-    Touchpoint.patient_id.in_(bindparam("ids", expanding=True)), Touchpoint.due_at >= bindparam("since"))
-_KEYS_KNOWN = select(Touchpoint.idempotency_key).where(
-    Touchpoint.idempotency_key.in_(bindparam("keys", expanding=True)))
-_IDS_OF_KEYS = select(Touchpoint.id).where(Touchpoint.idempotency_key.in_(bindparam("keys", expanding=True)))
+# statements of the hot path, built once; the text is the same for every list length on PostgreSQL (prepared once
+# per connection) is the same for every number of patients on PostgreSQL (prepared once per connection)
+_DAY_LOADS = {pg: select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.due_at, Touchpoint.status,
+                         Touchpoint.category, Touchpoint.action, Touchpoint.journey, Touchpoint.step,
+                         Touchpoint.enrollment_id).where(
+    among(Touchpoint.patient_id, "ids", pg), Touchpoint.due_at >= bindparam("since")) for pg in (False, True)}
+_KNOWN_KEYS = {pg: select(Touchpoint.idempotency_key).where(among(Touchpoint.idempotency_key, "keys", pg, String))
+               for pg in (False, True)}
+_IDS_OF_KEYS = {pg: select(Touchpoint.id).where(among(Touchpoint.idempotency_key, "keys", pg, String))
+                for pg in (False, True)}
 
 
 def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
@@ -111,7 +115,8 @@ def day_loads(conn: Connection, patient_ids: Iterable[int], since: datetime,
     for start in range(0, len(ids), 5000):
         # Only patient and time in SQL, so that the (patient_id, due_at) index is the one used:
         # with status in the WHERE clause SQLite may prefer the status index and scan every row.
-        rows = [r for r in conn.execute(_LOADS, {"ids": ids[start:start + 5000], "since": since})
+        rows = [r for r in conn.execute(_DAY_LOADS[conn.dialect.name == "postgresql"],
+                                        {"ids": ids[start:start + 5000], "since": since})
                 if r[0] not in excluded and r[3] in counted and r[4] in non_urgent and r[5] == "send"]
         skipped = _pending_conditional(conn, [(r[0], r[8], r[6], r[7]) for r in rows if r[3] in pending])
         for tid, pid, due, *_ in rows:
@@ -262,7 +267,8 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
     existing: set[str] = set()
     keys = [k for _, _, k in keyed]
     for start in range(0, len(keys), 5000):
-        existing.update(conn.execute(_KEYS_KNOWN, {"keys": keys[start:start + 5000]}).scalars())
+        existing.update(conn.execute(_KNOWN_KEYS[conn.dialect.name == "postgresql"],
+                                     {"keys": keys[start:start + 5000]}).scalars())
     fresh: dict[tuple[int, int, str, str], list[Planned]] = defaultdict(list)
     journeys: dict[str, Journey] = {}
     for (enrollment_id, patient_id, tz, journey, _), p, key in keyed:
@@ -285,7 +291,7 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
     new_keys = [r[KEY] for r in rows]
     ids: list[int] = []
     for start in range(0, len(new_keys), 5000):
-        ids.extend(conn.execute(_IDS_OF_KEYS, {"keys": new_keys[start:start + 5000]}).scalars())
+        ids.extend(conn.execute(_IDS_OF_KEYS[conn.dialect.name == "postgresql"], {"keys": new_keys[start:start + 5000]}).scalars())
     return ids
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 from carepath.store.crypto import Cipher, KeyNotFound
 from carepath.store.keyring import describe_ring_search, load_key_ring
 from carepath.store.schema import Patient, StoreMeta
-from carepath.store.sqlite_gate import GatedConnection, gate_for
+from carepath.store.sqlite_gate import READ_ONLY, GatedConnection, gate_for
 
 if TYPE_CHECKING:
     from carepath.settings import Settings
@@ -93,6 +93,9 @@ def open_database(url: str, *, must_exist: bool = False) -> SAEngine:
         # threads take it in turn through the file's gate (see carepath.store.sqlite_gate).
         @event.listens_for(engine, "begin")
         def _begin(conn):  # noqa: ANN001
+            if conn.get_execution_options().get(READ_ONLY):  # carepath.store.sqlite_gate.reading: no write lock
+                conn.exec_driver_sql("BEGIN")
+                return
             dbapi_conn = conn.connection.dbapi_connection
             if isinstance(dbapi_conn, GatedConnection):
                 dbapi_conn.take_turn(BUSY_TIMEOUT_S)

@@ -15,6 +15,11 @@ not for the queue of ingest transactions that a hundred events a second keep ful
 The gate only orders this process's threads; SQLite's lock still decides. Other processes on the
 same file (a CLI command, a second worker) meet SQLite's busy handler as before, and so does a
 thread that opens a second write transaction while it holds one (it is not made to wait for itself).
+
+A connection opened with :func:`reading` only reads: its transactions begin with a plain (deferred)
+``BEGIN``, take no turn at the gate and never the write lock. In WAL mode such a reader sees the
+last committed state as of its first statement and neither waits for the writer nor holds it up
+(the dispatcher reads its batch context this way).
 """
 
 from __future__ import annotations
@@ -24,9 +29,24 @@ import threading
 from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
 
 _local = threading.local()
+#: the execution option :func:`reading` sets: the connection's transactions only read
+READ_ONLY = "carepath_read_only"
+
+
+@contextmanager
+def reading(db: "Engine") -> Iterator["Connection"]:
+    """A connection of ``db`` for reads only: on SQLite no write lock and no turn at the gate (on PostgreSQL,
+    where readers never wait for writers, an ordinary connection). A write through it is a mistake:
+    SQLite would have to take the lock mid-transaction and may refuse."""
+    with db.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        yield conn
 
 
 @contextmanager

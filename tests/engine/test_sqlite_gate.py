@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from carepath.store import open_database
 from carepath.store.database import sqlite_path
-from carepath.store.sqlite_gate import WriteGate, first_in_line, gate_for
+from carepath.store.sqlite_gate import WriteGate, first_in_line, gate_for, reading
 
 from tests.conftest import ON_POSTGRES
 
@@ -102,5 +102,40 @@ def test_every_transaction_gives_its_turn_back(database_url):
         with db.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM counts")).scalar() == 200
         assert gate.holder is None and gate.waiting == 0
+    finally:
+        db.dispose()
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="the gate is SQLite's")
+def test_a_reading_connection_reads_while_another_thread_holds_the_write_lock(database_url):
+    """The dispatcher's batch context (reading()) neither queues at the gate nor waits for a writer: it sees the
+    last commit, not the writer's uncommitted rows."""
+    db = open_database(database_url)
+    gate = gate_for(sqlite_path(database_url))
+    try:
+        with db.begin() as conn:
+            conn.execute(text("CREATE TABLE counts (n INTEGER)"))
+            conn.execute(text("INSERT INTO counts VALUES (1)"))
+        writing, done = threading.Event(), threading.Event()
+
+        def writer() -> None:
+            with db.begin() as conn:
+                conn.execute(text("INSERT INTO counts VALUES (2)"))
+                writing.set()
+                done.wait(30)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        assert writing.wait(30)
+        started = time.monotonic()
+        with reading(db) as conn:
+            assert conn.execute(text("SELECT sum(n) FROM counts")).scalar() == 1
+            assert gate.holder == t.ident and gate.waiting == 0
+        assert time.monotonic() - started < 5  # a write transaction would have waited for the writer (30 s)
+        done.set()
+        t.join(30)
+        with reading(db) as conn:
+            assert conn.execute(text("SELECT sum(n) FROM counts")).scalar() == 3
+        assert gate.holder is None
     finally:
         db.dispose()

@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 from sqlalchemy import Connection, and_, func, select, update
 
-from carepath.runtime.dispatch.statements import (chunks, db_time, execute, fetch, in_list, is_postgres, py_time,
-                                                  sql_for)
+from carepath.runtime.dispatch.statements import (HELD_BY, chunks, db_time, execute, fetch, id_in, in_list, is_postgres,
+                                                  py_time, sql_for)
 from carepath.store.schema import Delivery, Touchpoint
 
 # what a batch reads of each claimed touchpoint (fewer columns: fewer conversions on the hot path)
@@ -141,8 +141,8 @@ class ClaimsAndLeases:
             # the dead worker's call in flight: its outcome is unknown; the row is kept
             conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(claimed + suspect),
                                                 Delivery.status == "sending").values(status="unknown", updated_at=now))
-            rows = [_claimed(r) for r in fetch(conn, f"SELECT {_RETURNING} FROM touchpoints WHERE id IN "
-                                                     f"({in_list(claimed + suspect)})", claimed + suspect)]
+            where, params = id_in(conn, "id", claimed + suspect)
+            rows = [_claimed(r) for r in fetch(conn, f"SELECT {_RETURNING} FROM touchpoints WHERE {where}", params)]
             rows.sort(key=lambda r: (r.due_at, r.id))
             return [r for r in rows if r.id not in suspect], [r for r in rows if r.id in suspect], quarantined
 
@@ -173,9 +173,9 @@ class ClaimsAndLeases:
         if self._renew_at is None or now < self._renew_at or not self._held:
             return False
         for part in chunks(self._held):
-            execute(conn, f"UPDATE touchpoints SET lease_until = ? WHERE id IN ({in_list(part)}) "
-                          "AND status = 'claimed' AND claimed_by = ?",
-                    [db_time(conn, now + self.lease), *part, self.worker_id])
+            where, params = id_in(conn, "id", part)
+            execute(conn, f"UPDATE touchpoints SET lease_until = ? WHERE {where} AND {HELD_BY}",
+                    [db_time(conn, now + self.lease), *params, self.worker_id])
         return True
 
     def _still_held(self, conn: Connection, ids: list[int]) -> set[int]:
@@ -183,9 +183,10 @@ class ClaimsAndLeases:
         held: set[int] = set()
         lock = " FOR UPDATE" if is_postgres(conn) else ""
         for part in chunks(ids):
-            held.update(r[0] for r in fetch(conn, f"SELECT id FROM touchpoints WHERE id IN ({in_list(part)}) "
-                                                  f"AND status = 'claimed' AND claimed_by = ?{lock}",
-                                            [*part, self.worker_id]))
+            where, params = id_in(conn, "id", part)
+            held.update(r[0] for r in fetch(conn, f"SELECT id FROM touchpoints WHERE {where} "
+                                                  f"AND {HELD_BY}{lock}",
+                                            [*params, self.worker_id]))
         return held
 
     def _past_lease(self, now: datetime) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, insert, select, update
 
 from carepath.definition.model import AfterStep, Tag
-from carepath.runtime.dispatch.statements import chunks, db_time, execute, in_list
+from carepath.runtime.dispatch.statements import HELD_BY, chunks, db_time, execute, id_in
 from carepath.runtime.dispatch.recipients import is_copy, write_routes
 from carepath.runtime.experiments import record_arms
 from carepath.runtime.planner import Planned
@@ -39,7 +39,7 @@ DELIVERY_RESULT = ("UPDATE deliveries SET status = ?, provider_id = ?, error_kin
 # Fencing: only rows this worker still holds change.
 FINAL_SQL = ("UPDATE touchpoints SET status = ?, reason = ?, updated_at = ?, channel = ?, sent_at = ?, due_at = ?, "
              "attempts = ?, channel_index = ?, lease_until = NULL, claims = 0 "
-             "WHERE id = ? AND status = 'claimed' AND claimed_by = ?")
+             f"WHERE id = ? AND {HELD_BY}")
 #: delivery statuses meaning the provider took the message (its receipts may have come first)
 ACCEPTED = ("sent", "reconciled", "pending_confirmation")
 _FOLLOWERS: dict[tuple[int, str, str], tuple[Any, list]] = {}
@@ -100,8 +100,9 @@ class FencedWrites:
             if provider_ids and ctx.receipts_waiting:  # receipts that came before these ids were recorded
                 apply_early_receipts(conn, now, provider_ids)
             for part in chunks(survived):
-                execute(conn, f"UPDATE touchpoints SET claims = claims - 1 WHERE id IN ({in_list(part)}) "
-                              "AND status = 'claimed' AND claimed_by = ? AND claims > 0", [*part, self.worker_id])
+                where, params = id_in(conn, "id", part)
+                execute(conn, f"UPDATE touchpoints SET claims = claims - 1 WHERE {where} "
+                              f"AND {HELD_BY} AND claims > 0", [*params, self.worker_id])
             start = [o for o in starting if o.tp.id in held]
             t = db_time(conn, now)
             executemany_raw(conn, DELIVERY_INSERT, [(o.tp.id, o.attempts, o.channel, "sending", t, t) for o in start],
