@@ -85,10 +85,10 @@ def test_a_true_condition_still_counts_at_send_time(make, clock):
 
 
 def _restart_state() -> None:
-    """What a new process starts without: every module-level cache of the planner's database side."""
-    for name, value in vars(scheduling).items():
-        if name.startswith("_") and not name.startswith("__") and isinstance(value, (dict, set)):
-            value.clear()
+    """What a new process starts without: the planner's memos of journeys and their conditional steps (the
+    statements it builds once at import are not state: a new process builds the same)."""
+    for name in ("_CONDITIONAL", "_REMEMBERED"):
+        getattr(scheduling, name, {}).clear()
 
 
 def _journeys(*care_steps) -> list:
