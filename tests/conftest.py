@@ -11,9 +11,11 @@ on first use and dropped at the end), and the tests of one Prefect server or har
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sqlite3
+import tempfile
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,6 +56,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(pytest.mark.xdist_group(group))
                 _name_group(item, group)
+
+
+_suite_lock: int | None = None  # a file both workers open: shared by ordinary tests, held alone by serial ones
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Under xdist, a test of a shared Prefect server or marked ``serial`` (processes that keep time: serve
+    workers, leases, schedules) runs while the other worker waits between its tests, as in a plain ``pytest``;
+    its setup (the server's start) still overlaps the other worker's tests."""
+    global _suite_lock
+    if not XDIST_WORKER:
+        yield
+        return
+    if _suite_lock is None:
+        path = Path(tempfile.gettempdir()) / f"carepath-tests-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')}.lock"
+        _suite_lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    alone = item.get_closest_marker("serial") is not None or "prefect_server" in getattr(item, "fixturenames", ())
+    fcntl.flock(_suite_lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        fcntl.flock(_suite_lock, fcntl.LOCK_UN)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _suite_lock is not None:
+        os.close(_suite_lock)
+        Path(tempfile.gettempdir(), f"carepath-tests-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')}.lock"
+             ).unlink(missing_ok=True)
 
 
 def _name_group(item: pytest.Item, group: str) -> None:
