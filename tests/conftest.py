@@ -16,9 +16,10 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from sqlalchemy import make_url, text
@@ -58,34 +59,63 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 _name_group(item, group)
 
 
-_suite_lock: int | None = None  # a file both workers open: shared by ordinary tests, held alone by serial ones
+_suite_locks: tuple[int, int] | None = None  # (lock, turnstile): files both workers open
+
+
+def _alone(item: pytest.Item) -> bool:
+    return item.get_closest_marker("serial") is not None or "prefect_server" in getattr(item, "fixturenames", ())
+
+
+def _lock_path(config: pytest.Config, kind: str) -> Path:
+    """In the folder of the run that holds each worker's temporary folder (pytest keeps the last three runs)."""
+    if config.option.basetemp:
+        return Path(config.option.basetemp).parent / f"carepath-tests.{kind}"
+    return Path(tempfile.gettempdir()) / f"carepath-tests-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')}.{kind}"
+
+
+@contextmanager
+def _locked(config: pytest.Config, alone: bool) -> Iterator[None]:
+    """The lock shared (``alone`` False) or alone; a worker waiting to hold it alone holds the turnstile, so the
+    other worker's next tests wait behind it instead of keeping the lock shared for ever."""
+    global _suite_locks
+    if _suite_locks is None:
+        _suite_locks = tuple(os.open(_lock_path(config, kind), os.O_RDWR | os.O_CREAT, 0o600)  # type: ignore[assignment]
+                             for kind in ("lock", "turnstile"))
+    lock, turnstile = _suite_locks
+    fcntl.flock(turnstile, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+    finally:
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        if alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item):
+    """Under xdist, a test of a shared Prefect server or marked ``serial`` (processes that keep time: serve
+    workers, leases, schedules) runs while the other worker waits between its tests, as in a plain ``pytest``.
+    An ordinary test holds the lock shared from its setup to its teardown (a wait is in none of its durations);
+    a serial one takes it alone for its call only, so its setup (the server's start) overlaps other tests."""
+    if not XDIST_WORKER or _alone(item):
+        yield
+        return
+    with _locked(item.config, alone=False):
+        yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    """Under xdist, a test of a shared Prefect server or marked ``serial`` (processes that keep time: serve
-    workers, leases, schedules) runs while the other worker waits between its tests, as in a plain ``pytest``;
-    its setup (the server's start) still overlaps the other worker's tests."""
-    global _suite_lock
-    if not XDIST_WORKER:
+    if not XDIST_WORKER or not _alone(item):
         yield
         return
-    if _suite_lock is None:
-        path = Path(tempfile.gettempdir()) / f"carepath-tests-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')}.lock"
-        _suite_lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    alone = item.get_closest_marker("serial") is not None or "prefect_server" in getattr(item, "fixturenames", ())
-    fcntl.flock(_suite_lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-    try:
+    with _locked(item.config, alone=True):
         yield
-    finally:
-        fcntl.flock(_suite_lock, fcntl.LOCK_UN)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _suite_lock is not None:
-        os.close(_suite_lock)
-        Path(tempfile.gettempdir(), f"carepath-tests-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')}.lock"
-             ).unlink(missing_ok=True)
 
 
 def _name_group(item: pytest.Item, group: str) -> None:
