@@ -24,11 +24,12 @@ def _figures(cli, *args: str) -> dict:
 
 def test_a_seed_gives_the_same_figures_and_the_nurses_peak_day(cli, workdir: Path) -> None:
     chart = workdir / "load.png"
-    args = ("outpatient-visit", "--patients", "120", "--days", "21", "--seed", "1")  # small: a suite test
+    patients = 60  # small: a suite test (four nurse calls, two of them on the peak day, with this seed)
+    args = ("outpatient-visit", "--patients", str(patients), "--days", "14", "--seed", "1")
     first = _figures(cli, *args)
     second = _figures(cli, *args, "--chart", chart)
     assert first == second
-    assert first["totals"]["messages"] > 120  # every booking is confirmed at least
+    assert first["totals"]["messages"] > patients  # every booking is confirmed at least
     nursing = first["staff_tasks"]["teams"]["nursing"]
     per_day = {day: teams.get("nursing", 0) for day, teams in first["staff_tasks"]["per_day"].items()}
     assert nursing["peak"] == max(per_day.values()) > 0

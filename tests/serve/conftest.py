@@ -2,11 +2,14 @@
 
 It takes 30-60 s to come up on a busy two-core machine (migrations, imports),
 so it is launched as soon as collection shows a test that needs it, and
-starts while the tests before it run.
+starts while the tests before it run. Under pytest-xdist every worker collects every test, so there it is
+launched by the first test that needs it, on the one worker that runs them all (their ``xdist_group``, see
+tests/conftest.py; xdist hands out that group first).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,11 +24,16 @@ _server: PrefectServer | None = None
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _server is None and not os.environ.get("PYTEST_XDIST_WORKER") and any(
+            "prefect_server" in getattr(item, "fixturenames", ()) and not _skipped(item) for item in items):
+        _launch()
+
+
+def _launch() -> PrefectServer:
+    """Its own PREFECT_HOME and SQLite database in a temp dir, on a free loopback port."""
     global _server
-    if _server is None and any("prefect_server" in getattr(item, "fixturenames", ()) and not _skipped(item)
-                               for item in items):
-        # its own PREFECT_HOME and SQLite database in a temp dir, on a free loopback port
-        _server = PrefectServer(Path(tempfile.mkdtemp(prefix="carepath-prefect-server-")), 0, env=_QUIET).launch()
+    _server = PrefectServer(Path(tempfile.mkdtemp(prefix="carepath-prefect-server-")), 0, env=_QUIET).launch()
+    return _server
 
 
 def _skipped(item: pytest.Item) -> bool:
@@ -41,9 +49,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def prefect_server() -> PrefectServer:
     """The running server (``.api_url``, ``.ui_url``)."""
-    if _server is None:
-        pytest.fail("the Prefect server was not launched at collection")
+    server = _server or _launch()
     try:
-        return _server.wait_healthy(timeout=180)
+        return server.wait_healthy(timeout=180)
     except PrefectServerError as exc:
         pytest.fail(str(exc))

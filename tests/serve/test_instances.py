@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from carepath.instance import instance_name
 from carepath.prefect_server import free_port
@@ -32,6 +33,7 @@ def _health(serve: ServeProcess) -> tuple[int, dict]:
     return answer.status_code, answer.json()
 
 
+@pytest.mark.serial  # three serve processes and two Prefect servers, on their schedules
 def test_two_instances_keep_their_schedules_apart(tmp_path, monkeypatch):
     port = free_port()
     started: list[ServeProcess] = []
