@@ -70,16 +70,18 @@ def _prefect_state(api_url: str, events: bool = True) -> dict:
                 return (await client._client.post(path, json=body)).json()
 
             flows = {f["id"]: f["name"] for f in await post("/flows/filter", page)}
-            runs = await post("/flow_runs/filter", {**page, "flow_runs": {"state": {"type": {"not_any_": ["SCHEDULED"]}}}})
+            # newest first: the server is the session's, and other tests' runs must not push this test's off the page
+            runs = await post("/flow_runs/filter", {**page, "sort": "START_TIME_DESC",
+                                                    "flow_runs": {"state": {"type": {"not_any_": ["SCHEDULED"]}}}})
             ids = [r["id"] for r in runs]
             since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
             if not events:
                 return {"flows": flows, "runs": runs}
             return {"flows": flows, "runs": runs,
-                    "task_runs": await post("/task_runs/filter", page),
+                    "task_runs": await post("/task_runs/filter", {**page, "sort": "EXPECTED_START_TIME_DESC"}),
                     "logs": [log for run_id in ids  # per run: a page of all runs' logs may miss some
                              for log in await post("/logs/filter", {**page, "logs": {"flow_run_id": {"any_": [run_id]}}})],
-                    "artifacts": await post("/artifacts/filter", page),
+                    "artifacts": await post("/artifacts/filter", {**page, "sort": "CREATED_DESC"}),
                     "events": (await post("/events/filter", {"limit": 50, "filter": {
                         "event": {"prefix": ["carepath."]}, "occurred": {"since": since}}}))["events"]}
 
@@ -115,7 +117,7 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
         def clean_outpatient_run() -> bool:  # a later run, with nothing failing
             state = _prefect_state(prefect_server.api_url, events=False)
             return any(state["flows"][r["flow_id"]] == "outpatient-visit" and r["state_name"] == "Completed"
-                       for r in state["runs"])
+                       and datetime.fromisoformat(r["start_time"]) >= started for r in state["runs"] if r["start_time"])
 
         wait_for(clean_outpatient_run, 60, "a clean outpatient-visit run", every=1)
         code = serve.terminate()
@@ -127,13 +129,13 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
     state = _prefect_state(prefect_server.api_url)
     by_flow: dict[str, list] = {}
     due_now: dict[str, list] = {}
-    for run in state["runs"]:  # a journey's due-now run (woken by ingest) is apart from its scheduled runs
+    # the Prefect server is the session's: other tests' runs (same journey names) are there too
+    ours = [r for r in state["runs"] if r["start_time"] and datetime.fromisoformat(r["start_time"]) >= started]
+    for run in ours:  # a journey's due-now run (woken by ingest) is apart from its scheduled runs
         into = due_now if " due now (from " in run["name"] else by_flow
         into.setdefault(state["flows"][run["flow_id"]], []).append(run)
     assert {"outpatient-visit", "webhook-followup", "carepath-maintenance"} <= set(by_flow)
-    ours = {name: [r for r in runs if r["start_time"] and datetime.fromisoformat(r["start_time"]) >= started]
-            for name, runs in due_now.items()}  # the Prefect server is the session's: other tests' runs are there
-    assert {name: [r["state_type"] for r in runs] for name, runs in ours.items() if runs} == {
+    assert {name: [r["state_type"] for r in runs] for name, runs in due_now.items() if runs} == {
         "outpatient-visit": ["COMPLETED"], "webhook-followup": ["COMPLETED"]}  # one per journey, ended at SIGTERM
 
     followups = [r for r in by_flow["webhook-followup"] if r["state_type"] == "COMPLETED"]
