@@ -22,7 +22,19 @@ from tests.reliability.sink import SinkChannel, SinkConfig, crash_journey
 
 
 def run(url: str, home: str, sink_url: str, lease: float, clock_offset: timedelta, ready: Any, done: Any) -> None:
-    """Sets ``ready`` once the engine is open, dispatches, sets ``done`` when nothing is scheduled or claimed."""
+    """Sets ``ready`` once the engine is open, dispatches, sets ``done`` when nothing is scheduled or claimed.
+    A child that fails on its own leaves its traceback in ``HOME/child-error.txt`` for the test's message."""
+    try:
+        _run(url, home, sink_url, lease, clock_offset, ready, done)
+    except BaseException:
+        import traceback
+
+        with open(Path(home) / "child-error.txt", "a", encoding="utf-8") as out:
+            out.write(traceback.format_exc())
+        raise
+
+
+def _run(url: str, home: str, sink_url: str, lease: float, clock_offset: timedelta, ready: Any, done: Any) -> None:
     engine = Engine(url, journeys=[crash_journey()], channels={"sink": SinkChannel("sink", SinkConfig(url=sink_url))},
                     templates={}, settings=Settings(home=Path(home)), lease=timedelta(seconds=lease), migrate=False,
                     clock=DaytimeClock(clock_offset))
