@@ -26,7 +26,11 @@ from tests.reliability.sink import KeySink, SinkChannel, SinkConfig, crash_journ
 KILLS = int(os.environ.get("CAREPATH_CRASH_KILLS", "6"))
 SEED = int(os.environ.get("CAREPATH_CRASH_SEED", "7"))
 LEASE_S = 1.0
-FORK = multiprocessing.get_context("fork")
+# children are forked from a fork server that imported only the child's modules: forking the test process itself
+# (an xdist worker with threads, and whatever earlier tests left in it) let a child inherit that state, and one in
+# a few suite runs died on its own; the engine still opens after the fork, so kill timing is unchanged
+FORK = multiprocessing.get_context("forkserver")
+FORK.set_forkserver_preload(["tests.reliability.crash_child"])
 
 
 def _child(url: str, home: str, sink_url: str, clock: DaytimeClock) -> tuple:
