@@ -53,10 +53,20 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: commands that keep the start-up Ctrl-C guard until they put their own handling in place: Ctrl-C while they
+#: import Prefect and the like must not be an exception, which third-party code may wrap or swallow (pydantic turns a
+#: KeyboardInterrupt inside a serializer into a PydanticSerializationError with a traceback)
+_KEEP_START_GUARD = {"demo"}
+_handler_before_main: object = None
+
+
 @app.callback()
-def _main(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+def _main(ctx: typer.Context,
+          show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                             help="print the version and exit")) -> None:
     """Patient journeys for hospitals, run as Prefect flows."""
+    if _handler_before_main is not None and ctx.invoked_subcommand not in _KEEP_START_GUARD:
+        signal.signal(signal.SIGINT, _handler_before_main)  # the command's own Ctrl-C: a KeyboardInterrupt
 
 
 def _mount_optional() -> None:
@@ -163,6 +173,12 @@ def bench(json_out: bool = typer.Option(False, "--json", help="print the figures
 
 
 def main() -> None:
+    """The ``carepath`` command: from here until a command takes Ctrl-C over, it ends in one line and exit 130."""
+    global _handler_before_main
+    try:
+        _handler_before_main = signal.signal(signal.SIGINT, _interrupted_while_starting)
+    except ValueError:  # not the main thread: nothing to guard
+        pass
     try:
         _mount_optional()  # imports every command group: seconds on a busy machine, and Ctrl-C may come then
         app()

@@ -37,7 +37,7 @@ def test_ctrl_c_stops_the_demo_quickly_in_one_line(tmp_path, moment):
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
     said = [line for line in (out.decode() + err.decode()).splitlines() if line.strip()]
-    assert demo.returncode == 130
+    assert demo.returncode == 130, said
     assert len(said) == 1 and said[0].startswith("interrupted"), said
 
 
