@@ -16,76 +16,32 @@ with the patient id for ``carepath patients timeline``), the final state
 
 # No ``from __future__ import annotations``: Prefect builds each flow's parameter
 # schema from its annotations at run time, so they must be real types.
-import os
-import sys
 import threading
-from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 from carepath.definition.model import Stage
-from carepath.masking import mask_text
+from carepath.flow_reports import (
+    MAX_FAILURE_EVENTS, MAX_LISTED_FAILURES, artifact_markdown, connectors_down, emit, failure_notices, failure_rows,
+    quarantine_notices, stage_log_line)
+from carepath.prefect_settings import (
+    ephemeral_defaults, prefect_defaults, quiet_ephemeral_shutdown, start_ephemeral_server)
 from carepath.runtime.dispatcher import DispatchReport
-from carepath.runtime.maintenance import JobResult, Notice
+from carepath.runtime.maintenance import JobResult
+
+__all__ = [  # the flows' own names, and those of the two modules split off from here (still importable from here)
+    "use_engine", "current_engine", "request_stop", "dispatch_stage_batch", "journey_stages", "run_window",
+    "build_journey_flow", "due_now_loop", "build_due_now_flow", "run_job", "build_maintenance_flow", "journey_flow",
+    "due_now_flow", "maintenance_flow", "FAILED_STATE_NAME", "MAINTENANCE_FLOW",
+    "MAX_FAILURE_EVENTS", "MAX_LISTED_FAILURES", "artifact_markdown", "connectors_down", "emit", "failure_notices",
+    "failure_rows", "quarantine_notices", "stage_log_line",
+    "ephemeral_defaults", "prefect_defaults", "quiet_ephemeral_shutdown", "start_ephemeral_server"]
 
 _engine = None
 _stop = threading.Event()
 _failures_checked: dict[str, datetime] = {}  # journey -> when its failures were last reported
-MAX_LISTED_FAILURES = 50  # rows in a run's artifact
-MAX_FAILURE_EVENTS = 100  # Prefect events per run; the artifact lists the rest
 FAILED_STATE_NAME = "Completed with failures"
 MAINTENANCE_FLOW = "carepath-maintenance"
-
-
-def prefect_defaults() -> None:
-    """Quiet, offline-friendly Prefect settings unless the user chose otherwise."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # A first start migrates a fresh PREFECT_HOME database: minutes on a busy machine, not seconds.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
-
-
-def ephemeral_defaults() -> None:
-    """Settings for one-shot commands (demo, bench) that run flows on Prefect's ephemeral server.
-
-    That server is a subprocess writing to our terminal; when the command ends it logs cancelled
-    background flushes as errors with tracebacks. Nothing carepath needs is lost there (its own
-    state is in its database), so unless the user chose a level, only its critical logs show."""
-    prefect_defaults()
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    if not os.environ.get("PREFECT_API_URL"):
-        from prefect.settings import get_current_settings
-
-        if not get_current_settings().api.url:
-            os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
-
-
-def start_ephemeral_server(log_path: Path) -> None:
-    """Start Prefect's ephemeral server now, its output going to ``log_path`` rather than the terminal.
-
-    A terminal's Ctrl-C reaches that server too, and it answers with its own words ("Aborted!") after
-    the one line a command ends with; started here, with its standard error on a file, it stays quiet.
-    Safe to call once per process (Prefect starts it only once)."""
-    from prefect.server.api.server import SubprocessASGIServer
-
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(log_path, "ab") as log:
-            os.dup2(log.fileno(), 2)  # the child inherits descriptor 2
-            SubprocessASGIServer().start()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def quiet_ephemeral_shutdown() -> None:
-    """The ephemeral API logs cancelled background flushes as errors when the process exits: nothing
-    is lost that carepath needs (its own state is in its database), so keep them off the console."""
-    import logging
-
-    logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
 
 
 def use_engine(engine) -> None:
@@ -184,87 +140,6 @@ def _as_datetime(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
-# ------------------------------------------------------------------ what a run reports
-
-
-def stage_log_line(stage: str, report: DispatchReport) -> str:
-    """``pre_visit: 12 claimed — 10 sent, 2 deferred`` for the run log."""
-    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(report.outcomes.items())) or "nothing due"
-    return f"{stage}: {report.claimed} claimed — {outcomes}"
-
-
-def failure_rows(engine, journey: str, since: datetime) -> list[dict]:
-    """Touchpoints of ``journey`` this worker failed or quarantined after ``since``, reasons masked."""
-    from sqlalchemy import select
-
-    from carepath.store.schema import Touchpoint
-
-    q = (select(Touchpoint.id, Touchpoint.patient_id, Touchpoint.stage, Touchpoint.step, Touchpoint.channel,
-                Touchpoint.status, Touchpoint.reason)
-         .where(Touchpoint.journey == journey, Touchpoint.status.in_(("failed", "quarantined")),
-                Touchpoint.claimed_by == engine.dispatcher.worker_id, Touchpoint.updated_at > since)
-         .order_by(Touchpoint.id))
-    with engine.db.connect() as conn:
-        return [dict(touchpoint=r.id, patient=r.patient_id, stage=r.stage, step=r.step, channel=r.channel or "-",
-                     status=r.status, reason=mask_text(r.reason or ""))
-                for r in conn.execute(q)]
-
-
-def connectors_down(reports: dict[str, DispatchReport]) -> dict[str, Counter]:
-    """Channels that were tried in this run and delivered nothing: every attempt errored."""
-    by_channel: dict[str, Counter] = defaultdict(Counter)
-    for rep in reports.values():
-        for (_, _, _, channel, outcome), n in rep.by_step.items():
-            if channel not in ("-", "staff-task", "tag"):
-                by_channel[channel][outcome] += n
-    return {ch: c for ch, c in by_channel.items() if not c["sent"] and (c["retry"] or c["failed"])}
-
-
-def artifact_markdown(title: str, reports: dict[str, DispatchReport], failures: list[dict]) -> str:
-    """The run's artifact: counts per stage, step, channel and outcome, then the failures and why."""
-    lines = [f"## {title}", "", "| stage | step | channel | outcome | count |", "|---|---|---|---|---|"]
-    rows = [(stage, step, channel, outcome, n) for stage, rep in reports.items()
-            for (_, _, step, channel, outcome), n in sorted(rep.by_step.items())]
-    lines += [f"| {s} | {st} | {c} | {o} | {n} |" for s, st, c, o, n in rows] or ["| — | nothing due | | | 0 |"]
-    if failures:
-        lines += ["", f"### Failures ({len(failures)})", "",
-                  "Each line is one touchpoint; `carepath patients timeline PATIENT` shows the patient's journey.", "",
-                  "| touchpoint | patient | stage | step | channel | status | reason |", "|---|---|---|---|---|---|---|"]
-        for f in failures[:MAX_LISTED_FAILURES]:
-            reason = f["reason"].replace("|", "/")
-            lines.append(f"| {f['touchpoint']} | {f['patient']} | {f['stage']} | {f['step']} | {f['channel']} "
-                         f"| {f['status']} | {reason} |")
-        if len(failures) > MAX_LISTED_FAILURES:
-            lines.append(f"| … | | | | | | and {len(failures) - MAX_LISTED_FAILURES} more |")
-    return "\n".join(lines)
-
-
-def failure_notices(journey: str, failures: list[dict], down: dict[str, Counter]) -> list[Notice]:
-    """Prefect events for a journey run: failed and quarantined touchpoints, connectors down."""
-    notices = [Notice(event=f"carepath.touchpoint.{f['status']}", resource_id=f"carepath.touchpoint.{f['touchpoint']}",
-                      labels={"carepath.journey": journey, "carepath.step": f["step"],
-                              "carepath.channel": f["channel"], "carepath.patient-id": str(f["patient"])},
-                      payload={"reason": f["reason"], "stage": f["stage"]})
-               for f in failures[:MAX_FAILURE_EVENTS]]
-    notices += [Notice(event="carepath.connector.down", resource_id=f"carepath.connector.{channel}",
-                       labels={"carepath.journey": journey},
-                       payload={"retries": counts["retry"], "failed": counts["failed"]})
-                for channel, counts in sorted(down.items())]
-    return notices
-
-
-def emit(notices: list[Notice]) -> int:
-    """Send notices as Prefect events (related to the current flow run when there is one)."""
-    from prefect.events import emit_event
-
-    sent = 0
-    for n in notices:
-        resource = {"prefect.resource.id": n.resource_id, **n.labels}
-        if emit_event(event=n.event, resource=resource, payload=dict(n.payload)) is not None:
-            sent += 1
-    return sent
-
-
 # ------------------------------------------------------------------------ the flows
 
 
@@ -361,11 +236,7 @@ def build_due_now_flow(journey: str):
         def report(part: DispatchReport) -> None:
             if part.claimed:
                 logger.info(stage_log_line("due now", part))
-            notices = [Notice(event="carepath.touchpoint.quarantined",
-                              resource_id=f"carepath.touchpoint.{q['touchpoint_id']}",
-                              labels={"carepath.journey": journey, "carepath.step": q["step"]},
-                              payload={"reason": mask_text(q["reason"] or ""), "stage": q["stage"]})
-                       for q in part.quarantined]
+            notices = quarantine_notices(journey, part.quarantined)
             if notices:
                 emit(notices)
 
