@@ -56,7 +56,7 @@ def _version(value: bool) -> None:
 #: commands that keep the start-up Ctrl-C guard until they put their own handling in place: Ctrl-C while they
 #: import Prefect and the like must not be an exception, which third-party code may wrap or swallow (pydantic turns a
 #: KeyboardInterrupt inside a serializer into a PydanticSerializationError with a traceback)
-_KEEP_START_GUARD = {"demo"}
+_KEEP_START_GUARD = {"demo", "serve"}  # both put their own SIGINT handler in place before starting anything
 _handler_before_main: object = None
 
 
