@@ -14,6 +14,7 @@ from sqlalchemy.pool import NullPool
 
 from carepath.runtime.clock import Clock, SystemClock
 from carepath.runtime.dispatcher import DispatchReport, Dispatcher
+from carepath.runtime.dispatch.statements import among
 from carepath.definition.catalog import unknown_type_problem
 from carepath.definition.events import EventIn, EventRejected, PatientIn, check_event
 from carepath.runtime.ingest import IngestResult, Ingestor
@@ -33,6 +34,8 @@ from carepath.store.personal_data import protect_payload
 from carepath.store.schema import JourneyVersion, Patient
 
 log = logging.getLogger(__name__)
+#: the time zones of a bulk enrollment's patients (built once; SQLite and PostgreSQL)
+_PATIENT_TZS = {pg: select(Patient.id, Patient.tz).where(among(Patient.id, "ids", pg)) for pg in (False, True)}
 
 if TYPE_CHECKING:
     from carepath.config import CarepathConfig
@@ -254,8 +257,8 @@ class Engine:
             ids = insert_enrollments(conn, [(pid, journey.name, journey.version, key, "active", json.dumps(a),
                                              json.dumps(dict(context or {})), now)
                                             for (pid, _), a in zip(items, stored)])
-            tzs = dict(conn.execute(select(Patient.id, Patient.tz).where(
-                Patient.id.in_(list({pid for pid, _ in items})))).all())
+            tzs = dict(conn.execute(_PATIENT_TZS[conn.dialect.name == "postgresql"],
+                                    {"ids": list({pid for pid, _ in items})}).all())
             plan_items = [(eid, pid, tzs[pid], anchor_values(a, now)) for eid, (pid, _), a in zip(ids, items, stored)]
             planned = plan_new_enrollments(conn, plan_items, journey, now=now, policy=self.policy)
             return planned + plan_new_horizon(conn, self, ids, journey, now)  # issue 19

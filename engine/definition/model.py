@@ -66,15 +66,34 @@ class Step(_Model):
                 data = {**data, "category": Category.marketing}
         return data
 
-    @property
+    def model_copy(self, *, update=None, deep: bool = False):  # noqa: ANN001, ANN201 - pydantic's signature
+        """A copy; with ``update``, the cached facts below are worked out again from the copy's own fields."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            for name in ("touchpoint_action", "anchor", "on_horizon"):
+                copy.__dict__.pop(name, None)
+        return copy
+
+    # cached: a frozen step's facts, read for every touchpoint the planner and the dispatcher handle
+    @functools.cached_property
     def touchpoint_action(self) -> str:
         """What its touchpoints do: ``send`` for every message (a survey invitation too), ``task``, ``tag``."""
         return "send" if isinstance(self.action, Send) else self.action.kind
 
-    @property
+    @functools.cached_property
     def anchor(self) -> str | None:
         t = self.trigger
         return t.anchor if isinstance(t, (AnchorOffset, Every)) else None
+
+    @functools.cached_property
+    def on_horizon(self) -> bool:
+        """Whether it is planned on the rolling horizon (a calendar moment, an open-ended or rule-based series, a
+        preferred time of day, working days only) rather than all at once at enrollment (issue 19)."""
+        t = self.trigger
+        if isinstance(t, Calendar):
+            return True
+        return isinstance(t, Every) and (t.open_ended or t.rrule is not None or isinstance(t.at, str)
+                                         or bool(self.workdays_only))
 
 
 # ------------------------------------------------------------------ journey

@@ -17,7 +17,6 @@ from dateutil.rrule import DAILY, HOURLY, rrule
 from carepath.definition.durations import CalendarDuration, add, for_range_checks
 from carepath.definition.model import ENROLLED, AnchorOffset, Category, Every, Step
 from carepath.runtime.policy import Policy, local_wall, zone
-from carepath.runtime.series import on_horizon  # issue 19
 from carepath.runtime.workdays import on_workday  # issue 19
 
 MAX_DEFER_DAYS = 60
@@ -57,13 +56,13 @@ def occurrences(step: Step, anchors: Mapping[str, datetime | None], tz_name: str
     A missing or cancelled anchor gives none. ``on`` and ``after_step``
     triggers are planned when their event or outcome happens.
     """
-    trig = step.trigger
-    if not isinstance(trig, (AnchorOffset, Every)) or on_horizon(step):  # issue 19: carepath.runtime.horizon
+    anchor = step.anchor  # set for anchor-based triggers only
+    if anchor is None or step.on_horizon:  # issue 19: those are carepath.runtime.horizon's
         return []
-    base = anchors.get(trig.anchor)
+    base = anchors.get(anchor)
     if base is None:
         return []
-    return _occurrences(trig, base, tz_name)
+    return _occurrences(step.trigger, base, tz_name)
 
 
 @lru_cache(maxsize=65536)

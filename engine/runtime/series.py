@@ -30,12 +30,8 @@ DAY = timedelta(days=1)
 
 
 def on_horizon(step: Step) -> bool:
-    """Whether ``step`` is planned on the rolling horizon rather than all at once."""
-    t = step.trigger
-    if isinstance(t, Calendar):
-        return True
-    return isinstance(t, Every) and (t.open_ended or t.rrule is not None or isinstance(t.at, str)
-                                     or bool(step.workdays_only))
+    """Whether ``step`` is planned on the rolling horizon rather than all at once (:attr:`Step.on_horizon`)."""
+    return step.on_horizon
 
 
 def preference_of(step: Step) -> str | None:

@@ -14,7 +14,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import ARRAY, BigInteger, Connection, any_, bindparam
+from sqlalchemy import ARRAY, BigInteger, Connection, String, any_, bindparam, func, literal_column, select
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.sql.elements import ColumnElement
 
 UTC = timezone.utc
@@ -86,7 +87,19 @@ def among(column: Any, name: str, postgres: bool, item: Any = BigInteger) -> Col
     PostgreSQL one array, so the statement's text (and its prepared plan) is the same for every list length."""
     if postgres:
         return column == any_(bindparam(name, type_=ARRAY(item)))
-    return column.in_(bindparam(name, expanding=True))
+    # SQLite: one JSON array read by json_each, not an expanding IN list (SQLAlchemy renders thousands of
+    # parameter names for each execution of one: 50 ms for 5,000 ids); the index on ``column`` is still used
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=_JsonList()))))
+
+
+class _JsonList(TypeDecorator):
+    """A list bound as JSON text (SQLite's :func:`among`)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:  # noqa: ARG002 - SQLAlchemy's signature
+        return None if value is None else json.dumps(list(value))
 
 
 def chunks(ids: Iterable[Any], size: int = ID_CHUNK) -> Iterable[list[Any]]:
