@@ -13,10 +13,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from carepath.prefect_server import PrefectServer, PrefectServerError
+from tests.serve.helpers import stop_leftovers
 
 _QUIET = {f"PREFECT_SERVER_SERVICES_{s}_ENABLED": "false"
           for s in ("FOREMAN", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS", "LATE_RUNS", "REPOSSESSOR")}
@@ -54,3 +56,12 @@ def prefect_server() -> PrefectServer:
         return server.wait_healthy(timeout=180)
     except PrefectServerError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def _no_serve_left_running() -> Iterator[None]:
+    """A serve test that failed half-way leaves no ``carepath serve`` behind: one would go on sending and
+    maintaining in this worker's database, under the same deployments, through every later test (on PostgreSQL
+    the tests' database is the worker's, not the test's), and fail tests that have nothing to do with it."""
+    yield
+    stop_leftovers()

@@ -73,7 +73,12 @@ def serve_env(base: dict[str, str], **extra: str) -> dict[str, str]:
 
 
 class ServeProcess:
-    """``carepath serve`` as a child process; ``url`` is its web hooks app once it is ready."""
+    """``carepath serve`` as a child process; ``url`` is its web hooks app once it is ready.
+
+    Every one started is remembered: :func:`stop_leftovers` (run after each serve test) kills those a failed
+    test left running. Left running, a serve process goes on dispatching in the test database under the same
+    instance name (so the same deployments), claiming and failing the next tests' touchpoints and holding the
+    locks their clean-database ``TRUNCATE`` needs."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log_path = log
@@ -81,6 +86,7 @@ class ServeProcess:
         self.process = subprocess.Popen(SERVE, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
         self.url = ""
+        _started.append(self)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -99,17 +105,35 @@ class ServeProcess:
         raise AssertionError(f"carepath serve not ready after {timeout:.0f} s:\n{self.output()}")
 
     def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM and its exit code; one that has not stopped ``timeout`` seconds later is killed, and that fails."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"carepath serve had not stopped {timeout:.0f} s after SIGTERM (killed):\n"
+                                 f"{self.output()}") from None
         finally:
             self._log.close()
 
     def kill(self) -> None:
-        self.process.kill()
+        if self.process.poll() is None:
+            self.process.kill()
         self.process.wait(10)
         self._log.close()
+
+
+_started: list[ServeProcess] = []
+
+
+def stop_leftovers() -> list[int]:
+    """Kill every serve process started so far that is still running; their process ids."""
+    left = [serve for serve in _started if serve.process.poll() is None]
+    for serve in left:
+        serve.kill()
+    _started.clear()
+    return [serve.process.pid for serve in left]
 
 
 def wait_for(condition, timeout: float, what: str, every: float = 0.3):
