@@ -48,6 +48,7 @@ def serve(host: Optional[str] = typer.Option(None, help="address of the web hook
     service = Service(engine, options, say=lambda line: console.print(line, soft_wrap=True, highlight=False))
     try:
         code = service.run()
+        _leave_despite_lingering_threads(code)
     except Exception as exc:  # start-up problems (port in use, Prefect server down) are the operator's to fix
         from carepath.prefect_server import PrefectServerError
 
@@ -55,3 +56,22 @@ def serve(host: Optional[str] = typer.Option(None, help="address of the web hook
             raise
         fail(f"carepath serve could not start: {exc}")
     raise typer.Exit(code)
+
+
+def _leave_despite_lingering_threads(code: int, grace: float = 5.0) -> None:
+    """After "stopped" everything carepath owns is committed and closed; a library's thread that is not a daemon
+    (Prefect's log and event workers retrying a server that has gone away) would otherwise keep the process
+    alive for minutes after it said so. Such threads get ``grace`` seconds, then the process exits anyway."""
+    import os
+    import sys
+    import threading
+    import time
+
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
