@@ -42,6 +42,7 @@ class DispatchFigures:
     load: list[float]
     lock_waits: dict = field(default_factory=dict)
     server_cpu_s: float | None = None  # the server's shared background processes (all its databases)
+    per_worker: list[dict] = field(default_factory=list)  # each worker's claims, messages and CPU seconds
 
 
 def _rss_mib() -> float:
@@ -93,7 +94,8 @@ def _worker(url: str, home: str, index: int, batch: int, ends, ticks, out) -> No
         report.merge(eng.dispatch_due(batch=batch))
         ticks.wait()
     cpu1 = os.times()
-    out.put(dict(claims=report.claimed, cpu=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), rss=_rss_mib()))
+    out.put(dict(claims=report.claimed, messages=report.messages, rss=_rss_mib(),
+                 cpu=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)))
     ends.wait()  # the parent reads the database's CPU time before the connections close
     ends.wait()
     eng.close()
@@ -218,4 +220,5 @@ def dispatch(url: str, home: Path, workers: int, batch: int, planned: int) -> Di
     return DispatchFigures(workers=workers, seconds=seconds, claims=sum(p["claims"] for p in parts), messages=messages,
                            followers_planned=total - planned, worker_cpu_s=sum(p["cpu"] for p in parts),
                            db_cpu_s=db_cpu, peak_rss_mib=max(p["rss"] for p in parts), load=load, lock_waits=locks,
-                           server_cpu_s=server_cpu)
+                           server_cpu_s=server_cpu,
+                           per_worker=[{k: round(p[k], 2) for k in ("claims", "messages", "cpu")} for p in parts])
