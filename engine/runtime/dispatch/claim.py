@@ -88,8 +88,8 @@ def deaths(conn: Connection, query: Any) -> dict[int, int]:
 class ClaimsAndLeases:
     """Claiming, taking over, renewing and checking leases (mixed into :class:`~carepath.runtime.dispatcher.Dispatcher`)."""
 
-    #: this worker's last claim of due work took less than a batch and left due touchpoints for other workers:
-    #: the sweep claims again, and that next claim is the sweep going on, not a new one
+    #: this worker's last claim of due work left due touchpoints (for other workers, or for its next batch): the
+    #: sweep claims again after it even if it took less than a batch, and that claim goes on with the sweep
     left_some: bool = False
 
     def _work_waiting(self, journey: str | None, stage: str | None,
@@ -125,7 +125,7 @@ class ClaimsAndLeases:
                                   "FROM touchpoints WHERE status = 'claimed' AND lease_until >= ? AND claimed_by <> ?"
                                   f"{where})", [t, *params, 2 * limit, t, self.worker_id, *params])[0]
         size = claim_size(due, limit, leave_some=not self.left_some or bool(others))
-        self.left_some = size < min(due, limit)
+        self.left_some = size < due  # the next claim goes on with this sweep
         return size
 
     def _claim_due(self, conn: Connection, limit: int, journey: str | None, stage: str | None,
