@@ -91,6 +91,7 @@ class ClaimsAndLeases:
     #: this worker's last claim of due work left due touchpoints (for other workers, or for its next batch): the
     #: sweep claims again after it even if it took less than a batch, and that claim goes on with the sweep
     left_some: bool = False
+    _left = 0  # how many were still due after that claim
 
     def _work_waiting(self, journey: str | None, stage: str | None,
                       ids: Sequence[int] | None) -> tuple[bool, bool, bool]:
@@ -115,17 +116,17 @@ class ClaimsAndLeases:
 
     def _claim_size(self, conn: Connection, limit: int, where: str, params: list[Any], now: datetime) -> int:
         """The size of a sweep's claim on PostgreSQL: :func:`claim_size` of what is due (one read of the
-        (status, due_at) index, at most ``2 × limit`` entries). Half of a small backlog is left for the others
-        when this claim starts a sweep (the others may be starting theirs) or another worker holds a live claim
-        (it will come back for more); a worker alone takes the rest in its sweep's second claim.
+        (status, due_at) index, at most ``2 × limit`` entries).
+
+        Half of a small backlog is left for the others when this claim starts a sweep (the others may be
+        starting theirs), or when less is due than this worker's last claim left (another worker has claimed
+        since, and will come back for more). Otherwise this worker is alone on the backlog and takes the rest.
         """
-        t = db_time(conn, now)
-        due, others = fetch(conn, "SELECT (SELECT count(*) FROM (SELECT 1 FROM touchpoints WHERE status = 'scheduled' "
-                                  f"AND due_at <= ?{where} ORDER BY status, due_at LIMIT ?) d), EXISTS (SELECT 1 "
-                                  "FROM touchpoints WHERE status = 'claimed' AND lease_until >= ? AND claimed_by <> ?"
-                                  f"{where})", [t, *params, 2 * limit, t, self.worker_id, *params])[0]
-        size = claim_size(due, limit, leave_some=not self.left_some or bool(others))
-        self.left_some = size < due  # the next claim goes on with this sweep
+        due = fetch(conn, "SELECT count(*) FROM (SELECT 1 FROM touchpoints WHERE status = 'scheduled' AND due_at <= ?"
+                          f"{where} ORDER BY status, due_at LIMIT ?) d", [db_time(conn, now), *params, 2 * limit])[0][0]
+        others = not self.left_some or due < self._left
+        size = claim_size(due, limit, leave_some=others)
+        self.left_some, self._left = size < due, due - size  # the next claim goes on with this sweep
         return size
 
     def _claim_due(self, conn: Connection, limit: int, journey: str | None, stage: str | None,
