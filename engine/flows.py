@@ -92,7 +92,8 @@ def dispatch_stage_batch(journey: str, stage: str, start: datetime | None = None
         while True:
             part = engine.dispatch_due(journey=journey, stage=stage, batch=batch, max_batches=1)
             report.merge(part)
-            if part.claimed < batch or _stop.is_set():
+            # a claim that left part of a small backlog to other workers is followed by another (dispatch_due)
+            if (part.claimed < batch and not engine.dispatcher.left_some) or _stop.is_set():
                 break
     return report
 

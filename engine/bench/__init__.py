@@ -47,6 +47,10 @@ def _dispatch_entry(fig: DispatchFigures, floor: float, one: DispatchFigures | N
              "messages_per_cpu_s": round(fig.messages / (fig.worker_cpu_s + (fig.db_cpu_s or 0)))
              if fig.worker_cpu_s else None,
              "peak_rss_mib": round(fig.peak_rss_mib, 1), "load": fig.load}
+    if fig.db_cpu_s is not None:  # the cores the workers and the database's backends kept busy together
+        entry["cores_used"] = round((fig.worker_cpu_s + fig.db_cpu_s) / fig.seconds, 2)
+        entry["server_cpu_s"] = None if fig.server_cpu_s is None else round(fig.server_cpu_s, 2)
+        entry["per_worker"] = fig.per_worker  # how the work was shared
     if one is not None:
         entry["scaling_vs_one"] = round(per_s / (one.messages / one.seconds), 2)
         base_cpu = one.messages / (one.worker_cpu_s + (one.db_cpu_s or 0))

@@ -39,15 +39,19 @@ def print_tables(result: dict, console: Console) -> None:
     multi = [(r, d) for r in runs for d in r["dispatch"] if d.get("db_cpu_s") is not None]
     if multi:
         table = Table(title="PostgreSQL workers: CPU and lock waits")
-        for col in ["patients", "workers", "wall s", "worker CPU s", "database CPU s", "messages per CPU s",
-                    "CPU scaling vs 1", "samples with lock waits", "most waiting"]:
+        for col in ["patients", "workers", "wall s", "worker CPU s", "database CPU s", "cores used",
+                    "messages per CPU s", "CPU scaling vs 1", "server background CPU s (shared)",
+                    "samples with lock waits", "most waiting", "LWLock waits"]:
             table.add_column(col, justify="right")
         for r, d in multi:
             locks = d.get("lock_waits", {})
+            lw = locks.get("lwlock_wait_events", {})
             table.add_row(f"{r['patients']:,}", str(d["workers"]), f"{d['seconds']}", f"{d['worker_cpu_s']}",
-                          f"{d['db_cpu_s']}", f"{d['messages_per_cpu_s']:,}", f"{d.get('cpu_scaling_vs_one', 1.0)}",
+                          f"{d['db_cpu_s']}", f"{d.get('cores_used', '–')}", f"{d['messages_per_cpu_s']:,}",
+                          f"{d.get('cpu_scaling_vs_one', 1.0)}", f"{d.get('server_cpu_s', '–')}",
                           f"{locks.get('samples_with_lock_waits', 0)} of {locks.get('samples', 0)}",
-                          str(locks.get("most_backends_waiting", 0)))
+                          str(locks.get("most_backends_waiting", 0)),
+                          ", ".join(f"{k} {v}" for k, v in sorted(lw.items(), key=lambda kv: -kv[1])[:3]) or "0")
         console.print(table)
     if "latency" in result:
         lat = result["latency"]

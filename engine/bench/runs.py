@@ -41,6 +41,8 @@ class DispatchFigures:
     peak_rss_mib: float
     load: list[float]
     lock_waits: dict = field(default_factory=dict)
+    server_cpu_s: float | None = None  # the server's shared background processes (all its databases)
+    per_worker: list[dict] = field(default_factory=list)  # each worker's claims, messages and CPU seconds
 
 
 def _rss_mib() -> float:
@@ -92,14 +94,23 @@ def _worker(url: str, home: str, index: int, batch: int, ends, ticks, out) -> No
         report.merge(eng.dispatch_due(batch=batch))
         ticks.wait()
     cpu1 = os.times()
-    out.put(dict(claims=report.claimed, cpu=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), rss=_rss_mib()))
+    out.put(dict(claims=report.claimed, messages=report.messages, rss=_rss_mib(),
+                 cpu=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)))
     ends.wait()  # the parent reads the database's CPU time before the connections close
     ends.wait()
     eng.close()
 
 
 class _PostgresWatch(threading.Thread):
-    """Samples the scratch database's backends: CPU time (from /proc) and lock waits (pg_stat_activity)."""
+    """Samples the scratch database's backends: CPU time (from /proc) and lock waits (pg_stat_activity).
+
+    The database's CPU is its backends' (the workers' connections, and autovacuum's on this database),
+    counted from their first sample. The server's shared background processes (WAL writer, checkpointer,
+    background writer) work for every database on the server, other people's too on a shared machine:
+    their CPU is counted apart (``server_cpu_s``), never in the messages per CPU-second.
+    """
+
+    SHARED = ("walwriter", "checkpointer", "background writer")
 
     def __init__(self, url: str, every: float = 0.05) -> None:
         super().__init__(daemon=True)
@@ -111,10 +122,13 @@ class _PostgresWatch(threading.Thread):
         self.stop = threading.Event()
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.shared_first: dict[int, float] = {}
+        self.shared_last: dict[int, float] = {}
         self.samples = 0
         self.waiting_samples = 0
         self.most_waiting = 0
         self.events: dict[str, int] = {}
+        self.lightweight: dict[str, int] = {}  # LWLock waits (buffers, WAL): a hot spot that is not a row lock
         self.ticks = os.sysconf("SC_CLK_TCK")
         self.cpu_readable = True
 
@@ -127,11 +141,17 @@ class _PostgresWatch(threading.Thread):
             return None
 
     def sample(self, first: bool = False) -> None:
-        rows = self.conn.execute("SELECT pid, wait_event_type, wait_event FROM pg_stat_activity "
-                                 "WHERE datname = %s AND pid <> pg_backend_pid()", (self.db,)).fetchall()
+        rows = self.conn.execute("SELECT pid, wait_event_type, wait_event, datname IS NULL FROM pg_stat_activity "
+                                 "WHERE (datname = %s OR backend_type = ANY(%s)) AND pid <> pg_backend_pid()",
+                                 (self.db, list(self.SHARED))).fetchall()
         waiting = 0
-        for pid, kind, name in rows:
+        for pid, kind, name, shared in rows:
             cpu = self._cpu(pid)
+            if shared:
+                if cpu is not None:
+                    self.shared_first.setdefault(pid, cpu)
+                    self.shared_last[pid] = cpu
+                continue
             if cpu is None:
                 self.cpu_readable = False
             else:
@@ -140,6 +160,8 @@ class _PostgresWatch(threading.Thread):
             if kind == "Lock":
                 waiting += 1
                 self.events[name] = self.events.get(name, 0) + 1
+            elif kind == "LWLock":
+                self.lightweight[name] = self.lightweight.get(name, 0) + 1
         self.samples += 1
         self.waiting_samples += bool(waiting)
         self.most_waiting = max(self.most_waiting, waiting)
@@ -151,9 +173,13 @@ class _PostgresWatch(threading.Thread):
     def db_cpu(self) -> float | None:
         return sum(self.last[p] - self.first[p] for p in self.last) if self.cpu_readable else None
 
+    def server_cpu(self) -> float | None:
+        return sum(self.shared_last[p] - self.shared_first[p] for p in self.shared_last) if self.cpu_readable else None
+
     def lock_waits(self) -> dict:
         return {"samples": self.samples, "samples_with_lock_waits": self.waiting_samples,
-                "most_backends_waiting": self.most_waiting, "wait_events": self.events}
+                "most_backends_waiting": self.most_waiting, "wait_events": self.events,
+                "lwlock_wait_events": self.lightweight}
 
 
 def dispatch(url: str, home: Path, workers: int, batch: int, planned: int) -> DispatchFigures:
@@ -172,12 +198,12 @@ def dispatch(url: str, home: Path, workers: int, batch: int, planned: int) -> Di
     parts = [out.get(timeout=3600) for _ in procs]
     seconds = time.perf_counter() - t0
     ends.wait(timeout=600)
-    db_cpu, locks = None, {}
+    db_cpu, server_cpu, locks = None, None, {}
     if watch:
         watch.stop.set()
         watch.join()
         watch.sample()
-        db_cpu, locks = watch.db_cpu(), watch.lock_waits()
+        db_cpu, server_cpu, locks = watch.db_cpu(), watch.server_cpu(), watch.lock_waits()
         watch.conn.close()
     load = load_average()
     ends.wait(timeout=600)
@@ -193,4 +219,6 @@ def dispatch(url: str, home: Path, workers: int, batch: int, planned: int) -> Di
     db.dispose()
     return DispatchFigures(workers=workers, seconds=seconds, claims=sum(p["claims"] for p in parts), messages=messages,
                            followers_planned=total - planned, worker_cpu_s=sum(p["cpu"] for p in parts),
-                           db_cpu_s=db_cpu, peak_rss_mib=max(p["rss"] for p in parts), load=load, lock_waits=locks)
+                           db_cpu_s=db_cpu, peak_rss_mib=max(p["rss"] for p in parts), load=load, lock_waits=locks,
+                           server_cpu_s=server_cpu,
+                           per_worker=[{k: round(p[k], 2) for k in ("claims", "messages", "cpu")} for p in parts])

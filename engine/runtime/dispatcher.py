@@ -82,7 +82,10 @@ class Dispatcher(ClaimsAndLeases, Quarantine, Decisions, FencedWrites, ProviderC
                      max_batches: int | None = None) -> DispatchReport:
         """Dispatch everything due now, batch after batch, riding out database outages.
 
-        A sweep that finds nothing due, no abandoned lease and no kept receipt costs one read.
+        A sweep that finds nothing due, no abandoned lease and no kept receipt costs one read. On PostgreSQL
+        a claim may take half of a small backlog and leave the rest to other workers sweeping at the same
+        time (:meth:`~carepath.runtime.dispatch.claim.ClaimsAndLeases._claim_size`); the sweep then claims
+        again, and stops when a claim leaves nothing.
         """
         report = DispatchReport()
         due, abandoned, receipts = self.guard.run(lambda: self._work_waiting(journey, stage, None))
@@ -92,10 +95,10 @@ class Dispatcher(ClaimsAndLeases, Quarantine, Decisions, FencedWrites, ProviderC
             return report
         n = 0
         while max_batches is None or n < max_batches:
-            part = self.run_batch(limit=batch, journey=journey, stage=stage)
+            part = self.run_batch(limit=batch, journey=journey, stage=stage, share=True)
             report.merge(part)
             n += 1
-            if part.claimed < batch and not part.reclaimed:
+            if part.claimed < batch and not part.reclaimed and not self.left_some:
                 break
         return report
 
@@ -112,17 +115,19 @@ class Dispatcher(ClaimsAndLeases, Quarantine, Decisions, FencedWrites, ProviderC
     # ------------------------------------------------------------------- a batch
 
     def run_batch(self, *, limit: int = 500, journey: str | None = None, stage: str | None = None,
-                  ids: Sequence[int] | None = None) -> DispatchReport:
+                  ids: Sequence[int] | None = None, share: bool = False) -> DispatchReport:
         """Claim and dispatch up to ``limit`` due touchpoints, then take over abandoned leases.
 
         Abandoned work comes after the batch's due work, so it never holds due work up; a
         touchpoint suspected of killing its worker is taken over alone (see :meth:`_claim`).
+        ``share``: part of a sweep, whose claim may leave half of a small backlog to other workers
+        (``left_some`` says it did).
         """
         report = DispatchReport()
         due, abandoned, self._receipts_waiting = self.guard.run(lambda: self._work_waiting(journey, stage, ids))
         for take_over in [False] * due + [True] * abandoned:
             tps, suspect, quarantined = self.guard.run(
-                lambda: self._claim(limit, journey, stage, ids, abandoned=take_over))
+                lambda: self._claim(limit, journey, stage, ids, abandoned=take_over, share=share))
             for q in quarantined:
                 report.quarantined.append(q)
                 report.outcomes["quarantined"] += 1

@@ -7,6 +7,12 @@ stops rather than outlive it; only rows a worker still holds change when it writ
 work, its call in flight marked ``unknown`` (to be reconciled, never blindly re-sent), and a
 touchpoint suspected of killing its worker is taken over alone. An empty sweep costs one read
 that takes no lock.
+
+Sharing a small backlog (PostgreSQL, :meth:`ClaimsAndLeases._claim_size`): when less than two
+batches are due, a sweep's claim takes half of it, so that a worker sweeping at the same moment
+(every worker is woken by the same ``NOTIFY``, scheduled runs start together) takes the other
+half instead of finding nothing. Only the size of a claim changes: what is claimed is leased,
+fenced and locked exactly as any claim.
 """
 
 from __future__ import annotations
@@ -38,6 +44,22 @@ IN_FLIGHT = (select(Delivery.id).where(Delivery.touchpoint_id == Touchpoint.id, 
 _IN_FLIGHT_SQL = "EXISTS (SELECT 1 FROM deliveries d WHERE d.touchpoint_id = touchpoints.id AND d.status = 'sending')"
 
 
+#: a backlog of at most twice this many is claimed whole: splitting it would cost another batch's reads and commits
+#: to save less than one provider chunk's work (100 messages)
+SHARE_FLOOR = 100
+
+
+def claim_size(due: int, limit: int, *, leave_some: bool) -> int:
+    """How many of ``due`` touchpoints (counted up to ``2 × limit``) one claim of at most ``limit`` takes.
+
+    Two batches or more due: a whole batch. Less: half of it when ``leave_some`` (another worker may be
+    claiming at the same moment), unless it is small (at most ``2 × SHARE_FLOOR``); otherwise all of it.
+    """
+    if not leave_some or due <= 2 * SHARE_FLOOR:
+        return min(due, limit)
+    return min(limit, (due + 1) // 2)
+
+
 def _claimed(row: tuple) -> Claimed:
     values = list(row)
     values[_DUE_AT] = py_time(values[_DUE_AT])
@@ -66,6 +88,11 @@ def deaths(conn: Connection, query: Any) -> dict[int, int]:
 class ClaimsAndLeases:
     """Claiming, taking over, renewing and checking leases (mixed into :class:`~carepath.runtime.dispatcher.Dispatcher`)."""
 
+    #: this worker's last claim of due work left due touchpoints (for other workers, or for its next batch): the
+    #: sweep claims again after it even if it took less than a batch, and that claim goes on with the sweep
+    left_some: bool = False
+    _left = 0  # how many were still due after that claim
+
     def _work_waiting(self, journey: str | None, stage: str | None,
                       ids: Sequence[int] | None) -> tuple[bool, bool, bool]:
         """``(due, abandoned, receipts kept)`` in one read that takes no lock: what an empty sweep costs."""
@@ -83,35 +110,58 @@ class ClaimsAndLeases:
             cursor.execute(sql_for(conn, text), [t, *params, t, *params])
             due, abandoned, receipts = cursor.fetchone()
             cursor.close()
+        if not due:
+            self.left_some = False  # caught up: the next claim starts a new sweep
         return bool(due), bool(abandoned), bool(receipts)
 
+    def _claim_size(self, conn: Connection, limit: int, where: str, params: list[Any], now: datetime) -> int:
+        """The size of a sweep's claim on PostgreSQL: :func:`claim_size` of what is due (one read of the
+        (status, due_at) index, at most ``2 × limit`` entries).
+
+        Half of a small backlog is left for the others when this claim starts a sweep (the others may be
+        starting theirs), or when less is due than this worker's last claim left (another worker has claimed
+        since, and will come back for more). Otherwise this worker is alone on the backlog and takes the rest.
+        """
+        due = fetch(conn, "SELECT count(*) FROM (SELECT 1 FROM touchpoints WHERE status = 'scheduled' AND due_at <= ?"
+                          f"{where} ORDER BY status, due_at LIMIT ?) d", [db_time(conn, now), *params, 2 * limit])[0][0]
+        others = not self.left_some or due < self._left
+        size = claim_size(due, limit, leave_some=others)
+        self.left_some, self._left = size < due, due - size  # the next claim goes on with this sweep
+        return size
+
     def _claim_due(self, conn: Connection, limit: int, journey: str | None, stage: str | None,
-                   ids: Sequence[int] | None, now: datetime) -> list[Claimed]:
+                   ids: Sequence[int] | None, now: datetime, share: bool = False) -> list[Claimed]:
         """Lease up to ``limit`` due touchpoints in one statement, oldest due first (the (status, due_at) index
-        order: no sort of the whole backlog after an outage)."""
+        order: no sort of the whole backlog after an outage); with ``share``, on PostgreSQL, a share of a small
+        backlog (:meth:`_claim_size`)."""
         where, params = _filters(journey, stage, ids)
+        if share and ids is None and is_postgres(conn):
+            limit = self._claim_size(conn, limit, where, params, now)
         lock = " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
         rows = fetch(conn, "UPDATE touchpoints SET status = 'claimed', lease_until = ?, claimed_by = ?, updated_at = ?, "
                            "claims = claims + 1 WHERE id IN (SELECT id FROM touchpoints WHERE status = 'scheduled' "
                            f"AND due_at <= ?{where} ORDER BY status, due_at LIMIT ?{lock}) RETURNING {_RETURNING}",
                      [db_time(conn, now + self.lease), self.worker_id, db_time(conn, now), db_time(conn, now), *params,
                       limit])
+        if not rows:
+            self.left_some = False  # what was left is in other workers' hands
         return sorted(map(_claimed, rows), key=lambda r: (r.due_at, r.id))
 
     def _claim(self, limit: int, journey: str | None, stage: str | None, ids: Sequence[int] | None, *,
-               abandoned: bool) -> tuple[list[Any], list[Any], list[dict]]:
+               abandoned: bool, share: bool = False) -> tuple[list[Any], list[Any], list[dict]]:
         """Due touchpoints, or (``abandoned``) those whose lease ran out: ``(claimed rows, a suspect's row,
         quarantined touchpoints)``.
 
         ``claims`` counts the deaths of workers a touchpoint may have caused: a claim adds one, getting
         through rendering takes it back, and a call in flight when its worker died (a ``sending`` row)
         adds one. Abandoned touchpoints never suspected are taken over together; a suspect alone, so it
-        can only take itself down again; one suspected ``poison_after`` times is quarantined.
+        can only take itself down again; one suspected ``poison_after`` times is quarantined. ``share``: a
+        sweep's claim of due work, which may leave part of a small backlog to other workers (:meth:`_claim_size`).
         """
         now = self.engine.clock.now()
         with self.engine.db.begin() as conn:
             if not abandoned:
-                return self._claim_due(conn, limit, journey, stage, ids, now), [], []
+                return self._claim_due(conn, limit, journey, stage, ids, now, share), [], []
             expired = and_(Touchpoint.status == "claimed", Touchpoint.lease_until < now)
             q = select(Touchpoint.id, Touchpoint.claims, IN_FLIGHT).where(expired)
             if journey:
