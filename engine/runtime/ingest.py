@@ -53,10 +53,7 @@ def _store_event(conn: Connection, ev: EventIn, patient_id: int | None, now: dat
     values = dict(source=ev.source, source_id=ev.source_id, type=ev.type, patient_id=patient_id,
                   occurred_at=ev.occurred_at, received_at=now, payload=stored_payload(ev),
                   received_via=received_via[:128] if received_via else None)
-    stmt = STORE_EVENT.get(conn.dialect.name)
-    if stmt is None:  # pragma: no cover - other databases are not supported yet
-        raise RuntimeError(f"unsupported database {conn.dialect.name}")
-    stored = conn.execute(stmt, values).scalar()
+    stored = conn.execute(STORE_EVENT, values).scalar()
     if stored is None:  # seen before: changes nothing, unless it was refused (the source sends it corrected)
         stored = reopen_refused(conn, ev, values)
     return stored
