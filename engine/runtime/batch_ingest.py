@@ -18,6 +18,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from carepath.definition.events import EventIn
 from carepath.runtime.ingest_reads import BatchReads
 from carepath.runtime.ingest_result import IngestResult
+from carepath.store.savepoints import savepoint
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -53,7 +54,7 @@ def ingest_batch(engine: "Engine", events: Sequence[EventIn], *, dispatch_urgent
                 before(event)
             try:
                 admitted = engine.admit(event)
-                with conn.begin_nested():
+                with savepoint(conn, "carepath_event"):
                     result = engine.ingestor.ingest_in(conn, admitted, received_via, reads)
             except EVENT_ERRORS as exc:
                 outcomes.append(exc)
@@ -65,3 +66,4 @@ def ingest_batch(engine: "Engine", events: Sequence[EventIn], *, dispatch_urgent
             before(admitted)
         engine.after_ingest(admitted, result, dispatch_urgent=dispatch_urgent)
     return outcomes
+

@@ -24,7 +24,8 @@ from carepath.runtime.ingest_result import IngestResult
 from carepath.runtime.merge import merge_patients
 from carepath.runtime.work_queue import OPEN_STATUSES
 from carepath.runtime.patients import find_patient_id, load_patients, record_consent, upsert_patient
-from carepath.runtime.portrait import Counted, apply_event as update_portrait, record_facts, with_portraits
+from carepath.runtime.portrait import (Counted, apply_event as update_portrait, from_stored_row, record_facts,
+                                       with_portraits)
 from carepath.runtime.segments import refresh as refresh_segments
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime import horizon, pause  # issue 19
@@ -48,15 +49,19 @@ if TYPE_CHECKING:
     from carepath.engine import Engine
 
 
+#: event types with an effect of the engine's own (``Ingestor._builtin_effects``, which acts on no other): the
+#: only ones that may change a patient's record, portrait or consent once the event's patient has been read
+BUILTIN_TYPES = frozenset({"patient.deceased", "patient.merged", "consent.changed", "patient.related_person_added",
+                           "patient.related_person_removed", "message.replied", "survey.completed", "vitals.reading",
+                           "patient.preferences_updated", *RECEIPT_STATUSES})
+
+
 def _store_event(conn: Connection, ev: EventIn, patient_id: int | None, now: datetime,
                  received_via: str | None = None) -> int | None:
     values = dict(source=ev.source, source_id=ev.source_id, type=ev.type, patient_id=patient_id,
                   occurred_at=ev.occurred_at, received_at=now, payload=stored_payload(ev),
                   received_via=received_via[:128] if received_via else None)
-    stmt = STORE_EVENT.get(conn.dialect.name)
-    if stmt is None:  # pragma: no cover - other databases are not supported yet
-        raise RuntimeError(f"unsupported database {conn.dialect.name}")
-    stored = conn.execute(stmt, values).scalar()
+    stored = conn.execute(STORE_EVENT, values).scalar()
     if stored is None:  # seen before: changes nothing, unless it was refused (the source sends it corrected)
         stored = reopen_refused(conn, ev, values)
     return stored
@@ -270,7 +275,10 @@ class Ingestor:
         for enrollment_id in sorted(new_ids):
             self._release_episode(conn, enrollment_id, patient, now, result)
         if portrait_changed or len(result.enrolled) > enrolled or len(result.exited) > exited:
-            self.apply_derived(conn, refresh_segments(conn, eng, [patient_id], now), now, result)
+            # the patient and portrait read above are still current unless a built-in effect may have changed them
+            unchanged = ev.type not in BUILTIN_TYPES and from_stored_row(patient.view.portrait)
+            self.apply_derived(conn, refresh_segments(conn, eng, [patient_id], now,
+                                                      loaded=records if unchanged else None), now, result)
 
     def apply_derived(self, conn: Connection, derived: list[tuple[int, EventIn]], now: datetime,
                       result: IngestResult | None = None) -> IngestResult:
@@ -378,6 +386,8 @@ class Ingestor:
 
     def _builtin_effects(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
                          result: IngestResult) -> None:
+        if ev.type not in BUILTIN_TYPES:
+            return
         if ev.type == "patient.deceased":
             conn.execute(update(Patient).where(Patient.id == patient_id).values(deceased=True, updated_at=now))
             audit(conn, actor=f"event:{ev.source}", action="patient.deceased", entity="patient", entity_id=patient_id,

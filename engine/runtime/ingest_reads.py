@@ -18,15 +18,19 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from carepath.runtime.held import HELD
 from carepath.store.schema import Enrollment, Event, Patient, Touchpoint
 
-#: an event stored once per ``source`` + ``source_id`` (its id, or nothing for a duplicate), per dialect
-STORE_EVENT = {name: dialect(Event).on_conflict_do_nothing(index_elements=["source", "source_id"]).returning(Event.id)
-               for name, dialect in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+_STORED_COLUMNS = ("source", "source_id", "type", "patient_id", "occurred_at", "received_at", "payload", "received_via")
+#: an event stored once per ``source`` + ``source_id`` (its id, or nothing for a duplicate). Written out as text with
+#: the columns' types: SQLAlchemy's ``on_conflict_do_nothing`` has no cache key, so that form was compiled anew for
+#: every event; this one is compiled once. The same SQL runs on SQLite and PostgreSQL.
+STORE_EVENT = text(
+    f"INSERT INTO events ({', '.join(_STORED_COLUMNS)}, status) VALUES ({', '.join(':' + c for c in _STORED_COLUMNS)}, "
+    "'applied') ON CONFLICT (source, source_id) DO NOTHING RETURNING id"
+).bindparams(*(bindparam(c, type_=Event.__table__.c[c].type) for c in _STORED_COLUMNS))
 
 #: what became of an event (its outcome), written once it is applied
 RECORD_OUTCOME = update(Event).where(Event.id == bindparam("r_id")).values(

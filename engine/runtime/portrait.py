@@ -369,6 +369,12 @@ def _lazy(cipher: Cipher, token: str | None) -> Callable[[], dict]:
     return lambda: json.loads(cipher.decrypt(token) or "{}")
 
 
+def from_stored_row(view: PortraitView) -> bool:
+    """Whether this portrait was read from the patient's stored row (a patient without one gets an empty view,
+    which leaves out facts counted before the row exists and the sensitive consent)."""
+    return view._load_facts is not None
+
+
 def with_portraits(conn: Connection, cipher: Cipher, patients: dict[int, Any], now: datetime,
                    sensitive: Callable[[str], bool] | None = None) -> dict[int, Any]:
     """``patients`` (loaded :class:`~carepath.runtime.patients.PatientRecord` by id) with their portraits attached

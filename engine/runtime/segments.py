@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from sqlalchemy import Connection, bindparam, extract, insert, or_, select, text, update
 
@@ -150,19 +150,27 @@ _ROW = text("UPDATE portraits SET segments = :segments, programmes = :programmes
             "WHERE patient_id = :p")
 
 
-def refresh(conn: Connection, engine: "Engine", patient_ids: Iterable[int], now: datetime) -> list[tuple[int, EventIn]]:
+def refresh(conn: Connection, engine: "Engine", patient_ids: Iterable[int], now: datetime,
+            loaded: Mapping[int, Any] | None = None) -> list[tuple[int, EventIn]]:
     """Re-evaluate the segments of these patients; ``(patient id, event)`` for each entry and exit that a
-    running journey listens to (every stay is recorded in ``segment_members`` either way)."""
+    running journey listens to (every stay is recorded in ``segment_members`` either way).
+
+    ``loaded``: these patients' records with their portraits, read in this transaction (at ``now``, with the
+    segments' sensitive codes) from their stored portrait rows and unchanged since (ingest passes the records
+    it read for an event whose effects touch neither the patient, the portrait nor consent); read again when
+    not given. Their active journeys (``programmes``) are read here either way."""
     segments: SegmentSet = engine.config.segments
     ids = sorted(set(patient_ids))
     if not ids:
         return []
     listened = engine.ingestor.listened()
-    records = load_patients(conn, engine.cipher, ids, now, with_addresses=False)
+    reuse = loaded is not None and set(loaded) == set(ids)
+    records = dict(loaded) if reuse else load_patients(conn, engine.cipher, ids, now, with_addresses=False)
     programmes = _programmes(conn, list(records))
     raw_now = raw_time(conn, now)
-    conn.execute(ROW_STATEMENT, [dict(p=pid, now=raw_now) for pid in records])
-    records = with_portraits(conn, engine.cipher, records, now, segments.sensitive_code)
+    if not reuse:  # (a loaded portrait was read from its row: it exists)
+        conn.execute(ROW_STATEMENT, [dict(p=pid, now=raw_now) for pid in records])
+        records = with_portraits(conn, engine.cipher, records, now, segments.sensitive_code)
     derived: list[tuple[int, EventIn]] = []
     leave, enter, rows = [], [], []
     for pid, record in records.items():

@@ -174,11 +174,12 @@ def test_a_handler_registered_before_faq_takes_the_turns_it_recognises(talk_engi
         register_intent("x", diet, before="nothing")
 
 
-def test_a_failing_handler_does_not_lose_the_message(talk_engine, clock):
+def test_a_failing_handler_does_not_lose_the_message_nor_keep_what_it_wrote(talk_engine, clock):
     engine = talk_engine()
-    engine.upsert_patient(PATIENT)
+    patient_id = engine.upsert_patient(PATIENT)
 
     def broken(ctx):
+        ctx.conn.execute(text("UPDATE patients SET language = 'xx' WHERE id = :p"), {"p": patient_id})
         raise RuntimeError("bug")
 
     register_intent("broken", broken, before="unsubscribe")
@@ -187,6 +188,8 @@ def test_a_failing_handler_does_not_lose_the_message(talk_engine, clock):
     finally:
         unregister_intent("broken")
     assert _turns(engine)[0].status == "answered"
+    with engine.db.connect() as conn:
+        assert conn.execute(text("SELECT language FROM patients WHERE id = :p"), {"p": patient_id}).scalar() != "xx"
 
 
 class _Classifier:

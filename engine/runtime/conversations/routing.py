@@ -20,6 +20,7 @@ from carepath.runtime.conversations.intents import Outcome, TurnContext, intent_
 from carepath.runtime.conversations.replies import reply_channel, send_reply
 from carepath.runtime.conversations.turns import PENDING, conversation, finish, load_turn, record_outbound
 from carepath.store.conversation_schema import ConversationTurn
+from carepath.store.savepoints import savepoint
 from carepath.store.schema import Event, Patient
 
 if TYPE_CHECKING:
@@ -52,14 +53,12 @@ def route_turn(engine: "Engine", turn_id: int) -> Outcome | None:
                           event.intent if event else None, event.outcome if event else None)
         outcome = None
         for handler_name, handler in intent_handlers():
-            savepoint = conn.begin_nested()
             try:
-                outcome = handler(ctx)
+                with savepoint(conn, "carepath_intent"):  # what a failing handler wrote is rolled back
+                    outcome = handler(ctx)
             except Exception:  # one broken handler must not lose the message: the next ones still look
-                savepoint.rollback()
                 log.exception("intent handler %s failed on turn %s; the next handler looks", handler_name, turn_id)
                 continue
-            savepoint.commit()
             if outcome is not None:
                 break
         if outcome is None:
