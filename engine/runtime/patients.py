@@ -119,21 +119,6 @@ class _Sealed:
         return (self.cipher.decrypt(self.token) if self.token else "") or ""
 
 
-class _DecryptedOnRead:
-    """``name`` of a loaded patient's view: stored encrypted, decrypted the first time something reads it."""
-
-    def __set__(self, view: PatientView, value: "str | _Sealed") -> None:
-        view.__dict__["_name"] = value
-
-    def __get__(self, view: PatientView | None, owner: type | None = None) -> "str | _DecryptedOnRead":
-        if view is None:
-            return self
-        value = view.__dict__["_name"]
-        if isinstance(value, _Sealed):
-            value = view.__dict__["_name"] = value.open()
-        return value
-
-
 class PortraitOnRead:
     """A portrait read the first time something reads ``patient.portrait`` (``load`` returns it)."""
 
@@ -142,19 +127,26 @@ class PortraitOnRead:
     def __init__(self, load: Callable[[], PortraitView]) -> None:
         self.load = load
 
+    def open(self) -> PortraitView:
+        return self.load()
 
-class _PortraitOnRead:
-    """``portrait`` of a loaded patient's view: the one attached, or read on first use (:class:`PortraitOnRead`)."""
 
-    def __set__(self, view: PatientView, value: "PortraitView | PortraitOnRead") -> None:
-        view.__dict__["_portrait"] = value
+class _OpenedOnRead:
+    """A field of a loaded patient's view kept in ``slot`` as it is, or as something to open the first time it is
+    read (a :class:`_Sealed` name, a :class:`PortraitOnRead`)."""
 
-    def __get__(self, view: PatientView | None, owner: type | None = None) -> "PortraitView | _PortraitOnRead":
+    def __init__(self, slot: str, pending: type) -> None:
+        self.slot, self.pending = slot, pending
+
+    def __set__(self, view: PatientView, value: Any) -> None:
+        view.__dict__[self.slot] = value
+
+    def __get__(self, view: PatientView | None, owner: type | None = None) -> Any:
         if view is None:
             return self
-        value = view.__dict__.get("_portrait", EMPTY)
-        if isinstance(value, PortraitOnRead):
-            value = view.__dict__["_portrait"] = value.load()
+        value = view.__dict__[self.slot]
+        if isinstance(value, self.pending):
+            value = view.__dict__[self.slot] = value.open()
         return value
 
 
@@ -163,8 +155,8 @@ class LoadedPatientView(PatientView):
     consent, a false condition on age) never decrypts the patient's name, and a portrait the dispatcher did not
     load with its batch is read when something reads it."""
 
-    name = _DecryptedOnRead()  # type: ignore[assignment]
-    portrait = _PortraitOnRead()  # type: ignore[assignment]
+    name = _OpenedOnRead("_name", _Sealed)  # type: ignore[assignment]  # decrypted when read
+    portrait = _OpenedOnRead("_portrait", PortraitOnRead)  # type: ignore[assignment]
 
     @classmethod
     def from_row(cls, **values: Any) -> "LoadedPatientView":
