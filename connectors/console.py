@@ -22,6 +22,7 @@ class ConsoleChannel(Channel):
 
     type_name: ClassVar[str] = "console"
     Config = ConsoleConfig
+    reads_context: ClassVar[bool] = False  # sends the rendered title and body only
 
     def __init__(self, name: str, config: ConsoleConfig | None = None) -> None:
         super().__init__(name, config)

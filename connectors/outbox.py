@@ -50,6 +50,7 @@ class OutboxChannel(Channel):
     type_name: ClassVar[str] = "outbox"
     Config = OutboxConfig
     capabilities: ClassVar[Capabilities] = Capabilities(lookup=True)
+    reads_context: ClassVar[bool] = False  # sends the rendered title and body only
 
     def __init__(self, name: str, config: OutboxConfig | None = None) -> None:
         super().__init__(name, config)

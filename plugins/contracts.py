@@ -313,6 +313,10 @@ class Channel(Connector):
     #: for it (``via: [wechat, sms]``), accepted by ``carepath journeys validate`` where no carepath.toml
     #: names the instances; empty when only the type name applies
     medium: ClassVar[str] = ""
+    #: whether :meth:`send`, :meth:`send_batch` or :meth:`lookup` read ``Message.context`` (a provider template's
+    #: parameters rendered from it): a channel that sends only the rendered title and body says ``False``, and
+    #: the dispatcher then loads nothing for it that only the context would carry (the patients' portraits)
+    reads_context: ClassVar[bool] = True
 
     def send(self, message: Message) -> SendResult:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -15,7 +15,8 @@ from carepath.runtime.dispatch.statements import chunks, db_time, fetch, id_in, 
 from carepath.runtime.family import RelatedContact, load_related
 from carepath.runtime.patients import PatientRecord, consent_state, load_patients
 from carepath.runtime.policy import local_wall, zone
-from carepath.runtime.portrait import with_portraits
+from carepath.runtime.dispatch.portrait_reads import portrait_readers
+from carepath.runtime.portrait import with_portraits, with_portraits_on_read
 from carepath.runtime.template_consent import template_purpose
 from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import Delivery, Event, Touchpoint
@@ -92,8 +93,13 @@ class BatchContext:
                       f" WHERE {where}", params))
         pids = {tp.patient_id for tp in tps}
         ctx.patients = load_patients(conn, eng.cipher, pids, now)
-        # the patients' portraits and segments (patient.portrait, patient.in_segment), one bulk query per zone
-        ctx.patients = with_portraits(conn, eng.cipher, ctx.patients, now, eng.config.segments.sensitive_code)
+        # the portraits and segments (patient.portrait, patient.in_segment) of the patients whose touchpoints may read
+        # them, one bulk query per zone; the others' are read if something reads them after all
+        readers = portrait_readers(eng, tps, ctx.enrollments)
+        sensitive = eng.config.segments.sensitive_code
+        with_portraits(conn, eng.cipher, {pid: p for pid, p in ctx.patients.items() if pid in readers}, now, sensitive)
+        with_portraits_on_read(eng.db, eng.cipher, [p for pid, p in ctx.patients.items() if pid not in readers], now,
+                               sensitive)
         event_ids = list({tp.event_id for tp in tps if tp.event_id})
         for part in chunks(event_ids):
             where, params = id_in(conn, "id", part)

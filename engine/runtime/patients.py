@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sqlalchemy import Connection, insert, select, update
 
 from carepath.store.audit import audit
 from carepath.definition.context import PatientView
+from carepath.definition.portrait import EMPTY, PortraitView
 from carepath.definition.events import PatientIn
 from carepath.runtime.policy import zone
 from carepath.store.crypto import Cipher
@@ -118,26 +119,57 @@ class _Sealed:
         return (self.cipher.decrypt(self.token) if self.token else "") or ""
 
 
-class _DecryptedOnRead:
-    """``name`` of a loaded patient's view: stored encrypted, decrypted the first time something reads it."""
+class PortraitOnRead:
+    """A portrait read the first time something reads ``patient.portrait`` (``load`` returns it)."""
 
-    def __set__(self, view: PatientView, value: "str | _Sealed") -> None:
-        view.__dict__["_name"] = value
+    __slots__ = ("load",)
 
-    def __get__(self, view: PatientView | None, owner: type | None = None) -> "str | _DecryptedOnRead":
+    def __init__(self, load: Callable[[], PortraitView]) -> None:
+        self.load = load
+
+    def open(self) -> PortraitView:
+        return self.load()
+
+
+class _OpenedOnRead:
+    """A field of a loaded patient's view kept in ``slot`` as it is, or as something to open the first time it is
+    read (a :class:`_Sealed` name, a :class:`PortraitOnRead`)."""
+
+    def __init__(self, slot: str, pending: type) -> None:
+        self.slot, self.pending = slot, pending
+
+    def __set__(self, view: PatientView, value: Any) -> None:
+        view.__dict__[self.slot] = value
+
+    def __get__(self, view: PatientView | None, owner: type | None = None) -> Any:
         if view is None:
             return self
-        value = view.__dict__["_name"]
-        if isinstance(value, _Sealed):
-            value = view.__dict__["_name"] = value.open()
+        value = view.__dict__[self.slot]
+        if isinstance(value, self.pending):
+            value = view.__dict__[self.slot] = value.open()
         return value
 
 
 class LoadedPatientView(PatientView):
     """A :class:`PatientView` read from the database: a touchpoint that is only deferred or skipped (quiet hours,
-    consent, a false condition on age) never decrypts the patient's name."""
+    consent, a false condition on age) never decrypts the patient's name, and a portrait the dispatcher did not
+    load with its batch is read when something reads it."""
 
-    name = _DecryptedOnRead()  # type: ignore[assignment]
+    name = _OpenedOnRead("_name", _Sealed)  # type: ignore[assignment]  # decrypted when read
+    portrait = _OpenedOnRead("_portrait", PortraitOnRead)  # type: ignore[assignment]
+
+    @classmethod
+    def from_row(cls, **values: Any) -> "LoadedPatientView":
+        """The view of one loaded row without the dataclass's ``__init__`` (which sets each field through
+        ``object.__setattr__``, frozen as it is): ``values`` are every field but ``extra`` and ``portrait``,
+        ``name`` sealed (:class:`_Sealed`)."""
+        view = object.__new__(cls)
+        state = view.__dict__
+        state.update(values)
+        state["_name"] = state.pop("name")
+        state["extra"] = {}
+        state["_portrait"] = EMPTY
+        return view
 
 
 def load_patients(conn: Connection, cipher: Cipher, ids: Iterable[int], today_at: datetime,
@@ -160,7 +192,7 @@ def load_patients(conn: Connection, cipher: Cipher, ids: Iterable[int], today_at
         for pid, name_enc, phone_enc, openid_enc, birth, sex, conditions, tags, tz, language, deceased in rows:
             if tz not in today:
                 today[tz] = today_at.astimezone(zone(tz)).date()
-            view = LoadedPatientView(
+            view = LoadedPatientView.from_row(
                 id=pid, name=_Sealed(cipher, name_enc), sex=sex,
                 birth_date=date.fromisoformat(birth) if isinstance(birth, str) else birth,
                 conditions=json_value(conditions), tags=json_value(tags), tz=tz, language=language, today=today[tz],

@@ -381,11 +381,34 @@ def with_portraits(conn: Connection, cipher: Cipher, patients: dict[int, Any], n
     to ``patient.portrait`` (one bulk query per time zone)."""
     found = load_portraits(conn, cipher, {pid: p.view.tz for pid, p in patients.items()}, now, sensitive)
     for pid, p in patients.items():
-        found[pid]._record_codes = tuple(p.view.conditions)
         # the views were just loaded for this caller alone: the portrait is attached in place (no copies on the
         # dispatcher's hot path)
-        object.__setattr__(p.view, "portrait", found[pid])
+        object.__setattr__(p.view, "portrait", _of_record(found[pid], p))
     return patients
+
+
+def _of_record(portrait: PortraitView, record: Any) -> PortraitView:
+    portrait._record_codes = tuple(record.view.conditions)
+    return portrait
+
+
+def with_portraits_on_read(db: Any, cipher: Cipher, patients: Iterable[Any], now: datetime,
+                           sensitive: Callable[[str], bool] | None = None) -> None:
+    """Give each of ``patients`` (:class:`~carepath.runtime.patients.PatientRecord` of loaded views) the portrait
+    :func:`with_portraits` would attach, read from ``db`` (a read-only connection, outside any transaction of the
+    caller's) the first time something reads it."""
+    from carepath.runtime.patients import PortraitOnRead
+    from carepath.store.sqlite_gate import reading
+
+    def later(record: Any) -> PortraitOnRead:
+        def load() -> PortraitView:
+            with reading(db) as conn:
+                return _of_record(load_portraits(conn, cipher, {record.view.id: record.view.tz}, now,
+                                                 sensitive)[record.view.id], record)
+        return PortraitOnRead(load)
+
+    for record in patients:
+        object.__setattr__(record.view, "portrait", later(record))
 
 
 def prune_days(conn: Connection, now: datetime) -> int:

@@ -83,8 +83,11 @@ def open_database(url: str, *, must_exist: bool = False) -> SAEngine:
             raise DatabaseNotFound(f"no database at {path}")
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        # LIFO: a thread that opens one transaction after another gets the connection it just returned, whose page
+        # cache is still good (SQLite drops a connection's whole cache when another connection has written; with
+        # the default FIFO order two pooled connections took turns and each re-read every page it needed)
         engine = (create_engine(url, poolclass=NullPool) if ":memory:" in url else
-                  create_engine(url, pool_size=8, connect_args={"factory": GatedConnection}))
+                  create_engine(url, pool_size=8, pool_use_lifo=True, connect_args={"factory": GatedConnection}))
         event.listen(engine, "connect", _sqlite_pragmas)
         gate = gate_for(path) if path is not None and ":memory:" not in url else None
 
@@ -113,7 +116,9 @@ def open_database(url: str, *, must_exist: bool = False) -> SAEngine:
                 dbapi_conn.gate = gate
 
         return engine
-    return create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    # LIFO: the most recently used connection again, with its statements prepared by psycopg (a statement is
+    # prepared on a connection after five runs there) and idle ones left to time out
+    return create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, pool_use_lifo=True)
 
 
 def alembic_config(engine: SAEngine) -> Config:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
-from jinja2 import TemplateSyntaxError, meta
+from jinja2 import TemplateSyntaxError, meta, nodes
 
 from carepath.definition.context import RecipientView, local_anchors
 from carepath.definition.expressions import environment, evaluate, render
@@ -97,8 +97,70 @@ class MessageContext(Mapping):
         return render(source, self.only(names_used(source)))
 
     def evaluate(self, condition: str) -> Any:
-        """:func:`~carepath.definition.expressions.evaluate` with the names ``condition`` reads."""
-        return evaluate(condition, self.only(names_used(condition, True)))
+        """:func:`~carepath.definition.expressions.evaluate` with the names ``condition`` reads.
+
+        A condition that is a pure function of a few plain fields of the patient (``patient.age >= 65``,
+        ``patient.has('E11')``: :func:`patient_fields_read`) is evaluated once per distinct value of those
+        fields and its answer reused; it ran in the sandbox the first time, with the same inputs."""
+        fields = patient_fields_read(condition)
+        if fields is None:
+            return evaluate(condition, self.only(names_used(condition, True)))
+        patient = self["patient"]
+        key = (condition, *(getattr(patient, _KEYED_BY.get(f, f)) for f in fields))
+        try:
+            found = _ANSWERS.get(key)
+        except TypeError:  # a field of an unhashable kind (never from the database): no reuse
+            return evaluate(condition, {"patient": patient})
+        if found is None:
+            found = evaluate(condition, {"patient": patient})
+            if found.error is None:  # an error (a limit) is told afresh each time
+                if len(_ANSWERS) > 20000:
+                    _ANSWERS.clear()
+                _ANSWERS[key] = found
+        return found
 
 
-__all__ = ["MessageContext", "names_used"]
+#: plain fields of the patient whose values decide a condition that reads only them (``has`` and ``tagged``
+#: are decided by ``conditions`` and ``tags``); a condition on anything else is evaluated every time
+_KEYED_BY = {"has": "conditions", "tagged": "tags"}
+_PURE_FIELDS = frozenset({"id", "sex", "birth_date", "conditions", "tags", "tz", "language", "today", "age", "has",
+                          "tagged"})
+_PURE_NODES = (nodes.Template, nodes.Output, nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not,
+               nodes.Const, nodes.Test, nodes.CondExpr, nodes.Tuple, nodes.List, nodes.Neg, nodes.Pos, nodes.Add,
+               nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Getattr, nodes.Name, nodes.Call)
+_ANSWERS: dict[tuple, Any] = {}
+
+
+@functools.lru_cache(maxsize=4096)
+def patient_fields_read(condition: str) -> tuple[str, ...] | None:
+    """The plain patient fields a condition reads when nothing else decides it (``None`` otherwise): only
+    constants, comparisons, logic, arithmetic, Jinja tests, ``patient.<field>`` and calls of ``patient.has``
+    or ``patient.tagged`` with constant arguments (no filters, no globals such as ``lipsum``, no other names)."""
+    try:
+        tree = environment().parse("{{ " + condition + " }}")
+    except TemplateSyntaxError:
+        return None
+    fields: set[str] = set()
+    plain: set[int] = set()
+    for node in tree.find_all(nodes.Node):
+        if not isinstance(node, _PURE_NODES):
+            return None
+        if isinstance(node, nodes.Getattr):
+            if not (isinstance(node.node, nodes.Name) and node.node.name == "patient" and node.attr in _PURE_FIELDS):
+                return None
+            fields.add(node.attr)
+            plain.add(id(node.node))
+        elif isinstance(node, nodes.Call):
+            method = node.node
+            if not (isinstance(method, nodes.Getattr) and method.attr in _KEYED_BY and not node.kwargs
+                    and node.dyn_args is None and node.dyn_kwargs is None
+                    and all(isinstance(a, nodes.Const) for a in node.args)):
+                return None
+        elif isinstance(node, nodes.Test) and (node.kwargs or node.dyn_args or node.dyn_kwargs):
+            return None
+    if any(isinstance(n, nodes.Name) and id(n) not in plain for n in tree.find_all(nodes.Name)):
+        return None
+    return tuple(sorted(fields)) if fields else None
+
+
+__all__ = ["MessageContext", "names_used", "patient_fields_read"]
