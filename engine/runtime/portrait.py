@@ -25,20 +25,27 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import date, datetime, timedelta
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
-from sqlalchemy import Connection, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, delete, select, text
 
-from carepath.definition.portrait import KINDS, WINDOWS, KindFacts, PortraitView
-from carepath.runtime.dispatch.statements import among, is_postgres
+from carepath.definition.portrait import KINDS, WINDOWS
 from carepath.runtime.policy import zone
 from carepath.runtime.scheduling import executemany_raw
 from carepath.store.crypto import Cipher
-from carepath.store.schema import Consent, Patient, Portrait, PortraitCount, PortraitDay, Touchpoint
+from carepath.store.schema import Patient, PortraitDay, Touchpoint
+from carepath.runtime.portrait_load import (SENSITIVE_PURPOSE, from_stored_row, load_portraits, with_portraits,
+                                           with_portraits_on_read)
+
+#: the read side (the last five) lives in portrait_load
+__all__ = ["KEEP_DAYS", "RECENT", "IDLE_PREFIX", "raw_time", "record_facts", "record_fact", "cancel_idle",
+           "change_facts", "add_diagnoses", "Updater", "register_updater", "Counted", "counts", "INPATIENT_CLASSES",
+           "apply_event", "record_diagnoses", "sent_messages", "record_sends", "record_delivered", "prune_days",
+           "ROW_STATEMENT", "ensure_row", "SENSITIVE_PURPOSE", "from_stored_row", "load_portraits",
+           "with_portraits", "with_portraits_on_read"]
 
 KEEP_DAYS = max(WINDOWS) + 1  # day rows older than this are pruned by maintenance
 RECENT = 20  # visits, admissions and reports kept in the fact document (counts are kept apart)
-SENSITIVE_PURPOSE = "sensitive"  # the consent purpose for processing sensitive personal information
 IDLE_PREFIX = "idle:"  # occurrence of the touchpoints idle triggers plan
 
 _COUNT_SQL = ("INSERT INTO portrait_counts (patient_id, kind, total, last_at) VALUES (?, ?, ?, ?) "
@@ -311,104 +318,6 @@ def record_delivered(conn: Connection, touchpoint_id: int, at: datetime) -> None
                        .where(Touchpoint.id == touchpoint_id)).first()
     if row is not None:
         record_facts(conn, [(row.patient_id, "delivered", at, row.tz)], at)
-
-
-# ------------------------------------------------------------------ reading
-
-
-def _window_sum(days: int) -> Any:
-    return (select(func.coalesce(func.sum(PortraitDay.n), 0))
-            .where(PortraitDay.patient_id == PortraitCount.patient_id, PortraitDay.kind == PortraitCount.kind,
-                   PortraitDay.day >= bindparam(f"d{days}"))
-            .correlate(PortraitCount).scalar_subquery().label(f"n{days}"))
-
-
-_CONSENT = (select(Consent.granted).where(Consent.patient_id == Portrait.patient_id,
-                                          Consent.purpose == SENSITIVE_PURPOSE, Consent.channel == "*")
-            .order_by(Consent.at.desc(), Consent.id.desc()).limit(1).correlate(Portrait).scalar_subquery())
-_LOAD_ALL = (select(Portrait.patient_id, Portrait.facts_enc, Portrait.admitted, Portrait.last_interaction_at,
-                    Portrait.programmes, Portrait.segments, _CONSENT.label("consented"), PortraitCount.kind,
-                    PortraitCount.total, PortraitCount.last_at, *(_window_sum(d) for d in WINDOWS))
-             .outerjoin(PortraitCount, PortraitCount.patient_id == Portrait.patient_id))
-#: the one query a batch makes: portrait rows, their counts with the window sums, the sensitive consent
-#: (by whether the database is PostgreSQL: there the ids are one array, see ``among``)
-_LOADS = {pg: _LOAD_ALL.where(among(Portrait.patient_id, "ids", pg)) for pg in (False, True)}
-
-
-def load_portraits(conn: Connection, cipher: Cipher, zones: Mapping[int, str], now: datetime,
-                   sensitive: Callable[[str], bool] | None = None) -> dict[int, PortraitView]:
-    """Portraits of the patients ``{id: zone name}``, with segment membership and the sensitive consent:
-    one query per time zone (patient-local days), in chunks of 5000 patients."""
-    by_zone: dict[str, list[int]] = defaultdict(list)
-    for pid, tz in zones.items():
-        by_zone[tz].append(pid)
-    out: dict[int, PortraitView] = {}
-    for tz_name, ids in by_zone.items():
-        tz = zone(tz_name)
-        today = now.astimezone(tz).date()
-        windows = {f"d{d}": today - timedelta(days=d - 1) for d in WINDOWS}
-        for start in range(0, len(ids), 5000):
-            rows: dict[int, list] = defaultdict(list)
-            for r in conn.execute(_LOADS[is_postgres(conn)], {"ids": ids[start:start + 5000], **windows}):
-                rows[r.patient_id].append(r)
-            for pid, found in rows.items():
-                first = found[0]
-                kinds = {r.kind: KindFacts(r.total, r.last_at, {d: getattr(r, f"n{d}") for d in WINDOWS})
-                         for r in found if r.kind is not None}
-                out[pid] = PortraitView(
-                    kinds=kinds, load_facts=_lazy(cipher, first.facts_enc), admitted=bool(first.admitted),
-                    programmes=tuple(first.programmes or ()), segments=tuple(first.segments or ()), today=today,
-                    sensitive=sensitive, consented=bool(first.consented),
-                    last_interaction_at=first.last_interaction_at, tz=tz)
-        for pid in ids:  # patients with no facts yet: an empty portrait of their day
-            out.setdefault(pid, PortraitView(today=today, sensitive=sensitive, tz=tz))
-    return out
-
-
-def _lazy(cipher: Cipher, token: str | None) -> Callable[[], dict]:
-    return lambda: json.loads(cipher.decrypt(token) or "{}")
-
-
-def from_stored_row(view: PortraitView) -> bool:
-    """Whether this portrait was read from the patient's stored row (a patient without one gets an empty view,
-    which leaves out facts counted before the row exists and the sensitive consent)."""
-    return view._load_facts is not None
-
-
-def with_portraits(conn: Connection, cipher: Cipher, patients: dict[int, Any], now: datetime,
-                   sensitive: Callable[[str], bool] | None = None) -> dict[int, Any]:
-    """``patients`` (loaded :class:`~carepath.runtime.patients.PatientRecord` by id) with their portraits attached
-    to ``patient.portrait`` (one bulk query per time zone)."""
-    found = load_portraits(conn, cipher, {pid: p.view.tz for pid, p in patients.items()}, now, sensitive)
-    for pid, p in patients.items():
-        # the views were just loaded for this caller alone: the portrait is attached in place (no copies on the
-        # dispatcher's hot path)
-        object.__setattr__(p.view, "portrait", _of_record(found[pid], p))
-    return patients
-
-
-def _of_record(portrait: PortraitView, record: Any) -> PortraitView:
-    portrait._record_codes = tuple(record.view.conditions)
-    return portrait
-
-
-def with_portraits_on_read(db: Any, cipher: Cipher, patients: Iterable[Any], now: datetime,
-                           sensitive: Callable[[str], bool] | None = None) -> None:
-    """Give each of ``patients`` (:class:`~carepath.runtime.patients.PatientRecord` of loaded views) the portrait
-    :func:`with_portraits` would attach, read from ``db`` (a read-only connection, outside any transaction of the
-    caller's) the first time something reads it."""
-    from carepath.runtime.patients import PortraitOnRead
-    from carepath.store.sqlite_gate import reading
-
-    def later(record: Any) -> PortraitOnRead:
-        def load() -> PortraitView:
-            with reading(db) as conn:
-                return _of_record(load_portraits(conn, cipher, {record.view.id: record.view.tz}, now,
-                                                 sensitive)[record.view.id], record)
-        return PortraitOnRead(load)
-
-    for record in patients:
-        object.__setattr__(record.view, "portrait", later(record))
 
 
 def prune_days(conn: Connection, now: datetime) -> int:
