@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -34,7 +35,8 @@ class _QuietServer(ThreadingHTTPServer):
 class KeySink:
     """``with KeySink() as sink: ...``; ``sink.url`` takes POSTed ``{"key": ...}``; ``sink.keys()`` counts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
+        """``latency``: seconds each answer takes after the key is counted (a provider's own processing time)."""
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         sink = self
@@ -52,6 +54,8 @@ class KeySink:
                     return
                 with sink._lock:
                     sink._counts[key] += 1
+                if latency:
+                    time.sleep(latency)
                 answer = json.dumps({"id": f"sink-{key}"}).encode()
                 self.send_response(200)
                 for name, value in (("Content-Type", "application/json"), ("Content-Length", str(len(answer)))):

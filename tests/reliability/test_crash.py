@@ -26,6 +26,7 @@ from tests.reliability.sink import KeySink, SinkChannel, SinkConfig, crash_journ
 KILLS = int(os.environ.get("CAREPATH_CRASH_KILLS", "6"))
 SEED = int(os.environ.get("CAREPATH_CRASH_SEED", "7"))
 LEASE_S = 1.0
+SINK_LATENCY_S = 0.005
 # children are forked from a fork server that imported only the child's modules: forking the test process itself
 # (an xdist worker with threads, and whatever earlier tests left in it) let a child inherit that state, and one in
 # a few suite runs died on its own; the engine still opens after the fork, so kill timing is unchanged
@@ -55,7 +56,9 @@ def test_sigkill_at_random_points_loses_nothing_and_resends_only_what_was_in_fli
     kills = 0
     started = time.monotonic()
     engine.close()  # the children open their own connections
-    with KeySink() as sink:
+    # each answer takes a few milliseconds, as a provider's does: a child sending faster than the kill comes would
+    # otherwise finish every message before it (0 kills landed, once, on a quiet machine)
+    with KeySink(latency=SINK_LATENCY_S) as sink:
         for _ in range(KILLS):
             child, ready, _ = _child(database_url, str(settings.home), sink.url, clock)
             assert ready.wait(60), f"child exited with {child.exitcode} before it was ready"
