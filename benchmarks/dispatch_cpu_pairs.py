@@ -30,7 +30,8 @@ def main() -> None:
                 row = dict(tag=tag, workers=n, seconds=round(f.seconds, 2), messages=f.messages, claims=f.claims,
                            worker_cpu_s=round(f.worker_cpu_s, 2), db_cpu_s=f.db_cpu_s and round(f.db_cpu_s, 2),
                            cpu_ms_per_message=round(cpu / f.messages * 1000, 4), cores_used=round(cpu / f.seconds, 2),
-                           load=f.load, lock_waits=f.lock_waits, per_worker=getattr(f, "per_worker", None))
+                           load=f.load, lock_waits=f.lock_waits, per_worker=getattr(f, "per_worker", None),
+                           barrier_wait_s=getattr(f, "barrier_wait", None))
                 print(json.dumps(row), flush=True)
                 with out.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")

@@ -27,7 +27,7 @@ from carepath.plugins.contracts import (
     SendResult,
 )
 from carepath.plugins.hookspecs import hookimpl
-from carepath.runtime.dispatch.statements import db_time, fetch
+from carepath.store.statements import db_time, fetch
 from carepath.store.schema import OutboxMessage
 
 # one statement per call; the ids come back with it (only keys seen before are read again)

@@ -1,4 +1,4 @@
-"""Old module names kept importable for one release after the ``engine/`` regrouping.
+"""Old module names kept importable for one release after the ``engine/`` regrouping (and later moves).
 
 The regrouping (definition/, runtime/, store/) moved modules that integrators and
 plugins import. Each old name is a two-line module (``engine/clock.py`` ...) that
@@ -33,6 +33,9 @@ MOVED: dict[str, str] = {
     "carepath.policy": "carepath.runtime.policy",
     "carepath.registry": "carepath.definition.registry",
     "carepath.scheduling": "carepath.runtime.scheduling",
+    # one module owns the statements built once (session 7)
+    "carepath.runtime.dispatch.statements": "carepath.store.statements",
+    "carepath.store.prepared": "carepath.store.statements",
     "carepath.validation": "carepath.definition.validation",
 }
 

@@ -14,7 +14,7 @@ from sqlalchemy.pool import NullPool
 
 from carepath.runtime.clock import Clock, SystemClock
 from carepath.runtime.dispatcher import DispatchReport, Dispatcher
-from carepath.runtime.dispatch.statements import among
+from carepath.store.statements import among
 from carepath.definition.catalog import unknown_type_problem
 from carepath.definition.events import EventIn, EventRejected, PatientIn, check_event
 from carepath.runtime.ingest import IngestResult, Ingestor
@@ -233,12 +233,15 @@ class Engine:
 
     def ingest_many(self, events: Sequence[EventIn], *, dispatch_urgent: bool = True,
                     received_via: str | None = None,
-                    before: Callable[[EventIn], None] | None = None) -> list["IngestResult | Exception"]:
+                    before: Callable[[EventIn], None] | None = None,
+                    isolated: bool = True) -> list["IngestResult | Exception"]:
         """Ingest many events in one transaction, each under its own savepoint (see
-        :func:`carepath.runtime.batch_ingest.ingest_batch`): per event its result, or the error that left it out."""
+        :func:`carepath.runtime.batch_ingest.ingest_batch`): per event its result, or the error that left it out
+        (``isolated=False``: no savepoints, the first error raises and nothing of the batch is kept)."""
         from carepath.runtime.batch_ingest import ingest_batch
 
-        return ingest_batch(self, events, dispatch_urgent=dispatch_urgent, received_via=received_via, before=before)
+        return ingest_batch(self, events, dispatch_urgent=dispatch_urgent, received_via=received_via, before=before,
+                            isolated=isolated)
 
     def enroll_many(self, journey_name: str, items: Sequence[tuple[int, Mapping[str, datetime | None]]],
                     *, key: str | None = None, context: Mapping[str, object] | None = None) -> int:
@@ -254,9 +257,9 @@ class Engine:
         with self.db.begin() as conn:
             self.remember_version(conn, journey)
             stored = [{k: v.isoformat() if v else None for k, v in anchors.items()} for _, anchors in items]
-            ids = insert_enrollments(conn, [(pid, journey.name, journey.version, key, "active", json.dumps(a),
-                                             json.dumps(dict(context or {})), now)
-                                            for (pid, _), a in zip(items, stored)])
+            event = json.dumps(dict(context or {}))
+            ids = insert_enrollments(conn, [(pid, journey.name, journey.version, key, "active", json.dumps(a), event,
+                                             now) for (pid, _), a in zip(items, stored)])
             tzs = dict(conn.execute(_PATIENT_TZS[conn.dialect.name == "postgresql"],
                                     {"ids": list({pid for pid, _ in items})}).all())
             plan_items = [(eid, pid, tzs[pid], anchor_values(a, now)) for eid, (pid, _), a in zip(ids, items, stored)]

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, select
 from carepath.definition.experiment_checks import HOLDOUT
 from carepath.definition.measures import BLOOD_PRESSURE
 from carepath.definition.model import Checkin, Journey, Threshold
-from carepath.runtime.dispatch.statements import chunks
+from carepath.store.statements import chunks
 from carepath.store.schema import Event, JourneyVersion, SurveyResponse, Touchpoint
 from carepath.store.schema_checkins import CheckinRow
 from carepath.store.schema_experiments import ExperimentAssignment

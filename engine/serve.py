@@ -43,8 +43,9 @@ class DueNowRunners:
     """One thread per journey running its due-now flow (:func:`carepath.flows.due_now_flow`), restarted if it fails."""
 
     def __init__(self, engine: Any, journeys: list[str], batch: int, stop: threading.Event,
-                 on_error: Callable[[str], None] = log.error) -> None:
+                 on_error: Callable[[str], None] = log.error, instance: str = "default") -> None:
         self.engine, self.journeys, self.batch, self.stop, self.on_error = engine, journeys, batch, stop, on_error
+        self.instance = instance  # its runs carry the instance's tag, like the scheduled runs
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -55,12 +56,16 @@ class DueNowRunners:
             self.threads.append(thread)
 
     def _run(self, journey: str) -> None:
+        from prefect import tags
+
         from carepath.flows import due_now_flow
+        from carepath.instance import TAG_PREFIX
         from carepath.store.sqlite_gate import first_in_line
 
+        mine = ("carepath", f"{TAG_PREFIX}{self.instance}", f"journey:{journey}", "due-now")
         while not self.stop.is_set():
-            try:
-                with first_in_line():  # SQLite: a few short transactions per wake-up, ahead of the ingest queue
+            try:  # first in line, on SQLite: a few short transactions per wake-up, ahead of the ingest queue
+                with tags(*mine), first_in_line():
                     due_now_flow(journey)(batch=self.batch)
             except Exception as exc:  # recorded by Prefect as the run's state; start listening again
                 self.on_error(f"due-now run of {journey} raised {type(exc).__name__}: {exc}")
@@ -221,7 +226,8 @@ class Service:
         self.poller = RunPoller(served, self.options.poll_seconds, self.stop, on_error=self.say)
         self.poller_thread = threading.Thread(target=self.poller.run, name="run-poller", daemon=True)
         self.poller_thread.start()
-        self.due_now = DueNowRunners(self.engine, journeys, self.options.dispatch_batch, self.stop, on_error=self.say)
+        self.due_now = DueNowRunners(self.engine, journeys, self.options.dispatch_batch, self.stop, on_error=self.say,
+                                     instance=self.instance)
         self.due_now.start()
         self.say("due-now touchpoints are sent as soon as ingest plans them (one 'due now' run per journey)")
 

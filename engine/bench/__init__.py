@@ -51,6 +51,8 @@ def _dispatch_entry(fig: DispatchFigures, floor: float, one: DispatchFigures | N
         entry["cores_used"] = round((fig.worker_cpu_s + fig.db_cpu_s) / fig.seconds, 2)
         entry["server_cpu_s"] = None if fig.server_cpu_s is None else round(fig.server_cpu_s, 2)
         entry["per_worker"] = fig.per_worker  # how the work was shared
+        if fig.barrier_wait:  # where the workers idled: seconds at the hourly barrier, by kind of hour
+            entry["barrier_wait_s"] = fig.barrier_wait
     if one is not None:
         entry["scaling_vs_one"] = round(per_s / (one.messages / one.seconds), 2)
         base_cpu = one.messages / (one.worker_cpu_s + (one.db_cpu_s or 0))

@@ -19,10 +19,11 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from carepath.bench.workload import START, Scratch, add_patients, engine, load_average
+from carepath.runtime.bulk_writes import sqlite_time
 
 BODY = "提醒：您的门诊时间为10:30，请按时到院签到。"
 
@@ -34,10 +35,6 @@ class Floor:
     seconds: float
     load: list[float]
     cpu_s: float = 0.0  # this process's CPU time: on SQLite all of the work (the database runs in-process)
-
-
-def _sqlite_text(value: datetime) -> str:
-    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class _Raw:
@@ -57,7 +54,7 @@ class _Raw:
             self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
 
     def t(self, value: datetime):
-        return _sqlite_text(value) if self.sqlite else value
+        return sqlite_time(value) if self.sqlite else value
 
     def sql(self, text: str) -> str:
         return text if self.sqlite else text.replace("?", "%s")
@@ -99,7 +96,7 @@ _SENT_TOUCHPOINT = ("UPDATE touchpoints SET status = 'sent', channel = 'sms', se
 
 
 def _touchpoint_rows(pairs: list[tuple[int, int]], per: int, due: datetime, now: datetime) -> list[tuple]:
-    from carepath.runtime.scheduling import _COLUMNS
+    from carepath.runtime.bulk_writes import COLUMNS
 
     rows = []
     for enrollment_id, patient_id in pairs:
@@ -109,7 +106,7 @@ def _touchpoint_rows(pairs: list[tuple[int, int]], per: int, due: datetime, now:
                           idempotency_key=f"floor:{enrollment_id}:s{k}", anchor=None, anchor_at=None,
                           status="scheduled", planned_at=due, due_at=due + timedelta(seconds=k), reason=None,
                           attempts=0, channel_index=0, event_id=None, created_at=now, updated_at=now)
-            rows.append(tuple(values[c] for c in _COLUMNS))
+            rows.append(tuple(values[c] for c in COLUMNS))
     return rows
 
 

@@ -41,7 +41,8 @@ def print_tables(result: dict, console: Console) -> None:
         table = Table(title="PostgreSQL workers: CPU and lock waits")
         for col in ["patients", "workers", "wall s", "worker CPU s", "database CPU s", "cores used",
                     "messages per CPU s", "CPU scaling vs 1", "server background CPU s (shared)",
-                    "samples with lock waits", "most waiting", "LWLock waits"]:
+                    "samples with lock waits", "most waiting", "LWLock waits",
+                    "barrier wait s (empty / alone / shared hours)"]:
             table.add_column(col, justify="right")
         for r, d in multi:
             locks = d.get("lock_waits", {})
@@ -51,7 +52,8 @@ def print_tables(result: dict, console: Console) -> None:
                           f"{d.get('cpu_scaling_vs_one', 1.0)}", f"{d.get('server_cpu_s', '–')}",
                           f"{locks.get('samples_with_lock_waits', 0)} of {locks.get('samples', 0)}",
                           str(locks.get("most_backends_waiting", 0)),
-                          ", ".join(f"{k} {v}" for k, v in sorted(lw.items(), key=lambda kv: -kv[1])[:3]) or "0")
+                          ", ".join(f"{k} {v}" for k, v in sorted(lw.items(), key=lambda kv: -kv[1])[:3]) or "0",
+                          _barrier(d.get("barrier_wait_s")))
         console.print(table)
     if "latency" in result:
         lat = result["latency"]
@@ -83,3 +85,8 @@ def _simulate_table(sim: dict, console: Console) -> None:
                   f"{sim['messages']:,}", f"{sim['staff_tasks']:,}", f"{sim['wall_s']}", f"{sim['cpu_s']}",
                   _load(sim["load"]))
     console.print(table)
+
+
+def _barrier(waits: dict | None) -> str:
+    """Seconds the workers waited at the hourly barrier: in empty hours, hours one worker had alone, shared hours."""
+    return "–" if not waits else f"{waits['empty']} / {waits['alone']} / {waits['shared']}"

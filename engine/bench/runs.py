@@ -42,7 +42,13 @@ class DispatchFigures:
     load: list[float]
     lock_waits: dict = field(default_factory=dict)
     server_cpu_s: float | None = None  # the server's shared background processes (all its databases)
-    per_worker: list[dict] = field(default_factory=list)  # each worker's claims, messages and CPU seconds
+    per_worker: list[dict] = field(default_factory=list)  # each worker's PER_WORKER figures
+    barrier_wait: dict = field(default_factory=dict)  # seconds waited at the hourly barrier, by kind of hour
+
+
+#: each worker's figures: claims, messages, CPU seconds, hours in which it claimed anything, seconds spent waiting
+#: at the barrier between virtual hours for the other workers, and the rest of its wall time (sweeping)
+PER_WORKER = ("claims", "messages", "cpu", "hours_with_work", "barrier_wait_s", "busy_s")
 
 
 def _rss_mib() -> float:
@@ -87,15 +93,21 @@ def _worker(url: str, home: str, index: int, batch: int, ends, ticks, out) -> No
         conn.exec_driver_sql("SELECT 1")
     report = DispatchReport()
     hours = int(HORIZON / timedelta(hours=1))
+    claims, waits = [], []  # per hour: what this worker claimed, how long it then waited for the others
     ends.wait()
-    cpu0 = os.times()
+    cpu0, t0 = os.times(), time.perf_counter()
     for hour in range(1, hours + 1):
         clock.set(START + timedelta(hours=hour))
-        report.merge(eng.dispatch_due(batch=batch))
+        part = eng.dispatch_due(batch=batch)
+        report.merge(part)
+        t = time.perf_counter()
         ticks.wait()
-    cpu1 = os.times()
+        claims.append(part.claimed)
+        waits.append(time.perf_counter() - t)
+    cpu1, seconds = os.times(), time.perf_counter() - t0
     out.put(dict(claims=report.claimed, messages=report.messages, rss=_rss_mib(),
-                 cpu=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)))
+                 cpu=(cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), hours_with_work=sum(c > 0 for c in claims),
+                 barrier_wait_s=sum(waits), busy_s=seconds - sum(waits), hourly=(claims, waits)))
     ends.wait()  # the parent reads the database's CPU time before the connections close
     ends.wait()
     eng.close()
@@ -182,6 +194,20 @@ class _PostgresWatch(threading.Thread):
                 "lwlock_wait_events": self.lightweight}
 
 
+def barrier_waits(hourly: list[tuple[list[int], list[float]]]) -> dict:
+    """The workers' seconds at the hourly barrier, summed over workers, by kind of hour: ``empty`` (no worker claimed
+    anything: what meeting costs), ``alone`` (one worker had all of the hour's claims, the others waited for it) and
+    ``shared`` (several had claims: the wait is the imbalance of their shares)."""
+    out = {"empty": 0.0, "alone": 0.0, "shared": 0.0, "hours_alone": 0, "hours_shared": 0}
+    for hour in range(len(hourly[0][0]) if hourly else 0):
+        busy = sum(claims[hour] > 0 for claims, _ in hourly)
+        kind = "empty" if busy == 0 else "alone" if busy == 1 else "shared"
+        out[kind] += sum(waits[hour] for _, waits in hourly)
+        if busy:
+            out["hours_" + kind] += 1
+    return {k: round(v, 2) for k, v in out.items()}
+
+
 def dispatch(url: str, home: Path, workers: int, batch: int, planned: int) -> DispatchFigures:
     """Run ``workers`` dispatcher processes over the horizon; count what reached the outbox."""
     ctx = multiprocessing.get_context("spawn")
@@ -221,4 +247,5 @@ def dispatch(url: str, home: Path, workers: int, batch: int, planned: int) -> Di
                            followers_planned=total - planned, worker_cpu_s=sum(p["cpu"] for p in parts),
                            db_cpu_s=db_cpu, peak_rss_mib=max(p["rss"] for p in parts), load=load, lock_waits=locks,
                            server_cpu_s=server_cpu,
-                           per_worker=[{k: round(p[k], 2) for k in ("claims", "messages", "cpu")} for p in parts])
+                           per_worker=[{k: round(p[k], 2) for k in PER_WORKER} for p in parts],
+                           barrier_wait=barrier_waits([p["hourly"] for p in parts]) if workers > 1 else {})

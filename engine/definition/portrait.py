@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 WINDOWS = (30, 90)  # days of the windowed counts
 
@@ -139,6 +139,13 @@ class PortraitView:
         self._tz = tz  # the patient's zone: days are counted in patient-local days
         self._record_codes = tuple(record_codes)  # conditions on the patient record (diagnoses without dates)
         self._memo: dict[str, Any] = {}  # derived fields, computed once per view (segments read them many times)
+
+    def with_record_codes(self, codes: Sequence[str]) -> "PortraitView":
+        """This view, given the conditions of the patient record it was read for (diagnoses without dates; the
+        portrait loader reads the record and the portrait apart). Returns ``self``."""
+        self._record_codes = tuple(codes)
+        self._memo.clear()
+        return self
 
     # -- facts -------------------------------------------------------------------
     def _doc(self) -> Mapping[str, Any]:

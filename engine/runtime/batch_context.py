@@ -6,12 +6,12 @@ from collections import Counter, defaultdict
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, select
 
 from carepath.runtime.experiments import draw, experiment_id, experiment_journeys, stored_arms
 
 from carepath.definition.model import AfterStep, Category, Step
-from carepath.runtime.dispatch.statements import chunks, db_time, fetch, id_in, json_dict, py_time
+from carepath.store.statements import chunks, db_time, fetch, id_in, json_dict, py_time
 from carepath.runtime.family import RelatedContact, load_related
 from carepath.runtime.patients import PatientRecord, consent_state, load_patients
 from carepath.runtime.policy import local_wall, zone
@@ -19,7 +19,7 @@ from carepath.runtime.dispatch.portrait_reads import portrait_readers
 from carepath.runtime.portrait import with_portraits, with_portraits_on_read
 from carepath.runtime.template_consent import template_purpose
 from carepath.store.personal_data import reveal_payload
-from carepath.store.schema import Delivery, Event, Touchpoint
+from carepath.store.schema import Delivery
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -212,21 +212,25 @@ class BatchContext:
         followers = [tp for tp in tps if tp.occurrence and tp.step and self._is_unless(tp)]
         if not followers:
             return
-        sources = {self._unless_of(tp)[1] for tp in followers}  # only the source steps are ever looked up
-        for enrollment_id, step, occurrence, sent_at in conn.execute(select(
-                Touchpoint.enrollment_id, Touchpoint.step, Touchpoint.occurrence, Touchpoint.sent_at).where(
-                Touchpoint.enrollment_id.in_({tp.enrollment_id for tp in followers}), Touchpoint.step.in_(sources),
-                Touchpoint.sent_at.is_not(None))):
-            self.source_sent[(enrollment_id, step, occurrence)] = sent_at
+        sources = sorted({self._unless_of(tp)[1] for tp in followers})  # only the source steps are ever looked up
+        # through the driver, ids bound as one array on PostgreSQL: the same text every batch, so it is prepared
+        # (Core's expanding IN lists rendered another statement for every length, parsed and planned afresh)
+        enrollments, steps = id_in(conn, "enrollment_id", sorted({tp.enrollment_id for tp in followers})), \
+            id_in(conn, "step", sources)
+        for enrollment_id, step, occurrence, sent_at in fetch(
+                conn, f"SELECT enrollment_id, step, occurrence, sent_at FROM touchpoints WHERE {enrollments[0]} "
+                      f"AND {steps[0]} AND sent_at IS NOT NULL", enrollments[1] + steps[1]):
+            self.source_sent[(enrollment_id, step, occurrence)] = py_time(sent_at)
         if any(self._is_unless(tp, "checked_in") for tp in followers):  # issue 19
             from carepath.runtime.checkins import checkin_times
 
             self.checkins = checkin_times(conn, {tp.enrollment_id for tp in followers})
-        for pid, at in conn.execute(select(Event.patient_id, Event.occurred_at).where(
-                Event.patient_id.in_({tp.patient_id for tp in followers}),
-                Event.type.in_(("message.replied", "survey.completed")),  # an answered survey is a reply
-                or_(Event.intent.is_(None), Event.intent != "unsubscribe"))):  # "TD" answers no follow-up
-            self.replies[pid].append(at)
+        where, params = id_in(conn, "patient_id", sorted({tp.patient_id for tp in followers}))
+        # an answered survey is a reply; "TD" (an unsubscribe) answers no follow-up
+        for pid, at in fetch(conn, f"SELECT patient_id, occurred_at FROM events WHERE {where} "
+                                   "AND type IN ('message.replied', 'survey.completed') "
+                                   "AND (intent IS NULL OR intent != 'unsubscribe')", params):
+            self.replies[pid].append(py_time(at))
 
     def checked_in(self, tp: Any, step: Step) -> bool:
         """Issue 19: whether the patient checked in for the source step (a check-in prompt) of an ``unless:

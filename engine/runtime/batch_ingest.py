@@ -7,10 +7,15 @@ events in order through the very same :meth:`Ingestor.ingest_in` inside one tran
 savepoint (nothing of it kept) and reported in its place, and the events around it are applied. What
 follows a commit (plugins told, conversation turns routed, urgent steps sent) runs once the batch is
 committed, event by event in the same order.
+
+``isolated=False`` drops the per-event savepoint for a caller to whom any failing event is fatal (a
+simulation, whose synthetic events the engine must all accept): the first error then raises and nothing of
+the batch is kept, instead of being reported in the event's place.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from sqlalchemy.exc import DataError, IntegrityError
@@ -29,7 +34,8 @@ EVENT_ERRORS = (ValueError, DataError, IntegrityError)
 
 def ingest_batch(engine: "Engine", events: Sequence[EventIn], *, dispatch_urgent: bool = True,
                  received_via: str | None = None,
-                 before: Callable[[EventIn], None] | None = None) -> list[IngestResult | Exception]:
+                 before: Callable[[EventIn], None] | None = None,
+                 isolated: bool = True) -> list[IngestResult | Exception]:
     """Store and apply ``events`` in order in one transaction; per event its result or the error that left it out.
 
     ``before`` is called with each event before it is applied and again before its after-commit step (a
@@ -37,7 +43,8 @@ def ingest_batch(engine: "Engine", events: Sequence[EventIn], *, dispatch_urgent
 
     An event that fails changes nothing (its savepoint is rolled back); a database error outside one event
     (the commit itself) raises, and then nothing of the batch is kept, as a failed ``Engine.ingest`` keeps
-    nothing of its event.
+    nothing of its event. ``isolated=False``: no savepoint per event, and the first event that fails raises
+    (nothing of the batch kept).
     """
     outcomes: list[IngestResult | Exception] = []
     applied: list[tuple[EventIn, IngestResult]] = []
@@ -54,9 +61,11 @@ def ingest_batch(engine: "Engine", events: Sequence[EventIn], *, dispatch_urgent
                 before(event)
             try:
                 admitted = engine.admit(event)
-                with savepoint(conn, "carepath_event"):
+                with savepoint(conn, "carepath_event") if isolated else nullcontext():
                     result = engine.ingestor.ingest_in(conn, admitted, received_via, reads)
             except EVENT_ERRORS as exc:
+                if not isolated:
+                    raise
                 outcomes.append(exc)
                 continue
             outcomes.append(result)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from carepath.definition.events import EventIn
 from carepath.definition.measures import (BLOOD_PRESSURE, MEASURES, canonical, parse_number, unit_factor,
@@ -58,17 +58,22 @@ class Answer:
     shown: str | None = None  # the value as stored (``6.1``, ``150/95``)
 
 
+# built once: a patient's active enrollments, the last sent touchpoint of an enrollment's step
+_ACTIVE = select(Enrollment.id, Enrollment.journey, Enrollment.version).where(
+    Enrollment.patient_id == bindparam("p"), Enrollment.status == "active")
+_LAST_SENT = select(Touchpoint.id, Touchpoint.sent_at).where(
+    Touchpoint.enrollment_id == bindparam("e"), Touchpoint.step == bindparam("s"),
+    Touchpoint.sent_at.is_not(None)).order_by(Touchpoint.sent_at.desc()).limit(1)
+
+
 def targets(conn: Connection, engine: "Engine", patient_id: int) -> list[CheckinTarget]:
     """The check-in prompts of the patient's active enrollments, the most recently sent first."""
     found: list[CheckinTarget] = []
-    for enrollment in conn.execute(select(Enrollment.id, Enrollment.journey, Enrollment.version).where(
-            Enrollment.patient_id == patient_id, Enrollment.status == "active")):
+    for enrollment in conn.execute(_ACTIVE, {"p": patient_id}):
         journey = engine.journey_version(enrollment.journey, enrollment.version)
         steps = [s for s in (journey.steps if journey else []) if isinstance(s.action, Checkin)]
         for step in steps:
-            last = conn.execute(select(Touchpoint.id, Touchpoint.sent_at).where(
-                Touchpoint.enrollment_id == enrollment.id, Touchpoint.step == step.id,
-                Touchpoint.sent_at.is_not(None)).order_by(Touchpoint.sent_at.desc()).limit(1)).first()
+            last = conn.execute(_LAST_SENT, {"e": enrollment.id, "s": step.id}).first()
             found.append(CheckinTarget(enrollment.id, patient_id, enrollment.journey, step.id, step.action,
                                        last.id if last else None, last.sent_at if last else None))
     epoch = datetime.min.replace(tzinfo=zone("UTC"))

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from carepath.masking import mask_text
 from carepath.store.audit import audit
+from carepath.store.statements import insert_row
 from carepath.store.schema import Consent
 
 #: how a consent reached carepath
@@ -61,9 +62,9 @@ def record(conn: Connection, patient_id: int, purpose: str, granted: bool, *, ch
            reason: str | None = None) -> None:
     """Add one row to the ledger and the audit log, in the caller's transaction."""
     via = via if via in VIAS else default_via(purpose)
-    conn.execute(insert(Consent).values(patient_id=patient_id, purpose=purpose, channel=channel, granted=granted,
-                                        source=source, at=at, via=via, recorded_by=recorded_by,
-                                        reason=reason[:255] if reason else None))
+    insert_row(conn, Consent, dict(patient_id=patient_id, purpose=purpose, channel=channel, granted=granted,
+                                   source=source, at=at, via=via, recorded_by=recorded_by,
+                                   reason=reason[:255] if reason else None))
     detail = {"purpose": purpose, "channel": channel, "via": via, **({"reason": reason} if reason else {})}
     actor = f"staff:{recorded_by}" if via == "staff" and recorded_by else f"event:{source}"
     audit(conn, actor=actor, action="consent.granted" if granted else "consent.withdrawn", entity="patient",

@@ -8,8 +8,9 @@ anywhere loses nothing and re-sends at most the call in flight: its lease
 expires, another worker reclaims the touchpoint, marks the dead call
 ``unknown``, asks the channel whether the provider took it
 (:meth:`Channel.lookup`, when it can) and otherwise re-sends with the same
-idempotency key. A touchpoint claimed ``poison_after`` times without a result
-is set aside as ``quarantined``; abandoned leases are reclaimed one per batch,
+idempotency key. A touchpoint charged ``poison_after`` deaths of its workers
+without a result (on its trials alone or in its own calls, not as one of a killed
+batch) is set aside as ``quarantined``; abandoned leases are reclaimed one per batch,
 after that batch's due work, so they never hold it up.
 
 A batch, top to bottom (:meth:`Dispatcher.run_batch`): one read says whether anything is
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from carepath.runtime.batch_context import BatchContext
 from carepath.runtime.dispatch.claim import CALLS_MADE, ClaimsAndLeases
+from carepath.runtime.dispatch.collector import collector_paused
 from carepath.runtime.dispatch.decide import PROVIDER_WAIT, Decisions
 from carepath.runtime.dispatch.quarantine import Quarantine
 from carepath.runtime.dispatch.reconcile import LOOKUP_INCONCLUSIVE, Reconciliation
@@ -51,9 +53,10 @@ class Dispatcher(ClaimsAndLeases, Quarantine, Decisions, FencedWrites, ProviderC
     """Claims, re-checks, renders, sends and records due touchpoints for one worker.
 
     ``lease``: how long a claim holds without renewal (renewed while sending; should exceed a
-    channel's timeout); ``poison_after``: claims without a recorded result before a touchpoint is
-    quarantined; ``chunk``: most messages per ``send_batch`` call for channels that override it
-    (other channels are called once per message); ``outage_limit``: how long a database outage
+    channel's timeout); ``poison_after``: deaths charged to a touchpoint without a recorded result
+    before it is quarantined (:func:`~carepath.runtime.dispatch.claim.charged`); ``chunk``: most
+    messages per ``send_batch`` call for channels that override it (other channels are called once
+    per message); ``outage_limit``: how long a database outage
     is ridden out before the error is raised.
     """
 
@@ -119,24 +122,26 @@ class Dispatcher(ClaimsAndLeases, Quarantine, Decisions, FencedWrites, ProviderC
         """Claim and dispatch up to ``limit`` due touchpoints, then take over abandoned leases.
 
         Abandoned work comes after the batch's due work, so it never holds due work up; a
-        touchpoint suspected of killing its worker is taken over alone (see :meth:`_claim`).
+        touchpoint suspected of killing its worker is taken over alone, after the others, in a claim
+        of its own (see :meth:`_claim`).
         ``share``: part of a sweep, whose claim may leave half of a small backlog to other workers
         (``left_some`` says it did).
         """
         report = DispatchReport()
-        due, abandoned, self._receipts_waiting = self.guard.run(lambda: self._work_waiting(journey, stage, ids))
-        for take_over in [False] * due + [True] * abandoned:
-            tps, suspect, quarantined = self.guard.run(
-                lambda: self._claim(limit, journey, stage, ids, abandoned=take_over, share=share))
-            for q in quarantined:
-                report.quarantined.append(q)
-                report.outcomes["quarantined"] += 1
-                report.by_step[(q["journey"], q["stage"], q["step"], "-", "quarantined")] += 1
-            report.claimed += len(tps) + len(suspect)
-            report.reclaimed += len(tps) + len(suspect) if take_over else 0
-            for group in (tps, suspect):
-                if group:
-                    self._run(group, take_over, report)
+        with collector_paused():  # a batch's objects are freed by reference counting (see dispatch.collector)
+            due, abandoned, self._receipts_waiting = self.guard.run(lambda: self._work_waiting(journey, stage, ids))
+            for take_over, alone in [(False, False)] * due + [(True, False), (True, True)] * abandoned:
+                tps, suspect, quarantined = self.guard.run(
+                    lambda: self._claim(limit, journey, stage, ids, abandoned=take_over, share=share, alone=alone))
+                for q in quarantined:
+                    report.quarantined.append(q)
+                    report.outcomes["quarantined"] += 1
+                    report.by_step[(q["journey"], q["stage"], q["step"], "-", "quarantined")] += 1
+                report.claimed += len(tps) + len(suspect)
+                report.reclaimed += len(tps) + len(suspect) if take_over else 0
+                for group in (tps, suspect):
+                    if group:
+                        self._run(group, take_over, report)
         return report
 
     def _run(self, tps: list[Any], abandoned: bool, report: DispatchReport) -> None:

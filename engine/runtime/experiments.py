@@ -20,7 +20,7 @@ from carepath.definition.experiment_checks import HOLDOUT
 __all__ = ["ARM_TIME", "HELD_OUT", "HOLDOUT", "arm_step", "arm_wait", "as_assigned", "draw", "experiment_id",
            "experiment_journeys", "record_arms", "stored_arms", "with_experiment"]
 from carepath.definition.model import Experiment, Journey, Send, Step
-from carepath.runtime.dispatch.statements import chunks
+from carepath.store.statements import chunks
 from carepath.runtime.policy import local_wall
 from carepath.store.schema_experiments import ExperimentAssignment
 

@@ -65,7 +65,7 @@ class RelatedContact:
 
 def load_related(conn: Connection, cipher: Cipher, patient_ids: Iterable[int]) -> dict[int, list[RelatedContact]]:
     """The current (not removed) related persons of ``patient_ids``, in the order they were added (bulk)."""
-    from carepath.runtime.dispatch.statements import chunks, fetch, id_in
+    from carepath.store.statements import chunks, fetch, id_in
 
     out: dict[int, list[RelatedContact]] = {}
     for part in chunks(list(set(patient_ids))):

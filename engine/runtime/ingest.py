@@ -16,13 +16,14 @@ from carepath.definition.context import expression_context
 from carepath.definition.events import EventIn, PatientIn
 from carepath.definition.expressions import evaluate
 from carepath.definition.model import Journey, OnEvent, exit_reason
+from carepath.store.statements import execute
 from carepath.runtime.held import PATIENT_MISSING, STALE, held_for_patient, lock_patients, released
-from carepath.runtime.ingest_reads import (ACTIVE_ENROLLMENTS, RECORD_OUTCOME, BatchReads, erased_row, patient_of,
+from carepath.runtime.ingest_reads import (RECORD_OUTCOME, BatchReads, active_enrollments, erased_row, patient_of,
                                            patient_rows)
 from carepath.runtime.ingest_result import IngestResult
 from carepath.runtime.patients import load_patients, upsert_patient
 from carepath.runtime.portrait import (Counted, apply_event as update_portrait, from_stored_row, record_facts,
-                                       with_portraits)
+                                       with_portraits, with_portraits_on_read)
 from carepath.runtime.segments import refresh as refresh_segments
 from carepath.runtime import pause  # issue 19
 from carepath.runtime.pause import pause_events  # issue 19
@@ -115,9 +116,9 @@ class Ingestor(EnrollmentLifecycle, BuiltinEffects):
     def _record(self, conn: Connection, event_id: int, result: IngestResult, patient_id: int | None,
                 mrn_hash: str | None = None, mrn: str | None = None) -> None:
         # the MRN is kept encrypted beside its hash, so a key rotation can recompute the hash (issue 22)
-        conn.execute(RECORD_OUTCOME, dict(
-            r_id=event_id, r_patient=patient_id, r_status=result.state, r_outcome=result.summary(), r_hash=mrn_hash,
-            r_enc=self.engine.cipher.encrypt(mrn) if mrn_hash else None, r_key=result.hold_key))
+        mrn_enc = self.engine.cipher.encrypt(mrn) if mrn_hash else None
+        execute(conn, RECORD_OUTCOME, (patient_id, result.state, result.summary(), mrn_hash, mrn_enc, result.hold_key,
+                                       event_id))
 
     def _apply_held(self, conn: Connection, row: Any, patient_id: int, now: datetime, total: IngestResult) -> None:
         """Apply an event that waited for its patient's record."""
@@ -181,8 +182,13 @@ class Ingestor(EnrollmentLifecycle, BuiltinEffects):
         counted = Counted()  # facts counted in the patient's zone, written together
         portrait_changed = update_portrait(conn, eng.cipher, patient_id, ev, now, counted, records[patient_id].view.tz)
         record_facts(conn, counted, now)
-        patient = with_portraits(conn, eng.cipher, records, now, eng.config.segments.sensitive_code)[patient_id]
-        self._builtin_effects(conn, ev, event_id, patient_id, now, result)
+        sensitive = eng.config.segments.sensitive_code
+        if ev.type in BUILTIN_TYPES:  # their effects below may change the portrait: read it as it is now
+            patient = with_portraits(conn, eng.cipher, records, now, sensitive)[patient_id]
+        else:  # nothing below changes it before the segment refresh: read it when a condition or the refresh does
+            with_portraits_on_read(eng.db, eng.cipher, records.values(), now, sensitive, conn=conn)
+            patient = records[patient_id]
+        touched = self._builtin_effects(conn, ev, event_id, patient_id, now, result)
         if patient.deceased or ev.type == "patient.deceased":
             if ev.type == "patient.deceased":
                 self.apply_derived(conn, refresh_segments(conn, eng, [patient_id], now), now, result)
@@ -190,7 +196,7 @@ class Ingestor(EnrollmentLifecycle, BuiltinEffects):
         enrolled, exited = len(result.enrolled), len(result.exited)
         ctx = expression_context(patient.view, event=ev.payload, now=now)
         new_ids = self._enroll(conn, ev, event_id, patient_id, patient.view.tz, ctx, now, result)
-        active = conn.execute(ACTIVE_ENROLLMENTS, {"p": patient_id}).all()
+        active = active_enrollments(conn, patient_id)
         for enrollment in active:
             journey = eng.journey_version(enrollment.journey, enrollment.version)
             if journey is None or not self._matches_key(journey, enrollment, ev):
@@ -202,7 +208,7 @@ class Ingestor(EnrollmentLifecycle, BuiltinEffects):
             self._release_episode(conn, enrollment_id, patient, now, result)
         if portrait_changed or len(result.enrolled) > enrolled or len(result.exited) > exited:
             # the patient and portrait read above are still current unless a built-in effect may have changed them
-            unchanged = ev.type not in BUILTIN_TYPES and from_stored_row(patient.view.portrait)
+            unchanged = not touched and from_stored_row(patient.view.portrait)
             self.apply_derived(conn, refresh_segments(conn, eng, [patient_id], now,
                                                       loaded=records if unchanged else None), now, result)
 

@@ -35,9 +35,41 @@ class BuiltinEffects:
     engine: "Engine"
 
     def _builtin_effects(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
-                         result: IngestResult) -> None:
+                         result: IngestResult) -> bool:
+        """Apply what the engine itself does for a built-in type; whether that may have changed the patient's
+        record, consent or portrait (False: what was read of them before is still current)."""
         if ev.type not in BUILTIN_TYPES:
-            return
+            return False
+        if ev.type == "survey.completed":  # issue 21: a detractor answer opens a complaint case (and its task)
+            if open_from_survey(conn, self.engine, patient_id, event_id, dict(ev.payload), now) is not None:
+                result.notes.append("detractor answer: complaint case opened")
+            return False
+        if ev.type == "message.replied" and not ev.payload.get("related_person"):  # a relative's: family below
+            return self._reply_effects(conn, ev, event_id, patient_id, result)
+        self._other_effects(conn, ev, event_id, patient_id, now, result)
+        return True
+
+    def _reply_effects(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int,
+                       result: IngestResult) -> bool:
+        """A reply: an unsubscribe word withdraws consent, a check-in answer is recorded, and the text becomes a
+        conversation turn; whether consent or a check-in was recorded."""
+        changed = True
+        withdrawal = apply_reply(conn, self.engine, ev, patient_id, ev.occurred_at)
+        if withdrawal is not None:
+            conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
+            result.notes.append(withdrawal.summary())
+        elif record_reply(conn, self.engine, patient_id, str(ev.payload.get("text") or ""), ev.occurred_at,
+                          event_id=event_id):  # issue 19: 打卡, 6.1 ...
+            conn.execute(update(Event).where(Event.id == event_id).values(intent=CHECKIN_INTENT))
+            result.notes.append("check-in recorded")
+        else:
+            changed = False
+        # issue 21: the text becomes a conversation turn, routed right after the commit
+        result.turns.append(record_turn(conn, self.engine, ev, event_id, patient_id))
+        return changed
+
+    def _other_effects(self, conn: Connection, ev: EventIn, event_id: int, patient_id: int, now: datetime,
+                       result: IngestResult) -> None:
         if ev.type == "patient.deceased":
             conn.execute(update(Patient).where(Patient.id == patient_id).values(deceased=True, updated_at=now))
             audit(conn, actor=f"event:{ev.source}", action="patient.deceased", entity="patient", entity_id=patient_id,
@@ -68,20 +100,6 @@ class BuiltinEffects:
             if ev.payload.get("related_person") and "unsubscribe" in note:
                 conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
             result.notes.append(note)
-        elif ev.type == "message.replied":
-            withdrawal = apply_reply(conn, self.engine, ev, patient_id, ev.occurred_at)
-            if withdrawal is not None:
-                conn.execute(update(Event).where(Event.id == event_id).values(intent=UNSUBSCRIBE))
-                result.notes.append(withdrawal.summary())
-            elif record_reply(conn, self.engine, patient_id, str(ev.payload.get("text") or ""), ev.occurred_at,
-                              event_id=event_id):  # issue 19: 打卡, 6.1 ...
-                conn.execute(update(Event).where(Event.id == event_id).values(intent=CHECKIN_INTENT))
-                result.notes.append("check-in recorded")
-            # issue 21: the text becomes a conversation turn, routed right after the commit
-            result.turns.append(record_turn(conn, self.engine, ev, event_id, patient_id))
-        elif ev.type == "survey.completed":  # issue 21: a detractor answer opens a complaint case
-            if open_from_survey(conn, self.engine, patient_id, event_id, dict(ev.payload), now) is not None:
-                result.notes.append("detractor answer: complaint case opened")
         elif ev.type == "vitals.reading":  # issue 19: stored (or rejected with the reason), then alerts
             reading = record_reading(conn, self.engine, ev, event_id, patient_id, now)
             result.notes.append(f"reading {reading.status}" + (f": {reading.reason}" if reading.reason else ""))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection
 
 from carepath.definition.context import expression_context
 from carepath.definition.events import EventIn
@@ -20,6 +20,7 @@ from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime import horizon  # issue 19
 from carepath.runtime.refused import refused_episodes, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
+from carepath.store.statements import insert_returning, update_by_id
 from carepath.store.schema import Enrollment
 
 from carepath.runtime.ingest_facts import (_anchor_time, _business_identity, _cancel_open_tasks, _fact, _utc,
@@ -119,10 +120,10 @@ class EnrollmentLifecycle:
                 result.refused += refusals
                 result.hold_key = result.hold_key or key
                 continue
-            enrollment_id = conn.execute(insert(Enrollment).values(
+            enrollment_id = insert_returning(conn, Enrollment, dict(
                 patient_id=patient_id, journey=journey.name, version=journey.version, key=key, status="active",
                 anchors=anchors, anchor_times={name: ev.occurred_at.isoformat() for name in anchors},
-                context=stored_payload(ev), enrolled_at=now).returning(Enrollment.id)).scalar_one()
+                context=stored_payload(ev), enrolled_at=now))
             eng.remember_version(conn, journey)
             result.planned += plan_new_enrollments(conn, [(enrollment_id, patient_id, tz,
                                                           anchor_values(anchors, now))], journey,
@@ -187,8 +188,7 @@ class EnrollmentLifecycle:
             return STALE
         if not applied:
             return None
-        conn.execute(update(Enrollment).where(Enrollment.id == enrollment.id).values(anchors=anchors,
-                                                                                     anchor_times=times))
+        update_by_id(conn, Enrollment, enrollment.id, dict(anchors=anchors, anchor_times=times))
         values = anchor_values(anchors, enrollment.enrolled_at)
         for name in changed:
             counts = replan_anchor(conn, enrollment_id=enrollment.id, patient_id=enrollment.patient_id, tz=tz,
@@ -202,8 +202,7 @@ class EnrollmentLifecycle:
 
     def _exit(self, conn: Connection, enrollment: Any, reason: str, now: datetime,
               result: IngestResult) -> None:
-        conn.execute(update(Enrollment).where(Enrollment.id == enrollment.id).values(
-            status="exited", exited_at=now, exit_reason=reason))
+        update_by_id(conn, Enrollment, enrollment.id, dict(status="exited", exited_at=now, exit_reason=reason))
         cancel_pending(conn, enrollment.id, f"cancelled: {reason}", now)
         result.cancelled_tasks += _cancel_open_tasks(conn, reason, now, enrollment_id=enrollment.id)
         result.exited.append(enrollment.journey)

@@ -4,6 +4,7 @@ time from a payload, a stored event as applied, an ``on`` step's business identi
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -11,11 +12,13 @@ from sqlalchemy import Connection, update
 
 from carepath.definition.events import EventIn
 from carepath.definition.model import Journey, OnEvent
-from carepath.runtime.ingest_reads import STORE_EVENT
+from carepath.store.statements import db_time
+from carepath.runtime.ingest_reads import STORE_EVENT, STORE_EVENT_SQLITE
 from carepath.runtime.work_queue import OPEN_STATUSES
 from carepath.runtime.receipts import RECEIPT_STATUSES
 from carepath.runtime.refused import reopen_refused
 from carepath.store.crypto import Cipher
+from carepath.store.driver import driver_fetch
 from carepath.store.personal_data import reveal_payload
 from carepath.store.schema import StaffTask
 
@@ -32,7 +35,13 @@ def _store_event(conn: Connection, ev: EventIn, patient_id: int | None, now: dat
     values = dict(source=ev.source, source_id=ev.source_id, type=ev.type, patient_id=patient_id,
                   occurred_at=ev.occurred_at, received_at=now, payload=stored_payload(ev),
                   received_via=received_via[:128] if received_via else None)
-    stored = conn.execute(STORE_EVENT, values).scalar()
+    if conn.dialect.name == "sqlite":
+        row = driver_fetch(conn, STORE_EVENT_SQLITE, (
+            ev.source, ev.source_id, ev.type, patient_id, db_time(conn, ev.occurred_at), db_time(conn, now),
+            json.dumps(values["payload"]), values["received_via"]))
+        stored = row[0][0] if row else None
+    else:
+        stored = conn.execute(STORE_EVENT, values).scalar()
     if stored is None:  # seen before: changes nothing, unless it was refused (the source sends it corrected)
         stored = reopen_refused(conn, ev, values)
     return stored

@@ -16,30 +16,45 @@ process may register, merge or erase a patient between the batch's start and an 
 
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, String, bindparam, select, text
 
+from carepath.store.statements import among
 from carepath.runtime.held import HELD
+from carepath.store.driver import DriverQuery
 from carepath.store.schema import Enrollment, Event, Patient, Touchpoint
 
 _STORED_COLUMNS = ("source", "source_id", "type", "patient_id", "occurred_at", "received_at", "payload", "received_via")
 #: an event stored once per ``source`` + ``source_id`` (its id, or nothing for a duplicate). Written out as text with
 #: the columns' types: SQLAlchemy's ``on_conflict_do_nothing`` has no cache key, so that form was compiled anew for
 #: every event; this one is compiled once. The same SQL runs on SQLite and PostgreSQL.
-STORE_EVENT = text(
-    f"INSERT INTO events ({', '.join(_STORED_COLUMNS)}, status) VALUES ({', '.join(':' + c for c in _STORED_COLUMNS)}, "
-    "'applied') ON CONFLICT (source, source_id) DO NOTHING RETURNING id"
-).bindparams(*(bindparam(c, type_=Event.__table__.c[c].type) for c in _STORED_COLUMNS))
+def _store_event_sql(marks: Iterable[str]) -> str:
+    return (f"INSERT INTO events ({', '.join(_STORED_COLUMNS)}, status) VALUES ({', '.join(marks)}, 'applied') "
+            "ON CONFLICT (source, source_id) DO NOTHING RETURNING id")
 
-#: what became of an event (its outcome), written once it is applied
-RECORD_OUTCOME = update(Event).where(Event.id == bindparam("r_id")).values(
-    patient_id=bindparam("r_patient"), status=bindparam("r_status"), outcome=bindparam("r_outcome"),
-    mrn_hash=bindparam("r_hash"), mrn_enc=bindparam("r_enc"), hold_key=bindparam("r_key"))
+
+STORE_EVENT = text(_store_event_sql(':' + c for c in _STORED_COLUMNS)).bindparams(*(bindparam(c, type_=Event.__table__.c[c].type) for c in _STORED_COLUMNS))
+
+#: STORE_EVENT's SQL with ``?`` marks, run on SQLite's driver cursor (:mod:`carepath.store.driver`) with the values
+#: in ``_STORED_COLUMNS`` order written as SQLAlchemy's types write them (datetimes as naive UTC text, the payload as
+#: JSON text): that statement's execution and result handling cost more than SQLite's insert
+STORE_EVENT_SQLITE = _store_event_sql("?" * len(_STORED_COLUMNS))
+
+#: what became of an event (its outcome), written once it is applied: plain SQL run on the driver's cursor
+#: (:func:`carepath.store.statements.execute`; every column a plain string or number), with the
+#: values patient id, status, outcome, MRN hash, encrypted MRN, hold key and the event's id
+RECORD_OUTCOME = ("UPDATE events SET patient_id = ?, status = ?, outcome = ?, mrn_hash = ?, mrn_enc = ?, hold_key = ? "
+                  "WHERE id = ?")
 
 #: a patient's active enrollments
 ACTIVE_ENROLLMENTS = select(Enrollment.__table__).where(Enrollment.patient_id == bindparam("p"),
                                                         Enrollment.status == "active")
+#: an enrollment row as :func:`active_enrollments` returns it (by name or position, as a SQLAlchemy row)
+ActiveEnrollment = namedtuple("ActiveEnrollment",  # type: ignore[misc]
+                              [column.name for column in Enrollment.__table__.columns])
+_ACTIVE = DriverQuery(ACTIVE_ENROLLMENTS)
 
 #: the statuses of a patient's enrollments of a journey (any episode) / of one episode
 ENROLLMENT_STATUSES = select(Enrollment.status).where(Enrollment.patient_id == bindparam("p"),
@@ -53,21 +68,33 @@ EPISODE_KNOWN = select(Enrollment.id).where(Enrollment.patient_id == bindparam("
 STEPS_OF = select(Touchpoint.id, Touchpoint.step).where(Touchpoint.id.in_(bindparam("ids", expanding=True)))
 ENROLLMENT_BY_ID = select(Enrollment.__table__).where(Enrollment.id == bindparam("e"))
 
-#: patients by MRN hash (merged and erased ones too), lowest id first
-PATIENTS_BY_HASH = select(Patient.id, Patient.merged_into, Patient.erased_at, Patient.mrn_hash).where(
-    Patient.mrn_hash.in_(bindparam("hashes", expanding=True))).order_by(Patient.id)
+#: patients by MRN hash (merged and erased ones too), lowest id first, by whether the database is PostgreSQL (the
+#: hashes one array there, one JSON list on SQLite: see ``among``); SQLite runs it on the driver's cursor
+_BY_HASH = {pg: select(Patient.id, Patient.merged_into, Patient.erased_at, Patient.mrn_hash).where(
+    among(Patient.mrn_hash, "hashes", pg, String)).order_by(Patient.id) for pg in (False, True)}
+PATIENTS_BY_HASH = {pg: DriverQuery(statement) for pg, statement in _BY_HASH.items()}
+#: a patient row as :func:`patient_rows` returns it
+PatientRow = namedtuple("PatientRow", ["id", "merged_into", "erased_at", "mrn_hash"])
 #: MRN hashes with events held for their patient's record
-HELD_HASHES = select(Event.mrn_hash).where(Event.status == HELD,
-                                           Event.mrn_hash.in_(bindparam("hashes", expanding=True))).distinct()
+HELD_HASHES = {pg: DriverQuery(select(Event.mrn_hash).where(Event.status == HELD, among(Event.mrn_hash, "hashes", pg,
+                                                                                       String)).distinct())
+               for pg in (False, True)}
 
 CHUNK = 5000  # MRN hashes in one IN list
+
+
+def active_enrollments(conn: Connection, patient_id: int) -> list[Any]:
+    """The patient's active enrollments, every column (``ACTIVE_ENROLLMENTS``; every event reads them: on SQLite
+    run on the driver's cursor, see :class:`~carepath.store.driver.DriverQuery`)."""
+    return [ActiveEnrollment(*row) for row in _ACTIVE.rows(conn, {"p": patient_id})]
 
 
 def patient_rows(conn: Connection, hashes: Sequence[str]) -> list[Any]:
     """The patient rows these MRN hashes name (``id, merged_into, erased_at, mrn_hash``), lowest id first."""
     rows: list[Any] = []
     for start in range(0, len(hashes), CHUNK):
-        rows += conn.execute(PATIENTS_BY_HASH, {"hashes": list(hashes[start:start + CHUNK])}).all()
+        rows += map(PatientRow._make, PATIENTS_BY_HASH[conn.dialect.name == "postgresql"].rows(
+            conn, {"hashes": list(hashes[start:start + CHUNK])}))
     return sorted(rows, key=lambda r: r.id)
 
 
@@ -94,7 +121,8 @@ class BatchReads:
             self._patients[row.mrn_hash].append(row)
         self._held: set[str] = set()
         for start in range(0, len(wanted), CHUNK):
-            self._held.update(conn.execute(HELD_HASHES, {"hashes": wanted[start:start + CHUNK]}).scalars())
+            self._held.update(row[0] for row in HELD_HASHES[conn.dialect.name == "postgresql"].rows(
+                conn, {"hashes": wanted[start:start + CHUNK]}))
         self._stale: set[str] = set()
         self._all_stale = False
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from carepath.store.audit import audit
 from carepath.store.conversation_schema import HealthManager
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from carepath.engine import Engine
 
 SOURCES = ("config", "csv", "cli", "wecom", "api")
+_MANAGER_OF = select(HealthManager.manager).where(HealthManager.patient_id == bindparam("p"))  # built once
 
 
 class ManagerError(ValueError):
@@ -69,7 +70,7 @@ def assign(engine: "Engine", patient_id: int, manager: str, *, source: str = "ap
 
 def manager_of(conn: Connection, engine: "Engine", patient_id: int) -> str | None:
     """The patient's health manager: the one assigned, else ``[conversations] default_manager``, else None."""
-    found = conn.execute(select(HealthManager.manager).where(HealthManager.patient_id == patient_id)).scalar()
+    found = conn.execute(_MANAGER_OF, {"p": patient_id}).scalar()
     return found or engine.config.conversations.default_manager
 
 

@@ -179,7 +179,7 @@ def load_patients(conn: Connection, cipher: Cipher, ids: Iterable[int], today_at
     Read through the driver (the dispatcher loads a batch's patients with it): rows as plain
     tuples, JSON lists decoded once per distinct text.
     """
-    from carepath.runtime.dispatch.statements import fetch, id_in, json_value
+    from carepath.store.statements import fetch, id_in, json_value
 
     out: dict[int, PatientRecord] = {}
     id_list = list(set(ids))
@@ -227,7 +227,7 @@ class Addresses(Mapping[str, str | None]):
 
 def consent_state(conn: Connection, patient_ids: Iterable[int]) -> dict[tuple[int, str, str], bool]:
     """Consent in force per ``(patient, purpose, channel)``; ``channel='*'`` covers all channels."""
-    from carepath.runtime.dispatch.statements import fetch, id_in
+    from carepath.store.statements import fetch, id_in
 
     state: dict[tuple[int, str, str], bool] = {}
     ids = list(set(patient_ids))

@@ -131,6 +131,18 @@ class DayLoad:
     def day(self, when: datetime) -> date:
         return when.astimezone(self.tz).date()
 
+    def copy(self) -> DayLoad:
+        """The same zone and counts, counted on apart from this load."""
+        other = DayLoad.__new__(DayLoad)
+        other.tz, other.counts = self.tz, Counter(self.counts)
+        return other
+
+
+def takes_slot(step: Step, policy: Policy) -> bool:
+    """Whether a planned ``step`` takes a day's slot under the daily cap: a non-urgent send without a condition
+    (a conditional one is counted by the dispatcher when it goes out; tasks and tags are no messages)."""
+    return policy.counts_toward_cap(step.category) and step.touchpoint_action == "send" and not step.condition
+
 
 def apply_policy(items: Iterable[Planned], *, tz_name: str, now: datetime, policy: Policy,
                  load: DayLoad) -> list[Planned]:
@@ -164,7 +176,7 @@ def apply_policy(items: Iterable[Planned], *, tz_name: str, now: datetime, polic
                 due = policy.next_allowed(on_workday(due, tz), category, tz)
         # a step with a ``when`` may be skipped at send time: it reserves no day's slot (and is moved by no other's);
         # the dispatcher checks the cap as it goes out, after its condition (carepath.runtime.dispatch.decide)
-        if policy.counts_toward_cap(category) and step.touchpoint_action == "send" and not step.condition:
+        if takes_slot(step, policy):
             tries = 0
             while load.counts[load.day(due)] >= policy.daily_cap and tries < MAX_DEFER_DAYS:
                 if step.over_cap == "drop":

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Connection, delete, select, text
 
 from carepath.definition.portrait import KINDS, WINDOWS
+from carepath.store.statements import execute, execute_many, fetch
 from carepath.runtime.policy import zone
 from carepath.runtime.scheduling import executemany_raw
 from carepath.store.crypto import Cipher
@@ -56,12 +57,12 @@ _DAY_SQL = ("INSERT INTO portrait_days (patient_id, kind, day, n) VALUES (?, ?, 
             "ON CONFLICT (patient_id, kind, day) DO UPDATE SET n = portrait_days.n + excluded.n")
 _ROW_SQL = ("INSERT INTO portraits (patient_id, admitted, interaction_seq, programmes, segments, updated_at) "
             "VALUES (:p, :f, 0, '[]', '[]', :now) ON CONFLICT (patient_id) DO NOTHING")
-_INTERACTION_SQL = ("UPDATE portraits SET last_interaction_at = :at, interaction_seq = interaction_seq + 1, "
-                    "updated_at = :now WHERE patient_id = :p AND (last_interaction_at IS NULL "
-                    "OR last_interaction_at < :at)")
-
-
-_INTERACTION = text(_INTERACTION_SQL)
+#: run on the driver's cursor (carepath.store.driver), ``?`` marks: at, now, patient id, at
+_INTERACTION_SQL = ("UPDATE portraits SET last_interaction_at = ?, interaction_seq = interaction_seq + 1, "
+                    "updated_at = ? WHERE patient_id = ? AND (last_interaction_at IS NULL "
+                    "OR last_interaction_at < ?)")
+#: :data:`ROW_STATEMENT` for the driver's cursor: patient id, False, now
+_ROW_DRIVER_SQL = _ROW_SQL.replace(":p", "?").replace(":f", "?").replace(":now", "?")
 
 
 def raw_time(conn: Connection, at: datetime) -> Any:
@@ -76,11 +77,16 @@ def record_facts(conn: Connection, facts: Iterable[tuple[int, str, datetime, str
     counts: dict[tuple[int, str], list] = {}
     days: dict[tuple[int, str, date], int] = defaultdict(int)
     moved: dict[int, datetime] = {}
+    local_days: dict[tuple[datetime, str], date] = {}  # a batch's sends share one instant: its day once per zone
     for pid, kind, at, tz in facts:
         entry = counts.setdefault((pid, kind), [0, at])
         entry[0] += 1
-        entry[1] = max(entry[1], at)
-        days[(pid, kind, at.astimezone(zone(tz)).date())] += 1
+        if at > entry[1]:
+            entry[1] = at
+        day = local_days.get((at, tz))
+        if day is None:
+            day = local_days[(at, tz)] = at.astimezone(zone(tz)).date()
+        days[(pid, kind, day)] += 1
         if KINDS.get(kind) is not None and KINDS[kind].interaction:
             moved[pid] = max(moved.get(pid, at), at)
     if not counts:
@@ -92,8 +98,9 @@ def record_facts(conn: Connection, facts: Iterable[tuple[int, str, datetime, str
                     ())
     if moved:
         raw_now = raw_time(conn, now)
-        conn.execute(ROW_STATEMENT, [dict(p=p, now=raw_now) for p in moved])
-        conn.execute(_INTERACTION, [dict(p=p, at=raw_time(conn, at), now=raw_now) for p, at in moved.items()])
+        execute_many(conn, _ROW_DRIVER_SQL, [(p, False, raw_now) for p in moved])
+        raw_at = {p: raw_time(conn, at) for p, at in moved.items()}
+        execute_many(conn, _INTERACTION_SQL, [(at, raw_now, p, at) for p, at in raw_at.items()])
         # a patient who did something is not idle: an idle message not yet sent is cancelled (it re-arms)
         cancel_idle(conn, list(moved), "cancelled: the patient interacted again", now)
 
@@ -106,40 +113,44 @@ def record_fact(conn: Connection, patient_id: int, kind: str, at: datetime, tz: 
     record_facts(conn, [(patient_id, kind, at, tz)], now or at)
 
 
-_CANCEL_IDLE_SQL = text("UPDATE touchpoints SET status = 'cancelled', reason = :why, updated_at = :now "
-                        "WHERE patient_id = :p AND status = 'scheduled' AND occurrence LIKE :idle")
+#: run on the driver's cursor (carepath.store.driver) per patient: reason, time, patient id, the idle prefix pattern
+_CANCEL_IDLE_SQL = ("UPDATE touchpoints SET status = 'cancelled', reason = ?, updated_at = ? "
+                    "WHERE patient_id = ? AND status = 'scheduled' AND occurrence LIKE ?")
 
 
 def cancel_idle(conn: Connection, patient_ids: list[int], reason: str, now: datetime) -> None:
     """Cancel idle-trigger messages not yet sent to these patients (they are no longer idle)."""
     if patient_ids:
         raw_now = raw_time(conn, now)
-        conn.execute(_CANCEL_IDLE_SQL, [dict(why=reason, now=raw_now, p=p, idle=IDLE_PREFIX + "%")
-                                        for p in patient_ids])
+        execute_many(conn, _CANCEL_IDLE_SQL, [(reason, raw_now, p, IDLE_PREFIX + "%") for p in patient_ids])
 
 
 # ------------------------------------------------------------------ the fact document (encrypted)
 
 
-_DOC_SQL = text("SELECT facts_enc FROM portraits WHERE patient_id = :p")
-_DOC_LOCKED_SQL = text("SELECT facts_enc FROM portraits WHERE patient_id = :p FOR UPDATE")
-_ADMITTED = {True: text("UPDATE portraits SET admitted = :a WHERE patient_id = :p").bindparams(a=True),
-             False: text("UPDATE portraits SET admitted = :a WHERE patient_id = :p").bindparams(a=False)}
-_WRITE_DOC_SQL = text("UPDATE portraits SET facts_enc = :doc, key_id = :key, updated_at = :now WHERE patient_id = :p")
+# run on the driver's cursor (carepath.store.driver), ``?`` marks: they run for every visit, admission and report
+_DOC_SQL = "SELECT facts_enc FROM portraits WHERE patient_id = ?"
+_DOC_LOCKED_SQL = _DOC_SQL + " FOR UPDATE"
+_ADMITTED_SQL = "UPDATE portraits SET admitted = ? WHERE patient_id = ?"  # the flag, the patient id
+_WRITE_DOC_SQL = "UPDATE portraits SET facts_enc = ?, key_id = ?, updated_at = ? WHERE patient_id = ?"
+
+
+def _set_admitted(conn: Connection, patient_id: int, admitted: bool) -> None:
+    execute(conn, _ADMITTED_SQL, (admitted, patient_id))
 
 
 def change_facts(conn: Connection, cipher: Cipher, patient_id: int, now: datetime,
                  change: Callable[[dict[str, Any]], None], admitted: bool | None = None) -> None:
     """Read, change and write back a patient's fact document (encrypted); ``admitted`` sets that flag too."""
     ensure_row(conn, patient_id, now)
-    token = conn.execute(_DOC_LOCKED_SQL if conn.dialect.name == "postgresql" else _DOC_SQL,
-                         {"p": patient_id}).scalar()
-    doc = json.loads(cipher.decrypt(token) or "{}")
+    rows = fetch(conn, _DOC_LOCKED_SQL if conn.dialect.name == "postgresql" else _DOC_SQL, (patient_id,))
+    doc = json.loads(cipher.decrypt(rows[0][0] if rows else None) or "{}")
     change(doc)
-    conn.execute(_WRITE_DOC_SQL, {"doc": cipher.encrypt(json.dumps(doc, ensure_ascii=False, default=str)),
-                                  "key": cipher.current, "now": raw_time(conn, now), "p": patient_id})
+    execute(conn, _WRITE_DOC_SQL, (
+        cipher.encrypt(json.dumps(doc, ensure_ascii=False, default=str)), cipher.current, raw_time(conn, now),
+        patient_id))
     if admitted is not None:
-        conn.execute(_ADMITTED[admitted], {"p": patient_id})
+        _set_admitted(conn, patient_id, admitted)
 
 
 def _push(doc: dict[str, Any], name: str, item: dict[str, Any]) -> None:
@@ -230,12 +241,12 @@ def _discharged(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime)
 
 def _admission_reversed(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
     ensure_row(conn, pid, now)
-    conn.execute(_ADMITTED[False], {"p": pid})
+    _set_admitted(conn, pid, False)
 
 
 def _discharge_reversed(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
     ensure_row(conn, pid, now)
-    conn.execute(_ADMITTED[True], {"p": pid})
+    _set_admitted(conn, pid, True)
 
 
 def _report(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
@@ -331,4 +342,4 @@ ROW_STATEMENT = text(_ROW_SQL).bindparams(f=False)
 
 def ensure_row(conn: Connection, patient_id: int, now: datetime) -> None:
     """Create the patient's portrait row when it does not exist yet."""
-    conn.execute(ROW_STATEMENT, dict(p=patient_id, now=raw_time(conn, now)))
+    execute(conn, _ROW_DRIVER_SQL, (patient_id, False, raw_time(conn, now)))

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping
 
 from sqlalchemy import Connection, bindparam, func, select
 
 from carepath.definition.portrait import WINDOWS, KindFacts, PortraitView
-from carepath.runtime.dispatch.statements import among, is_postgres
+from carepath.store.statements import among, is_postgres
 from carepath.runtime.policy import zone
 from carepath.store.crypto import Cipher
+from carepath.store.driver import DriverQuery
 from carepath.store.schema import Consent, Portrait, PortraitCount, PortraitDay
 
 SENSITIVE_PURPOSE = "sensitive"  # the consent purpose for processing sensitive personal information
@@ -34,8 +36,9 @@ _LOAD_ALL = (select(Portrait.patient_id, Portrait.facts_enc, Portrait.admitted, 
                     PortraitCount.total, PortraitCount.last_at, *(_window_sum(d) for d in WINDOWS))
              .outerjoin(PortraitCount, PortraitCount.patient_id == Portrait.patient_id))
 #: the one query a batch makes: portrait rows, their counts with the window sums, the sensitive consent
-#: (by whether the database is PostgreSQL: there the ids are one array, see ``among``)
-_LOADS = {pg: _LOAD_ALL.where(among(Portrait.patient_id, "ids", pg)) for pg in (False, True)}
+#: (by whether the database is PostgreSQL: there the ids are one array, see ``among``); SQLite runs it on the
+#: driver's cursor (:class:`~carepath.store.driver.DriverQuery`: SQLAlchemy's result handling cost more than SQLite)
+_LOADS = {pg: DriverQuery(_LOAD_ALL.where(among(Portrait.patient_id, "ids", pg))) for pg in (False, True)}
 
 
 def load_portraits(conn: Connection, cipher: Cipher, zones: Mapping[int, str], now: datetime,
@@ -52,17 +55,16 @@ def load_portraits(conn: Connection, cipher: Cipher, zones: Mapping[int, str], n
         windows = {f"d{d}": today - timedelta(days=d - 1) for d in WINDOWS}
         for start in range(0, len(ids), 5000):
             rows: dict[int, list] = defaultdict(list)
-            for r in conn.execute(_LOADS[is_postgres(conn)], {"ids": ids[start:start + 5000], **windows}):
-                rows[r.patient_id].append(r)
+            for r in _LOADS[is_postgres(conn)].rows(conn, {"ids": ids[start:start + 5000], **windows}):
+                rows[r[0]].append(r)
             for pid, found in rows.items():
-                first = found[0]
-                kinds = {r.kind: KindFacts(r.total, r.last_at, {d: getattr(r, f"n{d}") for d in WINDOWS})
-                         for r in found if r.kind is not None}
+                _, facts_enc, admitted, last_interaction_at, programmes, segments, consented = found[0][:7]
+                kinds = {kind: KindFacts(total, last_at, dict(zip(WINDOWS, sums)))
+                         for _, _, _, _, _, _, _, kind, total, last_at, *sums in found if kind is not None}
                 out[pid] = PortraitView(
-                    kinds=kinds, load_facts=_lazy(cipher, first.facts_enc), admitted=bool(first.admitted),
-                    programmes=tuple(first.programmes or ()), segments=tuple(first.segments or ()), today=today,
-                    sensitive=sensitive, consented=bool(first.consented),
-                    last_interaction_at=first.last_interaction_at, tz=tz)
+                    kinds=kinds, load_facts=_lazy(cipher, facts_enc), admitted=bool(admitted),
+                    programmes=tuple(programmes or ()), segments=tuple(segments or ()), today=today,
+                    sensitive=sensitive, consented=bool(consented), last_interaction_at=last_interaction_at, tz=tz)
         for pid in ids:  # patients with no facts yet: an empty portrait of their day
             out.setdefault(pid, PortraitView(today=today, sensitive=sensitive, tz=tz))
     return out
@@ -91,23 +93,26 @@ def with_portraits(conn: Connection, cipher: Cipher, patients: dict[int, Any], n
 
 
 def _of_record(portrait: PortraitView, record: Any) -> PortraitView:
-    portrait._record_codes = tuple(record.view.conditions)
-    return portrait
+    return portrait.with_record_codes(record.view.conditions)
 
 
 def with_portraits_on_read(db: Any, cipher: Cipher, patients: Iterable[Any], now: datetime,
-                           sensitive: Callable[[str], bool] | None = None) -> None:
+                           sensitive: Callable[[str], bool] | None = None, *, conn: Connection | None = None) -> None:
     """Give each of ``patients`` (:class:`~carepath.runtime.patients.PatientRecord` of loaded views) the portrait
     :func:`with_portraits` would attach, read from ``db`` (a read-only connection, outside any transaction of the
-    caller's) the first time something reads it."""
+    caller's) the first time something reads it; or, given ``conn``, read in that connection (the caller's
+    transaction, still open whenever the portrait is read: ingest reads it before the event's transaction ends)."""
     from carepath.runtime.patients import PortraitOnRead
     from carepath.store.sqlite_gate import reading
 
     def later(record: Any) -> PortraitOnRead:
+        # The closure keeps what it reads of the view, not the record: a record whose view held a closure holding
+        # the record would be a reference cycle per patient, freed only by the cyclic garbage collector.
+        pid, tz, codes = record.view.id, record.view.tz, tuple(record.view.conditions)
+
         def load() -> PortraitView:
-            with reading(db) as conn:
-                return _of_record(load_portraits(conn, cipher, {record.view.id: record.view.tz}, now,
-                                                 sensitive)[record.view.id], record)
+            with reading(db) if conn is None else nullcontext(conn) as reader:
+                return load_portraits(reader, cipher, {pid: tz}, now, sensitive)[pid].with_record_codes(codes)
         return PortraitOnRead(load)
 
     for record in patients:

@@ -28,12 +28,13 @@ import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
-from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy import Connection, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carepath.runtime.alerts import record_alert
+from carepath.store.statements import fetch, id_in
 from carepath.store.personal_data import mask_identifiers, protect_payload
-from carepath.store.schema import Event, Patient
+from carepath.store.schema import Event
 
 if TYPE_CHECKING:
     from carepath.definition.events import EventIn
@@ -54,16 +55,16 @@ def reopen_refused(conn: Connection, ev: "EventIn", values: dict[str, Any]) -> i
                         .returning(Event.id)).scalar()
 
 
-_REFUSED_EPISODES = select(Event.id).where(
-    or_(Event.patient_id == bindparam("p"),
-        Event.mrn_hash == select(Patient.mrn_hash).where(Patient.id == bindparam("p")).scalar_subquery()),
-    Event.status == REFUSED, Event.hold_key == bindparam("k"), Event.type.in_(bindparam("types", expanding=True)))
+#: run on the driver's cursor (carepath.store.driver): patient id twice, the status, the episode key, then the types
+_REFUSED_EPISODES = ("SELECT id FROM events WHERE (patient_id = ? OR mrn_hash = (SELECT mrn_hash FROM patients "
+                     "WHERE id = ?)) AND status = ? AND hold_key = ? AND ")
 
 
 def refused_episodes(conn: Connection, patient_id: int, enroll_types: Iterable[str], key: str) -> list[int]:
     """Ids of this patient's refused enrolling events (of ``enroll_types``) for episode ``key``
     (refused before the patient was registered too: they are found by the MRN's hash)."""
-    return list(conn.execute(_REFUSED_EPISODES, {"p": patient_id, "k": key, "types": list(enroll_types)}).scalars())
+    among, types = id_in(conn, "type", list(enroll_types))
+    return [row[0] for row in fetch(conn, _REFUSED_EPISODES + among, [patient_id, patient_id, REFUSED, key, *types])]
 
 
 def supersede_refused(conn: Connection, ids: Iterable[int], *, by_event: int, by_type: str, now: datetime) -> int:

@@ -19,19 +19,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from sqlalchemy import Connection, bindparam, extract, insert, or_, select, text, update
+from sqlalchemy import Connection, extract, insert, or_, select, update
 
 from carepath.definition.context import expression_context
 from carepath.definition.events import EventIn
 from carepath.definition.expressions import evaluate
 from carepath.definition.portrait import WINDOWS
 from carepath.definition.segments import Segment, SegmentSet
+from carepath.store.statements import ID_CHUNK, execute_many, fetch, id_in
 from carepath.runtime.patients import load_patients
 from carepath.runtime.portrait import ROW_STATEMENT, raw_time, with_portraits
-from carepath.store.schema import Enrollment, Patient, Portrait, PortraitDay, StoreMeta
+from carepath.runtime.segment_cuts import compared_fields, position
+from carepath.store.schema import Patient, Portrait, PortraitDay, StoreMeta
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
@@ -44,8 +47,9 @@ _SWEPT = "segments_swept_on"  # store_meta: the last day time edges were refresh
 def members_of(view: Any, segments: SegmentSet, now: datetime) -> set[str]:
     """The segments a patient (a :class:`PatientView` with its portrait) is in now."""
     if not view.portrait.sensitive_consent:  # the patient record's conditions follow the same rule
-        view = dataclasses.replace(view, conditions=tuple(c for c in view.conditions
-                                                          if not segments.sensitive_code(c)))
+        kept = tuple(c for c in view.conditions if not segments.sensitive_code(c))
+        if kept != view.conditions:  # (a copy of the view only when a condition is left out)
+            view = dataclasses.replace(view, conditions=kept)
     signature = _signature(segments)
     key = signature(view) if signature is not None else None
     if len(_MEMBERS) > 8 and segments.fingerprint not in _MEMBERS:
@@ -76,12 +80,14 @@ def _signature(segments: SegmentSet) -> Any:
     from carepath.definition import expression_checks as checks
 
     parts: list[tuple[str, str]] = []
+    trees = []
     usable = True
     for seg in segments.segments.values():
         tree = checks.parse(seg.when, condition=True)
         if tree is None:
             usable = False
             break
+        trees.append(tree)
         for use in checks.uses(tree):
             if use.root != "patient" or not use.path:
                 usable = False
@@ -93,9 +99,14 @@ def _signature(segments: SegmentSet) -> Any:
             else:
                 parts.append(_METHOD_DATA.get(use.path[0], ("v", use.path[0])))
     fields = sorted(set(parts))
+    # a number read only in comparisons with constants counts by its place among them (segment_cuts)
+    cuts = compared_fields(trees, Counter(parts)) if usable else {}
+    reads = [(where == "v", name, cuts.get((where, name))) for where, name in fields]
 
     def signature(view: Any) -> tuple:
-        return tuple(getattr(view if where == "v" else view.portrait, name) for where, name in fields)
+        return tuple(getattr(view if own else view.portrait, name) if scale is None
+                     else position(getattr(view if own else view.portrait, name), scale)
+                     for own, name, scale in reads)
 
     _SIGNATURES.clear()
     _SIGNATURES[key] = signature if usable else None
@@ -133,21 +144,21 @@ def _combined(segments: SegmentSet) -> tuple[list[str], Any]:
     return _COMBINED[key]
 
 
-_ACTIVE_JOURNEYS = select(Enrollment.patient_id, Enrollment.journey).where(
-    Enrollment.patient_id.in_(bindparam("ids", expanding=True)), Enrollment.status == "active")
-
-
 def _programmes(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
     out: dict[int, set[str]] = {pid: set() for pid in ids}
-    for pid, journey in conn.execute(_ACTIVE_JOURNEYS, {"ids": ids}):
-        out[pid].add(journey)
+    for start in range(0, len(ids), ID_CHUNK):
+        where, params = id_in(conn, "patient_id", ids[start:start + ID_CHUNK])
+        for pid, journey in fetch(conn, f"SELECT patient_id, journey FROM enrollments WHERE {where} "
+                                        "AND status = 'active'", params):
+            out[pid].add(journey)
     return {pid: sorted(names) for pid, names in out.items()}
 
 
-_LEAVE = text("UPDATE segment_members SET left_at = :now WHERE segment = :s AND patient_id = :p AND left_at IS NULL")
-_ENTER = text("INSERT INTO segment_members (segment, patient_id, entered_at) VALUES (:s, :p, :now)")
-_ROW = text("UPDATE portraits SET segments = :segments, programmes = :programmes, updated_at = :now "
-            "WHERE patient_id = :p")
+# run on the driver's cursor (carepath.store.driver), once per row: (now, segment, patient id) /
+# (segment, patient id, now) / (segments, programmes, now, patient id), JSON given as text
+_LEAVE = "UPDATE segment_members SET left_at = ? WHERE segment = ? AND patient_id = ? AND left_at IS NULL"
+_ENTER = "INSERT INTO segment_members (segment, patient_id, entered_at) VALUES (?, ?, ?)"
+_ROW = "UPDATE portraits SET segments = ?, programmes = ?, updated_at = ? WHERE patient_id = ?"
 
 
 def refresh(conn: Connection, engine: "Engine", patient_ids: Iterable[int], now: datetime,
@@ -179,17 +190,17 @@ def refresh(conn: Connection, engine: "Engine", patient_ids: Iterable[int], now:
         old_programmes, view.portrait.programmes = view.portrait.programmes, fresh
         now_in = set() if record.deceased else members_of(view, segments, now)
         was_in = set(view.portrait.segments)
-        for kind, names, out in ((LEFT, sorted(was_in - now_in), leave), (ENTERED, sorted(now_in - was_in), enter)):
-            for name in names:
-                out.append(dict(s=name, p=pid, now=raw_now))
-                if kind in listened:
-                    derived.append((pid, _event(kind, segments.segments.get(name), name, pid, now)))
+        left, entered = sorted(was_in - now_in), sorted(now_in - was_in)
+        leave += [(raw_now, name, pid) for name in left]
+        enter += [(name, pid, raw_now) for name in entered]
+        for kind, names in ((LEFT, left), (ENTERED, entered)):
+            if kind in listened:
+                derived += [(pid, _event(kind, segments.segments.get(name), name, pid, now)) for name in names]
         if now_in != was_in or fresh != old_programmes:
-            rows.append(dict(segments=json.dumps(sorted(now_in)), programmes=json.dumps(list(fresh)), now=raw_now,
-                             p=pid))
+            rows.append((json.dumps(sorted(now_in)), json.dumps(list(fresh)), raw_now, pid))
     for statement, params in ((_LEAVE, leave), (_ENTER, enter), (_ROW, rows)):
         if params:
-            conn.execute(statement, params)
+            execute_many(conn, statement, params)
     return derived
 
 

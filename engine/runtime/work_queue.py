@@ -19,6 +19,7 @@ from sqlalchemy import insert, or_, select, update
 from carepath.definition.events import EventIn
 from carepath.runtime.working_hours import add_working_time
 from carepath.store.audit import audit
+from carepath.store.statements import update_by_id
 from carepath.store.schema import Patient, StaffTask, TaskNote
 from carepath.teams import TeamConfig
 
@@ -141,7 +142,7 @@ def check_slas(engine: "Engine", teams: dict[str, TeamConfig] | None = None) -> 
                 values.update(first_response_due_at=fresh, claimed_by=None)
             else:
                 values.update(sla_due_at=fresh, first_response_due_at=fresh, claimed_by=None)
-            conn.execute(update(StaffTask).where(StaffTask.id == task.id).values(**values))
+            update_by_id(conn, StaffTask, task.id, values)
             audit(conn, actor="carepath", action="task.sla_breached", entity="task", entity_id=task.id, at=now,
                   detail={"deadline": deadline, "level": level, "role": team.escalation[level]})
             breaches.append(Breach(task.id, task.kind, task.team, deadline, level, team.escalation[level],

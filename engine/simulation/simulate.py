@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, event as sa_event, select
 
 from carepath.connectors.outbox import OutboxChannel, OutboxConfig
 from carepath.definition.events import EventIn
@@ -29,6 +29,7 @@ from carepath.simulation.costs import Prices
 from carepath.simulation.figures import Rows, figures_from, read_rows
 from carepath.simulation.population import Population, generate_population
 from carepath.store.schema import OutboxMessage, Touchpoint
+from carepath.store.sqlite_gate import reading
 
 TICK = timedelta(minutes=30)
 #: maintenance jobs that change what journeys do, run once a virtual day (the others keep the store tidy)
@@ -81,7 +82,7 @@ class _Reactions:
         self.sent: dict[tuple[str, str, str, str], int] = {}  # messages so far per patient, journey, step, channel
 
     def schedule(self, now: datetime) -> None:
-        with self.engine.db.connect() as conn:  # type: ignore[attr-defined]
+        with reading(self.engine.db) as conn:  # type: ignore[attr-defined]
             rows = conn.execute(_SENT_SINCE, {"last": self.last_outbox_id}).all()
             if not rows:
                 return
@@ -201,6 +202,8 @@ def run_shard(job: ShardJob, shard: int, shards: int, *, keep: Path | None = Non
         channels = sandbox_channels(journey_channels(job.journeys))
         engine = Engine(f"sqlite:///{db_path}", journeys=job.journeys, channels=channels, connectors={},
                         templates={}, clock=clock, settings=Settings(home=Path(scratch)), config=CarepathConfig())
+        if not keep:
+            _scratch_only(engine)
         try:
             ids = engine.upsert_patients(people)
             reactions = _Reactions(engine, job.population, job.seed, {pid: p.mrn for pid, p in zip(ids, people)},
@@ -214,6 +217,20 @@ def run_shard(job: ShardJob, shard: int, shards: int, *, keep: Path | None = Non
     return ShardOutcome(rows, len(events), reactions.counter)
 
 
+def _no_sync(dbapi_conn, _record) -> None:  # noqa: ANN001 - a sqlite3 connection
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.close()
+
+
+def _scratch_only(engine) -> None:  # noqa: ANN001 - an Engine
+    """A scratch database that no one reads after the run and that is deleted with it: commits need not reach the
+    disk (``synchronous=OFF``; production's WAL with ``synchronous=NORMAL`` is kept for ``--keep``). What is
+    read and written is the same, so are the figures."""
+    sa_event.listen(engine.db, "connect", _no_sync)
+    engine.db.dispose()  # the connections opened so far are opened again, with it
+
+
 _DUE = select(Touchpoint.id).where(Touchpoint.status.in_(("scheduled", "claimed")),
                                    Touchpoint.due_at <= bindparam("now")).limit(1)
 _SENT_SINCE = select(OutboxMessage.id, OutboxMessage.idempotency_key, OutboxMessage.channel,
@@ -224,7 +241,7 @@ _SENT_STEPS = select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.journ
 
 def _anything_due(engine, now: datetime) -> bool:  # noqa: ANN001 - an Engine
     """Whether a touchpoint is due (or a claim lapsed): an empty tick costs one indexed query, not a claim."""
-    with engine.db.connect() as conn:
+    with reading(engine.db) as conn:  # no write lock taken for a look
         return conn.execute(_DUE, {"now": now}).first() is not None
 
 
@@ -249,11 +266,11 @@ def _run_ticks(engine, clock: VirtualClock, events: list[EventIn], reactions: _R
                 else:
                     break
                 batch.append(event)
-            # one transaction for the tick's events, each applied at its own time under its own savepoint
-            outcomes = engine.ingest_many(batch, received_via="simulate", before=lambda ev: clock.set(ev.occurred_at))
-            for outcome in outcomes:
-                if isinstance(outcome, Exception):  # a synthetic event the engine refuses is a bug of the simulation
-                    raise outcome
+            # one transaction for the tick's events, each applied at its own time
+            # (without a savepoint per event: a synthetic event the engine refuses is a bug of the simulation, and
+            # raises, ending the run)
+            outcomes = engine.ingest_many(batch, received_via="simulate", before=lambda ev: clock.set(ev.occurred_at),
+                                          isolated=False)
             sent = any(outcome.urgent_touchpoints for outcome in outcomes)
             clock.set(now)
             if _anything_due(engine, now):

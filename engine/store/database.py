@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,10 +15,11 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy import Engine as SAEngine
 from sqlalchemy import create_engine, event, inspect, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from carepath.store.crypto import Cipher, KeyNotFound
+from carepath.store.driver import driver_execute
 from carepath.store.keyring import describe_ring_search, load_key_ring
 from carepath.store.schema import Patient, StoreMeta
 from carepath.store.sqlite_gate import READ_ONLY, GatedConnection, gate_for
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 FINGERPRINT = "key_fingerprint"
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for SQLite's write lock before the database counts as busy
+#: pages written to the WAL between automatic checkpoints (SQLite's default is 1,000): 16 MiB of WAL at 4 KiB pages
+WAL_CHECKPOINT_PAGES = 4000
 
 
 class StoreError(Exception):
@@ -51,6 +55,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # busy hospital; random inserts into them would then go to disk.
     cur.execute("PRAGMA cache_size=-65536")
     cur.execute("PRAGMA temp_store=MEMORY")
+    # Checkpoint the WAL every WAL_CHECKPOINT_PAGES pages written instead of every 1,000: a page written again and
+    # again between two checkpoints (the touchpoint, index and counter pages a sweep keeps changing) is copied
+    # into the database file once, not once per thousand pages (docs/performance.md, branch sqlite6)
+    cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     cur.close()
 
 
@@ -96,14 +104,15 @@ def open_database(url: str, *, must_exist: bool = False) -> SAEngine:
         # threads take it in turn through the file's gate (see carepath.store.sqlite_gate).
         @event.listens_for(engine, "begin")
         def _begin(conn):  # noqa: ANN001
+            # (on the driver's cursor: this runs for every transaction, see carepath.store.driver)
             if conn.get_execution_options().get(READ_ONLY):  # carepath.store.sqlite_gate.reading: no write lock
-                conn.exec_driver_sql("BEGIN")
+                driver_execute(conn, "BEGIN", begin=False)
                 return
             dbapi_conn = conn.connection.dbapi_connection
             if isinstance(dbapi_conn, GatedConnection):
                 dbapi_conn.take_turn(BUSY_TIMEOUT_S)
             try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                driver_execute(conn, "BEGIN IMMEDIATE", begin=False)
             except BaseException:
                 if isinstance(dbapi_conn, GatedConnection):
                     dbapi_conn.end_turn()
@@ -118,7 +127,49 @@ def open_database(url: str, *, must_exist: bool = False) -> SAEngine:
         return engine
     # LIFO: the most recently used connection again, with its statements prepared by psycopg (a statement is
     # prepared on a connection after five runs there) and idle ones left to time out
-    return create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, pool_use_lifo=True)
+    engine = create_engine(url, pool_size=5, max_overflow=5, pool_use_lifo=True)
+    event.listen(engine, "connect", _more_prepared)
+    event.listen(engine, "checkin", _mark_idle)
+    event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
+    return engine
+
+
+#: statements psycopg keeps prepared (and counts towards preparing) per connection; its default of 100 is fewer
+#: than the distinct statements a dispatcher and its follower planning run, so some were evicted before their
+#: fifth run and parsed and planned afresh on every batch
+PREPARED_MAX = 1000
+#: a pooled PostgreSQL connection idle for longer than this is pinged before it is handed out (one empty round
+#: trip); one checked in and out again sooner is not: the dispatcher's checkouts follow each other by milliseconds
+PING_AFTER_IDLE_S = 1.0
+
+
+def _more_prepared(dbapi_conn, _record) -> None:  # noqa: ANN001 - SQLAlchemy's listener signature
+    dbapi_conn.prepared_max = PREPARED_MAX
+
+
+def _mark_idle(_dbapi_conn, record) -> None:  # noqa: ANN001
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dialect):  # noqa: ANN001, ANN202
+    """SQLAlchemy's pre-ping (the dialect's, outside any transaction), only for a connection that sat idle.
+
+    A connection idle past :data:`PING_AFTER_IDLE_S` (a server restart, an idle timeout may have ended it) is
+    pinged; a dead one raises :class:`DisconnectionError`, and the pool drops it and hands out another. One
+    that died within the last second fails its first statement instead: the dispatcher's
+    :class:`~carepath.runtime.outages.OutageGuard` runs that work again on a new connection.
+    """
+
+    def ping(dbapi_conn, record, _proxy) -> None:  # noqa: ANN001 - SQLAlchemy's listener signature
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - any failure of the ping: the connection is not to be used
+            raise DisconnectionError(f"pooled connection lost while idle: {type(exc).__name__}") from exc
+
+    return ping
 
 
 def alembic_config(engine: SAEngine) -> Config:

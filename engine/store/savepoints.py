@@ -15,6 +15,8 @@ from typing import Iterator
 
 from sqlalchemy import Connection
 
+from carepath.store.driver import driver_execute
+
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
@@ -24,11 +26,11 @@ def savepoint(conn: Connection, name: str) -> Iterator[None]:
     kept, the transaction usable again) and released when it raises, the error raised on."""
     if not _NAME.fullmatch(name):
         raise ValueError(f"savepoint name {name!r}: lower-case letters, digits and _ only")
-    conn.exec_driver_sql(f"SAVEPOINT {name}")
+    driver_execute(conn, f"SAVEPOINT {name}")
     try:
         yield
     except BaseException:
-        conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
-        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        driver_execute(conn, f"ROLLBACK TO SAVEPOINT {name}")
+        driver_execute(conn, f"RELEASE SAVEPOINT {name}")
         raise
-    conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+    driver_execute(conn, f"RELEASE SAVEPOINT {name}")

@@ -186,8 +186,8 @@ class Touchpoint(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # provider calls made (sends and lookups)
-    #: claims since the last recorded result: a touchpoint claimed ``poison_after`` times
-    #: without one is set aside as ``quarantined``
+    #: worker deaths a touchpoint may have caused since its last recorded result (read by
+    #: ``carepath.runtime.dispatch.claim.charged``): one charged ``poison_after`` is set aside as ``quarantined``
     claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     channel_index: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -39,14 +39,29 @@ _local = threading.local()
 READ_ONLY = "carepath_read_only"
 
 
+def reads_only(conn: "Connection") -> "Connection":
+    """``conn`` (just checked out of the pool, no transaction begun) set to read without a transaction on PostgreSQL:
+    each statement its own snapshot, as under READ COMMITTED anyway, and no ``BEGIN`` nor ``ROLLBACK`` sent.
+
+    The ``ROLLBACK`` matters more than its round trip: psycopg forgets every statement it has prepared on a connection
+    when a transaction is rolled back (its prepared statements might belong to that transaction), and the pool ends
+    a read-only connection's transaction that way. A dispatcher reads at every sweep and every batch, so its
+    statements were parsed and planned anew on nearly every run instead of prepared once. On return to the pool the
+    connection gets its transactions back (SQLAlchemy resets the isolation level). On SQLite ``conn`` is unchanged.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
+
+
 @contextmanager
 def reading(db: "Engine") -> Iterator["Connection"]:
-    """A connection of ``db`` for reads only: on SQLite no write lock and no turn at the gate (on PostgreSQL,
-    where readers never wait for writers, an ordinary connection). A write through it is a mistake:
+    """A connection of ``db`` for reads only: on SQLite no write lock and no turn at the gate; on PostgreSQL,
+    where readers never wait for writers, no transaction (:func:`reads_only`). A write through it is a mistake:
     SQLite would have to take the lock mid-transaction and may refuse."""
     with db.connect() as conn:
         conn.execution_options(**{READ_ONLY: True})
-        yield conn
+        yield reads_only(conn)
 
 
 @contextmanager

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from carepath.definition.dsl import after, enroll_on, journey, on, send, step, template
+from carepath.definition.dsl import after, after_step, enroll_on, journey, on, send, step, task, template
 from carepath.definition.events import PatientIn
 from carepath.runtime.planner import DAILY_CAP
-from carepath.runtime import scheduling
+from carepath.runtime import daily_load
 from carepath.runtime.policy import Policy
 from tests.engine import helpers as h
 
@@ -69,10 +69,14 @@ def test_a_pending_conditional_touchpoint_does_not_push_a_later_plan(make, clock
     assert h.one_touchpoint(eng, step="after-visit").status == "sent" and len(sms.keys) == 1
 
 
-def test_a_true_condition_still_counts_at_send_time(make, clock):
-    """Not reserved when planned, a conditional message that does go out is one of the day's: the cap holds."""
+@pytest.mark.parametrize("with_task", [False, True])
+def test_a_true_condition_still_counts_at_send_time(make, clock, with_task):
+    """Not reserved when planned, a conditional message that does go out is one of the day's: the cap holds, also
+    for a message claimed together with the patient's staff task (which is created; a batch that left the day's
+    sends of such a patient uncounted would send the message)."""
     clock.set(datetime(2026, 5, 6, 9, 0, tzinfo=SH))
-    eng, sms = make([msg("maybe", "1h", when="patient.name is defined"), msg("real", "2h")], cap=1)
+    call = [step("call", "post_visit", after("enrolled", "2h"), task("call_patient"))] if with_task else []
+    eng, sms = make([msg("maybe", "1h", when="patient.name is defined"), *call, msg("real", "2h")], cap=1)
     eng.ingest(h.Events(clock)("program.joined"))
     clock.set(datetime(2026, 5, 6, 10, 1, tzinfo=SH))
     eng.dispatch_due()
@@ -82,13 +86,15 @@ def test_a_true_condition_still_counts_at_send_time(make, clock):
     assert rows["maybe"].status == "sent" and len(sms.keys) == 1
     assert (rows["real"].status, rows["real"].reason) == ("scheduled", DAILY_CAP)
     assert rows["real"].due_at == datetime(2026, 5, 7, 11, 1, tzinfo=SH)
+    if with_task:
+        assert (rows["call"].status, rows["call"].channel) == ("sent", "staff-task")
 
 
 def _restart_state() -> None:
     """What a new process starts without: the planner's memos of journeys and their conditional steps (the
     statements it builds once at import are not state: a new process builds the same)."""
     for name in ("_CONDITIONAL", "_REMEMBERED"):
-        getattr(scheduling, name, {}).clear()
+        getattr(daily_load, name, {}).clear()
 
 
 def _journeys(*care_steps) -> list:
@@ -155,3 +161,20 @@ def test_the_pinned_version_decides_when_versions_disagree(database_url, setting
         later = {r.patient_id: r for r in h.touchpoints(second, step="after-visit")}
         assert (later[m1].reason, later[m1].due_at) == (None, datetime(2026, 5, 6, 10, 30, tzinfo=SH))
         assert later[m2].reason == DAILY_CAP  # its a and b take the day's two slots
+
+
+def test_a_message_planned_after_a_sent_step_counts_the_day_and_a_task_beside_it_waits_for_nothing(make, clock):
+    """Followers planned while dispatching: a message takes the day's load into account (pushed to tomorrow by the
+    day's two), a staff task of the same step is no message and is due when its delay says."""
+    clock.set(datetime(2026, 5, 6, 9, 0, tzinfo=SH))
+    eng, sms = make([msg("a", "0s"), msg("b", "3h"),
+                     step("c", "post_visit", after_step("a", "30m"), send("t", ["sms"])),
+                     step("call", "post_visit", after_step("a", "30m"), task("call_patient"))], cap=2)
+    eng.ingest(h.Events(clock)("program.joined"))
+    eng.dispatch_due()
+    rows = {r.step: r for r in h.touchpoints(eng)}
+    assert rows["a"].status == "sent" and len(sms.keys) == 1
+    assert (rows["c"].status, rows["c"].reason) == ("scheduled", DAILY_CAP)
+    assert rows["c"].due_at == datetime(2026, 5, 7, 9, 30, tzinfo=SH)
+    assert (rows["call"].status, rows["call"].reason) == ("scheduled", None)
+    assert rows["call"].due_at == datetime(2026, 5, 6, 9, 30, tzinfo=SH)

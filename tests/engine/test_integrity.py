@@ -222,24 +222,37 @@ def test_send_batch_chunks_are_recorded_as_each_returns(make, clock):
 # ------------------------------------------------------------------------- poison
 
 
-def test_a_touchpoint_that_kills_its_worker_is_quarantined_and_the_rest_flows(make, clock, caplog):
-    poison = "4:s:0:sms"
-    channels = [DyingChannel("sms", die_before=[poison]) for _ in range(4)]
-    eng = make(channels[0], n=10, worker_id="w0")
-    deaths = 0
+def workers_in_turn(make, clock, channels, n: int, die_rendering: str | None = None):
+    """A worker per channel, each after the last one died: ``(the last engine, its report, deaths)``;
+    ``die_rendering``: the key of a touchpoint whose rendering kills its worker."""
+    eng, report, deaths = None, None, 0
     for i, channel in enumerate(channels):
-        if i:
-            eng = restart(make, channel, clock, f"w{i}")
+        eng = restart(make, channel, clock, f"w{i}") if i else make(channel, n=n, worker_id="w0")
+        decide = eng.dispatcher._decide
+
+        def dying(tp, *args, decide=decide):
+            if tp.idempotency_key == die_rendering:
+                raise h.WorkerKilled(die_rendering)
+            return decide(tp, *args)
+
+        eng.dispatcher._decide = dying
         try:
             report = eng.dispatch_due()
         except h.WorkerKilled:
             deaths += 1
+    return eng, report, deaths
+
+
+def test_a_touchpoint_that_kills_its_worker_is_quarantined_and_the_rest_flows(make, clock, caplog):
+    poison = "4:s:0:sms"
+    channels = [DyingChannel("sms", die_before=[poison]) for _ in range(4)]
+    eng, report, deaths = workers_in_turn(make, clock, channels, 10)
     assert deaths == 3, "claimed three times without a result, then set aside"
     assert report.outcomes["quarantined"] == 1
     [event] = report.quarantined
     tp = h.one_touchpoint(eng, idempotency_key="4:s:0")
     assert event["touchpoint_id"] == tp.id and event["step"] == "s"
-    assert tp.status == "quarantined" and tp.reason.startswith("quarantined: claimed 3 times without a recorded result")
+    assert tp.status == "quarantined" and tp.reason.startswith("quarantined: its worker died or hung 3 times")
     assert "quarantined" in caplog.text
     others = [t for t in h.touchpoints(eng) if t.id != tp.id]
     assert {t.status for t in others} == {"sent"}
@@ -251,6 +264,30 @@ def test_a_touchpoint_that_kills_its_worker_is_quarantined_and_the_rest_flows(ma
     assert eng.dispatcher.release_quarantined([tp.id]) == 1
     assert eng.dispatch_due().sent == 1 and fixed.keys == [poison], "released once the cause is fixed"
     assert [d.status for d in h.deliveries(eng, tp.id)] == ["unknown"] * 3 + ["sent"]
+
+
+def test_deaths_a_touchpoint_did_not_cause_do_not_quarantine_it(make, clock):
+    """Kills that land while a suspect waits for its trial alone, and one during that trial, are not a poison."""
+    suspect, other = "3:s:0:sms", "5:s:0:sms"
+    # w0 dies in the suspect's call (it may be what killed it); w1 in another touchpoint's call while the suspect
+    # waits for its turn alone; w2 in the suspect's call again during its trial alone (an unrelated kill landing)
+    channels = [DyingChannel("sms", die_before=[suspect]), DyingChannel("sms", die_before=[other]),
+                DyingChannel("sms", die_before=[suspect]), DyingChannel("sms")]
+    eng, report, deaths = workers_in_turn(make, clock, channels, 6)
+    assert deaths == 3 and report.quarantined == [], "three deaths, two charged to it: not quarantined"
+    assert {t.status for t in h.touchpoints(eng)} == {"sent"}
+    assert channels[3].keys == [other, suspect], "the suspects sent by the last worker, the least charged first"
+    tp = h.one_touchpoint(eng, idempotency_key="3:s:0")
+    assert [d.status for d in h.deliveries(eng, tp.id)] == ["unknown", "unknown", "sent"]
+
+
+def test_a_touchpoint_that_kills_its_worker_while_rendering_is_quarantined_after_three_trials_alone(make, clock):
+    poison = "4:s:0"
+    eng, report, deaths = workers_in_turn(make, clock, [DyingChannel("sms") for _ in range(5)], 10, poison)
+    # its first death took its whole batch down: the batch was suspected, nothing charged; then three trials alone
+    assert deaths == 4 and [q["touchpoint_id"] for q in report.quarantined] == [h.one_touchpoint(
+        eng, idempotency_key=poison).id]
+    assert {t.status for t in h.touchpoints(eng) if t.idempotency_key != poison} == {"sent"}
 
 
 def test_reclaiming_abandoned_work_never_starves_due_work(make, clock):

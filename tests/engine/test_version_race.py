@@ -28,13 +28,18 @@ def _visit():
 
 
 def _wait_until_blocked(db, started: threading.Event, done: threading.Event) -> None:
-    """Until the other thread's statement waits on a lock (PostgreSQL) or has been given time to (SQLite)."""
+    """Until the other thread's statement waits on a lock (PostgreSQL) or has been given time to (SQLite).
+
+    PostgreSQL reads ``pg_stat_activity`` once per transaction and answers every later read in it from that
+    snapshot, so the polling runs without a transaction: each read sees the backends as they are now.
+    """
     assert started.wait(30)
     if db.dialect.name != "postgresql":
         time.sleep(0.3)  # SQLite shows no waiters; the assertions below hold whether or not it was waiting
         return
     deadline = time.monotonic() + 30
     with db.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
         while time.monotonic() < deadline and not done.is_set():
             waiting = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                         "AND wait_event_type = 'Lock'")).scalar()

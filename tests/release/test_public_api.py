@@ -80,10 +80,18 @@ def test_a_moved_module_imports_under_its_old_name_with_a_warning_naming_the_new
     assert public and all(getattr(module, name) is getattr(new, name) for name in public)
 
 
+def _warned_in_a_fresh_interpreter(script: str, moves: list[tuple[str, str]]) -> None:
+    """``script`` runs with every warning shown, and each ``(old, new)`` of ``moves`` was warned of at its line."""
+    script = "import warnings\nwarnings.simplefilter('always')\n" + script
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for old, new in moves:
+        assert f"<string>:" in result.stderr and f"{old} has moved to {new}" in result.stderr
+
+
 def test_old_imports_in_a_plugins_code_keep_working() -> None:
     """As an integrator's script would write them before the regrouping, in a fresh interpreter."""
-    script = ("import warnings\nwarnings.simplefilter('always')\n"
-              "from carepath.dsl import journey, enroll_on, step, on, send\n"
+    script = ("from carepath.dsl import journey, enroll_on, step, on, send\n"
               "from carepath.model import Journey\n"
               "from carepath.events import EventIn\n"
               "from carepath.clock import VirtualClock\n"
@@ -92,8 +100,18 @@ def test_old_imports_in_a_plugins_code_keep_working() -> None:
               "j = journey('x', enroll=enroll_on('appointment.booked'), steps=[step('s', 'pre_visit', "
               "on('appointment.booked'), send('t', via=['sms']))])\n"
               "assert isinstance(j, Journey)\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    for old, new in (("carepath.dsl", "carepath.definition.dsl"), ("carepath.model", "carepath.definition.model"),
-                     ("carepath.events", "carepath.definition.events"), ("carepath.clock", "carepath.runtime.clock")):
-        assert f"<string>:" in result.stderr and f"{old} has moved to {new}" in result.stderr
+    _warned_in_a_fresh_interpreter(script, [
+        ("carepath.dsl", "carepath.definition.dsl"), ("carepath.model", "carepath.definition.model"),
+        ("carepath.events", "carepath.definition.events"), ("carepath.clock", "carepath.runtime.clock")])
+
+
+def test_the_statement_modules_old_names_keep_working_with_a_warning() -> None:
+    """``carepath.store.prepared`` and ``carepath.runtime.dispatch.statements`` became ``carepath.store.statements``:
+    a plugin importing from the old places, in a fresh interpreter, gets the same functions and a warning each."""
+    script = ("from carepath.store.prepared import insert_row, insert_returning, update_by_id\n"
+              "from carepath.runtime.dispatch.statements import among, fetch, sql_for\n"
+              "import carepath.store.statements as s\n"
+              "assert (insert_row, insert_returning, update_by_id, among, fetch, sql_for) == "
+              "(s.insert_row, s.insert_returning, s.update_by_id, s.among, s.fetch, s.sql_for)\n")
+    _warned_in_a_fresh_interpreter(script, [(old, "carepath.store.statements") for old in (
+        "carepath.store.prepared", "carepath.runtime.dispatch.statements")])

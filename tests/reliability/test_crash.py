@@ -89,8 +89,9 @@ def test_sigkill_at_random_points_loses_nothing_and_resends_only_what_was_in_fli
     engine.close()
     expected = {f"{t.idempotency_key}:sink" for t in tps}
     resends = sum(c - 1 for c in counts.values())
+    quarantined = sum(t.status == "quarantined" for t in tps)
     print(f"\ncrash test: {kills} kills landed of {KILLS}, {n} messages, {resends} same-key re-sends "
-          f"(at most {max(counts.values())} arrivals of one key), delivery rows {statuses}, "
+          f"(at most {max(counts.values())} arrivals of one key), {quarantined} quarantined, delivery rows {statuses}, "
           f"{time.monotonic() - started:.0f} s")
     assert kills >= 1
     assert set(counts) - expected == set(), "messages under a second key"

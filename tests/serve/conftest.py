@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 from carepath.prefect_server import PrefectServer, PrefectServerError
-from tests.serve.helpers import stop_leftovers
+from tests.serve.helpers import OWNER, stop_leftovers, stop_orphans
 
 _QUIET = {f"PREFECT_SERVER_SERVICES_{s}_ENABLED": "false"
           for s in ("FOREMAN", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS", "LATE_RUNS", "REPOSSESSOR")}
@@ -34,7 +34,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def _launch() -> PrefectServer:
     """Its own PREFECT_HOME and SQLite database in a temp dir, on a free loopback port."""
     global _server
-    _server = PrefectServer(Path(tempfile.mkdtemp(prefix="carepath-prefect-server-")), 0, env=_QUIET).launch()
+    stop_orphans()  # an earlier run's server whose pytest was killed would hold memory and CPU for nothing
+    _server = PrefectServer(Path(tempfile.mkdtemp(prefix="carepath-prefect-server-")), 0,
+                            env={**_QUIET, OWNER: str(os.getpid())}).launch()
     return _server
 
 

@@ -17,6 +17,7 @@ from carepath_plugin_example import WebhookEmulator
 
 SINK_SECRET = "serve-test-webhook-secret-01"
 SERVE = [sys.executable, "-c", "from carepath.cli import main; main()", "serve"]
+OWNER = "CAREPATH_TESTS_OWNER_PID"  # in the environment of every server the tests start: the pytest process's id
 
 
 class CountingSink(WebhookEmulator):
@@ -83,7 +84,7 @@ class ServeProcess:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log_path = log
         self._log = open(log, "wb")
-        self.process = subprocess.Popen(SERVE, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(SERVE, env={**env, OWNER: str(os.getpid())}, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
         self.url = ""
         _started.append(self)
@@ -136,6 +137,35 @@ def stop_leftovers() -> list[int]:
     return [serve.process.pid for serve in left]
 
 
+def _owner(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            items = fh.read().split(b"\0")
+    except OSError:  # gone, or not ours to read
+        return None
+    mark = OWNER.encode() + b"="
+    return next((int(item[len(mark):]) for item in items if item.startswith(mark) and item[len(mark):].isdigit()),
+                None)
+
+
+def stop_orphans() -> list[int]:
+    """Kill the servers (Prefect, ``carepath serve``) that an earlier test run started and could not stop: its
+    pytest process is gone (a worker killed, a timeout's hard exit), so no ``pytest_unconfigure`` ran. Only
+    processes marked with a dead owner are touched: a test run going on beside this one keeps its servers."""
+    if not os.path.isdir("/proc"):
+        return []
+    killed = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        owner = _owner(pid)
+        if owner is not None and owner != os.getpid() and not os.path.exists(f"/proc/{owner}"):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append(int(pid))
+            except ProcessLookupError:
+                pass
+    return killed
+
+
 def wait_for(condition, timeout: float, what: str, every: float = 0.3):
     """Poll ``condition()`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -145,3 +175,27 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.3):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def prefect_read(api_url: str, read):
+    """Run ``await read(post)`` against the Prefect server at ``api_url``; ``post(path, body)`` returns the JSON answer.
+
+    Plain filter bodies: this Prefect client's filter models send nulls the server's validation rejects."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def run():
+        async with get_client() as client:
+            async def post(path: str, body: dict):
+                return (await client._client.post(path, json=body)).json()
+            return await read(post)
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        return asyncio.run(run())
+
+
+def serve_instance(serve: "ServeProcess") -> str:
+    """The carepath instance name a running serve printed ("… this is instance X)"): its runs carry ``instance:X``."""
+    return re.search(r"this is instance (\S+)\)", serve.output()).group(1)

@@ -18,7 +18,8 @@ from sqlalchemy import create_engine, select
 pytestmark = pytest.mark.prefect
 pytest.importorskip("carepath_plugin_example",
                     reason="example plugin not installed: pip install ./docs/examples/carepath-plugin-example")
-from tests.serve.helpers import SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env, wait_for  # noqa: E402
+from tests.serve.helpers import (SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env,  # noqa: E402
+                                 serve_instance, wait_for)
 from tests.serve.test_serve_prefect import _prefect_state  # noqa: E402
 
 TOKEN = "due-now-test-token-0000000000001"
@@ -39,7 +40,9 @@ def test_a_due_now_message_goes_out_at_once_under_serve_not_at_the_next_run(pref
                          "CAREPATH_CONFIG": str(config), "CAREPATH_DISPATCH_INTERVAL": "3600",
                          "CAREPATH_MAINTENANCE_INTERVAL": "3600", "CAREPATH_WORKER_ID": "due-now-worker",
                          "CAREPATH_EVENTS_TOKEN": TOKEN})
+        started = datetime.now(timezone.utc)
         serve = ServeProcess(env, tmp_path / "serve.log").wait_ready()
+        instance = serve_instance(serve)
         try:
             start = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
             booked = {"type": "appointment.booked", "source": "his", "source_id": "b-due-now", "patient_mrn": "N1",
@@ -61,7 +64,7 @@ def test_a_due_now_message_goes_out_at_once_under_serve_not_at_the_next_run(pref
                                        .where(Touchpoint.step == "booking-confirmation")).one()
     db.dispose()
     assert (status, sent_by) == ("sent", "due-now-worker-now")  # the due-now dispatcher, not a scheduled run
-    state = _prefect_state(prefect_server.api_url, events=False)
+    state = _prefect_state(prefect_server.api_url, started, instance, events=False)
     due_now_runs = [r for r in state["runs"] if state["flows"][r["flow_id"]] == "outpatient-visit"
                     and "due now" in r["name"]]
     assert due_now_runs and all(r["state_type"] == "COMPLETED" for r in due_now_runs)  # finished at SIGTERM

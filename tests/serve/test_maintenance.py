@@ -12,6 +12,7 @@ from carepath.definition.events import EventIn, PatientIn
 from carepath.engine import Engine
 from carepath.plugins.contracts import ConnectorConfig, HisSource, SourceUnavailable
 from carepath.runtime import maintenance
+from carepath.runtime.dispatch.claim import TRIAL
 from carepath.store.schema import Delivery, StaffTask, Touchpoint
 
 
@@ -97,9 +98,10 @@ def test_expired_leases_go_back_to_scheduled(database_url, settings, clock):
 def test_a_touchpoint_that_keeps_killing_its_workers_is_quarantined_by_maintenance(database_url, settings, clock):
     engine = _engine(database_url, settings, clock)
     poison, healthy = _claimed(engine, clock, 2)
-    # both claimed twice before, and each time the worker died in `poison`'s provider call (e.g. the process ran
-    # out of memory); `healthy` was never reached, so it was never suspected
-    _worker_died(engine, clock, [poison.id], claims=engine.dispatcher.poison_after - 1, calling=poison.id)
+    # both claimed before, and each time the worker died in `poison`'s provider call (e.g. the process ran out of
+    # memory); `healthy` was never reached, so it was never suspected. `poison` died twice already and now on its
+    # trial alone (claimed with its two deaths plus TRIAL, one taken back by its rendering), in its call again
+    _worker_died(engine, clock, [poison.id], claims=engine.dispatcher.poison_after - 1 + TRIAL - 1, calling=poison.id)
     _worker_died(engine, clock, [healthy.id])
     result = maintenance.reclaim_leases(engine)
     assert result.count == 2

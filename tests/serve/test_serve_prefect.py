@@ -7,7 +7,6 @@ pointing at it, and is stopped with SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,8 +18,8 @@ from sqlalchemy import insert, select
 pytestmark = pytest.mark.prefect
 example = pytest.importorskip("carepath_plugin_example",
                               reason="example plugin not installed: pip install ./docs/examples/carepath-plugin-example")
-from tests.serve.helpers import (SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env,  # noqa: E402
-                                 wait_for, webhook_config)
+from tests.serve.helpers import (SINK_SECRET, CountingSink, ServeProcess, daytime_zone, prefect_read,  # noqa: E402
+                                 serve_env, serve_instance, wait_for, webhook_config)
 
 
 def _seed(database_url: str, home: Path, config: Path) -> dict:
@@ -56,37 +55,45 @@ def _seed(database_url: str, home: Path, config: Path) -> dict:
     return {"engine": engine, "version": outpatient.version}
 
 
-def _prefect_state(api_url: str, events: bool = True) -> dict:
-    """Flows, flow runs, task runs, logs, artifacts and carepath events, read through the Prefect client."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+def _completed_runs(api_url: str, flow: str, since: datetime, instance: str) -> list:
+    """The completed scheduled runs of ``flow`` by the carepath ``instance`` that started after ``since``, asked of
+    the server by name, state, tag and time: the session's server also holds the other tests' runs (the same
+    journeys, another instance), which can fill any page of all runs while this waits."""
+    async def read(post) -> list:
+        body = {"limit": 50, "offset": 0, "flows": {"name": {"any_": [flow]}},
+                "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}, "tags": {"all_": [f"instance:{instance}"]},
+                              "start_time": {"after_": since.isoformat()}}}
+        # a scheduled run (its journey's "due now" run completes only when serve stops)
+        return [r for r in await post("/flow_runs/filter", body) if " due now (from " not in r["name"]]
 
+    return prefect_read(api_url, read)
+
+
+def _prefect_state(api_url: str, started_after: datetime, instance: str, events: bool = True) -> dict:
+    """Flows, and the runs ``instance`` started after ``started_after`` with their task runs, logs, artifacts and
+    carepath events, read through the Prefect client. The server is the session's: other tests' runs (the same
+    journey names, other instances) are there too, and must neither be counted nor push this test's off a page."""
     page = {"limit": 200, "offset": 0}
 
-    async def read() -> dict:
-        # plain filter bodies: this Prefect client's filter models send nulls the server's validation rejects
-        async with get_client() as client:
-            async def post(path: str, body: dict) -> list | dict:
-                return (await client._client.post(path, json=body)).json()
+    async def read(post) -> dict:
+        flows = {f["id"]: f["name"] for f in await post("/flows/filter", page)}
+        runs = await post("/flow_runs/filter", {**page, "sort": "START_TIME_DESC", "flow_runs": {
+            "state": {"type": {"not_any_": ["SCHEDULED"]}}, "tags": {"all_": [f"instance:{instance}"]},
+            "start_time": {"after_": started_after.isoformat()}}})
+        if not events:
+            return {"flows": flows, "runs": runs}
+        ids = [r["id"] for r in runs]
+        since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+        return {"flows": flows, "runs": runs,
+                "task_runs": await post("/task_runs/filter", {**page, "task_runs": {}, "flow_runs": {"id": {"any_": ids}},
+                                                              "sort": "EXPECTED_START_TIME_DESC"}),
+                "logs": [log for run_id in ids  # per run: a page of all runs' logs may miss some
+                         for log in await post("/logs/filter", {**page, "logs": {"flow_run_id": {"any_": [run_id]}}})],
+                "artifacts": await post("/artifacts/filter", {**page, "sort": "CREATED_DESC"}),
+                "events": (await post("/events/filter", {"limit": 50, "filter": {
+                    "event": {"prefix": ["carepath."]}, "occurred": {"since": since}}}))["events"]}
 
-            flows = {f["id"]: f["name"] for f in await post("/flows/filter", page)}
-            # newest first: the server is the session's, and other tests' runs must not push this test's off the page
-            runs = await post("/flow_runs/filter", {**page, "sort": "START_TIME_DESC",
-                                                    "flow_runs": {"state": {"type": {"not_any_": ["SCHEDULED"]}}}})
-            ids = [r["id"] for r in runs]
-            since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
-            if not events:
-                return {"flows": flows, "runs": runs}
-            return {"flows": flows, "runs": runs,
-                    "task_runs": await post("/task_runs/filter", {**page, "sort": "EXPECTED_START_TIME_DESC"}),
-                    "logs": [log for run_id in ids  # per run: a page of all runs' logs may miss some
-                             for log in await post("/logs/filter", {**page, "logs": {"flow_run_id": {"any_": [run_id]}}})],
-                    "artifacts": await post("/artifacts/filter", {**page, "sort": "CREATED_DESC"}),
-                    "events": (await post("/events/filter", {"limit": 50, "filter": {
-                        "event": {"prefix": ["carepath."]}, "occurred": {"since": since}}}))["events"]}
-
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        return asyncio.run(read())
+    return prefect_read(api_url, read)
 
 
 def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server, database_url, tmp_path, monkeypatch):
@@ -114,10 +121,11 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
 
         wait_for(settled, 90, "the follow-up sent, the confirmation failed and the staff task's SLA breach recorded")
 
-        def clean_outpatient_run() -> bool:  # a later run, with nothing failing
-            state = _prefect_state(prefect_server.api_url, events=False)
-            return any(state["flows"][r["flow_id"]] == "outpatient-visit" and r["state_name"] == "Completed"
-                       and datetime.fromisoformat(r["start_time"]) >= started for r in state["runs"] if r["start_time"])
+        instance = serve_instance(serve)
+
+        def clean_outpatient_run() -> bool:  # a later run of this serve's, with nothing failing
+            runs = _completed_runs(prefect_server.api_url, "outpatient-visit", started, instance)
+            return any(r["state_name"] == "Completed" for r in runs)  # not "Completed with failures"
 
         wait_for(clean_outpatient_run, 60, "a clean outpatient-visit run", every=1)
         code = serve.terminate()
@@ -126,12 +134,10 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
         assert "stopped" in out and "Traceback" not in out
     assert len(sink.requests) == 1 and sum(sink.requests.values()) == 1  # sent once
 
-    state = _prefect_state(prefect_server.api_url)
+    state = _prefect_state(prefect_server.api_url, started, instance)
     by_flow: dict[str, list] = {}
     due_now: dict[str, list] = {}
-    # the Prefect server is the session's: other tests' runs (same journey names) are there too
-    ours = [r for r in state["runs"] if r["start_time"] and datetime.fromisoformat(r["start_time"]) >= started]
-    for run in ours:  # a journey's due-now run (woken by ingest) is apart from its scheduled runs
+    for run in state["runs"]:  # a journey's due-now run (woken by ingest) is apart from its scheduled runs
         into = due_now if " due now (from " in run["name"] else by_flow
         into.setdefault(state["flows"][run["flow_id"]], []).append(run)
     assert {"outpatient-visit", "webhook-followup", "carepath-maintenance"} <= set(by_flow)

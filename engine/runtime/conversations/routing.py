@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from carepath.runtime.conversations.classify import classify
 from carepath.runtime.conversations.intents import Outcome, TurnContext, intent_handlers
@@ -21,6 +21,7 @@ from carepath.runtime.conversations.replies import reply_channel, send_reply
 from carepath.runtime.conversations.turns import PENDING, conversation, finish, load_turn, record_outbound
 from carepath.store.conversation_schema import ConversationTurn
 from carepath.store.savepoints import savepoint
+from carepath.store.sqlite_gate import reading
 from carepath.store.schema import Event, Patient
 
 if TYPE_CHECKING:
@@ -28,12 +29,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# built once: the turn's status under its lock, its event's intent and outcome, the patient's name
+_STATUS = select(ConversationTurn.status).where(ConversationTurn.id == bindparam("t")).with_for_update()
+_EVENT = select(Event.intent, Event.outcome).select_from(ConversationTurn) \
+    .join(Event, Event.id == ConversationTurn.event_id).where(ConversationTurn.id == bindparam("t"))
+_NAME = select(Patient.name_enc).where(Patient.id == bindparam("p"))
+
 
 def route_turn(engine: "Engine", turn_id: int) -> Outcome | None:
     """Route one pending turn and send its reply; None when it was no longer pending."""
     from carepath.runtime.conversations.handlers import fallback
 
-    with engine.db.connect() as conn:
+    with reading(engine.db) as conn:  # reads only: no write lock (on SQLite) until the transaction below
         turn = load_turn(conn, engine.cipher, turn_id)
         if turn is None or turn.status != PENDING:
             return None
@@ -41,14 +48,11 @@ def route_turn(engine: "Engine", turn_id: int) -> Outcome | None:
     classification = classify(engine, turn.text, turn.channel, history)
     now = engine.clock.now()
     with engine.db.begin() as conn:
-        status = conn.execute(select(ConversationTurn.status).where(ConversationTurn.id == turn_id)
-                              .with_for_update()).scalar()
+        status = conn.execute(_STATUS, {"t": turn_id}).scalar()
         if status != PENDING:
             return None
-        event = conn.execute(select(Event.intent, Event.outcome).select_from(ConversationTurn)
-                             .join(Event, Event.id == ConversationTurn.event_id)
-                             .where(ConversationTurn.id == turn_id)).first()
-        name = conn.execute(select(Patient.name_enc).where(Patient.id == turn.patient_id)).scalar()
+        event = conn.execute(_EVENT, {"t": turn_id}).first()
+        name = conn.execute(_NAME, {"p": turn.patient_id}).scalar()
         ctx = TurnContext(engine, conn, turn, history, classification, now, engine.cipher.decrypt(name),
                           event.intent if event else None, event.outcome if event else None)
         outcome = None

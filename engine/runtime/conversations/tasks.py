@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
 from carepath.runtime.work_queue import new_task
+from carepath.store.statements import insert_returning
 from carepath.store.schema import StaffTask
 
 if TYPE_CHECKING:
@@ -19,9 +20,8 @@ def open_turn_task(conn: Connection, engine: "Engine", *, patient_id: int, turn_
     """Open a task on ``team``'s queue for a conversation turn (its deadlines in the team's working time);
     the conversation itself stays encrypted in the turns: the task points to it (``turn_id``)."""
     queue = new_task(engine.config.team(team), now=now, sla=sla, priority=priority)
-    return conn.execute(insert(StaffTask).values(patient_id=patient_id, kind=kind, team=team, detail=detail,
-                                                 owner=owner, turn_id=turn_id, **queue)
-                        .returning(StaffTask.id)).scalar_one()
+    return insert_returning(conn, StaffTask, dict(patient_id=patient_id, kind=kind, team=team, detail=detail,
+                                                  owner=owner, turn_id=turn_id, **queue))
 
 
 def manager_task(conn: Connection, engine: "Engine", *, patient_id: int, turn_id: int, kind: str, why: str,

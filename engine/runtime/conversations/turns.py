@@ -6,16 +6,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, select
 
 from carepath.masking import mask_text
 from carepath.store.conversation_schema import ConversationTurn
+from carepath.store.statements import insert_returning, update_by_id
 
 if TYPE_CHECKING:
     from carepath.store.crypto import Cipher
 
 PENDING = "pending"
 INBOUND, OUTBOUND = "in", "out"
+
+# built once (see carepath.store.statements)
+_TURN_OF_EVENT = select(ConversationTurn.id).where(ConversationTurn.event_id == bindparam("e"))
+_TURN = select(ConversationTurn.__table__).where(ConversationTurn.id == bindparam("t"))
+_LAST_TURNS = select(ConversationTurn.__table__).where(ConversationTurn.patient_id == bindparam("p")) \
+    .order_by(ConversationTurn.id.desc()).limit(bindparam("n"))
+_LAST_TURNS_UP_TO = select(ConversationTurn.__table__).where(ConversationTurn.patient_id == bindparam("p"),
+                                                             ConversationTurn.id <= bindparam("up_to")) \
+    .order_by(ConversationTurn.id.desc()).limit(bindparam("n"))
 
 
 @dataclass(frozen=True)
@@ -50,27 +60,26 @@ def record_inbound(conn: Connection, cipher: "Cipher", *, patient_id: int, event
                    text: str, at: datetime) -> int:
     """Store what the patient wrote as a ``pending`` turn (inside the ingest transaction); its id. An event applied
     again (released after waiting, repaired) keeps its one turn."""
-    existing = conn.execute(select(ConversationTurn.id).where(ConversationTurn.event_id == event_id)).scalar()
+    existing = conn.execute(_TURN_OF_EVENT, {"e": event_id}).scalar()
     if existing is not None:
         return existing
-    return conn.execute(insert(ConversationTurn).values(
+    return insert_returning(conn, ConversationTurn, dict(
         patient_id=patient_id, event_id=event_id, direction=INBOUND, channel=channel, text_enc=cipher.encrypt(text),
-        at=at, status=PENDING).returning(ConversationTurn.id)).scalar_one()
+        at=at, status=PENDING))
 
 
 def record_outbound(conn: Connection, cipher: "Cipher", *, patient_id: int, channel: str | None, text: str,
                     at: datetime, reply_to: int | None, intent: str | None = None, rule: str | None = None,
                     complaint_id: int | None = None) -> int:
     """Store a message to the patient as ``queued`` before it is sent; its id."""
-    return conn.execute(insert(ConversationTurn).values(
+    return insert_returning(conn, ConversationTurn, dict(
         patient_id=patient_id, direction=OUTBOUND, channel=channel, text_enc=cipher.encrypt(text), at=at,
-        status="queued", reply_to=reply_to, intent=intent, rule=rule, complaint_id=complaint_id)
-        .returning(ConversationTurn.id)).scalar_one()
+        status="queued", reply_to=reply_to, intent=intent, rule=rule, complaint_id=complaint_id))
 
 
 def finish(conn: Connection, turn_id: int, **values: Any) -> None:
     """Record what became of a turn (status, intent, rule, task, error...)."""
-    conn.execute(update(ConversationTurn).where(ConversationTurn.id == turn_id).values(**values))
+    update_by_id(conn, ConversationTurn, turn_id, values)
 
 
 def _turn(cipher: "Cipher", row: Any) -> Turn:
@@ -79,17 +88,17 @@ def _turn(cipher: "Cipher", row: Any) -> Turn:
 
 
 def load_turn(conn: Connection, cipher: "Cipher", turn_id: int) -> Turn | None:
-    row = conn.execute(select(ConversationTurn.__table__).where(ConversationTurn.id == turn_id)).first()
+    row = conn.execute(_TURN, {"t": turn_id}).first()
     return _turn(cipher, row) if row is not None else None
 
 
 def conversation(conn: Connection, cipher: "Cipher", patient_id: int, *, limit: int = 20,
                  up_to: int | None = None) -> list[Turn]:
     """The patient's last ``limit`` turns (up to turn ``up_to`` when given), oldest first."""
-    q = select(ConversationTurn.__table__).where(ConversationTurn.patient_id == patient_id)
-    if up_to is not None:
-        q = q.where(ConversationTurn.id <= up_to)
-    rows = conn.execute(q.order_by(ConversationTurn.id.desc()).limit(limit)).all()
+    if up_to is None:
+        rows = conn.execute(_LAST_TURNS, {"p": patient_id, "n": limit}).all()
+    else:
+        rows = conn.execute(_LAST_TURNS_UP_TO, {"p": patient_id, "up_to": up_to, "n": limit}).all()
     return [_turn(cipher, row) for row in reversed(rows)]
 
 

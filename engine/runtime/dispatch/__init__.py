@@ -10,5 +10,5 @@
 5. :mod:`.send` -- provider calls, chunk by chunk, channel after channel, fallback tasks last;
 6. :mod:`.reconcile` -- a call whose outcome is unknown is looked up before anything is sent again.
 
-:mod:`.statements` holds the SQL of the hot path, written once and run through the driver.
+:mod:`carepath.store.statements` holds the SQL of the hot path, written once and run through the driver.
 """

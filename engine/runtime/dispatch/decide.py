@@ -175,7 +175,9 @@ class Decisions:
             recipient = to.recipient
             if to.pin:
                 ctx.pins.append((tp.id, recipient.key))
-            ctx.copies += [(tp, person) for person in to.copies]
+            if to.copies:
+                ctx.copies += [(tp, person) for person in to.copies]
+            cap_key = None  # the recipient's count of today's messages, when this one counts toward the cap
             if policy.counts_toward_cap(category):
                 day = now.astimezone(tz).date()
                 cap_key = (tp.patient_id, day) if recipient is None else (tp.patient_id, day, recipient.key)
@@ -212,9 +214,8 @@ class Decisions:
             except Exception as exc:  # template bugs are configuration errors: recorded, never raised
                 report.add(tp, "failed")
                 return "final", self._final(tp, "failed", now, reason=f"failed: template {template.name}: {exc}")
-            if policy.counts_toward_cap(category):
-                day = now.astimezone(tz).date()
-                ctx.sent_today[(tp.patient_id, day) if recipient is None else (tp.patient_id, day, recipient.key)] += 1
+            if cap_key is not None:
+                ctx.sent_today[cap_key] += 1
             return "send", Outgoing(tp, step, title, body, template.name, tp.channel_index, expr, recipient=recipient)
         if isinstance(action, Task):
             return "task", dict(patient_id=tp.patient_id, enrollment_id=tp.enrollment_id, touchpoint_id=tp.id,

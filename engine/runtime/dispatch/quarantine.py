@@ -1,8 +1,10 @@
 """Quarantine: a touchpoint whose workers keep dying on it is set aside instead of killing the next one.
 
-Guarantee kept here: a poison touchpoint (one claimed ``poison_after`` times without a recorded
-result) stops being claimed, its call in flight is marked ``unknown`` (kept for reconciliation),
-and operators are told (one log line and one Prefect event per touchpoint, from the report).
+Guarantee kept here: a poison touchpoint (one charged ``poison_after`` deaths of its workers
+without a recorded result: deaths during its trials alone or its own provider calls, see
+:func:`~carepath.runtime.dispatch.claim.charged`) stops being claimed, its call in flight is
+marked ``unknown`` (kept for reconciliation), and operators are told (one log line and one
+Prefect event per touchpoint, from the report).
 Releasing it puts it back due at once with its calls counted, so the next call gets its own row.
 """
 
@@ -25,7 +27,7 @@ class Quarantine:
     """Setting poison touchpoints aside and releasing them (mixed into the dispatcher)."""
 
     def _quarantine(self, conn: Connection, poison: list[tuple[int, int]], now: datetime) -> list[dict]:
-        """Set aside touchpoints whose workers died ``poison_after`` times while on them."""
+        """Set aside touchpoints charged ``poison_after`` deaths of their workers: ``(id, deaths charged)``."""
         if not poison:
             return []
         by_deaths: dict[int, list[int]] = defaultdict(list)
@@ -34,8 +36,8 @@ class Quarantine:
         for deaths, tp_ids in by_deaths.items():
             conn.execute(update(Touchpoint).where(Touchpoint.id.in_(tp_ids)).values(
                 status="quarantined", lease_until=None, updated_at=now, claims=deaths,
-                reason=f"quarantined: claimed {deaths} times without a recorded result "
-                       "(its worker died or hung each time); release it once the cause is fixed"))
+                reason=f"quarantined: its worker died or hung {deaths} times while working on it alone or on its "
+                       "own provider call, without a recorded result; release it once the cause is fixed"))
         tp_ids = [tp_id for tp_id, _ in poison]
         conn.execute(update(Delivery).where(Delivery.touchpoint_id.in_(tp_ids), Delivery.status == "sending")
                      .values(status="unknown", updated_at=now))

@@ -115,7 +115,7 @@ def write_routes(conn: Any, ctx: Any, held: set[int], now: Any) -> tuple[list, l
 
     Inside the batch's transaction; safe to run twice (a copy's key is unique, a pin sets an empty column).
     Returns the ``(pins, copies)`` of touchpoints not written yet (the caller keeps them once committed)."""
-    from carepath.runtime.dispatch.statements import db_time, execute
+    from carepath.store.statements import db_time, execute
 
     if not (ctx.pins or ctx.copies):
         return [], []

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, insert, select, update
 
 from carepath.definition.model import AfterStep, Tag
-from carepath.runtime.dispatch.statements import HELD_BY, chunks, db_time, execute, id_in
+from carepath.store.statements import HELD_BY, chunks, db_time, execute, id_in
 from carepath.runtime.dispatch.recipients import is_copy, write_routes
 from carepath.runtime.experiments import record_arms
 from carepath.runtime.planner import Planned
