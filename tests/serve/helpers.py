@@ -166,15 +166,17 @@ def stop_orphans() -> list[int]:
     return killed
 
 
-def wait_for(condition, timeout: float, what: str, every: float = 0.3):
-    """Poll ``condition()`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
+def wait_for(condition, timeout: float, what: str, every: float = 0.3, about: "ServeProcess | None" = None):
+    """Poll ``condition()`` until it is truthy; fail naming ``what`` after ``timeout`` seconds, with the end of
+    ``about``'s log (the serve process whose work was awaited), so a failure on CI says what serve was doing."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    tail = "" if about is None else "\nthe end of its log:\n" + "\n".join(about.output().splitlines()[-80:])
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
 
 
 def prefect_read(api_url: str, read):

@@ -52,7 +52,7 @@ def test_a_due_now_message_goes_out_at_once_under_serve_not_at_the_next_run(pref
             answer = requests.post(f"{serve.url}/events", data=json.dumps(booked),
                                    headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
             assert answer.status_code == 200, answer.text
-            wait_for(lambda: sink.keys(), 60, "the booking confirmation at the provider")
+            wait_for(lambda: sink.keys(), 60, "the booking confirmation at the provider", about=serve)
         finally:
             code = serve.terminate()
         out = serve.output()

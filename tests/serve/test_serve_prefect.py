@@ -119,7 +119,8 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
             return (statuses.get("day-one-followup") == "sent" and statuses.get("booking-confirmation") == "failed"
                     and breached is not None)
 
-        wait_for(settled, 90, "the follow-up sent, the confirmation failed and the staff task's SLA breach recorded")
+        wait_for(settled, 90, "the follow-up sent, the confirmation failed and the staff task's SLA breach recorded",
+                 about=serve)
 
         instance = serve_instance(serve)
 
@@ -127,7 +128,7 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
             runs = _completed_runs(prefect_server.api_url, "outpatient-visit", started, instance)
             return any(r["state_name"] == "Completed" for r in runs)  # not "Completed with failures"
 
-        wait_for(clean_outpatient_run, 60, "a clean outpatient-visit run", every=1)
+        wait_for(clean_outpatient_run, 60, "a clean outpatient-visit run", every=1, about=serve)
         code = serve.terminate()
         out = serve.output()
         assert code == 0, out
@@ -194,7 +195,7 @@ def test_sigterm_lets_the_send_in_flight_finish_and_records_it(prefect_server, d
                          "CAREPATH_DATABASE_URL": database_url, "CAREPATH_HOME": str(home),
                          "CAREPATH_CONFIG": str(config), "CAREPATH_DISPATCH_INTERVAL": "2"})
         serve = ServeProcess(env, tmp_path / "serve.log").wait_ready()
-        wait_for(sink.keys, 60, "the follow-up to reach the provider", every=0.05)
+        wait_for(sink.keys, 60, "the follow-up to reach the provider", every=0.05, about=serve)
         code = serve.terminate()  # while the provider is still answering
         assert code == 0, serve.output()
     with engine.db.connect() as conn:
