@@ -261,9 +261,15 @@ class Service:
         self.say("stopped")
 
     def run(self) -> int:
-        """Start, wait for SIGTERM or SIGINT, stop; 0 when everything finished cleanly."""
+        """Start, wait for SIGTERM or SIGINT, stop; 0 when everything finished cleanly.
+
+        SIGUSR1 prints every thread's stack to standard error and goes on serving: for a serve that seems stuck."""
+        import faulthandler
+
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
+        if hasattr(signal, "SIGUSR1"):
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
         try:
             self.start()
             while not self.stop.wait(0.5):

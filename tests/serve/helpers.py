@@ -83,6 +83,7 @@ class ServeProcess:
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log_path = log
+        self.env = env
         self._log = open(log, "wb")
         self.process = subprocess.Popen(SERVE, env={**env, OWNER: str(os.getpid())}, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
@@ -91,6 +92,18 @@ class ServeProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def why(self) -> str:
+        """For a wait that timed out: every thread's stack (serve prints them on SIGUSR1), the end of the log,
+        and on PostgreSQL what each connection to the database is doing (a lock wait shows there)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+        text = "\nthe end of its log:\n" + "\n".join(self.output().splitlines()[-150:])
+        url = self.env.get("CAREPATH_DATABASE_URL", "")
+        if url.startswith("postgresql"):
+            text += "\nits database's connections:\n" + "\n".join(map(str, _pg_activity(url)))
+        return text
 
     def wait_ready(self, timeout: float = 90.0) -> "ServeProcess":
         deadline = time.monotonic() + timeout
@@ -166,6 +179,26 @@ def stop_orphans() -> list[int]:
     return killed
 
 
+def _pg_activity(url: str) -> list[tuple]:
+    """Every other session on ``url``'s database: state, what it waits for, how long its transaction has run, query."""
+    from sqlalchemy import text
+
+    from carepath.store import open_database
+
+    try:
+        db = open_database(url)
+        try:
+            with db.connect() as conn:
+                return list(conn.execute(text(
+                    "SELECT pid, application_name, state, wait_event_type, wait_event, now() - xact_start,"
+                    " left(query, 160) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()")))
+        finally:
+            db.dispose()
+    except Exception as exc:  # a diagnosis must not hide the failure it explains
+        return [(f"could not read pg_stat_activity: {exc}",)]
+
+
 def wait_for(condition, timeout: float, what: str, every: float = 0.3, about: "ServeProcess | None" = None):
     """Poll ``condition()`` until it is truthy; fail naming ``what`` after ``timeout`` seconds, with the end of
     ``about``'s log (the serve process whose work was awaited), so a failure on CI says what serve was doing."""
@@ -175,8 +208,7 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.3, about: "S
         if value:
             return value
         time.sleep(every)
-    tail = "" if about is None else "\nthe end of its log:\n" + "\n".join(about.output().splitlines()[-80:])
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}" + ("" if about is None else about.why()))
 
 
 def prefect_read(api_url: str, read):

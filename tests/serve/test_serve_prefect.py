@@ -8,6 +8,7 @@ pointing at it, and is stopped with SIGTERM.
 from __future__ import annotations
 
 import re
+import signal
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -195,9 +196,13 @@ def test_sigterm_lets_the_send_in_flight_finish_and_records_it(prefect_server, d
                          "CAREPATH_DATABASE_URL": database_url, "CAREPATH_HOME": str(home),
                          "CAREPATH_CONFIG": str(config), "CAREPATH_DISPATCH_INTERVAL": "2"})
         serve = ServeProcess(env, tmp_path / "serve.log").wait_ready()
-        wait_for(sink.keys, 60, "the follow-up to reach the provider", every=0.05, about=serve)
+        # the first scheduled run may be a while coming when the Prefect server is busy
+        wait_for(sink.keys, 120, "the follow-up to reach the provider", every=0.05, about=serve)
+        serve.process.send_signal(signal.SIGUSR1)  # an operator asking a serve that seems stuck what it is doing
         code = serve.terminate()  # while the provider is still answering
         assert code == 0, serve.output()
+        stacks = serve.output()
+        assert "most recent call first" in stacks and "serve_runs.py" in stacks, stacks  # every thread's stack
     with engine.db.connect() as conn:
         touchpoint = conn.execute(select(Touchpoint.status, Touchpoint.id).where(
             Touchpoint.step == "day-one-followup")).one()
