@@ -129,7 +129,7 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
             runs = _completed_runs(prefect_server.api_url, "outpatient-visit", started, instance)
             return any(r["state_name"] == "Completed" for r in runs)  # not "Completed with failures"
 
-        wait_for(clean_outpatient_run, 60, "a clean outpatient-visit run", every=1, about=serve)
+        wait_for(clean_outpatient_run, 120, "a clean outpatient-visit run", every=1, about=serve)
         code = serve.terminate()
         out = serve.output()
         assert code == 0, out
