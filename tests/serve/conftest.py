@@ -1,7 +1,7 @@
 """A real Prefect server (``prefect server start``) on loopback, shared by the serve tests of a session.
 
-It takes 30-60 s to come up on a busy two-core machine (migrations, imports),
-so it is launched as soon as collection shows a test that needs it, and
+It takes seconds to come up on its PostgreSQL database, 30-60 s on SQLite on a busy two-core machine
+(migrations, imports), so it is launched as soon as collection shows a test that needs it, and
 starts while the tests before it run. Under pytest-xdist every worker collects every test, so there it is
 launched by the first test that needs it, on the one worker that runs them all (their ``xdist_group``, see
 tests/conftest.py; xdist hands out that group first).
@@ -18,11 +18,14 @@ from typing import Iterator
 import pytest
 
 from carepath.prefect_server import PrefectServer, PrefectServerError
+from tests.serve import prefect_store
 from tests.serve.helpers import OWNER, stop_leftovers, stop_orphans
 
 _QUIET = {f"PREFECT_SERVER_SERVICES_{s}_ENABLED": "false"
-          for s in ("FOREMAN", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS", "LATE_RUNS", "REPOSSESSOR")}
+          for s in ("FOREMAN", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS", "LATE_RUNS", "REPOSSESSOR",
+                   "TRIGGERS")}  # (automations: no test uses one; each event would be evaluated)
 _server: PrefectServer | None = None
+_store: str | None = None  # the server's PostgreSQL database, when it has one
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -32,11 +35,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 def _launch() -> PrefectServer:
-    """Its own PREFECT_HOME and SQLite database in a temp dir, on a free loopback port."""
-    global _server
+    """Its own PREFECT_HOME in a temp dir, on a free loopback port; its database a scratch PostgreSQL one when a
+    server answers, else SQLite in that dir (tests/serve/prefect_store.py says why)."""
+    global _server, _store
     stop_orphans()  # an earlier run's server whose pytest was killed would hold memory and CPU for nothing
-    _server = PrefectServer(Path(tempfile.mkdtemp(prefix="carepath-prefect-server-")), 0,
-                            env={**_QUIET, OWNER: str(os.getpid())}).launch()
+    _store = prefect_store.create()
+    env = {**_QUIET, OWNER: str(os.getpid())}
+    if _store:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = _store
+    _server = PrefectServer(Path(tempfile.mkdtemp(prefix="carepath-prefect-server-")), 0, env=env).launch()
     return _server
 
 
@@ -48,6 +55,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _server is not None:
         _server.stop()
         shutil.rmtree(_server.home, ignore_errors=True)
+    if _store:
+        prefect_store.drop(_store)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,10 @@ from carepath_plugin_example import WebhookEmulator
 
 SINK_SECRET = "serve-test-webhook-secret-01"
 SERVE = [sys.executable, "-c", "from carepath.cli import main; main()", "serve"]
+# How long a wait on work that goes through the Prefect server may take. That server (SQLite, busy_timeout 60 s)
+# was seen not answering any request for ~60 s at a time while several serve processes ran flows every second on a
+# loaded two-core machine; every run then starts a minute late, and the work after it with it.
+STALL = 180.0
 OWNER = "CAREPATH_TESTS_OWNER_PID"  # in the environment of every server the tests start: the pytest process's id
 
 
@@ -118,7 +122,7 @@ class ServeProcess:
             time.sleep(0.2)
         raise AssertionError(f"carepath serve not ready after {timeout:.0f} s:\n{self.output()}")
 
-    def terminate(self, timeout: float = 60.0) -> int:
+    def terminate(self, timeout: float = STALL) -> int:
         """SIGTERM and its exit code; one that has not stopped ``timeout`` seconds later is killed, and that fails."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, select
 pytestmark = pytest.mark.prefect
 pytest.importorskip("carepath_plugin_example",
                     reason="example plugin not installed: pip install ./docs/examples/carepath-plugin-example")
-from tests.serve.helpers import (SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env,  # noqa: E402
+from tests.serve.helpers import (SINK_SECRET, STALL, CountingSink, ServeProcess, daytime_zone, serve_env,  # noqa: E402
                                  serve_instance, wait_for)
 from tests.serve.test_serve_prefect import _prefect_state  # noqa: E402
 
@@ -52,7 +52,7 @@ def test_a_due_now_message_goes_out_at_once_under_serve_not_at_the_next_run(pref
             answer = requests.post(f"{serve.url}/events", data=json.dumps(booked),
                                    headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
             assert answer.status_code == 200, answer.text
-            wait_for(lambda: sink.keys(), 60, "the booking confirmation at the provider", about=serve)
+            wait_for(lambda: sink.keys(), STALL, "the booking confirmation at the provider", about=serve)
         finally:
             code = serve.terminate()
         out = serve.output()

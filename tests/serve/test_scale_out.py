@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.prefect, pytest.mark.postgres,
                                                          "set CAREPATH_TEST_DATABASE_URL=postgresql://...")]
 example = pytest.importorskip("carepath_plugin_example",
                               reason="example plugin not installed: pip install ./docs/examples/carepath-plugin-example")
-from tests.serve.helpers import (SINK_SECRET, CountingSink, ServeProcess, daytime_zone, serve_env, wait_for,  # noqa: E402
+from tests.serve.helpers import (SINK_SECRET, STALL, CountingSink, ServeProcess, daytime_zone, serve_env, wait_for,  # noqa: E402
                                  webhook_config)
 TOUCHPOINTS = int(os.environ.get("CAREPATH_SCALE_TOUCHPOINTS", "90"))
 
@@ -79,7 +79,7 @@ def test_three_workers_one_killed_every_touchpoint_sent_exactly_once(prefect_ser
                     return conn.execute(select(Touchpoint.claimed_by).where(Touchpoint.status == "claimed")
                                         .limit(1)).scalar()
 
-            victim = wait_for(holder, 90, "a worker holding claims", every=0.05)
+            victim = wait_for(holder, STALL, "a worker holding claims", every=0.05)
             workers[victim].kill()
             with planner.db.connect() as conn:
                 orphaned = set(conn.execute(select(Touchpoint.idempotency_key).where(
@@ -91,7 +91,7 @@ def test_three_workers_one_killed_every_touchpoint_sent_exactly_once(prefect_ser
                     return conn.execute(select(func.count()).select_from(Touchpoint)
                                         .where(Touchpoint.status == "sent")).scalar() == TOUCHPOINTS
 
-            wait_for(all_sent, 90, f"all {TOUCHPOINTS} touchpoints sent")
+            wait_for(all_sent, STALL, f"all {TOUCHPOINTS} touchpoints sent")
             for name, worker in workers.items():
                 if name != victim:
                     assert worker.terminate() == 0, worker.output()

@@ -19,7 +19,7 @@ from sqlalchemy import insert, select
 pytestmark = pytest.mark.prefect
 example = pytest.importorskip("carepath_plugin_example",
                               reason="example plugin not installed: pip install ./docs/examples/carepath-plugin-example")
-from tests.serve.helpers import (SINK_SECRET, CountingSink, ServeProcess, daytime_zone, prefect_read,  # noqa: E402
+from tests.serve.helpers import (SINK_SECRET, STALL, CountingSink, ServeProcess, daytime_zone, prefect_read,  # noqa: E402
                                  serve_env, serve_instance, wait_for, webhook_config)
 
 
@@ -120,7 +120,7 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
             return (statuses.get("day-one-followup") == "sent" and statuses.get("booking-confirmation") == "failed"
                     and breached is not None)
 
-        wait_for(settled, 90, "the follow-up sent, the confirmation failed and the staff task's SLA breach recorded",
+        wait_for(settled, STALL, "the follow-up sent, the confirmation failed and the staff task's SLA breach recorded",
                  about=serve)
 
         instance = serve_instance(serve)
@@ -129,7 +129,7 @@ def test_serve_shows_named_tagged_runs_logs_artifacts_and_events(prefect_server,
             runs = _completed_runs(prefect_server.api_url, "outpatient-visit", started, instance)
             return any(r["state_name"] == "Completed" for r in runs)  # not "Completed with failures"
 
-        wait_for(clean_outpatient_run, 120, "a clean outpatient-visit run", every=1, about=serve)
+        wait_for(clean_outpatient_run, STALL, "a clean outpatient-visit run", every=1, about=serve)
         code = serve.terminate()
         out = serve.output()
         assert code == 0, out
@@ -196,8 +196,7 @@ def test_sigterm_lets_the_send_in_flight_finish_and_records_it(prefect_server, d
                          "CAREPATH_DATABASE_URL": database_url, "CAREPATH_HOME": str(home),
                          "CAREPATH_CONFIG": str(config), "CAREPATH_DISPATCH_INTERVAL": "2"})
         serve = ServeProcess(env, tmp_path / "serve.log").wait_ready()
-        # the first scheduled run may be a while coming when the Prefect server is busy
-        wait_for(sink.keys, 120, "the follow-up to reach the provider", every=0.05, about=serve)
+        wait_for(sink.keys, STALL, "the follow-up to reach the provider", every=0.05, about=serve)
         serve.process.send_signal(signal.SIGUSR1)  # an operator asking a serve that seems stuck what it is doing
         code = serve.terminate()  # while the provider is still answering
         assert code == 0, serve.output()
