@@ -201,7 +201,7 @@ def test_sigterm_lets_the_send_in_flight_finish_and_records_it(prefect_server, d
         code = serve.terminate()  # while the provider is still answering
         assert code == 0, serve.output()
         stacks = serve.output()
-        assert "most recent call first" in stacks and "serve_runs.py" in stacks, stacks  # every thread's stack
+        assert "--- thread run-poller" in stacks and "serve_runs.py" in stacks, stacks  # every thread's stack
     with engine.db.connect() as conn:
         touchpoint = conn.execute(select(Touchpoint.status, Touchpoint.id).where(
             Touchpoint.step == "day-one-followup")).one()
