@@ -13,8 +13,8 @@ from carepath.definition.events import EventIn
 from carepath.definition.expressions import evaluate
 from carepath.definition.model import Category, Journey, OnEvent
 from carepath.runtime.held import STALE, episode_missing, held_for_episode, released
-from carepath.runtime.ingest_reads import (ENROLLMENT_BY_ID, ENROLLMENT_STATUSES_Q, EPISODE_KNOWN_Q,
-                                           EPISODE_STATUSES_Q, STEPS_OF_IDS)
+from carepath.runtime.ingest_reads import (ENROLLMENT_BY_ID_Q, ENROLLMENT_STATUSES_Q, EPISODE_KNOWN_Q,
+                                           EPISODE_STATUSES_Q, STEPS_OF_IDS, ActiveEnrollment)
 from carepath.runtime.ingest_result import IngestResult
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime import horizon  # issue 19
@@ -28,6 +28,12 @@ from carepath.runtime.ingest_facts import (_anchor_time, _business_identity, _ca
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
+
+
+def _enrollment(conn: Connection, enrollment_id: int) -> Any:
+    """The enrollment's row, every column by name (``ActiveEnrollment``); read on SQLite's driver cursor."""
+    (row,) = ENROLLMENT_BY_ID_Q.rows(conn, {"e": enrollment_id})  # exactly one, as ``.one()`` asked
+    return ActiveEnrollment._make(row)
 
 
 class EnrollmentLifecycle:
@@ -52,7 +58,7 @@ class EnrollmentLifecycle:
                          result: IngestResult) -> None:
         """Apply, oldest first, the events that waited for this new enrollment's episode."""
         eng = self.engine
-        enrollment = conn.execute(ENROLLMENT_BY_ID, {"e": enrollment_id}).one()
+        enrollment = _enrollment(conn, enrollment_id)
         if enrollment.key is None:
             return
         journey = eng.journey_version(enrollment.journey, enrollment.version)
@@ -71,7 +77,7 @@ class EnrollmentLifecycle:
             result.released += 1
             result.urgent_touchpoints += sub.urgent_touchpoints
             result.due_now += sub.due_now
-            enrollment = conn.execute(ENROLLMENT_BY_ID, {"e": enrollment_id}).one()
+            enrollment = _enrollment(conn, enrollment_id)
 
     def _episode_key(self, ev: EventIn) -> str | None:
         """The episode key of the first keyed journey ``ev`` enrolls on (kept on a refused event)."""

@@ -72,6 +72,7 @@ ENROLLMENT_BY_ID = select(Enrollment.__table__).where(Enrollment.id == bindparam
 ENROLLMENT_STATUSES_Q = DriverQuery(ENROLLMENT_STATUSES)
 EPISODE_STATUSES_Q = DriverQuery(EPISODE_STATUSES)
 EPISODE_KNOWN_Q = DriverQuery(EPISODE_KNOWN)
+ENROLLMENT_BY_ID_Q = DriverQuery(ENROLLMENT_BY_ID)  # (rows as ``ActiveEnrollment``: every column, by name)
 #: ``STEPS_OF`` with the ids bound as one list (``among``: no expanding ``IN``), by whether the database is PostgreSQL
 STEPS_OF_IDS = {pg: DriverQuery(select(Touchpoint.id, Touchpoint.step).where(among(Touchpoint.id, "ids", pg)))
                 for pg in (False, True)}

@@ -29,7 +29,8 @@ _LAST_TURNS_UP_TO = select(ConversationTurn.__table__).where(ConversationTurn.pa
                                                              ConversationTurn.id <= bindparam("up_to")) \
     .order_by(ConversationTurn.id.desc()).limit(bindparam("n"))
 #: the three above as routing a reply runs them (on SQLite on the driver's cursor: DriverQuery), rows as named tuples
-_TURN_Q, _LAST_TURNS_Q, _LAST_TURNS_UP_TO_Q = (DriverQuery(q) for q in (_TURN, _LAST_TURNS, _LAST_TURNS_UP_TO))
+_TURN_Q, _LAST_TURNS_Q, _LAST_TURNS_UP_TO_Q, _TURN_OF_EVENT_Q = (
+    DriverQuery(q) for q in (_TURN, _LAST_TURNS, _LAST_TURNS_UP_TO, _TURN_OF_EVENT))
 TurnRow = namedtuple("TurnRow", [column.key for column in ConversationTurn.__table__.columns])
 
 
@@ -65,9 +66,9 @@ def record_inbound(conn: Connection, cipher: "Cipher", *, patient_id: int, event
                    text: str, at: datetime) -> int:
     """Store what the patient wrote as a ``pending`` turn (inside the ingest transaction); its id. An event applied
     again (released after waiting, repaired) keeps its one turn."""
-    existing = conn.execute(_TURN_OF_EVENT, {"e": event_id}).scalar()
-    if existing is not None:
-        return existing
+    existing = _TURN_OF_EVENT_Q.rows(conn, {"e": event_id})
+    if existing:
+        return existing[0][0]
     return insert_returning(conn, ConversationTurn, dict(
         patient_id=patient_id, event_id=event_id, direction=INBOUND, channel=channel, text_enc=cipher.encrypt(text),
         at=at, status=PENDING))
