@@ -24,8 +24,10 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -115,9 +117,6 @@ def print_stacks(out: Any = None) -> None:
     """Every thread's name and stack, to ``out`` (standard error). Run by Python's signal handling in the main
     thread, holding the interpreter lock: ``faulthandler``'s C handler reads running threads' frames without it,
     and crashed serve (SIGSEGV) in a test doing just this."""
-    import sys
-    import traceback
-
     out = out or sys.stderr
     names = {thread.ident: thread.name for thread in threading.enumerate()}
     try:

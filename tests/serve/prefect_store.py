@@ -23,7 +23,7 @@ PREFIX = "carepath_prefect_"
 LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _admin_url() -> Optional[URL]:
+def _admin_url() -> URL:
     configured = os.environ.get("CAREPATH_TEST_DATABASE_URL", "")
     base = configured if configured.startswith("postgresql") else LOCAL
     return make_url(base).set(drivername="postgresql", database="postgres")
