@@ -1,7 +1,7 @@
 """A local Prefect server (``prefect server start``) as a child process: the embedded default of ``carepath serve``.
 
-Its UI and API listen on 127.0.0.1 only; its state (a SQLite database) lives
-under ``home``. Tests start one the same way, on a free port.
+Its UI and API listen on 127.0.0.1 only; its state lives under ``home`` (a SQLite database) or in
+the database ``env`` names (see :mod:`carepath.prefect_database`). Tests start one the same way, on a free port.
 """
 
 from __future__ import annotations
@@ -55,15 +55,22 @@ class PrefectServer:
     def launch(self) -> "PrefectServer":
         """Start the process without waiting (it takes 15-60 s to answer: migrations, imports)."""
         self.home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
-        env.update({"PREFECT_HOME": str(self.home.resolve()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                    "PREFECT_UI_API_URL": self.api_url, "PREFECT_LOGGING_LEVEL": "WARNING"})
-        env.update(self.extra_env)
+        env = self.environment()
         command = [sys.executable, "-m", "prefect", "server", "start", "--host", self.host, "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
         return self
+
+    def environment(self) -> dict[str, str]:
+        """The server process's environment: this one's, without the client's settings (``PREFECT_API_URL``, keys;
+        the older name of the server's database setting, ``PREFECT_API_DATABASE_…``, is kept), plus its own."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("PREFECT_API_") or k.startswith("PREFECT_API_DATABASE_")}
+        env.update({"PREFECT_HOME": str(self.home.resolve()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                    "PREFECT_UI_API_URL": self.api_url, "PREFECT_LOGGING_LEVEL": "WARNING"})
+        env.update(self.extra_env)
+        return env
 
     def wait_healthy(self, timeout: float = 120.0) -> "PrefectServer":
         """Wait until the API answers; the error carries the end of the server's log."""

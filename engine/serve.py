@@ -196,8 +196,12 @@ class Service:
             port = free_port()
             self.say(f"127.0.0.1:{self.options.prefect_port} is taken by {whose}: this instance ({self.instance}) "
                      f"starts its own Prefect server on 127.0.0.1:{port} (to share one, set PREFECT_API_URL)")
+        from carepath.prefect_database import prefect_database
+
+        database = prefect_database(self.engine.database_url)
         self.say(f"starting a local Prefect server on 127.0.0.1:{port} …")
-        self.prefect_server = PrefectServer(self.options.home / "prefect", port).start()
+        self.say(database.said)
+        self.prefect_server = PrefectServer(self.options.home / "prefect", port, env=database.env).start()
         os.environ["PREFECT_API_URL"] = self.prefect_server.api_url
         self.say(f"Prefect UI: {self.prefect_server.ui_url}  (its log: {self.prefect_server.log_path})")
         return self.prefect_server.api_url

@@ -29,6 +29,7 @@ from carepath.settings import Settings
 from carepath.store import open_database, upgrade
 from carepath.store.schema import Base
 from tests.event_types import install as _install_test_event_types
+from tests.pg_admin import admin
 
 _install_test_event_types()  # the tests' own event types (program.joined ...), declared as a plugin would
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
@@ -139,12 +140,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 def _admin(command: str) -> None:
     """Run ``command`` on the server's ``postgres`` database, outside a transaction."""
-    admin = open_database(make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False))
-    try:
-        with admin.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text(command))
-    finally:
-        admin.dispose()
+    admin(PG_URL, command)
 
 
 @pytest.fixture(scope="session")

@@ -17,33 +17,20 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from sqlalchemy import URL, make_url
+from sqlalchemy import make_url
+
+from tests.pg_admin import admin, server_url
 
 PREFIX = "carepath_prefect_"
-LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _admin_url() -> URL:
-    configured = os.environ.get("CAREPATH_TEST_DATABASE_URL", "")
-    base = configured if configured.startswith("postgresql") else LOCAL
-    return make_url(base).set(drivername="postgresql", database="postgres")
-
-
-def _connect(url: URL):
-    import psycopg
-
-    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True, connect_timeout=3)
 
 
 def create() -> Optional[str]:
     """A new empty database for the Prefect server (its ``asyncpg`` URL), or ``None`` when no PostgreSQL answers."""
-    url = _admin_url()
+    url = server_url()
     name = f"{PREFIX}{os.getpid()}"
     try:
-        with _connect(url) as conn:
-            _drop_orphans(conn)
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
+        admin(url, *_orphans(url), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"',
+              timeout=3)
     except Exception:  # no PostgreSQL here (or not ours to use): Prefect keeps its SQLite file
         return None
     return url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
@@ -51,20 +38,17 @@ def create() -> Optional[str]:
 
 def drop(prefect_url: str) -> None:
     """Drop the database :func:`create` made (after its server has stopped)."""
-    url = make_url(prefect_url)
     try:
-        with _connect(url.set(drivername="postgresql", database="postgres")) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        admin(prefect_url, f'DROP DATABASE IF EXISTS "{make_url(prefect_url).database}" WITH (FORCE)', timeout=3)
     except Exception:  # dropped by the next run (its owner is gone by then)
         pass
 
 
-def _drop_orphans(conn) -> None:
-    """Drop the Prefect databases of test runs whose process is gone (where processes can be looked up)."""
+def _orphans(url) -> list[str]:
+    """``DROP`` commands for the Prefect databases of test runs whose process is gone (where processes can be
+    looked up)."""
     if not os.path.isdir("/proc"):
-        return
-    rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (PREFIX.replace("_", "\\_") + "%",))
-    for (name,) in rows.fetchall():
-        pid = name[len(PREFIX):]
-        if pid.isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return []
+    rows = admin(url, "SELECT datname FROM pg_database WHERE datname LIKE 'carepath\\_prefect\\_%'", timeout=3)
+    return [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for (name,) in rows
+            if (pid := name[len(PREFIX):]).isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}")]

@@ -1,0 +1,93 @@
+"""Where ``carepath serve``'s local Prefect server keeps its state.
+
+Prefect's default store is a SQLite file under its home. Under the load of a few workers running
+flows every second or two, that file's single writer made the whole Prefect server answer nothing
+for up to a minute at a time (Prefect waits up to 60 s for SQLite's write lock): every run, and so
+every send, started a minute late (docs/operations.md, "Prefect server on PostgreSQL"). So:
+
+- a database the operator chose (``PREFECT_SERVER_DATABASE_CONNECTION_URL``, or its older name
+  ``PREFECT_API_DATABASE_CONNECTION_URL``) is used as it is;
+- when carepath itself runs on PostgreSQL, the local server gets a database of its own on the same
+  server, ``<carepath's database>_prefect``, created on first start (the role needs ``CREATEDB``
+  once; an existing database is used as it is);
+- otherwise, or when that database cannot be created, Prefect keeps its SQLite file, and the line
+  printed at start says why and what to set.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+
+from carepath.store.database import open_database, shown_url
+
+#: the Prefect settings naming its server's database (the current name first)
+SETTINGS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
+SUFFIX = "_prefect"
+#: libpq's ``sslmode`` values, which asyncpg takes as ``ssl``
+_SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+
+@dataclass(frozen=True)
+class PrefectDatabase:
+    """What the local Prefect server is started with: ``env`` added to its environment, ``said`` told the operator."""
+
+    said: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def prefect_database(carepath_url: str, environ: Mapping[str, str] = os.environ) -> PrefectDatabase:
+    """The database for a local Prefect server of the carepath installation on ``carepath_url``."""
+    for name in SETTINGS:
+        if environ.get(name):
+            return PrefectDatabase(f"Prefect's database: {shown_url(environ[name])} (from {name})")
+    url = make_url(carepath_url)
+    if url.get_backend_name() != "postgresql":
+        return PrefectDatabase("Prefect's database: a SQLite file under its home (carepath runs on SQLite; for "
+                               "several workers put Prefect on PostgreSQL: docs/operations.md)")
+    target = url.set(database=f"{url.database}{SUFFIX}")
+    try:
+        asyncpg_url = _asyncpg(target)
+        created = ensure_database(carepath_url, target.database)
+    except Exception as exc:  # noqa: BLE001 - any refusal is told, and Prefect keeps SQLite
+        reason = " ".join(str(exc).split())[:300]
+        return PrefectDatabase(f"Prefect's database: a SQLite file under its home, because PostgreSQL database "
+                               f"{target.database} could not be used ({type(exc).__name__}: {reason}). Under load a "
+                               f"SQLite-backed Prefect server can stop answering for up to a minute: create it "
+                               f"(CREATE DATABASE \"{target.database}\") or set {SETTINGS[0]}")
+    how = "created now" if created else "existing"
+    return PrefectDatabase(f"Prefect's database: PostgreSQL {shown_url(target.render_as_string(hide_password=False))} "
+                           f"({how})", {SETTINGS[0]: asyncpg_url})
+
+
+def ensure_database(carepath_url: str, name: str) -> bool:
+    """Create database ``name`` on the PostgreSQL server of ``carepath_url`` unless it exists; whether it was created."""
+    engine = open_database(carepath_url)
+    try:
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+                return False
+            quoted = conn.dialect.identifier_preparer.quote(name)
+            conn.execute(text(f"CREATE DATABASE {quoted}"))
+            return True
+    finally:
+        engine.dispose()
+
+
+def _asyncpg(url: URL) -> str:
+    """``url`` for Prefect's asyncpg driver (libpq's ``sslmode`` becomes asyncpg's ``ssl``); other query options
+    are refused (asyncpg would not know them)."""
+    query = dict(url.query)
+    mode = query.pop("sslmode", None)
+    if query:
+        raise ValueError(f"connection options {', '.join(sorted(query))} have no asyncpg equivalent")
+    if mode is not None:
+        if mode not in _SSL_MODES:
+            raise ValueError(f"sslmode={mode} is not one of {', '.join(sorted(_SSL_MODES))}")
+        query["ssl"] = mode
+    return url.set(drivername="postgresql+asyncpg", query=query).render_as_string(hide_password=False)
