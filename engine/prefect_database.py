@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import URL, make_url
 
 from carepath.store.database import open_database, shown_url
@@ -28,6 +29,7 @@ from carepath.store.database import open_database, shown_url
 #: the Prefect settings naming its server's database (the current name first)
 SETTINGS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
 SUFFIX = "_prefect"
+MAX_NAME = 63  # bytes of a PostgreSQL identifier
 #: libpq's ``sslmode`` values, which asyncpg takes as ``ssl``
 _SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
@@ -49,7 +51,7 @@ def prefect_database(carepath_url: str, environ: Mapping[str, str] = os.environ)
     if url.get_backend_name() != "postgresql":
         return PrefectDatabase("Prefect's database: a SQLite file under its home (carepath runs on SQLite; for "
                                "several workers put Prefect on PostgreSQL: docs/operations.md)")
-    target = url.set(database=f"{url.database}{SUFFIX}")
+    target = url.set(database=prefect_name(url.database or ""))
     try:
         asyncpg_url = _asyncpg(target)
         created = ensure_database(carepath_url, target.database)
@@ -64,16 +66,29 @@ def prefect_database(carepath_url: str, environ: Mapping[str, str] = os.environ)
                            f"({how})", {SETTINGS[0]: asyncpg_url})
 
 
+def prefect_name(database: str) -> str:
+    """``<database>_prefect``, the carepath database's name shortened to keep within PostgreSQL's 63 bytes."""
+    stem = database.encode()[:MAX_NAME - len(SUFFIX)].decode(errors="ignore")
+    return f"{stem}{SUFFIX}"
+
+
 def ensure_database(carepath_url: str, name: str) -> bool:
-    """Create database ``name`` on the PostgreSQL server of ``carepath_url`` unless it exists; whether it was created."""
+    """Create database ``name`` on the PostgreSQL server of ``carepath_url`` unless it exists; whether it was created.
+
+    Two workers starting at once may both try: the one whose ``CREATE`` loses finds the database there and uses it."""
     engine = open_database(carepath_url)
     try:
         with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+            exists = text("SELECT 1 FROM pg_database WHERE datname = :n")
+            if conn.execute(exists, {"n": name}).first():
                 return False
-            quoted = conn.dialect.identifier_preparer.quote(name)
-            conn.execute(text(f"CREATE DATABASE {quoted}"))
+            try:
+                conn.execute(text(f"CREATE DATABASE {conn.dialect.identifier_preparer.quote(name)}"))
+            except DBAPIError:
+                if conn.execute(exists, {"n": name}).first():  # made meanwhile by another worker
+                    return False
+                raise
             return True
     finally:
         engine.dispose()

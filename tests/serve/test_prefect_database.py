@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from sqlalchemy import make_url
 
-from carepath.prefect_database import SETTINGS, prefect_database
+from carepath.prefect_database import SETTINGS, ensure_database, prefect_database, prefect_name
 from carepath.prefect_server import PrefectServer, free_port
 from tests.pg_admin import admin, server_url
 from tests.serve.helpers import CountingSink, ServeProcess, serve_env, webhook_config
@@ -49,6 +49,14 @@ def test_on_postgresql_the_prefect_server_gets_a_database_beside_carepaths(carep
     assert (given.drivername, given.database, given.host) == ("postgresql+asyncpg", target, carepath_db.host)
     again = prefect_database(url, environ={})  # a restart uses it as it is
     assert again.env == first.env and again.said.endswith("(existing)")
+
+
+def test_a_long_name_is_shortened_the_same_way_every_start(carepath_db) -> None:
+    long = "a" * 60
+    assert prefect_name(long) == "a" * 55 + "_prefect" and len(prefect_name("医" * 30).encode()) <= 63
+    name = prefect_name(carepath_db.database)
+    url = carepath_db.render_as_string(hide_password=False)
+    assert ensure_database(url, name) is True and ensure_database(url, name) is False
 
 
 def test_a_role_that_may_not_create_it_keeps_sqlite_and_says_what_to_do(carepath_db) -> None:
