@@ -12,6 +12,7 @@ to journeys as a ``checkin.recorded`` event (stored when a journey listens to it
 from __future__ import annotations
 
 import unicodedata
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Iterable
@@ -23,6 +24,7 @@ from carepath.definition.measures import (BLOOD_PRESSURE, MEASURES, canonical, p
                                          word_measure)
 from carepath.definition.model import Checkin
 from carepath.runtime.policy import zone
+from carepath.store.driver import DriverQuery
 from carepath.store.schema import CheckinRow, Enrollment, Patient, Touchpoint
 
 if TYPE_CHECKING:
@@ -66,16 +68,21 @@ _LAST_SENT = select(Touchpoint.id, Touchpoint.sent_at).where(
     Touchpoint.sent_at.is_not(None)).order_by(Touchpoint.sent_at.desc()).limit(1)
 
 
+# (both on SQLite on the driver's cursor: every reply reads them)
+_ACTIVE_Q, _LAST_SENT_Q = DriverQuery(_ACTIVE), DriverQuery(_LAST_SENT)
+_ActiveRow = namedtuple("_ActiveRow", ["id", "journey", "version"])
+
+
 def targets(conn: Connection, engine: "Engine", patient_id: int) -> list[CheckinTarget]:
     """The check-in prompts of the patient's active enrollments, the most recently sent first."""
     found: list[CheckinTarget] = []
-    for enrollment in conn.execute(_ACTIVE, {"p": patient_id}):
+    for enrollment in map(_ActiveRow._make, _ACTIVE_Q.rows(conn, {"p": patient_id})):
         journey = engine.journey_version(enrollment.journey, enrollment.version)
         steps = [s for s in (journey.steps if journey else []) if isinstance(s.action, Checkin)]
         for step in steps:
-            last = conn.execute(_LAST_SENT, {"e": enrollment.id, "s": step.id}).first()
+            last = next(iter(_LAST_SENT_Q.rows(conn, {"e": enrollment.id, "s": step.id})), None)  # (id, sent_at)
             found.append(CheckinTarget(enrollment.id, patient_id, enrollment.journey, step.id, step.action,
-                                       last.id if last else None, last.sent_at if last else None))
+                                       last[0] if last else None, last[1] if last else None))
     epoch = datetime.min.replace(tzinfo=zone("UTC"))
     return sorted(found, key=lambda t: t.sent_at or epoch, reverse=True)
 

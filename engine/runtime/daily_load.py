@@ -11,11 +11,11 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, String, bindparam, select
 
 from carepath.definition.model import Category, Journey
 from carepath.store.driver import DriverQuery
-from carepath.store.statements import among
+from carepath.store.statements import among, is_postgres
 from carepath.store.schema import Enrollment, JourneyVersion, Touchpoint
 
 COUNTED = ("scheduled", "claimed", "sent", "delivered")
@@ -28,12 +28,15 @@ NON_URGENT = [c.value for c in Category if c is not Category.urgent]
 #: again from the database (nothing here depends on what this process planned before).
 _CONDITIONAL: dict[tuple[str, str], frozenset[str]] = {}
 # built once: the stored versions of some journeys, their definitions, the versions enrollments are pinned to
-_STORED = select(JourneyVersion.journey, JourneyVersion.version).where(
-    JourneyVersion.journey.in_(bindparam("names", expanding=True)))
+# (the two read on every day load: the names / ids one list, see ``among``, by whether the database is PostgreSQL;
+# on SQLite run on the driver's cursor)
+_STORED = {pg: DriverQuery(select(JourneyVersion.journey, JourneyVersion.version).where(
+    among(JourneyVersion.journey, "names", pg, String))) for pg in (False, True)}
 _DEFINITIONS = select(JourneyVersion.journey, JourneyVersion.version, JourneyVersion.definition).where(
     JourneyVersion.journey.in_(bindparam("names", expanding=True)),
     JourneyVersion.version.in_(bindparam("versions", expanding=True)))
-_PINNED = select(Enrollment.id, Enrollment.version).where(Enrollment.id.in_(bindparam("ids", expanding=True)))
+_PINNED = {pg: DriverQuery(select(Enrollment.id, Enrollment.version).where(among(Enrollment.id, "ids", pg)))
+           for pg in (False, True)}
 
 
 def conditional_steps(conn: Connection, journeys: Iterable[str]) -> dict[str, dict[str, frozenset[str]]]:
@@ -45,7 +48,7 @@ def conditional_steps(conn: Connection, journeys: Iterable[str]) -> dict[str, di
     names = set(journeys)
     if not names:
         return {}
-    stored = conn.execute(_STORED, {"names": list(names)}).all()
+    stored = _STORED[is_postgres(conn)].rows(conn, {"names": sorted(names)})
     missing = {(j, v) for j, v in stored if (j, v) not in _CONDITIONAL}
     if missing:
         for journey, version, definition in conn.execute(_DEFINITIONS, {
@@ -77,7 +80,7 @@ def _pending_conditional(conn: Connection, rows: Sequence[tuple[int, int, str, s
     enrollments = list({r[1] for r in ask})
     pinned: dict[int, str] = {}
     for start in range(0, len(enrollments), 5000):
-        pinned.update(conn.execute(_PINNED, {"ids": enrollments[start:start + 5000]}).all())
+        pinned.update(_PINNED[is_postgres(conn)].rows(conn, {"ids": enrollments[start:start + 5000]}))
     return found | {tid for tid, eid, journey, step in ask
                     if step in by_journey[journey].get(pinned.get(eid, ""), ())}
 

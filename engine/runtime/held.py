@@ -10,12 +10,14 @@ expires with its reason (:func:`expire_held`, run by the maintenance flow).
 
 from __future__ import annotations
 
+from collections import namedtuple
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
 from sqlalchemy import Connection, bindparam, select, text, update
 
 from carepath.definition.durations import format_duration
+from carepath.store.driver import DriverQuery
 from carepath.store.schema import Event
 
 if TYPE_CHECKING:
@@ -32,6 +34,9 @@ _HELD_COLUMNS = (Event.id, Event.type, Event.source, Event.source_id, Event.occu
 _HELD_FOR_EPISODE = select(*_HELD_COLUMNS).where(
     Event.patient_id == bindparam("p"), Event.status == HELD, Event.hold_key == bindparam("k")).order_by(
     Event.occurred_at, Event.id)
+_HELD_FOR_EPISODE_Q = DriverQuery(_HELD_FOR_EPISODE)  # every new enrollment with a key runs it: the driver's cursor
+#: a held event's row as :func:`held_for_episode` returns it
+HeldRow = namedtuple("HeldRow", [column.key for column in _HELD_COLUMNS])
 
 
 def episode_missing(journey: str, field: str, value: Any) -> str:
@@ -64,7 +69,7 @@ def held_for_patient(conn: Connection, mrn_hashes: Sequence[str]) -> list[Any]:
 
 def held_for_episode(conn: Connection, patient_id: int, key: str) -> list[Any]:
     """Events of a registered patient held until an enrollment for episode ``key`` exists, oldest first."""
-    return list(conn.execute(_HELD_FOR_EPISODE, {"p": patient_id, "k": key}))
+    return list(map(HeldRow._make, _HELD_FOR_EPISODE_Q.rows(conn, {"p": patient_id, "k": key})))
 
 
 def released(conn: Connection, row: Any, *, status: str, summary: str, now: datetime) -> None:

@@ -13,14 +13,14 @@ from carepath.definition.events import EventIn
 from carepath.definition.expressions import evaluate
 from carepath.definition.model import Category, Journey, OnEvent
 from carepath.runtime.held import STALE, episode_missing, held_for_episode, released
-from carepath.runtime.ingest_reads import (ENROLLMENT_BY_ID, ENROLLMENT_STATUSES, EPISODE_KNOWN, EPISODE_STATUSES,
-                                           STEPS_OF)
+from carepath.runtime.ingest_reads import (ENROLLMENT_BY_ID_Q, ENROLLMENT_STATUSES_Q, EPISODE_KNOWN_Q,
+                                           EPISODE_STATUSES_Q, STEPS_OF_IDS, ActiveEnrollment)
 from carepath.runtime.ingest_result import IngestResult
 from carepath.runtime.planner import Planned, anchor_values
 from carepath.runtime import horizon  # issue 19
 from carepath.runtime.refused import refused_episodes, supersede_refused
 from carepath.runtime.scheduling import cancel_pending, plan_new_enrollments, plan_single, replan_anchor
-from carepath.store.statements import insert_returning, update_by_id
+from carepath.store.statements import insert_returning, is_postgres, update_by_id
 from carepath.store.schema import Enrollment
 
 from carepath.runtime.ingest_facts import (_anchor_time, _business_identity, _cancel_open_tasks, _fact, _utc,
@@ -28,6 +28,12 @@ from carepath.runtime.ingest_facts import (_anchor_time, _business_identity, _ca
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
+
+
+def _enrollment(conn: Connection, enrollment_id: int) -> Any:
+    """The enrollment's row, every column by name (``ActiveEnrollment``); read on SQLite's driver cursor."""
+    (row,) = ENROLLMENT_BY_ID_Q.rows(conn, {"e": enrollment_id})  # exactly one, as ``.one()`` asked
+    return ActiveEnrollment._make(row)
 
 
 class EnrollmentLifecycle:
@@ -44,8 +50,7 @@ class EnrollmentLifecycle:
                     or ev.type not in self._reacts_to(journey):
                 continue
             key = str(ev.payload[name])
-            known = conn.execute(EPISODE_KNOWN, {"p": patient_id, "j": journey.name, "k": key}).first()
-            if known is None:
+            if not EPISODE_KNOWN_Q.rows(conn, {"p": patient_id, "j": journey.name, "k": key}):
                 result.held.append(episode_missing(journey.name, name, key))
                 result.hold_key = key
 
@@ -53,7 +58,7 @@ class EnrollmentLifecycle:
                          result: IngestResult) -> None:
         """Apply, oldest first, the events that waited for this new enrollment's episode."""
         eng = self.engine
-        enrollment = conn.execute(ENROLLMENT_BY_ID, {"e": enrollment_id}).one()
+        enrollment = _enrollment(conn, enrollment_id)
         if enrollment.key is None:
             return
         journey = eng.journey_version(enrollment.journey, enrollment.version)
@@ -72,7 +77,7 @@ class EnrollmentLifecycle:
             result.released += 1
             result.urgent_touchpoints += sub.urgent_touchpoints
             result.due_now += sub.due_now
-            enrollment = conn.execute(ENROLLMENT_BY_ID, {"e": enrollment_id}).one()
+            enrollment = _enrollment(conn, enrollment_id)
 
     def _episode_key(self, ev: EventIn) -> str | None:
         """The episode key of the first keyed journey ``ev`` enrolls on (kept on a refused event)."""
@@ -143,9 +148,9 @@ class EnrollmentLifecycle:
         """``never``: once per patient; ``per_key``: once per episode key, an exited episode never again;
         ``after_exit``: whenever no enrollment of the journey is active."""
         if journey.reentry == "per_key":
-            statuses = list(conn.execute(EPISODE_STATUSES, {"p": patient_id, "j": journey.name, "k": key}).scalars())
+            statuses = [r[0] for r in EPISODE_STATUSES_Q.rows(conn, {"p": patient_id, "j": journey.name, "k": key})]
         else:
-            statuses = list(conn.execute(ENROLLMENT_STATUSES, {"p": patient_id, "j": journey.name}).scalars())
+            statuses = [r[0] for r in ENROLLMENT_STATUSES_Q.rows(conn, {"p": patient_id, "j": journey.name})]
         if journey.reentry in ("never", "per_key"):
             return not statuses
         return "active" not in statuses
@@ -221,7 +226,7 @@ class EnrollmentLifecycle:
         ids = plan_single(conn, enrollment_id=enrollment.id, patient_id=enrollment.patient_id, tz=tz,
                           journey=journey, planned=planned, now=now, policy=self.engine.policy)
         result.planned += len(ids)
-        fresh = dict(conn.execute(STEPS_OF, {"ids": ids}).all()) if ids else {}
+        fresh = dict(STEPS_OF_IDS[is_postgres(conn)].rows(conn, {"ids": ids})) if ids else {}
         result.resent += [f"{journey.name}.{s.id} already planned for {identities[s.id]}"
                           for s in steps if s.id not in fresh.values()]
         urgent = {s.id for s in steps if s.category is Category.urgent and s.trigger.delay == timedelta(0)}

@@ -67,6 +67,15 @@ EPISODE_KNOWN = select(Enrollment.id).where(Enrollment.patient_id == bindparam("
 #: the steps of touchpoints by id
 STEPS_OF = select(Touchpoint.id, Touchpoint.step).where(Touchpoint.id.in_(bindparam("ids", expanding=True)))
 ENROLLMENT_BY_ID = select(Enrollment.__table__).where(Enrollment.id == bindparam("e"))
+#: the three reads above that every event of a journey with an episode key (or an ``on`` step) runs, on SQLite on the
+#: driver's cursor (:class:`~carepath.store.driver.DriverQuery`; rows are tuples)
+ENROLLMENT_STATUSES_Q = DriverQuery(ENROLLMENT_STATUSES)
+EPISODE_STATUSES_Q = DriverQuery(EPISODE_STATUSES)
+EPISODE_KNOWN_Q = DriverQuery(EPISODE_KNOWN)
+ENROLLMENT_BY_ID_Q = DriverQuery(ENROLLMENT_BY_ID)  # (rows as ``ActiveEnrollment``: every column, by name)
+#: ``STEPS_OF`` with the ids bound as one list (``among``: no expanding ``IN``), by whether the database is PostgreSQL
+STEPS_OF_IDS = {pg: DriverQuery(select(Touchpoint.id, Touchpoint.step).where(among(Touchpoint.id, "ids", pg)))
+                for pg in (False, True)}
 
 #: patients by MRN hash (merged and erased ones too), lowest id first, by whether the database is PostgreSQL (the
 #: hashes one array there, one JSON list on SQLite: see ``among``); SQLite runs it on the driver's cursor

@@ -22,12 +22,14 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from carepath.store.audit import audit
 from carepath.store.conversation_schema import HealthManager
+from carepath.store.driver import DriverQuery
 
 if TYPE_CHECKING:
     from carepath.engine import Engine
 
 SOURCES = ("config", "csv", "cli", "wecom", "api")
 _MANAGER_OF = select(HealthManager.manager).where(HealthManager.patient_id == bindparam("p"))  # built once
+_MANAGER_OF_Q = DriverQuery(_MANAGER_OF)  # (on SQLite the driver's cursor: every reply routed reads it)
 
 
 class ManagerError(ValueError):
@@ -70,7 +72,8 @@ def assign(engine: "Engine", patient_id: int, manager: str, *, source: str = "ap
 
 def manager_of(conn: Connection, engine: "Engine", patient_id: int) -> str | None:
     """The patient's health manager: the one assigned, else ``[conversations] default_manager``, else None."""
-    found = conn.execute(_MANAGER_OF, {"p": patient_id}).scalar()
+    rows = _MANAGER_OF_Q.rows(conn, {"p": patient_id})
+    found = rows[0][0] if rows else None
     return found or engine.config.conversations.default_manager
 
 

@@ -42,7 +42,7 @@ from carepath.runtime.portrait_load import (SENSITIVE_PURPOSE, from_stored_row, 
 __all__ = ["KEEP_DAYS", "RECENT", "IDLE_PREFIX", "raw_time", "record_facts", "record_fact", "cancel_idle",
            "change_facts", "add_diagnoses", "Updater", "register_updater", "Counted", "counts", "INPATIENT_CLASSES",
            "apply_event", "record_diagnoses", "sent_messages", "record_sends", "record_delivered", "prune_days",
-           "ROW_STATEMENT", "ensure_row", "SENSITIVE_PURPOSE", "from_stored_row", "load_portraits",
+           "ROW_STATEMENT", "ensure_row", "ensure_rows", "SENSITIVE_PURPOSE", "from_stored_row", "load_portraits",
            "with_portraits", "with_portraits_on_read"]
 
 KEEP_DAYS = max(WINDOWS) + 1  # day rows older than this are pruned by maintenance
@@ -218,13 +218,13 @@ def _admitted(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -
 
 
 INPATIENT_CLASSES = {"inpatient", "i", "imp", "住院"}
-_ADMITTED_NOW = text("SELECT admitted FROM portraits WHERE patient_id = :p")
+_ADMITTED_NOW = "SELECT admitted FROM portraits WHERE patient_id = ?"  # on the driver's cursor (statements.fetch)
 
 
 def _discharged(conn: Connection, cipher: Any, pid: int, ev: Any, now: datetime) -> None:
     """The end of a stay counts as a discharge; the end of an outpatient visit (the same event type from many
     HIS, told apart by ``patient_class`` or by no admission before it) counts as nothing more than its visit."""
-    was_admitted = conn.execute(_ADMITTED_NOW, {"p": pid}).scalar()
+    was_admitted = next(iter(fetch(conn, _ADMITTED_NOW, (pid,))), (None,))[0]
     inpatient = bool(was_admitted) or str(ev.payload.get("patient_class") or "").strip().lower() in INPATIENT_CLASSES
     if inpatient:
         record_fact(conn, pid, "discharge", ev.occurred_at, now=now)
@@ -338,6 +338,12 @@ def prune_days(conn: Connection, now: datetime) -> int:
 
 
 ROW_STATEMENT = text(_ROW_SQL).bindparams(f=False)
+
+
+def ensure_rows(conn: Connection, patient_ids: Iterable[int], raw_now: Any) -> None:
+    """Create the portrait rows of these patients that do not exist yet (``raw_now``: :func:`raw_time`), in one
+    ``executemany`` on the driver's cursor (what ``ROW_STATEMENT`` does through SQLAlchemy)."""
+    execute_many(conn, _ROW_DRIVER_SQL, [(p, False, raw_now) for p in patient_ids])
 
 
 def ensure_row(conn: Connection, patient_id: int, now: datetime) -> None:

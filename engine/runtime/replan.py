@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, String, bindparam, select, update
 
 from carepath.definition.model import Journey
 from carepath.runtime.bulk_writes import insert_touchpoints, touchpoint_rows
@@ -15,7 +16,9 @@ from carepath.runtime.daily_load import day_loads
 from carepath.runtime.planner import CAP_DROPPED, MISSED_SKIPPED, DayLoad, Planned, plan_anchored, revised, revision
 from carepath.runtime.policy import Policy
 from carepath.runtime.series import on_horizon  # issue 19
+from carepath.store.driver import DriverQuery
 from carepath.store.schema import Touchpoint
+from carepath.store.statements import among, is_postgres
 
 ANCHOR_CANCELLED = "anchor cancelled"
 # a touchpoint in one of these states told (or is telling) the patient about the anchor's old value
@@ -29,9 +32,11 @@ SUPERSEDED = "cancelled: the time moved while it was in flight; its re-send tell
 
 
 # built once: the touchpoints of an enrollment's steps, and the re-timing of pending ones
-_OF_STEPS = select(Touchpoint.id, Touchpoint.step, Touchpoint.occurrence, Touchpoint.status, Touchpoint.reason,
-                   Touchpoint.anchor_at).where(Touchpoint.enrollment_id == bindparam("e"),
-                                               Touchpoint.step.in_(bindparam("steps", expanding=True)))
+# (the steps one list, see ``among``, by whether the database is PostgreSQL; on SQLite run on the driver's cursor)
+_OF_STEPS = {pg: DriverQuery(select(Touchpoint.id, Touchpoint.step, Touchpoint.occurrence, Touchpoint.status,
+                                    Touchpoint.reason, Touchpoint.anchor_at).where(
+    Touchpoint.enrollment_id == bindparam("e"), among(Touchpoint.step, "steps", pg, String))) for pg in (False, True)}
+_StepRow = namedtuple("_StepRow", ["id", "step", "occurrence", "status", "reason", "anchor_at"])
 _RETIME = update(Touchpoint).where(Touchpoint.id == bindparam("b_id")).values(
     due_at=bindparam("b_due"), planned_at=bindparam("b_planned"), status=bindparam("b_status"),
     reason=bindparam("b_reason"), anchor_at=bindparam("b_anchor"), updated_at=bindparam("b_now"))
@@ -62,7 +67,8 @@ def replan_anchor(conn: Connection, *, enrollment_id: int, patient_id: int, tz: 
         return counts
     latest: dict[tuple[str, str], tuple[int, object]] = {}
     told: dict[tuple[str, str], tuple[int, object]] = {}  # the latest revision that reached the patient
-    for row in conn.execute(_OF_STEPS, {"e": enrollment_id, "steps": [s.id for s in steps]}):
+    for row in map(_StepRow._make, _OF_STEPS[is_postgres(conn)].rows(conn, {"e": enrollment_id,
+                                                                            "steps": [s.id for s in steps]})):
         base, rev = revision(row.occurrence)
         for seen, keep in ((latest, True), (told, row.status in TOLD)):
             if keep and ((row.step, base) not in seen or seen[(row.step, base)][0] < rev):

@@ -19,7 +19,8 @@ from carepath.runtime.bulk_writes import (KEY, executemany_raw, insert_enrollmen
                                           touchpoint_rows)
 from carepath.runtime.daily_load import (COUNTED, NON_URGENT, PENDING_COUNTED, conditional_steps, day_loads,
                                          remember_conditional)
-from carepath.store.statements import among
+from carepath.store.driver import DriverQuery
+from carepath.store.statements import among, is_postgres
 from carepath.runtime.planner import (DayLoad, Planned, apply_policy, idempotency_key, plan_anchored,
                                       takes_slot)
 from carepath.runtime.policy import Policy
@@ -33,9 +34,10 @@ __all__ = ["ALREADY_TOLD", "ANCHOR_CANCELLED", "COUNTED", "KEY", "NON_URGENT", "
 
 PENDING = ("scheduled",)
 
-_KNOWN_KEYS = {pg: select(Touchpoint.idempotency_key).where(among(Touchpoint.idempotency_key, "keys", pg, String))
-               for pg in (False, True)}
-_IDS_OF_KEYS = {pg: select(Touchpoint.id).where(among(Touchpoint.idempotency_key, "keys", pg, String))
+#: run on SQLite's driver cursor (:class:`~carepath.store.driver.DriverQuery`): once or twice per ``on`` event
+_KNOWN_KEYS = {pg: DriverQuery(select(Touchpoint.idempotency_key).where(
+    among(Touchpoint.idempotency_key, "keys", pg, String))) for pg in (False, True)}
+_IDS_OF_KEYS = {pg: DriverQuery(select(Touchpoint.id).where(among(Touchpoint.idempotency_key, "keys", pg, String)))
                 for pg in (False, True)}
 
 
@@ -90,8 +92,7 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
     existing: set[str] = set()
     keys = [k for _, _, k in keyed]
     for start in range(0, len(keys), 5000):
-        existing.update(conn.execute(_KNOWN_KEYS[conn.dialect.name == "postgresql"],
-                                     {"keys": keys[start:start + 5000]}).scalars())
+        existing.update(r[0] for r in _KNOWN_KEYS[is_postgres(conn)].rows(conn, {"keys": keys[start:start + 5000]}))
     fresh: dict[tuple[int, int, str, str], list[Planned]] = defaultdict(list)
     journeys: dict[str, Journey] = {}
     for (enrollment_id, patient_id, tz, journey, _), p, key in keyed:
@@ -117,7 +118,7 @@ def plan_batch(conn: Connection, entries: Sequence[tuple[int, int, str, Journey,
     new_keys = [r[KEY] for r in rows]
     ids: list[int] = []
     for start in range(0, len(new_keys), 5000):
-        ids.extend(conn.execute(_IDS_OF_KEYS[conn.dialect.name == "postgresql"], {"keys": new_keys[start:start + 5000]}).scalars())
+        ids.extend(r[0] for r in _IDS_OF_KEYS[is_postgres(conn)].rows(conn, {"keys": new_keys[start:start + 5000]}))
     return ids
 
 

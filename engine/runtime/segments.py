@@ -32,7 +32,7 @@ from carepath.definition.portrait import WINDOWS
 from carepath.definition.segments import Segment, SegmentSet
 from carepath.store.statements import ID_CHUNK, execute_many, fetch, id_in
 from carepath.runtime.patients import load_patients
-from carepath.runtime.portrait import ROW_STATEMENT, raw_time, with_portraits
+from carepath.runtime.portrait import ensure_rows, raw_time, with_portraits
 from carepath.runtime.segment_cuts import compared_fields, position
 from carepath.store.schema import Patient, Portrait, PortraitDay, StoreMeta
 
@@ -180,7 +180,7 @@ def refresh(conn: Connection, engine: "Engine", patient_ids: Iterable[int], now:
     programmes = _programmes(conn, list(records))
     raw_now = raw_time(conn, now)
     if not reuse:  # (a loaded portrait was read from its row: it exists)
-        conn.execute(ROW_STATEMENT, [dict(p=pid, now=raw_now) for pid in records])
+        ensure_rows(conn, records, raw_now)
         records = with_portraits(conn, engine.cipher, records, now, segments.sensitive_code)
     derived: list[tuple[int, EventIn]] = []
     leave, enter, rows = [], [], []

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable
 
-from sqlalchemy import bindparam, event as sa_event, select
+from sqlalchemy import String, bindparam, event as sa_event, select
 
 from carepath.connectors.outbox import OutboxChannel, OutboxConfig
 from carepath.definition.events import EventIn
@@ -29,7 +29,9 @@ from carepath.simulation.costs import Prices
 from carepath.simulation.figures import Rows, figures_from, read_rows
 from carepath.simulation.population import Population, generate_population
 from carepath.store.schema import OutboxMessage, Touchpoint
+from carepath.store.driver import DriverQuery
 from carepath.store.sqlite_gate import reading
+from carepath.store.statements import among, db_time, fetch
 
 TICK = timedelta(minutes=30)
 #: maintenance jobs that change what journeys do, run once a virtual day (the others keep the store tidy)
@@ -83,13 +85,13 @@ class _Reactions:
 
     def schedule(self, now: datetime) -> None:
         with reading(self.engine.db) as conn:  # type: ignore[attr-defined]
-            rows = conn.execute(_SENT_SINCE, {"last": self.last_outbox_id}).all()
+            rows = _SENT_SINCE.rows(conn, {"last": self.last_outbox_id})
             if not rows:
                 return
             self.last_outbox_id = rows[-1][0]
             keys = {row[1]: row[1].rsplit(":", 1)[0] for row in rows}
-            tps = {k: (tid, journey, step) for tid, k, journey, step in conn.execute(
-                _SENT_STEPS, {"keys": sorted(set(keys.values()))})}
+            tps = {k: (tid, journey, step) for tid, k, journey, step in _SENT_STEPS.rows(
+                conn, {"keys": sorted(set(keys.values()))})}
         for _, key, channel, patient_id in rows:
             tp = tps.get(keys[key])
             if tp is None or patient_id not in self.mrns:  # a copy to a family member: they do not answer here
@@ -231,18 +233,20 @@ def _scratch_only(engine) -> None:  # noqa: ANN001 - an Engine
     engine.db.dispose()  # the connections opened so far are opened again, with it
 
 
-_DUE = select(Touchpoint.id).where(Touchpoint.status.in_(("scheduled", "claimed")),
-                                   Touchpoint.due_at <= bindparam("now")).limit(1)
-_SENT_SINCE = select(OutboxMessage.id, OutboxMessage.idempotency_key, OutboxMessage.channel,
-                     OutboxMessage.patient_id).where(OutboxMessage.id > bindparam("last")).order_by(OutboxMessage.id)
-_SENT_STEPS = select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.journey, Touchpoint.step).where(
-    Touchpoint.idempotency_key.in_(bindparam("keys", expanding=True)))
+# the simulation's own reads, once per tick or per tick that sent something: run on the driver's cursor (the scratch
+# database is SQLite; see carepath.store.driver)
+_DUE = "SELECT id FROM touchpoints WHERE status IN (?, ?) AND due_at <= ? LIMIT 1"
+_SENT_SINCE = DriverQuery(select(OutboxMessage.id, OutboxMessage.idempotency_key, OutboxMessage.channel,
+                                 OutboxMessage.patient_id).where(OutboxMessage.id > bindparam("last"))
+                          .order_by(OutboxMessage.id))
+_SENT_STEPS = DriverQuery(select(Touchpoint.id, Touchpoint.idempotency_key, Touchpoint.journey, Touchpoint.step).where(
+    among(Touchpoint.idempotency_key, "keys", False, String)))
 
 
 def _anything_due(engine, now: datetime) -> bool:  # noqa: ANN001 - an Engine
     """Whether a touchpoint is due (or a claim lapsed): an empty tick costs one indexed query, not a claim."""
     with reading(engine.db) as conn:  # no write lock taken for a look
-        return conn.execute(_DUE, {"now": now}).first() is not None
+        return bool(fetch(conn, _DUE, ("scheduled", "claimed", db_time(conn, now))))
 
 
 def _run_ticks(engine, clock: VirtualClock, events: list[EventIn], reactions: _Reactions, days: int,  # noqa: ANN001

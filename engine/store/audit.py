@@ -20,10 +20,11 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, event, insert, select, text
+from sqlalchemy import Connection, bindparam, event, insert, select, text
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.pool import Pool
 
+from carepath.store.driver import DriverQuery
 from carepath.store.schema import AuditEntry, StaffTask
 
 GENESIS = "0" * 64
@@ -67,13 +68,18 @@ def chain_head(conn: Connection) -> tuple[int, str]:
     return (int(row.seq), row.hash) if row is not None else (0, GENESIS)
 
 
+#: a task's patient (every audited task change reads it; on SQLite on the driver's cursor)
+_TASK_PATIENT = DriverQuery(select(StaffTask.patient_id).where(StaffTask.id == bindparam("t")))
+
+
 def _patient_of(conn: Connection, entity: str, entity_id: str | None) -> int | None:
     if entity_id is None or not entity_id.isdigit():
         return None
     if entity == "patient":
         return int(entity_id)
     if entity == "task":
-        return conn.execute(select(StaffTask.patient_id).where(StaffTask.id == int(entity_id))).scalar()
+        rows = _TASK_PATIENT.rows(conn, {"t": int(entity_id)})
+        return rows[0][0] if rows else None
     return None
 
 

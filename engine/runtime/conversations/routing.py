@@ -20,6 +20,7 @@ from carepath.runtime.conversations.intents import Outcome, TurnContext, intent_
 from carepath.runtime.conversations.replies import reply_channel, send_reply
 from carepath.runtime.conversations.turns import PENDING, conversation, finish, load_turn, record_outbound
 from carepath.store.conversation_schema import ConversationTurn
+from carepath.store.driver import DriverQuery
 from carepath.store.savepoints import savepoint
 from carepath.store.sqlite_gate import reading
 from carepath.store.schema import Event, Patient
@@ -34,6 +35,11 @@ _STATUS = select(ConversationTurn.status).where(ConversationTurn.id == bindparam
 _EVENT = select(Event.intent, Event.outcome).select_from(ConversationTurn) \
     .join(Event, Event.id == ConversationTurn.event_id).where(ConversationTurn.id == bindparam("t"))
 _NAME = select(Patient.name_enc).where(Patient.id == bindparam("p"))
+_STATUS_Q, _EVENT_Q, _NAME_Q = DriverQuery(_STATUS), DriverQuery(_EVENT), DriverQuery(_NAME)  # (driver's cursor)
+
+
+def _first(rows: "list[tuple]") -> "tuple | None":
+    return rows[0] if rows else None
 
 
 def route_turn(engine: "Engine", turn_id: int) -> Outcome | None:
@@ -48,13 +54,14 @@ def route_turn(engine: "Engine", turn_id: int) -> Outcome | None:
     classification = classify(engine, turn.text, turn.channel, history)
     now = engine.clock.now()
     with engine.db.begin() as conn:
-        status = conn.execute(_STATUS, {"t": turn_id}).scalar()
-        if status != PENDING:
+        status = _first(_STATUS_Q.rows(conn, {"t": turn_id}))
+        if status is None or status[0] != PENDING:
             return None
-        event = conn.execute(_EVENT, {"t": turn_id}).first()
-        name = conn.execute(_NAME, {"p": turn.patient_id}).scalar()
-        ctx = TurnContext(engine, conn, turn, history, classification, now, engine.cipher.decrypt(name),
-                          event.intent if event else None, event.outcome if event else None)
+        event = _first(_EVENT_Q.rows(conn, {"t": turn_id}))  # (intent, outcome)
+        name = _first(_NAME_Q.rows(conn, {"p": turn.patient_id}))
+        ctx = TurnContext(engine, conn, turn, history, classification, now,
+                          engine.cipher.decrypt(name[0] if name else None),
+                          event[0] if event else None, event[1] if event else None)
         outcome = None
         for handler_name, handler in intent_handlers():
             try:

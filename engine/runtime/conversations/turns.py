@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from carepath.masking import mask_text
 from carepath.store.conversation_schema import ConversationTurn
+from carepath.store.driver import DriverQuery
 from carepath.store.statements import insert_returning, update_by_id
 
 if TYPE_CHECKING:
@@ -26,6 +28,10 @@ _LAST_TURNS = select(ConversationTurn.__table__).where(ConversationTurn.patient_
 _LAST_TURNS_UP_TO = select(ConversationTurn.__table__).where(ConversationTurn.patient_id == bindparam("p"),
                                                              ConversationTurn.id <= bindparam("up_to")) \
     .order_by(ConversationTurn.id.desc()).limit(bindparam("n"))
+#: the three above as routing a reply runs them (on SQLite on the driver's cursor: DriverQuery), rows as named tuples
+_TURN_Q, _LAST_TURNS_Q, _LAST_TURNS_UP_TO_Q, _TURN_OF_EVENT_Q = (
+    DriverQuery(q) for q in (_TURN, _LAST_TURNS, _LAST_TURNS_UP_TO, _TURN_OF_EVENT))
+TurnRow = namedtuple("TurnRow", [column.key for column in ConversationTurn.__table__.columns])
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,9 @@ def record_inbound(conn: Connection, cipher: "Cipher", *, patient_id: int, event
                    text: str, at: datetime) -> int:
     """Store what the patient wrote as a ``pending`` turn (inside the ingest transaction); its id. An event applied
     again (released after waiting, repaired) keeps its one turn."""
-    existing = conn.execute(_TURN_OF_EVENT, {"e": event_id}).scalar()
-    if existing is not None:
-        return existing
+    existing = _TURN_OF_EVENT_Q.rows(conn, {"e": event_id})
+    if existing:
+        return existing[0][0]
     return insert_returning(conn, ConversationTurn, dict(
         patient_id=patient_id, event_id=event_id, direction=INBOUND, channel=channel, text_enc=cipher.encrypt(text),
         at=at, status=PENDING))
@@ -88,18 +94,18 @@ def _turn(cipher: "Cipher", row: Any) -> Turn:
 
 
 def load_turn(conn: Connection, cipher: "Cipher", turn_id: int) -> Turn | None:
-    row = conn.execute(_TURN, {"t": turn_id}).first()
-    return _turn(cipher, row) if row is not None else None
+    rows = _TURN_Q.rows(conn, {"t": turn_id})
+    return _turn(cipher, TurnRow._make(rows[0])) if rows else None
 
 
 def conversation(conn: Connection, cipher: "Cipher", patient_id: int, *, limit: int = 20,
                  up_to: int | None = None) -> list[Turn]:
     """The patient's last ``limit`` turns (up to turn ``up_to`` when given), oldest first."""
     if up_to is None:
-        rows = conn.execute(_LAST_TURNS, {"p": patient_id, "n": limit}).all()
+        rows = _LAST_TURNS_Q.rows(conn, {"p": patient_id, "n": limit})
     else:
-        rows = conn.execute(_LAST_TURNS_UP_TO, {"p": patient_id, "up_to": up_to, "n": limit}).all()
-    return [_turn(cipher, row) for row in reversed(rows)]
+        rows = _LAST_TURNS_UP_TO_Q.rows(conn, {"p": patient_id, "up_to": up_to, "n": limit})
+    return [_turn(cipher, TurnRow._make(row)) for row in reversed(rows)]
 
 
 def last_inbound_at(conn: Connection, patient_id: int, channel: str) -> datetime | None:
