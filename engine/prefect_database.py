@@ -56,9 +56,10 @@ def prefect_database(carepath_url: str, environ: Mapping[str, str] = os.environ)
         asyncpg_url = _asyncpg(target)
         created = ensure_database(carepath_url, target.database)
     except Exception as exc:  # noqa: BLE001 - any refusal is told, and Prefect keeps SQLite
-        reason = " ".join(str(exc).split())[:300]
+        cause = getattr(exc, "orig", None) or exc  # the driver's own words, not SQLAlchemy's wrapping
+        reason = " ".join(str(cause).split())[:300]
         return PrefectDatabase(f"Prefect's database: a SQLite file under its home, because PostgreSQL database "
-                               f"{target.database} could not be used ({type(exc).__name__}: {reason}). Under load a "
+                               f"{target.database} could not be used ({type(cause).__name__}: {reason}). Under load a "
                                f"SQLite-backed Prefect server can stop answering for up to a minute: create it "
                                f"(CREATE DATABASE \"{target.database}\") or set {SETTINGS[0]}")
     how = "created now" if created else "existing"
