@@ -80,7 +80,7 @@ def targets(conn: Connection, engine: "Engine", patient_id: int) -> list[Checkin
         journey = engine.journey_version(enrollment.journey, enrollment.version)
         steps = [s for s in (journey.steps if journey else []) if isinstance(s.action, Checkin)]
         for step in steps:
-            last = next(iter(_LAST_SENT_Q.rows(conn, {"e": enrollment.id, "s": step.id})), None)  # (id, sent_at)
+            last = _LAST_SENT_Q.first(conn, {"e": enrollment.id, "s": step.id})  # (id, sent_at)
             found.append(CheckinTarget(enrollment.id, patient_id, enrollment.journey, step.id, step.action,
                                        last[0] if last else None, last[1] if last else None))
     epoch = datetime.min.replace(tzinfo=zone("UTC"))

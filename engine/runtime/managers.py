@@ -72,9 +72,7 @@ def assign(engine: "Engine", patient_id: int, manager: str, *, source: str = "ap
 
 def manager_of(conn: Connection, engine: "Engine", patient_id: int) -> str | None:
     """The patient's health manager: the one assigned, else ``[conversations] default_manager``, else None."""
-    rows = _MANAGER_OF_Q.rows(conn, {"p": patient_id})
-    found = rows[0][0] if rows else None
-    return found or engine.config.conversations.default_manager
+    return _MANAGER_OF_Q.scalar(conn, {"p": patient_id}) or engine.config.conversations.default_manager
 
 
 def manager_team(engine: "Engine", manager: str | None) -> str:

@@ -78,8 +78,7 @@ def _patient_of(conn: Connection, entity: str, entity_id: str | None) -> int | N
     if entity == "patient":
         return int(entity_id)
     if entity == "task":
-        rows = _TASK_PATIENT.rows(conn, {"t": int(entity_id)})
-        return rows[0][0] if rows else None
+        return _TASK_PATIENT.scalar(conn, {"t": int(entity_id)})
     return None
 
 

@@ -100,6 +100,16 @@ class DriverQuery:
             out.append(tuple(values))
         return out
 
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> tuple | None:
+        """The statement's first row for ``params``, or None (``conn.execute(...).first()``)."""
+        rows = self.rows(conn, params)
+        return rows[0] if rows else None
+
+    def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row, or None (``conn.execute(...).scalar()``)."""
+        row = self.first(conn, params)
+        return row[0] if row is not None else None
+
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> None:
         """Run the statement (one without ``RETURNING``) for ``params``."""
         if conn.dialect.name != "sqlite":

@@ -38,10 +38,6 @@ _NAME = select(Patient.name_enc).where(Patient.id == bindparam("p"))
 _STATUS_Q, _EVENT_Q, _NAME_Q = DriverQuery(_STATUS), DriverQuery(_EVENT), DriverQuery(_NAME)  # (driver's cursor)
 
 
-def _first(rows: "list[tuple]") -> "tuple | None":
-    return rows[0] if rows else None
-
-
 def route_turn(engine: "Engine", turn_id: int) -> Outcome | None:
     """Route one pending turn and send its reply; None when it was no longer pending."""
     from carepath.runtime.conversations.handlers import fallback
@@ -54,13 +50,11 @@ def route_turn(engine: "Engine", turn_id: int) -> Outcome | None:
     classification = classify(engine, turn.text, turn.channel, history)
     now = engine.clock.now()
     with engine.db.begin() as conn:
-        status = _first(_STATUS_Q.rows(conn, {"t": turn_id}))
-        if status is None or status[0] != PENDING:
+        if _STATUS_Q.scalar(conn, {"t": turn_id}) != PENDING:
             return None
-        event = _first(_EVENT_Q.rows(conn, {"t": turn_id}))  # (intent, outcome)
-        name = _first(_NAME_Q.rows(conn, {"p": turn.patient_id}))
+        event = _EVENT_Q.first(conn, {"t": turn_id})  # (intent, outcome)
         ctx = TurnContext(engine, conn, turn, history, classification, now,
-                          engine.cipher.decrypt(name[0] if name else None),
+                          engine.cipher.decrypt(_NAME_Q.scalar(conn, {"p": turn.patient_id})),
                           event[0] if event else None, event[1] if event else None)
         outcome = None
         for handler_name, handler in intent_handlers():

@@ -66,9 +66,9 @@ def record_inbound(conn: Connection, cipher: "Cipher", *, patient_id: int, event
                    text: str, at: datetime) -> int:
     """Store what the patient wrote as a ``pending`` turn (inside the ingest transaction); its id. An event applied
     again (released after waiting, repaired) keeps its one turn."""
-    existing = _TURN_OF_EVENT_Q.rows(conn, {"e": event_id})
-    if existing:
-        return existing[0][0]
+    existing = _TURN_OF_EVENT_Q.scalar(conn, {"e": event_id})
+    if existing is not None:
+        return existing
     return insert_returning(conn, ConversationTurn, dict(
         patient_id=patient_id, event_id=event_id, direction=INBOUND, channel=channel, text_enc=cipher.encrypt(text),
         at=at, status=PENDING))
